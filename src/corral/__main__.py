@@ -1,0 +1,3 @@
+from corral.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""corral.rules (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""corral.sandbox (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""corral.supervisor (see ARCHITECTURE.md)."""

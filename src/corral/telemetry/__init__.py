@@ -1,0 +1,1 @@
+"""corral.telemetry (see ARCHITECTURE.md)."""
