@@ -1,0 +1,219 @@
+"""Admin requirements: constraints users cannot override.
+
+Sources, lowest to highest: ``/etc/corral/requirements.toml``, ``/etc/corral/managed/*.toml``
+(sorted; the Linux counterpart of macOS managed preferences), then the signed cloud bundle named
+in the system config. Composition is "every constraint holds": allowed-value lists intersect,
+deny lists and prefix rules accumulate, flags like ``managed_domains_only`` are OR-ed, and other
+scalars take the highest source.
+
+Whenever requirements cannot be trusted (wrong owner or writable by others while corral runs as
+a non-root user), read, parsed or verified, the most restrictive settings apply and the reason
+is kept in ``Requirements.restrictive_reason``: failing open here would hand the user the keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from corral.config.bundle import BundleRefused, load_cloud_bundle
+from corral.config.merge import dotted
+from corral.config.model import Requirements
+from corral.config.schema import REQUIREMENTS_SCHEMA, validate
+from corral.config.toml_io import TomlFile, parse_toml_text, read_toml_file
+from corral.errors import ConfigError
+
+MOST_RESTRICTIVE: dict[str, Any] = {
+    "allowed_approval_policies": ["untrusted"],
+    "allowed_approvals_reviewers": ["user"],
+    "allowed_permission_profiles": [":read-only"],
+    "default_permissions": ":read-only",
+    "network": {"managed_domains_only": True, "domains": {}},
+    "allow_managed_hooks_only": True,
+}
+
+_INTERSECT = ("allowed_approval_policies", "allowed_approvals_reviewers",
+              "allowed_permission_profiles")
+
+
+class _Untrusted(Exception):
+    pass
+
+
+def _check_owner(path: Path, st: os.stat_result, euid: int) -> None:
+    """Requirement files must be root-owned and not writable by group/others (unless we are root)."""
+    if euid == 0:
+        return
+    if st.st_uid != 0:
+        raise _Untrusted(f"{path} is owned by uid {st.st_uid}, not root")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise _Untrusted(f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})")
+
+
+def _check_dir(path: Path, euid: int) -> None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    _check_owner(path, st, euid)
+
+
+def allowed_profiles(value: Any) -> list[str] | None:
+    """``allowed_permission_profiles`` as a list (it may be a list or a ``{name = bool}`` table)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return [k for k, v in value.items() if v]
+    return list(value)
+
+
+def _compose(base: dict[str, Any], origins: dict[str, str], layer: dict[str, Any], src: str) -> None:
+    for key, value in layer.items():
+        if key in _INTERSECT:
+            new = allowed_profiles(value) if key == "allowed_permission_profiles" else list(value)
+            assert new is not None
+            if key in base:
+                new = [v for v in base[key] if v in new]
+            base[key] = new
+            origins[key] = src if key not in origins else f"{origins[key]} + {src}"
+        elif key == "rules":
+            rules = list(value.get("prefix_rules", []))
+            tagged = [dict(r, _source=src) for r in rules]
+            existing = base.setdefault("rules", {}).setdefault("prefix_rules", [])
+            base["rules"]["prefix_rules"] = tagged + existing  # higher sources first
+            origins["rules.prefix_rules"] = src
+        elif key == "filesystem":
+            deny = base.setdefault("filesystem", {}).setdefault("deny_read", [])
+            for p in value.get("deny_read", []):
+                if p not in deny:
+                    deny.append(p)
+            origins["filesystem.deny_read"] = src
+        elif key == "network":
+            net = base.setdefault("network", {})
+            if "managed_domains_only" in value:
+                net["managed_domains_only"] = bool(
+                    net.get("managed_domains_only", False) or value["managed_domains_only"]
+                )
+                origins["network.managed_domains_only"] = src
+            for dom, dec in value.get("domains", {}).items():
+                cur = net.setdefault("domains", {}).get(dom)
+                if cur != "deny":  # deny from any admin source sticks
+                    net["domains"][dom] = dec
+                origins[dotted(("network", "domains", dom))] = src
+            if "allow_local" in value:
+                net["allow_local"] = list(value["allow_local"])
+                origins["network.allow_local"] = src
+        elif key == "allow_managed_hooks_only":
+            base[key] = bool(base.get(key, False) or value)
+            origins[key] = src
+        elif isinstance(value, dict):
+            base.setdefault(key, {}).update(copy.deepcopy(value))
+            for sub in value:
+                origins[dotted((key, sub))] = src
+        else:
+            base[key] = copy.deepcopy(value)
+            origins[key] = src
+
+
+def _validated(tf: TomlFile) -> dict[str, Any]:
+    problems = validate(tf.data, REQUIREMENTS_SCHEMA)
+    if problems:
+        path, msg = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{tf.where(path)}: {msg}{more}")
+    return tf.data
+
+
+def restrictive(
+    reason: str,
+    sources: list[str] | None = None,
+    data: dict[str, Any] | None = None,
+    origins: dict[str, str] | None = None,
+) -> Requirements:
+    """The most restrictive settings, over whatever the sources read so far had added
+    (their deny-read paths and prefix rules stay in force)."""
+    data = copy.deepcopy(data or {})
+    origins = dict(origins or {})
+    tag = f"most restrictive settings ({reason})"
+    for key, value in MOST_RESTRICTIVE.items():
+        if key == "network":
+            data.setdefault("network", {})["managed_domains_only"] = True
+            origins["network.managed_domains_only"] = tag
+            continue
+        data[key] = copy.deepcopy(value)
+        origins[key] = tag
+    return Requirements(
+        data=data, origins=origins, sources=sources or [], restrictive_reason=reason
+    )
+
+
+def load_requirements(
+    system_dir: Path,
+    system_config: dict[str, Any],
+    cache_dir: Path,
+    *,
+    euid: int | None = None,
+    warnings: list[str] | None = None,
+) -> Requirements:
+    """Compose every requirements source; see the module docstring for the fail-closed rules."""
+    euid = os.geteuid() if euid is None else euid
+    warnings = warnings if warnings is not None else []
+    data: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    sources: list[str] = []
+    files = [system_dir / "requirements.toml"]
+    managed = system_dir / "managed"
+    try:
+        if managed.is_dir():
+            files += sorted(managed.glob("*.toml"))
+    except OSError as exc:
+        return restrictive(f"{managed}: cannot list: {exc.strerror}")
+    try:
+        if any(f.exists() for f in files):
+            _check_dir(system_dir, euid)
+        if len(files) > 1:
+            _check_dir(managed, euid)
+        for f in files:
+            if f == files[0] and not f.exists() and not f.is_symlink():
+                continue
+            tf = read_toml_file(f)
+            assert tf.stat is not None
+            _check_owner(f, tf.stat, euid)
+            _compose(data, origins, _validated(tf), str(f))
+            sources.append(str(f))
+    except _Untrusted as exc:
+        return restrictive(f"requirements refused: {exc}", sources, data, origins)
+    except ConfigError as exc:
+        return restrictive(f"requirements unusable: {exc.message}", sources, data, origins)
+
+    managed_cfg = system_config.get("managed", {})
+    url = managed_cfg.get("requirements_bundle_url")
+    if url:
+        pubkey = managed_cfg.get("requirements_bundle_public_key")
+        if not pubkey:
+            return restrictive(
+                "system config names a requirements bundle but pins no "
+                "managed.requirements_bundle_public_key", sources, data, origins
+            )
+        try:
+            bundle, bundle_warnings = load_cloud_bundle(
+                url,
+                pubkey,
+                cache_dir / "requirements-bundle.json",
+                ca_file=managed_cfg.get("requirements_bundle_ca_file"),
+                refresh_seconds=float(managed_cfg.get("requirements_bundle_refresh_seconds", 300)),
+            )
+            warnings.extend(bundle_warnings)
+            tf = parse_toml_text(bundle.requirements_toml, bundle.source)
+            _compose(data, origins, _validated(tf), bundle.source)
+            sources.append(bundle.source)
+        except BundleRefused as exc:
+            return restrictive(f"cloud requirements bundle refused: {exc}", sources, data, origins)
+        except ConfigError as exc:
+            return restrictive(
+                f"cloud requirements bundle unusable: {exc.message}", sources, data, origins
+            )
+    return Requirements(data=data, origins=origins, sources=sources)

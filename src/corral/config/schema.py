@@ -1,0 +1,314 @@
+"""The schemas of config.toml and requirements.toml, and a validator with positions.
+
+A small hand-written schema language rather than pydantic: it keeps ``corral`` cold start fast
+and lets every error carry ``file:line:col`` and a did-you-mean for unknown keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
+REVIEWERS = ("user", "auto_review")
+BUILTIN_PROFILES = (":read-only", ":workspace", ":danger-full-access")
+
+
+class Spec:
+    name = "value"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        raise NotImplementedError
+
+
+Report = Callable[[tuple[str, ...], str], None]
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+@dataclass
+class Str(Spec):
+    name = "string"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        if not isinstance(value, str):
+            report(path, f"expected a string, got {_type_name(value)}")
+
+
+@dataclass
+class Bool(Spec):
+    name = "boolean"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        if not isinstance(value, bool):
+            report(path, f"expected true or false, got {_type_name(value)}")
+
+
+@dataclass
+class Num(Spec):
+    lo: float | None = None
+    hi: float | None = None
+    integer: bool = True
+    name = "number"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        ok_types: tuple[type, ...] = (int,) if self.integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_types):
+            kind = "an integer" if self.integer else "a number"
+            report(path, f"expected {kind}, got {_type_name(value)}")
+            return
+        v = float(cast(float, value))
+        if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
+            report(path, f"{value} is out of range [{self.lo}, {self.hi}]")
+
+
+@dataclass
+class Enum(Spec):
+    values: tuple[str, ...]
+    why: str = ""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return " | ".join(repr(v) for v in self.values)
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        if not isinstance(value, str) or value not in self.values:
+            allowed = ", ".join(f'"{v}"' for v in self.values)
+            close = difflib.get_close_matches(str(value), self.values, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            why = f"; {self.why}" if self.why else ""
+            report(path, f"invalid value {value!r}: expected one of {allowed}{hint}{why}")
+
+
+@dataclass
+class List(Spec):
+    item: Spec
+    name = "array"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        if not isinstance(value, list):
+            report(path, f"expected an array, got {_type_name(value)}")
+            return
+        for i, v in enumerate(value):
+            self.item.check(v, (*path, str(i)), report)
+
+
+@dataclass
+class Map(Spec):
+    """A table with arbitrary keys (domains, paths, profile names) and values of one kind."""
+
+    value: Spec
+    name = "table"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        if not isinstance(value, dict):
+            report(path, f"expected a table, got {_type_name(value)}")
+            return
+        for k, v in value.items():
+            self.value.check(v, (*path, k), report)
+
+
+@dataclass
+class OneOf(Spec):
+    options: tuple[Spec, ...]
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        results: list[tuple[Spec, list[tuple[tuple[str, ...], str]]]] = []
+        for opt in self.options:
+            found: list[tuple[tuple[str, ...], str]] = []
+            opt.check(value, path, lambda p, m, f=found: f.append((p, m)))  # type: ignore[misc]
+            if not found:
+                return
+            results.append((opt, found))
+        # Report the error of the option whose kind matches the value (a string for an enum, a
+        # table for a table...), so the message is specific; else list what was expected.
+        for opt, found in results:
+            if _kind_matches(opt, value):
+                p, m = found[0]
+                report(p, m)
+                return
+        names = " or ".join(getattr(o, "name", "value") for o in self.options)
+        report(path, f"expected {names}, got {_type_name(value)}")
+
+
+def _kind_matches(spec: Spec, value: Any) -> bool:
+    if isinstance(spec, Str | Enum):
+        return isinstance(value, str)
+    if isinstance(spec, Table | Map):
+        return isinstance(value, dict)
+    if isinstance(spec, List):
+        return isinstance(value, list)
+    return False
+
+
+@dataclass
+class Table(Spec):
+    fields: dict[str, Spec] = field(default_factory=dict)
+    name = "table"
+
+    def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
+        if not isinstance(value, dict):
+            report(path, f"expected a table, got {_type_name(value)}")
+            return
+        for k, v in value.items():
+            spec = self.fields.get(k)
+            if spec is None:
+                close = difflib.get_close_matches(k, list(self.fields), n=1, cutoff=0.6)
+                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                report((*path, k), f"unknown key `{'.'.join((*path, k))}`{hint}")
+                continue
+            spec.check(v, (*path, k), report)
+
+
+# --- config.toml -------------------------------------------------------------------------------
+
+DOMAIN_DECISION = Enum(("allow", "deny", "limited"))
+
+_permission_profile = Table({
+    "extends": Str(),
+    "filesystem": Map(Enum(("read", "write", "deny"))),
+    "network": Table({"mode": Enum(("none", "proxy", "host")), "domains": Map(DOMAIN_DECISION)}),
+    "description": Str(),
+})
+
+_settings: dict[str, Spec] = {
+    "approval_policy": OneOf((
+        Enum(APPROVAL_POLICIES),
+        Table({"granular": Table({
+            k: Bool() for k in (
+                "sandbox_approval", "rules", "mcp_elicitations", "request_permissions",
+                "network", "escalation", "patch",
+            )
+        })}),
+    )),
+    "approvals_reviewer": Enum(REVIEWERS),
+    "default_permissions": Str(),
+    "permissions": Map(_permission_profile),
+    "filesystem": Table({"deny_read": List(Str())}),
+    "shell_environment_policy": Table({
+        "inherit": Enum(("all", "core", "none")),
+        "exclude": List(Str()),
+        "include_only": List(Str()),
+        "set": Map(Str()),
+        "ignore_default_excludes": Bool(),
+    }),
+    "sandbox": Table({
+        "network": Enum(("none", "proxy", "host")),
+        "writable_roots": List(Str()),
+        "exclude_tmpdir": Bool(),
+        "exclude_slash_tmp": Bool(),
+        "allow_weaker": List(Str()),
+    }),
+    "network": Table({
+        "domains": Map(DOMAIN_DECISION),
+        "allow_local": List(Str()),
+        "allow_udp": Bool(),
+        "ask_timeout_seconds": Num(0, 3600, integer=False),
+    }),
+    "telemetry": Table({
+        "content_tier": Num(0, 2),
+        "checkpoint_every": Num(1, 1_000_000),
+        "exporter": Table({
+            "endpoint": Str(),
+            "headers": Map(Str()),
+            "timeout_seconds": Num(0, 600, integer=False),
+            "protocol": Enum(("http/protobuf",)),
+        }),
+    }),
+    "review": Table({
+        "model": Str(),
+        "base_url": Str(),
+        "api_key_env": Str(),
+        "timeout_seconds": Num(0, 3600, integer=False),
+        "max_consecutive_denials": Num(1, 1000),
+        "on_failure": Enum(("deny", "ask_user")),
+    }),
+    "login": Table({
+        "method": Str(),
+        "workspace_id": Str(),
+        "credentials_store": Enum(("keyring", "file", "auto", "ephemeral")),
+    }),
+    "project_root_markers": List(Str()),
+}
+
+PROFILE_SCHEMA = Table(dict(_settings))
+
+CONFIG_SCHEMA = Table({
+    **_settings,
+    "profile": Str(),
+    "profiles": Map(PROFILE_SCHEMA),
+    "projects": Map(Table({"trust_level": Enum(("trusted", "untrusted"))})),
+    "managed": Table({
+        "requirements_bundle_url": Str(),
+        "requirements_bundle_public_key": Str(),
+        "requirements_bundle_ca_file": Str(),
+        "requirements_bundle_refresh_seconds": Num(0, 86_400 * 30),
+    }),
+})
+
+# Keys a project's .corral/config.toml may never set: where data goes, who answers, who you are,
+# and which projects are trusted. Matched by prefix.
+PROJECT_FORBIDDEN = (
+    ("telemetry", "exporter"),
+    ("review", "base_url"),
+    ("review", "api_key_env"),
+    ("review", "model"),
+    ("login",),
+    ("projects",),
+    ("profiles",),
+    ("profile",),
+    ("managed",),
+)
+
+# --- requirements.toml -------------------------------------------------------------------------
+
+REQUIREMENTS_SCHEMA = Table({
+    "allowed_approval_policies": List(Enum(APPROVAL_POLICIES)),
+    "allowed_permission_profiles": OneOf((List(Str()), Map(Bool()))),
+    "allowed_approvals_reviewers": List(Enum(REVIEWERS)),
+    "default_permissions": Str(),
+    "network": Table({
+        "managed_domains_only": Bool(),
+        "domains": Map(DOMAIN_DECISION),
+        "allow_local": List(Str()),
+    }),
+    "login": Table({
+        "forced_method": Str(),
+        "forced_workspace_id": OneOf((Str(), List(Str()))),
+    }),
+    "rules": Table({
+        "prefix_rules": List(Table({
+            "pattern": List(OneOf((Str(), List(Str())))),
+            "decision": Enum(
+                ("prompt", "forbidden"),
+                why="requirements may only tighten: `allow` is not permitted here",
+            ),
+            "justification": Str(),
+        })),
+    }),
+    "filesystem": Table({"deny_read": List(Str())}),
+    "allow_managed_hooks_only": Bool(),
+    "telemetry": Table({
+        "content_tier": Num(0, 2),
+        "exporter": Table({
+            "endpoint": Str(),
+            "headers": Map(Str()),
+            "timeout_seconds": Num(0, 600, integer=False),
+            "protocol": Enum(("http/protobuf",)),
+        }),
+    }),
+})
+
+
+def validate(data: dict[str, Any], schema: Spec) -> list[tuple[tuple[str, ...], str]]:
+    """All schema problems in ``data`` as (key path, message) pairs."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    schema.check(data, (), lambda p, m: problems.append((p, m)))
+    return problems

@@ -1,0 +1,102 @@
+"""``corral doctor``: what this machine can enforce, stated plainly, partial controls included."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True  # a failed required check means some control cannot be enforced
+
+
+def _home_check() -> Check:
+    from corral.paths import corral_home
+
+    home = corral_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("corral home", False, f"{home} is not writable: {exc.strerror}",
+                     "set CORRAL_HOME to a writable directory")
+    mode = os.stat(home).st_mode & 0o777
+    if mode & 0o077:
+        return Check("corral home", True, f"{home} writable but mode {mode:o} lets others read "
+                     "the journal and keys", f"chmod 700 {home}", required=False)
+    return Check("corral home", True, f"{home} writable, mode {mode:o}")
+
+
+def _keyring_check() -> Check:
+    try:
+        import keyring
+        from keyring.backends import fail
+
+        kr = keyring.get_keyring()
+    except Exception as exc:  # keyring backends raise many kinds of errors on probe
+        return Check("keyring", False, f"keyring unavailable: {exc}",
+                     "install a Secret Service provider (gnome-keyring) or use a desktop session",
+                     required=False)
+    name = f"{type(kr).__module__}.{type(kr).__name__}"
+    if isinstance(kr, fail.Keyring):
+        return Check("keyring", False, f"no usable keyring backend ({name}): credentials cannot "
+                     "be stored in the OS keyring", "install gnome-keyring or keyrings.alt",
+                     required=False)
+    return Check("keyring", True, f"backend {name}")
+
+
+def _requirements_check() -> Check:
+    from corral.config import load_config
+    from corral.errors import CorralError
+
+    try:
+        cfg = load_config()
+    except CorralError as exc:
+        return Check("configuration", False, exc.message, "fix the file named above")
+    req = cfg.requirements
+    if req.restrictive_reason:
+        return Check("requirements", False, f"{req.restrictive_reason}: most restrictive "
+                     "settings apply", "ask your administrator", required=False)
+    srcs = ", ".join(req.sources) or "none configured"
+    return Check("requirements", True, f"sources: {srcs}")
+
+
+def run_checks() -> list[Check]:
+    checks: list[Check] = []
+    try:
+        capabilities: Any = importlib.import_module("corral.sandbox.capabilities")
+    except ImportError:
+        checks.append(Check("sandbox", False, "sandbox capability probe unavailable"))
+    else:
+        for c in capabilities.checks():
+            checks.append(Check(str(c.name), bool(c.ok), str(c.detail), str(c.fix or ""),
+                                bool(getattr(c, "required", True))))
+    checks += [_home_check(), _keyring_check(), _requirements_check()]
+    return checks
+
+
+def render(checks: list[Check], as_json: bool) -> str:
+    if as_json:
+        data: list[dict[str, Any]] = [asdict(c) for c in checks]
+        return json.dumps(data, indent=2)
+    lines = []
+    for c in checks:
+        mark = "ok " if c.ok else ("NO " if c.required else "warn")
+        lines.append(f"[{mark}] {c.name}: {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"       fix: {c.fix}")
+    partial = [c.name for c in checks if not c.ok]
+    lines.append("")
+    lines.append("all controls enforceable" if not partial
+                 else f"partially enforced: {', '.join(partial)}")
+    return "\n".join(lines)
