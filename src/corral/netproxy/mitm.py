@@ -1,0 +1,1 @@
+"""HTTPS interception for limited mode (placeholder until the CA lands)."""

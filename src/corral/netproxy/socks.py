@@ -1,0 +1,118 @@
+"""SOCKS5 (RFC 1928) CONNECT, with optional username/password (RFC 1929) session credentials.
+
+UDP ASSOCIATE is refused with 0x02 (not allowed by ruleset) unless the policy allows UDP, in
+which case it is still refused with 0x07 (command not supported): UDP relaying is not built yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+
+from corral.netproxy.gate import Blocked, Gate
+from corral.netproxy.relay import relay
+
+REP_OK = 0x00
+REP_FAILURE = 0x01
+REP_NOT_ALLOWED = 0x02
+REP_HOST_UNREACHABLE = 0x04
+REP_REFUSED = 0x05
+REP_CMD_UNSUPPORTED = 0x07
+REP_ATYP_UNSUPPORTED = 0x08
+
+_BLOCK_REPLY = {"resolve_failed": REP_HOST_UNREACHABLE, "connect_failed": REP_REFUSED}
+
+
+def _reply(code: int) -> bytes:
+    return bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0])
+
+
+class SocksHandler:
+    def __init__(
+        self, gate: Gate, timeout: float, credentials: tuple[str, str] | None = None
+    ) -> None:
+        self.gate = gate
+        self.timeout = timeout
+        self.credentials = credentials
+
+    async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes:
+        return await asyncio.wait_for(reader.readexactly(n), self.timeout)
+
+    async def serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None
+    ) -> None:
+        try:
+            await self._serve(reader, writer, client)
+        except (asyncio.IncompleteReadError, TimeoutError):
+            return
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None
+    ) -> None:
+        ver, nmethods = await self._read(reader, 2)
+        if ver == 4:  # SOCKS4: "request rejected or failed"
+            writer.write(b"\x00\x5b" + b"\x00" * 6)
+            return
+        if ver != 5:
+            return
+        methods = await self._read(reader, nmethods) if nmethods else b""
+        want = 0x02 if self.credentials is not None else 0x00
+        if want not in methods:
+            writer.write(b"\x05\xff")
+            return
+        writer.write(bytes([5, want]))
+        if want == 0x02 and not await self._auth(reader, writer):
+            return
+        ver, cmd, _rsv, atyp = await self._read(reader, 4)
+        if ver != 5:
+            writer.write(_reply(REP_FAILURE))
+            return
+        if atyp == 1:
+            host = str(ipaddress.IPv4Address(await self._read(reader, 4)))
+        elif atyp == 4:
+            host = str(ipaddress.IPv6Address(await self._read(reader, 16)))
+        elif atyp == 3:
+            (length,) = await self._read(reader, 1)
+            raw = await self._read(reader, length)
+            try:
+                host = raw.decode("ascii")
+            except UnicodeDecodeError:
+                host = raw.decode("utf-8", "replace")
+        else:
+            writer.write(_reply(REP_ATYP_UNSUPPORTED))
+            return
+        port = int.from_bytes(await self._read(reader, 2), "big")
+        if cmd == 3:
+            try:
+                await self.gate.authorize(host, port, "socks5_udp", None, client)
+            except Blocked:
+                writer.write(_reply(REP_NOT_ALLOWED))
+                return
+            writer.write(_reply(REP_CMD_UNSUPPORTED))
+            return
+        if cmd != 1:
+            writer.write(_reply(REP_CMD_UNSUPPORTED))
+            return
+        try:
+            target = await self.gate.authorize(host, port, "socks5_tcp", None, client)
+            up_r, up_w = await self.gate.open(target, client)
+        except Blocked as b:
+            writer.write(_reply(_BLOCK_REPLY.get(b.reason, REP_NOT_ALLOWED)))
+            return
+        writer.write(_reply(REP_OK))
+        await writer.drain()
+        await relay(reader, writer, up_r, up_w)
+
+    async def _auth(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        assert self.credentials is not None
+        ver, ulen = await self._read(reader, 2)
+        user = await self._read(reader, ulen)
+        (plen,) = await self._read(reader, 1)
+        password = await self._read(reader, plen)
+        ok = ver == 1 and hmac.compare_digest(
+            user + b"\0" + password,
+            f"{self.credentials[0]}\0{self.credentials[1]}".encode(),
+        )
+        writer.write(b"\x01\x00" if ok else b"\x01\x01")
+        return ok
