@@ -1,0 +1,272 @@
+"""``Telemetry``: the one object the supervisor emits through.
+
+``emit`` does the cheap part on the caller's thread (validate, apply the content tier, stamp the
+envelope) and hands the event to a writer thread that hash-chains and commits batches to the
+journal, then offers them to the OTLP exporter. ``emit(..., wait=True)`` returns only once the
+event is committed: use it for decisions, so nothing is approved that was not recorded. Once the
+journal fails (full disk, read-only file, corrupt database) every later ``emit`` raises
+``CorralError("telemetry", …)``: the supervisor must stop approving actions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+import re
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from corral.errors import CorralError
+from corral.telemetry.content import apply_tier, resolve_tier
+from corral.telemetry.journal import DEFAULT_CHECKPOINT_EVERY, JournalWriter, journal_file
+from corral.telemetry.keys import load_or_create_signing_key
+from corral.telemetry.schema import EventBody, Event, TelemetryDrop, validate
+from corral.telemetry.stamp import stamp_env
+from corral.telemetry.ulid import new_ulid
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BATCH = 512
+
+
+class EventSink(Protocol):
+    """Where committed events go next (the OTLP exporter)."""
+
+    def offer(self, event: Event) -> None: ...
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+def _corral_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("corral")
+    except Exception:
+        return "0+unknown"
+
+
+class Telemetry:
+    """A session's event pipeline. Create with ``Telemetry.open``; always ``close()``."""
+
+    def __init__(self, writer: JournalWriter, *, session_id: str, agent: str,
+                 agent_version: str, tier: int, tier_source: str, user: str, host: str,
+                 sink: EventSink | None = None) -> None:
+        self.session_id = session_id
+        self.journal_path = writer.path
+        self.tier = tier
+        self.tier_source = tier_source
+        self._writer = writer
+        self._envelope = (user, host, agent, agent_version, _corral_version())
+        self._sink = sink
+        self._queue: queue.SimpleQueue[tuple[int, Event] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._ticket = 0
+        self._committed = 0
+        self._failure: CorralError | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="corral-journal", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls, cfg: Any | None = None, session_id: str | None = None, agent: str = "corral",
+             agent_version: str = "", *, home: Path | None = None,
+             journal_path: Path | None = None, tier: int | None = None,
+             checkpoint_every: int | None = None, sink: EventSink | None = None,
+             export: bool = True) -> Telemetry:
+        """Open the journal (creating it and the signing key on first use) and start the writer.
+
+        ``cfg`` is an ``EffectiveConfig`` or None (defaults). Raises ``CorralError`` when the
+        journal cannot be written — callers must not start a session without a journal.
+        """
+        from corral.paths import corral_home
+
+        if home is None:
+            home = Path(getattr(cfg, "corral_home", None) or corral_home()) if cfg else corral_home()
+        sid = session_id or new_ulid()
+        if not _SESSION_ID.match(sid):
+            raise CorralError("telemetry", f"bad session id {sid!r}",
+                              hint="use letters, digits and . _ : - (at most 128)")
+        if tier is None:
+            tier, tier_source = resolve_tier(cfg)
+        else:
+            tier_source = "argument"
+            forced = cfg.requirements.get("telemetry.content_tier") if cfg else None
+            if forced is not None and forced != tier:
+                tier, tier_source = int(forced), "requirements"
+        every = checkpoint_every or (cfg.get("telemetry.checkpoint_every") if cfg else None) \
+            or DEFAULT_CHECKPOINT_EVERY
+        path = journal_path or journal_file(home)
+        key = load_or_create_signing_key(home)
+        try:
+            writer = JournalWriter(path, key, int(every))
+        except sqlite3.Error as exc:
+            raise CorralError("telemetry", f"cannot open journal {path}: {exc}",
+                              hint="corral records every action and will not run without it"
+                              ) from exc
+        if sink is None and export and cfg is not None:
+            from corral.telemetry.otlp import exporter_from_config
+
+            sink = exporter_from_config(cfg)
+        tel = cls(writer, session_id=sid, agent=agent, agent_version=agent_version, tier=tier,
+                  tier_source=tier_source, user=_user(), host=socket.gethostname(), sink=sink)
+        if sink is not None and hasattr(sink, "on_drop"):
+            sink.on_drop = tel._record_drop
+        return tel
+
+    # -- emitting --------------------------------------------------------------------------
+
+    def emit(self, event_name: str, attributes: dict[str, Any] | None = None, *,
+             call_id: str | None = None, turn_id: str | None = None,
+             content: dict[str, str] | None = None, wait: bool = False) -> Event:
+        """Record one event. Raises ``CorralError`` if the attributes are invalid or the journal
+        has failed; with ``wait=True`` also if this event could not be committed."""
+        attrs = attributes or {}
+        problem = validate(event_name, attrs)
+        if problem is not None:
+            raise CorralError("telemetry", problem)
+        user, host, agent, agent_version, corral_version = self._envelope
+        ev = Event(
+            id=new_ulid(), name=event_name, time_unix_nano=time.time_ns(),
+            session_id=self.session_id, turn_id=turn_id, call_id=call_id, user=user, host=host,
+            agent_name=agent, agent_version=agent_version, corral_version=corral_version,
+            tier=self.tier, attributes=apply_tier(event_name, attrs, content, self.tier),
+        )
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._closed:
+                raise CorralError("telemetry", "telemetry is closed")
+            self._ticket += 1
+            ticket = self._ticket
+            self._queue.put((ticket, ev))
+        if wait:
+            self._wait(ticket, None)
+        return ev
+
+    def emit_event(self, body: EventBody, *, call_id: str | None = None,
+                   turn_id: str | None = None, wait: bool = False) -> Event:
+        """Emit a typed event (``ToolDecision(...)`` etc.)."""
+        return self.emit(body.NAME, body.attributes(), call_id=call_id, turn_id=turn_id,
+                         content=body.content() or None, wait=wait)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything emitted so far is committed; raises if the journal failed."""
+        with self._lock:
+            ticket = self._ticket
+        self._wait(ticket, timeout)
+
+    def stamp_env(self, call_id: str | None = None) -> dict[str, str]:
+        """Environment for a process started for ``call_id`` (see ``corral.telemetry.stamp``)."""
+        return stamp_env(self.session_id, call_id)
+
+    @property
+    def failure(self) -> CorralError | None:
+        return self._failure
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, sign a checkpoint at the head, stop the exporter."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+        try:
+            if self._failure is None:
+                self._writer.checkpoint()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        finally:
+            self._writer.close()
+            if self._sink is not None:
+                self._sink.close()
+        if self._failure is not None:
+            raise self._failure
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _wait(self, ticket: int, timeout: float | None) -> None:
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: self._committed >= ticket or self._failure is not None, timeout)
+        if self._failure is not None and self._committed < ticket:
+            raise self._failure
+        if not done:
+            raise CorralError("telemetry", f"journal write not confirmed within {timeout}s")
+
+    def _run(self) -> None:
+        q = self._queue
+        stop = False
+        while not stop:
+            item = q.get()
+            batch: list[tuple[int, Event]] = []
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+            while len(batch) < _BATCH:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            if not batch or self._failure is not None:
+                continue
+            try:
+                seqs = self._writer.append([ev for _, ev in batch])
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                self._fail(exc)
+                continue
+            with self._cond:
+                self._committed = batch[-1][0]
+                self._cond.notify_all()
+            if self._sink is not None:
+                for (_, ev), seq in zip(batch, seqs, strict=True):
+                    self._sink.offer(_with_seq(ev, seq))
+
+    def _fail(self, exc: BaseException) -> None:
+        err = CorralError(
+            "telemetry", f"journal {self.journal_path} cannot be written ({exc}); "
+            "no further actions will be approved",
+            hint="free disk space or fix the journal's permissions, then start a new session")
+        with self._lock:
+            if self._failure is None:
+                self._failure = err
+        with self._cond:
+            self._cond.notify_all()
+
+    def _record_drop(self, dropped: int, reason: str, exporter: str) -> None:
+        """Called by the exporter thread: drops are themselves journaled (not blocking)."""
+        if self._failure is not None or self._closed:
+            return
+        try:
+            self.emit_event(TelemetryDrop(dropped=dropped, reason=reason, exporter=exporter))
+        except CorralError:
+            pass
+
+
+def _with_seq(ev: Event, seq: int) -> Event:
+    from dataclasses import replace
+
+    return replace(ev, seq=seq)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -1,0 +1,340 @@
+"""The journal: an append-only SQLite file (WAL) of events, hash-chained and checkpointed.
+
+Record hash = sha256(prev_hash_hex || canonical_json), canonical JSON = sorted keys, no
+whitespace, UTF-8. The first record chains from 64 zeros. Every ``checkpoint_every`` records (and
+when a session closes) a checkpoint signs (journal id, seq, head hash, previous checkpoint seq)
+with Ed25519, so a rewrite behind a checkpoint, or a truncation past it, is detectable even by
+someone who recomputed the whole chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from corral.telemetry.keys import public_hex
+from corral.telemetry.schema import Event
+
+GENESIS = "0" * 64
+DEFAULT_CHECKPOINT_EVERY = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    time_unix_nano INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    hash TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_session ON events(session_id, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    head_hash TEXT NOT NULL,
+    prev_checkpoint INTEGER NOT NULL,
+    time_unix_nano INTEGER NOT NULL,
+    public_key TEXT NOT NULL,
+    signature TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;
+"""
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """Canonical JSON bytes of a record: what the chain hashes and what is stored."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+    return text.encode("utf-8", "backslashreplace")
+
+
+def chain_hash(prev_hex: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hex.encode("ascii") + body).hexdigest()
+
+
+def checkpoint_message(journal_id: str, seq: int, head: str, prev_cp: int, t_ns: int) -> bytes:
+    return f"corral-journal-checkpoint/v1\n{journal_id}\n{seq}\n{head}\n{prev_cp}\n{t_ns}\n".encode()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One integrity problem: where (seq, event id when known) and what."""
+
+    seq: int | None
+    event_id: str | None
+    message: str
+
+    def line(self) -> str:
+        where = f"seq {self.seq}" if self.seq is not None else "journal"
+        if self.event_id:
+            where += f" (event {self.event_id})"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    records: int = 0
+    checkpoints: int = 0
+    last_seq: int = 0
+    last_checkpoint_seq: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class JournalWriter:
+    """Appends batches of events. Safe for several processes on one file: each batch reads the
+    chain head inside a ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, path: Path, key: Ed25519PrivateKey,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
+        self.path = path
+        self._key = key
+        self._pub = public_hex(key.public_key())
+        self.checkpoint_every = checkpoint_every
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('journal_id', ?)",
+                           (str(uuid.uuid4()),))
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
+        row = self._conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
+        self.journal_id = str(row[0])
+
+    def append(self, events: Sequence[Event]) -> list[int]:
+        """Write events as one transaction; returns their seqs. Raises sqlite3.Error on failure
+        (full disk, read-only file), leaving the journal as it was."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq, prev = self._head()
+            rows = []
+            seqs = []
+            for ev in events:
+                seq += 1
+                body = canonical(ev.to_record(seq))
+                prev = chain_hash(prev, body)
+                rows.append((seq, ev.id, ev.session_id, ev.name, ev.time_unix_nano, body, prev))
+                seqs.append(seq)
+            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
+            last_cp = self._last_checkpoint()
+            if seq - last_cp >= self.checkpoint_every:
+                self._insert_checkpoint(seq, prev, last_cp)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return seqs
+
+    def checkpoint(self) -> int | None:
+        """Sign the current head unless it is already checkpointed. Returns the seq signed."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq, head = self._head()
+            last_cp = self._last_checkpoint()
+            signed = None
+            if seq > last_cp:
+                self._insert_checkpoint(seq, head, last_cp)
+                signed = seq
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return signed
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _head(self) -> tuple[int, str]:
+        row = self._conn.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+    def _last_checkpoint(self) -> int:
+        row = self._conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _insert_checkpoint(self, seq: int, head: str, prev_cp: int) -> None:
+        t_ns = time.time_ns()
+        sig = self._key.sign(checkpoint_message(self.journal_id, seq, head, prev_cp, t_ns))
+        self._conn.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?)",
+                           (seq, head, prev_cp, t_ns, self._pub, sig.hex()))
+
+
+class Journal:
+    """Read side: events, sessions and verification. Opens the database read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _conn(self) -> sqlite3.Connection:
+        from corral.errors import CorralError
+
+        if not self.path.exists():
+            raise CorralError("telemetry", f"no journal at {self.path}",
+                              hint="nothing has been recorded under this CORRAL_HOME yet")
+        return connect(self.path, readonly=True)
+
+    def events(self, session_id: str | None = None, after_seq: int = 0) -> Iterator[Event]:
+        conn = self._conn()
+        try:
+            if session_id is None:
+                cur = conn.execute("SELECT body FROM events WHERE seq > ? ORDER BY seq",
+                                   (after_seq,))
+            else:
+                cur = conn.execute(
+                    "SELECT body FROM events WHERE session_id = ? AND seq > ? ORDER BY seq",
+                    (session_id, after_seq))
+            for (body,) in cur:
+                yield Event.from_record(json.loads(body))
+        finally:
+            conn.close()
+
+    def sessions(self) -> list[tuple[str, int, int]]:
+        """(session id, first time ns, event count) for each session, oldest first."""
+        conn = self._conn()
+        try:
+            rows = conn.execute(
+                "SELECT session_id, MIN(time_unix_nano), COUNT(*) FROM events "
+                "GROUP BY session_id ORDER BY MIN(seq)").fetchall()
+        finally:
+            conn.close()
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> VerifyResult:
+        """Check the whole chain and every checkpoint. ``public_key`` is the trusted key (from
+        ``keys.load_public_key``); without one, checkpoints cannot be trusted and that is a
+        problem in itself."""
+        res = VerifyResult(ok=False)
+        try:
+            conn = self._conn()
+        except Exception as exc:
+            res.problems.append(Problem(None, None, f"cannot open journal: {exc}"))
+            return res
+        try:
+            _verify(conn, public_key, res)
+        except sqlite3.DatabaseError as exc:
+            res.problems.append(Problem(None, None, f"database is corrupt or unreadable: {exc}"))
+        finally:
+            conn.close()
+        res.ok = not res.problems
+        return res
+
+
+def _verify(conn: sqlite3.Connection, pub: Ed25519PublicKey | None, res: VerifyResult) -> None:
+    problems = res.problems
+    row = conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
+    journal_id = str(row[0]) if row else ""
+    cps = conn.execute(
+        "SELECT seq, head_hash, prev_checkpoint, time_unix_nano, public_key, signature "
+        "FROM checkpoints ORDER BY seq").fetchall()
+    cp_seqs = {int(c[0]) for c in cps}
+    computed_at: dict[int, str] = {}
+    ids_at: dict[int, str] = {}
+
+    prev = GENESIS
+    expected = 1
+    count = 0
+    sha = hashlib.sha256
+    cur = conn.execute("SELECT seq, id, session_id, body, hash FROM events ORDER BY seq")
+    for seq, eid, sid, body, stored in cur:
+        count += 1
+        if seq != expected:
+            if seq > expected:
+                problems.append(Problem(seq, eid, f"records {expected}..{seq - 1} are missing "
+                                        "(deleted)"))
+            else:
+                problems.append(Problem(seq, eid, "sequence out of order"))
+        if not isinstance(body, bytes):
+            body = str(body).encode()
+        h = sha(prev.encode() + body).hexdigest()
+        if h != stored:
+            problems.append(Problem(seq, eid, "hash does not match the chain: record modified, "
+                                    "inserted or reordered here"))
+        elif (f'"seq":{seq},'.encode() not in body or f'"id":"{eid}"'.encode() not in body
+              or f'"session_id":"{sid}"'.encode() not in body):
+            problems.append(Problem(seq, eid, "indexed columns do not match the record "
+                                    "(seq, id or session id modified)"))
+        if seq in cp_seqs:
+            computed_at[seq] = h
+            ids_at[seq] = eid
+        prev = stored
+        expected = seq + 1
+        if len(problems) > 1000:
+            problems.append(Problem(None, None, "too many problems; stopped"))
+            return
+    res.records = count
+    res.last_seq = expected - 1
+
+    trusted = public_hex(pub) if pub is not None else None
+    if trusted is None and cps:
+        problems.append(Problem(None, None, "no journal public key found: checkpoint signatures "
+                                "cannot be verified"))
+    prev_cp = 0
+    for seq, head, prev_checkpoint, t_ns, pk, sig in cps:
+        res.checkpoints += 1
+        res.last_checkpoint_seq = seq
+        if prev_checkpoint != prev_cp:
+            problems.append(Problem(seq, None, f"checkpoint chain broken: expected previous "
+                                    f"checkpoint {prev_cp}, found {prev_checkpoint} "
+                                    "(a checkpoint was deleted)"))
+        prev_cp = seq
+        if pub is not None:
+            if pk != trusted:
+                problems.append(Problem(seq, None, "checkpoint signed by an unknown key"))
+            else:
+                try:
+                    pub.verify(bytes.fromhex(sig), checkpoint_message(
+                        journal_id, seq, head, prev_checkpoint, t_ns))
+                except (InvalidSignature, ValueError):
+                    problems.append(Problem(seq, None, "checkpoint signature is invalid"))
+        if seq > res.last_seq:
+            problems.append(Problem(seq, None, f"journal truncated: checkpoint covers seq {seq} "
+                                    f"but the last record is seq {res.last_seq}"))
+        elif seq not in computed_at:
+            problems.append(Problem(seq, None, "checkpointed record is missing (deleted)"))
+        elif computed_at[seq] != head:
+            problems.append(Problem(seq, ids_at.get(seq), "records up to this checkpoint were "
+                                    "rewritten (head hash differs from the signed checkpoint)"))
+
+
+def journal_file(home: Path) -> Path:
+    return home / "journal" / "journal.db"
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)

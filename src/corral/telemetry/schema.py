@@ -1,0 +1,363 @@
+"""Event schema v1: one dataclass per event kind, and the envelope every event carries.
+
+The dataclasses are the single source of truth: ``SPECS`` (used to validate every emit) is built
+from their fields, and docs/events.md is checked against it by a test. Attribute names reuse
+OpenTelemetry semantic conventions (gen_ai.*, mcp.*, network.*, server.*, process.*, user.*)
+where one exists; the rest live in the ``agent.*`` namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Union
+
+SCHEMA_VERSION = 1
+
+AttrValue = Union[str, int, float, bool, tuple[str, ...]]  # noqa: UP007 (runtime alias)
+
+DECISIONS = (
+    "approved", "approved_for_session", "approved_for_project", "approved_persistent",
+    "denied", "abort", "timed_out", "auto_approved", "forbidden",
+)
+DECISION_SOURCES = ("rule", "heuristic", "requirements", "automated_reviewer", "user", "hook")
+TOOL_KINDS = ("shell", "patch", "mcp", "web")
+SANDBOX_OUTCOMES = (
+    "success", "failure", "sandbox_denied", "escalation_requested", "escalation_approved",
+    "escalation_denied", "error",
+)
+NETWORK_DECISIONS = ("allow", "deny", "ask")
+NETWORK_SOURCES = ("rule", "requirements", "user", "default", "address_check", "proxy")
+NETWORK_PROTOCOLS = ("http", "https_connect", "socks5_tcp", "socks5_udp")
+GRANT_SCOPES = ("once", "session", "project", "persistent")
+GRANTERS = ("user", "automated_reviewer", "requirements", "hook")
+DROP_REASONS = ("queue_full", "export_failed")
+
+# Envelope keys of the stored record; attribute and content keys may not reuse them.
+ENVELOPE_KEYS = (
+    "v", "seq", "id", "name", "time_unix_nano", "session_id", "turn_id", "call_id", "user", "host",
+    "agent_name", "agent_version", "corral_version", "tier", "attributes",
+)
+_ATTR_KEY = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*$")
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
+
+
+def attr(name: str, allowed: tuple[str, ...] = (), doc: str = "", redact: bool = False) -> Any:
+    """Field metadata: the wire attribute name, allowed values and whether to redact secrets."""
+    return field(metadata={"attr": name, "allowed": allowed, "doc": doc, "redact": redact})
+
+
+def opt(name: str, allowed: tuple[str, ...] = (), doc: str = "", redact: bool = False) -> Any:
+    return field(
+        default=None, metadata={"attr": name, "allowed": allowed, "doc": doc, "redact": redact}
+    )
+
+
+class EventBody:
+    """Base of the typed events: attributes() for metadata, content() for tiered content."""
+
+    NAME: ClassVar[str]
+    CONTENT: ClassVar[tuple[str, ...]] = ()
+
+    def attributes(self) -> dict[str, AttrValue]:
+        out: dict[str, AttrValue] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            name = f.metadata.get("attr")
+            value = getattr(self, f.name)
+            if name and value is not None:
+                out[name] = tuple(value) if isinstance(value, list) else value
+        return out
+
+    def content(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass(frozen=True)
+class SessionStart(EventBody):
+    NAME: ClassVar[str] = "agent.session.start"
+    approval_policy: str | None = opt("agent.policy.approval", doc="approval policy in force")
+    sandbox_profile: str | None = opt("agent.policy.sandbox", doc="permission profile in force")
+    network_mode: str | None = opt("agent.policy.network", doc="network mode in force")
+    policy_summary: str | None = opt(
+        "agent.policy.summary", doc="canonical JSON of the effective policy summary")
+    policy_hash: str | None = opt(
+        "agent.policy.hash", doc="SHA-256 (hex) of agent.policy.summary")
+    config_sources: tuple[str, ...] | None = opt(
+        "agent.config.sources", doc="config and requirements files in effect, lowest first")
+    provider: str | None = opt("gen_ai.provider.name", doc="model provider (openai, anthropic, …)")
+    model: str | None = opt("gen_ai.request.model", doc="model requested by the agent")
+    pid: int | None = opt("process.pid", doc="supervisor process id")
+    cwd: str | None = opt("process.working_directory", doc="session working directory")
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any], **kw: Any) -> SessionStart:
+        """Fill the summary and its hash from a plain dict (canonical JSON, sorted keys)."""
+        text = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return cls(policy_summary=text, policy_hash=digest, **kw)
+
+
+@dataclass(frozen=True)
+class UserPrompt(EventBody):
+    NAME: ClassVar[str] = "agent.user_prompt"
+    CONTENT: ClassVar[tuple[str, ...]] = ("prompt",)
+    prompt: str | None = None
+
+    def content(self) -> dict[str, str]:
+        return {} if self.prompt is None else {"prompt": self.prompt}
+
+
+@dataclass(frozen=True)
+class ToolDecision(EventBody):
+    NAME: ClassVar[str] = "agent.tool.decision"
+    tool_name: str = attr("gen_ai.tool.name", doc="tool the agent called (shell, apply_patch, …)")
+    decision: str = attr("agent.decision", DECISIONS, doc="what was decided")
+    source: str = attr("agent.decision.source", DECISION_SOURCES, doc="who decided")
+    rule: str | None = opt("agent.decision.rule", doc="rule file:line when source is rule")
+    rationale: str | None = opt(
+        "agent.decision.rationale", doc="reviewer or rule justification (secrets redacted)",
+        redact=True)
+    command_line: str | None = opt(
+        "process.command_line", doc="command line (secrets redacted)", redact=True)
+
+
+@dataclass(frozen=True)
+class ToolResult(EventBody):
+    NAME: ClassVar[str] = "agent.tool.result"
+    CONTENT: ClassVar[tuple[str, ...]] = ("output",)
+    tool_name: str = attr("gen_ai.tool.name", doc="tool that ran")
+    tool_kind: str = attr("gen_ai.tool.type", TOOL_KINDS, doc="kind of tool")
+    command_line: str | None = opt(
+        "process.command_line", doc="command line (secrets redacted)", redact=True)
+    exit_code: int | None = opt("process.exit.code", doc="exit status of the command")
+    duration_ms: float | None = opt("agent.tool.duration_ms", doc="wall time in milliseconds")
+    success: bool | None = opt("agent.tool.success", doc="whether the tool reported success")
+    mcp_server: str | None = opt("mcp.server.name", doc="MCP server, for MCP tools")
+    files: tuple[str, ...] | None = opt("agent.patch.files", doc="files a patch touched")
+    output: str | None = None
+
+    def content(self) -> dict[str, str]:
+        return {} if self.output is None else {"output": self.output}
+
+
+@dataclass(frozen=True)
+class SandboxOutcome(EventBody):
+    NAME: ClassVar[str] = "agent.sandbox.outcome"
+    tool_name: str = attr("gen_ai.tool.name", doc="tool whose command ran")
+    outcome: str = attr("agent.sandbox.outcome", SANDBOX_OUTCOMES, doc="how the run ended")
+    profile: str | None = opt("agent.sandbox.profile", doc="permission profile used")
+    escalated: bool | None = opt("agent.sandbox.escalated", doc="ran outside the sandbox")
+    initial_duration_ms: float | None = opt(
+        "agent.sandbox.initial_duration_ms", doc="duration of the sandboxed attempt")
+    escalated_duration_ms: float | None = opt(
+        "agent.sandbox.escalated_duration_ms", doc="duration of the escalated re-run")
+    denial: str | None = opt("agent.sandbox.denial", doc="what the sandbox denied", redact=True)
+
+
+@dataclass(frozen=True)
+class NetworkDecision(EventBody):
+    NAME: ClassVar[str] = "agent.network.decision"
+    decision: str = attr("network.policy.decision", NETWORK_DECISIONS, doc="proxy verdict")
+    host: str = attr("server.address", doc="destination host name or address")
+    port: int | None = opt("server.port", doc="destination port")
+    source: str | None = opt("network.policy.source", NETWORK_SOURCES, doc="who decided")
+    reason: str | None = opt("network.policy.reason", doc="why (rule, private address, …)")
+    protocol: str | None = opt(
+        "network.transport.protocol", NETWORK_PROTOCOLS, doc="how the agent connected")
+    method: str | None = opt("http.request.method", doc="HTTP method, for plain HTTP")
+    pid: int | None = opt("process.pid", doc="requesting process, when known")
+
+
+@dataclass(frozen=True)
+class McpCall(EventBody):
+    NAME: ClassVar[str] = "agent.mcp.call"
+    CONTENT: ClassVar[tuple[str, ...]] = ("arguments",)
+    server: str = attr("mcp.server.name", doc="MCP server name from config")
+    tool_name: str = attr("gen_ai.tool.name", doc="MCP tool called")
+    method: str = attr("mcp.method.name", doc="MCP method (tools/call, resources/read, …)")
+    arguments: str | None = None
+
+    def content(self) -> dict[str, str]:
+        return {} if self.arguments is None else {"arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class ApprovalGrant(EventBody):
+    NAME: ClassVar[str] = "agent.approval.grant"
+    grant_id: str = attr("agent.approval.id", doc="grant identifier (for revoke)")
+    scope: str = attr("agent.approval.scope", GRANT_SCOPES, doc="how long the grant lasts")
+    pattern: str = attr("agent.approval.pattern", doc="what it covers (command prefix, host)",
+                        redact=True)
+    granted_by: str = attr("agent.approval.granted_by", GRANTERS, doc="who granted it")
+    expires_unix: int | None = opt("agent.approval.expires_unix", doc="expiry, epoch seconds")
+
+
+@dataclass(frozen=True)
+class ApprovalRevoke(EventBody):
+    NAME: ClassVar[str] = "agent.approval.revoke"
+    grant_id: str = attr("agent.approval.id", doc="grant revoked")
+    scope: str | None = opt("agent.approval.scope", GRANT_SCOPES, doc="scope of the grant")
+    pattern: str | None = opt("agent.approval.pattern", doc="what it covered", redact=True)
+    reason: str | None = opt("agent.approval.reason", doc="why (user, expiry, policy change)")
+
+
+@dataclass(frozen=True)
+class ConfigChange(EventBody):
+    NAME: ClassVar[str] = "agent.config.change"
+    key: str = attr("agent.config.key", doc="dotted config key")
+    new_value: str = attr("agent.config.new", doc="new value (secrets redacted)", redact=True)
+    old_value: str | None = opt("agent.config.old", doc="previous value (secrets redacted)",
+                                redact=True)
+    trigger: str | None = opt("agent.config.trigger", doc="user, admin, requirements, agent")
+    origin: str | None = opt("agent.config.origin", doc="file or layer the value came from")
+
+
+@dataclass(frozen=True)
+class TelemetryDrop(EventBody):
+    NAME: ClassVar[str] = "agent.telemetry.drop"
+    dropped: int = attr("agent.telemetry.dropped", doc="events not exported since the last drop")
+    reason: str = attr("agent.telemetry.reason", DROP_REASONS, doc="why they were dropped")
+    exporter: str | None = opt("agent.telemetry.exporter", doc="exporter endpoint")
+
+
+EVENT_TYPES: tuple[type[EventBody], ...] = (
+    SessionStart, UserPrompt, ToolDecision, ToolResult, SandboxOutcome, NetworkDecision, McpCall,
+    ApprovalGrant, ApprovalRevoke, ConfigChange, TelemetryDrop,
+)
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    name: str
+    types: tuple[type, ...]
+    required: bool
+    allowed: tuple[str, ...]
+    doc: str
+    redact: bool
+
+
+def _types_of(hint: Any) -> tuple[tuple[type, ...], bool]:
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        optional = type(None) in args
+        inner = [a for a in args if a is not type(None)]
+        ts: tuple[type, ...] = ()
+        for a in inner:
+            ts += _types_of(a)[0]
+        return ts, not optional
+    if origin is tuple:
+        return (tuple, list), True
+    if hint is float:
+        return (float, int), True
+    return (hint,), True
+
+
+def _build_specs() -> dict[str, dict[str, AttrSpec]]:
+    specs: dict[str, dict[str, AttrSpec]] = {}
+    for cls in EVENT_TYPES:
+        hints = typing.get_type_hints(cls)
+        out: dict[str, AttrSpec] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            name = f.metadata.get("attr")
+            if not name:
+                continue
+            ts, required = _types_of(hints[f.name])
+            out[name] = AttrSpec(name, ts, required, f.metadata["allowed"], f.metadata["doc"],
+                                 f.metadata["redact"])
+        specs[cls.NAME] = out
+    return specs
+
+
+SPECS = _build_specs()
+CONTENT_KEYS = {cls.NAME: cls.CONTENT for cls in EVENT_TYPES}
+
+
+def validate(name: str, attributes: dict[str, Any]) -> str | None:
+    """Why ``attributes`` is not a valid ``name`` event, or None. Unknown event names are
+    accepted (other packages add events) if well formed; their attributes are type-checked."""
+    if not _EVENT_NAME.match(name):
+        return f"bad event name {name!r} (expected dotted lower-case, e.g. agent.tool.result)"
+    spec = SPECS.get(name, {})
+    for key, value in attributes.items():
+        if key in ENVELOPE_KEYS or not _ATTR_KEY.match(key):
+            return f"{name}: bad attribute name {key!r}"
+        s = spec.get(key)
+        if value is None:
+            continue
+        if s is None:
+            if not _scalar_ok(value):
+                return f"{name}: attribute {key} has unsupported type {type(value).__name__}"
+            continue
+        if isinstance(value, bool) and bool not in s.types:
+            return f"{name}: attribute {key} must be {s.types[0].__name__}, not bool"
+        if not isinstance(value, s.types):
+            return f"{name}: attribute {key} must be {s.types[0].__name__}, got {value!r}"
+        if isinstance(value, tuple | list) and not all(isinstance(v, str) for v in value):
+            return f"{name}: attribute {key} must be a list of strings"
+        if s.allowed and value not in s.allowed:
+            return f"{name}: {key}={value!r} is not one of {', '.join(s.allowed)}"
+    for key, s in spec.items():
+        if s.required and attributes.get(key) is None:
+            return f"{name}: missing required attribute {key}"
+    return None
+
+
+def _scalar_ok(value: Any) -> bool:
+    if isinstance(value, str | int | float | bool):
+        return True
+    return isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One emitted event: the envelope plus its (tiered, redacted) attributes.
+
+    ``seq`` is assigned by the journal when the event is written; the record hashed into the
+    chain is ``to_record()`` with ``seq`` set.
+    """
+
+    id: str
+    name: str
+    time_unix_nano: int
+    session_id: str
+    turn_id: str | None
+    call_id: str | None
+    user: str
+    host: str
+    agent_name: str
+    agent_version: str
+    corral_version: str
+    tier: int
+    attributes: dict[str, AttrValue]
+    seq: int | None = None
+
+    def to_record(self, seq: int | None = None) -> dict[str, Any]:
+        attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.attributes.items()}
+        return {
+            "v": SCHEMA_VERSION, "seq": self.seq if seq is None else seq, "id": self.id,
+            "name": self.name, "time_unix_nano": self.time_unix_nano,
+            "session_id": self.session_id, "turn_id": self.turn_id, "call_id": self.call_id,
+            "user": self.user, "host": self.host, "agent_name": self.agent_name,
+            "agent_version": self.agent_version, "corral_version": self.corral_version,
+            "tier": self.tier, "attributes": attrs,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Event:
+        attrs = {k: tuple(v) if isinstance(v, list) else v
+                 for k, v in dict(rec.get("attributes") or {}).items()}
+        return cls(
+            id=str(rec["id"]), name=str(rec["name"]), time_unix_nano=int(rec["time_unix_nano"]),
+            session_id=str(rec["session_id"]), turn_id=rec.get("turn_id"),
+            call_id=rec.get("call_id"), user=str(rec.get("user", "")),
+            host=str(rec.get("host", "")), agent_name=str(rec.get("agent_name", "")),
+            agent_version=str(rec.get("agent_version", "")),
+            corral_version=str(rec.get("corral_version", "")), tier=int(rec.get("tier", 0)),
+            attributes=attrs, seq=rec.get("seq"),
+        )
