@@ -144,10 +144,12 @@ def load_cloud_bundle(
     ca_file: str | None = None,
     refresh_seconds: float = 300.0,
     now: float | None = None,
-) -> tuple[Bundle, list[str]]:
-    """The bundle to apply, plus warnings. Raises BundleRefused when nothing usable exists."""
+    warnings: list[str] | None = None,
+) -> Bundle:
+    """The bundle to apply; problems are appended to ``warnings``. Raises BundleRefused when
+    nothing usable exists."""
     now = time.time() if now is None else now
-    warnings: list[str] = []
+    warnings = warnings if warnings is not None else []
     cached: Bundle | None = None
     cache_age: float | None = None
     try:
@@ -159,7 +161,7 @@ def load_cloud_bundle(
     except (OSError, BundleRefused) as exc:
         warnings.append(f"cached requirements bundle {cache_path} unusable: {exc}")
     if cached is not None and cache_age is not None and 0 <= cache_age < refresh_seconds:
-        return cached, warnings
+        return cached
     try:
         raw = _fetch(url, ca_file)
         fresh = verify_envelope(raw, pubkey_b64, url, now)
@@ -171,10 +173,10 @@ def load_cloud_bundle(
                 f"cloud requirements bundle refused: {exc}; using the last good cached bundle "
                 f"({cached.source})"
             )
-            return cached, warnings
+            return cached
         raise BundleRefused(f"{url}: {exc}; no good cached bundle") from None
     _write_cache(cache_path, raw)
-    return fresh, warnings
+    return fresh
 
 
 def _write_cache(cache_path: Path, raw: bytes) -> None:

@@ -20,7 +20,14 @@ from corral.config.enforce import enforce
 from corral.config.merge import OriginMaker, dotted, merge_into, split_dotted, strip_keys
 from corral.config.model import EffectiveConfig, Origin
 from corral.config.requirements import load_requirements
-from corral.config.schema import CONFIG_SCHEMA, PROFILE_SCHEMA, PROJECT_FORBIDDEN, Spec, validate
+from corral.config.schema import (
+    BUILTIN_PROFILES,
+    CONFIG_SCHEMA,
+    PROFILE_SCHEMA,
+    PROJECT_FORBIDDEN,
+    Spec,
+    validate,
+)
 from corral.config.toml_io import TomlFile, read_toml_file
 from corral.errors import ConfigError
 from corral.paths import corral_home, system_dir
@@ -202,6 +209,13 @@ def load_config(
                         "settings apply")
     constraints, enforce_warnings = enforce(values, origins, req, explicit)
     warnings.extend(enforce_warnings)
+    selected = values.get("default_permissions")
+    if selected not in BUILTIN_PROFILES and selected not in values.get("permissions", {}):
+        raise ConfigError(
+            f"{_origin_for(origins, ('default_permissions',))}: permission profile "
+            f"`{selected}` is not defined (built-ins: {', '.join(BUILTIN_PROFILES)}; "
+            "or define [permissions.NAME])"
+        )
 
     return EffectiveConfig(
         values=values,

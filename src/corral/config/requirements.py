@@ -199,14 +199,14 @@ def load_requirements(
                 "managed.requirements_bundle_public_key", sources, data, origins
             )
         try:
-            bundle, bundle_warnings = load_cloud_bundle(
+            bundle = load_cloud_bundle(
                 url,
                 pubkey,
                 cache_dir / "requirements-bundle.json",
                 ca_file=managed_cfg.get("requirements_bundle_ca_file"),
                 refresh_seconds=float(managed_cfg.get("requirements_bundle_refresh_seconds", 300)),
+                warnings=warnings,
             )
-            warnings.extend(bundle_warnings)
             tf = parse_toml_text(bundle.requirements_toml, bundle.source)
             _compose(data, origins, _validated(tf), bundle.source)
             sources.append(bundle.source)
