@@ -1,1 +1,22 @@
-"""corral.sandbox (see ARCHITECTURE.md)."""
+"""corral.sandbox: the OS boundary every command runs in (see ARCHITECTURE.md, docs/sandbox.md).
+
+Public surface:
+- ``build_plan(...)`` / ``plan_from_config(cfg, cwd, ...)`` -> ``SandboxPlan`` (computed once)
+- ``Sandbox(plan).spawn(argv, cwd, env_extra) -> Popen`` and ``.run(...) -> SandboxResult``
+- ``capabilities.checks() -> list[Check]`` for ``corral doctor``
+- ``seatbelt.profile_text(plan)`` for macOS
+"""
+
+from __future__ import annotations
+
+from corral.sandbox.envpolicy import EnvPolicy, build_env
+from corral.sandbox.feedback import Violation, explain_stderr
+from corral.sandbox.launcher import Sandbox, SandboxedProcess, SandboxResult
+from corral.sandbox.plan import NetworkPlan, SandboxPlan, build_plan, plan_from_config
+from corral.sandbox.profiles import Access, NetworkMode
+
+__all__ = [
+    "Access", "EnvPolicy", "NetworkMode", "NetworkPlan", "Sandbox", "SandboxPlan",
+    "SandboxResult", "SandboxedProcess", "Violation", "build_env", "build_plan",
+    "explain_stderr", "plan_from_config",
+]

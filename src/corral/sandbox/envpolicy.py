@@ -1,0 +1,94 @@
+"""``shell_environment_policy``: which environment variables reach a sandboxed command.
+
+Order (Codex-compatible): inherit (all|core|none) -> default excludes (unless ignored) ->
+exclude -> set -> include_only. Then corral's markers are added, which no policy can remove.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.errors import CorralError
+
+CORE_VARS = ("HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP")
+DEFAULT_EXCLUDES = ("*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*")
+PASSTHROUGH_IDS = ("CORRAL_SESSION_ID", "CORRAL_CALL_ID", "TRACEPARENT")
+
+
+@dataclass(frozen=True)
+class EnvPolicy:
+    inherit: str = "all"
+    exclude: tuple[str, ...] = ()
+    include_only: tuple[str, ...] = ()
+    set: Mapping[str, str] = field(default_factory=dict)
+    ignore_default_excludes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inherit not in ("all", "core", "none"):
+            raise CorralError(
+                "sandbox", f"shell_environment_policy.inherit must be all|core|none, "
+                f"got {self.inherit!r}",
+            )
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any] | None) -> EnvPolicy:
+        t = dict(table or {})
+
+        def strs(key: str) -> tuple[str, ...]:
+            v = t.get(key, [])
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise CorralError(
+                    "sandbox", f"shell_environment_policy.{key} must be a list of strings"
+                )
+            return tuple(v)
+
+        sets = t.get("set", {}) or {}
+        if not isinstance(sets, Mapping):
+            raise CorralError("sandbox", "shell_environment_policy.set must be a table")
+        return cls(
+            inherit=str(t.get("inherit", "all")),
+            exclude=strs("exclude"),
+            include_only=strs("include_only"),
+            set={str(k): str(v) for k, v in sets.items()},
+            ignore_default_excludes=bool(t.get("ignore_default_excludes", False)),
+        )
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, p.upper()) for p in patterns)
+
+
+def build_env(
+    policy: EnvPolicy,
+    source: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment for a sandboxed process.
+
+    ``extra`` holds values the caller (supervisor) sets for this call: CORRAL_SESSION_ID,
+    CORRAL_CALL_ID, TRACEPARENT and, later, proxy variables. They bypass the filters because
+    corral chose them, not the user's shell.
+    """
+    if policy.inherit == "all":
+        env = dict(source)
+    elif policy.inherit == "core":
+        env = {k: source[k] for k in CORE_VARS if k in source}
+    else:
+        env = {}
+    if not policy.ignore_default_excludes:
+        env = {k: v for k, v in env.items() if not _matches(k, DEFAULT_EXCLUDES)}
+    if policy.exclude:
+        env = {k: v for k, v in env.items() if not _matches(k, policy.exclude)}
+    env.update(policy.set)
+    if policy.include_only:
+        env = {k: v for k, v in env.items() if _matches(k, policy.include_only)}
+    for key in (*PASSTHROUGH_IDS, "CORRAL_SANDBOX"):
+        env.pop(key, None)
+    if extra:
+        env.update(extra)
+    env["CORRAL_SANDBOX"] = "1"
+    return env

@@ -1,0 +1,347 @@
+"""Spawning commands under the plan: bubblewrap + seccomp on Linux.
+
+``Sandbox(plan)`` checks the host once (bwrap present, user namespaces, seccomp compiled) and
+then spawns many commands cheaply: per spawn it only stats the protected paths, writes the
+cached BPF into a pipe and execs bwrap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from corral.errors import CorralError
+from corral.sandbox.envpolicy import build_env
+from corral.sandbox.feedback import Violation, explain_stderr
+from corral.sandbox.plan import SandboxPlan
+from corral.sandbox.profiles import Access, FsEntry, NetworkMode, normalise
+from corral.sandbox.protected import (
+    Protected,
+    create_placeholder,
+    is_placeholder,
+    protected_paths,
+)
+from corral.sandbox.seccomp import bpf_fd, build_bpf
+
+_MINIMAL_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+
+
+@dataclass
+class SandboxResult:
+    returncode: int
+    weaker_mode: str | None = None
+    violations: list[Violation] = field(default_factory=list)
+    stderr: str | None = None
+
+
+@dataclass
+class _Layout:
+    args: list[str]
+    lock_fds: list[int]
+    roots: list[Path]
+
+
+def _probe_bwrap(bwrap: str) -> str | None:
+    """None if bwrap can create the namespaces we need, else what is wrong."""
+    if not os.path.exists(bwrap):
+        found = shutil.which("bwrap")
+        if found is None:
+            return "bubblewrap (bwrap) is not installed"
+        bwrap = found
+    try:
+        p = subprocess.run(
+            [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
+             "--disable-userns", "--", "/bin/true"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap could not run ({exc})"
+    if p.returncode != 0:
+        msg = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
+        return f"bubblewrap cannot create user namespaces: {msg}"
+    return None
+
+
+class Sandbox:
+    """A reusable launcher for one plan. Thread-safe for concurrent ``spawn`` calls."""
+
+    _probe_cache: dict[str, str | None] = {}
+
+    def __init__(self, plan: SandboxPlan, *, probe: bool = True) -> None:
+        self.plan = plan
+        self.weaker_mode: str | None = None
+        self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else (shutil.which("bwrap") or "")
+        self._bpf: bytes | None = None
+        if plan.full_access:
+            self.weaker_mode = None  # explicit :danger-full-access, not a fallback
+            return
+        if sys.platform != "linux":
+            self._weaker_or_refuse(
+                "unsandboxed", "this platform runs commands under Seatbelt via sandbox-exec, "
+                "which this Linux launcher does not start", "use Linux, or accept 'unsandboxed'",
+            )
+            return
+        if probe:
+            if self.bwrap not in Sandbox._probe_cache:
+                Sandbox._probe_cache[self.bwrap] = _probe_bwrap(self.bwrap or plan.bwrap)
+            problem = Sandbox._probe_cache[self.bwrap]
+            if problem is not None:
+                self._weaker_or_refuse(
+                    "unsandboxed", problem,
+                    "apt-get install bubblewrap; allow unprivileged user namespaces "
+                    "(sysctl kernel.unprivileged_userns_clone=1, "
+                    "kernel.apparmor_restrict_unprivileged_userns=0)",
+                )
+                return
+        try:
+            self._bpf = build_bpf(plan.network.mode)
+        except CorralError as exc:
+            self._weaker_or_refuse("no-seccomp", exc.message, exc.hint or "")
+
+    def _weaker_or_refuse(self, mode: str, problem: str, fix: str) -> None:
+        if mode in self.plan.allow_weaker or (
+            mode == "no-seccomp" and "unsandboxed" in self.plan.allow_weaker
+        ):
+            self.weaker_mode = mode
+            return
+        raise CorralError(
+            "sandbox", f"refusing to run unsandboxed: {problem}",
+            f"{fix}; or accept a weaker mode with sandbox.allow_weaker = [\"{mode}\"]",
+        )
+
+    # -- layout --------------------------------------------------------------------------
+
+    def _entries(self) -> list[FsEntry]:
+        plan = self.plan
+        entries = list(plan.entries)
+        for pattern in plan.deny_read_globs:
+            for hit in glob.iglob(pattern, recursive=True, include_hidden=True):
+                entries.append(FsEntry(Path(os.path.normpath(hit)), Access.DENY, literal=False))
+        return entries
+
+    def _protected(self, roots: Sequence[Path]) -> list[Protected]:
+        tmp_roots = {Path("/tmp")}
+        if os.environ.get("TMPDIR"):
+            tmp_roots.add(Path(os.path.normpath(os.environ["TMPDIR"])))
+        out: list[Protected] = []
+        for root in roots:
+            for p in protected_paths(root):
+                if p.path in self.plan.explicit_writes:
+                    continue  # an explicit write entry overrides the default protection
+                if not p.exists and root in tmp_roots:
+                    continue  # no placeholders in shared temp dirs
+                out.append(p)
+        return out
+
+    def layout(self) -> _Layout:
+        """The bwrap arguments for one spawn (mount order = most specific wins)."""
+        plan = self.plan
+        entries = normalise(self._entries())
+        roots = [e.path for e in entries if e.access is Access.WRITE and e.path != Path("/")]
+        roots = [r for r in roots if os.path.isdir(r)]
+        prot = self._protected(roots)
+        lock_fds = self._lock_roots([r for r in roots if any(p.path.parent == r for p in prot)])
+        for p in prot:
+            if not p.exists:
+                create_placeholder(p.path)
+        for p in prot:
+            entries.append(FsEntry(p.path, Access.WRITE if p.pin else Access.READ,
+                                   protected=True))
+        entries = normalise(entries)
+        args: list[str] = []
+        if plan.root_readable:
+            args += ["--ro-bind", "/", "/"]
+        else:
+            args += ["--tmpfs", "/"]
+            for d in _MINIMAL_RO:
+                args += ["--ro-bind-try", d, d]
+        args += ["--dev", "/dev", "--proc", "/proc"]
+        remount: list[str] = []
+        for e in entries:
+            path = str(e.path)
+            if e.path == Path("/"):
+                if e.access is Access.WRITE:
+                    args += ["--bind", "/", "/"]
+                continue
+            if e.access is Access.DENY:
+                if not os.path.lexists(path):
+                    continue
+                path = os.path.realpath(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    reopened = any(
+                        o.path != e.path and e.path in o.path.parents
+                        and o.access is not Access.DENY for o in entries
+                    )
+                    args += ["--perms", "0111" if reopened else "0000", "--tmpfs", path]
+                    remount.append(path)
+                else:
+                    args += ["--ro-bind", "/dev/null", path]
+            elif os.path.lexists(path):
+                args += ["--bind" if e.access is Access.WRITE else "--ro-bind", path, path]
+        for path in remount:
+            args += ["--remount-ro", path]
+        return _Layout(args, lock_fds, roots)
+
+    def _lock_roots(self, roots: Sequence[Path]) -> list[int]:
+        """Shared locks, one per root with placeholders: cleanup removes placeholders only
+        when no other sandbox run is using that root."""
+        fds: list[int] = []
+        lockdir = self.plan.corral_home / "state" / "sandbox-locks"
+        try:
+            lockdir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return fds
+        for root in roots:
+            name = hashlib.sha256(str(root).encode()).hexdigest()[:24]
+            try:
+                fd = os.open(lockdir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fds.append(fd)
+        return fds
+
+    def _cleanup(self, layout: _Layout) -> None:
+        for fd in layout.lock_fds:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # another run still uses this root; it cleans up later
+                continue
+            try:
+                for root in layout.roots:
+                    for p in protected_paths(root):
+                        if is_placeholder(p.path):
+                            try:
+                                os.rmdir(p.path)
+                            except OSError:
+                                pass
+            finally:
+                os.close(fd)
+
+    # -- spawning ------------------------------------------------------------------------
+
+    def command(self, argv: Sequence[str], cwd: str | Path | None = None) -> tuple[list[str],
+                                                                                  _Layout | None]:
+        if not argv:
+            raise CorralError("sandbox", "no command given", "corral sandbox -- CMD [ARGS...]")
+        if self.plan.full_access or self.weaker_mode == "unsandboxed":
+            return list(argv), None
+        lay = self.layout()
+        net = ["--unshare-net"] if self.plan.network.mode is not NetworkMode.HOST else []
+        head = [
+            self.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", *net, "--disable-userns", "--die-with-parent",
+            "--new-session", "--cap-drop", "ALL", "--hostname", "corral-sandbox",
+        ]
+        chdir = str(Path(cwd) if cwd is not None else self.plan.cwd)
+        return [*head, *lay.args, "--chdir", chdir, "--", *argv], lay
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        cwd: str | Path | None = None,
+        env_extra: Mapping[str, str] | None = None,
+        **popen: Any,
+    ) -> SandboxedProcess:
+        """Start ``argv`` in the sandbox; extra keyword arguments go to ``subprocess.Popen``.
+
+        ``env_extra`` is for corral's own per-call values (CORRAL_SESSION_ID, CORRAL_CALL_ID,
+        TRACEPARENT); they bypass the environment policy.
+        """
+        env = build_env(self.plan.env_policy, os.environ, env_extra)
+        cmd, lay = self.command(argv, cwd)
+        fds: tuple[int, ...] = ()
+        if lay is not None and self._bpf is not None:
+            fd = bpf_fd(self._bpf)
+            fds = (fd,)
+            cmd = [cmd[0], "--seccomp", str(fd), *cmd[1:]]
+        try:
+            proc = SandboxedProcess(
+                cmd, env=env, pass_fds=fds,
+                cwd=str(cwd) if lay is None and cwd is not None else None, **popen,
+            )
+        except BaseException:
+            if lay is not None:
+                self._cleanup(lay)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        proc._corral_cleanup = (lambda: self._cleanup(lay)) if lay is not None else None
+        return proc
+
+    def run(
+        self,
+        argv: Sequence[str],
+        cwd: str | Path | None = None,
+        env_extra: Mapping[str, str] | None = None,
+        *,
+        stdin: int | IO[Any] | None = None,
+        stdout: int | IO[Any] | None = None,
+        stderr_sink: IO[str] | None = None,
+        explain: bool = True,
+    ) -> SandboxResult:
+        """Run to completion. stderr is passed on to ``stderr_sink`` (default: our stderr)
+        while being scanned for sandbox denials, which come back as ``violations``."""
+        sink = stderr_sink if stderr_sink is not None else sys.stderr
+        proc = self.spawn(argv, cwd, env_extra, stdin=stdin, stdout=stdout,
+                          stderr=subprocess.PIPE if explain else None)
+        lines: list[str] = []
+        if explain and proc.stderr is not None:
+            t = threading.Thread(target=_tee, args=(proc.stderr, sink, lines), daemon=True)
+            t.start()
+            rc = proc.wait()
+            t.join()
+        else:
+            rc = proc.wait()
+        text = "".join(lines)
+        violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd) \
+            if explain and rc != 0 else []
+        return SandboxResult(rc, self.weaker_mode, violations, text if explain else None)
+
+
+def _tee(src: IO[bytes], sink: IO[str], lines: list[str]) -> None:
+    out = getattr(sink, "buffer", None)
+    for raw in iter(src.readline, b""):
+        if out is not None:
+            out.write(raw)
+            out.flush()
+        else:
+            sink.write(raw.decode(errors="replace"))
+            sink.flush()
+        if sum(len(x) for x in lines) < 1_000_000:
+            lines.append(raw.decode(errors="replace"))
+    src.close()
+
+
+class SandboxedProcess(subprocess.Popen[bytes]):
+    """A Popen that removes this run's placeholders once the process has been reaped."""
+
+    _corral_cleanup: Any = None
+
+    def _after_exit(self) -> None:
+        fn, self._corral_cleanup = self._corral_cleanup, None
+        if fn is not None:
+            fn()
+
+    def wait(self, timeout: float | None = None) -> int:
+        rc = super().wait(timeout)
+        self._after_exit()
+        return rc
+
+    def poll(self) -> int | None:
+        rc = super().poll()
+        if rc is not None:
+            self._after_exit()
+        return rc

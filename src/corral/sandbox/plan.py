@@ -1,0 +1,227 @@
+"""The sandbox plan: everything decided before spawning, computed once and reused per command.
+
+``build_plan`` takes plain values (usable without config); ``plan_from_config`` reads the
+layered config and admin requirements and calls it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from corral.errors import CorralError
+from corral.paths import corral_home
+from corral.sandbox.envpolicy import EnvPolicy
+from corral.sandbox.profiles import (
+    Access,
+    FsEntry,
+    NetworkMode,
+    Profile,
+    ResolveContext,
+    has_glob,
+    resolve_entries,
+    resolve_profile,
+)
+
+DEFAULT_DENY_READ: tuple[str, ...] = (
+    "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.azure", "~/.kube",
+    "~/.docker/config.json", "~/.netrc", "~/.git-credentials", "~/.pypirc", "~/.npmrc",
+)
+
+WEAKER_MODES = ("no-seccomp", "unsandboxed")
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """Network access for the sandbox. ``proxy`` mode will bind-mount ``proxy_socket`` into the
+    sandbox and add ``proxy_env`` (HTTP(S)_PROXY etc.); it is refused until netproxy lands."""
+
+    mode: NetworkMode = NetworkMode.NONE
+    proxy_socket: Path | None = None
+    proxy_env: Mapping[str, str] = field(default_factory=dict)
+    allow_domains: tuple[str, ...] = ()
+    deny_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """A resolved sandbox: the static part of every spawn."""
+
+    profile: str
+    cwd: Path
+    entries: tuple[FsEntry, ...]           # static filesystem entries (no protected paths yet)
+    writable_roots: tuple[Path, ...]       # roots whose protected paths are carved out
+    deny_read_globs: tuple[str, ...]       # re-expanded at each spawn
+    network: NetworkPlan
+    env_policy: EnvPolicy
+    full_access: bool = False
+    root_readable: bool = True
+    allow_weaker: tuple[str, ...] = ()
+    allow_weaker_source: str = ""
+    explicit_writes: frozenset[Path] = frozenset()
+    bwrap: str = "/usr/bin/bwrap"
+    corral_home: Path = field(default_factory=corral_home)
+
+
+def _abs(p: str | Path, cwd: Path) -> Path:
+    q = Path(os.path.expanduser(str(p)))
+    return Path(os.path.normpath(q if q.is_absolute() else cwd / q))
+
+
+def build_plan(
+    profile: str = ":workspace",
+    cwd: str | Path | None = None,
+    *,
+    writable_roots: Sequence[str | Path] = (),
+    network: NetworkPlan | NetworkMode | str | None = None,
+    deny_read: Sequence[str] = (),
+    enforced_deny_read: Sequence[str] = (),
+    env_policy: EnvPolicy | None = None,
+    exclude_tmpdir: bool = False,
+    exclude_slash_tmp: bool = False,
+    user_profiles: Mapping[str, Any] | None = None,
+    allow_weaker: Sequence[str] = (),
+    allow_weaker_source: str = "",
+    home: Path | None = None,
+    bwrap: str | None = None,
+    tmpdir: str | None = None,
+) -> SandboxPlan:
+    """Resolve a profile into a plan. Raises CorralError on anything it cannot honour."""
+    cwd_p = _abs(cwd or os.getcwd(), Path(os.getcwd()))
+    home_p = home or Path(os.path.expanduser("~"))
+    prof: Profile = resolve_profile(profile, user_profiles)
+    for mode in allow_weaker:
+        if mode not in WEAKER_MODES:
+            raise CorralError(
+                "sandbox", f"sandbox.allow_weaker: unknown mode {mode!r}",
+                f"known weaker modes: {', '.join(WEAKER_MODES)}",
+            )
+    if isinstance(network, NetworkPlan):
+        net = network
+    else:
+        mode = NetworkMode(network) if network is not None else (prof.network or NetworkMode.NONE)
+        net = NetworkPlan(mode=mode)
+    if net.mode is NetworkMode.PROXY or net.allow_domains or net.deny_domains:
+        raise CorralError(
+            "sandbox", "network mode 'proxy' and --allow-domain/--deny-domain are not available "
+            "yet (the managed network proxy is not built in this version)",
+            "use --network none or --network host",
+        )
+    tmp_env = tmpdir if tmpdir is not None else os.environ.get("TMPDIR")
+    ctx = ResolveContext(
+        cwd=cwd_p, home=home_p,
+        writable_roots=tuple(_abs(p, cwd_p) for p in writable_roots),
+        tmpdir=_abs(tmp_env, cwd_p) if tmp_env else None,
+        exclude_tmpdir=exclude_tmpdir, exclude_slash_tmp=exclude_slash_tmp,
+    )
+    entries = resolve_entries(prof.filesystem, ctx)
+    if writable_roots and not prof.full_access:
+        entries += [FsEntry(r, Access.WRITE) for r in ctx.writable_roots]
+    home_dir = corral_home()
+    denies = [*DEFAULT_DENY_READ, *deny_read]
+    literal_denies = [d for d in denies if not has_glob(d)]
+    enforced_literal = [d for d in enforced_deny_read if not has_glob(d)]
+    entries += resolve_entries(((d, Access.DENY) for d in literal_denies), ctx)
+    entries += resolve_entries(((d, Access.DENY) for d in enforced_literal), ctx, enforced=True)
+    entries.append(FsEntry(home_dir, Access.DENY, enforced=True))
+    globs = tuple(
+        _glob_abs(g, ctx) for g in [*denies, *enforced_deny_read] if has_glob(g)
+    )
+    writable = tuple(dict.fromkeys(
+        e.path for e in entries if e.access is Access.WRITE and e.path != Path("/")
+    ))
+    explicit = frozenset(e.path for e in entries if e.access is Access.WRITE)
+    root_readable = any(e.path == Path("/") for e in entries if e.access is not Access.DENY)
+    return SandboxPlan(
+        profile=profile, cwd=cwd_p, entries=tuple(entries), writable_roots=writable,
+        deny_read_globs=globs, network=net,
+        env_policy=env_policy or EnvPolicy(), full_access=prof.full_access,
+        root_readable=root_readable, allow_weaker=tuple(allow_weaker),
+        allow_weaker_source=allow_weaker_source, explicit_writes=explicit,
+        bwrap=bwrap or "/usr/bin/bwrap", corral_home=home_dir,
+    )
+
+
+def _glob_abs(pattern: str, ctx: ResolveContext) -> str:
+    if pattern == "~" or pattern.startswith("~/"):
+        pattern = str(ctx.home) + pattern[1:]
+    return pattern if os.path.isabs(pattern) else str(ctx.cwd / pattern)
+
+
+class _Reqs(Protocol):
+    def get(self, dotted: str, default: Any = None) -> Any: ...
+
+    @property
+    def deny_read(self) -> list[str]: ...
+
+    def source_of(self, dotted: str) -> str: ...
+
+
+class ConfigLike(Protocol):
+    """What the plan needs from ``corral.config.EffectiveConfig``."""
+
+    def get(self, dotted: str, default: Any = None) -> Any: ...
+
+    @property
+    def requirements(self) -> _Reqs: ...
+
+
+def _list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise CorralError("sandbox", f"{key} must be a list of strings")
+    return list(value)
+
+
+def plan_from_config(
+    cfg: ConfigLike,
+    cwd: str | Path | None = None,
+    *,
+    profile: str | None = None,
+    writable_roots: Sequence[str | Path] = (),
+    network: str | None = None,
+    allow_domains: Sequence[str] = (),
+    deny_domains: Sequence[str] = (),
+) -> SandboxPlan:
+    """Plan from the layered config. ``profile``/``network`` are explicit flag values: a
+    profile that requirements do not allow is refused (never silently replaced)."""
+    reqs = cfg.requirements
+    allowed = reqs.get("allowed_permission_profiles")
+    if isinstance(allowed, Mapping):
+        allowed = [k for k, v in allowed.items() if v]
+    name = profile or str(cfg.get("default_permissions", ":workspace"))
+    if profile is not None and isinstance(allowed, list) and profile not in allowed:
+        raise CorralError(
+            "requirements",
+            f"permission profile {profile!r} is not allowed by requirements "
+            f"(set by {reqs.source_of('allowed_permission_profiles')})",
+            f"allowed: {', '.join(map(str, allowed))}",
+        )
+    net_mode = network or cfg.get("sandbox.network")
+    mode = NetworkMode(net_mode) if net_mode else None
+    user_profiles = cfg.get("permissions", {}) or {}
+    if mode is None:
+        mode = resolve_profile(name, user_profiles).network or NetworkMode.NONE
+    weaker = _list(cfg.get("sandbox.allow_weaker"), "sandbox.allow_weaker")
+    src = ""
+    origin_fn = getattr(cfg, "origin", None)
+    if weaker and callable(origin_fn):
+        o = origin_fn("sandbox.allow_weaker")
+        src = o.describe() if o is not None and hasattr(o, "describe") else str(o or "")
+    return build_plan(
+        name, cwd,
+        writable_roots=[*_list(cfg.get("sandbox.writable_roots"), "sandbox.writable_roots"),
+                        *writable_roots],
+        network=NetworkPlan(mode=mode, allow_domains=tuple(allow_domains),
+                            deny_domains=tuple(deny_domains)),
+        deny_read=_list(cfg.get("filesystem.deny_read"), "filesystem.deny_read"),
+        enforced_deny_read=list(reqs.deny_read),
+        env_policy=EnvPolicy.from_table(cfg.get("shell_environment_policy")),
+        exclude_tmpdir=bool(cfg.get("sandbox.exclude_tmpdir", False)),
+        exclude_slash_tmp=bool(cfg.get("sandbox.exclude_slash_tmp", False)),
+        user_profiles=user_profiles, allow_weaker=weaker, allow_weaker_source=src,
+    )

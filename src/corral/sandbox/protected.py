@@ -1,0 +1,132 @@
+"""Protected paths: agent and tool configuration that stays read-only inside writable roots.
+
+These files make code run later *outside* the sandbox (git hooks, direnv, editor tasks, shell rc
+files, agent configs), so a sandboxed command must not create, change, rename or delete them.
+Computed at each spawn, because whether they exist changes between commands.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names protected directly under every writable root.
+PROTECTED_NAMES: tuple[str, ...] = (
+    ".corral", ".codex", ".claude", ".agents", ".vscode", ".idea", ".mcp.json", ".envrc",
+    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
+    ".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout",
+    ".kshrc", ".cshrc", ".tcshrc", ".inputrc",
+)
+# A missing protected path is blocked by mounting over an empty read-only *directory* created
+# for the run: git ignores empty directories (so ``git add -A`` does not pick it up) and writing
+# a file there fails with EISDIR. The unusual mode marks it as ours for cleanup.
+PLACEHOLDER_MODE = 0o1555
+# Inside a git directory (``.git`` or the gitdir a ``.git`` file points to).
+GIT_PROTECTED: tuple[tuple[str, bool], ...] = (("hooks", True), ("config", False))
+
+
+@dataclass(frozen=True)
+class Protected:
+    """A protected path. ``exists`` False means a placeholder must be created to mount over;
+    ``pin`` means bind the path onto itself writable (so it cannot be renamed away) rather than
+    read-only."""
+
+    path: Path
+    is_dir: bool
+    exists: bool
+    reason: str
+    pin: bool = False
+
+
+def _read_gitdir(dotgit_file: Path) -> Path | None:
+    try:
+        text = dotgit_file.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("gitdir:"):
+            target = Path(line.split(":", 1)[1].strip())
+            if not target.is_absolute():
+                target = dotgit_file.parent / target
+            return Path(os.path.normpath(target))
+    return None
+
+
+def _git_protected(gitdir: Path, out: list[Protected]) -> None:
+    dirs = [gitdir]
+    try:
+        common = (gitdir / "commondir").read_text().strip()
+        if common:
+            cpath = Path(os.path.normpath(gitdir / common))
+            if cpath != gitdir:
+                dirs.append(cpath)
+    except OSError:
+        pass
+    for d in dirs:
+        for name, is_dir in GIT_PROTECTED:
+            p = d / name
+            exists = os.path.lexists(p)
+            if exists or is_dir:  # a missing .git/config cannot be faked by a directory
+                out.append(Protected(p, p.is_dir() if exists else True, exists,
+                                     "protected path inside writable root"))
+
+
+def protected_paths(root: Path) -> list[Protected]:
+    """Protected paths under one writable root (existing or not)."""
+    out: list[Protected] = []
+    for name in PROTECTED_NAMES:
+        p = root / name
+        exists = os.path.lexists(p)
+        out.append(Protected(p, p.is_dir() if exists else True, exists,
+                             "protected path inside writable root"))
+    dotgit = root / ".git"
+    if dotgit.is_dir() and not dotgit.is_symlink():
+        # Pin .git itself so it cannot be renamed away and replaced by a fresh one.
+        out.append(Protected(dotgit, True, True, "git directory", pin=True))
+        _git_protected(dotgit, out)
+    elif os.path.lexists(dotgit):
+        # A gitdir pointer file (worktree/submodule) or symlink: the pointer itself is read-only.
+        if not dotgit.is_symlink():
+            out.append(Protected(dotgit, False, True, "protected path inside writable root"))
+        target = _read_gitdir(dotgit) if dotgit.is_file() else Path(os.path.realpath(dotgit))
+        if target is not None and target.is_dir():
+            _git_protected(target, out)
+    return out
+
+
+def is_placeholder(path: Path) -> bool:
+    """An empty directory with PLACEHOLDER_MODE: left by a sandbox run, safe to remove."""
+    try:
+        st = os.lstat(path)
+        return (st.st_mode & 0o7777) == PLACEHOLDER_MODE and not os.listdir(path)
+    except OSError:
+        return False
+
+
+def create_placeholder(path: Path) -> bool:
+    try:
+        os.mkdir(path, PLACEHOLDER_MODE)
+        os.chmod(path, PLACEHOLDER_MODE)  # mkdir applies the umask and drops the sticky bit
+        return True
+    except FileExistsError:
+        return False
+
+
+def is_protected_name(path: Path, roots: tuple[Path, ...]) -> bool:
+    """Whether ``path`` is (inside) a protected path of one of ``roots``."""
+    for root in roots:
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        parts = rel.parts
+        if not parts:
+            continue
+        if parts[0] in PROTECTED_NAMES:
+            return True
+        if parts[0] == ".git" and len(parts) > 1 and parts[1] in ("hooks", "config"):
+            return True
+        if parts == (".git",):
+            return True
+    return False
