@@ -146,6 +146,7 @@ _V6_SPECIAL: tuple[tuple[str, tuple[ipaddress.IPv4Network | ipaddress.IPv6Networ
     ("teredo", _nets("2001::/32")),
     ("benchmarking", _nets("2001:2::/48")),
     ("orchid", _nets("2001:10::/28", "2001:20::/28")),
+    ("ietf-reserved", _nets("2001::/23")),  # found by the property test against ipaddress
     ("documentation", _nets("2001:db8::/32", "3fff::/20")),
     ("srv6", _nets("5f00::/16")),
     ("ula", _nets("fc00::/7")),

@@ -1,0 +1,99 @@
+"""Fixtures: real loopback servers and a real proxy thread. Missing tools fail loudly."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.netproxy import NetworkDecision, PolicyInputs, Proxy, build_policy
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is required for this test (scripts/setup --dev installs it)")
+    return path
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        reply = b"got " + str(len(body)).encode() + b" " + body[:32]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.send_header("X-Seen-Proxy-Auth", str(self.headers.get("Proxy-Authorization")))
+        self.send_header("X-Seen-Connection", str(self.headers.get("Connection")))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A plain HTTP server on 127.0.0.1 serving ``tmp_path/www``."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "hello.txt").write_text("hello through the proxy\n")
+
+    def handler(*a: object, **kw: object) -> _Handler:
+        return _Handler(*a, directory=str(root), **kw)  # type: ignore[arg-type]
+
+    srv = Server(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1], root
+    srv.shutdown()
+    srv.server_close()
+
+
+ProxyFactory = Callable[..., tuple[Proxy, list[NetworkDecision]]]
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[ProxyFactory]:
+    started: list[Proxy] = []
+
+    def make(inputs: PolicyInputs | None = None, **kw: object) -> tuple[Proxy, list[NetworkDecision]]:
+        events: list[NetworkDecision] = []
+        p = Proxy(build_policy(inputs or PolicyInputs()), on_decision=events.append, **kw)  # type: ignore[arg-type]
+        p.start()
+        started.append(p)
+        return p, events
+
+    yield make
+    for p in started:
+        p.stop()
+
+
+def local(port: int, *hosts: str) -> PolicyInputs:
+    """Policy allowing the named hosts and their loopback server on ``port``."""
+    names = hosts or ("127.0.0.1",)
+    return PolicyInputs(
+        domains=dict.fromkeys(names, "allow"),
+        allow_local=[f"{h}:{port}" for h in names],
+    )

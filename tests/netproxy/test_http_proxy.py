@@ -1,0 +1,200 @@
+"""Real clients (curl, httpx) through the proxy against loopback servers."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from corral.netproxy import AskAnswer, NetworkQuestion, PolicyInputs, proxy_env
+
+from .conftest import ProxyFactory, local, need
+
+
+def curl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [need("curl"), "-sS", "--max-time", "10", *args],
+        capture_output=True, text=True, env=env, timeout=20,
+    )
+
+
+def test_curl_http_allowed_and_event(web: tuple[int, Path], make_proxy: ProxyFactory) -> None:
+    port, _ = web
+    proxy, events = make_proxy(local(port))
+    assert proxy.endpoints is not None
+    r = curl("-x", proxy.endpoints.http_url(), f"http://127.0.0.1:{port}/hello.txt?secret=1")
+    assert r.stdout == "hello through the proxy\n", r.stderr
+    (ev,) = events
+    assert (ev.host, ev.port, ev.protocol, ev.method, ev.decision, ev.source) == (
+        "127.0.0.1", port, "http", "GET", "allow", "config")
+    assert "secret" not in repr(ev) and "hello.txt" not in repr(ev)
+
+
+def test_curl_via_environment_https_connect_and_socks5h(
+    web: tuple[int, Path], make_proxy: ProxyFactory
+) -> None:
+    port, _ = web
+    proxy, events = make_proxy(local(port, "localhost"))
+    ep = proxy.endpoints
+    assert ep is not None and ep.http and ep.socks
+    env = {"PATH": "/usr/bin:/bin", **proxy_env(ep.http[1], ep.socks[1], no_proxy="")}
+    url = f"http://localhost:{port}/hello.txt"
+    assert curl(url, env=env).stdout.startswith("hello")  # via HTTP_PROXY
+    assert curl("-p", url, env=env).stdout.startswith("hello")  # CONNECT tunnel
+    assert curl("--socks5-hostname", f"127.0.0.1:{ep.socks[1]}", url).stdout.startswith("hello")
+    assert [e.protocol for e in events] == ["http", "https", "socks5_tcp"]
+
+
+def test_blocked_http_gets_403_with_reason_header_and_explanation(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy, events = make_proxy(PolicyInputs(domains={"blocked.test": "deny"}))
+    assert proxy.endpoints is not None
+    r = curl("-i", "-x", proxy.endpoints.http_url(), "http://blocked.test/x?token=abc")
+    assert r.stdout.startswith("HTTP/1.1 403")
+    assert "x-corral-block: denied" in r.stdout
+    assert "blocked.test:80 was blocked: denied by the network policy" in r.stdout
+    assert "token" not in r.stdout
+    # CONNECT: 403 and curl reports the refusal; unknown host with no asker: not_allowed.
+    r = curl("-p", "-x", proxy.endpoints.http_url(), "http://unknown.test/")
+    assert r.returncode != 0 and "403" in r.stderr
+    assert [(e.host, e.decision, e.reason) for e in events] == [
+        ("blocked.test", "deny", "denied"), ("unknown.test", "deny", "not_allowed (no one to ask)")]
+
+
+def test_private_addresses_refused_even_when_domain_allowed(make_proxy: ProxyFactory) -> None:
+    proxy, events = make_proxy(PolicyInputs(domains={"*": "allow"}))
+    assert proxy.endpoints is not None
+    for host in ("127.0.0.1", "2130706433", "0x7f.1", "0177.0.0.1", "127.1", "[::1]",
+                 "[::ffff:127.0.0.1]", "169.254.169.254", "localhost"):
+        r = curl("-i", "-x", proxy.endpoints.http_url(), f"http://{host}:9/")
+        assert "x-corral-block: not_allowed_local" in r.stdout, (host, r.stdout, r.stderr)
+
+
+def test_ask_callback_allows_and_session_caches(
+    web: tuple[int, Path], make_proxy: ProxyFactory
+) -> None:
+    port, _ = web
+    asked: list[NetworkQuestion] = []
+
+    def ask(q: NetworkQuestion) -> AskAnswer:
+        asked.append(q)
+        return AskAnswer(q.host == "localhost", source="user")
+
+    inp = PolicyInputs(allow_local=[f"localhost:{port}"])
+    proxy, events = make_proxy(inp, ask=ask)
+    assert proxy.endpoints is not None
+    for _ in range(3):
+        r = curl("-x", proxy.endpoints.http_url(), f"http://localhost:{port}/hello.txt")
+        assert r.stdout.startswith("hello")
+    assert len(asked) == 1
+    assert [e.source for e in events] == ["user", "session grant", "session grant"]
+
+
+def test_httpx_post_bodies_keepalive_and_hop_by_hop(
+    web: tuple[int, Path], make_proxy: ProxyFactory
+) -> None:
+    port, _ = web
+    proxy, _ = make_proxy(local(port), credentials=("corral", "s3cret"))
+    assert proxy.endpoints is not None and proxy.endpoints.http is not None
+    purl = f"http://corral:s3cret@127.0.0.1:{proxy.endpoints.http[1]}"
+    with httpx.Client(proxy=purl, timeout=10) as c:
+        r = c.post(f"http://127.0.0.1:{port}/p", content=b"x" * 100_000)
+        assert r.text.startswith("got 100000 ")
+        assert r.headers["x-seen-proxy-auth"] == "None"  # credentials never forwarded
+        assert r.headers["x-seen-connection"] == "close"
+
+        def gen():  # chunked upload
+            yield b"abc"
+            yield b"def"
+
+        r = c.post(f"http://127.0.0.1:{port}/p", content=gen())
+        assert r.text == "got 6 abcdef"
+        for _ in range(5):
+            assert c.get(f"http://127.0.0.1:{port}/hello.txt").status_code == 200
+    assert proxy.stats.served <= 3  # keep-alive: one client connection served them all
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy.endpoints.http[1]}") as c:
+        assert c.get(f"http://127.0.0.1:{port}/hello.txt").status_code == 407
+
+
+def test_socks_credentials_required_when_set(web: tuple[int, Path], make_proxy: ProxyFactory) -> None:
+    port, _ = web
+    proxy, _ = make_proxy(local(port), credentials=("corral", "tok"))
+    ep = proxy.endpoints
+    assert ep is not None and ep.socks
+    url = f"http://127.0.0.1:{port}/hello.txt"
+    good = curl("-x", f"socks5h://corral:tok@127.0.0.1:{ep.socks[1]}", url)
+    assert good.stdout.startswith("hello"), good.stderr
+    bad = curl("-x", f"socks5h://corral:nope@127.0.0.1:{ep.socks[1]}", url)
+    assert bad.returncode != 0
+    none = curl("-x", f"socks5h://127.0.0.1:{ep.socks[1]}", url)
+    assert none.returncode != 0
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as s:
+                    s.recv(65536)
+                    body = b"secure hello\n"
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                              % (len(body), body))
+            except (ssl.SSLError, OSError):
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    yield srv.getsockname()[1], pem
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def test_https_through_connect_with_curl_and_httpx(tls_server, make_proxy: ProxyFactory) -> None:  # type: ignore[no-untyped-def]
+    port, pem = tls_server
+    proxy, events = make_proxy(local(port, "localhost"))
+    assert proxy.endpoints is not None
+    r = curl("--cacert", str(pem), "-x", proxy.endpoints.http_url(), f"https://localhost:{port}/")
+    assert r.stdout == "secure hello\n", r.stderr
+    with httpx.Client(proxy=proxy.endpoints.http_url(), verify=ssl.create_default_context(
+            cafile=str(pem))) as c:
+        assert c.get(f"https://localhost:{port}/").text == "secure hello\n"
+    assert {e.protocol for e in events} == {"https"}
+
+
+def test_connect_port_restrictions(web: tuple[int, Path], make_proxy: ProxyFactory) -> None:
+    port, _ = web
+    inp = local(port, "localhost")
+    inp.allowed_ports = [443]
+    proxy, events = make_proxy(inp)
+    assert proxy.endpoints is not None
+    # The allow_local entry names this port, so it is reachable; others are not.
+    assert curl("-p", "-x", proxy.endpoints.http_url(),
+                f"http://localhost:{port}/hello.txt").stdout.startswith("hello")
+    r = curl("-p", "-x", proxy.endpoints.http_url(), "http://localhost:25/")
+    assert r.returncode != 0
+    assert events[-1].reason == "bad_port"
+    r = curl("-i", "-x", proxy.endpoints.http_url(), "http://localhost:0/")
+    assert r.returncode != 0 or "x-corral-block" in r.stdout
