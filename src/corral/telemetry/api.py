@@ -25,7 +25,7 @@ from corral.errors import CorralError
 from corral.telemetry.content import apply_tier, resolve_tier
 from corral.telemetry.journal import DEFAULT_CHECKPOINT_EVERY, JournalWriter, journal_file
 from corral.telemetry.keys import load_or_create_signing_key
-from corral.telemetry.schema import EventBody, Event, TelemetryDrop, validate
+from corral.telemetry.schema import Event, EventBody, TelemetryDrop, validate
 from corral.telemetry.stamp import stamp_env
 from corral.telemetry.ulid import new_ulid
 
@@ -129,13 +129,7 @@ class Telemetry:
         problem = validate(event_name, attrs)
         if problem is not None:
             raise CorralError("telemetry", problem)
-        user, host, agent, agent_version, corral_version = self._envelope
-        ev = Event(
-            id=new_ulid(), name=event_name, time_unix_nano=time.time_ns(),
-            session_id=self.session_id, turn_id=turn_id, call_id=call_id, user=user, host=host,
-            agent_name=agent, agent_version=agent_version, corral_version=corral_version,
-            tier=self.tier, attributes=apply_tier(event_name, attrs, content, self.tier),
-        )
+        ev = self._make_event(event_name, attrs, call_id, turn_id, content)
         with self._lock:
             if self._failure is not None:
                 raise self._failure
@@ -147,6 +141,16 @@ class Telemetry:
         if wait:
             self._wait(ticket, None)
         return ev
+
+    def _make_event(self, event_name: str, attrs: dict[str, Any], call_id: str | None,
+                    turn_id: str | None, content: dict[str, str] | None) -> Event:
+        user, host, agent, agent_version, corral_version = self._envelope
+        return Event(
+            id=new_ulid(), name=event_name, time_unix_nano=time.time_ns(),
+            session_id=self.session_id, turn_id=turn_id, call_id=call_id, user=user, host=host,
+            agent_name=agent, agent_version=agent_version, corral_version=corral_version,
+            tier=self.tier, attributes=apply_tier(event_name, attrs, content, self.tier),
+        )
 
     def emit_event(self, body: EventBody, *, call_id: str | None = None,
                    turn_id: str | None = None, wait: bool = False) -> Event:
@@ -177,14 +181,14 @@ class Telemetry:
             self._queue.put(None)
         self._thread.join(timeout)
         try:
+            if self._sink is not None:
+                self._sink.close()  # may report final drops: written directly below
             if self._failure is None:
                 self._writer.checkpoint()
         except sqlite3.Error as exc:
             self._fail(exc)
         finally:
             self._writer.close()
-            if self._sink is not None:
-                self._sink.close()
         if self._failure is not None:
             raise self._failure
 
@@ -251,11 +255,16 @@ class Telemetry:
 
     def _record_drop(self, dropped: int, reason: str, exporter: str) -> None:
         """Called by the exporter thread: drops are themselves journaled (not blocking)."""
-        if self._failure is not None or self._closed:
+        if self._failure is not None:
             return
+        body = TelemetryDrop(dropped=dropped, reason=reason, exporter=exporter)
         try:
-            self.emit_event(TelemetryDrop(dropped=dropped, reason=reason, exporter=exporter))
-        except CorralError:
+            if not self._closed:
+                self.emit_event(body)
+            elif not self._thread.is_alive():  # closing: the writer thread is gone
+                self._writer.append([self._make_event(body.NAME, body.attributes(), None,
+                                                      None, None)])
+        except (CorralError, sqlite3.Error):
             pass
 
 

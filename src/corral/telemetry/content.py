@@ -50,8 +50,6 @@ def apply_tier(
         out[key] = value
     if content and tier > 0:
         for key, text in content.items():
-            if text is None:
-                continue
             data = text.encode("utf-8", "surrogatepass")
             base = content_attr(key)
             out[f"{base}.length"] = len(data)

@@ -1,0 +1,109 @@
+"""Readable views of journal events: a Rich tree per session (prompt → actions → decision and
+result) and one-line summaries for ``--follow``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+from rich.tree import Tree
+
+from corral.telemetry.schema import Event
+
+
+def _time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _content(ev: Event, base: str) -> str:
+    a = ev.attributes
+    if base in a:
+        text = str(a[base])
+        return repr(text if len(text) <= 120 else text[:117] + "...")
+    if f"{base}.length" in a:
+        return f"[{a[f'{base}.length']} bytes, sha256 {str(a.get(f'{base}.sha256', ''))[:12]}]"
+    return "[content not recorded]"
+
+
+def describe(ev: Event) -> Text:
+    """One line for one event."""
+    a = ev.attributes
+    n = ev.name
+    t = Text(_time(ev.time_unix_nano)[11:] + " ", style="dim")
+    if n == "agent.user_prompt":
+        t.append("prompt ", style="bold cyan").append(_content(ev, "prompt"))
+    elif n == "agent.tool.decision":
+        dec = str(a.get("agent.decision"))
+        style = "green" if dec.startswith(("approved", "auto")) else "bold red"
+        t.append(f"{a.get('gen_ai.tool.name')} ", style="bold")
+        t.append(dec, style=style).append(f" by {a.get('agent.decision.source')}")
+        if a.get("agent.decision.rule"):
+            t.append(f" ({a['agent.decision.rule']})", style="dim")
+        if a.get("agent.decision.rationale"):
+            t.append(f" — {a['agent.decision.rationale']}", style="italic")
+        if a.get("process.command_line"):
+            t.append(f": {a['process.command_line']}")
+    elif n == "agent.tool.result":
+        code = a.get("process.exit.code")
+        ok = a.get("agent.tool.success", code == 0 if code is not None else None)
+        t.append("result ", style="bold").append(
+            f"exit {code}" if code is not None else str(ok), style="green" if ok else "red")
+        if a.get("agent.tool.duration_ms") is not None:
+            t.append(f" in {float(a['agent.tool.duration_ms']):.0f} ms")
+        t.append(f", output {_content(ev, 'gen_ai.tool.call.result')}")
+    elif n == "agent.sandbox.outcome":
+        t.append("sandbox ", style="bold").append(str(a.get("agent.sandbox.outcome")))
+        if a.get("agent.sandbox.escalated"):
+            t.append(" (escalated)", style="yellow")
+    elif n == "agent.network.decision":
+        dec = str(a.get("network.policy.decision"))
+        t.append("network ", style="bold").append(dec, style="green" if dec == "allow" else "red")
+        port = f":{a['server.port']}" if a.get("server.port") else ""
+        t.append(f" {a.get('server.address')}{port}")
+        if a.get("network.policy.reason"):
+            t.append(f" ({a['network.policy.reason']})", style="dim")
+    elif n == "agent.mcp.call":
+        t.append("mcp ", style="bold").append(
+            f"{a.get('mcp.server.name')}/{a.get('gen_ai.tool.name')} "
+            f"args {_content(ev, 'gen_ai.tool.call.arguments')}")
+    else:
+        t.append(n, style="bold")
+        shown = {k: v for k, v in a.items() if not k.endswith(".sha256")}
+        if shown:
+            t.append(" " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]), style="dim")
+    return t
+
+
+def session_tree(events: Iterable[Event]) -> Tree | None:
+    """A tree for one session's events: turns (prompts) hold actions, actions hold their events."""
+    evs = list(events)
+    if not evs:
+        return None
+    first = evs[0]
+    agent = f"{first.agent_name} {first.agent_version}".strip()
+    root = Tree(Text.assemble(("session ", "bold"), (first.session_id, "bold magenta"),
+                              f"  {agent}  {first.user}@{first.host}  {_time(first.time_unix_nano)}"))
+    turn: Tree = root
+    calls: dict[tuple[str | None, str], Tree] = {}
+    for ev in evs:
+        if ev.name == "agent.user_prompt":
+            turn = root.add(describe(ev))
+            continue
+        if ev.call_id:
+            key = (ev.turn_id, ev.call_id)
+            node = calls.get(key)
+            if node is None:
+                node = turn.add(Text(f"call {ev.call_id}", style="bold blue"))
+                calls[key] = node
+            node.add(describe(ev))
+        else:
+            turn.add(describe(ev))
+    return root
+
+
+def to_json_line(ev: Event) -> str:
+    rec: dict[str, Any] = ev.to_record()
+    return json.dumps(rec, sort_keys=True, ensure_ascii=False)
