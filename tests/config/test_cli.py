@@ -1,0 +1,100 @@
+"""The config commands as a user runs them: real subprocesses of `python -m corral`."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_explain_shows_value_origin_file_line_and_constraint(env):
+    req = env.requirements('allowed_approval_policies = ["untrusted", "on-request"]\n')
+    user = env.user_config('# comment\napproval_policy = "never"\n[sandbox]\nnetwork = "host"\n')
+    r = env.cli("config", "explain")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert 'approval_policy = "on-request"' in out
+    assert f"constrained: allowed: untrusted, on-request; set by {req}" in out
+    assert 'sandbox.network = "host"' in out
+    assert f"from: user ({user}:4)" in out
+    # The fallback is announced on stderr, naming both files.
+    assert "warning:" in r.stderr and str(req) in r.stderr and str(user) in r.stderr
+
+
+def test_explain_single_key_and_json(env):
+    env.user_config('[telemetry]\ncontent_tier = 2\n')
+    r = env.cli("-c", "sandbox.network=proxy", "config", "explain", "sandbox", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["values"] == [{"key": "sandbox.network", "value": "proxy",
+                               "origin": "-c sandbox.network=proxy", "constraint": None}]
+    r = env.cli("config", "explain", "nope.key")
+    assert r.returncode == 2 and "no effective config key `nope.key`" in r.stderr
+
+
+def test_profile_flag_on_root(env):
+    env.user_config('[profiles.ci]\napproval_policy = "never"\n')
+    r = env.cli("--profile", "ci", "config", "explain", "approval_policy")
+    assert r.returncode == 0 and 'approval_policy = "never"' in r.stdout
+    assert "profile ci" in r.stdout
+
+
+def test_explicit_forbidden_flag_exits_nonzero_with_one_line(env):
+    req = env.requirements('allowed_approval_policies = ["untrusted"]\n')
+    r = env.cli("-c", "approval_policy=never", "config", "explain")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"corral: requirements: -c approval_policy=never is not allowed: "
+        f"`allowed_approval_policies` in {req} permits only untrusted"
+    ]
+
+
+def test_validate_reports_all_problems_with_positions(env, tmp_path):
+    f = env.write(tmp_path / "c.toml", 'approval_policy = "nevr"\n[sandbox]\nwritable_root = []\n'
+                  '[telemetry]\ncontent_tier = 7\n')
+    r = env.cli("config", "validate", str(f))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith(f"{f}:1:1: invalid value 'nevr'") and 'did you mean "never"' in lines[0]
+    assert lines[1] == f"{f}:3:1: unknown key `sandbox.writable_root` (did you mean `writable_roots`?)"
+    assert lines[2] == f"{f}:5:1: 7 is out of range [0, 2]"
+    good = env.write(tmp_path / "ok.toml", 'approval_policy = "never"\n')
+    r = env.cli("config", "validate", str(good))
+    assert r.returncode == 0 and r.stdout.strip() == f"{good}: ok"
+
+
+def test_validate_requirements_and_project_kinds(env):
+    req = env.requirements('[[rules.prefix_rules]]\npattern = ["rm"]\ndecision = "allow"\n')
+    r = env.cli("config", "validate", str(req))
+    assert r.returncode == 1 and "`allow` is not permitted here" in r.stderr
+    proj = env.project_config('[login]\nmethod = "api"\n')
+    r = env.cli("config", "validate", str(proj))
+    assert r.returncode == 1
+    assert f"{proj}:1:1: `login` may not be set by project config" in r.stderr
+    r = env.cli("config", "validate", "/nonexistent/x.toml")
+    assert r.returncode == 1 and "cannot read" in r.stderr
+
+
+def test_trust_and_untrust_round_trip(env):
+    env.user_config("# my settings\napproval_policy = \"on-request\"\n")
+    env.project_config('approval_policy = "never"\n')
+    sub = env.project / "deep" / "dir"
+    sub.mkdir(parents=True)
+    r = env.cli("trust", cwd=sub)
+    assert r.returncode == 0 and f"{env.project}: trusted" in r.stdout
+    text = (env.home / "config.toml").read_text()
+    assert "# my settings" in text  # comments and formatting survive
+    assert env.cli("config", "explain", "approval_policy").stdout.startswith(
+        'approval_policy = "never"'
+    )
+    assert env.cli("untrust").returncode == 0
+    r = env.cli("config", "explain", "approval_policy")
+    assert r.stdout.startswith('approval_policy = "on-request"')
+    assert "not trusted" in r.stderr
+
+
+def test_doctor_reports_each_control(env):
+    r = env.cli("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    assert "corral home" in checks and checks["corral home"]["ok"]
+    assert "keyring" in checks and "requirements" in checks
+    assert r.returncode in (0, 1)
+    assert r.returncode == (0 if all(c["ok"] or not c["required"] for c in checks.values()) else 1)
