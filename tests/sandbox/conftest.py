@@ -1,0 +1,66 @@
+"""Fixtures for the sandbox tests: a workspace, an outside directory, a fake HOME and
+CORRAL_HOME, and a helper that runs a shell script or Python snippet in the real sandbox."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.sandbox import Sandbox, build_plan
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is required for this test (run scripts/setup --dev)")
+    return path
+
+
+@dataclass
+class Box:
+    ws: Path
+    outside: Path
+    home: Path
+    corral_home: Path
+
+    def sandbox(self, **kw: Any) -> Sandbox:
+        kw.setdefault("exclude_slash_tmp", True)
+        kw.setdefault("exclude_tmpdir", True)
+        kw.setdefault("home", self.home)
+        return Sandbox(build_plan(kw.pop("profile", ":workspace"), self.ws, **kw))
+
+    def sh(
+        self, script: str, *, env_extra: Mapping[str, str] | None = None,
+        cwd: Path | None = None, timeout: float = 60, **kw: Any,
+    ) -> subprocess.CompletedProcess[str]:
+        sb = self.sandbox(**kw)
+        proc = sb.spawn(["/bin/sh", "-c", script], cwd or self.ws, env_extra,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def py(self, code: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        sb = self.sandbox(**{k: v for k, v in kw.items() if k != "timeout"})
+        proc = sb.spawn([sys.executable, "-c", code], self.ws, None,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=kw.get("timeout", 60))
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Box]:
+    require_tool("bwrap")
+    ws, outside, home, ch = (tmp_path / n for n in ("ws", "outside", "home", "corral-home"))
+    for d in (ws, outside, home, ch):
+        d.mkdir()
+    monkeypatch.setenv("CORRAL_HOME", str(ch))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TMPDIR", raising=False)
+    yield Box(ws, outside, home, ch)
