@@ -127,6 +127,10 @@ class Telemetry:
         has failed; with ``wait=True`` also if this event could not be committed."""
         attrs = attributes or {}
         problem = validate(event_name, attrs)
+        if problem is None and content:
+            bad = [k for k, v in content.items() if not isinstance(v, str)]
+            if bad:
+                problem = f"{event_name}: content {bad[0]!r} must be a string"
         if problem is not None:
             raise CorralError("telemetry", problem)
         ev = self._make_event(event_name, attrs, call_id, turn_id, content)

@@ -138,18 +138,23 @@ class JournalWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             seq, prev = self._head()
+            last_cp = self._last_checkpoint()
+            every = self.checkpoint_every
             rows = []
             seqs = []
+            cps = []
             for ev in events:
                 seq += 1
                 body = canonical(ev.to_record(seq))
                 prev = chain_hash(prev, body)
                 rows.append((seq, ev.id, ev.session_id, ev.name, ev.time_unix_nano, body, prev))
                 seqs.append(seq)
+                if seq - last_cp >= every:
+                    cps.append((seq, prev, last_cp))
+                    last_cp = seq
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
-            last_cp = self._last_checkpoint()
-            if seq - last_cp >= self.checkpoint_every:
-                self._insert_checkpoint(seq, prev, last_cp)
+            for cp in cps:
+                self._insert_checkpoint(*cp)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -31,7 +31,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     ("bearer_token", r"(?i)(?P<keep>\b(?:bearer|token)\s+)[A-Za-z0-9._~+/-]{16,}=*"),
     ("basic_auth", r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{12,}={0,2}"),
-    ("url_password", r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@\"']+:)[^@\s/\"']+(?=@)"),
+    ("url_password", r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@\"']*:)[^@\s/\"']+(?=@)"),
     ("azure_account_key", r"(?i)(?P<keep>\bAccountKey=)[A-Za-z0-9+/=]{20,}"),
     ("json_secret", r"(?i)(?P<keep>\"(?:[a-z0-9_.-]*(?:password|passwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|private[_-]?key)[a-z0-9_.-]*|token)\"\s*:\s*)\"(?:[^\"\\]|\\.)*\""),
     ("assigned_secret", r"(?i)(?P<keep>\b[a-z0-9_.-]*(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|private[_-]?key|credentials?)[a-z0-9_.-]*[\"']?\s*(?:=|:\s)\s*)(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s&,;\"']+)"),
@@ -40,9 +40,17 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _compile() -> re.Pattern[str]:
+# Patterns that recognise a secret by its surroundings rather than its own format. They run in a
+# second pass, so a vendor token after "token " is named by its vendor, and never re-redact.
+_GENERIC = {"bearer_token", "basic_auth", "url_password", "azure_account_key", "json_secret",
+            "assigned_secret", "cli_user_password", "cli_password"}
+
+
+def _compile(generic: bool) -> re.Pattern[str]:
     parts = []
-    for i, (_kind, pat) in enumerate(_PATTERNS):
+    for i, (kind, pat) in enumerate(_PATTERNS):
+        if (kind in _GENERIC) != generic:
+            continue
         flags = ""
         if pat.startswith("(?i)"):
             flags, pat = "(?i:", pat[4:]
@@ -51,7 +59,8 @@ def _compile() -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-_COMBINED = _compile()
+_SPECIFIC_RE = _compile(False)
+_GENERIC_RE = _compile(True)
 _KINDS = {f"p{i}": kind for i, (kind, _) in enumerate(_PATTERNS)}
 
 
@@ -59,14 +68,15 @@ def _replace(m: re.Match[str]) -> str:
     group = m.lastgroup
     # lastgroup is the outermost group that closed last: our p<i> wrapper.
     assert group is not None
-    idx = group[1:]
-    keep = m.group(f"k{idx}") if f"k{idx}" in _COMBINED.groupindex else None
+    keep = m.groupdict().get(f"k{group[1:]}")
+    if m.group(group)[len(keep or ""):].startswith("[REDACTED"):  # already redacted
+        return m.group(group)
     return f"{keep or ''}[REDACTED:{_KINDS[group]}]"
 
 
 def redact(text: str) -> str:
     """``text`` with every recognised secret replaced by ``[REDACTED:<kind>]``."""
-    return _COMBINED.sub(_replace, text)
+    return _GENERIC_RE.sub(_replace, _SPECIFIC_RE.sub(_replace, text))
 
 
 def kinds() -> tuple[str, ...]:

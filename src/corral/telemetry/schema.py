@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -290,6 +291,8 @@ def validate(name: str, attributes: dict[str, Any]) -> str | None:
         s = spec.get(key)
         if value is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name}: attribute {key} must be a finite number, got {value!r}"
         if s is None:
             if not _scalar_ok(value):
                 return f"{name}: attribute {key} has unsupported type {type(value).__name__}"

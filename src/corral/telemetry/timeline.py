@@ -51,8 +51,9 @@ def describe(ev: Event) -> Text:
         ok = a.get("agent.tool.success", code == 0 if code is not None else None)
         t.append("result ", style="bold").append(
             f"exit {code}" if code is not None else str(ok), style="green" if ok else "red")
-        if a.get("agent.tool.duration_ms") is not None:
-            t.append(f" in {float(a['agent.tool.duration_ms']):.0f} ms")
+        dur = a.get("agent.tool.duration_ms")
+        if isinstance(dur, int | float):
+            t.append(f" in {dur:.0f} ms")
         t.append(f", output {_content(ev, 'gen_ai.tool.call.result')}")
     elif n == "agent.sandbox.outcome":
         t.append("sandbox ", style="bold").append(str(a.get("agent.sandbox.outcome")))

@@ -1,0 +1,87 @@
+"""Schema v1: validation of every emit, typed events, and docs/events.md kept complete."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from corral.telemetry import schema
+from corral.telemetry.content import CONTENT_ATTRS
+from corral.telemetry.schema import (
+    SPECS,
+    ApprovalGrant,
+    ConfigChange,
+    McpCall,
+    NetworkDecision,
+    SandboxOutcome,
+    SessionStart,
+    ToolDecision,
+    ToolResult,
+    validate,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+
+
+def test_typed_events_are_valid() -> None:
+    samples = [
+        SessionStart.from_summary({"approval": "on-request"}, approval_policy="on-request",
+                                  config_sources=("/etc/corral/config.toml",)),
+        ToolDecision(tool_name="shell", decision="approved_for_session", source="user"),
+        ToolResult(tool_name="shell", tool_kind="shell", exit_code=1, duration_ms=3.5,
+                   success=False, output="x"),
+        SandboxOutcome(tool_name="shell", outcome="escalation_approved", escalated=True),
+        NetworkDecision(decision="deny", host="example.com", port=443, source="rule",
+                        protocol="https_connect"),
+        McpCall(server="github", tool_name="create_issue", method="tools/call", arguments="{}"),
+        ApprovalGrant(grant_id="g1", scope="project", pattern="git push", granted_by="user"),
+        ConfigChange(key="approval_policy", new_value="never", old_value="on-request"),
+    ]
+    for ev in samples:
+        assert validate(ev.NAME, ev.attributes()) is None, ev
+
+
+def test_policy_hash_is_hash_of_summary() -> None:
+    import hashlib
+
+    s = SessionStart.from_summary({"b": 1, "a": [1, 2]})
+    assert s.policy_summary == '{"a":[1,2],"b":1}'
+    assert s.policy_hash == hashlib.sha256(s.policy_summary.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("name", "attrs", "needle"), [
+    ("agent.tool.decision", {"gen_ai.tool.name": "shell", "agent.decision.source": "rule"},
+     "missing required attribute agent.decision"),
+    ("agent.tool.decision", {"gen_ai.tool.name": "shell", "agent.decision": "maybe",
+                             "agent.decision.source": "rule"}, "is not one of"),
+    ("agent.tool.result", {"gen_ai.tool.name": "x", "gen_ai.tool.type": "shell",
+                           "process.exit.code": "0"}, "must be int"),
+    ("agent.tool.result", {"gen_ai.tool.name": "x", "gen_ai.tool.type": "shell",
+                           "process.exit.code": True}, "not bool"),
+    ("agent.tool.result", {"gen_ai.tool.name": "x", "gen_ai.tool.type": "shell",
+                           "agent.tool.duration_ms": float("nan")}, "finite"),
+    ("Agent Tool", {}, "bad event name"),
+    ("agent.custom", {"seq": 3}, "bad attribute name"),
+    ("agent.custom", {"x.y": {"nested": 1}}, "unsupported type"),
+])
+def test_bad_events_are_rejected_with_a_reason(name: str, attrs: dict, needle: str) -> None:
+    problem = validate(name, attrs)
+    assert problem is not None and needle in problem, problem
+
+
+def test_unknown_well_formed_events_are_accepted() -> None:
+    assert validate("triage.verdict", {"triage.verdict": "benign", "n": 3}) is None
+
+
+def test_docs_describe_every_event_and_attribute() -> None:
+    text = DOCS.read_text()
+    for name, spec in SPECS.items():
+        assert f"`{name}`" in text, f"docs/events.md does not document {name}"
+        for attr in spec:
+            assert re.search(rf"`{re.escape(attr)}`", text), f"{name}: {attr} undocumented"
+    for kind in schema.DECISIONS + schema.DECISION_SOURCES + schema.TOOL_KINDS:
+        assert f"`{kind}`" in text, kind
+    for base in CONTENT_ATTRS.values():
+        assert f"`{base}.sha256`" in text
