@@ -1,0 +1,158 @@
+"""What will really run: shell scripts split, wrappers unwrapped, nested shells followed.
+
+Works over a queue (never recursion). Output: the commands that run, the wrapper invocations
+around them (still checked against rules), and problems that make the result uncertain.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from corral.rules.argv import Argv
+from corral.rules.shell import ScriptParse, parse_script
+from corral.rules.wrappers import SHELLS, UNWRAPPERS, basename, git_normalized, shell_script
+
+MAX_DEPTH = 32
+MAX_ITEMS = 5_000
+_CACHE_SIZE = 4096
+_script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
+
+
+@dataclass
+class Analysis:
+    commands: list[Argv] = field(default_factory=list)
+    wrappers: list[Argv] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (command text, reason)
+    writes: list[tuple[str, str]] = field(default_factory=list)  # (target, redirect text)
+    scripted: bool = False  # a shell script was parsed (not a plain argv)
+
+
+def _cached_parse(script: str) -> ScriptParse:
+    hit = _script_cache.get(script)
+    if hit is not None:
+        _script_cache.move_to_end(script)
+        return hit
+    parsed = parse_script(script)
+    _script_cache[script] = parsed
+    if len(_script_cache) > _CACHE_SIZE:
+        _script_cache.popitem(last=False)
+    return parsed
+
+
+def display(a: Argv) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(t) if i not in a.unknown else t for i, t in enumerate(a.tokens))
+
+
+def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
+    out = Analysis()
+    if not argv:
+        out.problems.append(("", "empty command"))
+        return out
+    queue: list[tuple[Argv, int, str | None]] = [(Argv.of(tuple(argv)), 0, None)]
+    items = 0
+    while queue:
+        a, depth, stdin = queue.pop(0)
+        items += 1
+        if items > MAX_ITEMS or depth > MAX_DEPTH:
+            out.problems.append((display(a)[:200], "commands nest too deeply to analyse"))
+            break
+        if any("\0" in t for t in a.tokens):
+            out.problems.append((display(a)[:200], "an argument contains a NUL byte"))
+        _one(a, depth, stdin, out, queue)
+    return out
+
+
+def _script(text: str, depth: int, out: Analysis,
+            queue: list[tuple[Argv, int, str | None]]) -> None:
+    out.scripted = True
+    parsed = _cached_parse(text)
+    out.problems.extend(parsed.problems)
+    out.writes.extend(parsed.writes)
+    for cmd in parsed.commands:
+        queue.append((cmd.argv, depth + 1, cmd.stdin_script))
+
+
+def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
+         queue: list[tuple[Argv, int, str | None]]) -> None:
+    while True:
+        if not a.tokens:
+            return
+        if not a.known(0):
+            out.commands.append(a)  # the shell-level problem is already recorded
+            return
+        name = basename(a.tokens[0])
+        if name in SHELLS:
+            how, text = shell_script(a)
+            if how == "script" and text is not None:
+                out.wrappers.append(a)
+                _script(text, depth, out, queue)
+            elif how == "stdin":
+                out.wrappers.append(a)
+                if stdin is not None:
+                    _script(stdin, depth, out, queue)
+                else:
+                    out.problems.append((display(a), f"{name} reads commands from standard "
+                                                      "input (e.g. a pipe); they cannot be checked"))
+            elif how == "unknown":
+                out.wrappers.append(a)
+                out.problems.append((display(a), f"the script given to {name} is computed at "
+                                                  "run time"))
+            else:
+                out.commands.append(a)  # runs a script file: rules and heuristics judge it
+            return
+        if name == "eval":
+            out.wrappers.append(a)
+            out.problems.append((display(a), "eval runs text as a command"))
+            if a.fully_static:
+                _script(" ".join(a.tokens[1:]), depth, out, queue)
+            return
+        if name in ("source", "."):
+            out.commands.append(a)
+            target = a.tokens[1] if len(a) > 1 else ""
+            if len(a) < 2 or not a.known(1) or target.startswith(("/dev/", "/proc/")):
+                out.problems.append((display(a), f"{name} runs commands from a stream or a "
+                                                  "path computed at run time"))
+            return
+        if name in ("alias", "trap") and len(a) > 1:
+            out.commands.append(a)
+            for i in range(1, len(a)):
+                if a.known(i) and name == "alias" and "=" in a.tokens[i]:
+                    _script(a.tokens[i].split("=", 1)[1], depth, out, queue)
+                elif a.known(i) and name == "trap" and not a.tokens[i].startswith("-"):
+                    _script(a.tokens[i], depth, out, queue)
+                    break
+            return
+        if name == "git":
+            norm, problem = git_normalized(a)
+            if problem:
+                out.problems.append((display(a), problem))
+            if norm is not None:
+                out.wrappers.append(a)
+                a = norm
+            out.commands.append(a)
+            return
+        unwrap = UNWRAPPERS.get(name)
+        if unwrap is None:
+            out.commands.append(a)
+            return
+        inner = unwrap(a)
+        if name == "find":
+            out.commands.append(a)
+            for sub in inner or []:
+                queue.append((sub, depth + 1, None))
+            return
+        if inner is None:
+            out.commands.append(a)
+            out.problems.append((display(a), f"the command run by {name} is computed at run time"))
+            return
+        if not inner:
+            out.commands.append(a)  # the wrapper alone (``env``, ``command -v x``)
+            return
+        if name in ("sudo", "doas"):
+            out.commands.append(a)  # privilege escalation is itself judged
+        else:
+            out.wrappers.append(a)
+        a = inner[0]

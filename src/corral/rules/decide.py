@@ -1,0 +1,183 @@
+"""The runtime decision for one command line: every command judged, strictest wins.
+
+Rule matching at run time is stricter than ``codex execpolicy check``: deny rules
+(prompt/forbidden) also match by the basename of ``/bin/rm``-style paths, allow rules only the
+exact program or a declared host executable; an argument computed at run time that *could*
+complete a deny rule makes the command at least ``prompt``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.rules.analysis import analyze, display
+from corral.rules.argv import Argv
+from corral.rules.heuristics import Verdict, classify, dangerous_write
+from corral.rules.model import Policy, PrefixRule, basename_of, normalize_abs
+from corral.types import Provenance, RuleDecision
+
+APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
+ALLOW, PROMPT, FORBIDDEN = RuleDecision.ALLOW, RuleDecision.PROMPT, RuleDecision.FORBIDDEN
+
+
+@dataclass(frozen=True)
+class Match:
+    """One contribution to a decision, with where it came from."""
+
+    command: tuple[str, ...]
+    decision: RuleDecision
+    source: str  # "<file>:<line>" | "heuristic:<name>" | "requirements" | "unparsed"
+    justification: str | None = None
+    matched_prefix: tuple[str, ...] = ()
+    kind: str = "rule"  # rule | maybe | heuristic | unparsed | load_error
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": list(self.command), "decision": self.decision.value,
+                "source": self.source, "justification": self.justification}
+
+
+@dataclass
+class RuntimeDecision:
+    decision: RuleDecision
+    commands: list[list[str]]
+    matches: list[Match]
+    reason: str
+    sandbox_bypass: bool = False  # every command matched an allow rule
+    approval_policy: str = "on-request"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def provenance(self) -> tuple[Provenance, ...]:
+        return tuple(Provenance(m.source, m.justification) for m in self.matches)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision.value, "commands": self.commands,
+                "matches": [m.to_json() for m in self.matches], "reason": self.reason}
+
+    def to_json(self) -> str:
+        text = json.dumps(self.to_dict(), ensure_ascii=False)
+        # argv from the OS may carry undecodable bytes (surrogate escapes): show them, don't crash
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _status(rule: PrefixRule, a: Argv) -> int:
+    """0 no match, 1 possible (an unknown word could complete it), 2 certain."""
+    certain = True
+    ntok = len(a.tokens)
+    for i, alts in enumerate(rule.rest, 1):
+        if i >= ntok:
+            if a.open_from is None:
+                return 0
+            certain = False
+            continue
+        if i in a.unknown or (a.open_from is not None and i >= a.open_from):
+            certain = False
+            continue
+        if a.tokens[i] not in alts:
+            return 0
+    return 2 if certain else 1
+
+
+def rule_matches(policy: Policy, a: Argv) -> list[Match]:
+    """Rules that match (or might match) ``a`` at run time."""
+    if not a.tokens or not a.known(0):
+        return []
+    prog = a.tokens[0]
+    cands: list[tuple[PrefixRule, bool]] = [(r, True) for r in policy.rules_by_program.get(prog, ())]
+    if "/" in prog:
+        path = normalize_abs(prog)
+        base = basename_of(path) if path else None
+        if base and base != prog:
+            declared = policy.host_executables.get(base)
+            allow_ok = declared is not None and path in declared
+            cands += [(r, allow_ok) for r in policy.rules_by_program.get(base, ())]
+    out = []
+    for rule, allow_ok in cands:
+        if rule.decision is ALLOW and not allow_ok:
+            continue
+        st = _status(rule, a)
+        if st == 2:
+            out.append(Match(a.tokens, rule.decision, rule.source, rule.justification,
+                             a.tokens[: len(rule.rest) + 1], "rule"))
+        elif st == 1 and rule.decision is not ALLOW:
+            why = (f"an argument computed at run time may complete `{rule.pattern_text()}`"
+                   + (f" ({rule.justification})" if rule.justification else ""))
+            out.append(Match(a.tokens, PROMPT, rule.source, why, (), "maybe"))
+    return out
+
+
+def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
+    if v.kind == "safe":
+        d = ALLOW
+    elif v.kind == "dangerous":
+        d = PROMPT
+    else:
+        d = PROMPT if approval_policy == "untrusted" else ALLOW
+    return Match(a.tokens, d, f"heuristic:{v.name}", v.justification, (), "heuristic")
+
+
+def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request") -> RuntimeDecision:
+    """Judge ``argv`` (possibly ``bash -lc SCRIPT``) against ``policy`` and the heuristics."""
+    an = analyze(argv)
+    matches: list[Match] = []
+    all_allow_rules = bool(an.commands)
+    for w in an.wrappers:
+        matches.extend(m for m in rule_matches(policy, w) if m.kind == "rule" and m.decision is not ALLOW)
+    for a in an.commands:
+        found = rule_matches(policy, a)
+        matches.extend(found)
+        if not any(m.kind == "rule" for m in found):
+            all_allow_rules = False
+            matches.append(_heuristic(a, classify(a), approval_policy))
+        elif any(m.decision is not ALLOW for m in found):
+            all_allow_rules = False
+    for target, text in an.writes:
+        v = dangerous_write(target)
+        if v is not None:
+            matches.append(Match(("redirect", text), PROMPT, f"heuristic:{v.name}",
+                                 v.justification, (), "heuristic"))
+    for text, why in an.problems:
+        matches.append(Match((text,), PROMPT, "unparsed", why, (), "unparsed"))
+        all_allow_rules = False
+    for err in policy.load_errors:
+        matches.append(Match(tuple(argv), PROMPT, err.location,
+                             f"rules file failed to load: {err.message}", (), "load_error"))
+        all_allow_rules = False
+    decision = RuleDecision.strictest([m.decision for m in matches]) if matches else PROMPT
+    reason = _reason(argv, decision, matches, approval_policy)
+    if decision is PROMPT and approval_policy == "never":
+        decision = FORBIDDEN
+        reason = f"{reason}; approval required by policy, but approval_policy is never"
+    return RuntimeDecision(decision, [list(a.tokens) for a in an.commands], matches, reason,
+                           all_allow_rules and decision is ALLOW, approval_policy)
+
+
+def _cmd_text(argv: list[str]) -> str:
+    if len(argv) == 3 and argv[1] in ("-c", "-lc"):
+        return argv[2] if len(argv[2]) <= 120 else argv[2][:117] + "..."
+    text = display(Argv.of(tuple(argv)))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _reason(argv: list[str], decision: RuleDecision, matches: list[Match], ap: str) -> str:
+    cmd = _cmd_text(argv)
+    if not matches:
+        return f"`{cmd}` requires approval: nothing to analyse"
+    top = [m for m in matches if m.decision is decision]
+    if decision is FORBIDDEN:
+        best = max(top, key=lambda m: len(m.matched_prefix))
+        why = best.justification or ("policy forbids commands starting with "
+                                     f"`{' '.join(best.matched_prefix)}`")
+        return f"`{cmd}` rejected: {why} [{best.source}]"
+    if decision is PROMPT:
+        best = top[0]
+        why = best.justification or "requires approval by policy"
+        return f"`{cmd}` requires approval: {why} [{best.source}]"
+    kinds = {m.source.split(":", 1)[0] for m in top}
+    if all(m.kind == "rule" for m in top):
+        return f"`{cmd}` allowed by rule [{', '.join(sorted({m.source for m in top}))}]"
+    if kinds == {"heuristic"} and all(m.source == "heuristic:known_safe" for m in top):
+        return f"`{cmd}` allowed: read-only commands on the known-safe list"
+    return f"`{cmd}` allowed to run in the sandbox (approval policy {ap}; no rule asks otherwise)"

@@ -1,0 +1,270 @@
+"""Find every simple command a shell script will run, with tree-sitter-bash.
+
+The tree is walked with an explicit stack (no recursion), so hostile nesting cannot raise
+RecursionError. Anything we cannot resolve statically is reported as a *problem*: the caller
+turns problems into at least ``prompt``. Words only seen as data (``echo rm``) are not commands.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.rules.argv import Argv
+
+MAX_SCRIPT_BYTES = 128 * 1024
+MAX_NODES = 40_000
+
+_parser: Any = None
+
+
+def _get_parser() -> Any:
+    global _parser
+    if _parser is None:
+        import tree_sitter
+        import tree_sitter_bash
+
+        _parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bash.language()))
+    return _parser
+
+
+def _dec(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class ScriptCommand:
+    """One simple command found in a script; ``stdin_script`` is a heredoc/herestring body."""
+
+    argv: Argv
+    text: str
+    stdin_script: str | None = None
+    writes: tuple[str, ...] = ()
+
+
+@dataclass
+class ScriptParse:
+    commands: list[ScriptCommand] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (text, reason)
+    writes: list[tuple[str, str]] = field(default_factory=list)  # (redirect target, text)
+
+
+_ESC = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
+        "e": "\x1b", "E": "\x1b", "\\": "\\", "'": "'", '"': '"', "?": "?"}
+_ANSI = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}|[0-7]{1,3}|c.|.)",
+                   re.S)
+
+
+def _ansi_c(body: str) -> str:
+    def rep(m: re.Match[str]) -> str:
+        s = m.group(1)
+        if s[0] in "xuU":
+            try:
+                return chr(int(s[1:], 16))
+            except (ValueError, OverflowError):
+                return ""
+        if s[0] in "01234567":
+            return chr(int(s, 8) & 0xFF)
+        if s[0] == "c" and len(s) == 2:
+            return chr(ord(s[1]) & 0x1F)
+        return _ESC.get(s, "\\" + s)
+
+    return _ANSI.sub(rep, body)
+
+
+def _unescape_unquoted(text: str) -> str:
+    out = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            if text[i + 1] != "\n":
+                out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _unescape_dquoted(text: str) -> str:
+    return re.sub(r'\\([$`"\\\n])', lambda m: "" if m.group(1) == "\n" else m.group(1), text)
+
+
+_BRACE = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
+_GLOB = re.compile(r"[*?\[]")
+
+# word value kinds
+STATIC, QUOTED_UNKNOWN, OPEN = 0, 1, 2
+
+
+def word_value(node: Any) -> tuple[str, int, bool]:
+    """(value, kind, has_glob) of an argument node. ``kind`` says whether the value is a known
+    literal, one unknown word, or may split into any number of words."""
+    t = node.type
+    if t == "word":
+        raw = _dec(node.text)
+        glob = bool(_GLOB.search(raw.replace("\\*", "").replace("\\?", "").replace("\\[", "")))
+        if _BRACE.search(raw):
+            return _unescape_unquoted(raw), OPEN, glob
+        return _unescape_unquoted(raw), STATIC, glob
+    if t == "number":
+        return _dec(node.text), STATIC, False
+    if t == "raw_string":
+        return _dec(node.text)[1:-1], STATIC, False
+    if t == "ansi_c_string":
+        return _ansi_c(_dec(node.text)[2:-1]), STATIC, False
+    if t in ("string", "translated_string"):
+        parts = []
+        for child in node.named_children:
+            if child.type == "string_content":
+                parts.append(_unescape_dquoted(_dec(child.text)))
+            else:
+                return _dec(node.text), QUOTED_UNKNOWN, False
+        return "".join(parts), STATIC, False
+    if t == "concatenation":
+        parts = []
+        kind = STATIC
+        glob = False
+        unquoted_text = []
+        for child in node.children:
+            val, k, g = word_value(child)
+            parts.append(val)
+            kind = max(kind, k)
+            glob = glob or g
+            if child.type == "word":
+                unquoted_text.append(_dec(child.text))
+        if _BRACE.search("".join(unquoted_text)):
+            kind = OPEN
+        if kind != STATIC:
+            return _dec(node.text), kind, glob
+        return "".join(parts), STATIC, glob
+    if t in ("simple_expansion", "expansion", "command_substitution", "arithmetic_expansion",
+             "brace_expression"):
+        return _dec(node.text), OPEN, False
+    # process substitution (a /dev/fd path) and anything unexpected: one unknown word
+    return _dec(node.text), QUOTED_UNKNOWN, False
+
+
+def _argv_from(nodes: list[Any]) -> tuple[Argv, bool]:
+    """Build an Argv from word nodes; the bool says the command name has a glob."""
+    tokens: list[str] = []
+    unknown: set[int] = set()
+    open_from: int | None = None
+    name_glob = False
+    for i, n in enumerate(nodes):
+        val, kind, glob = word_value(n)
+        tokens.append(val)
+        if i == 0:
+            name_glob = glob or _BRACE.search(val) is not None
+        if kind == QUOTED_UNKNOWN:
+            unknown.add(i)
+        elif kind == OPEN:
+            unknown.add(i)
+            if open_from is None:
+                open_from = i
+    return Argv(tuple(tokens), frozenset(unknown), open_from), name_glob
+
+
+def _redirect_script(node: Any) -> str | None:
+    """The body of a heredoc or herestring attached to a command, as text to run as a script."""
+    if node.type == "heredoc_redirect":
+        for child in node.children:
+            if child.type == "heredoc_body":
+                return _dec(child.text)
+        return ""
+    if node.type == "herestring_redirect":
+        for child in node.named_children:
+            val, kind, _ = word_value(child)
+            return val if kind == STATIC else None
+    return None
+
+
+def parse_script(script: str) -> ScriptParse:
+    """Every simple command in ``script``; problems for anything not parsed completely."""
+    out = ScriptParse()
+    data = script.encode("utf-8", "surrogateescape")
+    short = script if len(script) <= 80 else script[:77] + "..."
+    if len(data) > MAX_SCRIPT_BYTES:
+        out.problems.append((short, f"script is larger than {MAX_SCRIPT_BYTES // 1024} KiB; "
+                                    "not analysed"))
+        return out
+    if b"\0" in data:
+        out.problems.append((short, "script contains a NUL byte"))
+    tree = _get_parser().parse(data)
+    root = tree.root_node
+    if root.has_error:
+        out.problems.append((short, "script does not parse completely (syntax error, "
+                                    "unterminated quote or heredoc)"))
+    stdin_for: dict[int, str | None] = {}
+    writes_for: dict[int, list[str]] = {}
+    stack = [root]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            out.problems.append((short, f"script has more than {MAX_NODES} syntax nodes; "
+                                        "not fully analysed"))
+            break
+        t = node.type
+        if t == "redirected_statement":
+            body = node.child_by_field_name("body")
+            if body is not None and body.type == "command":
+                for child in node.children:
+                    if child.type in ("heredoc_redirect", "herestring_redirect"):
+                        stdin_for[body.id] = _redirect_script(child)
+                    elif child.type == "file_redirect":
+                        writes_for.setdefault(body.id, []).extend(_write_target(child))
+        elif t == "command":
+            _command(node, out, stdin_for, writes_for)
+        elif t == "file_redirect":
+            out.writes.extend((w, _dec(node.text)) for w in _write_target(node))
+        elif t == "declaration_command" or t == "unset_command":
+            words = [c for c in node.children if c.type in (
+                "word", "string", "raw_string", "concatenation", "variable_name",
+                "variable_assignment")]
+            kw = node.children[0] if node.children else None
+            tokens = [_dec(kw.text)] if kw is not None else []
+            tokens += [_dec(w.text) for w in words]
+            out.commands.append(ScriptCommand(Argv.of(tokens), _dec(node.text)))
+        if node.child_count:
+            stack.extend(reversed(node.children))
+    return out
+
+
+def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
+             writes_for: dict[int, list[str]]) -> None:
+    name = node.child_by_field_name("name")
+    text = _dec(node.text)
+    if name is None:
+        return  # only assignments / redirections: nothing runs (substitutions are walked)
+    words = [name.named_children[0] if name.named_child_count else name]
+    stdin: str | None = stdin_for.get(node.id)
+    writes: list[str] = list(writes_for.get(node.id, ()))
+    for i, child in enumerate(node.children):
+        field_name = node.field_name_for_child(i)
+        if field_name == "argument":
+            words.append(child)
+        elif field_name == "redirect" and child.type == "herestring_redirect":
+            stdin = _redirect_script(child)
+        elif field_name == "redirect" and child.type == "file_redirect":
+            writes += _write_target(child)
+    argv, name_glob = _argv_from(words)
+    if not argv.known(0):
+        out.problems.append((text, f"command name `{argv.tokens[0]}` is computed at run time"))
+    elif name_glob:
+        out.problems.append((text, f"command name `{argv.tokens[0]}` is a glob or brace pattern"))
+    out.commands.append(ScriptCommand(argv, text, stdin, tuple(writes)))
+
+
+def _write_target(node: Any) -> list[str]:
+    """The destination of an output redirection (``>``, ``>>``, ``>|``, ``&>``), if any."""
+    ops = [c.type for c in node.children if not c.is_named]
+    if not any(op in (">", ">>", ">|", "&>", "&>>", "<>") for op in ops):
+        return []
+    dest = node.child_by_field_name("destination")
+    if dest is None:
+        return []
+    return [word_value(dest)[0]]

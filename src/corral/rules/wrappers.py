@@ -1,0 +1,235 @@
+"""Commands that run other commands: find the inner command line of each.
+
+Each unwrapper takes the wrapper's Argv and returns the inner Argvs (possibly none, e.g.
+``command -v rm`` runs nothing). Option tables list which options take a value, so the first
+operand is found the way the real tool finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from corral.rules.argv import Argv
+
+SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "mksh", "ash", "yash", "posh", "rbash"})
+
+
+def basename(word: str) -> str:
+    return word.rstrip("/").rsplit("/", 1)[-1] if "/" in word else word
+
+
+def _skip_options(
+    a: Argv, start: int, with_value: frozenset[str], long_with_value: frozenset[str] = frozenset(),
+    assignments: bool = False, stop_at_dashdash: bool = True, numeric_opts: bool = False,
+) -> int | None:
+    """Index of the first operand after options, or None if options never end (unknown words)."""
+    i = start
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            return None
+        tok = a.tokens[i]
+        if tok == "--" and stop_at_dashdash:
+            return i + 1
+        if tok.startswith("--") and len(tok) > 2:
+            name = tok.split("=", 1)[0]
+            i += 2 if (name in long_with_value and "=" not in tok) else 1
+            continue
+        if tok.startswith("-") and len(tok) > 1:
+            if numeric_opts and tok[1:].isdigit():
+                i += 1
+                continue
+            # a cluster like -un: value-taking option consumes the rest or the next word
+            for j, ch in enumerate(tok[1:], 1):
+                if ch in with_value:
+                    i += 1 if j < len(tok) - 1 else 2
+                    break
+            else:
+                i += 1
+            continue
+        if assignments and "=" in tok and not tok.startswith("=") and tok.split("=", 1)[0].replace("_", "a").isalnum():
+            i += 1
+            continue
+        return i
+    return n
+
+
+def _simple(with_value: str, long_with_value: tuple[str, ...] = (), assignments: bool = False,
+            numeric: bool = False, extra_operands: int = 0) -> Callable[[Argv], list[Argv] | None]:
+    wv = frozenset(with_value)
+    lwv = frozenset(long_with_value)
+
+    def unwrap(a: Argv) -> list[Argv] | None:
+        i = _skip_options(a, 1, wv, lwv, assignments=assignments, numeric_opts=numeric)
+        if i is None:
+            return None
+        i += extra_operands
+        if i >= len(a):
+            return []
+        return [a.sub(i)]
+
+    return unwrap
+
+
+def _command_builtin(a: Argv) -> list[Argv] | None:
+    i = 1
+    while i < len(a) and a.known(i) and a.tokens[i].startswith("-") and a.tokens[i] != "--":
+        if any(c in a.tokens[i] for c in "vV"):
+            return []  # command -v/-V only describes the command
+        i += 1
+    if i < len(a) and a.tokens[i] == "--":
+        i += 1
+    if i < len(a) and not a.known(i):
+        return None
+    return [a.sub(i)] if i < len(a) else []
+
+
+def _xargs(a: Argv) -> list[Argv] | None:
+    i = _skip_options(a, 1, frozenset("adEILnPs"),
+                      frozenset({"--arg-file", "--delimiter", "--max-args", "--max-procs",
+                                 "--max-chars", "--max-lines", "--replace", "--eof",
+                                 "--process-slot-var"}))
+    if i is None:
+        return None
+    inner = a.sub(i) if i < len(a) else Argv.of(["echo"])
+    return [inner.plus_open_tail()]
+
+
+def _time(a: Argv) -> list[Argv] | None:
+    i = 1
+    while i < len(a) and a.known(i) and a.tokens[i] in ("-p", "!", "--"):
+        i += 1
+    return [a.sub(i)] if i < len(a) else []
+
+
+def _find(a: Argv) -> list[Argv] | None:
+    out = []
+    i = 1
+    while i < len(a):
+        if a.known(i) and a.tokens[i] in ("-exec", "-execdir", "-ok", "-okdir"):
+            j = i + 1
+            while j < len(a) and not (a.known(j) and a.tokens[j] in (";", "+")):
+                j += 1
+            inner = a.sub(i + 1, j)
+            if len(inner):
+                braces = frozenset(k for k, t in enumerate(inner.tokens) if "{}" in t)
+                out.append(Argv(inner.tokens, inner.unknown | braces, inner.open_from))
+            i = j + 1
+            continue
+        i += 1
+    return out
+
+
+def _watch(a: Argv) -> list[Argv] | None:
+    i = _skip_options(a, 1, frozenset("nq"), frozenset({"--interval", "--differences"}))
+    if i is None:
+        return None
+    return [a.sub(i)] if i < len(a) else []
+
+
+UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
+    "env": _simple("uCSP", ("--unset", "--chdir", "--split-string", "--block-signal",
+                            "--default-signal", "--ignore-signal"), assignments=True),
+    "sudo": _simple("ughpCDrtTUR", ("--user", "--group", "--host", "--prompt", "--close-from",
+                                    "--chdir", "--role", "--type", "--command-timeout",
+                                    "--other-user", "--chroot"), assignments=True),
+    "doas": _simple("uC"),
+    "nice": _simple("n", ("--adjustment",), numeric=True),
+    "ionice": _simple("cnp", ("--class", "--classdata", "--pid")),
+    "nohup": _simple(""),
+    "setsid": _simple(""),
+    "stdbuf": _simple("ioe", ("--input", "--output", "--error")),
+    "timeout": _simple("ks", ("--kill-after", "--signal"), extra_operands=1),
+    "chrt": _simple("T", ("--sched-runtime", "--sched-period", "--sched-deadline"),
+                    extra_operands=1),
+    "taskset": _simple("", extra_operands=1),
+    "flock": _simple("wEc", ("--timeout", "--conflict-exit-code", "--command"), extra_operands=1),
+    "chroot": _simple("", ("--userspec", "--groups"), extra_operands=1),
+    "unbuffer": _simple(""),
+    "exec": _simple("a"),
+    "builtin": _simple(""),
+    "command": _command_builtin,
+    "time": _time,
+    "xargs": _xargs,
+    "find": _find,
+    "watch": _watch,
+}
+
+
+def git_normalized(a: Argv) -> tuple[Argv | None, str | None]:
+    """``git [global options] SUB ...`` as ``git SUB ...``, and a problem if a global option can
+    make git run arbitrary programs (``-c alias.x=!cmd``, ``-c core.pager=...``)."""
+    i = 1
+    problem = None
+    risky = ("alias.", "core.pager", "core.editor", "core.sshcommand", "core.fsmonitor",
+             "core.hookspath", "diff.external", "credential.helper", "sequence.editor",
+             "core.askpass", "pager.", "gpg.program", "uploadpack.", "receivepack.",
+             ".textconv", ".command", "ssh.variant", "protocol.")
+    while i < len(a):
+        if not a.known(i):
+            return None, "git global options are computed at run time"
+        tok = a.tokens[i]
+        if tok in ("-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path",
+                   "--super-prefix", "--config-env", "--list-cmds", "--attr-source"):
+            if tok in ("-c", "--config-env") and i + 1 < len(a):
+                val = a.tokens[i + 1].lower() if a.known(i + 1) else "?"
+                if val == "?" or any(r in val.split("=", 1)[0] or val.startswith(r) for r in risky):
+                    problem = f"git {tok} {a.tokens[i + 1]} can make git run another program"
+            i += 2
+            continue
+        if (tok.startswith("-c") and len(tok) > 2) or tok.startswith("--config-env="):
+            val = tok[2:].lower() if tok.startswith("-c") else tok.split("=", 1)[1].lower()
+            if any(r in val.split("=", 1)[0] for r in risky):
+                problem = f"git {tok} can make git run another program"
+            i += 1
+            continue
+        if (tok.startswith("-C") and len(tok) > 2) or (tok.startswith("--") and "=" in tok):
+            i += 1
+            continue
+        if tok.startswith("-"):
+            i += 1
+            continue
+        break
+    if i == 1:
+        return None, problem
+    return Argv(("git", *a.tokens[i:]), frozenset(k - i + 1 for k in a.unknown if k >= i),
+                None if a.open_from is None else max(a.open_from - i + 1, 1)), problem
+
+
+def shell_script(a: Argv) -> tuple[str, str | None]:
+    """How a shell invocation gets its commands: ("script", text), ("file", None),
+    ("stdin", None) or ("unknown", None)."""
+    i = 1
+    command_mode = False
+    stdin_mode = False
+    while i < len(a):
+        if not a.known(i):
+            return "unknown", None
+        tok = a.tokens[i]
+        if tok in ("--", "-"):
+            i += 1
+            break
+        if tok.startswith("--"):
+            if tok in ("--rcfile", "--init-file"):
+                i += 2
+                continue
+            i += 1
+            continue
+        if tok[:1] in ("-", "+") and len(tok) > 1:
+            flags = tok[1:]
+            if "c" in flags:
+                command_mode = True
+            if "s" in flags:
+                stdin_mode = True
+            i += 2 if ("o" in flags or "O" in flags) else 1
+            continue
+        break
+    if command_mode:
+        if i >= len(a):
+            return "unknown", None
+        if not a.known(i):
+            return "unknown", None
+        return "script", a.tokens[i]
+    if stdin_mode or i >= len(a):
+        return "stdin", None
+    return "file", None
