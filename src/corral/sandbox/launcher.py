@@ -7,6 +7,7 @@ cached BPF into a pipe and execs bwrap.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from corral.errors import CorralError
 from corral.sandbox.envpolicy import build_env
@@ -67,7 +68,7 @@ def _probe_bwrap(bwrap: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap could not run ({exc})"
     if p.returncode != 0:
-        msg = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
+        msg = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
         return f"bubblewrap cannot create user namespaces: {msg}"
     return None
 
@@ -75,7 +76,7 @@ def _probe_bwrap(bwrap: str) -> str | None:
 class Sandbox:
     """A reusable launcher for one plan. Thread-safe for concurrent ``spawn`` calls."""
 
-    _probe_cache: dict[str, str | None] = {}
+    _probe_cache: ClassVar[dict[str, str | None]] = {}
 
     def __init__(self, plan: SandboxPlan, *, probe: bool = True) -> None:
         self.plan = plan
@@ -222,10 +223,8 @@ class Sandbox:
                 for root in layout.roots:
                     for p in protected_paths(root):
                         if is_placeholder(p.path):
-                            try:
+                            with contextlib.suppress(OSError):
                                 os.rmdir(p.path)
-                            except OSError:
-                                pass
             finally:
                 os.close(fd)
 

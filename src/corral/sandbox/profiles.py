@@ -11,14 +11,14 @@ import glob
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
 
 
-class Access(str, Enum):
+class Access(StrEnum):
     """What a path allows. Ordered read < write < deny: at equal specificity the higher wins."""
 
     READ = "read"
@@ -30,7 +30,7 @@ class Access(str, Enum):
         return {"read": 0, "write": 1, "deny": 2}[self.value]
 
 
-class NetworkMode(str, Enum):
+class NetworkMode(StrEnum):
     NONE = "none"
     PROXY = "proxy"
     HOST = "host"

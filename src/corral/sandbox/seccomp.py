@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import tempfile
+from typing import Any
 
 from corral.errors import CorralError
 from corral.sandbox.profiles import NetworkMode
@@ -42,7 +43,7 @@ SOCKET_FAMILIES: dict[NetworkMode, frozenset[int]] = {
 }
 
 
-def _load_pyseccomp():  # type: ignore[no-untyped-def]
+def _load_pyseccomp() -> Any:
     try:
         import pyseccomp
     except (ImportError, OSError) as exc:  # OSError: libseccomp.so missing
