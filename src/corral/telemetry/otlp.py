@@ -173,7 +173,7 @@ class OtlpExporter:
         self.sent = 0
         self.dropped = 0
         self.attempts_failed = 0
-        self._queue: queue.Queue[Event] = queue.Queue(maxsize=conf.max_queue)
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=conf.max_queue + 1)
         self._pending_drops = {"queue_full": 0, "export_failed": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -195,6 +195,9 @@ class OtlpExporter:
         return ctx
 
     def offer(self, event: Event) -> None:
+        if self._queue.qsize() >= self.conf.max_queue:  # one slot stays free for close()
+            self._count_drop("queue_full", 1)
+            return
         try:
             self._queue.put_nowait(event)
         except queue.Full:
@@ -204,8 +207,16 @@ class OtlpExporter:
         """Flush what is queued (one attempt per batch, bounded by ``timeout``), then stop."""
         self._deadline = time.monotonic() + timeout
         self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)  # wake the thread if it is waiting for events
         self._thread.join(timeout + 1.0)
-        left = self._queue.qsize()
+        left = 0
+        while True:
+            try:
+                if self._queue.get_nowait() is not None:
+                    left += 1
+            except queue.Empty:
+                break
         if left:
             self._count_drop("export_failed", left)
         self._report_drops()
@@ -235,10 +246,13 @@ class OtlpExporter:
             if self._stop.is_set():
                 remaining = 0
             try:
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0
-                             else self._queue.get_nowait())
+                item = (self._queue.get(timeout=remaining) if remaining > 0
+                        else self._queue.get_nowait())
             except queue.Empty:
                 break
+            if item is None:
+                break
+            batch.append(item)
         return batch
 
     def _run(self) -> None:
