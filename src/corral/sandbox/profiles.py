@@ -210,8 +210,10 @@ def resolve_entries(
     return out
 
 
-def _is_under(path: Path, parent: Path) -> bool:
-    return path == parent or parent in path.parents
+def is_under(path: Path | str, parent: Path | str) -> bool:
+    """``path`` is ``parent`` or inside it (lexically; both absolute and normalised)."""
+    p, q = str(path), str(parent)
+    return p == q or q == "/" or p.startswith(q + "/")
 
 
 def normalise(entries: Iterable[FsEntry]) -> list[FsEntry]:
@@ -229,7 +231,7 @@ def normalise(entries: Iterable[FsEntry]) -> list[FsEntry]:
     enforced = [e.path for e in best.values() if e.enforced and e.access is Access.DENY]
     kept = [
         e for e in best.values()
-        if e.access is Access.DENY or not any(_is_under(e.path, d) for d in enforced)
+        if e.access is Access.DENY or not any(is_under(e.path, d) for d in enforced)
     ]
     return sorted(kept, key=lambda e: (e.depth, str(e.path)))
 
@@ -238,6 +240,6 @@ def effective_access(path: Path, entries: list[FsEntry]) -> Access | None:
     """The access that applies to ``path`` given normalised entries (None: not visible)."""
     result: Access | None = None
     for e in entries:
-        if _is_under(path, e.path):
+        if is_under(path, e.path):
             result = e.access
     return result

@@ -8,35 +8,60 @@ Computed at each spawn, because whether they exist changes between commands.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-# Names protected directly under every writable root.
+# Names protected directly under every writable root: they make code run later, outside the
+# sandbox (direnv, editor tasks, agent configs and hooks).
 PROTECTED_NAMES: tuple[str, ...] = (
     ".corral", ".codex", ".claude", ".agents", ".vscode", ".idea", ".mcp.json", ".envrc",
+)
+# Shell rc files: protected wherever they exist; creation is blocked only in the home directory,
+# the one place shells read them from (elsewhere a placeholder would only be clutter).
+SHELL_RC_NAMES: tuple[str, ...] = (
     ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
     ".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout",
     ".kshrc", ".cshrc", ".tcshrc", ".inputrc",
 )
+ALL_NAMES = PROTECTED_NAMES + SHELL_RC_NAMES
 # A missing protected path is blocked by mounting over an empty read-only *directory* created
 # for the run: git ignores empty directories (so ``git add -A`` does not pick it up) and writing
 # a file there fails with EISDIR. The unusual mode marks it as ours for cleanup.
 PLACEHOLDER_MODE = 0o1555
 # Inside a git directory (``.git`` or the gitdir a ``.git`` file points to).
 GIT_PROTECTED: tuple[tuple[str, bool], ...] = (("hooks", True), ("config", False))
+REASON = "protected path inside writable root"
 
 
 @dataclass(frozen=True)
 class Protected:
     """A protected path. ``exists`` False means a placeholder must be created to mount over;
-    ``pin`` means bind the path onto itself writable (so it cannot be renamed away) rather than
-    read-only."""
+    ``placeholder`` marks an existing placeholder (from this or a concurrent run); ``pin`` means
+    bind the path onto itself writable (so it cannot be renamed away) rather than read-only."""
 
     path: Path
     is_dir: bool
     exists: bool
-    reason: str
+    reason: str = REASON
     pin: bool = False
+    placeholder: bool = False
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _entry(path: Path, want_dir: bool = True) -> Protected | None:
+    st = _lstat(path)
+    if st is None:
+        return Protected(path, True, False) if want_dir else None
+    is_dir = stat.S_ISDIR(st.st_mode)
+    return Protected(path, is_dir, True,
+                     placeholder=is_dir and (st.st_mode & 0o7777) == PLACEHOLDER_MODE)
 
 
 def _read_gitdir(dotgit_file: Path) -> Path | None:
@@ -65,33 +90,43 @@ def _git_protected(gitdir: Path, out: list[Protected]) -> None:
         pass
     for d in dirs:
         for name, is_dir in GIT_PROTECTED:
-            p = d / name
-            exists = os.path.lexists(p)
-            if exists or is_dir:  # a missing .git/config cannot be faked by a directory
-                out.append(Protected(p, p.is_dir() if exists else True, exists,
-                                     "protected path inside writable root"))
+            # a missing .git/config cannot be faked by a directory: only hooks get a placeholder
+            e = _entry(d / name, want_dir=is_dir)
+            if e is not None:
+                out.append(e)
 
 
-def protected_paths(root: Path) -> list[Protected]:
-    """Protected paths under one writable root (existing or not)."""
+def protected_paths(root: Path, *, placeholders: bool = True, home: Path | None = None
+                    ) -> list[Protected]:
+    """Protected paths under one writable root. Missing ones are included (to be covered by a
+    placeholder) only when ``placeholders``; missing shell rc files only when root is home."""
     out: list[Protected] = []
-    for name in PROTECTED_NAMES:
-        p = root / name
-        exists = os.path.lexists(p)
-        out.append(Protected(p, p.is_dir() if exists else True, exists,
-                             "protected path inside writable root"))
+    rc_placeholders = placeholders and home is not None and root == home
+    for name in ALL_NAMES:
+        e = _entry(root / name, want_dir=placeholders and (
+            rc_placeholders or name in PROTECTED_NAMES))
+        if e is not None:
+            out.append(e)
     dotgit = root / ".git"
-    if dotgit.is_dir() and not dotgit.is_symlink():
+    st = _lstat(dotgit)
+    if st is None:
+        return out
+    if stat.S_ISDIR(st.st_mode):
         # Pin .git itself so it cannot be renamed away and replaced by a fresh one.
         out.append(Protected(dotgit, True, True, "git directory", pin=True))
         _git_protected(dotgit, out)
-    elif os.path.lexists(dotgit):
-        # A gitdir pointer file (worktree/submodule) or symlink: the pointer itself is read-only.
-        if not dotgit.is_symlink():
-            out.append(Protected(dotgit, False, True, "protected path inside writable root"))
-        target = _read_gitdir(dotgit) if dotgit.is_file() else Path(os.path.realpath(dotgit))
+    elif stat.S_ISREG(st.st_mode):
+        # A gitdir pointer file (worktree/submodule): the pointer itself is read-only.
+        out.append(Protected(dotgit, False, True))
+        target = _read_gitdir(dotgit)
         if target is not None and target.is_dir():
             _git_protected(target, out)
+    elif stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(dotgit))
+        if target.is_dir():
+            _git_protected(target, out)
+    if not placeholders:
+        out = [p for p in out if p.exists]
     return out
 
 
@@ -123,7 +158,7 @@ def is_protected_name(path: Path, roots: tuple[Path, ...]) -> bool:
         parts = rel.parts
         if not parts:
             continue
-        if parts[0] in PROTECTED_NAMES:
+        if parts[0] in ALL_NAMES:
             return True
         if parts[0] == ".git" and len(parts) > 1 and parts[1] in ("hooks", "config"):
             return True

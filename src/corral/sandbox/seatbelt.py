@@ -13,7 +13,7 @@ from pathlib import Path
 
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.profiles import Access, NetworkMode, normalise
-from corral.sandbox.protected import PROTECTED_NAMES
+from corral.sandbox.protected import ALL_NAMES
 
 SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 
@@ -79,7 +79,7 @@ def _filter(path: Path | str, is_glob: bool = False) -> str:
 
 
 def protected_filters(root: Path) -> list[str]:
-    out = [f"(subpath {_q(str(root / n))})" for n in PROTECTED_NAMES]
+    out = [f"(subpath {_q(str(root / n))})" for n in ALL_NAMES]
     out += [f"(subpath {_q(str(root / '.git' / 'hooks'))})",
             f"(literal {_q(str(root / '.git' / 'config'))})"]
     dotgit = root / ".git"
