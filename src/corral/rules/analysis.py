@@ -6,7 +6,7 @@ around them (still checked against rules), and problems that make the result unc
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from corral.rules.argv import Argv
@@ -15,6 +15,7 @@ from corral.rules.wrappers import SHELLS, UNWRAPPERS, basename, git_normalized, 
 
 MAX_DEPTH = 32
 MAX_ITEMS = 5_000
+MAX_UNWRAP = 32
 _CACHE_SIZE = 4096
 _script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
 
@@ -40,10 +41,19 @@ def _cached_parse(script: str) -> ScriptParse:
     return parsed
 
 
-def display(a: Argv) -> str:
+def display(a: Argv, limit: int = 400) -> str:
     import shlex
 
-    return " ".join(shlex.quote(t) if i not in a.unknown else t for i, t in enumerate(a.tokens))
+    parts: list[str] = []
+    size = 0
+    for i, t in enumerate(a.tokens):
+        parts.append(t if i in a.unknown else shlex.quote(t))
+        size += len(parts[-1]) + 1
+        if size > limit:
+            parts.append("...")
+            break
+    text = " ".join(parts)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
@@ -51,22 +61,32 @@ def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
     if not argv:
         out.problems.append(("", "empty command"))
         return out
-    queue: list[tuple[Argv, int, str | None]] = [(Argv.of(tuple(argv)), 0, None)]
+    queue: deque[tuple[Argv, int, str | None]] = deque([(Argv.of(tuple(argv)), 0, None)])
     items = 0
     while queue:
-        a, depth, stdin = queue.pop(0)
+        a, depth, stdin = queue.popleft()
         items += 1
         if items > MAX_ITEMS or depth > MAX_DEPTH:
             out.problems.append((display(a)[:200], "commands nest too deeply to analyse"))
             break
         if any("\0" in t for t in a.tokens):
             out.problems.append((display(a)[:200], "an argument contains a NUL byte"))
+        if any(_undecodable(t) for t in a.tokens):
+            out.problems.append((display(a)[:200], "an argument is not valid UTF-8"))
         _one(a, depth, stdin, out, queue)
     return out
 
 
+def _undecodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _script(text: str, depth: int, out: Analysis,
-            queue: list[tuple[Argv, int, str | None]]) -> None:
+            queue: deque[tuple[Argv, int, str | None]]) -> None:
     out.scripted = True
     parsed = _cached_parse(text)
     out.problems.extend(parsed.problems)
@@ -76,9 +96,15 @@ def _script(text: str, depth: int, out: Analysis,
 
 
 def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
-         queue: list[tuple[Argv, int, str | None]]) -> None:
+         queue: deque[tuple[Argv, int, str | None]]) -> None:
+    unwraps = 0
     while True:
         if not a.tokens:
+            return
+        unwraps += 1
+        if unwraps > MAX_UNWRAP:
+            out.commands.append(a.sub(0, 8))
+            out.problems.append((display(a.sub(0, 8)) + " ...", "wrappers nest too deeply"))
             return
         if not a.known(0):
             out.commands.append(a)  # the shell-level problem is already recorded
@@ -129,9 +155,10 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             norm, problem = git_normalized(a)
             if problem:
                 out.problems.append((display(a), problem))
+            # the command as written is judged (allow rules and the safe list see the global
+            # options); the normalised form is checked against deny rules as well
             if norm is not None:
-                out.wrappers.append(a)
-                a = norm
+                out.wrappers.append(norm)
             out.commands.append(a)
             return
         unwrap = UNWRAPPERS.get(name)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from corral.rules.argv import Argv
-from corral.rules.wrappers import basename
+from corral.rules.wrappers import basename, git_normalized
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,8 @@ def dangerous(a: Argv) -> Verdict | None:
     elif name in ("sudo", "doas", "pkexec", "su", "run0"):
         hit = "sudo"
     elif name == "git":
-        hit = _git_dangerous(args)
+        norm, _ = git_normalized(a)
+        hit = _git_dangerous((norm or a).tokens[1:])
     elif name == "chmod" and (short & {"R"} or "--recursive" in long) and any(
             re.fullmatch(r"0?[0-7]?7[0-7]7|[ugoa]*\+[rwxX]*w[rwxX]*|a=rwx|o=rwx", t) for t in args):
         hit = "chmod_world_writable"

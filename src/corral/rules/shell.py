@@ -14,7 +14,9 @@ from typing import Any
 from corral.rules.argv import Argv
 
 MAX_SCRIPT_BYTES = 128 * 1024
-MAX_NODES = 40_000
+MAX_NODES = 10_000
+MAX_NESTING = 200
+_SNIP = 240
 
 _parser: Any = None
 
@@ -31,6 +33,16 @@ def _get_parser() -> Any:
 
 def _dec(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
+
+
+def _snip(node: Any) -> str:
+    """A node's source text, cut short: display only, and O(1) even for huge nodes."""
+    if node.end_byte - node.start_byte <= _SNIP:
+        return _dec(node.text)
+    return _dec(_source[0][node.start_byte: node.start_byte + _SNIP]) + "..."
+
+
+_source: list[bytes] = [b""]
 
 
 @dataclass
@@ -121,7 +133,7 @@ def word_value(node: Any) -> tuple[str, int, bool]:
             if child.type == "string_content":
                 parts.append(_unescape_dquoted(_dec(child.text)))
             else:
-                return _dec(node.text), QUOTED_UNKNOWN, False
+                return _snip(node), QUOTED_UNKNOWN, False
         return "".join(parts), STATIC, False
     if t == "concatenation":
         parts = []
@@ -138,13 +150,13 @@ def word_value(node: Any) -> tuple[str, int, bool]:
         if _BRACE.search("".join(unquoted_text)):
             kind = OPEN
         if kind != STATIC:
-            return _dec(node.text), kind, glob
+            return _snip(node), kind, glob
         return "".join(parts), STATIC, glob
     if t in ("simple_expansion", "expansion", "command_substitution", "arithmetic_expansion",
              "brace_expression"):
-        return _dec(node.text), OPEN, False
+        return _snip(node), OPEN, False
     # process substitution (a /dev/fd path) and anything unexpected: one unknown word
-    return _dec(node.text), QUOTED_UNKNOWN, False
+    return _snip(node), QUOTED_UNKNOWN, False
 
 
 def _argv_from(nodes: list[Any]) -> tuple[Argv, bool]:
@@ -192,6 +204,7 @@ def parse_script(script: str) -> ScriptParse:
         return out
     if b"\0" in data:
         out.problems.append((short, "script contains a NUL byte"))
+    _source[0] = data
     tree = _get_parser().parse(data)
     root = tree.root_node
     if root.has_error:
@@ -199,13 +212,17 @@ def parse_script(script: str) -> ScriptParse:
                                     "unterminated quote or heredoc)"))
     stdin_for: dict[int, str | None] = {}
     writes_for: dict[int, list[str]] = {}
-    stack = [root]
+    stack = [(root, 0)]
     seen = 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         seen += 1
         if seen > MAX_NODES:
             out.problems.append((short, f"script has more than {MAX_NODES} syntax nodes; "
+                                        "not fully analysed"))
+            break
+        if depth > MAX_NESTING:
+            out.problems.append((short, f"script nests deeper than {MAX_NESTING} levels; "
                                         "not fully analysed"))
             break
         t = node.type
@@ -220,24 +237,24 @@ def parse_script(script: str) -> ScriptParse:
         elif t == "command":
             _command(node, out, stdin_for, writes_for)
         elif t == "file_redirect":
-            out.writes.extend((w, _dec(node.text)) for w in _write_target(node))
+            out.writes.extend((w, _snip(node)) for w in _write_target(node))
         elif t == "declaration_command" or t == "unset_command":
             words = [c for c in node.children if c.type in (
                 "word", "string", "raw_string", "concatenation", "variable_name",
                 "variable_assignment")]
             kw = node.children[0] if node.children else None
             tokens = [_dec(kw.text)] if kw is not None else []
-            tokens += [_dec(w.text) for w in words]
-            out.commands.append(ScriptCommand(Argv.of(tokens), _dec(node.text)))
+            tokens += [_snip(w) for w in words]
+            out.commands.append(ScriptCommand(Argv.of(tokens), _snip(node)))
         if node.child_count:
-            stack.extend(reversed(node.children))
+            stack.extend((c, depth + 1) for c in reversed(node.children))
     return out
 
 
 def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
              writes_for: dict[int, list[str]]) -> None:
     name = node.child_by_field_name("name")
-    text = _dec(node.text)
+    text = _snip(node)
     if name is None:
         return  # only assignments / redirections: nothing runs (substitutions are walked)
     words = [name.named_children[0] if name.named_child_count else name]
@@ -252,6 +269,8 @@ def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
         elif field_name == "redirect" and child.type == "file_redirect":
             writes += _write_target(child)
     argv, name_glob = _argv_from(words)
+    if argv.known(0) and not argv.tokens[0]:
+        out.problems.append((text, "empty command name"))
     if not argv.known(0):
         out.problems.append((text, f"command name `{argv.tokens[0]}` is computed at run time"))
     elif name_glob:
