@@ -10,7 +10,6 @@ Public surface:
 from __future__ import annotations
 
 from corral.sandbox.envpolicy import EnvPolicy, build_env
-from corral.sandbox.feedback import Violation, explain_stderr
 from corral.sandbox.launcher import Sandbox, SandboxedProcess, SandboxResult
 from corral.sandbox.plan import NetworkPlan, SandboxPlan, build_plan, plan_from_config
 from corral.sandbox.profiles import Access, NetworkMode
@@ -20,3 +19,12 @@ __all__ = [
     "SandboxResult", "SandboxedProcess", "Violation", "build_env", "build_plan",
     "explain_stderr", "plan_from_config",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # feedback compiles regexes: only imported when a command failed and needs explaining
+    if name in ("Violation", "explain_stderr"):
+        from corral.sandbox import feedback
+
+        return getattr(feedback, name)
+    raise AttributeError(name)

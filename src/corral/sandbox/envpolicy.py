@@ -6,7 +6,6 @@ exclude -> set -> include_only. Then corral's markers are added, which no policy
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +58,18 @@ class EnvPolicy:
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     upper = name.upper()
-    return any(fnmatch.fnmatchcase(upper, p.upper()) for p in patterns)
+    for p in patterns:
+        pu = p.upper()
+        core = pu[1:-1]
+        if len(pu) >= 2 and pu[0] == pu[-1] == "*" and not any(c in core for c in "*?["):
+            if core in upper:  # the common "*WORD*" form, without importing fnmatch/re
+                return True
+        else:
+            import fnmatch
+
+            if fnmatch.fnmatchcase(upper, pu):
+                return True
+    return False
 
 
 def build_env(

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
-import hashlib
 import os
 import shutil
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from corral.errors import CorralError
 from corral.sandbox.envpolicy import build_env
-from corral.sandbox.feedback import Violation, explain_stderr
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
 from corral.sandbox.protected import (
@@ -34,6 +30,9 @@ from corral.sandbox.protected import (
     protected_paths,
 )
 from corral.sandbox.seccomp import bpf_fd, build_bpf
+
+if TYPE_CHECKING:
+    from corral.sandbox.feedback import Violation
 
 _MINIMAL_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
@@ -54,13 +53,34 @@ class _Layout:
     protected: list[Protected]
 
 
-def _probe_bwrap(bwrap: str) -> str | None:
-    """None if bwrap can create the namespaces we need, else what is wrong."""
+def _probe_key(bwrap: str) -> str | None:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        st = os.stat(bwrap)
+    except OSError:
+        return None
+    return f"{boot} {bwrap} {st.st_mtime_ns} {st.st_ino}\n"
+
+
+def _probe_bwrap(bwrap: str, cache: Path | None = None) -> str | None:
+    """None if bwrap can create the namespaces we need, else what is wrong.
+
+    A success is remembered until reboot or a new bwrap (a failure never is), so a cold
+    ``corral sandbox`` does not pay for a second bwrap run. If namespaces are taken away later,
+    bwrap itself fails and the command does not run: still never unsandboxed.
+    """
     if not os.path.exists(bwrap):
         found = shutil.which("bwrap")
         if found is None:
             return "bubblewrap (bwrap) is not installed"
         bwrap = found
+    key = _probe_key(bwrap)
+    if cache is not None and key is not None:
+        try:
+            if cache.read_text() == key:
+                return None
+        except OSError:
+            pass
     try:
         p = subprocess.run(
             [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
@@ -72,6 +92,10 @@ def _probe_bwrap(bwrap: str) -> str | None:
     if p.returncode != 0:
         msg = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
         return f"bubblewrap cannot create user namespaces: {msg}"
+    if cache is not None and key is not None:
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(key)
     return None
 
 
@@ -103,7 +127,8 @@ class Sandbox:
             return
         if probe:
             if self.bwrap not in Sandbox._probe_cache:
-                Sandbox._probe_cache[self.bwrap] = _probe_bwrap(self.bwrap or plan.bwrap)
+                Sandbox._probe_cache[self.bwrap] = _probe_bwrap(
+                    self.bwrap or plan.bwrap, plan.corral_home / "state" / "bwrap-probe")
             problem = Sandbox._probe_cache[self.bwrap]
             if problem is not None:
                 self._weaker_or_refuse(
@@ -114,7 +139,7 @@ class Sandbox:
                 )
                 return
         try:
-            self._bpf = build_bpf(plan.network.mode)
+            self._bpf = build_bpf(plan.network.mode, plan.corral_home / "state" / "seccomp")
         except CorralError as exc:
             self._weaker_or_refuse("no-seccomp", exc.message, exc.hint or "")
 
@@ -133,6 +158,10 @@ class Sandbox:
 
     def _dynamic_entries(self) -> list[FsEntry]:
         out: list[FsEntry] = []
+        if not self.plan.deny_read_globs:
+            return out
+        import glob
+
         for pattern in self.plan.deny_read_globs:
             for hit in glob.iglob(pattern, recursive=True, include_hidden=True):
                 out.append(FsEntry(Path(os.path.normpath(hit)), Access.DENY, literal=False))
@@ -213,7 +242,11 @@ class Sandbox:
         except OSError:
             return fds
         for root in roots:
-            name = hashlib.sha256(str(root).encode()).hexdigest()[:24]
+            name = str(root).replace("%", "%25").replace("/", "%2F")
+            if len(name) > 200:
+                import hashlib
+
+                name = hashlib.sha256(name.encode()).hexdigest()
             try:
                 fd = os.open(lockdir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
@@ -311,6 +344,8 @@ class Sandbox:
                           stderr=subprocess.PIPE if explain else None)
         lines: list[str] = []
         if explain and proc.stderr is not None:
+            import threading
+
             t = threading.Thread(target=_tee, args=(proc.stderr, sink, lines), daemon=True)
             t.start()
             rc = proc.wait()
@@ -318,8 +353,11 @@ class Sandbox:
         else:
             rc = proc.wait()
         text = "".join(lines)
-        violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd) \
-            if explain and rc != 0 else []
+        violations: list[Violation] = []
+        if explain and rc != 0:
+            from corral.sandbox.feedback import explain_stderr
+
+            violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd)
         return SandboxResult(rc, self.weaker_mode, violations, text if explain else None)
 
 

@@ -7,7 +7,6 @@ turns patterns into concrete paths once, so the launcher only has to order mount
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -189,6 +188,8 @@ def expand_pattern(pattern: str, ctx: ResolveContext) -> list[tuple[Path, bool]]
         text = os.path.join(ctx.cwd, text)
     if not has_glob(text):
         return [(Path(os.path.normpath(text)), True)]
+    import glob
+
     out: list[tuple[Path, bool]] = []
     for i, hit in enumerate(glob.iglob(text, recursive=True, include_hidden=True)):
         if i >= ctx.glob_limit:

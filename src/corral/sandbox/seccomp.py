@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import tempfile
+from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
@@ -30,6 +30,7 @@ ALWAYS_DENIED: tuple[str, ...] = (
     "iopl", "ioperm", "vhangup",
 )
 
+FILTER_VERSION = 1  # bump when the rules below change meaning
 AF_UNIX, AF_INET, AF_NETLINK, AF_INET6 = 1, 2, 16, 10
 AF_MAX = 64  # every family number at or above this is denied outright
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
@@ -54,9 +55,42 @@ def _load_pyseccomp() -> Any:
     return pyseccomp
 
 
+def _spec_key(mode: NetworkMode) -> str:
+    spec = repr((FILTER_VERSION, mode.value, ALWAYS_DENIED, sorted(SOCKET_FAMILIES[mode]),
+                 AF_MAX, TIOCSTI, TIOCLINUX, os.uname().machine))
+    import hashlib
+
+    return hashlib.sha256(spec.encode()).hexdigest()[:32]
+
+
 @functools.lru_cache(maxsize=8)
-def build_bpf(mode: NetworkMode) -> bytes:
-    """Compile the filter for ``mode`` to raw BPF (what ``bwrap --seccomp`` reads)."""
+def build_bpf(mode: NetworkMode, cache_dir: Path | None = None) -> bytes:
+    """The filter for ``mode`` as raw BPF (what ``bwrap --seccomp`` reads).
+
+    Compiling imports libseccomp and takes ~20 ms, so the result is cached in ``cache_dir``
+    (under $CORRAL_HOME, which sandboxed commands can neither read nor write).
+    """
+    cached = cache_dir / f"{_spec_key(mode)}.bpf" if cache_dir is not None else None
+    if cached is not None:
+        try:
+            data = cached.read_bytes()
+            if data and len(data) % 8 == 0:
+                return data
+        except OSError:
+            pass
+    data = _compile(mode)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, cached)
+        except OSError:
+            pass
+    return data
+
+
+def _compile(mode: NetworkMode) -> bytes:
     sc = _load_pyseccomp()
     eperm = sc.ERRNO(errno.EPERM)
     f = sc.SyscallFilter(sc.ALLOW)
@@ -75,6 +109,8 @@ def build_bpf(mode: NetworkMode) -> bytes:
             f.add_rule(eperm, "socketpair", sc.Arg(0, sc.EQ, fam))
     f.add_rule(eperm, "socket", sc.Arg(0, sc.GE, AF_MAX))
     f.add_rule(eperm, "socketpair", sc.Arg(0, sc.GE, AF_MAX))
+    import tempfile
+
     with tempfile.TemporaryFile() as tmp:
         f.export_bpf(tmp)
         tmp.seek(0)
