@@ -1,0 +1,141 @@
+"""``corral sandbox`` as a user runs it (real subprocesses of ``python -m corral``), plus the
+refusal / weaker-mode behaviour of the launcher."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corral.errors import CorralError
+from corral.sandbox import Sandbox, build_plan
+from tests.sandbox.conftest import Box
+
+
+def _cli(box: Box, *args: str, stdin: str | None = None, system: Path | None = None,
+         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
+               CORRAL_SYSTEM_DIR=str(system or box.home / "no-system"), **(extra_env or {}))
+    env.pop("TMPDIR", None)
+    return subprocess.run([sys.executable, "-m", "corral", *args], cwd=box.ws, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_exit_status_and_stdio_pass_through(box: Box) -> None:
+    r = _cli(box, "sandbox", "--", "sh", "-c", "cat; echo out; echo err >&2; exit 7",
+             stdin="from-stdin\n")
+    assert r.returncode == 7
+    assert r.stdout == "from-stdin\nout\n"
+    assert r.stderr == "err\n"
+
+
+def test_options_after_command_belong_to_the_command(box: Box) -> None:
+    r = _cli(box, "sandbox", "ls", "-a", "--profile")
+    assert r.returncode != 0  # ls rejects --profile: it was not taken as ours
+    assert "ls" in r.stderr
+
+
+def test_violation_line_for_protected_path(box: Box) -> None:
+    (box.ws / ".git" / "hooks").mkdir(parents=True)
+    r = _cli(box, "sandbox", "--", "sh", "-c", "echo x > .git/hooks/pre-push")
+    assert r.returncode != 0
+    assert ("corral: sandbox: blocked write to .git/hooks/pre-push "
+            "(protected path inside writable root)") in r.stderr.splitlines()
+
+
+def test_violation_line_for_write_outside(box: Box) -> None:
+    r = _cli(box, "sandbox", "--", "sh", "-c", "touch /usr/corral-test-x")
+    assert r.returncode != 0
+    assert any(line.startswith("corral: sandbox: blocked write to ")
+               and "outside the writable roots of profile :workspace" in line
+               for line in r.stderr.splitlines()), r.stderr
+
+
+def test_writable_root_flag_and_read_only_profile(box: Box) -> None:
+    r = _cli(box, "sandbox", "--writable-root", str(box.outside), "--", "touch",
+             f"{box.outside}/ok")
+    assert r.returncode == 0, r.stderr
+    r = _cli(box, "sandbox", "--profile", ":read-only", "--", "touch", "x")
+    assert r.returncode != 0 and not (box.ws / "x").exists()
+
+
+def test_proxy_and_domains_refused_with_one_line(box: Box) -> None:
+    for args in (["--network", "proxy"], ["--allow-domain", "example.com"]):
+        r = _cli(box, "sandbox", *args, "--", "true")
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("corral: sandbox: ")
+        assert "proxy" in lines[0]
+    r = _cli(box, "sandbox", "--network", "wifi", "--", "true")
+    assert r.returncode == 2 and "none, proxy or host" in r.stderr
+
+
+def test_profile_forbidden_by_requirements(box: Box, tmp_path: Path) -> None:
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "requirements.toml").write_text(
+        'allowed_permission_profiles = [":read-only", ":workspace"]\n')
+    r = _cli(box, "sandbox", "--profile", ":danger-full-access", "--", "true", system=system)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "danger-full-access" in lines[0]
+    assert str(system / "requirements.toml") in lines[0]
+
+
+def test_user_profile_from_config(box: Box) -> None:
+    (box.corral_home / "config.toml").write_text(
+        'default_permissions = "tight"\n'
+        '[permissions.tight]\nextends = ":workspace"\n'
+        f'filesystem = {{ "{box.ws}/vendor" = "read" }}\n')
+    (box.ws / "vendor").mkdir()
+    r = _cli(box, "sandbox", "--", "sh", "-c", "touch vendor/x; touch y")
+    assert not (box.ws / "vendor" / "x").exists()
+    assert (box.ws / "y").exists(), r.stderr
+
+
+def test_env_policy_from_config(box: Box) -> None:
+    (box.corral_home / "config.toml").write_text(
+        '[shell_environment_policy]\ninherit = "core"\nset = { FOO = "bar" }\n')
+    r = _cli(box, "sandbox", "--", "env", extra_env={"EDITOR": "vi", "MY_TOKEN": "t0k3n"})
+    assert r.returncode == 0, r.stderr
+    assert "FOO=bar" in r.stdout and "CORRAL_SANDBOX=1" in r.stdout
+    assert "EDITOR=" not in r.stdout and "t0k3n" not in r.stdout
+
+
+def test_missing_bwrap_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap anywhere
+    monkeypatch.setattr(Sandbox, "_probe_cache", {})
+    plan = build_plan(":workspace", tmp_path, bwrap=str(tmp_path / "no-bwrap"))
+    with pytest.raises(CorralError) as exc:
+        Sandbox(plan)
+    line = exc.value.line()
+    assert line.startswith("corral: sandbox: refusing to run unsandboxed: bubblewrap (bwrap) "
+                           "is not installed")
+    assert "apt-get install bubblewrap" in line and "allow_weaker" in line
+
+
+def test_weaker_mode_must_be_named_and_is_recorded(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(Sandbox, "_probe_cache", {})
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    plan = build_plan(":workspace", tmp_path, bwrap=str(fake))
+    with pytest.raises(CorralError, match="cannot create user namespaces: bwrap: setting up uid"):
+        Sandbox(plan)
+    plan = build_plan(":workspace", tmp_path, bwrap=str(fake), allow_weaker=["unsandboxed"])
+    sb = Sandbox(plan)
+    assert sb.weaker_mode == "unsandboxed"
+    out = tmp_path / "o"
+    res = sb.run(["sh", "-c", f"echo $CORRAL_SANDBOX > {out}"], tmp_path)
+    assert res.weaker_mode == "unsandboxed" and res.returncode == 0
+    assert out.read_text() == "1\n"
+
+
+def test_danger_full_access_runs_without_bwrap(box: Box) -> None:
+    r = box.sh("echo x > " + str(box.outside / "f"), profile=":danger-full-access")
+    assert r.returncode == 0 and (box.outside / "f").exists()
