@@ -49,7 +49,7 @@ def decide_cmd(
         str,
         typer.Option("--approval-policy", help="untrusted | on-request | on-failure | never"),
     ] = "on-request",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
     """Decide a command the way the supervisor would: every simple command, with provenance."""
     from corral.errors import CorralError
@@ -73,6 +73,9 @@ def decide_cmd(
         print(result.to_json())
     else:
         print(f"{result.decision.value}: {result.reason}")
+        for m in result.matches:
+            why = f" ({m.justification})" if m.justification else ""
+            print(f"  {m.decision.value:9} {m.source}: {' '.join(m.command)}{why}")
 
 
 @policy_app.command("test")

@@ -71,6 +71,8 @@ def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
             break
         if any("\0" in t for t in a.tokens):
             out.problems.append((display(a)[:200], "an argument contains a NUL byte"))
+        if a.known(0) and not a.tokens[0] and depth == 0:
+            out.problems.append(("''", "empty command name"))
         if any(_undecodable(t) for t in a.tokens):
             out.problems.append((display(a)[:200], "an argument is not valid UTF-8"))
         _one(a, depth, stdin, out, queue)
