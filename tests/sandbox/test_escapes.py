@@ -339,3 +339,18 @@ def test_sigkill_of_sandbox_kills_command(box: Box) -> None:
     proc.wait()
     time.sleep(1.3)
     assert not marker.exists()
+
+
+def test_concurrent_runs_keep_placeholders_until_the_last_one_ends(box: Box) -> None:
+    """Run A ends while run B is still going: B's protection must hold (A may not remove
+    the shared placeholders under B), and once B ends nothing is left behind."""
+    sb = box.sandbox()
+    a = sb.spawn(["/bin/sh", "-c", "sleep 0.3"], box.ws)
+    b = sb.spawn(["/bin/sh", "-c", "sleep 1; echo evil > .envrc; mkdir -p .vscode/x; true"],
+                 box.ws, stderr=subprocess.PIPE)
+    assert a.wait() == 0
+    assert (box.ws / ".envrc").is_dir()  # still B's placeholder
+    _, err = b.communicate(timeout=10)
+    assert b.returncode == 0
+    assert b"Is a directory" in err or b"Read-only" in err
+    assert list(box.ws.iterdir()) == []

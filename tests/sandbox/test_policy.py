@@ -264,3 +264,27 @@ def test_capability_checks_on_this_host() -> None:
     assert result["bubblewrap"].ok and result["user namespaces"].ok and result["seccomp"].ok
     assert all(c.fix or c.ok for c in result.values())
     assert landlock_abi() >= 0
+
+
+_toml_scalar = st.one_of(st.text(max_size=8), st.integers(), st.booleans(), st.none())
+_fs = st.dictionaries(st.text(max_size=12), st.one_of(
+    st.sampled_from(["read", "write", "deny", "none"]), _toml_scalar), max_size=4)
+_prof = st.fixed_dictionaries({}, optional={
+    "extends": st.one_of(st.sampled_from([":read-only", ":workspace", "p0", "p1", ":x"]),
+                         _toml_scalar),
+    "filesystem": st.one_of(_fs, _toml_scalar),
+    "network": st.one_of(st.fixed_dictionaries({"mode": st.one_of(
+        st.sampled_from(["none", "host", "proxy"]), _toml_scalar)}), _toml_scalar),
+})
+
+
+@given(st.dictionaries(st.sampled_from(["p0", "p1", "p2"]), _prof, max_size=3),
+       st.sampled_from(["p0", "p1", "p2", ":workspace"]))
+def test_profile_resolution_fuzz(profiles: dict[str, Any], name: str) -> None:
+    """Arbitrary [permissions.*] tables either resolve or raise one clear CorralError."""
+    try:
+        p = resolve_profile(name, profiles)
+    except CorralError as exc:
+        assert "\n" not in exc.line()
+        return
+    assert all(isinstance(a, Access) for _, a in p.filesystem)
