@@ -111,7 +111,7 @@ def test_journal_turning_read_only_mid_session_fails_closed(home: Path) -> None:
     tel = Telemetry.open(None, "ro")
     tel.emit("agent.custom.tick", {"i.n": 0}, wait=True)
     tel._writer._conn.execute("PRAGMA query_only=ON")
-    with pytest.raises(CorralError, match="readonly database.*no further actions"):
+    with pytest.raises(CorralError, match=r"readonly database.*no further actions"):
         tel.emit("agent.custom.tick", {"i.n": 1}, wait=True)
     with pytest.raises(CorralError, match="cannot be written"):
         tel.emit("agent.tool.decision", {"gen_ai.tool.name": "shell", "agent.decision": "approved",

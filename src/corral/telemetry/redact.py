@@ -74,8 +74,19 @@ def _replace(m: re.Match[str]) -> str:
     return f"{keep or ''}[REDACTED:{_KINDS[group]}]"
 
 
+# Cheap prefilter: every pattern above needs either a long token-like run or one of these words.
+# Short ordinary strings (most command lines) skip the two full passes.
+_LONG_RUN = re.compile(r"[A-Za-z0-9_+/=.-]{12,}")
+_TRIGGERS = ("pass", "pwd", "secret", "key", "token", "auth", "bearer", "basic", "://",
+             "-----begin", "-u", "--user", "credential", "sk-", "sk_", "xox", "eyj")
+
+
 def redact(text: str) -> str:
     """``text`` with every recognised secret replaced by ``[REDACTED:<kind>]``."""
+    if not _LONG_RUN.search(text):
+        low = text.lower()
+        if not any(t in low for t in _TRIGGERS):
+            return text
     return _GENERIC_RE.sub(_replace, _SPECIFIC_RE.sub(_replace, text))
 
 

@@ -279,16 +279,25 @@ SPECS = _build_specs()
 CONTENT_KEYS = {cls.NAME: cls.CONTENT for cls in EVENT_TYPES}
 
 
+_GOOD_KEYS: set[str] = set()
+_GOOD_NAMES: set[str] = set()
+
+
 def validate(name: str, attributes: dict[str, Any]) -> str | None:
     """Why ``attributes`` is not a valid ``name`` event, or None. Unknown event names are
     accepted (other packages add events) if well formed; their attributes are type-checked."""
-    if not _EVENT_NAME.match(name):
-        return f"bad event name {name!r} (expected dotted lower-case, e.g. agent.tool.result)"
-    spec = SPECS.get(name, {})
+    if name not in _GOOD_NAMES:
+        if not _EVENT_NAME.match(name):
+            return f"bad event name {name!r} (expected dotted lower-case, e.g. agent.tool.result)"
+        _GOOD_NAMES.add(name)
+    spec = SPECS.get(name, _NO_SPEC)
     for key, value in attributes.items():
-        if key in ENVELOPE_KEYS or not _ATTR_KEY.match(key):
-            return f"{name}: bad attribute name {key!r}"
         s = spec.get(key)
+        if s is None and key not in _GOOD_KEYS:
+            if key in ENVELOPE_KEYS or not _ATTR_KEY.match(key):
+                return f"{name}: bad attribute name {key!r}"
+            if len(_GOOD_KEYS) < 10_000:
+                _GOOD_KEYS.add(key)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -305,10 +314,14 @@ def validate(name: str, attributes: dict[str, Any]) -> str | None:
             return f"{name}: attribute {key} must be a list of strings"
         if s.allowed and value not in s.allowed:
             return f"{name}: {key}={value!r} is not one of {', '.join(s.allowed)}"
-    for key, s in spec.items():
-        if s.required and attributes.get(key) is None:
+    for key in _REQUIRED.get(name, ()):
+        if attributes.get(key) is None:
             return f"{name}: missing required attribute {key}"
     return None
+
+
+_NO_SPEC: dict[str, AttrSpec] = {}
+_REQUIRED = {n: tuple(k for k, s in spec.items() if s.required) for n, spec in SPECS.items()}
 
 
 def _scalar_ok(value: Any) -> bool:

@@ -3,12 +3,14 @@ millisecond (the random part is incremented), so ids order the same way events w
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _RANDOM_MAX = (1 << 80) - 1
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 
 
 def encode(value: int, length: int = 26) -> str:
@@ -39,6 +41,7 @@ class UlidGenerator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
+        self._prefix = ""
 
     def new(self, now_ms: int | None = None) -> str:
         ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
@@ -51,9 +54,13 @@ class UlidGenerator:
                     rand = int.from_bytes(os.urandom(10), "big") >> 1
             else:
                 rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+            if ms != self._last_ms:
+                self._prefix = encode(ms, 10)
             self._last_ms = ms
             self._last_rand = rand
-        return encode((ms << 80) | rand)
+            prefix = self._prefix
+        # 80 random bits are exactly 16 base32 digits: let the C codec do them.
+        return prefix + base64.b32encode(rand.to_bytes(10, "big")).translate(_TO_CROCKFORD).decode()
 
 
 _default = UlidGenerator()
