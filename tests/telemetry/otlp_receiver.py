@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,7 +17,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 class Receiver:
     """Collects decoded requests. ``fail_next`` makes the next N POSTs answer 503."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.peer_certs: list[Any] = []
         self.requests: list[ExportLogsServiceRequest] = []
         self.json_bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -44,6 +47,8 @@ class Receiver:
                         self.send_header("Retry-After", "0")
                         self.end_headers()
                         return
+                    if rec.tls is not None:
+                        rec.peer_certs.append(self.connection.getpeercert())
                     rec.headers.append({k.lower(): v for k, v in self.headers.items()})
                     if self.headers.get("Content-Type") == "application/json":
                         data = json.loads(body)
@@ -64,13 +69,17 @@ class Receiver:
                 self.wfile.write(out)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.server.handle_error = lambda *a: None  # type: ignore[method-assign]
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def records(self) -> list[Any]:
         with self.lock:

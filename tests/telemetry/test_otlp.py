@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator
@@ -134,3 +135,45 @@ def test_bad_exporter_config_is_refused(home: Path) -> None:
     with pytest.raises(CorralError, match="not supported"):
         exporter_config(make_cfg(home, {"telemetry": {"exporter": {
             "endpoint": "http://x", "protocol": "carrier-pigeon"}}}))
+
+
+def test_mutual_tls_with_client_certificate_from_config(home: Path, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client = ca.issue_cert("agent-host.example")
+    ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "client.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    client.cert_chain_pems[0].write_to_path(str(cert))
+    client.private_key_pem.write_to_path(str(key))
+    rec = Receiver(tls=server_ctx)
+    try:
+        tls = {"ca_file": str(ca_file), "client_cert": str(cert), "client_key": str(key)}
+        cfg = make_cfg(home, {"telemetry": {"exporter": {"endpoint": rec.url, "tls": tls}}})
+        tel = Telemetry.open(cfg, "sess-mtls")
+        _emit_pair(tel)
+        tel.close()
+        assert len(rec.wait_for(2)) == 2
+        assert ("DNS", "agent-host.example") in rec.peer_certs[0]["subjectAltName"]
+
+        # without the client certificate the collector refuses; the drop is journaled
+        cfg = make_cfg(home, {"telemetry": {"exporter": {
+            "endpoint": rec.url, "tls": {"ca_file": str(ca_file)}, "timeout_seconds": 2}}})
+        tel = Telemetry.open(cfg, "sess-nocert")
+        exp = tel._sink
+        assert isinstance(exp, OtlpExporter)
+        exp.conf = dataclasses.replace(exp.conf, max_attempts=1)
+        _emit_pair(tel)
+        tel.close()
+        assert exp.sent == 0 and exp.dropped == 2
+        drops = [e for e in Journal(journal_file(home)).events("sess-nocert")
+                 if e.name == "agent.telemetry.drop"]
+        assert drops and drops[0].attributes["agent.telemetry.reason"] == "export_failed"
+    finally:
+        rec.close()
