@@ -44,6 +44,7 @@ class Box:
         proc = sb.spawn(["/bin/sh", "-c", script], cwd or self.ws, env_extra,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=timeout)
+        sb.close()  # wait for placeholder cleanup, so tests see the host as the user will
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def py(self, code: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -51,6 +52,7 @@ class Box:
         proc = sb.spawn([sys.executable, "-c", code], self.ws, None,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=kw.get("timeout", 60))
+        sb.close()
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -351,6 +351,7 @@ def test_concurrent_runs_keep_placeholders_until_the_last_one_ends(box: Box) -> 
     assert a.wait() == 0
     assert (box.ws / ".envrc").is_dir()  # still B's placeholder
     _, err = b.communicate(timeout=10)
+    sb.close()
     assert b.returncode == 0
     assert b"Is a directory" in err or b"Read-only" in err
     assert list(box.ws.iterdir()) == []

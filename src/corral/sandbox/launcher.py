@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from threading import Lock
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from corral.errors import CorralError
@@ -26,8 +27,8 @@ from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, norm
 from corral.sandbox.protected import (
     Protected,
     create_placeholder,
-    is_placeholder,
     protected_paths,
+    remove_placeholder,
 )
 from corral.sandbox.seccomp import bpf_fd, build_bpf
 
@@ -104,8 +105,15 @@ class Sandbox:
 
     _probe_cache: ClassVar[dict[str, str | None]] = {}
 
-    def __init__(self, plan: SandboxPlan, *, probe: bool = True) -> None:
+    def __init__(self, plan: SandboxPlan, *, probe: bool = True,
+                 defer_cleanup: bool = True) -> None:
+        """``defer_cleanup``: remove a run's placeholders in a background thread after it
+        exits (rmdir can take milliseconds); ``close()`` (also run at exit) waits for them."""
         self.plan = plan
+        self._defer = defer_cleanup
+        self._pending: set[Any] = set()
+        self._pending_lock = Lock()
+        self._atexit = False
         self.weaker_mode: str | None = None
         self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else (shutil.which("bwrap") or "")
         self._bpf: bytes | None = None
@@ -255,6 +263,45 @@ class Sandbox:
             fds.append(fd)
         return fds
 
+    def _after(self, layout: _Layout) -> None:
+        if not self._defer:
+            self._cleanup(layout)
+            return
+        import threading
+
+        def work() -> None:
+            try:
+                self._cleanup(layout)
+            finally:
+                with self._pending_lock:
+                    self._pending.discard(t)
+
+        t = threading.Thread(target=work, name="corral-sandbox-cleanup", daemon=True)
+        with self._pending_lock:
+            self._pending.add(t)
+            if not self._atexit:
+                import atexit
+
+                atexit.register(self.close)
+                self._atexit = True
+        t.start()
+
+    def close(self) -> None:
+        """Wait for pending placeholder cleanups."""
+        while True:
+            with self._pending_lock:
+                threads = list(self._pending)
+            if not threads:
+                return
+            for t in threads:
+                t.join()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _cleanup(self, layout: _Layout) -> None:
         if not layout.lock_fds:
             return
@@ -267,9 +314,7 @@ class Sandbox:
                 continue
             try:
                 for path in candidates:
-                    if is_placeholder(path):
-                        with contextlib.suppress(OSError):
-                            os.rmdir(path)
+                    remove_placeholder(path)
             finally:
                 os.close(fd)
         layout.lock_fds = []
@@ -323,7 +368,8 @@ class Sandbox:
         finally:
             for fd in fds:
                 os.close(fd)
-        proc._corral_cleanup = (lambda: self._cleanup(lay)) if lay is not None else None
+        if lay is not None and lay.lock_fds:
+            proc._corral_cleanup = lambda: self._after(lay)
         return proc
 
     def run(

@@ -7,6 +7,7 @@ Computed at each spawn, because whether they exist changes between commands.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -131,21 +132,28 @@ def protected_paths(root: Path, *, placeholders: bool = True, home: Path | None 
 
 
 def is_placeholder(path: Path) -> bool:
-    """An empty directory with PLACEHOLDER_MODE: left by a sandbox run, safe to remove."""
+    """A directory with PLACEHOLDER_MODE: left by a sandbox run (rmdir refuses if not empty)."""
     try:
         st = os.lstat(path)
-        return (st.st_mode & 0o7777) == PLACEHOLDER_MODE and not os.listdir(path)
     except OSError:
         return False
+    return stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o7777) == PLACEHOLDER_MODE
+
+
+def remove_placeholder(path: Path) -> None:
+    if is_placeholder(path):
+        with contextlib.suppress(OSError):  # ENOTEMPTY if something was put inside: it stays
+            os.rmdir(path)
 
 
 def create_placeholder(path: Path) -> bool:
     try:
         os.mkdir(path, PLACEHOLDER_MODE)
-        os.chmod(path, PLACEHOLDER_MODE)  # mkdir applies the umask and drops the sticky bit
-        return True
     except FileExistsError:
         return False
+    if (os.lstat(path).st_mode & 0o7777) != PLACEHOLDER_MODE:
+        os.chmod(path, PLACEHOLDER_MODE)  # an unusual umask took bits away
+    return True
 
 
 def is_protected_name(path: Path, roots: tuple[Path, ...]) -> bool:

@@ -1,0 +1,157 @@
+"""Sandbox spawn cost, all in the same run (issue 4).
+
+1. Warm process: spawning ``true`` through ``Sandbox(plan).spawn()`` versus running bubblewrap
+   directly with the very same arguments and seccomp filter. Goal: at most 3 ms overhead.
+2. Whole process: ``corral sandbox -- true`` versus ``codex sandbox -- true`` (the native
+   binary from @openai/codex) and ``srt -c true`` (@anthropic-ai/sandbox-runtime).
+   Goal: faster than srt, at most 1.5x codex.
+
+Runs are interleaved (A, B, C, A, B, C, ...) so background load hits every case alike; the
+median of ``--runs`` (>= 10) is reported. Usage:
+
+    .venv/bin/python benchmarks/bench_sandbox.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORRAL = ROOT / ".venv" / "bin" / "corral"
+NODE_BIN = ROOT / ".tools" / "node" / "node_modules" / ".bin"
+CODEX_NATIVE = (ROOT / ".tools" / "node" / "node_modules" / "@openai" / "codex-linux-x64" /
+                "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex")
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bwrap = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cpus, Linux {platform.release()}, "
+            f"Python {platform.python_version()}, {bwrap}, "
+            f"load {os.getloadavg()[0]:.2f}")
+
+
+def interleaved(cases: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
+    for fn in cases.values():
+        fn()  # warm caches (page cache, .pyc, BPF cache, probe cache)
+    out: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(runs):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            out[name].append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def report(title: str, res: dict[str, list[float]]) -> None:
+    print(f"\n{title}")
+    print(f"| {'case':<44} | {'median ms':>9} | {'min ms':>7} | {'max ms':>7} |")
+    print(f"|{'-' * 46}|{'-' * 11}|{'-' * 9}|{'-' * 9}|")
+    for name, t in res.items():
+        print(f"| {name:<44} | {statistics.median(t):>9.2f} | {min(t):>7.2f} | {max(t):>7.2f} |")
+
+
+def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:
+    from corral.sandbox import Sandbox, build_plan
+    from corral.sandbox.seccomp import bpf_fd
+
+    sb = Sandbox(build_plan(":workspace", ws))
+    assert sb._bpf is not None
+    bpf = sb._bpf
+    cmd, lay = sb.command(["true"], ws)  # placeholders exist while the direct runs go
+    direct = [cmd[0], "--seccomp", "{fd}", *cmd[1:]]
+    env = dict(os.environ)
+
+    def run_direct() -> None:
+        fd = bpf_fd(bpf)
+        argv = [a.replace("{fd}", str(fd)) for a in direct]
+        subprocess.run(argv, pass_fds=(fd,), env=env, check=True)
+        os.close(fd)
+
+    def run_api() -> None:
+        if sb.spawn(["true"], ws).wait() != 0:
+            raise SystemExit("sandboxed true failed")
+
+    try:
+        return interleaved({"bwrap directly (same args + seccomp)": run_direct,
+                            "Sandbox(plan).spawn(['true']).wait()": run_api}, runs)
+    finally:
+        assert lay is not None
+        sb._cleanup(lay)
+
+
+def whole_process(ws: Path, home: Path, runs: int) -> dict[str, list[float]]:
+    env = dict(os.environ, CORRAL_HOME=str(home / "corral"), CORRAL_SYSTEM_DIR=str(home / "etc"),
+               CODEX_HOME=str(home / "codex"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what a user gets: with .pyc files
+    (home / "codex").mkdir()
+    srt = NODE_BIN / "srt"
+    cases: dict[str, list[str]] = {
+        "python -c pass (floor)": [sys.executable, "-c", "pass"],
+        "corral sandbox -- true": [str(CORRAL), "sandbox", "--", "true"],
+    }
+    if CODEX_NATIVE.exists():
+        cases["codex sandbox -- true (native)"] = [str(CODEX_NATIVE), "sandbox", "--", "true"]
+    else:
+        print(f"warning: {CODEX_NATIVE} missing (run scripts/setup --dev)", file=sys.stderr)
+    if srt.exists() and shutil.which("rg") and shutil.which("socat"):
+        cases["srt -c true"] = [str(srt), "-c", "true"]
+    else:
+        print("warning: srt or its rg/socat dependencies missing (scripts/setup --dev)",
+              file=sys.stderr)
+
+    def runner(argv: list[str]) -> Callable[[], object]:
+        return lambda: subprocess.run(argv, env=env, cwd=ws, check=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return interleaved({k: runner(v) for k, v in cases.items()}, runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    if args.runs < 10:
+        ap.error("--runs must be at least 10")
+    print(f"machine: {machine()}; {args.runs} interleaved runs per case")
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        ws, home = Path(tmp) / "ws", Path(tmp) / "home"
+        ws.mkdir()
+        home.mkdir()
+        subprocess.run(["git", "init", "-q", str(ws)], check=True)
+        os.environ["CORRAL_HOME"] = str(home / "corral")
+        warm = warm_process(ws, args.runs)
+        report("Warm process (spawn + wait for `true`)", warm)
+        over = (statistics.median(warm["Sandbox(plan).spawn(['true']).wait()"])
+                - statistics.median(warm["bwrap directly (same args + seccomp)"]))
+        print(f"API overhead over bwrap: {over:.2f} ms (goal <= 3 ms)")
+        whole = whole_process(ws, home, args.runs)
+        report("Whole process (fresh process each run)", whole)
+        med = {k: statistics.median(v) for k, v in whole.items()}
+        ours = med["corral sandbox -- true"]
+        if "codex sandbox -- true (native)" in med:
+            print(f"corral / codex: {ours / med['codex sandbox -- true (native)']:.2f}x "
+                  f"(goal <= 1.5x)")
+        if "srt -c true" in med:
+            print(f"corral / srt: {ours / med['srt -c true']:.2f}x (goal < 1.0x)")
+
+
+if __name__ == "__main__":
+    main()
