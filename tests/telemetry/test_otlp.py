@@ -177,3 +177,49 @@ def test_mutual_tls_with_client_certificate_from_config(home: Path, tmp_path: Pa
         assert drops and drops[0].attributes["agent.telemetry.reason"] == "export_failed"
     finally:
         rec.close()
+
+
+def test_otlp_grpc_export_to_a_real_grpc_receiver(home: Path) -> None:
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    got: list = []  # type: ignore[type-arg]
+    meta: list = []  # type: ignore[type-arg]
+
+    class Svc(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+        def Export(self, request, context):  # type: ignore[no-untyped-def]
+            got.append(request)
+            meta.append(dict(context.invocation_metadata()))
+            return ExportLogsServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Svc(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        cfg = make_cfg(home, {"telemetry": {"exporter": {
+            "endpoint": f"http://127.0.0.1:{port}", "protocol": "grpc",
+            "headers": {"Authorization": "Bearer collector-token-123456"}}}})
+        tel = Telemetry.open(cfg, "sess-grpc")
+        _emit_pair(tel)
+        tel.close()
+        recs = [lr for r in got for rl in r.resource_logs for sl in rl.scope_logs
+                for lr in sl.log_records]
+        assert [r.event_name for r in recs] == ["agent.tool.decision", "agent.tool.result"]
+        assert attrs(recs[1])["process.exit.code"] == 3
+        assert meta[0]["authorization"] == "Bearer collector-token-123456"
+    finally:
+        server.stop(0)
+
+
+def test_grpc_collector_down_counts_drops(home: Path) -> None:
+    exp = OtlpExporter(ExporterConfig(endpoint=f"http://127.0.0.1:{_free_port()}",
+                                      protocol="grpc", max_attempts=2, max_backoff=0.05,
+                                      timeout_seconds=0.5, schedule_delay=0.05))
+    tel = Telemetry.open(None, "sess-grpc-down", sink=exp)
+    _emit_pair(tel)
+    tel.close()
+    assert exp.sent == 0 and exp.dropped == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
 import queue
 import ssl
 import threading
@@ -29,7 +30,7 @@ from corral.errors import CorralError
 from corral.telemetry.schema import SCHEMA_VERSION, Event
 from corral.telemetry.stamp import span_id, trace_id
 
-PROTOCOLS = ("http/protobuf", "http/json")
+PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 SCOPE_NAME = "corral.telemetry"
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -61,6 +62,15 @@ def logs_url(endpoint: str) -> str:
     return urlunsplit(parts)
 
 
+def grpc_target(endpoint: str) -> tuple[str, bool]:
+    """(host:port, use TLS) for an OTLP/gRPC endpoint such as ``http://collector:4317``."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.hostname:
+        raise CorralError("telemetry", f"gRPC exporter endpoint {endpoint!r} is not a URL "
+                          "like http://host:4317")
+    return f"{parts.hostname}:{parts.port or 4317}", parts.scheme in ("https", "grpcs")
+
+
 def exporter_config(cfg: Any) -> ExporterConfig | None:
     """The exporter to use: one forced by requirements wins over the user's config."""
     forced = cfg.requirements.get("telemetry.exporter")
@@ -72,8 +82,13 @@ def exporter_config(cfg: Any) -> ExporterConfig | None:
         raise CorralError("telemetry", f"telemetry.exporter.protocol {protocol!r} from {source} "
                           f"is not supported", hint=f"use one of {', '.join(PROTOCOLS)}")
     tls = table.get("tls") or {}
+    endpoint = str(table["endpoint"])
+    if protocol == "grpc":
+        grpc_target(endpoint)  # validates
+    else:
+        endpoint = logs_url(endpoint)
     return ExporterConfig(
-        endpoint=logs_url(str(table["endpoint"])),
+        endpoint=endpoint,
         headers={str(k): str(v) for k, v in dict(table.get("headers") or {}).items()},
         timeout_seconds=float(table.get("timeout_seconds", 10.0)),
         protocol=protocol,
@@ -179,12 +194,14 @@ class OtlpExporter:
         self._stop = threading.Event()
         self._deadline = 0.0
         self._ssl = self._ssl_context()
+        self._grpc_channel: Any = None
+        self._grpc: Any = self._grpc_stub() if conf.protocol == "grpc" else None
         self._thread = threading.Thread(target=self._run, name="corral-otlp", daemon=True)
         self._thread.start()
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         c = self.conf
-        if not c.endpoint.startswith("https:"):
+        if c.protocol == "grpc" or not c.endpoint.startswith("https:"):
             return None
         try:
             ctx = ssl.create_default_context(cafile=c.ca_file)
@@ -193,6 +210,34 @@ class OtlpExporter:
         except (OSError, ssl.SSLError) as exc:
             raise CorralError("telemetry", f"exporter TLS files unusable: {exc}") from exc
         return ctx
+
+    def _grpc_stub(self) -> Any:
+        try:  # imported by name: grpcio ships no type information
+            grpc: Any = importlib.import_module("grpc")
+            stubs: Any = importlib.import_module(
+                "opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc")
+        except ImportError as exc:
+            raise CorralError("telemetry", f"OTLP/gRPC export needs grpcio ({exc})",
+                              hint="reinstall corral with its dependencies") from exc
+        target, secure = grpc_target(self.conf.endpoint)
+        c = self.conf
+        if secure:
+            def read(p: str | None) -> bytes | None:
+                if p is None:
+                    return None
+                with open(p, "rb") as fh:
+                    return fh.read()
+
+            try:
+                creds = grpc.ssl_channel_credentials(read(c.ca_file), read(c.client_key),
+                                                     read(c.client_cert))
+            except OSError as exc:
+                raise CorralError("telemetry", f"exporter TLS files unusable: {exc}") from exc
+            channel = grpc.secure_channel(target, creds)
+        else:
+            channel = grpc.insecure_channel(target)
+        self._grpc_channel = channel
+        return stubs.LogsServiceStub(channel)
 
     def offer(self, event: Event) -> None:
         if self._queue.qsize() >= self.conf.max_queue:  # one slot stays free for close()
@@ -220,6 +265,8 @@ class OtlpExporter:
         if left:
             self._count_drop("export_failed", left)
         self._report_drops()
+        if self._grpc is not None:
+            self._grpc_channel.close()
 
     def _count_drop(self, reason: str, n: int) -> None:
         with self._lock:
@@ -266,13 +313,15 @@ class OtlpExporter:
 
     def _send(self, batch: list[Event]) -> None:
         req = encode_request(batch)
-        if self.conf.protocol == "http/json":
+        if self.conf.protocol == "grpc":
+            body, ctype = b"", "grpc"
+        elif self.conf.protocol == "http/json":
             body, ctype = to_json(req), "application/json"
         else:
             body, ctype = req.SerializeToString(), "application/x-protobuf"
         delay = 0.5
         for attempt in range(1, self.conf.max_attempts + 1):
-            retry_after = self._post(body, ctype)
+            retry_after = self._export_grpc(req) if self._grpc else self._post(body, ctype)
             if retry_after is None:
                 self.sent += len(batch)
                 return
@@ -290,6 +339,19 @@ class OtlpExporter:
                 self._stop.wait(wait)
             delay *= 2
         self._count_drop("export_failed", len(batch))
+
+    def _export_grpc(self, req: ExportLogsServiceRequest) -> float | None:
+        grpc: Any = importlib.import_module("grpc")
+
+        metadata = [(k.lower(), v) for k, v in self.conf.headers.items()]
+        try:
+            self._grpc.Export(req, timeout=self.conf.timeout_seconds, metadata=metadata)
+            return None
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            retryable = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                         grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
+            return 0.0 if code in retryable else -1.0
 
     def _post(self, body: bytes, ctype: str) -> float | None:
         """None on success; seconds to wait before retrying; -1 when retrying cannot help."""
