@@ -106,6 +106,9 @@ def whole_process(ws: Path, home: Path, runs: int) -> dict[str, list[float]]:
     cases: dict[str, list[str]] = {
         "python -c pass (floor)": [sys.executable, "-c", "pass"],
         "corral sandbox -- true": [str(CORRAL), "sandbox", "--", "true"],
+        "typer-free path (cli_fast.main)": [
+            sys.executable, "-c", "import sys; from corral.sandbox.cli_fast import main; "
+            "sys.exit(main(['sandbox', '--', 'true']))"],
     }
     if CODEX_NATIVE.exists():
         cases["codex sandbox -- true (native)"] = [str(CODEX_NATIVE), "sandbox", "--", "true"]
@@ -145,12 +148,13 @@ def main() -> None:
         whole = whole_process(ws, home, args.runs)
         report("Whole process (fresh process each run)", whole)
         med = {k: statistics.median(v) for k, v in whole.items()}
-        ours = med["corral sandbox -- true"]
-        if "codex sandbox -- true (native)" in med:
-            print(f"corral / codex: {ours / med['codex sandbox -- true (native)']:.2f}x "
-                  f"(goal <= 1.5x)")
-        if "srt -c true" in med:
-            print(f"corral / srt: {ours / med['srt -c true']:.2f}x (goal < 1.0x)")
+        for label in ("corral sandbox -- true", "typer-free path (cli_fast.main)"):
+            ours = med[label]
+            if "codex sandbox -- true (native)" in med:
+                print(f"{label} / codex: {ours / med['codex sandbox -- true (native)']:.2f}x "
+                      f"(goal <= 1.5x)")
+            if "srt -c true" in med:
+                print(f"{label} / srt: {ours / med['srt -c true']:.2f}x (goal < 1.0x)")
 
 
 if __name__ == "__main__":

@@ -139,3 +139,41 @@ def test_weaker_mode_must_be_named_and_is_recorded(tmp_path: Path,
 def test_danger_full_access_runs_without_bwrap(box: Box) -> None:
     r = box.sh("echo x > " + str(box.outside / "f"), profile=":danger-full-access")
     assert r.returncode == 0 and (box.outside / "f").exists()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["sandbox", "--", "true"], ({}, {}, ["true"])),
+    (["-c", "a=1", "--profile", "ci", "sandbox", "-P", ":read-only", "--network=host", "ls",
+      "-la", "--profile"],
+     ({"config": ["a=1"], "profile": ["ci"]}, {"profile": [":read-only"], "network": ["host"]},
+      ["ls", "-la", "--profile"])),
+    (["sandbox", "--writable-root", "/a", "--writable-root", "/b", "--", "--weird"],
+     ({}, {"writable_root": ["/a", "/b"]}, ["--weird"])),
+    (["sandbox", "--help"], None),
+    (["sandbox", "--unknown", "x", "--", "true"], None),
+    (["sandbox", "--"], None),
+    (["config", "explain"], None),
+    (["--verbose", "sandbox", "--", "true"], None),
+    (["sandbox", "--network"], None),
+])
+def test_fast_path_parser(argv: list[str], expected: object) -> None:
+    from corral.sandbox.cli_fast import parse
+
+    assert parse(argv) == expected
+
+
+def test_fast_path_runs_like_the_full_cli(box: Box) -> None:
+    code = ("import sys; from corral.sandbox.cli_fast import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
+               CORRAL_SYSTEM_DIR=str(box.home / "no-system"))
+    env.pop("TMPDIR", None)
+    (box.ws / ".git" / "hooks").mkdir(parents=True)
+    for args in (["sandbox", "--", "sh", "-c", "cat; echo x > .git/hooks/h; exit 5"],
+                 ["sandbox", "--network", "proxy", "--", "true"]):
+        fast = subprocess.run([sys.executable, "-c", code, *args], cwd=box.ws, env=env,
+                              input="in\n", capture_output=True, text=True, timeout=60)
+        full = _cli(box, *args, stdin="in\n")
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            full.returncode, full.stdout, full.stderr)
+    assert full.returncode == 2

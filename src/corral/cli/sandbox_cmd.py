@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +46,7 @@ def sandbox(
     from corral.cli.common import load_effective_config
     from corral.errors import CorralError
     from corral.sandbox import Sandbox, plan_from_config
+    from corral.sandbox.cli_fast import run_plan
 
     if network is not None and network not in ("none", "proxy", "host"):
         raise CorralError("sandbox", f"--network must be none, proxy or host, got {network!r}")
@@ -65,14 +65,4 @@ def sandbox(
         cfg, workdir, profile=profile, writable_roots=writable_root or (), network=network,
         allow_domains=allow_domain or (), deny_domains=deny_domain or (),
     )
-    sb = Sandbox(plan)
-    if sb.weaker_mode is not None:
-        print(f"corral: sandbox: warning: running in weaker mode '{sb.weaker_mode}' "
-              f"(accepted by sandbox.allow_weaker"
-              f"{' in ' + plan.allow_weaker_source if plan.allow_weaker_source else ''})",
-              file=sys.stderr)
-    result = sb.run(cmd, workdir)
-    for v in result.violations:
-        print(v.line(), file=sys.stderr)
-    rc = result.returncode
-    raise typer.Exit(128 - rc if rc < 0 else rc)
+    raise typer.Exit(run_plan(Sandbox(plan), cmd, workdir))

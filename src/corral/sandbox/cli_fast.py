@@ -1,0 +1,129 @@
+"""A typer-free path for ``corral [ROOT OPTIONS] sandbox [OPTIONS] -- CMD``.
+
+Importing typer/click costs ~70 ms, more than the sandbox itself; an agent runs many commands.
+``main(argv)`` handles exactly the grammar of ``corral.cli.sandbox_cmd`` and returns None for
+anything else (help, unknown options), so the caller falls back to the full CLI, which then
+also produces the usage errors. Wire it in before importing ``corral.cli.app``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT_OPTS = {"-c": "config", "--config": "config", "--profile": "profile"}
+_SB_OPTS = {
+    "--profile": "profile", "-P": "profile", "--permission-profile": "profile",
+    "--cwd": "cwd", "-C": "cwd", "--writable-root": "writable_root", "--network": "network",
+    "--allow-domain": "allow_domain", "--deny-domain": "deny_domain",
+}
+_REPEATABLE = {"config", "writable_root", "allow_domain", "deny_domain"}
+
+
+def _take(argv: list[str], i: int, table: dict[str, str], into: dict[str, list[str]]
+          ) -> int | None:
+    """Parse one option at argv[i]; the index after it, or None if not ours/invalid."""
+    arg = argv[i]
+    name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+    key = table.get(name)
+    if key is None:
+        return None
+    if not eq:
+        if i + 1 >= len(argv):
+            return None
+        value = argv[i + 1]
+        i += 1
+    if key not in _REPEATABLE and key in into:
+        into[key] = []  # last one wins, as in click
+    into.setdefault(key, []).append(value)
+    return i + 1
+
+
+def parse(argv: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]] | None:
+    """(root options, sandbox options, command) or None when this is not a plain sandbox call."""
+    root: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        nxt = _take(argv, i, _ROOT_OPTS, root)
+        if nxt is None:
+            return None
+        i = nxt
+    if i >= len(argv) or argv[i] != "sandbox":
+        return None
+    i += 1
+    opts: dict[str, list[str]] = {}
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        nxt = _take(argv, i, _SB_OPTS, opts)
+        if nxt is None:
+            return None  # --help, unknown option: let the full CLI answer
+        i = nxt
+    if i < len(argv) and argv[i] == "--":
+        i += 1
+    cmd = argv[i:]
+    return (root, opts, cmd) if cmd else None
+
+
+def main(argv: list[str]) -> int | None:
+    """Run ``corral sandbox`` without typer; None if ``argv`` is not for this path."""
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    root, opts, cmd = parsed
+    from corral.errors import CorralError
+
+    try:
+        return _run(root, opts, cmd)
+    except CorralError as exc:
+        print(exc.line(), file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
+    from corral.config import load_config
+    from corral.errors import CorralError
+    from corral.sandbox import Sandbox, plan_from_config
+
+    def one(key: str) -> str | None:
+        v = opts.get(key)
+        return v[-1] if v else None
+
+    network = one("network")
+    if network is not None and network not in ("none", "proxy", "host"):
+        raise CorralError("sandbox", f"--network must be none, proxy or host, got {network!r}")
+    workdir = Path(one("cwd") or Path.cwd()).resolve()
+    if not workdir.is_dir():
+        raise CorralError("sandbox", f"--cwd {workdir}: not a directory")
+    profile = one("profile")
+    flags: dict[str, tuple[str, object]] = {}
+    if profile is not None:
+        flags["default_permissions"] = ("--profile", profile)
+    root_profile = root["profile"][-1] if root.get("profile") else None
+    cfg = load_config(workdir, overrides=tuple(root.get("config", ())),
+                      profile=root_profile, flags=flags)
+    for warning in cfg.warnings:
+        print(f"corral: warning: {warning}", file=sys.stderr)
+    plan = plan_from_config(
+        cfg, workdir, profile=profile, writable_roots=[Path(p) for p in
+                                                       opts.get("writable_root", [])],
+        network=network, allow_domains=opts.get("allow_domain", []),
+        deny_domains=opts.get("deny_domain", []),
+    )
+    return run_plan(Sandbox(plan), cmd, workdir)
+
+
+def run_plan(sb: object, cmd: list[str], workdir: Path) -> int:
+    """Run and report, shared with the typer command: weaker-mode warning, violations, status."""
+    from corral.sandbox.launcher import Sandbox
+
+    assert isinstance(sb, Sandbox)
+    plan = sb.plan
+    if sb.weaker_mode is not None:
+        where = f" in {plan.allow_weaker_source}" if plan.allow_weaker_source else ""
+        print(f"corral: sandbox: warning: running in weaker mode '{sb.weaker_mode}' "
+              f"(accepted by sandbox.allow_weaker{where})", file=sys.stderr)
+    result = sb.run(cmd, workdir)
+    sb.close()
+    for v in result.violations:
+        print(v.line(), file=sys.stderr)
+    rc = result.returncode
+    return 128 - rc if rc < 0 else rc
