@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.telemetry import schema
 from corral.telemetry.content import CONTENT_ATTRS
@@ -85,3 +87,36 @@ def test_docs_describe_every_event_and_attribute() -> None:
         assert f"`{kind}`" in text, kind
     for base in CONTENT_ATTRS.values():
         assert f"`{base}.sha256`" in text
+
+
+_scalar = (st.text(max_size=40) | st.integers(min_value=-(2**62), max_value=2**62)
+           | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+           | st.lists(st.text(max_size=10), max_size=3))
+_key = st.from_regex(r"[a-z][a-z0-9_]{0,8}\.[a-z0-9_]{1,8}", fullmatch=True)
+
+
+@given(st.dictionaries(_key, _scalar, max_size=8), st.text(max_size=30))
+def test_records_round_trip_through_canonical_json(attrs: dict, prompt: str) -> None:
+    import json
+
+    from corral.telemetry.content import apply_tier
+    from corral.telemetry.journal import canonical
+    from corral.telemetry.schema import Event
+
+    assert validate("agent.custom", attrs) is None
+    ev = Event(id="01ARZ3NDEKTSV4RRFFQ69G5FAV", name="agent.custom", time_unix_nano=1,
+               session_id="s", turn_id=None, call_id="c", user="u", host="h", agent_name="a",
+               agent_version="", corral_version="0", tier=2,
+               attributes=apply_tier("agent.custom", attrs, {"prompt": prompt}, 2), seq=5)
+    body = canonical(ev.to_record())
+    back = Event.from_record(json.loads(body))
+    assert back == ev
+    assert canonical(back.to_record()) == body  # canonical form is stable
+
+
+@given(st.text(max_size=80))
+def test_traceparent_parser_never_crashes(text: str) -> None:
+    from corral.telemetry.stamp import parse_traceparent
+
+    out = parse_traceparent(text)
+    assert out is None or (len(out[0]) == 32 and len(out[1]) == 16)
