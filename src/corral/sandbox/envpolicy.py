@@ -76,6 +76,8 @@ def build_env(
     policy: EnvPolicy,
     source: Mapping[str, str],
     extra: Mapping[str, str] | None = None,
+    *,
+    sandboxed: bool = True,
 ) -> dict[str, str]:
     """The environment for a sandboxed process.
 
@@ -100,5 +102,5 @@ def build_env(
         env.pop(key, None)
     if extra:
         env.update(extra)
-    env["CORRAL_SANDBOX"] = "1"
+    env["CORRAL_SANDBOX"] = "1" if sandboxed else "0"
     return env

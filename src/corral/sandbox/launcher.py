@@ -349,7 +349,10 @@ class Sandbox:
         ``env_extra`` is for corral's own per-call values (CORRAL_SESSION_ID, CORRAL_CALL_ID,
         TRACEPARENT); they bypass the environment policy.
         """
-        env = build_env(self.plan.env_policy, os.environ, env_extra)
+        extra = dict(self.plan.network.proxy_env)  # proxy variables, once netproxy is wired
+        extra.update(env_extra or {})
+        env = build_env(self.plan.env_policy, os.environ, extra, sandboxed=not (
+            self.plan.full_access or self.weaker_mode == "unsandboxed"))
         cmd, lay = self.command(argv, cwd)
         fds: tuple[int, ...] = ()
         if lay is not None and self._bpf is not None:
