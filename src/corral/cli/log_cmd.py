@@ -47,7 +47,7 @@ def show(
 
     path = _journal_path(journal)
     j = Journal(path)
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False)
     last = 0
     if as_json:
         for ev in j.events(session):

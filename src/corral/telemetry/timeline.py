@@ -33,7 +33,16 @@ def describe(ev: Event) -> Text:
     a = ev.attributes
     n = ev.name
     t = Text(_time(ev.time_unix_nano)[11:] + " ", style="dim")
-    if n == "agent.user_prompt":
+    if n == "agent.session.start":
+        t.append("session start", style="bold")
+        for key, label in (("agent.policy.approval", "approval"), ("agent.policy.sandbox",
+                           "sandbox"), ("agent.policy.network", "network"),
+                           ("gen_ai.request.model", "model")):
+            if a.get(key):
+                t.append(f" {label}={a[key]}")
+        if a.get("agent.policy.hash"):
+            t.append(f" policy {str(a['agent.policy.hash'])[:12]}", style="dim")
+    elif n == "agent.user_prompt":
         t.append("prompt ", style="bold cyan").append(_content(ev, "prompt"))
     elif n == "agent.tool.decision":
         dec = str(a.get("agent.decision"))
