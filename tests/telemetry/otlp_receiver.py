@@ -13,6 +13,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
+CHECKPOINT = "agent.journal.checkpoint"
+
 
 class Receiver:
     """Collects decoded requests. ``fail_next`` makes the next N POSTs answer 503."""
@@ -81,16 +83,23 @@ class Receiver:
         scheme = "https" if self.tls is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def records(self) -> list[Any]:
+    def all_records(self) -> list[Any]:
         with self.lock:
             return [lr for r in self.requests for rl in r.resource_logs
                     for sl in rl.scope_logs for lr in sl.log_records]
 
+    def records(self) -> list[Any]:
+        """Event records, without the exported journal checkpoints."""
+        return [r for r in self.all_records() if r.event_name != CHECKPOINT]
+
+    def checkpoints(self) -> list[Any]:
+        return [r for r in self.all_records() if r.event_name == CHECKPOINT]
+
     def wait_for(self, n: int, timeout: float = 10.0) -> list[Any]:
         with self.got:
             self.got.wait_for(lambda: sum(
-                len(sl.log_records) for r in self.requests for rl in r.resource_logs
-                for sl in rl.scope_logs) >= n, timeout)
+                1 for r in self.requests for rl in r.resource_logs for sl in rl.scope_logs
+                for lr in sl.log_records if lr.event_name != CHECKPOINT) >= n, timeout)
         return self.records()
 
     def close(self) -> None:

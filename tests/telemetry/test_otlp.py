@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from corral.errors import CorralError
-from corral.telemetry import Journal, Telemetry, ToolDecision, ToolResult, journal_file
+from corral.telemetry import (
+    Journal,
+    Telemetry,
+    ToolDecision,
+    ToolResult,
+    journal_file,
+    load_public_key,
+)
+from corral.telemetry.journal import checkpoint_message
 from corral.telemetry.otlp import ExporterConfig, OtlpExporter, exporter_config
 from corral.telemetry.stamp import span_id, trace_id
 
@@ -32,6 +40,16 @@ def _free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return int(port)
+
+
+def _head_hash(home: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(journal_file(home))
+    try:
+        return str(conn.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def _emit_pair(tel: Telemetry) -> None:
@@ -66,6 +84,15 @@ def test_events_arrive_as_typed_otlp_log_records(home: Path, receiver: Receiver)
     assert dec.trace_id == trace_id("sess-otlp") and dec.span_id == span_id("call-1")
     assert receiver.headers[0]["x-tenant"] == "acme"
     assert receiver.headers[0]["content-type"] == "application/x-protobuf"
+    (cp,) = receiver.checkpoints()
+    c = attrs(cp)
+    assert c["corral.journal.checkpoint.seq"] == 2
+    assert c["corral.journal.checkpoint.head_hash"] == _head_hash(home)
+    load_public_key(home).verify(  # type: ignore[union-attr]
+        bytes.fromhex(c["corral.journal.checkpoint.signature"]),
+        checkpoint_message(c["corral.journal.id"], 2, c["corral.journal.checkpoint.head_hash"],
+                           c["corral.journal.checkpoint.prev_seq"],
+                           c["corral.journal.checkpoint.time_unix_nano"]))
     res_attrs = {kv.key: kv.value.string_value
                  for kv in receiver.requests[0].resource_logs[0].resource.attributes}
     assert res_attrs["service.name"] == "corral"
@@ -171,7 +198,7 @@ def test_mutual_tls_with_client_certificate_from_config(home: Path, tmp_path: Pa
         exp.conf = dataclasses.replace(exp.conf, max_attempts=1)
         _emit_pair(tel)
         tel.close()
-        assert exp.sent == 0 and exp.dropped == 2
+        assert exp.sent == 0 and exp.dropped == 3  # two events + the session-end checkpoint
         drops = [e for e in Journal(journal_file(home)).events("sess-nocert")
                  if e.name == "agent.telemetry.drop"]
         assert drops and drops[0].attributes["agent.telemetry.reason"] == "export_failed"
@@ -207,7 +234,7 @@ def test_otlp_grpc_export_to_a_real_grpc_receiver(home: Path) -> None:
         _emit_pair(tel)
         tel.close()
         recs = [lr for r in got for rl in r.resource_logs for sl in rl.scope_logs
-                for lr in sl.log_records]
+                for lr in sl.log_records if lr.event_name != "agent.journal.checkpoint"]
         assert [r.event_name for r in recs] == ["agent.tool.decision", "agent.tool.result"]
         assert attrs(recs[1])["process.exit.code"] == 3
         assert meta[0]["authorization"] == "Bearer collector-token-123456"
@@ -222,4 +249,4 @@ def test_grpc_collector_down_counts_drops(home: Path) -> None:
     tel = Telemetry.open(None, "sess-grpc-down", sink=exp)
     _emit_pair(tel)
     tel.close()
-    assert exp.sent == 0 and exp.dropped == 2
+    assert exp.sent == 0 and exp.dropped == 3  # two events + the session-end checkpoint

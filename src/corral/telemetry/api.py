@@ -185,10 +185,13 @@ class Telemetry:
             self._queue.put(None)
         self._thread.join(timeout)
         try:
-            if self._sink is not None:
-                self._sink.close()  # may report final drops: written directly below
             if self._failure is None:
                 self._writer.checkpoint()
+                self._export_checkpoints()
+            if self._sink is not None:
+                self._sink.close()  # may report final drops: written directly, then signed
+                if self._failure is None:
+                    self._writer.checkpoint()
         except sqlite3.Error as exc:
             self._fail(exc)
         finally:
@@ -245,6 +248,17 @@ class Telemetry:
             if self._sink is not None:
                 for (_, ev), seq in zip(batch, seqs, strict=True):
                     self._sink.offer(_with_seq(ev, seq))
+                self._export_checkpoints()
+
+    def _export_checkpoints(self) -> None:
+        """Ship signed checkpoints off the machine too, so a local rewrite of the whole journal
+        (signing key included) still disagrees with what the collector holds."""
+        signed, self._writer.signed = self._writer.signed, []
+        if self._sink is None:
+            return
+        for cp in signed:
+            ev = self._make_event("agent.journal.checkpoint", cp.attributes(), None, None, None)
+            self._sink.offer(ev)
 
     def _fail(self, exc: BaseException) -> None:
         err = CorralError(

@@ -76,6 +76,29 @@ def checkpoint_message(journal_id: str, seq: int, head: str, prev_cp: int, t_ns:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A signed checkpoint, as exported off the machine (``agent.journal.checkpoint``)."""
+
+    journal_id: str
+    seq: int
+    head_hash: str
+    prev_checkpoint: int
+    time_unix_nano: int
+    public_key: str
+    signature: str
+
+    def attributes(self) -> dict[str, str | int]:
+        return {
+            "corral.journal.id": self.journal_id, "corral.journal.checkpoint.seq": self.seq,
+            "corral.journal.checkpoint.head_hash": self.head_hash,
+            "corral.journal.checkpoint.prev_seq": self.prev_checkpoint,
+            "corral.journal.checkpoint.time_unix_nano": self.time_unix_nano,
+            "corral.journal.checkpoint.public_key": self.public_key,
+            "corral.journal.checkpoint.signature": self.signature,
+        }
+
+
+@dataclass(frozen=True)
 class Problem:
     """One integrity problem: where (seq, event id when known) and what."""
 
@@ -130,6 +153,8 @@ class JournalWriter:
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
         row = self._conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
         self.journal_id = str(row[0])
+        self._pending: list[Checkpoint] = []
+        self.signed: list[Checkpoint] = []  # committed since last read; for off-box export
 
     def append(self, events: Sequence[Event]) -> list[int]:
         """Write events as one transaction; returns their seqs. Raises sqlite3.Error on failure
@@ -157,9 +182,12 @@ class JournalWriter:
                 self._insert_checkpoint(*cp)
             conn.execute("COMMIT")
         except BaseException:
+            self._pending.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self.signed.extend(self._pending)
+        self._pending.clear()
         return seqs
 
     def checkpoint(self) -> int | None:
@@ -175,9 +203,12 @@ class JournalWriter:
                 signed = seq
             conn.execute("COMMIT")
         except BaseException:
+            self._pending.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self.signed.extend(self._pending)
+        self._pending.clear()
         return signed
 
     def close(self) -> None:
@@ -194,9 +225,10 @@ class JournalWriter:
 
     def _insert_checkpoint(self, seq: int, head: str, prev_cp: int) -> None:
         t_ns = time.time_ns()
-        sig = self._key.sign(checkpoint_message(self.journal_id, seq, head, prev_cp, t_ns))
+        sig = self._key.sign(checkpoint_message(self.journal_id, seq, head, prev_cp, t_ns)).hex()
         self._conn.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?)",
-                           (seq, head, prev_cp, t_ns, self._pub, sig.hex()))
+                           (seq, head, prev_cp, t_ns, self._pub, sig))
+        self._pending.append(Checkpoint(self.journal_id, seq, head, prev_cp, t_ns, self._pub, sig))
 
 
 class Journal:
