@@ -71,3 +71,28 @@ def test_secrets_never_reach_the_journal_file_at_tier_2(home: Path) -> None:
     data = b"".join(p.read_bytes() for p in journal_file(home).parent.iterdir())
     assert b"ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R" not in data
     assert b"deploy with token [REDACTED:github_token]" in data
+
+
+def test_huge_tier_2_content_is_truncated_without_leaking_a_secret_prefix() -> None:
+    from corral.telemetry.content import MAX_CONTENT_CHARS
+
+    secret = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"
+    text = "x" * (MAX_CONTENT_CHARS - 10) + " " + secret + " tail" * 100_000
+    out = apply_tier("agent.tool.result", {}, {"output": text}, 2)
+    kept = str(out["gen_ai.tool.call.result"])
+    assert len(kept) == MAX_CONTENT_CHARS and out["gen_ai.tool.call.result.truncated"] is True
+    assert "ghp_1a2B" not in kept and kept.endswith("[REDACTED")
+    assert out["gen_ai.tool.call.result.length"] == len(text.encode())
+
+
+def test_writer_thread_failure_of_any_kind_fails_closed(home: Path) -> None:
+    tel = Telemetry.open(None, "s-boom")
+
+    def boom(events: object) -> list[int]:
+        raise TypeError("unexpected")
+
+    tel._writer.append = boom  # type: ignore[method-assign,assignment]
+    with pytest.raises(CorralError, match="cannot be written"):
+        tel.emit_event(UserPrompt(prompt="x"), wait=True)
+    with pytest.raises(CorralError):
+        tel.close()

@@ -10,6 +10,8 @@ journal fails (full disk, read-only file, corrupt database) every later ``emit``
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import getpass
 import os
 import queue
@@ -71,6 +73,7 @@ class Telemetry:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="corral-journal", daemon=True)
         self._thread.start()
+        atexit.register(self._atexit)
 
     @classmethod
     def open(cls, cfg: Any | None = None, session_id: str | None = None, agent: str = "corral",
@@ -139,6 +142,9 @@ class Telemetry:
                 raise self._failure
             if self._closed:
                 raise CorralError("telemetry", "telemetry is closed")
+            if not self._thread.is_alive():
+                raise CorralError("telemetry", "journal writer stopped; no further actions will "
+                                  "be approved")
             self._ticket += 1
             ticket = self._ticket
             self._queue.put((ticket, ev))
@@ -176,6 +182,10 @@ class Telemetry:
     def failure(self) -> CorralError | None:
         return self._failure
 
+    def _atexit(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, sign a checkpoint at the head, stop the exporter."""
         with self._lock:
@@ -183,6 +193,7 @@ class Telemetry:
                 return
             self._closed = True
             self._queue.put(None)
+        atexit.unregister(self._atexit)
         self._thread.join(timeout)
         try:
             if self._failure is None:
@@ -239,16 +250,19 @@ class Telemetry:
                 continue
             try:
                 seqs = self._writer.append([ev for _, ev in batch])
-            except (sqlite3.Error, OSError, ValueError) as exc:
+            except Exception as exc:  # any failure to record is fatal: fail closed, say why
                 self._fail(exc)
                 continue
             with self._cond:
                 self._committed = batch[-1][0]
                 self._cond.notify_all()
             if self._sink is not None:
-                for (_, ev), seq in zip(batch, seqs, strict=True):
-                    self._sink.offer(_with_seq(ev, seq))
-                self._export_checkpoints()
+                try:  # export problems never touch the journal or the agent
+                    for (_, ev), seq in zip(batch, seqs, strict=True):
+                        self._sink.offer(_with_seq(ev, seq))
+                    self._export_checkpoints()
+                except Exception:
+                    pass
 
     def _export_checkpoints(self) -> None:
         """Ship signed checkpoints off the machine too, so a local rewrite of the whole journal

@@ -19,6 +19,8 @@ from corral.telemetry.schema import SPECS, AttrValue
 
 DEFAULT_TIER = 1
 TIERS = (0, 1, 2)
+MAX_CONTENT_CHARS = 65_536  # tier-2 content kept per field; length and hash cover all of it
+_REDACT_MARGIN = 8_192  # longer than any secret pattern, so cutting first cannot leak a prefix
 
 # Short content keys callers pass -> attribute base name on the wire.
 CONTENT_ATTRS = {
@@ -55,7 +57,12 @@ def apply_tier(
             out[f"{base}.length"] = len(data)
             out[f"{base}.sha256"] = hashlib.sha256(data).hexdigest()
             if tier >= 2:
-                out[base] = redact(text)
+                if len(text) > MAX_CONTENT_CHARS:
+                    out[base] = redact(text[: MAX_CONTENT_CHARS + _REDACT_MARGIN])[
+                        :MAX_CONTENT_CHARS]
+                    out[f"{base}.truncated"] = True
+                else:
+                    out[base] = redact(text)
     return out
 
 
