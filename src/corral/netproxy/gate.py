@@ -65,10 +65,13 @@ DecisionHook = Callable[[NetworkDecision], None]
 class Blocked(Exception):
     """A refusal with a reason code; the protocol handlers map it onto their refusal."""
 
-    def __init__(self, reason: str, host: str, port: int, detail: str = "") -> None:
+    def __init__(
+        self, reason: str, host: str, port: int, detail: str = "", protocol: str = ""
+    ) -> None:
         self.reason = reason.split(" ", 1)[0]
         self.host = host
         self.port = port
+        self.protocol = protocol
         self.detail = detail or BLOCK_TEXT.get(self.reason, reason)
         super().__init__(f"{host}:{port} blocked: {self.detail}")
 
@@ -134,7 +137,7 @@ class Gate:
         reason: str, source: str,
     ) -> Blocked:
         self.emit(NetworkDecision(host, port, protocol, method, "deny", source, reason, client))
-        return Blocked(reason, host, port)
+        return Blocked(reason, host, port, protocol=protocol)
 
     async def authorize(
         self, raw_host: str, port: int, protocol: str, method: str | None = None,

@@ -182,12 +182,25 @@ def error_response(status: int, text: str, extra: list[tuple[str, str]] | None =
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+_HINTS = {
+    "denied": "the policy denies this host; ask the user if it is really needed",
+    "not_allowed": "ask the user to approve {host} or add it to [network] domains",
+    "not_allowed_managed": "only admin-managed domains are allowed; ask your admin",
+    "not_allowed_local": "private and local addresses need an allow_local entry (host:port)",
+    "method_not_allowed": "this host is read-only (limited mode): use GET, HEAD or OPTIONS",
+    "mitm_required": "limited mode needs HTTPS interception; ask the user to enable it",
+    "bad_port": "this port is not allowed",
+}
+
+
 def blocked_response(b: Blocked, protocol: str) -> bytes:
     text = (
-        f"corral: network: {protocol} to {b.host}:{b.port} was blocked: {b.detail} "
-        f"(reason {b.reason}). To get access, ask the user to allow {b.host} "
-        "(corral network policy: [network] domains) or request approval for it."
+        f"corral: network: {b.protocol or protocol} to {b.host}:{b.port} was blocked: "
+        f"{b.detail} (reason {b.reason})."
     )
+    hint = _HINTS.get(b.reason)
+    if hint:
+        text += " " + hint.format(host=b.host) + "."
     return error_response(403, text, [("x-corral-block", b.reason)])
 
 

@@ -242,12 +242,14 @@ class Proxy:
             _unread(reader, first)
             if first in (b"\x05", b"\x04"):
                 await self._socks.serve(reader, writer, client)
+            elif not (first.isalpha() and first.isascii()):
+                writer.write(error_response(400, "corral: network: not HTTP or SOCKS5"))
             else:
                 await self._http.serve(reader, writer, client)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except asyncio.CancelledError:
-            raise
+            pass  # only close() cancels connections; finish quietly
         except Exception:
             log.exception("proxy connection failed")
         finally:
