@@ -231,3 +231,8 @@ def test_cli_verify_exit_codes_and_message(home: Path) -> None:
     assert bad.returncode == 1
     assert f"seq 9 (event {ids[8]})" in bad.stderr
     assert bad.stderr.startswith("corral: telemetry: journal verification failed:")
+
+
+def test_verify_finds_the_key_beside_the_journal(home: Path) -> None:
+    fill(home, 3)
+    assert Journal(journal_file(home)).verify().ok

@@ -272,9 +272,13 @@ class Journal:
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def verify(self, public_key: Ed25519PublicKey | None = None) -> VerifyResult:
-        """Check the whole chain and every checkpoint. ``public_key`` is the trusted key (from
-        ``keys.load_public_key``); without one, checkpoints cannot be trusted and that is a
-        problem in itself."""
+        """Check the whole chain and every checkpoint. ``public_key`` is the trusted key; by
+        default it is read from the ``keys/`` directory beside ``journal/`` (``$CORRAL_HOME``).
+        Without one, checkpoints cannot be trusted and that is a problem in itself."""
+        if public_key is None:
+            from corral.telemetry.keys import load_public_key
+
+            public_key = load_public_key(self.path.parent.parent)
         res = VerifyResult(ok=False)
         try:
             conn = self._conn()
