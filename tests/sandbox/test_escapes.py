@@ -375,3 +375,15 @@ def test_repo_created_during_a_run_is_reported_if_it_can_run_code(box: Box) -> N
     # the next run sees the repository and protects it
     box.sh("echo evil > sub/.git/hooks/post-merge; true", writable_roots=[sub])
     assert not (sub / ".git" / "hooks" / "post-merge").exists()
+
+
+def test_submodule_gitdir_hooks_protected(box: Box) -> None:
+    mod = box.ws / ".git" / "modules" / "lib"
+    (mod / "hooks").mkdir(parents=True)
+    (mod / "HEAD").write_text("ref: refs/heads/main\n")
+    (mod / "config").write_text("[core]\n")
+    r = box.sh("echo x > .git/modules/lib/hooks/post-checkout; echo y >> .git/modules/lib/config;"
+               " echo ok > .git/modules/lib/HEAD2 && echo wrote")
+    assert "wrote" in r.stdout
+    assert not (mod / "hooks" / "post-checkout").exists()
+    assert (mod / "config").read_text() == "[core]\n"

@@ -288,3 +288,9 @@ def test_profile_resolution_fuzz(profiles: dict[str, Any], name: str) -> None:
         assert "\n" not in exc.line()
         return
     assert all(isinstance(a, Access) for _, a in p.filesystem)
+
+
+def test_root_as_writable_root_refused() -> None:
+    with pytest.raises(CorralError, match="whole filesystem writable"):
+        build_plan(":workspace", "/", tmpdir="")
+    assert build_plan(":read-only", "/", tmpdir="").writable_roots == ()

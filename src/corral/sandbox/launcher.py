@@ -401,10 +401,10 @@ class Sandbox:
 
             t = threading.Thread(target=_tee, args=(proc.stderr, sink, lines), daemon=True)
             t.start()
-            rc = proc.wait()
+            rc = _wait_interruptible(proc)
             t.join()
         else:
-            rc = proc.wait()
+            rc = _wait_interruptible(proc)
         text = "".join(lines)
         warnings = [w for root in proc.corral_fresh_git for w in audit_new_repo(root)]
         violations: list[Violation] = []
@@ -414,6 +414,20 @@ class Sandbox:
             violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd)
         return SandboxResult(rc, self.weaker_mode, violations, text if explain else None,
                              warnings)
+
+
+def _wait_interruptible(proc: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C reaches bwrap too (same process group) and ends the sandbox; wait for that
+    instead of dying with a traceback, and report 130 like a shell would."""
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        import signal
+
+        with contextlib.suppress(OSError):
+            proc.send_signal(signal.SIGINT)
+        proc.wait()
+        return 130
 
 
 def _tee(src: IO[bytes], sink: IO[str], lines: list[str]) -> None:

@@ -130,6 +130,14 @@ def build_plan(
     globs = tuple(
         _glob_abs(g, ctx) for g in [*denies, *enforced_deny_read] if has_glob(g)
     )
+    if not prof.full_access and any(
+        e.path == Path("/") and e.access is Access.WRITE for e in entries
+    ):
+        raise CorralError(
+            "sandbox", f"profile {profile} would make the whole filesystem writable "
+            f"(cwd or a writable root is /)",
+            "run from a project directory, or choose :danger-full-access explicitly",
+        )
     writable = tuple(dict.fromkeys(
         e.path for e in entries if e.access is Access.WRITE and e.path != Path("/")
     ))

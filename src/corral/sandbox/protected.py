@@ -89,12 +89,36 @@ def _git_protected(gitdir: Path, out: list[Protected]) -> None:
                 dirs.append(cpath)
     except OSError:
         pass
+    modules = gitdir / "modules"  # submodule gitdirs have their own hooks and config
+    if modules.is_dir():
+        dirs += _submodule_gitdirs(modules)
     for d in dirs:
         for name, is_dir in GIT_PROTECTED:
             # a missing .git/config cannot be faked by a directory: only hooks get a placeholder
             e = _entry(d / name, want_dir=is_dir)
             if e is not None:
                 out.append(e)
+
+
+def _submodule_gitdirs(modules: Path, depth: int = 0) -> list[Path]:
+    out: list[Path] = []
+    if depth > 4:
+        return out
+    try:
+        entries = list(os.scandir(modules))
+    except OSError:
+        return out
+    for e in entries:
+        if not e.is_dir(follow_symlinks=False):
+            continue
+        p = Path(e.path)
+        if (p / "HEAD").exists():
+            out.append(p)
+            if (p / "modules").is_dir():
+                out += _submodule_gitdirs(p / "modules", depth + 1)
+        else:  # submodule names may contain slashes: modules/a/b
+            out += _submodule_gitdirs(p, depth + 1)
+    return out
 
 
 def protected_paths(root: Path, *, placeholders: bool = True, home: Path | None = None
