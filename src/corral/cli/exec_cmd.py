@@ -1,9 +1,91 @@
-"""Command group placeholder; filled in by its owning package's work."""
+"""``corral exec -- CMD``: one action through the whole pipeline; ``corral demo``: the main job."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command(
+        "exec",
+        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+        help="Run CMD through rules, approvals, the sandbox and the journal; exits with CMD's "
+             "status, or 240 forbidden by policy, 241 denied, 242 approval needed but nobody "
+             "could be asked.",
+    )(exec_command)
+    app.command("demo", help="The main job: govern real commands in a scratch workspace and show "
+                             "each decision and the journal.")(demo)
+
+
+def exec_command(
+    ctx: typer.Context,
+    cmd: Annotated[list[str], typer.Argument(metavar="-- CMD...", show_default=False)],
+    profile: Annotated[str | None, typer.Option(
+        "--profile", "-P", help="Permission profile (:read-only, :workspace, ...).")] = None,
+    approval_policy: Annotated[str | None, typer.Option(
+        "--approval-policy", help="untrusted | on-request | on-failure | never")] = None,
+    reviewer: Annotated[str | None, typer.Option(
+        "--reviewer", help="user | auto_review")] = None,
+    cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Working directory.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Print the decision and its source on stderr.")] = False,
+) -> None:
+    from corral.cli.common import load_effective_config
+    from corral.errors import CorralError
+    from corral.supervisor.pipeline import NobodyAsker, Pipeline, TerminalAsker
+    from corral.telemetry import SessionStart, Telemetry
+
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise CorralError("exec", "no command given", "corral exec -- CMD [ARGS...]")
+    workdir = (cwd or Path.cwd()).resolve()
+    if not workdir.is_dir():
+        raise CorralError("exec", f"--cwd {workdir}: not a directory")
+    flags: dict[str, tuple[str, object]] = {}
+    if approval_policy is not None:
+        flags["approval_policy"] = ("--approval-policy", approval_policy)
+    if reviewer is not None:
+        flags["approvals_reviewer"] = ("--reviewer", reviewer)
+    if profile is not None:
+        flags["default_permissions"] = ("--profile", profile)
+    cfg = load_effective_config(ctx, workdir, flags)
+    policy_name = cfg.get("approval_policy")
+    if isinstance(policy_name, dict):
+        policy_name = "on-request"  # the granular form refines on-request
+    if cfg.get("approvals_reviewer") == "auto_review":
+        raise CorralError("review", "the auto-review reviewer is not available in this build; "
+                          "refusing rather than running unreviewed", "use --reviewer user")
+    asker = TerminalAsker() if sys.stdin.isatty() else NobodyAsker()
+    tel = Telemetry.open(cfg, agent="corral-exec")
+    try:
+        pipeline = Pipeline(cfg, tel, approval_policy=str(policy_name), asker=asker,
+                            sandbox_profile=profile)
+        tel.emit_event(SessionStart.from_summary(
+            {"approval_policy": policy_name, "profile": pipeline.plan.profile,
+             "network": pipeline.plan.network.mode.value, "rules": pipeline.policy.rule_count},
+            approval_policy=str(policy_name), sandbox_profile=pipeline.plan.profile,
+            network_mode=pipeline.plan.network.mode.value,
+            config_sources=tuple(cfg.sources + cfg.requirements.sources), cwd=str(workdir)))
+        outcome = pipeline.run(cmd, workdir)
+    finally:
+        tel.close()
+    if verbose:
+        print(f"corral: decision: {outcome.decision} -> {outcome.verdict}", file=sys.stderr)
+    if outcome.message:
+        print(outcome.message, file=sys.stderr)
+    for v in outcome.violations:
+        print(v, file=sys.stderr)
+    raise typer.Exit(outcome.exit_code)
+
+
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the scratch workspace.")] = True,
+) -> None:
+    from corral.supervisor.demo import run_demo
+
+    raise typer.Exit(run_demo())
