@@ -177,3 +177,19 @@ def test_fast_path_runs_like_the_full_cli(box: Box) -> None:
         assert (fast.returncode, fast.stdout, fast.stderr) == (
             full.returncode, full.stdout, full.stderr)
     assert full.returncode == 2
+
+
+def test_ctrl_c_ends_sandbox_without_traceback(box: Box) -> None:
+    import signal
+    import time
+
+    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
+               CORRAL_SYSTEM_DIR=str(box.home / "no-system"))
+    p = subprocess.Popen([sys.executable, "-m", "corral", "sandbox", "--", "sleep", "30"],
+                         cwd=box.ws, env=env, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    time.sleep(1.5)
+    os.killpg(p.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = p.communicate(timeout=10)
+    assert p.returncode == 130
+    assert "Traceback" not in err
