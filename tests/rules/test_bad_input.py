@@ -108,3 +108,29 @@ def test_fuzz_network_host_normaliser(raw: str) -> None:
     except _BuiltinError:
         return
     assert host and host == host.lower() and "*" not in host and "/" not in host
+
+
+def _slow_parse(script: str) -> list[tuple[str, ...]] | None:
+    import corral.rules.shell as shell
+
+    saved = shell.fast_split
+    shell.fast_split = lambda s: None  # type: ignore[assignment]
+    try:
+        parsed = shell.parse_script(script)
+    finally:
+        shell.fast_split = saved
+    if parsed.problems or parsed.writes:
+        return None
+    return [c.argv.tokens for c in parsed.commands]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from([*list("ab=-./ |&;%:+,@_0"), "ls", "if", "do", "rm", "&&", "||", " ; ", "{", "}", "time", "x=1"]),
+                max_size=14))
+def test_fast_split_agrees_with_tree_sitter(parts: list[str]) -> None:
+    from corral.rules.shell import fast_split
+
+    script = "".join(parts)
+    fast = fast_split(script)
+    if fast is not None:
+        assert fast == _slow_parse(script), script

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.rules import check_fast
 from corral.rules.check import run_check
 
 PAIRS = int(os.environ.get("CORRAL_DIFF_PAIRS", "5000"))
@@ -163,9 +164,22 @@ def test_differential_against_codex(codex_bin: Path, tmp_path: Path,
                                enumerate(cases)))
 
     mismatches = []
+    cache = tmp_path / "cache"
     kinds = {"match": 0, "nomatch": 0, "error": 0, "resolved": 0}
     for case, paths, (tcode, tout, terr) in zip(cases, file_sets, theirs, strict=True):
         code, out, err = run_check(paths, case.argv, case.resolve, case.pretty)
+        if code == 0:
+            # the cold-start path: compiled policy written to and read back from the disk cache
+            assert run_check(paths, case.argv, case.resolve, case.pretty, cache_dir=cache) == (
+                code, out, err)
+            ident = check_fast.identity(paths)
+            assert ident is not None
+            data = json.loads(Path(check_fast.cache_path(str(cache), ident)).read_text())
+            fast = check_fast.check(data, case.argv, case.resolve)
+            fast_out = json.dumps(fast, ensure_ascii=False, indent=2) if case.pretty else \
+                json.dumps(fast, ensure_ascii=False, separators=(",", ":"))
+            if fast_out + "\n" != tout:
+                mismatches.append((case, (tcode, tout, ""), (0, fast_out, "check_fast")))
         if tcode == 0:
             kinds["match" if '"decision"' in tout else "nomatch"] += 1
             kinds["resolved"] += "resolvedProgram" in tout

@@ -32,8 +32,10 @@ def check(
 ) -> None:
     """Print exactly what ``codex execpolicy check`` prints for these files and command."""
     from corral.rules.check import run_check
+    from corral.rules.check_fast import cache_dir
 
-    code, out, err = run_check([str(p) for p in rules], command, resolve_host_executables, pretty)
+    code, out, err = run_check([str(p) for p in rules], command, resolve_host_executables, pretty,
+                               cache_dir=Path(cache_dir()))
     sys.stdout.write(out)
     sys.stderr.write(err)
     if code:

@@ -8,22 +8,43 @@ Public surface::
     Policy.network_rules -> list[NetworkRule]                        # for the proxy
     Policy.load_errors -> list[RulesLoadError]                       # broken sources (file:line)
     decide(argv, policy, approval_policy="on-request") -> RuntimeDecision
+
+Names are imported lazily so ``corral policy check`` does not pay for the shell analyser.
 """
 
-from corral.rules.decide import APPROVAL_POLICIES, Match, RuntimeDecision, decide
-from corral.rules.model import NetworkRule, Policy, PrefixRule, RuleMatch, RulesLoadError
-from corral.rules.sources import load_policy, rule_files
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corral.rules.model import NetworkRule as NetworkRule
+    from corral.rules.model import Policy as Policy
+    from corral.rules.model import PrefixRule as PrefixRule
+    from corral.rules.model import RuleMatch as RuleMatch
+    from corral.rules.model import RulesLoadError as RulesLoadError
+    from corral.rules.runtime import APPROVAL_POLICIES as APPROVAL_POLICIES
+    from corral.rules.runtime import Match as Match
+    from corral.rules.runtime import RuntimeDecision as RuntimeDecision
+    from corral.rules.runtime import decide as decide
+    from corral.rules.sources import load_policy as load_policy
+    from corral.rules.sources import rule_files as rule_files
+
+_WHERE = {
+    "APPROVAL_POLICIES": "runtime", "Match": "runtime", "RuntimeDecision": "runtime",
+    "decide": "runtime", "NetworkRule": "model", "Policy": "model", "PrefixRule": "model",
+    "RuleMatch": "model", "RulesLoadError": "model", "load_policy": "sources",
+    "rule_files": "sources",
+}
 
 __all__ = [
-    "APPROVAL_POLICIES",
-    "Match",
-    "NetworkRule",
-    "Policy",
-    "PrefixRule",
-    "RuleMatch",
-    "RulesLoadError",
-    "RuntimeDecision",
-    "decide",
-    "load_policy",
-    "rule_files",
+    "APPROVAL_POLICIES", "Match", "NetworkRule", "Policy", "PrefixRule", "RuleMatch",
+    "RulesLoadError", "RuntimeDecision", "decide", "load_policy", "rule_files",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral.rules' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"corral.rules.{module}"), name)

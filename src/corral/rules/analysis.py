@@ -16,6 +16,7 @@ from corral.rules.wrappers import SHELLS, UNWRAPPERS, basename, git_normalized, 
 MAX_DEPTH = 32
 MAX_ITEMS = 5_000
 MAX_UNWRAP = 32
+MAX_TOTAL_SCRIPT = 160 * 1024  # bytes of script text parsed for one decision, nesting included
 _CACHE_SIZE = 4096
 _script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
 
@@ -27,6 +28,7 @@ class Analysis:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (command text, reason)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (target, redirect text)
     scripted: bool = False  # a shell script was parsed (not a plain argv)
+    script_bytes: int = 0
 
 
 def _cached_parse(script: str) -> ScriptParse:
@@ -69,12 +71,13 @@ def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
         if items > MAX_ITEMS or depth > MAX_DEPTH:
             out.problems.append((display(a)[:200], "commands nest too deeply to analyse"))
             break
-        if any("\0" in t for t in a.tokens):
-            out.problems.append((display(a)[:200], "an argument contains a NUL byte"))
-        if a.known(0) and not a.tokens[0] and depth == 0:
-            out.problems.append(("''", "empty command name"))
-        if any(_undecodable(t) for t in a.tokens):
-            out.problems.append((display(a)[:200], "an argument is not valid UTF-8"))
+        if depth == 0:  # nested commands come from these same strings: check once
+            if any("\0" in t for t in a.tokens):
+                out.problems.append((display(a)[:200], "an argument contains a NUL byte"))
+            if not a.tokens[0]:
+                out.problems.append(("''", "empty command name"))
+            if any(_undecodable(t) for t in a.tokens):
+                out.problems.append((display(a)[:200], "an argument is not valid UTF-8"))
         _one(a, depth, stdin, out, queue)
     return out
 
@@ -90,6 +93,10 @@ def _undecodable(text: str) -> bool:
 def _script(text: str, depth: int, out: Analysis,
             queue: deque[tuple[Argv, int, str | None]]) -> None:
     out.scripted = True
+    out.script_bytes += len(text)
+    if out.script_bytes > MAX_TOTAL_SCRIPT:
+        out.problems.append((text[:80], "too much nested script text to analyse"))
+        return
     parsed = _cached_parse(text)
     out.problems.extend(parsed.problems)
     out.writes.extend(parsed.writes)

@@ -132,18 +132,23 @@ def basename_of(abs_path: str) -> str | None:
     return name or None
 
 
-@dataclass
+@dataclass(eq=False)
 class Policy:
-    """Rules pooled from every source, indexed by program (argv[0]) for a lean hot path."""
+    """Rules pooled from every source, indexed by program (argv[0]) for a lean hot path.
+
+    Compared and hashed by identity, so decisions can be cached per policy object.
+    """
 
     rules_by_program: dict[str, list[PrefixRule]] = field(default_factory=dict)
     host_executables: dict[str, tuple[str, ...]] = field(default_factory=dict)
     network_rules: list[NetworkRule] = field(default_factory=list)
     load_errors: list[RulesLoadError] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    generation: int = 0  # bumped on every change; part of the decision cache key
 
     def add_rule(self, rule: PrefixRule) -> None:
         self.rules_by_program.setdefault(rule.program, []).append(rule)
+        self.generation += 1
 
     @property
     def rule_count(self) -> int:

@@ -117,6 +117,11 @@ def word_value(node: Any) -> tuple[str, int, bool]:
     t = node.type
     if t == "word":
         raw = _dec(node.text)
+        if "\\" not in raw:  # the common case: nothing to unescape
+            glob = _GLOB.search(raw) is not None
+            if "{" in raw and _BRACE.search(raw):
+                return raw, OPEN, glob
+            return raw, STATIC, glob
         glob = bool(_GLOB.search(raw.replace("\\*", "").replace("\\?", "").replace("\\[", "")))
         if _BRACE.search(raw):
             return _unescape_unquoted(raw), OPEN, glob
@@ -193,9 +198,56 @@ def _redirect_script(node: Any) -> str | None:
     return None
 
 
+_LEAVES = frozenset({"word", "raw_string", "number", "variable_name", "string_content",
+                     "ansi_c_string", "file_descriptor", "heredoc_start", "heredoc_end",
+                     "test_operator", "special_variable_name", "comment", "regex",
+                     "heredoc_content", "extglob_pattern"})
+_FAST_CHARS = re.compile(r"[A-Za-z0-9_./:,+=\- |&;]*\Z")
+_FAST_TOKENS = re.compile(r"&&|\|\||[|;&]|[^ |;&]+")
+_RESERVED = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done",
+                       "case", "esac", "function", "select", "time", "coproc", "in", "!", "{",
+                       "}", "[[", "]]"})
+_OPS = frozenset({"&&", "||", "|", ";", "&"})
+
+
+def fast_split(script: str) -> list[tuple[str, ...]] | None:
+    """The commands of a one-line script made only of plain words joined by ``&& || | ;``.
+
+    A shortcut for the commonest agent scripts; None means "use the real parser". It accepts
+    nothing whose meaning could differ from tree-sitter's reading (no quotes, escapes,
+    expansions, globs, assignments, reserved words, redirections or background jobs); a test
+    checks it against the parser.
+    """
+    if not _FAST_CHARS.match(script):
+        return None
+    commands: list[tuple[str, ...]] = []
+    cur: list[str] = []
+    last_op = ""
+    for tok in _FAST_TOKENS.findall(script):
+        if tok in _OPS:
+            if tok == "&" or not cur:
+                return None
+            commands.append(tuple(cur))
+            cur = []
+            last_op = tok
+            continue
+        if not cur and ("=" in tok or tok in _RESERVED):
+            return None
+        cur.append(tok)
+    if cur:
+        commands.append(tuple(cur))
+    elif last_op and last_op != ";":
+        return None
+    return commands if commands else None
+
+
 def parse_script(script: str) -> ScriptParse:
     """Every simple command in ``script``; problems for anything not parsed completely."""
     out = ScriptParse()
+    fast = fast_split(script)
+    if fast is not None:
+        out.commands = [ScriptCommand(Argv(c), " ".join(c)) for c in fast]
+        return out
     data = script.encode("utf-8", "surrogateescape")
     short = script if len(script) <= 80 else script[:77] + "..."
     if len(data) > MAX_SCRIPT_BYTES:
@@ -246,8 +298,10 @@ def parse_script(script: str) -> ScriptParse:
             tokens = [_dec(kw.text)] if kw is not None else []
             tokens += [_snip(w) for w in words]
             out.commands.append(ScriptCommand(Argv.of(tokens), _snip(node)))
-        if node.child_count:
-            stack.extend((c, depth + 1) for c in reversed(node.children))
+        if node.named_child_count:
+            # anonymous tokens (operators, quotes) and plain words hold no commands
+            stack.extend((c, depth + 1) for c in reversed(node.named_children)
+                         if c.type not in _LEAVES)
     return out
 
 

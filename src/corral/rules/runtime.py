@@ -9,6 +9,8 @@ complete a deny rule makes the command at least ``prompt``.
 from __future__ import annotations
 
 import json
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
 ALLOW, PROMPT, FORBIDDEN = RuleDecision.ALLOW, RuleDecision.PROMPT, RuleDecision.FORBIDDEN
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Match:
     """One contribution to a decision, with where it came from."""
 
@@ -82,30 +84,43 @@ def _status(rule: PrefixRule, a: Argv) -> int:
 
 def rule_matches(policy: Policy, a: Argv) -> list[Match]:
     """Rules that match (or might match) ``a`` at run time."""
-    if not a.tokens or not a.known(0):
+    tokens = a.tokens
+    if not tokens or 0 in a.unknown or a.open_from == 0:
         return []
-    prog = a.tokens[0]
-    cands: list[tuple[PrefixRule, bool]] = [(r, True) for r in policy.rules_by_program.get(prog, ())]
+    prog = tokens[0]
+    rules = policy.rules_by_program.get(prog)
+    out: list[Match] = []
+    static = not a.unknown and a.open_from is None
+    if rules:
+        for rule in rules:
+            if static:  # the hot path: plain words
+                prefix = rule.matches(tokens)
+                if prefix is not None:
+                    out.append(Match(tokens, rule.decision, rule.source, rule.justification,
+                                     prefix, "rule"))
+            else:
+                _add_status_match(out, rule, a)
     if "/" in prog:
         path = normalize_abs(prog)
         base = basename_of(path) if path else None
         if base and base != prog:
             declared = policy.host_executables.get(base)
             allow_ok = declared is not None and path in declared
-            cands += [(r, allow_ok) for r in policy.rules_by_program.get(base, ())]
-    out = []
-    for rule, allow_ok in cands:
-        if rule.decision is ALLOW and not allow_ok:
-            continue
-        st = _status(rule, a)
-        if st == 2:
-            out.append(Match(a.tokens, rule.decision, rule.source, rule.justification,
-                             a.tokens[: len(rule.rest) + 1], "rule"))
-        elif st == 1 and rule.decision is not ALLOW:
-            why = (f"an argument computed at run time may complete `{rule.pattern_text()}`"
-                   + (f" ({rule.justification})" if rule.justification else ""))
-            out.append(Match(a.tokens, PROMPT, rule.source, why, (), "maybe"))
+            for rule in policy.rules_by_program.get(base, ()):
+                if rule.decision is not ALLOW or allow_ok:
+                    _add_status_match(out, rule, a)
     return out
+
+
+def _add_status_match(out: list[Match], rule: PrefixRule, a: Argv) -> None:
+    st = _status(rule, a)
+    if st == 2:
+        out.append(Match(a.tokens, rule.decision, rule.source, rule.justification,
+                         a.tokens[: len(rule.rest) + 1], "rule"))
+    elif st == 1 and rule.decision is not ALLOW:
+        why = (f"an argument computed at run time may complete `{rule.pattern_text()}`"
+               + (f" ({rule.justification})" if rule.justification else ""))
+        out.append(Match(a.tokens, PROMPT, rule.source, why, (), "maybe"))
 
 
 def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
@@ -118,8 +133,34 @@ def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
     return Match(a.tokens, d, f"heuristic:{v.name}", v.justification, (), "heuristic")
 
 
+_CACHE_PER_POLICY = 2048
+_decisions: weakref.WeakKeyDictionary[Policy, OrderedDict[tuple[Any, ...], RuntimeDecision]] = (
+    weakref.WeakKeyDictionary())
+
+
 def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request") -> RuntimeDecision:
-    """Judge ``argv`` (possibly ``bash -lc SCRIPT``) against ``policy`` and the heuristics."""
+    """Judge ``argv`` (possibly ``bash -lc SCRIPT``) against ``policy`` and the heuristics.
+
+    Decisions are pure functions of (argv, policy, approval policy) and are cached per policy
+    (agents repeat commands); treat the result as read-only.
+    """
+    key = (tuple(argv), approval_policy, policy.generation, len(policy.load_errors),
+           len(policy.host_executables))
+    cache = _decisions.get(policy)
+    if cache is None:
+        cache = _decisions[policy] = OrderedDict()
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit
+    result = _decide(argv, policy, approval_policy)
+    cache[key] = result
+    if len(cache) > _CACHE_PER_POLICY:
+        cache.popitem(last=False)
+    return result
+
+
+def _decide(argv: list[str], policy: Policy, approval_policy: str) -> RuntimeDecision:
     an = analyze(argv)
     matches: list[Match] = []
     all_allow_rules = bool(an.commands)

@@ -1,0 +1,148 @@
+"""Rules engine benchmarks (issue 3).
+
+1. In-process decisions/second for 3-command ``bash -lc`` scripts against a 1,000-rule policy,
+   single thread: *cold* (every script new: full tree-sitter parse) and *warm* (scripts repeat,
+   as an agent's do: parse cache hits). Median of several runs.
+2. Whole-process ``corral policy check`` against the native ``codex execpolicy check`` on the same
+   1,000-rule file, median wall time of >= 10 runs each (hyperfine when installed).
+
+Run: .venv/bin/python benchmarks/bench_rules.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from corral.rules import analysis, decide  # noqa: E402
+from corral.rules.sources import load_policy  # noqa: E402
+
+NATIVE = (ROOT / ".tools/node/node_modules/@openai/codex-linux-x64/vendor/"
+          "x86_64-unknown-linux-musl/bin/codex")
+PROGRAMS = [f"tool{i}" for i in range(300)] + ["git", "npm", "cargo", "rm", "curl", "python3"]
+ARGS = ["build", "test", "run", "push", "status", "-rf", "--force", "install", "check", "x"]
+
+
+def make_rules(path: Path, n: int = 1000, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        prog = rng.choice(PROGRAMS)
+        pat = [prog] + [rng.choice(ARGS) if rng.random() < 0.7 else rng.sample(ARGS, 2)
+                        for _ in range(rng.randint(0, 2))]
+        dec = rng.choice(["allow", "allow", "prompt", "forbidden"])
+        lines.append(f"prefix_rule(pattern={json.dumps(pat)}, decision={json.dumps(dec)}, "
+                     f"justification={json.dumps(f'rule {i}')})")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def scripts(n: int, seed: int, quoted: bool = False) -> list[list[str]]:
+    rng = random.Random(seed)
+    out = []
+    q = "'" if quoted else ""  # quotes force the tree-sitter path (no plain-words shortcut)
+    for i in range(n):
+        cmds = [f"{rng.choice(PROGRAMS)} {rng.choice(ARGS)} {q}{rng.choice(ARGS)}{q} f{i}_{k}"
+                for k in range(3)]
+        sep = rng.choice([" && ", " | ", "; "])
+        out.append(["bash", "-lc", sep.join(cmds)])
+    return out
+
+
+def bench_inprocess(rules: Path, runs: int) -> dict[str, float]:
+    policy = load_policy(None, [rules], include_configured=False)
+    assert policy.rule_count >= 1000 and not policy.load_errors
+    results: dict[str, list[float]] = {"cold": [], "cold_quoted": [], "warm": []}
+    for r in range(runs):
+        for kind, quoted in (("cold", False), ("cold_quoted", True)):
+            batch = scripts(3000, seed=100 + r, quoted=quoted)  # all distinct: nothing cached
+            analysis._script_cache.clear()
+            t = time.perf_counter()
+            for argv in batch:
+                decide(argv, policy)
+            results[kind].append(len(batch) / (time.perf_counter() - t))
+        pool = scripts(200, seed=7)
+        for argv in pool:
+            decide(argv, policy)
+        t = time.perf_counter()
+        for i in range(20000):
+            decide(pool[i % 200], policy)
+        results["warm"].append(20000 / (time.perf_counter() - t))
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def _time_cmd(cmd: list[str], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def bench_process(rules: Path, runs: int) -> dict[str, float]:
+    args = ["-r", str(rules), "--", "git", "push", "--force"]
+    cmds = {
+        "corral": [str(ROOT / ".venv/bin/corral"), "policy", "check", *args],
+        "fast": [str(ROOT / ".venv/bin/python"), "-m", "corral.rules.check_fast", *args],
+        "codex": [str(NATIVE), "execpolicy", "check", *args],
+        "codex_npm": [str(ROOT / ".tools/node/node_modules/.bin/codex"), "execpolicy", "check",
+                      *args],
+    }
+    want = subprocess.run(cmds["codex"], capture_output=True, text=True).stdout
+    for name, cmd in cmds.items():
+        assert subprocess.run(cmd, capture_output=True, text=True).stdout == want, name
+    if shutil.which("hyperfine"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            subprocess.run(["hyperfine", "-N", "-w", "2", "-r", str(runs), "--export-json",
+                            f.name, *(" ".join(c) for c in cmds.values())],
+                           check=True, capture_output=True)
+            data = json.loads(Path(f.name).read_text())["results"]
+            out = {name: d["median"] for name, d in zip(cmds, data, strict=True)}
+            return {**out, "tool": 1.0}
+    out = {}
+    for name, cmd in cmds.items():
+        _time_cmd(cmd, 2)  # warm the page cache and the rules cache
+        out[name] = _time_cmd(cmd, runs)
+    return {**out, "tool": 0.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5, help="in-process runs (median)")
+    ap.add_argument("--process-runs", type=int, default=15, help="whole-process runs (median)")
+    ns = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        rules = Path(d) / "bench.rules"
+        make_rules(rules)
+        t = time.perf_counter()
+        load_policy(None, [rules], include_configured=False)
+        load_ms = (time.perf_counter() - t) * 1000
+        ip = bench_inprocess(rules, ns.runs)
+        pr = bench_process(rules, ns.process_runs)
+    print(f"policy: 1000 prefix_rule calls, load {load_ms:.0f} ms")
+    print("in-process decisions/s (3-command bash -lc, 1 thread, goal >= 20,000):")
+    print(f"  cold, plain words (shortcut lexer)  {ip['cold']:>12,.0f}")
+    print(f"  cold, quoted (tree-sitter parse)    {ip['cold_quoted']:>12,.0f}")
+    print(f"  warm (repeated scripts, cached)     {ip['warm']:>12,.0f}")
+    tool = "hyperfine" if pr["tool"] else "python timing loop"
+    print(f"whole process, 1000-rule file ({tool}, median of {ns.process_runs}, goal <= 4x codex):")
+    for name, label in (("codex", "codex execpolicy check (native binary)"),
+                        ("codex_npm", "codex execpolicy check (npm wrapper)"),
+                        ("corral", "corral policy check (typer CLI)"),
+                        ("fast", "python -m corral.rules.check_fast")):
+        print(f"  {label:40} {pr[name] * 1000:7.1f} ms  {pr[name] / pr['codex']:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
