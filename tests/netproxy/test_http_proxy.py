@@ -69,7 +69,7 @@ def test_blocked_http_gets_403_with_reason_header_and_explanation(
 
 
 def test_private_addresses_refused_even_when_domain_allowed(make_proxy: ProxyFactory) -> None:
-    proxy, events = make_proxy(PolicyInputs(domains={"*": "allow"}))
+    proxy, _ = make_proxy(PolicyInputs(domains={"*": "allow"}))
     assert proxy.endpoints is not None
     for host in ("127.0.0.1", "2130706433", "0x7f.1", "0177.0.0.1", "127.1", "[::1]",
                  "[::ffff:127.0.0.1]", "169.254.169.254", "localhost"):

@@ -65,9 +65,11 @@ def test_network_rules_carry_file_and_line_and_protocol() -> None:
     inp = PolicyInputs(network_rules=[
         ("pypi.org", "https", "allow", "default.rules:3"),
         ("evil.test", None, "forbidden", "team.rules:9"),
+        ("pypi.org", "http", "prompt", "default.rules:4"),
     ])
     assert verdict(inp, "pypi.org", "https") == ("allow", "default.rules:3", False)
-    assert verdict(inp, "pypi.org", "http")[0] == "ask"
+    assert verdict(inp, "pypi.org", "http") == ("ask", "default.rules:4", False)
+    assert verdict(inp, "other.org", "http")[0] == "ask"
     assert verdict(inp, "evil.test", "socks5_tcp") == ("deny", "team.rules:9", False)
     with pytest.raises(CorralError, match="protocol 'gopher'"):
         build_policy(PolicyInputs(network_rules=[("a.test", "gopher", "allow", "x.rules:1")]))

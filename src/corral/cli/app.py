@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "corral.cli.exec_cmd",
     "corral.cli.policy_cmd",
     "corral.cli.sandbox_cmd",
+    "corral.cli.proxy_cmd",
     "corral.cli.log_cmd",
     "corral.cli.config_cmd",
 )

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from corral.errors import CorralError
 from corral.netproxy.addresses import Host, HostError, normalize_host
 
-Verdict = Literal["allow", "deny", "limited"]
+Verdict = Literal["allow", "deny", "limited", "prompt"]
 Protocol = Literal["http", "https", "socks5_tcp", "socks5_udp"]
 PROTOCOLS: tuple[str, ...] = ("http", "https", "socks5_tcp", "socks5_udp")
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -23,6 +23,7 @@ _RULE_DECISIONS: dict[str, Verdict] = {
     "deny": "deny",
     "forbidden": "deny",
     "limited": "limited",
+    "prompt": "prompt",
 }
 
 
@@ -155,6 +156,9 @@ class NetworkPolicy:
         for r in matching:
             if r.verdict == "deny":
                 return PolicyVerdict("deny", r.source, "denied")
+        prompts = [r for r in matching if r.verdict == "prompt"]
+        if prompts:
+            return PolicyVerdict("ask", prompts[0].source, "not_allowed (prompt rule)")
         allows = [r for r in matching if r.verdict == "allow"]
         limits = [r for r in matching if r.verdict == "limited"]
         if self.managed_only and not any(r.managed for r in allows + limits):
@@ -212,6 +216,15 @@ def network_rules(entries: Iterable[tuple[str, str | None, str, str]]) -> list[D
                 f"use one of {', '.join(PROTOCOLS)}",
             )
         out.append(DomainRule(DomainPattern.parse(host), verdict, source, protocol=proto))
+    return out
+
+
+def rule_entries(rules: Iterable[Any]) -> list[tuple[str, str | None, str, str]]:
+    """Adapt ``corral.rules`` NetworkRule objects (host, protocol, decision, source)."""
+    out = []
+    for r in rules:
+        decision = getattr(r.decision, "value", r.decision)
+        out.append((str(r.host), str(r.protocol), str(decision), str(r.source or "rules")))
     return out
 
 
