@@ -294,3 +294,14 @@ def test_root_as_writable_root_refused() -> None:
     with pytest.raises(CorralError, match="whole filesystem writable"):
         build_plan(":workspace", "/", tmpdir="")
     assert build_plan(":read-only", "/", tmpdir="").writable_roots == ()
+
+
+def test_network_precedence(tmp_path: Path) -> None:
+    profiles = {"net": {"extends": ":workspace", "network": {"mode": "host"}}}
+    cfg = _Cfg({"default_permissions": "net", "permissions": profiles,
+                "sandbox": {"network": "none"}})
+    assert plan_from_config(cfg, tmp_path).network.mode.value == "host"  # profile beats default
+    assert plan_from_config(cfg, tmp_path, network="none").network.mode.value == "none"
+    cfg = _Cfg({"sandbox": {"network": "host"}})
+    assert plan_from_config(cfg, tmp_path).network.mode.value == "host"
+    assert plan_from_config(cfg, tmp_path, profile=":read-only").network.mode.value == "none"

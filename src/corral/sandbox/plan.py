@@ -209,11 +209,14 @@ def plan_from_config(
             f"(set by {reqs.source_of('allowed_permission_profiles')})",
             f"allowed: {', '.join(map(str, allowed))}",
         )
-    net_mode = network or cfg.get("sandbox.network")
-    mode = NetworkMode(net_mode) if net_mode else None
+    # --network flag > the profile's own network.mode > sandbox.network > none
     user_profiles = cfg.get("permissions", {}) or {}
-    if mode is None:
-        mode = resolve_profile(name, user_profiles).network or NetworkMode.NONE
+    try:
+        mode = NetworkMode(network) if network else (
+            resolve_profile(name, user_profiles).network
+            or NetworkMode(cfg.get("sandbox.network") or "none"))
+    except ValueError as exc:
+        raise CorralError("sandbox", f"network mode: {exc}", "use none, proxy or host") from None
     weaker = _list(cfg.get("sandbox.allow_weaker"), "sandbox.allow_weaker")
     src = ""
     origin_fn = getattr(cfg, "origin", None)
