@@ -387,3 +387,10 @@ def test_submodule_gitdir_hooks_protected(box: Box) -> None:
     assert "wrote" in r.stdout
     assert not (mod / "hooks" / "post-checkout").exists()
     assert (mod / "config").read_text() == "[core]\n"
+
+
+def test_root_owned_secrets_hidden(box: Box) -> None:
+    if not Path("/etc/shadow").exists():
+        pytest.fail("/etc/shadow missing on this host: cannot check root-owned secrets")
+    r = box.sh("cat /etc/shadow; echo rc=$?")
+    assert "root:" not in r.stdout and "rc=0" not in r.stdout

@@ -29,6 +29,8 @@ from corral.sandbox.profiles import (
 DEFAULT_DENY_READ: tuple[str, ...] = (
     "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.azure", "~/.kube",
     "~/.docker/config.json", "~/.netrc", "~/.git-credentials", "~/.pypirc", "~/.npmrc",
+    # readable by owner root: matters when corral itself runs as root (containers, CI)
+    "/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_*_key",
 )
 
 WEAKER_MODES = ("no-seccomp", "unsandboxed")
