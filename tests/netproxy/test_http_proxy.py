@@ -47,7 +47,7 @@ def test_curl_via_environment_https_connect_and_socks5h(
     url = f"http://localhost:{port}/hello.txt"
     assert curl(url, env=env).stdout.startswith("hello")  # via HTTP_PROXY
     assert curl("-p", url, env=env).stdout.startswith("hello")  # CONNECT tunnel
-    assert curl("--socks5-hostname", f"127.0.0.1:{ep.socks[1]}", url).stdout.startswith("hello")
+    assert curl("-x", env["CORRAL_SOCKS_PROXY"], url).stdout.startswith("hello")
     assert [e.protocol for e in events] == ["http", "https", "socks5_tcp"]
 
 

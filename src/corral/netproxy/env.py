@@ -30,16 +30,22 @@ def proxy_env(
     credentials: tuple[str, str] | None = None,
     ca_bundle: str | None = None,
     no_proxy: str = NO_PROXY,
+    socks_all_proxy: bool = False,
 ) -> dict[str, str]:
-    """Variables for a child process. HTTP(S) go to the HTTP port; ALL_PROXY to SOCKS (socks5h,
-    so names are resolved by the proxy), or to HTTP when there is no SOCKS port.
+    """Variables for a child process. HTTP(S) and ALL_PROXY go to the HTTP port.
+
+    ALL_PROXY points at SOCKS only with ``socks_all_proxy=True``: Python clients without SOCKS
+    support (httpx without socksio, pip) fail outright when ALL_PROXY is a socks URL, even for
+    plain HTTP. The SOCKS endpoint (socks5h, names resolved by the proxy) is always published as
+    CORRAL_SOCKS_PROXY for tools that need raw TCP (e.g. ``git`` over ssh via ``nc -X 5``).
 
     ``no_proxy`` defaults to loopback only: inside the sandbox nothing else is reachable directly,
     and private ranges must go through the proxy so that they are refused there.
     """
     auth = f"{credentials[0]}:{credentials[1]}@" if credentials else ""
     http_url = f"http://{auth}{host}:{http_port}"
-    all_url = f"socks5h://{auth}{host}:{socks_port}" if socks_port else http_url
+    socks_url = f"socks5h://{auth}{host}:{socks_port}" if socks_port else None
+    all_url = socks_url if socks_url and socks_all_proxy else http_url
     env = dict.fromkeys(_HTTP_VARS, http_url)
     env.update(dict.fromkeys(_ALL_VARS, all_url))
     env.update(dict.fromkeys(_NO_VARS, no_proxy))
@@ -47,6 +53,8 @@ def proxy_env(
     env["ELECTRON_GET_USE_PROXY"] = "true"
     env["GLOBAL_AGENT_FORCE_GLOBAL_AGENT"] = "true"
     env["CORRAL_NETWORK_PROXY_ACTIVE"] = "1"
+    if socks_url:
+        env["CORRAL_SOCKS_PROXY"] = socks_url
     if ca_bundle:
         env.update(dict.fromkeys(CA_VARS, ca_bundle))
     return env
