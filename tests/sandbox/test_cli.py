@@ -193,3 +193,11 @@ def test_ctrl_c_ends_sandbox_without_traceback(box: Box) -> None:
     _, err = p.communicate(timeout=10)
     assert p.returncode == 130
     assert "Traceback" not in err
+
+
+def test_violation_line_for_blocked_network(box: Box) -> None:
+    r = _cli(box, "sandbox", "--", sys.executable, "-c",
+             "import socket; socket.create_connection(('127.0.0.1', 9), 1)")
+    assert r.returncode == 1
+    assert "corral: sandbox: blocked network access (network mode 'none' of profile " \
+           ":workspace; use --network host or a profile that allows it)" in r.stderr.splitlines()

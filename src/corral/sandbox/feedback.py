@@ -27,7 +27,8 @@ _NET_ERRORS = re.compile(
     r"Network is unreachable|Temporary failure in name resolution|Could not resolve|"
     r"Name or service not known|Address family not supported|ENETUNREACH|EAI_AGAIN|"
     r"getaddrinfo|socket.*(Operation not permitted|EPERM|Permission denied)|"
-    r"(Operation not permitted|Permission denied).*socket|No address associated",
+    r"(Operation not permitted|Permission denied).*socket|No address associated|"
+    r"Failed to establish a new connection|Couldn't connect to server|connect EPERM",
     re.IGNORECASE,
 )
 _QUOTED = re.compile(r"['\"‘`]([^'\"’`\n]+)['\"’`]")
@@ -84,9 +85,21 @@ def explain_stderr(text: str, plan: SandboxPlan, cwd: Path) -> list[Violation]:
                     out.append(v)
                     break
         if plan.network.mode is not NetworkMode.HOST and _NET_ERRORS.search(line):
-            v = Violation("network", "", f"network mode '{plan.network.mode.value}' of "
-                          f"profile {plan.profile}; use --network host or a profile that allows it")
+            v = _network_violation(plan)
             if ("network", "") not in seen:
                 seen.add(("network", ""))
                 out.append(v)
+    if (plan.network.mode is not NetworkMode.HOST and ("network", "") not in seen
+            and _SOCKET_TRACE.search(text)):
+        out.append(_network_violation(plan))
     return out
+
+
+# A Python traceback: the socket call and the EPERM are on different lines.
+_SOCKET_TRACE = re.compile(r"socket[^\n]*\n(?:[^\n]*\n){0,6}?[^\n]*"
+                           r"(?:Operation not permitted|Errno 1\])")
+
+
+def _network_violation(plan: SandboxPlan) -> Violation:
+    return Violation("network", "", f"network mode '{plan.network.mode.value}' of profile "
+                     f"{plan.profile}; use --network host or a profile that allows it")
