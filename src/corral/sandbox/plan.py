@@ -90,6 +90,7 @@ def build_plan(
     home: Path | None = None,
     bwrap: str | None = None,
     tmpdir: str | None = None,
+    corral_home_dir: Path | None = None,
 ) -> SandboxPlan:
     """Resolve a profile into a plan. Raises CorralError on anything it cannot honour."""
     cwd_p = _abs(cwd or os.getcwd(), Path(os.getcwd()))
@@ -122,7 +123,7 @@ def build_plan(
     entries = resolve_entries(prof.filesystem, ctx)
     if writable_roots and not prof.full_access:
         entries += [FsEntry(r, Access.WRITE) for r in ctx.writable_roots]
-    home_dir = corral_home()
+    home_dir = corral_home_dir or corral_home()
     denies = [*DEFAULT_DENY_READ, *deny_read]
     literal_denies = [d for d in denies if not has_glob(d)]
     enforced_literal = [d for d in enforced_deny_read if not has_glob(d)]
@@ -237,4 +238,5 @@ def plan_from_config(
         exclude_tmpdir=bool(cfg.get("sandbox.exclude_tmpdir", False)),
         exclude_slash_tmp=bool(cfg.get("sandbox.exclude_slash_tmp", False)),
         user_profiles=user_profiles, allow_weaker=weaker, allow_weaker_source=src,
+        corral_home_dir=getattr(cfg, "corral_home", None),
     )
