@@ -124,8 +124,8 @@ def _slow_parse(script: str) -> list[tuple[str, ...]] | None:
     return [c.argv.tokens for c in parsed.commands]
 
 
-@settings(max_examples=1500, deadline=None)
-@given(st.lists(st.sampled_from([*list("ab=-./ |&;%:+,@_0"), "ls", "if", "do", "rm", "&&", "||", " ; ", "{", "}", "time", "x=1"]),
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([*list("ab=-./ |&;%:+,@_0'\"$!#*{}"), "ls", "if", "do", "rm", "&&", "||", " ; ", "{", "}", "time", "x=1"]),
                 max_size=14))
 def test_fast_split_agrees_with_tree_sitter(parts: list[str]) -> None:
     from corral.rules.shell import fast_split
@@ -134,3 +134,24 @@ def test_fast_split_agrees_with_tree_sitter(parts: list[str]) -> None:
     fast = fast_split(script)
     if fast is not None:
         assert fast == _slow_parse(script), script
+
+
+@pytest.mark.parametrize(
+    "script",
+    ['git commit -m "fix: a; b && c"', "grep -rn 'TODO|FIXME' src", 'echo "a|b" | wc -l',
+     "x a\"b\"'c' d", "'if' x", '"ls" -la', "echo '$HOME' \"#x\" '*'", "npm test;"],
+)
+def test_fast_split_quoted_examples(script: str) -> None:
+    from corral.rules.shell import fast_split
+
+    fast = fast_split(script)
+    assert fast is not None, script
+    assert fast == _slow_parse(script)
+
+
+@pytest.mark.parametrize("script", ['"" x', "x=1 y", 'echo "$HOME"', "ls &", "a && ", "if x",
+                                    "echo a\\ b", "ls # c", "a\nb"])
+def test_fast_split_declines(script: str) -> None:
+    from corral.rules.shell import fast_split
+
+    assert fast_split(script) is None

@@ -164,6 +164,10 @@ def test_unmatched_commands_by_approval_policy() -> None:
 def test_sandbox_bypass_only_when_every_command_allow_ruled(policy: Policy) -> None:
     assert decide(["bash", "-lc", "npm test && cargo build"], policy).sandbox_bypass
     assert not decide(["bash", "-lc", "npm test && make"], policy).sandbox_bypass
+    # the environment or a wrapper could change what the allowed program does
+    assert not decide(["bash", "-lc", "LD_PRELOAD=/tmp/x.so npm test"], policy).sandbox_bypass
+    assert not decide(["env", "LD_PRELOAD=/tmp/x.so", "npm", "test"], policy).sandbox_bypass
+    assert not decide(["bash", "-lc", "export PATH=/tmp; npm test"], policy).sandbox_bypass
 
 
 def test_allow_rules_need_exact_program_or_declared_host_executable() -> None:

@@ -82,12 +82,24 @@ def decide_cmd(
 
 @policy_app.command("test")
 def test_cmd(
-    files: Annotated[list[Path], typer.Argument(help=".rules files whose examples to run.")],
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help=".rules files whose examples to run (default: the configured ones)."),
+    ] = None,
 ) -> None:
     """Load each file and run its match/not_match examples; report failures with file:line."""
     from corral.rules.model import Policy
     from corral.rules.starlark_loader import load_rules_file
 
+    if not files:
+        from corral.cli.common import load_effective_config
+        from corral.rules import rule_files
+
+        files = rule_files(load_effective_config(ctx))
+        if not files:
+            print("no .rules files configured (system, user or trusted project)")
+            return
     failed = 0
     for path in files:
         err = load_rules_file(str(path), Policy())

@@ -28,6 +28,9 @@ class Analysis:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (command text, reason)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (target, redirect text)
     scripted: bool = False  # a shell script was parsed (not a plain argv)
+    # something other than the matched programs shapes the run (env assignments, wrappers):
+    # such a command never skips the sandbox, whatever allow rules say
+    indirect: bool = False
     script_bytes: int = 0
 
 
@@ -101,6 +104,7 @@ def _script(text: str, depth: int, out: Analysis,
     out.problems.extend(parsed.problems)
     out.writes.extend(parsed.writes)
     for cmd in parsed.commands:
+        out.indirect = out.indirect or cmd.assigns
         queue.append((cmd.argv, depth + 1, cmd.stdin_script))
 
 
@@ -167,6 +171,7 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             # the command as written is judged (allow rules and the safe list see the global
             # options); the normalised form is checked against deny rules as well
             if norm is not None:
+                out.indirect = True
                 out.wrappers.append(norm)
             out.commands.append(a)
             return
@@ -187,6 +192,7 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
         if not inner:
             out.commands.append(a)  # the wrapper alone (``env``, ``command -v x``)
             return
+        out.indirect = True
         if name in ("sudo", "doas"):
             out.commands.append(a)  # privilege escalation is itself judged
         else:

@@ -192,7 +192,8 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str) -> RuntimeDec
         decision = FORBIDDEN
         reason = f"{reason}; approval required by policy, but approval_policy is never"
     return RuntimeDecision(decision, [list(a.tokens) for a in an.commands], matches, reason,
-                           all_allow_rules and decision is ALLOW, approval_policy)
+                           all_allow_rules and decision is ALLOW and not an.indirect,
+                           approval_policy)
 
 
 def _cmd_text(argv: list[str]) -> str:

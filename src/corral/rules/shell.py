@@ -53,6 +53,7 @@ class ScriptCommand:
     text: str
     stdin_script: str | None = None
     writes: tuple[str, ...] = ()
+    assigns: bool = False  # ``VAR=x cmd``: the environment differs from the caller's
 
 
 @dataclass
@@ -202,38 +203,48 @@ _LEAVES = frozenset({"word", "raw_string", "number", "variable_name", "string_co
                      "ansi_c_string", "file_descriptor", "heredoc_start", "heredoc_end",
                      "test_operator", "special_variable_name", "comment", "regex",
                      "heredoc_content", "extglob_pattern"})
-_FAST_CHARS = re.compile(r"[A-Za-z0-9_./:,+=\- |&;]*\Z")
-_FAST_TOKENS = re.compile(r"&&|\|\||[|;&]|[^ |;&]+")
+_FAST_TOKEN = re.compile(
+    r" +|(&&|\|\||[|;&])|((?:[A-Za-z0-9_./:,+=\-]|'[^'\n]*'|\"[^\"$`\\\n]*\")+)")
+_FAST_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _RESERVED = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done",
                        "case", "esac", "function", "select", "time", "coproc", "in", "!", "{",
                        "}", "[[", "]]"})
-_OPS = frozenset({"&&", "||", "|", ";", "&"})
 
 
 def fast_split(script: str) -> list[tuple[str, ...]] | None:
-    """The commands of a one-line script made only of plain words joined by ``&& || | ;``.
+    """The commands of a one-line script made only of plain or simply quoted words joined by
+    ``&& || | ;``.
 
     A shortcut for the commonest agent scripts; None means "use the real parser". It accepts
-    nothing whose meaning could differ from tree-sitter's reading (no quotes, escapes,
-    expansions, globs, assignments, reserved words, redirections or background jobs); a test
+    nothing whose meaning could differ from tree-sitter's reading (no expansions, escapes, globs,
+    assignments, reserved words, redirections, comments or background jobs); a property test
     checks it against the parser.
     """
-    if not _FAST_CHARS.match(script):
-        return None
     commands: list[tuple[str, ...]] = []
     cur: list[str] = []
     last_op = ""
-    for tok in _FAST_TOKENS.findall(script):
-        if tok in _OPS:
-            if tok == "&" or not cur:
+    pos = 0
+    n = len(script)
+    while pos < n:
+        m = _FAST_TOKEN.match(script, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        op, word = m.group(1), m.group(2)
+        if op is not None:
+            if op == "&" or not cur:
                 return None
             commands.append(tuple(cur))
             cur = []
-            last_op = tok
-            continue
-        if not cur and ("=" in tok or tok in _RESERVED):
-            return None
-        cur.append(tok)
+            last_op = op
+        elif word is not None:
+            if not cur and ("=" in word or word in _RESERVED):
+                return None
+            value = _FAST_QUOTED.sub(lambda q: q.group(0)[1:-1], word) if (
+                "'" in word or '"' in word) else word
+            if not cur and not value:
+                return None
+            cur.append(value)
     if cur:
         commands.append(tuple(cur))
     elif last_op and last_op != ";":
@@ -297,7 +308,7 @@ def parse_script(script: str) -> ScriptParse:
             kw = node.children[0] if node.children else None
             tokens = [_dec(kw.text)] if kw is not None else []
             tokens += [_snip(w) for w in words]
-            out.commands.append(ScriptCommand(Argv.of(tokens), _snip(node)))
+            out.commands.append(ScriptCommand(Argv.of(tokens), _snip(node), assigns=True))
         if node.named_child_count:
             # anonymous tokens (operators, quotes) and plain words hold no commands
             stack.extend((c, depth + 1) for c in reversed(node.named_children)
@@ -314,9 +325,12 @@ def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
     words = [name.named_children[0] if name.named_child_count else name]
     stdin: str | None = stdin_for.get(node.id)
     writes: list[str] = list(writes_for.get(node.id, ()))
+    assigns = False
     for i, child in enumerate(node.children):
         field_name = node.field_name_for_child(i)
-        if field_name == "argument":
+        if child.type == "variable_assignment":
+            assigns = True
+        elif field_name == "argument":
             words.append(child)
         elif field_name == "redirect" and child.type == "herestring_redirect":
             stdin = _redirect_script(child)
@@ -329,7 +343,7 @@ def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
         out.problems.append((text, f"command name `{argv.tokens[0]}` is computed at run time"))
     elif name_glob:
         out.problems.append((text, f"command name `{argv.tokens[0]}` is a glob or brace pattern"))
-    out.commands.append(ScriptCommand(argv, text, stdin, tuple(writes)))
+    out.commands.append(ScriptCommand(argv, text, stdin, tuple(writes), assigns))
 
 
 def _write_target(node: Any) -> list[str]:
