@@ -109,3 +109,26 @@ def test_secret_redacted_wherever_it_sits(pair: tuple[str, str], sep: str) -> No
     template, secret = pair
     text = "start" + sep + template.format(secret) + sep + "end"
     assert secret not in redact(text)
+
+
+def _reference(text: str) -> str:
+    """Every pattern, no hints or fast path: what the gated implementation must equal."""
+    import re
+
+    from corral.telemetry import redact as r
+
+    ordered = [p for p in r._PATTERNS if p[0] not in r._GENERIC]
+    ordered += [p for p in r._PATTERNS if p[0] in r._GENERIC]
+    for kind, pat in ordered:
+        text = re.sub(pat, r._replacer(kind, kind in r._GENERIC), text)
+    return text
+
+
+_pieces = st.sampled_from([s for _, s in SECRETS] + [t.replace("{}", "") for t, _ in SECRETS]
+                          + ORDINARY + [" ", "=", ":", "@", "-u ", "://", '"', "\n"])
+
+
+@given(st.lists(_pieces | st.text(max_size=12), max_size=12))
+def test_hint_gating_never_skips_a_match(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert redact(text) == _reference(text)

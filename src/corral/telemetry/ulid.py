@@ -3,14 +3,14 @@ millisecond (the random part is incremented), so ids order the same way events w
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _RANDOM_MAX = (1 << 80) - 1
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two digits
+_SHIFTS = (70, 60, 50, 40, 30, 20, 10, 0)
 
 
 def encode(value: int, length: int = 26) -> str:
@@ -59,8 +59,9 @@ class UlidGenerator:
             self._last_ms = ms
             self._last_rand = rand
             prefix = self._prefix
-        # 80 random bits are exactly 16 base32 digits: let the C codec do them.
-        return prefix + base64.b32encode(rand.to_bytes(10, "big")).translate(_TO_CROCKFORD).decode()
+        # 80 random bits are exactly 16 base32 digits, two per table lookup.
+        pairs = _PAIRS
+        return prefix + "".join([pairs[(rand >> s) & 1023] for s in _SHIFTS])
 
 
 _default = UlidGenerator()
