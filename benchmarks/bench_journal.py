@@ -28,13 +28,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from corral.telemetry import Journal, Telemetry, ToolDecision, journal_file  # noqa: E402
+from corral.telemetry import (  # noqa: E402
+    Journal,
+    Telemetry,
+    ToolDecision,
+    ToolResult,
+    journal_file,
+)
 from corral.telemetry.journal import JournalWriter  # noqa: E402
 from corral.telemetry.keys import load_or_create_signing_key, load_public_key  # noqa: E402
+from corral.telemetry.schema import EventBody  # noqa: E402
 
 DECISION = ToolDecision(tool_name="shell", decision="approved", source="rule",
                         rule="/home/dev/.corral/rules/default.rules:12",
                         command_line="git status --porcelain")
+
+
+RESULT = ToolResult(tool_name="shell", tool_kind="shell", exit_code=0, duration_ms=812.0,
+                    success=True, output="PASS src/app.test.ts (4 tests)\n" * 128,
+                    command_line="cd /home/dev/projects/webapp && npm test -- --runInBand "
+                                 "--coverage src/components/Button.test.tsx")
 
 
 def _events(tel: Telemetry, n: int) -> list:  # type: ignore[type-arg]
@@ -43,14 +56,15 @@ def _events(tel: Telemetry, n: int) -> list:  # type: ignore[type-arg]
             for i in range(n)]
 
 
-def bench_emit(home: Path, n: int) -> tuple[float, float]:
+def bench_emit(home: Path, n: int, body: EventBody = DECISION) -> tuple[float, float]:
     tel = Telemetry.open(None, "bench-emit", home=home, journal_path=home / "emit.db")
-    attrs = DECISION.attributes()
+    attrs = body.attributes()
+    content = body.content() or None
     samples = []
     pc = time.perf_counter_ns
     for i in range(n):
         t0 = pc()
-        tel.emit(DECISION.NAME, attrs, call_id="c", turn_id="t")
+        tel.emit(body.NAME, attrs, call_id="c", turn_id="t", content=content)
         samples.append(pc() - t0)
         if i % 1000 == 999:
             tel.flush()  # keep the queue short, as a real session would
@@ -109,10 +123,13 @@ def main() -> None:
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        emit = [bench_emit(home, args.emits) for _ in range(args.runs)]
-        print(f"emit overhead: median {statistics.median(m for m, _ in emit):.1f} us, "
-              f"p99 {statistics.median(p for _, p in emit):.1f} us "
-              f"({args.emits} emits x {args.runs} runs)")
+        for label, body in (("decision, short command", DECISION),
+                            ("result, long command + 4 KB output at tier 1", RESULT)):
+            emit = [bench_emit(home, args.emits, body) for _ in range(args.runs)]
+            print(f"emit overhead ({label}): median "
+                  f"{statistics.median(m for m, _ in emit):.1f} us, "
+                  f"p99 {statistics.median(p for _, p in emit):.1f} us "
+                  f"({args.emits} emits x {args.runs} runs)")
         rates = [bench_write(home, args.events, r) for r in range(args.runs)]
         print(f"journal write (chain, 512/txn): median {statistics.median(rates):,.0f} events/s "
               f"({args.events} events x {args.runs} runs)")
