@@ -35,6 +35,7 @@ from corral.sandbox.seccomp import bpf_fd, build_bpf
 if TYPE_CHECKING:
     from corral.sandbox.feedback import Violation
 
+PROXY_SOCKET = "/dev/corral/proxy.sock"  # inside the sandbox (/dev is bwrap's own tmpfs)
 _MINIMAL_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -119,6 +120,7 @@ class Sandbox:
         self.weaker_mode: str | None = None
         self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else (shutil.which("bwrap") or "")
         self._bpf: bytes | None = None
+        self._strict_bpf: bytes | None = None
         self._static = normalise(list(plan.entries))
         self._roots = [e.path for e in self._static
                        if e.access is Access.WRITE and e.path != Path("/")]
@@ -149,7 +151,14 @@ class Sandbox:
                 )
                 return
         try:
-            self._bpf = build_bpf(plan.network.mode, plan.corral_home / "state" / "seccomp")
+            cache = plan.corral_home / "state" / "seccomp"
+            if plan.network.mode is NetworkMode.PROXY:
+                # outer filter lets proxyinit reach the proxy socket; the command gets the
+                # strict proxy filter stacked on top (no AF_UNIX socket())
+                self._bpf = build_bpf(plan.network.mode, cache, allow_unix=True)
+                self._strict_bpf = build_bpf(plan.network.mode, cache)
+            else:
+                self._bpf = build_bpf(plan.network.mode, cache)
         except CorralError as exc:
             self._weaker_or_refuse("no-seccomp", exc.message, exc.hint or "")
 
@@ -338,7 +347,15 @@ class Sandbox:
             "--new-session", "--cap-drop", "ALL", "--hostname", "corral-sandbox",
         ]
         chdir = str(Path(cwd) if cwd is not None else self.plan.cwd)
-        return [*head, *lay.args, "--chdir", chdir, "--", *argv], lay
+        extra: list[str] = []
+        net_plan = self.plan.network
+        if net_plan.mode is NetworkMode.PROXY and net_plan.proxy_socket is not None:
+            extra = ["--dir", "/dev/corral", "--bind", str(net_plan.proxy_socket), PROXY_SOCKET]
+            ports = [a for p in net_plan.bridge_ports for a in ("--port", str(p))]
+            # -I -S: stdlib only, nothing from the workspace or PYTHON* variables can shadow it
+            argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("proxyinit.py")),
+                    *ports, "--to", PROXY_SOCKET, "--bpf-fd", "{strict}", "--", *argv]
+        return [*head, *lay.args, *extra, "--chdir", chdir, "--", *argv], lay
 
     def spawn(
         self,
@@ -362,6 +379,10 @@ class Sandbox:
             fd = bpf_fd(self._bpf)
             fds = (fd,)
             cmd = [cmd[0], "--seccomp", str(fd), *cmd[1:]]
+            if self._strict_bpf is not None:
+                sfd = bpf_fd(self._strict_bpf)
+                fds = (fd, sfd)
+                cmd = [str(sfd) if a == "{strict}" else a for a in cmd]
         try:
             proc = SandboxedProcess(
                 cmd, env=env, pass_fds=fds,

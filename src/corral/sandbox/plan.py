@@ -38,12 +38,19 @@ WEAKER_MODES = ("no-seccomp", "unsandboxed")
 
 @dataclass(frozen=True)
 class NetworkPlan:
-    """Network access for the sandbox. ``proxy`` mode will bind-mount ``proxy_socket`` into the
-    sandbox and add ``proxy_env`` (HTTP(S)_PROXY etc.); it is refused until netproxy lands."""
+    """Network access for the sandbox.
+
+    ``proxy`` mode needs a running managed proxy listening on the unix socket ``proxy_socket``
+    (host path). It is bind-mounted into the sandbox, and a bridge inside listens on 127.0.0.1 at
+    each of ``bridge_ports`` and relays to it. ``proxy_env`` (HTTP(S)_PROXY, ALL_PROXY, ...,
+    pointing at those ports) is added to the command's environment. ``allow_domains`` and
+    ``deny_domains`` are for the proxy's policy; the sandbox only records them.
+    """
 
     mode: NetworkMode = NetworkMode.NONE
     proxy_socket: Path | None = None
     proxy_env: Mapping[str, str] = field(default_factory=dict)
+    bridge_ports: tuple[int, ...] = (3128, 1080)
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
 
@@ -107,11 +114,15 @@ def build_plan(
     else:
         mode = NetworkMode(network) if network is not None else (prof.network or NetworkMode.NONE)
         net = NetworkPlan(mode=mode)
-    if net.mode is NetworkMode.PROXY or net.allow_domains or net.deny_domains:
+    if net.mode is NetworkMode.PROXY and net.proxy_socket is None:
         raise CorralError(
-            "sandbox", "network mode 'proxy' and --allow-domain/--deny-domain are not available "
-            "yet (the managed network proxy is not built in this version)",
-            "use --network none or --network host",
+            "sandbox", "network mode 'proxy' needs the managed proxy's unix socket "
+            "(NetworkPlan.proxy_socket)", "start corral.netproxy.Proxy with Listen(unix=...)",
+        )
+    if (net.allow_domains or net.deny_domains) and net.mode is not NetworkMode.PROXY:
+        raise CorralError(
+            "sandbox", "--allow-domain/--deny-domain only apply with --network proxy",
+            "add --network proxy",
         )
     tmp_env = tmpdir if tmpdir is not None else os.environ.get("TMPDIR")
     ctx = ResolveContext(

@@ -55,8 +55,12 @@ def _load_pyseccomp() -> Any:
     return pyseccomp
 
 
-def _spec_key(mode: NetworkMode) -> str:
-    spec = repr((FILTER_VERSION, mode.value, ALWAYS_DENIED, sorted(SOCKET_FAMILIES[mode]),
+def _families(mode: NetworkMode, allow_unix: bool) -> frozenset[int]:
+    return SOCKET_FAMILIES[mode] | ({AF_UNIX} if allow_unix else set())
+
+
+def _spec_key(mode: NetworkMode, allow_unix: bool) -> str:
+    spec = repr((FILTER_VERSION, mode.value, ALWAYS_DENIED, sorted(_families(mode, allow_unix)),
                  AF_MAX, TIOCSTI, TIOCLINUX, os.uname().machine))
     import hashlib
 
@@ -64,13 +68,14 @@ def _spec_key(mode: NetworkMode) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def build_bpf(mode: NetworkMode, cache_dir: Path | None = None) -> bytes:
+def build_bpf(mode: NetworkMode, cache_dir: Path | None = None, allow_unix: bool = False
+              ) -> bytes:
     """The filter for ``mode`` as raw BPF (what ``bwrap --seccomp`` reads).
 
     Compiling imports libseccomp and takes ~20 ms, so the result is cached in ``cache_dir``
     (under $CORRAL_HOME, which sandboxed commands can neither read nor write).
     """
-    cached = cache_dir / f"{_spec_key(mode)}.bpf" if cache_dir is not None else None
+    cached = cache_dir / f"{_spec_key(mode, allow_unix)}.bpf" if cache_dir is not None else None
     if cached is not None:
         try:
             data = cached.read_bytes()
@@ -78,7 +83,7 @@ def build_bpf(mode: NetworkMode, cache_dir: Path | None = None) -> bytes:
                 return data
         except OSError:
             pass
-    data = _compile(mode)
+    data = _compile(mode, allow_unix)
     if cached is not None:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +95,7 @@ def build_bpf(mode: NetworkMode, cache_dir: Path | None = None) -> bytes:
     return data
 
 
-def _compile(mode: NetworkMode) -> bytes:
+def _compile(mode: NetworkMode, allow_unix: bool) -> bytes:
     sc = _load_pyseccomp()
     eperm = sc.ERRNO(errno.EPERM)
     f = sc.SyscallFilter(sc.ALLOW)
@@ -101,7 +106,7 @@ def _compile(mode: NetworkMode) -> bytes:
             continue  # syscall unknown on this architecture
     for cmd in (TIOCSTI, TIOCLINUX):
         f.add_rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd))
-    allowed = SOCKET_FAMILIES[mode]
+    allowed = _families(mode, allow_unix)
     for fam in range(AF_MAX):
         if fam not in allowed:
             f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, fam))

@@ -1,0 +1,92 @@
+"""``proxy`` network mode: the only way out is a unix socket bridged to loopback inside the
+sandbox. A fake proxy (a unix-socket HTTP responder started by the test) stands in for
+corral.netproxy, so this tests the sandbox's plumbing, not the proxy's policy."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from corral.sandbox import NetworkPlan
+from corral.sandbox.profiles import NetworkMode
+from tests.sandbox.conftest import Box
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fake_proxy(tmp_path: Path) -> tuple[Path, list[bytes]]:
+    path = tmp_path / "proxy.sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen()
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            head = conn.recv(4096)
+            seen.append(head.split(b"\r\n", 1)[0])
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nvia-proxy")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield path, seen
+    srv.close()
+
+
+def _plan(sock: Path) -> NetworkPlan:
+    env = {"http_proxy": "http://127.0.0.1:3128", "HTTP_PROXY": "http://127.0.0.1:3128"}
+    return NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock, proxy_env=env)
+
+
+FETCH = ("import urllib.request as u\n"
+         "print(u.urlopen('http://pypi.example/simple/', timeout=5).read().decode())")
+
+
+def test_requests_go_through_the_proxy_socket(box: Box,
+                                              fake_proxy: tuple[Path, list[bytes]]) -> None:
+    sock, seen = fake_proxy
+    r = box.py(FETCH, network=_plan(sock))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "via-proxy"
+    assert seen == [b"GET http://pypi.example/simple/ HTTP/1.1"]
+
+
+def test_command_cannot_use_unix_sockets_or_the_host_network(
+        box: Box, fake_proxy: tuple[Path, list[bytes]]) -> None:
+    sock, seen = fake_proxy
+    host = socket.socket()
+    host.bind(("127.0.0.1", 0))
+    host.listen()
+    port = host.getsockname()[1]
+    code = (
+        "import socket, errno, os\n"
+        "try:\n    socket.socket(socket.AF_UNIX).connect('/dev/corral/proxy.sock'); print('unix ok')\n"
+        "except OSError as e:\n    print('unix', errno.errorcode[e.errno])\n"
+        f"try:\n    socket.create_connection(('127.0.0.1', {port}), 2); print('host ok')\n"
+        "except OSError as e:\n    print('host', errno.errorcode.get(e.errno, e))\n"
+        "try:\n    open(f'/proc/{os.getppid()}/mem', 'rb'); print('mem ok')\n"
+        "except OSError as e:\n    print('mem', errno.errorcode[e.errno])\n"
+    )
+    try:
+        r = box.py(code, network=_plan(sock))
+    finally:
+        host.close()
+    assert "unix EPERM" in r.stdout, r.stdout + r.stderr
+    assert "host ECONNREFUSED" in r.stdout  # nothing listens there inside the netns
+    assert "mem ok" not in r.stdout
+    assert seen == []
+
+
+def test_exit_status_and_missing_command(box: Box, fake_proxy: tuple[Path, list[bytes]]) -> None:
+    sock, _ = fake_proxy
+    assert box.sh("exit 9", network=_plan(sock)).returncode == 9
+    r = box.sh("exec /nonexistent-cmd", network=_plan(sock))
+    assert r.returncode == 127
