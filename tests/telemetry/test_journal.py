@@ -236,3 +236,15 @@ def test_cli_verify_exit_codes_and_message(home: Path) -> None:
 def test_verify_finds_the_key_beside_the_journal(home: Path) -> None:
     fill(home, 3)
     assert Journal(journal_file(home)).verify().ok
+
+
+def test_corrupt_journal_refuses_a_new_session(home: Path) -> None:
+    fill(home, 3)
+    path = journal_file(home)
+    data = bytearray(path.read_bytes())
+    data[:16] = b"not a database!!"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorralError, match="cannot open journal"):
+        Telemetry.open(None, "s-after-corruption")
+    res = Journal(path).verify()
+    assert not res.ok and "corrupt" in res.problems[0].message

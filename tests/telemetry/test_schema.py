@@ -120,3 +120,21 @@ def test_traceparent_parser_never_crashes(text: str) -> None:
 
     out = parse_traceparent(text)
     assert out is None or (len(out[0]) == 32 and len(out[1]) == 16)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("/home/u/.corral/rules/default.rules:12", ("rule", "/home/u/.corral/rules/default.rules:12")),
+    ("heuristic:safe_read_only", ("heuristic", "heuristic:safe_read_only")),
+    ("unparsed", ("heuristic", "unparsed")),
+    ("requirements", ("requirements", None)),
+    ("automated_reviewer", ("automated_reviewer", None)),
+    ("user", ("user", None)),
+    ("hook", ("hook", None)),
+])
+def test_decision_from_shared_provenance(source: str, expected: tuple) -> None:
+    from corral.types import Provenance
+
+    ev = ToolDecision.from_provenance("shell", "forbidden", Provenance(source, "because"),
+                                      command_line="rm -rf /")
+    assert (ev.source, ev.rule) == expected and ev.rationale == "because"
+    assert validate(ev.NAME, ev.attributes()) is None

@@ -126,6 +126,27 @@ class ToolDecision(EventBody):
     command_line: str | None = opt(
         "process.command_line", doc="command line (secrets redacted)", redact=True)
 
+    @classmethod
+    def from_provenance(cls, tool_name: str, decision: str, provenance: Any,
+                        command_line: str | None = None) -> ToolDecision:
+        """Build from a ``corral.types.Provenance`` (``"<file>:<line>"``, ``"heuristic:<name>"``,
+        ``"requirements"``, ``"unparsed"``, ``"automated_reviewer"``, ``"user"``, ``"hook"``)."""
+        src = str(provenance.source)
+        rule: str | None = None
+        if src in DECISION_SOURCES:
+            source = src
+        elif src.startswith("heuristic:") or src == "unparsed":
+            source, rule = "heuristic", src
+        elif _RULE_REF.match(src):
+            source, rule = "rule", src
+        else:
+            source, rule = "heuristic", src
+        return cls(tool_name=tool_name, decision=decision, source=source, rule=rule,
+                   rationale=provenance.justification, command_line=command_line)
+
+
+_RULE_REF = re.compile(r"^.+:\d+$")
+
 
 @dataclass(frozen=True)
 class ToolResult(EventBody):
