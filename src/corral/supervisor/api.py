@@ -1,0 +1,199 @@
+"""The session's local API: a unix socket, authenticated with a per-session token.
+
+Hooks and wrappers (inside or outside the sandbox) reach the supervisor only through this socket.
+Every request goes through the same pipeline as ``corral exec``; nothing here writes the journal
+or grants except through the pipeline, and requests cannot name arbitrary events.
+
+Protocol: one JSON object per line, each answered by one JSON object per line::
+
+    {"token": "...", "op": "ping" | "decide" | "exec" | "event", ...}
+    {"ok": true, ...}  |  {"ok": false, "error": "corral: <control>: <reason>"}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import secrets
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from corral.supervisor.pipeline import Pipeline
+
+MAX_REQUEST_BYTES = 1024 * 1024
+# Events a hook may report; decisions and results of actions come from the pipeline itself.
+REPORTABLE_EVENTS = ("agent.user_prompt", "agent.tool.result", "agent.mcp.call")
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    # The default backlog of 5 refuses (EAGAIN) a burst of concurrent hook calls.
+    request_queue_size = 256
+    daemon_threads = True
+
+
+class SessionAPI:
+    """Serves one session's pipeline on ``socket_path`` until ``stop()``."""
+
+    def __init__(self, pipeline: Pipeline, socket_path: Path, token: str | None = None) -> None:
+        self.pipeline = pipeline
+        self.socket_path = socket_path
+        self.token = token or secrets.token_urlsafe(32)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "ping": self._ping, "decide": self._decide, "exec": self._exec, "event": self._event,
+        }
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a client needs to reach this session."""
+        return {"CORRAL_SUPERVISOR_SOCKET": str(self.socket_path),
+                "CORRAL_SUPERVISOR_TOKEN": self.token}
+
+    def start(self) -> None:
+        api = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                if _peer_uid(self.connection) != os.getuid():
+                    self._send({"ok": False, "error": "corral: supervisor: peer is another user"})
+                    return
+                while True:
+                    line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
+                    if not line:
+                        return
+                    if len(line) > MAX_REQUEST_BYTES:
+                        self._send({"ok": False, "error": "corral: supervisor: request too large"})
+                        return
+                    self._send(api.handle_line(line))
+
+            def _send(self, reply: dict[str, Any]) -> None:
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+                self.wfile.flush()
+
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        old = os.umask(0o177)
+        try:
+            server = _Server(str(self.socket_path), Handler)
+        finally:
+            os.umask(old)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="corral-session-api",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def handle_line(self, line: bytes) -> dict[str, Any]:
+        from corral.errors import CorralError
+
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return {"ok": False, "error": "corral: supervisor: request is not JSON"}
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "corral: supervisor: request is not a JSON object"}
+        token = req.get("token")
+        if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
+            return {"ok": False, "error": "corral: supervisor: bad or missing session token"}
+        op = self._ops.get(str(req.get("op")))
+        if op is None:
+            return {"ok": False, "error": f"corral: supervisor: unknown op {req.get('op')!r}"}
+        try:
+            return {"ok": True, **op(req)}
+        except CorralError as exc:
+            return {"ok": False, "error": exc.line()}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": f"corral: supervisor: bad request: {exc}"}
+
+    def _argv_cwd(self, req: dict[str, Any]) -> tuple[list[str], Path]:
+        from corral.errors import CorralError
+
+        argv = req["argv"]
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv must be a non-empty list of strings")
+        cwd = Path(req.get("cwd") or self.pipeline.plan.cwd).resolve()
+        roots = [self.pipeline.plan.cwd, *self.pipeline.plan.writable_roots]
+        if not any(cwd == r or cwd.is_relative_to(r) for r in roots):
+            raise CorralError("supervisor", f"cwd {cwd} is outside this session's workspace")
+        return argv, cwd
+
+    def _ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"session_id": self.pipeline.telemetry.session_id}
+
+    def _decide(self, req: dict[str, Any]) -> dict[str, Any]:
+        argv, cwd = self._argv_cwd(req)
+        gate = self.pipeline.decide(argv, cwd)
+        return {"allowed": gate.allowed, "decision": gate.decision, "verdict": gate.verdict,
+                "message": gate.message, "call_id": gate.call_id}
+
+    def _exec(self, req: dict[str, Any]) -> dict[str, Any]:
+        argv, cwd = self._argv_cwd(req)
+        gate = self.pipeline.decide(argv, cwd)
+        if not gate.allowed:
+            return {"ran": False, "exit_code": gate.exit_code, "message": gate.message,
+                    "decision": gate.decision, "verdict": gate.verdict}
+        out = self.pipeline.execute(gate, capture=True)
+        return {"ran": True, "exit_code": out.exit_code, "decision": gate.decision,
+                "verdict": gate.verdict, "stdout": (out.stdout or b"").decode("utf-8", "replace"),
+                "stderr": out.stderr or "", "violations": out.violations}
+
+    def _event(self, req: dict[str, Any]) -> dict[str, Any]:
+        from corral.errors import CorralError
+
+        name = req.get("name")
+        if name not in REPORTABLE_EVENTS:
+            raise CorralError("supervisor", f"event {name!r} cannot be reported through the API")
+        attrs = req.get("attributes") or {}
+        if not isinstance(attrs, dict):
+            raise ValueError("attributes must be an object")
+        content = req.get("content")
+        ev = self.pipeline.telemetry.emit(str(name), attrs, call_id=req.get("call_id"),
+                                          content=content if isinstance(content, dict) else None)
+        return {"event_id": ev.id}
+
+
+def call(op: str, *, socket_path: str | None = None, token: str | None = None,
+         timeout: float = 600.0, **fields: Any) -> dict[str, Any]:
+    """Client side: one request to the session named by the environment (or the arguments)."""
+    path = socket_path or os.environ.get("CORRAL_SUPERVISOR_SOCKET")
+    tok = token or os.environ.get("CORRAL_SUPERVISOR_TOKEN")
+    if not path or not tok:
+        from corral.errors import CorralError
+
+        raise CorralError("supervisor", "no supervisor session (CORRAL_SUPERVISOR_SOCKET unset)")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps({"token": tok, "op": op, **fields}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    reply: dict[str, Any] = json.loads(buf)
+    return reply
