@@ -114,7 +114,11 @@ class Telemetry:
         if sink is None and export and cfg is not None:
             from corral.telemetry.otlp import exporter_from_config
 
-            sink = exporter_from_config(cfg)
+            try:
+                sink = exporter_from_config(cfg)
+            except CorralError:
+                writer.close()
+                raise
         tel = cls(writer, session_id=sid, agent=agent, agent_version=agent_version, tier=tier,
                   tier_source=tier_source, user=_user(), host=socket.gethostname(), sink=sink)
         if sink is not None and hasattr(sink, "on_drop"):
