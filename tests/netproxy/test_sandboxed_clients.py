@@ -90,7 +90,7 @@ def test_clients_inside_sandbox_through_bridge(
     sock = tmp_path / "proxy.sock"
     inp = PolicyInputs(domains={"web.test": "allow", "denied.test": "deny"},
                        allow_local=[f"web.test:{port}"])
-    proxy, events = make_proxy(inp, listen=Listen(http=None, socks=None, unix=str(sock)),
+    _, events = make_proxy(inp, listen=Listen(http=None, socks=None, unix=str(sock)),
                                resolver=fake_dns)
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
     env = proxy_env(3128, 1080)

@@ -22,6 +22,7 @@ from corral.netproxy.addresses import (
 )
 from corral.netproxy.decide import AskCallback, NetworkQuestion, SessionAsker
 from corral.netproxy.policy import READ_ONLY_METHODS, NetworkPolicy
+from corral.netproxy.timeouts import within as _within
 
 log = logging.getLogger("corral.netproxy")
 
@@ -202,7 +203,7 @@ class Gate:
             addrs = [host.ip]
         else:
             try:
-                addrs = await asyncio.wait_for(
+                addrs = await _within(
                     self._resolve(host.name, port), self._connect_timeout
                 )
             except (OSError, TimeoutError, UnicodeError):
@@ -214,7 +215,7 @@ class Gate:
         last: Exception | None = None
         for ip in addrs:
             try:
-                return await asyncio.wait_for(self._connect(ip, port), self._connect_timeout)
+                return await _within(self._connect(ip, port), self._connect_timeout)
             except (OSError, TimeoutError) as exc:
                 last = exc
         detail = f"connection to {host.name}:{port} failed: {type(last).__name__}"

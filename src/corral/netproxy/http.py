@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from corral.netproxy.gate import Blocked, Gate, Target
 from corral.netproxy.relay import relay
+from corral.netproxy.timeouts import within as _within
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HOP_BY_HOP = {
@@ -59,7 +60,7 @@ _REASONS = {
 async def read_head(reader: asyncio.StreamReader, limits: Limits, timeout: float) -> Head | None:
     """Read one message head; None on clean EOF before any byte."""
     try:
-        raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        raw = await _within(reader.readuntil(b"\r\n\r\n"), timeout)
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
             return None
@@ -108,7 +109,7 @@ def _framing(head: Head, is_request: bool) -> tuple[str, int]:
 
 async def _copy_exact(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int, t: float) -> None:
     while n > 0:
-        chunk = await asyncio.wait_for(r.read(min(n, 1 << 18)), t)
+        chunk = await _within(r.read(min(n, 1 << 18)), t)
         if not chunk:
             raise ConnectionError("peer closed mid-body")
         w.write(chunk)
@@ -118,7 +119,7 @@ async def _copy_exact(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int, 
 
 async def _copy_chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter, t: float) -> None:
     while True:
-        line = await asyncio.wait_for(r.readuntil(b"\r\n"), t)
+        line = await _within(r.readuntil(b"\r\n"), t)
         size_text = line[:-2].split(b";", 1)[0].strip()
         if not size_text or len(size_text) > 16 or any(
             c not in b"0123456789abcdefABCDEF" for c in size_text
@@ -128,7 +129,7 @@ async def _copy_chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter, t: flo
         w.write(line)
         if size == 0:
             while True:  # trailers, then the empty line
-                trailer = await asyncio.wait_for(r.readuntil(b"\r\n"), t)
+                trailer = await _within(r.readuntil(b"\r\n"), t)
                 w.write(trailer)
                 if trailer == b"\r\n":
                     await w.drain()
@@ -145,7 +146,7 @@ async def _copy_body(
     elif kind == "chunked":
         await _copy_chunked(r, w, t)
     elif kind == "close":
-        while chunk := await asyncio.wait_for(r.read(1 << 18), t):
+        while chunk := await _within(r.read(1 << 18), t):
             w.write(chunk)
             await w.drain()
 

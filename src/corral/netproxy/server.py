@@ -23,6 +23,7 @@ from corral.netproxy.gate import Connector, DecisionHook, Gate, Resolver
 from corral.netproxy.http import HttpHandler, Limits, error_response
 from corral.netproxy.policy import NetworkPolicy
 from corral.netproxy.socks import SocksHandler
+from corral.netproxy.timeouts import within as _within
 
 log = logging.getLogger("corral.netproxy")
 
@@ -233,7 +234,7 @@ class Proxy:
         client = _fmt(peer) if isinstance(peer, tuple) and len(peer) >= 2 else "unix"
         try:
             try:
-                first = await asyncio.wait_for(reader.read(1), self.limits.head_timeout)
+                first = await _within(reader.read(1), self.limits.head_timeout)
             except TimeoutError:
                 writer.write(error_response(408, "corral: network: request not received in time"))
                 return
@@ -258,7 +259,7 @@ class Proxy:
             self.stats.tasks.discard(task)
             with contextlib.suppress(Exception):
                 if not writer.transport.is_closing():
-                    await asyncio.wait_for(writer.drain(), 1.0)
+                    await _within(writer.drain(), 1.0)
             writer.close()
 
 

@@ -12,6 +12,7 @@ import ipaddress
 
 from corral.netproxy.gate import Blocked, Gate
 from corral.netproxy.relay import relay
+from corral.netproxy.timeouts import within as _within
 
 REP_OK = 0x00
 REP_FAILURE = 0x01
@@ -37,7 +38,7 @@ class SocksHandler:
         self.credentials = credentials
 
     async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes:
-        return await asyncio.wait_for(reader.readexactly(n), self.timeout)
+        return await _within(reader.readexactly(n), self.timeout)
 
     async def serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None

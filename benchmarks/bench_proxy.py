@@ -1,0 +1,253 @@
+"""Managed network proxy benchmark: corral's proxy vs a direct connection vs srt's proxy.
+
+Everything runs on loopback, each party in its own process (backend, proxy, client):
+
+1. bulk: SIZE bytes (default 1 GiB) through one CONNECT tunnel; MB/s, median of RUNS.
+2. setup: 2,000 sequential new tunnels (connect, CONNECT, 200, one echo round trip) vs the same
+   round trip direct; median added latency.
+3. concurrent: 200 tunnels held open at once, each moving PER_TUNNEL bytes; aggregate MB/s.
+4. http: sequential keep-alive GETs forwarded by the proxy vs direct; requests/s and added
+   median latency.
+
+Usage: .venv/bin/python benchmarks/bench_proxy.py [--size-mib 1024] [--runs 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CHUNK = 1 << 20
+
+BACKEND = r"""
+import asyncio, sys
+BLOCK = b"x" * (1 << 20)
+RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+async def handle(r, w):
+    try:
+        line = await r.readline()
+        if line.startswith(b"SEND "):
+            n = int(line.split()[1])
+            while n > 0:
+                w.write(BLOCK[: min(n, len(BLOCK))])
+                n -= min(n, len(BLOCK))
+                await w.drain()
+        elif line.startswith(b"ECHO"):
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        elif line.startswith(b"GET "):
+            while True:
+                while (h := await r.readline()) not in (b"\r\n", b""):
+                    pass
+                if not h:
+                    break
+                w.write(RESP)
+                await w.drain()
+                line = await r.readline()
+                if not line:
+                    break
+    except ConnectionError:
+        pass
+    finally:
+        w.close()
+
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def start(cmd: list[str], *, from_stderr: bool = False) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    stream = proc.stderr if from_stderr else proc.stdout
+    assert stream is not None
+    line = stream.readline()
+    if from_stderr:  # "corral: network: proxy listening http=http://127.0.0.1:PORT"
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+    else:
+        port = int(line.strip())
+    return proc, port
+
+
+def open_tunnel(proxy_port: int | None, backend: int) -> socket.socket:
+    if proxy_port is None:
+        return socket.create_connection(("127.0.0.1", backend))
+    s = socket.create_connection(("127.0.0.1", proxy_port))
+    s.sendall(f"CONNECT 127.0.0.1:{backend} HTTP/1.1\r\nHost: 127.0.0.1:{backend}\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("proxy closed the tunnel")
+        buf += chunk
+    if not buf.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(buf.decode(errors="replace"))
+    return s
+
+
+def bulk(proxy_port: int | None, backend: int, size: int) -> float:
+    s = open_tunnel(proxy_port, backend)
+    buf = bytearray(CHUNK)
+    t0 = time.perf_counter()
+    s.sendall(f"SEND {size}\n".encode())
+    got = 0
+    while got < size:
+        n = s.recv_into(buf)
+        if not n:
+            break
+        got += n
+    dt = time.perf_counter() - t0
+    s.close()
+    assert got == size, (got, size)
+    return size / dt / 1e6
+
+
+def setup_latency(proxy_port: int | None, backend: int, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s = open_tunnel(proxy_port, backend)
+        s.sendall(b"ECHO\nx")
+        s.recv(1)
+        out.append(time.perf_counter() - t0)
+        s.close()
+    return out
+
+
+async def _one_concurrent(proxy_port: int | None, backend: int, per: int, gate: asyncio.Event) -> int:
+    r, w = await asyncio.open_connection("127.0.0.1", proxy_port or backend)
+    if proxy_port is not None:
+        w.write(f"CONNECT 127.0.0.1:{backend} HTTP/1.1\r\n\r\n".encode())
+        head = await r.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+    await gate.wait()  # all tunnels open before anyone transfers
+    w.write(f"SEND {per}\n".encode())
+    got = 0
+    while chunk := await r.read(1 << 18):
+        got += len(chunk)
+    w.close()
+    return got
+
+
+async def concurrent(proxy_port: int | None, backend: int, count: int, per: int) -> float:
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(_one_concurrent(proxy_port, backend, per, gate))
+             for _ in range(count)]
+    await asyncio.sleep(0.5)
+    t0 = time.perf_counter()
+    gate.set()
+    got = await asyncio.gather(*tasks)
+    dt = time.perf_counter() - t0
+    assert all(g == per for g in got), got[:5]
+    return sum(got) / dt / 1e6
+
+
+def http_requests(proxy_port: int | None, backend: int, n: int) -> list[float]:
+    s = socket.create_connection(("127.0.0.1", proxy_port or backend))
+    target = f"http://127.0.0.1:{backend}/" if proxy_port else "/"
+    req = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{backend}\r\n\r\n".encode()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s.sendall(req)
+        buf = b""
+        while not buf.endswith(b"ok"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            buf += chunk
+        out.append(time.perf_counter() - t0)
+    s.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tunnels", type=int, default=2000)
+    ap.add_argument("--concurrent", type=int, default=200)
+    ap.add_argument("--per-tunnel-mib", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--quick", action="store_true", help="small sizes, to check the script works")
+    a = ap.parse_args()
+    if a.quick:
+        a.size_mib, a.runs, a.tunnels, a.concurrent, a.per_tunnel_mib, a.requests = 64, 1, 200, 50, 1, 200
+    py = sys.executable
+    procs = []
+    try:
+        be, backend = start([py, "-c", BACKEND])
+        procs.append(be)
+        corral, cport = start(
+            [str(Path(py).parent / "corral"), "proxy", "--no-config", "--listen", "127.0.0.1:0",
+             "--allow", "127.0.0.1", "--allow-local", "127.0.0.1:*"], from_stderr=True)
+        procs.append(corral)
+        srt_port = None
+        if (ROOT / ".tools/node/node_modules/@anthropic-ai/sandbox-runtime").is_dir():
+            srt, srt_port = start(["node", str(HERE / "srt_proxy.mjs")])
+            procs.append(srt)
+        parties: list[tuple[str, int | None]] = [("direct", None), ("corral", cport)]
+        if srt_port:
+            parties.append(("srt", srt_port))
+        size = a.size_mib << 20
+        print(f"# bench_proxy: {os.cpu_count()} cpus, python {sys.version.split()[0]}, "
+              f"bulk {a.size_mib} MiB x {a.runs}, {a.tunnels} tunnels, {a.concurrent} concurrent x "
+              f"{a.per_tunnel_mib} MiB, {a.requests} HTTP requests")
+        results: dict[str, dict[str, float]] = {}
+        for name, port in parties:
+            r: dict[str, float] = {}
+            r["bulk_MBps"] = statistics.median(bulk(port, backend, size) for _ in range(a.runs))
+            lat = setup_latency(port, backend, a.tunnels)
+            r["setup_median_ms"] = statistics.median(lat) * 1e3
+            r["setup_p99_ms"] = sorted(lat)[int(len(lat) * 0.99) - 1] * 1e3
+            r["concurrent_MBps"] = asyncio.run(
+                concurrent(port, backend, a.concurrent, a.per_tunnel_mib << 20))
+            if name != "srt":  # srt's proxy is only compared on tunnels
+                req = http_requests(port, backend, a.requests)
+                r["http_rps"] = len(req) / sum(req)
+                r["http_median_ms"] = statistics.median(req) * 1e3
+            results[name] = r
+            print(name, {k: round(v, 3) for k, v in r.items()}, flush=True)
+        d, c = results["direct"], results["corral"]
+        print("\n| measure | direct | corral | srt | corral vs direct |")
+        print("|---|---|---|---|---|")
+        s = results.get("srt", {})
+
+        def row(label: str, key: str, fmt: str, cmp: str) -> None:
+            sv = format(s[key], fmt) if key in s else "n/a"
+            print(f"| {label} | {format(d[key], fmt)} | {format(c[key], fmt)} | {sv} | {cmp} |")
+
+        row("1 tunnel bulk, MB/s", "bulk_MBps", ".0f", f"{c['bulk_MBps'] / d['bulk_MBps']:.0%}")
+        row("new tunnel + echo, median ms", "setup_median_ms", ".3f",
+            f"+{c['setup_median_ms'] - d['setup_median_ms']:.3f} ms")
+        row("new tunnel + echo, p99 ms", "setup_p99_ms", ".3f", "")
+        row(f"{a.concurrent} concurrent tunnels, MB/s", "concurrent_MBps", ".0f",
+            f"{c['concurrent_MBps'] / d['concurrent_MBps']:.0%}")
+        row("HTTP keep-alive GET, req/s", "http_rps", ".0f", f"{c['http_rps'] / d['http_rps']:.0%}")
+        row("HTTP keep-alive GET, median ms", "http_median_ms", ".3f",
+            f"+{c['http_median_ms'] - d['http_median_ms']:.3f} ms")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
