@@ -134,13 +134,13 @@ def word_value(node: Any) -> tuple[str, int, bool]:
     if t == "ansi_c_string":
         return _ansi_c(_dec(node.text)[2:-1]), STATIC, False
     if t in ("string", "translated_string"):
-        parts = []
         for child in node.named_children:
-            if child.type == "string_content":
-                parts.append(_unescape_dquoted(_dec(child.text)))
-            else:
+            if child.type != "string_content":
                 return _snip(node), QUOTED_UNKNOWN, False
-        return "".join(parts), STATIC, False
+        # from the source text: tree-sitter leaves some whitespace out of string_content nodes
+        raw = _dec(node.text)
+        start = 2 if raw.startswith('$"') else 1
+        return _unescape_dquoted(raw[start:-1]), STATIC, False
     if t == "concatenation":
         parts = []
         kind = STATIC
@@ -205,6 +205,9 @@ _LEAVES = frozenset({"word", "raw_string", "number", "variable_name", "string_co
                      "heredoc_content", "extglob_pattern"})
 _FAST_TOKEN = re.compile(
     r" +|(&&|\|\||[|;&])|((?:[A-Za-z0-9_./:,+=\-]|'[^'\n]*'|\"[^\"$`\\\n]*\")+)")
+_FAST_PLAIN = re.compile(r"[A-Za-z0-9_./:,+=\- |&;]*\Z")
+_FAST_PLAIN_TOKENS = re.compile(r"&&|\|\||[|;&]|[^ |;&]+")
+_FAST_OPS = frozenset({"&&", "||", "|", ";", "&"})
 _FAST_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _RESERVED = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done",
                        "case", "esac", "function", "select", "time", "coproc", "in", "!", "{",
@@ -223,6 +226,23 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
     commands: list[tuple[str, ...]] = []
     cur: list[str] = []
     last_op = ""
+    if _FAST_PLAIN.match(script):  # no quotes at all: one findall
+        for tok in _FAST_PLAIN_TOKENS.findall(script):
+            if tok in _FAST_OPS:
+                if tok == "&" or not cur:
+                    return None
+                commands.append(tuple(cur))
+                cur = []
+                last_op = tok
+            elif not cur and ("=" in tok or tok in _RESERVED):
+                return None
+            else:
+                cur.append(tok)
+        if cur:
+            commands.append(tuple(cur))
+        elif last_op and last_op != ";":
+            return None
+        return commands if commands else None
     pos = 0
     n = len(script)
     while pos < n:
