@@ -96,3 +96,10 @@ def test_writer_thread_failure_of_any_kind_fails_closed(home: Path) -> None:
         tel.emit_event(UserPrompt(prompt="x"), wait=True)
     with pytest.raises(CorralError):
         tel.close()
+
+
+def test_bad_tier_and_checkpoint_interval_are_refused(home: Path) -> None:
+    with pytest.raises(CorralError, match="content tier must be 0, 1 or 2"):
+        Telemetry.open(None, "s", tier=3)
+    with pytest.raises(CorralError, match="checkpoint_every must be a positive integer"):
+        Telemetry.open(make_cfg(home, {"telemetry": {"checkpoint_every": "often"}}), "s")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from corral.errors import CorralError
-from corral.telemetry.content import apply_tier, resolve_tier
+from corral.telemetry.content import TIERS, apply_tier, resolve_tier
 from corral.telemetry.journal import DEFAULT_CHECKPOINT_EVERY, JournalWriter, journal_file
 from corral.telemetry.keys import load_or_create_signing_key
 from corral.telemetry.schema import Event, EventBody, TelemetryDrop, validate
@@ -97,12 +97,17 @@ class Telemetry:
         if tier is None:
             tier, tier_source = resolve_tier(cfg)
         else:
+            if tier not in TIERS or isinstance(tier, bool):
+                raise CorralError("telemetry", f"content tier must be 0, 1 or 2, got {tier!r}")
             tier_source = "argument"
             forced = cfg.requirements.get("telemetry.content_tier") if cfg else None
             if forced is not None and forced != tier:
-                tier, tier_source = int(forced), "requirements"
+                tier, tier_source = resolve_tier(cfg)
         every = checkpoint_every or (cfg.get("telemetry.checkpoint_every") if cfg else None) \
             or DEFAULT_CHECKPOINT_EVERY
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise CorralError("telemetry", f"telemetry.checkpoint_every must be a positive "
+                              f"integer, got {every!r}")
         path = journal_path or journal_file(home)
         key = load_or_create_signing_key(home)
         try:
