@@ -98,3 +98,13 @@ def test_missing_journal_is_one_clear_line(home: Path) -> None:
     assert out.stderr.strip().startswith("corral: telemetry: no journal at")
     out = corral(home, "log", "verify")
     assert out.returncode == 1 and "no journal at" in out.stderr
+
+
+def test_last_n_sessions(home: Path) -> None:
+    for i in range(3):
+        session(f"sess-{i}", f"prompt {i}")
+    out = corral(home, "log", "--last", "2")
+    assert "session sess-0" not in out.stdout
+    assert "session sess-1" in out.stdout and "session sess-2" in out.stdout
+    js = corral(home, "log", "--json", "--last", "1")
+    assert {json.loads(line)["session_id"] for line in js.stdout.splitlines()} == {"sess-2"}

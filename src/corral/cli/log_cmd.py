@@ -35,6 +35,9 @@ def show(
     session: Annotated[str | None, typer.Option("--session", help="Only this session.")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
+    last: Annotated[
+        int | None, typer.Option("--last", min=1, help="Only the last N sessions.")
+    ] = None,
     journal: _JournalOpt = None,
 ) -> None:
     """Timeline per session: each prompt, then each action with its decision, source and result."""
@@ -48,31 +51,36 @@ def show(
     path = _journal_path(journal)
     j = Journal(path)
     console = Console(highlight=False)
-    last = 0
+    head = j.last_seq()  # --follow prints what is committed after this
+    sessions = [session] if session else [s for s, _, _ in j.sessions()]
+    if last is not None and not session:
+        sessions = sessions[-last:]
     if as_json:
-        for ev in j.events(session):
-            print(to_json_line(ev))
-            last = ev.seq or last
+        if session or last is None:  # journal order
+            for ev in j.events(session, until_seq=head):
+                print(to_json_line(ev))
+        else:
+            for sid in sessions:
+                for ev in j.events(sid, until_seq=head):
+                    print(to_json_line(ev))
     else:
-        sessions = [session] if session else [s for s, _, _ in j.sessions()]
         for sid in sessions:
-            evs = list(j.events(sid))
-            tree = session_tree(evs)
+            tree = session_tree(j.events(sid, until_seq=head))
             if tree is None:
                 console.print(f"no events for session {sid}")
                 continue
             console.print(tree)
-            last = max(last, max(ev.seq or 0 for ev in evs))
         if not sessions:
             console.print("journal is empty")
     if not follow:
         return
     sys.stdout.flush()
+    seen = head
     try:
         while True:
             time.sleep(0.25)
-            for ev in j.events(session, after_seq=last):
-                last = ev.seq or last
+            for ev in j.events(session, after_seq=seen):
+                seen = ev.seq or seen
                 if as_json:
                     print(to_json_line(ev), flush=True)
                 else:

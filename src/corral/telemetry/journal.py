@@ -245,20 +245,31 @@ class Journal:
                               hint="nothing has been recorded under this CORRAL_HOME yet")
         return connect(self.path, readonly=True)
 
-    def events(self, session_id: str | None = None, after_seq: int = 0) -> Iterator[Event]:
+    def events(self, session_id: str | None = None, after_seq: int = 0,
+               until_seq: int | None = None) -> Iterator[Event]:
+        """Events in journal order, optionally of one session and within (after, until]."""
         conn = self._conn()
+        until = until_seq if until_seq is not None else 2**62
         try:
             if session_id is None:
-                cur = conn.execute("SELECT body FROM events WHERE seq > ? ORDER BY seq",
-                                   (after_seq,))
+                cur = conn.execute("SELECT body FROM events WHERE seq > ? AND seq <= ? "
+                                   "ORDER BY seq", (after_seq, until))
             else:
                 cur = conn.execute(
-                    "SELECT body FROM events WHERE session_id = ? AND seq > ? ORDER BY seq",
-                    (session_id, after_seq))
+                    "SELECT body FROM events WHERE session_id = ? AND seq > ? AND seq <= ? "
+                    "ORDER BY seq", (session_id, after_seq, until))
             for (body,) in cur:
                 yield Event.from_record(json.loads(body))
         finally:
             conn.close()
+
+    def last_seq(self) -> int:
+        conn = self._conn()
+        try:
+            row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
+        finally:
+            conn.close()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def sessions(self) -> list[tuple[str, int, int]]:
         """(session id, first time ns, event count) for each session, oldest first."""
