@@ -258,12 +258,10 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
             cur = []
             last_op = op
         elif word is not None:
-            if not cur and ("=" in word or word in _RESERVED):
-                return None
+            if not cur and ("=" in word or word in _RESERVED or "'" in word or '"' in word):
+                return None  # quoted command names: tree-sitter's reading differs, let it decide
             value = _FAST_QUOTED.sub(lambda q: q.group(0)[1:-1], word) if (
                 "'" in word or '"' in word) else word
-            if not cur and not value:
-                return None
             cur.append(value)
     if cur:
         commands.append(tuple(cur))
