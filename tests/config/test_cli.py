@@ -95,6 +95,16 @@ def test_doctor_reports_each_control(env):
     r = env.cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)}
     assert "corral home" in checks and checks["corral home"]["ok"]
+    for name in ("bubblewrap", "user namespaces", "seccomp", "landlock"):
+        assert name in checks, name
     assert "keyring" in checks and "requirements" in checks
     assert r.returncode in (0, 1)
     assert r.returncode == (0 if all(c["ok"] or not c["required"] for c in checks.values()) else 1)
+
+
+def test_help_lists_every_command_group(env):
+    r = env.cli("--help")
+    assert r.returncode == 0
+    for cmd in ("exec", "demo", "sandbox", "policy", "log", "config", "trust", "untrust",
+                "doctor"):
+        assert f"  {cmd} " in r.stdout or f"  {cmd}\n" in r.stdout, cmd
