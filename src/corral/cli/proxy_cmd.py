@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
         events: Annotated[
             bool, typer.Option("--events", help="Print one JSON line per decision to stderr.")
         ] = False,
+        mitm: Annotated[
+            bool,
+            typer.Option("--mitm", help="Intercept HTTPS for limited-mode hosts (CA under "
+                         "$CORRAL_HOME/proxy-ca)."),
+        ] = False,
         no_config: Annotated[
             bool, typer.Option("--no-config", help="Ignore config; use only these flags.")
         ] = False,
@@ -100,7 +105,15 @@ def register(app: typer.Typer) -> None:
             socks=_addr(socks_listen, "--socks-listen") if socks_listen else None,
             unix=str(unix) if unix else None,
         )
-        p = Proxy(policy, ask_tty if ask else None, on_decision=on_decision, listen=lst)
+        interceptor = None
+        if mitm:
+            from corral.netproxy.mitm import Mitm
+
+            interceptor = Mitm.default()
+            print(f"corral: network: HTTPS interception on; clients must trust "
+                  f"{interceptor.bundle()}", file=sys.stderr)
+        p = Proxy(policy, ask_tty if ask else None, on_decision=on_decision, listen=lst,
+                  mitm=interceptor)
 
         async def run() -> None:
             ep = await p.start_servers()

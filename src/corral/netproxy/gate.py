@@ -180,11 +180,10 @@ class Gate:
 
     def check_method(self, target: Target, method: str, client: str | None = None) -> None:
         """For requests inside an intercepted tunnel: enforce limited mode per request."""
+        name, port, proto = target.host.name, target.port, target.protocol
         if target.limited and method.upper() not in READ_ONLY_METHODS:
-            raise self._deny(
-                target.host.name, target.port, target.protocol, method, client,
-                "method_not_allowed", "policy",
-            )
+            raise self._deny(name, port, proto, method, client, "method_not_allowed", "policy")
+        self.emit(NetworkDecision(name, port, proto, method, "allow", "policy", "limited", client))
 
     def _check_address(
         self, host: Host, ip: IPAddress, port: int, protocol: str, method: str | None,

@@ -247,7 +247,11 @@ class HttpHandler:
                 await writer.drain()
                 return
             except Blocked as b:
-                writer.write(blocked_response(b, "http"))
+                if b.reason in ("connect_failed", "resolve_failed"):
+                    writer.write(error_response(502, f"corral: network: {b.detail}",
+                                                [("x-corral-block", b.reason)]))
+                else:
+                    writer.write(blocked_response(b, "http"))
                 await writer.drain()
                 return
             if not keep:

@@ -221,7 +221,7 @@ def network_rules(entries: Iterable[tuple[str, str | None, str, str]]) -> list[D
 
 def rule_entries(rules: Iterable[Any]) -> list[tuple[str, str | None, str, str]]:
     """Adapt ``corral.rules`` NetworkRule objects (host, protocol, decision, source)."""
-    out = []
+    out: list[tuple[str, str | None, str, str]] = []
     for r in rules:
         decision = getattr(r.decision, "value", r.decision)
         out.append((str(r.host), str(r.protocol), str(decision), str(r.source or "rules")))
