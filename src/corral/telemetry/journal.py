@@ -9,6 +9,7 @@ someone who recomputed the whole chain.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -147,6 +148,8 @@ class JournalWriter:
         self._pub = public_hex(key.public_key())
         self.checkpoint_every = checkpoint_every
         self._conn = connect(path)
+        with contextlib.suppress(OSError):  # best effort: never readable by other users
+            os.chmod(path.parent, 0o700)
         self._conn.executescript(_SCHEMA)
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('journal_id', ?)",
                            (str(uuid.uuid4()),))
@@ -297,6 +300,7 @@ class Journal:
             res.problems.append(Problem(None, None, f"cannot open journal: {exc}"))
             return res
         try:
+            conn.execute("BEGIN")  # one snapshot for checkpoints and records
             _verify(conn, public_key, res)
         except sqlite3.DatabaseError as exc:
             res.problems.append(Problem(None, None, f"database is corrupt or unreadable: {exc}"))
@@ -385,8 +389,3 @@ def _verify(conn: sqlite3.Connection, pub: Ed25519PublicKey | None, res: VerifyR
 
 def journal_file(home: Path) -> Path:
     return home / "journal" / "journal.db"
-
-
-def ensure_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
