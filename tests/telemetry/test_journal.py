@@ -248,3 +248,28 @@ def test_corrupt_journal_refuses_a_new_session(home: Path) -> None:
         Telemetry.open(None, "s-after-corruption")
     res = Journal(path).verify()
     assert not res.ok and "corrupt" in res.problems[0].message
+
+
+def test_verify_while_a_session_is_writing_has_no_false_alarms(home: Path) -> None:
+    tel = Telemetry.open(None, "busy", checkpoint_every=50)
+    tel.emit("agent.custom.tick", {"i.n": -1}, wait=True)
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            tel.emit("agent.custom.tick", {"i.n": i})
+            i += 1
+            if i % 100 == 0:
+                tel.flush()
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        results = [verify(home) for _ in range(15)]
+    finally:
+        stop.set()
+        t.join()
+        tel.close()
+    assert all(r.ok for r in results), [r.problems for r in results if not r.ok][:1]
+    assert results[-1].records > results[0].records
