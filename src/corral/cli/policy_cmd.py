@@ -113,6 +113,46 @@ def test_cmd(
         raise typer.Exit(1)
 
 
+@policy_app.command("replay")
+def replay_cmd(
+    rules: Annotated[list[Path], _RULES_OPT],
+    journal: Annotated[
+        Path | None, typer.Option("--journal", help="Journal database (default: $CORRAL_HOME's).")
+    ] = None,
+    approval_policy: Annotated[
+        str, typer.Option("--approval-policy", help="untrusted | on-request | on-failure | never")
+    ] = "on-request",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
+) -> None:
+    """Re-decide past shell commands from the journal with new rules; list what would change."""
+    import json
+
+    from corral.errors import CorralError
+    from corral.paths import corral_home
+    from corral.rules import APPROVAL_POLICIES, load_policy
+    from corral.rules.replay import replay
+    from corral.telemetry.journal import Journal, journal_file
+
+    if approval_policy not in APPROVAL_POLICIES:
+        raise CorralError("rules", f"unknown approval policy {approval_policy!r}",
+                          "use one of " + ", ".join(APPROVAL_POLICIES))
+    policy = load_policy(None, list(rules), include_configured=False)
+    if policy.load_errors:
+        raise CorralError("rules", f"cannot replay with a broken rules file: {policy.load_errors[0]}")
+    result = replay(Journal(journal or journal_file(corral_home())).events(), policy,
+                    approval_policy)
+    if as_json:
+        print(json.dumps({"checked": result.checked, "changes": [c.__dict__ for c in result.changes],
+                          "unreadable": [list(u) for u in result.unreadable]}, ensure_ascii=False))
+        return
+    for change in result.changes:
+        print(change.line())
+    for seq, text in result.unreadable:
+        print(f"#{seq} cannot split the recorded command line: {text}")
+    print(f"{len(result.changes)} of {result.checked} recorded command(s) would be decided "
+          "differently", file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``corral policy`` to the root app."""
     app.add_typer(policy_app, name="policy")
