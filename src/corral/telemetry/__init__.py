@@ -1,13 +1,23 @@
-"""corral.telemetry: event schema v1, content tiers and redaction, the hash-chained journal with
-signed checkpoints, and OTLP export (see docs/events.md).
+"""corral.telemetry: event schema v1, content tiers and redaction, the journal (SQLite, hash chain,
+signed checkpoints), OTLP export (HTTP protobuf/JSON, gRPC) and process stamping.
+See docs/events.md.
 
 Public surface::
 
     tel = Telemetry.open(cfg, session_id, agent="codex", agent_version="0.169.0")
-    tel.emit("agent.tool.decision", {...}, call_id="c1", wait=True)   # or tel.emit_event(ToolDecision(...))
-    tel.close()
-    Journal(path).verify(load_public_key(home)) -> VerifyResult
+    tel.emit_event(SessionStart.from_summary(summary, approval_policy=..., config_sources=...))
+    tel.emit_event(UserPrompt(prompt=text), turn_id=turn)
+    tel.emit_event(ToolDecision.from_provenance("shell", "approved", provenance, cmdline),
+                   call_id=call, turn_id=turn, wait=True)   # committed before approving
+    env.update(tel.stamp_env(call))                           # CORRAL_SESSION_ID, CORRAL_CALL_ID, TRACEPARENT
+    tel.emit("agent.tool.result", {...}, call_id=call, content={"output": out})
+    tel.close()                                               # final signed checkpoint
+
+    Journal(path).verify() -> VerifyResult(ok, problems=[Problem(seq, event_id, message)])
     Journal(path).events(session_id=None)
+
+Every ``emit`` raises ``CorralError("telemetry", ...)`` once the journal cannot be written: the
+caller must then stop approving actions.
 """
 
 from corral.telemetry.api import Telemetry
