@@ -106,8 +106,8 @@ def whole_process(ws: Path, home: Path, runs: int) -> dict[str, list[float]]:
     cases: dict[str, list[str]] = {
         "python -c pass (floor)": [sys.executable, "-c", "pass"],
         "corral sandbox -- true": [str(CORRAL), "sandbox", "--", "true"],
-        "typer-free path (cli_fast.main)": [
-            sys.executable, "-c", "import sys; from corral.sandbox.cli_fast import main; "
+        "typer-free path (sandbox_fast.main)": [
+            sys.executable, "-c", "import sys; from corral.cli.sandbox_fast import main; "
             "sys.exit(main(['sandbox', '--', 'true']))"],
     }
     if CODEX_NATIVE.exists():
@@ -148,7 +148,7 @@ def main() -> None:
         whole = whole_process(ws, home, args.runs)
         report("Whole process (fresh process each run)", whole)
         med = {k: statistics.median(v) for k, v in whole.items()}
-        for label in ("corral sandbox -- true", "typer-free path (cli_fast.main)"):
+        for label in ("corral sandbox -- true", "typer-free path (sandbox_fast.main)"):
             ours = med[label]
             if "codex sandbox -- true (native)" in med:
                 print(f"{label} / codex: {ours / med['codex sandbox -- true (native)']:.2f}x "

@@ -62,13 +62,14 @@ def test_writable_root_flag_and_read_only_profile(box: Box) -> None:
     assert r.returncode != 0 and not (box.ws / "x").exists()
 
 
-def test_proxy_and_domains_refused_with_one_line(box: Box) -> None:
-    for args in (["--network", "proxy"], ["--allow-domain", "example.com"]):
+def test_domain_flags_need_proxy_mode_and_valid_patterns(box: Box) -> None:
+    for args, word in ((["--allow-domain", "example.com"], "--network proxy"),
+                       (["--network", "proxy", "--allow-domain", "ex*ample.com"], "pattern")):
         r = _cli(box, "sandbox", *args, "--", "true")
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("corral: sandbox: ")
-        assert "proxy" in lines[0]
+        assert len(lines) == 1 and lines[0].startswith("corral: "), r.stderr
+        assert word in lines[0]
     r = _cli(box, "sandbox", "--network", "wifi", "--", "true")
     assert r.returncode == 2 and "none, proxy or host" in r.stderr
 
@@ -157,20 +158,20 @@ def test_danger_full_access_runs_without_bwrap(box: Box) -> None:
     (["sandbox", "--network"], None),
 ])
 def test_fast_path_parser(argv: list[str], expected: object) -> None:
-    from corral.sandbox.cli_fast import parse
+    from corral.cli.sandbox_fast import parse
 
     assert parse(argv) == expected
 
 
 def test_fast_path_runs_like_the_full_cli(box: Box) -> None:
-    code = ("import sys; from corral.sandbox.cli_fast import main; "
+    code = ("import sys; from corral.cli.sandbox_fast import main; "
             "sys.exit(main(sys.argv[1:]))")
     env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
                CORRAL_SYSTEM_DIR=str(box.home / "no-system"))
     env.pop("TMPDIR", None)
     (box.ws / ".git" / "hooks").mkdir(parents=True)
     for args in (["sandbox", "--", "sh", "-c", "cat; echo x > .git/hooks/h; exit 5"],
-                 ["sandbox", "--network", "proxy", "--", "true"]):
+                 ["sandbox", "--deny-domain", "example.com", "--", "true"]):
         fast = subprocess.run([sys.executable, "-c", code, *args], cwd=box.ws, env=env,
                               input="in\n", capture_output=True, text=True, timeout=60)
         full = _cli(box, *args, stdin="in\n")

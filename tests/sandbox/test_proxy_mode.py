@@ -90,3 +90,43 @@ def test_exit_status_and_missing_command(box: Box, fake_proxy: tuple[Path, list[
     assert box.sh("exit 9", network=_plan(sock)).returncode == 9
     r = box.sh("exec /nonexistent-cmd", network=_plan(sock))
     assert r.returncode == 127
+
+
+def test_cli_network_proxy_with_the_real_managed_proxy(box: Box, tmp_path: Path) -> None:
+    """`corral sandbox --network proxy` starts corral.netproxy on a private unix socket; allowed
+    domains pass, others get the proxy's 403, and nothing is reachable around it."""
+    import functools
+    import http.server
+    import os
+    import subprocess
+    import sys
+
+    from tests.sandbox.conftest import require_tool
+
+    require_tool("curl")
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "hello.txt").write_text("hello via corral proxy\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    port = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    (box.corral_home / "config.toml").write_text(
+        f'[network]\nallow_local = ["localhost:{port}"]\n')
+    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
+               CORRAL_SYSTEM_DIR=str(box.home / "no-system"))
+    url = f"http://localhost:{port}/hello.txt"
+    script = (f"curl -sS --max-time 10 --noproxy '' {url}; "
+              f"curl -sS --max-time 10 --noproxy '' -o /dev/null -w '%{{http_code}}\\n' "
+              f"http://denied.example/; "
+              f"curl -sS --max-time 3 --noproxy '*' {url} || echo direct-blocked")
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "corral", "sandbox", "--network", "proxy",
+             "--allow-domain", "localhost", "--", "sh", "-c", script],
+            cwd=box.ws, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        httpd.shutdown()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["hello via corral proxy", "403", "direct-blocked"], r.stdout
+    assert not list((box.corral_home / "state").glob("proxy-*"))  # private socket dir removed

@@ -44,9 +44,8 @@ def sandbox(
     ] = None,
 ) -> None:
     from corral.cli.common import load_effective_config
+    from corral.cli.sandbox_fast import run_sandbox
     from corral.errors import CorralError
-    from corral.sandbox import Sandbox, plan_from_config
-    from corral.sandbox.cli_fast import run_plan
 
     if network is not None and network not in ("none", "proxy", "host"):
         raise CorralError("sandbox", f"--network must be none, proxy or host, got {network!r}")
@@ -61,8 +60,7 @@ def sandbox(
     if profile is not None:
         flags["default_permissions"] = ("--profile", profile)
     cfg = load_effective_config(ctx, workdir, flags)
-    plan = plan_from_config(
-        cfg, workdir, profile=profile, writable_roots=writable_root or (), network=network,
-        allow_domains=allow_domain or (), deny_domains=deny_domain or (),
-    )
-    raise typer.Exit(run_plan(Sandbox(plan), cmd, workdir))
+    raise typer.Exit(run_sandbox(
+        cfg, workdir, cmd, profile=profile, writable_roots=writable_root or (),
+        network=network, allow_domains=allow_domain or (), deny_domains=deny_domain or (),
+    ))

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from corral.sandbox.envpolicy import EnvPolicy, build_env
 from corral.sandbox.launcher import Sandbox, SandboxedProcess, SandboxResult
-from corral.sandbox.plan import NetworkPlan, SandboxPlan, build_plan, plan_from_config
+from corral.sandbox.plan import (
+    NetworkPlan,
+    SandboxPlan,
+    build_plan,
+    network_mode,
+    plan_from_config,
+)
 from corral.sandbox.profiles import Access, NetworkMode
 
 __all__ = [
     "Access", "EnvPolicy", "NetworkMode", "NetworkPlan", "Sandbox", "SandboxPlan",
     "SandboxResult", "SandboxedProcess", "Violation", "build_env", "build_plan",
-    "explain_stderr", "plan_from_config",
+    "explain_stderr", "network_mode", "plan_from_config",
 ]
 
 

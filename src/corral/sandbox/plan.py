@@ -199,6 +199,19 @@ def _list(value: Any, key: str) -> list[str]:
     return list(value)
 
 
+def network_mode(cfg: ConfigLike, profile: str | None = None, network: str | None = None
+                 ) -> NetworkMode:
+    """--network flag > the profile's own network.mode > sandbox.network > none."""
+    name = profile or str(cfg.get("default_permissions", ":workspace"))
+    try:
+        if network:
+            return NetworkMode(network)
+        return (resolve_profile(name, cfg.get("permissions", {}) or {}).network
+                or NetworkMode(cfg.get("sandbox.network") or "none"))
+    except ValueError as exc:
+        raise CorralError("sandbox", f"network mode: {exc}", "use none, proxy or host") from None
+
+
 def plan_from_config(
     cfg: ConfigLike,
     cwd: str | Path | None = None,
@@ -208,8 +221,10 @@ def plan_from_config(
     network: str | None = None,
     allow_domains: Sequence[str] = (),
     deny_domains: Sequence[str] = (),
+    proxy: NetworkPlan | None = None,
 ) -> SandboxPlan:
-    """Plan from the layered config. ``profile``/``network`` are explicit flag values: a
+    """Plan from the layered config. ``proxy`` is the running managed proxy's plan, used when the
+    resolved network mode is ``proxy`` (see ``network_mode``). ``profile``/``network`` are explicit flag values: a
     profile that requirements do not allow is refused (never silently replaced)."""
     reqs = cfg.requirements
     allowed = reqs.get("allowed_permission_profiles")
@@ -223,14 +238,13 @@ def plan_from_config(
             f"(set by {reqs.source_of('allowed_permission_profiles')})",
             f"allowed: {', '.join(map(str, allowed))}",
         )
-    # --network flag > the profile's own network.mode > sandbox.network > none
     user_profiles = cfg.get("permissions", {}) or {}
-    try:
-        mode = NetworkMode(network) if network else (
-            resolve_profile(name, user_profiles).network
-            or NetworkMode(cfg.get("sandbox.network") or "none"))
-    except ValueError as exc:
-        raise CorralError("sandbox", f"network mode: {exc}", "use none, proxy or host") from None
+    mode = network_mode(cfg, name, network)
+    if proxy is not None and mode is NetworkMode.PROXY:
+        net = proxy
+    else:
+        net = NetworkPlan(mode=mode, allow_domains=tuple(allow_domains),
+                          deny_domains=tuple(deny_domains))
     weaker = _list(cfg.get("sandbox.allow_weaker"), "sandbox.allow_weaker")
     src = ""
     origin_fn = getattr(cfg, "origin", None)
@@ -241,8 +255,7 @@ def plan_from_config(
         name, cwd,
         writable_roots=[*_list(cfg.get("sandbox.writable_roots"), "sandbox.writable_roots"),
                         *writable_roots],
-        network=NetworkPlan(mode=mode, allow_domains=tuple(allow_domains),
-                            deny_domains=tuple(deny_domains)),
+        network=net,
         deny_read=_list(cfg.get("filesystem.deny_read"), "filesystem.deny_read"),
         enforced_deny_read=list(reqs.deny_read),
         env_policy=EnvPolicy.from_table(cfg.get("shell_environment_policy")),

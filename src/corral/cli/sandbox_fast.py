@@ -9,7 +9,9 @@ also produces the usage errors. Wire it in before importing ``corral.cli.app``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 _ROOT_OPTS = {"-c": "config", "--config": "config", "--profile": "profile"}
 _SB_OPTS = {
@@ -81,7 +83,6 @@ def main(argv: list[str]) -> int | None:
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
     from corral.config import load_config
     from corral.errors import CorralError
-    from corral.sandbox import Sandbox, plan_from_config
 
     def one(key: str) -> str | None:
         v = opts.get(key)
@@ -102,18 +103,38 @@ def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str])
                       profile=root_profile, flags=flags)
     for warning in cfg.warnings:
         print(f"corral: warning: {warning}", file=sys.stderr)
-    plan = plan_from_config(
-        cfg, workdir, profile=profile, writable_roots=[Path(p) for p in
-                                                       opts.get("writable_root", [])],
-        network=network, allow_domains=opts.get("allow_domain", []),
-        deny_domains=opts.get("deny_domain", []),
-    )
-    return run_plan(Sandbox(plan), cmd, workdir)
+    return run_sandbox(cfg, workdir, cmd, profile=profile,
+                       writable_roots=[Path(p) for p in opts.get("writable_root", [])],
+                       network=network, allow_domains=opts.get("allow_domain", []),
+                       deny_domains=opts.get("deny_domain", []))
+
+
+def run_sandbox(cfg: Any, workdir: Path, cmd: list[str], *, profile: str | None,
+                writable_roots: Sequence[Path], network: str | None,
+                allow_domains: Sequence[str], deny_domains: Sequence[str]) -> int:
+    """Plan, start the managed proxy if the network mode is ``proxy``, run, report."""
+    from corral.errors import CorralError
+    from corral.sandbox import NetworkMode, Sandbox, network_mode, plan_from_config
+
+    def plan(proxy: Any = None) -> Any:
+        return plan_from_config(cfg, workdir, profile=profile, writable_roots=writable_roots,
+                                network=network, allow_domains=allow_domains,
+                                deny_domains=deny_domains, proxy=proxy)
+
+    if network_mode(cfg, profile, network) is not NetworkMode.PROXY:
+        if allow_domains or deny_domains:
+            raise CorralError("sandbox", "--allow-domain/--deny-domain only apply with "
+                              "--network proxy", "add --network proxy")
+        return run_plan(Sandbox(plan()), cmd, workdir)
+    from corral.cli.sandbox_net import managed_proxy
+
+    with managed_proxy(cfg, allow_domains, deny_domains) as net:
+        return run_plan(Sandbox(plan(net)), cmd, workdir)
 
 
 def run_plan(sb: object, cmd: list[str], workdir: Path) -> int:
     """Run and report, shared with the typer command: weaker-mode warning, violations, status."""
-    from corral.sandbox.launcher import Sandbox
+    from corral.sandbox import Sandbox
 
     assert isinstance(sb, Sandbox)
     plan = sb.plan
