@@ -394,3 +394,11 @@ def test_root_owned_secrets_hidden(box: Box) -> None:
         pytest.fail("/etc/shadow missing on this host: cannot check root-owned secrets")
     r = box.sh("cat /etc/shadow; echo rc=$?")
     assert "root:" not in r.stdout and "rc=0" not in r.stdout
+
+
+def test_background_processes_do_not_outlive_the_run(box: Box) -> None:
+    marker = box.ws / "late"
+    r = box.sh(f"(sleep 1; touch {marker}) & echo started")
+    assert "started" in r.stdout
+    time.sleep(1.5)
+    assert not marker.exists()
