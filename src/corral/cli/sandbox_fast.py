@@ -138,6 +138,9 @@ def run_plan(sb: object, cmd: list[str], workdir: Path) -> int:
 
     assert isinstance(sb, Sandbox)
     plan = sb.plan
+    if plan.full_access:
+        print(f"corral: sandbox: warning: profile {plan.profile} runs the command without a "
+              "sandbox", file=sys.stderr)
     if sb.weaker_mode is not None:
         where = f" in {plan.allow_weaker_source}" if plan.allow_weaker_source else ""
         print(f"corral: sandbox: warning: running in weaker mode '{sb.weaker_mode}' "

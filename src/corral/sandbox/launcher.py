@@ -131,10 +131,17 @@ class Sandbox:
         if plan.full_access:
             self.weaker_mode = None  # explicit :danger-full-access, not a fallback
             return
+        if sys.platform == "darwin":
+            from corral.sandbox.seatbelt import SANDBOX_EXEC
+
+            if not os.path.exists(SANDBOX_EXEC):
+                self._weaker_or_refuse("unsandboxed", f"{SANDBOX_EXEC} is missing",
+                                       "sandbox-exec ships with macOS")
+            return
         if sys.platform != "linux":
             self._weaker_or_refuse(
-                "unsandboxed", "this platform runs commands under Seatbelt via sandbox-exec, "
-                "which this Linux launcher does not start", "use Linux, or accept 'unsandboxed'",
+                "unsandboxed", f"no sandbox backend for {sys.platform}",
+                "run corral on Linux or macOS",
             )
             return
         if probe:
@@ -339,6 +346,10 @@ class Sandbox:
             raise CorralError("sandbox", "no command given", "corral sandbox -- CMD [ARGS...]")
         if self.plan.full_access or self.weaker_mode == "unsandboxed":
             return list(argv), None
+        if sys.platform == "darwin":
+            from corral.sandbox.seatbelt import command as seatbelt_command
+
+            return seatbelt_command(self.plan, list(argv)), None
         lay = self.layout()
         net = ["--unshare-net"] if self.plan.network.mode is not NetworkMode.HOST else []
         head = [
