@@ -15,9 +15,11 @@ from corral.netproxy import Limits, PolicyInputs
 from .conftest import ProxyFactory, local
 
 
-def exchange(port: int, data: bytes, timeout: float = 5) -> bytes:
+def exchange(port: int, data: bytes, timeout: float = 5, half_close: bool = False) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         out = b""
         try:
             while chunk := s.recv(65536):
@@ -113,3 +115,26 @@ def test_ten_thousand_hostile_requests_leak_nothing(
     assert proxy.stats.active == 0
     assert _fds() <= before + 2, (before, _fds())
     assert b"hello through" in exchange(hp, good)  # still serving
+
+
+def test_socks_fuzz_random_bytes_keep_proxy_serving(
+    web: tuple[int, Path], make_proxy: ProxyFactory
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    port, _ = web
+    proxy, _ = make_proxy(local(port), limits=Limits(head_timeout=0.3))
+    assert proxy.endpoints and proxy.endpoints.socks
+    sp = proxy.endpoints.socks[1]
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.binary(max_size=40))
+    def one(data: bytes) -> None:
+        out = exchange(sp, b"\x05" + data, timeout=3, half_close=True)
+        assert len(out) < 4096
+
+    one()
+    good = f"GET http://127.0.0.1:{port}/hello.txt HTTP/1.1\r\nConnection: close\r\n\r\n"
+    assert b"hello through" in exchange(proxy.endpoints.http[1], good.encode())  # type: ignore[index]
