@@ -24,7 +24,7 @@ EVERYDAY = [
     "git log --oneline -20",
     "git add -A && git commit -m 'fix: handle rm in docs'",
     "git push origin main",
-    "git push --force-with-lease=main:abc origin main" if False else "git fetch --all",
+    "git fetch --all",
     "git checkout -b feature/x",
     "git stash && git pull --rebase && git stash pop",
     "npm install && npm test",

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 
 from corral.rules.argv import Argv
 from corral.rules.shell import ScriptParse, parse_script
-from corral.rules.wrappers import SHELLS, UNWRAPPERS, basename, git_normalized, shell_script
+from corral.rules.wrappers import (
+    SCRIPT_OPTIONS,
+    SHELLS,
+    UNWRAPPERS,
+    basename,
+    git_normalized,
+    git_script,
+    option_value,
+    shell_script,
+)
 
 MAX_DEPTH = 32
 MAX_ITEMS = 5_000
@@ -93,6 +102,26 @@ def _undecodable(text: str) -> bool:
     return False
 
 
+def _env_split(a: Argv, value: str, depth: int, out: Analysis,
+               queue: deque[tuple[Argv, int, str | None]]) -> None:
+    """``env -S 'cmd args'``: the string is split into words (like a shell, without expansion)."""
+    import shlex
+
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        out.problems.append((display(a), "env -S string does not split"))
+        return
+    # operands after the -S option are appended to the split words
+    idx = next((i for i, t in enumerate(a.tokens) if t.startswith(("-S", "--split-string"))), 0)
+    skip = 2 if a.tokens[idx] in ("-S", "--split-string") else 1
+    rest = a.sub(idx + skip)
+    while len(rest) and rest.known(0) and "=" in rest.tokens[0]:
+        rest = rest.sub(1)
+    if words or len(rest):
+        queue.append((Argv(tuple(words) + rest.tokens), depth + 1, None))
+
+
 def _script(text: str, depth: int, out: Analysis,
             queue: deque[tuple[Argv, int, str | None]]) -> None:
     out.scripted = True
@@ -164,10 +193,34 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
                     _script(a.tokens[i], depth, out, queue)
                     break
             return
+        if name in SCRIPT_OPTIONS or name == "env":
+            names = SCRIPT_OPTIONS.get(name, ("-S", "--split-string"))
+            present, value = option_value(a, names)
+            if present:
+                out.indirect = True
+                out.commands.append(a)
+                if value is None:
+                    out.problems.append((display(a), f"the command run by {name} is computed "
+                                                      "at run time"))
+                elif name == "env":
+                    _env_split(a, value, depth, out, queue)
+                else:
+                    _script(value, depth, out, queue)
+                return
         if name == "git":
             norm, problem = git_normalized(a)
             if problem:
                 out.problems.append((display(a), problem))
+            inner_cmd = git_script(norm or a)
+            if inner_cmd is not None:
+                kind, text = inner_cmd
+                if kind == "script" and text is not None:
+                    _script(text, depth, out, queue)
+                elif kind == "argv":
+                    queue.append(((norm or a).sub(3), depth + 1, None))
+                else:
+                    out.problems.append((display(a), "git runs a command given at run time "
+                                                      "(bisect run / submodule foreach / exec)"))
             # the command as written is judged (allow rules and the safe list see the global
             # options); the normalised form is checked against deny rules as well
             if norm is not None:

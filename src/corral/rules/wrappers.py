@@ -121,10 +121,16 @@ def _find(a: Argv) -> list[Argv] | None:
 
 
 def _watch(a: Argv) -> list[Argv] | None:
+    """watch joins its arguments and runs them with ``sh -c``."""
     i = _skip_options(a, 1, frozenset("nq"), frozenset({"--interval", "--differences"}))
     if i is None:
         return None
-    return [a.sub(i)] if i < len(a) else []
+    rest = a.sub(i)
+    if not len(rest):
+        return []
+    if not rest.fully_static:
+        return None
+    return [Argv(("sh", "-c", " ".join(rest.tokens)))]
 
 
 UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
@@ -145,7 +151,6 @@ UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
     "taskset": _simple("", extra_operands=1),
     "flock": _simple("wEc", ("--timeout", "--conflict-exit-code", "--command"), extra_operands=1),
     "chroot": _simple("", ("--userspec", "--groups"), extra_operands=1),
-    "unbuffer": _simple(""),
     "exec": _simple("a"),
     "builtin": _simple(""),
     "command": _command_builtin,
@@ -153,7 +158,56 @@ UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
     "xargs": _xargs,
     "find": _find,
     "watch": _watch,
+    "busybox": _simple(""),
+    "strace": _simple("abeEIOopPsSuX", ("--output", "--expr", "--attach", "--string-limit",
+                                        "--user", "--env", "--detach-on", "--signal",
+                                        "--trace", "--trace-path", "--status")),
+    "ltrace": _simple("aAeEfnopsSuwx", ("--output", "--align", "--indent", "--library")),
+    "unbuffer": _simple(""),
 }
+
+SCRIPT_OPTIONS: dict[str, tuple[str, ...]] = {
+    # wrappers that take a whole shell command line in an option value
+    "su": ("-c", "--command"),
+    "runuser": ("-c", "--command"),
+    "script": ("-c", "--command"),
+    "flock": ("-c", "--command"),
+}
+
+
+def option_value(a: Argv, names: tuple[str, ...]) -> tuple[bool, str | None]:
+    """(present, value) of the first of ``names`` (``-c V``, ``-cV`` for short, ``--x=V``);
+    value None when it is computed at run time."""
+    for i in range(1, len(a)):
+        if not a.known(i):
+            continue
+        tok = a.tokens[i]
+        for name in names:
+            if tok == name:
+                return True, a.tokens[i + 1] if a.known(i + 1) else None
+            if name.startswith("--") and tok.startswith(name + "="):
+                return True, tok.split("=", 1)[1]
+            if not name.startswith("--") and tok.startswith(name) and len(tok) > len(name):
+                return True, tok[len(name):]
+    return False, None
+
+
+def git_script(norm: Argv) -> tuple[str, str | None] | None:
+    """Shell commands a git subcommand runs: ``submodule foreach CMD``, ``rebase --exec CMD``,
+    ``bisect run CMD...``. (kind, text) with kind "script" or "argv"; text None if dynamic."""
+    t = norm.tokens
+    if len(t) > 2 and t[1] == "submodule" and "foreach" in t:
+        j = t.index("foreach") + 1
+        while j < len(t) and t[j] in ("--recursive", "-q", "--quiet"):
+            j += 1
+        rest = norm.sub(j)
+        return ("script", " ".join(rest.tokens) if rest.fully_static else None) if len(rest) else None
+    if len(t) > 1 and t[1] == "rebase":
+        present, value = option_value(norm, ("--exec", "-x"))
+        return ("script", value) if present else None
+    if len(t) > 3 and t[1] == "bisect" and t[2] == "run":
+        return ("argv", None)
+    return None
 
 
 def git_normalized(a: Argv) -> tuple[Argv | None, str | None]:
