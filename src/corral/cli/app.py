@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "corral.cli.proxy_cmd",
     "corral.cli.log_cmd",
     "corral.cli.config_cmd",
+    "corral.cli.approvals_cmd",
 )
 
 
