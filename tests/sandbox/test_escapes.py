@@ -402,3 +402,14 @@ def test_background_processes_do_not_outlive_the_run(box: Box) -> None:
     assert "started" in r.stdout
     time.sleep(1.5)
     assert not marker.exists()
+
+
+def test_profile_without_root_sees_only_what_it_lists(box: Box) -> None:
+    (box.outside / "data.txt").write_text("outside")
+    profiles = {"tight": {"filesystem": {":minimal": "read", ":cwd": "write"}}}
+    r = box.sh(f"cat {box.outside}/data.txt; ls /root /home 2>&1 | head -3; "
+               "echo ok > here.txt && cat /etc/hostname >/dev/null && echo fine",
+               profile="tight", user_profiles=profiles)
+    assert "outside" not in r.stdout
+    assert "fine" in r.stdout, r.stderr
+    assert (box.ws / "here.txt").read_text() == "ok\n"

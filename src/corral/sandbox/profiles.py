@@ -37,6 +37,8 @@ class NetworkMode(StrEnum):
 
 BUILTIN_PROFILES = (":read-only", ":workspace", ":danger-full-access")
 
+MINIMAL_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+                 "/opt", "/var/lib/dpkg")
 # Special tokens usable as filesystem keys (Codex-compatible names plus ``:cwd``).
 TOKENS = (":root", ":workspace_roots", ":cwd", ":tmpdir", ":slash_tmp", ":minimal")
 
@@ -167,8 +169,10 @@ def _expand_user(pattern: str, ctx: ResolveContext) -> str:
 def expand_pattern(pattern: str, ctx: ResolveContext) -> list[tuple[Path, bool]]:
     """Concrete paths for one filesystem key, each with ``literal`` (False if from a glob)."""
     if pattern.startswith(":"):
-        if pattern in (":root", ":minimal"):
+        if pattern == ":root":
             return [(Path("/"), True)]
+        if pattern == ":minimal":  # what programs need to run, without home or data dirs
+            return [(Path(p), True) for p in MINIMAL_PATHS if os.path.exists(p)]
         if pattern == ":cwd":
             return [(ctx.cwd, True)]
         if pattern == ":workspace_roots":
