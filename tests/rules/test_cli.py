@@ -103,3 +103,10 @@ def test_policy_test_reports_failures(tmp_path: Path, rules: Path) -> None:
     assert f"ok   {rules}" in r.stdout
     assert f"FAIL {bad}:3: not_match example `a b` matches rule `a`" in r.stdout
     assert corral("policy", "test", str(rules)).returncode == 0
+
+
+def test_check_rejects_non_utf8_arguments_like_codex(rules: Path) -> None:
+    proc = subprocess.run([str(CORRAL), "policy", "check", "-r", str(rules), "--", b"\xff", "x"],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.startswith(b"error: invalid UTF-8 was detected in one or more arguments")

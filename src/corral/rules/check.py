@@ -26,6 +26,8 @@ def run_check(
     stdout and the exit code are byte-identical to Codex; on a bad file the first stderr line is
     identical and the cause names ``file:line`` in our own words.
     """
+    if not all(_utf8(a) for a in (*files, *argv)):
+        return 2, "", f"error: invalid UTF-8 was detected in one or more arguments\n\n{USAGE}\n"
     loaded = _load_cached(files, cache_dir) if cache_dir is not None else None
     if loaded is None:
         loaded = _load(files)
@@ -36,6 +38,14 @@ def run_check(
         verb = "read" if err.message.startswith("cannot read") else "parse"
         return 1, "", f"Error: failed to {verb} policy at {path}\n\nCaused by:\n    {err}\n"
     return 0, codex_json(loaded.check(list(argv), resolve_host_executables), pretty) + "\n", ""
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes: the OS gave bytes that are not UTF-8
+        return False
+    return True
 
 
 def _load(files: Sequence[str]) -> Policy | tuple[str, RulesLoadError]:

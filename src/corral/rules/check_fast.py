@@ -120,6 +120,10 @@ def main(args: Sequence[str] | None = None) -> int:
             break
         i += 1
     command = argv[i:]
+    try:
+        "".join(argv).encode("utf-8")
+    except UnicodeEncodeError:
+        files = []  # not UTF-8: the full implementation reports it like codex
     ident = identity(files) if files and command else None
     if ident is not None:
         try:
