@@ -413,3 +413,18 @@ def test_profile_without_root_sees_only_what_it_lists(box: Box) -> None:
     assert "outside" not in r.stdout
     assert "fine" in r.stdout, r.stderr
     assert (box.ws / "here.txt").read_text() == "ok\n"
+
+
+def test_unwritable_workspace_is_not_an_error(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where we cannot create a placeholder (EACCES/EROFS), the command (same uid, no caps)
+    cannot create the protected path either: run anyway instead of crashing."""
+    from corral.sandbox import protected
+
+    assert protected.create_placeholder(Path("/proc/corral-placeholder")) is False
+
+    def denied(path: object, mode: int = 0o777) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(protected.os, "mkdir", denied)
+    r = box.sh("echo ok")
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr

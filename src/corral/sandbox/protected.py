@@ -173,7 +173,9 @@ def remove_placeholder(path: Path) -> None:
 def create_placeholder(path: Path) -> bool:
     try:
         os.mkdir(path, PLACEHOLDER_MODE)
-    except FileExistsError:
+    except OSError:
+        # exists already, or we may not create it here (EACCES, EROFS): then neither can the
+        # sandboxed command, which runs with our uid and no capabilities
         return False
     if (os.lstat(path).st_mode & 0o7777) != PLACEHOLDER_MODE:
         os.chmod(path, PLACEHOLDER_MODE)  # an unusual umask took bits away
