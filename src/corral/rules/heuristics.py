@@ -185,7 +185,8 @@ def dangerous(a: Argv) -> Verdict | None:
         norm, _ = git_normalized(a)
         hit = _git_dangerous((norm or a).tokens[1:])
     elif name == "chmod" and (short & {"R"} or "--recursive" in long) and any(
-            re.fullmatch(r"0?[0-7]?7[0-7]7|[ugoa]*\+[rwxX]*w[rwxX]*|a=rwx|o=rwx", t) for t in args):
+            re.fullmatch(r"[0-7]?[0-7][0-7][2367]|[oa]*\+[rwxXst]*w[rwxXst]*|[ao]=[rwxXst]*w[rwxXst]*"
+                         r"|\+[rwxX]*w[rwxX]*", t) for t in args):
         hit = "chmod_world_writable"
     elif (name == "dd" and any(t.startswith("of=") and _DEVICE.match(t[3:]) for t in args)) or name.startswith("mkfs") or name in ("mke2fs", "wipefs", "fdisk", "sfdisk", "parted",
                                              "sgdisk", "mkswap", "blkdiscard"):
