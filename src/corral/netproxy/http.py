@@ -205,6 +205,15 @@ def blocked_response(b: Blocked, protocol: str) -> bytes:
     return error_response(403, text, [("x-corral-block", b.reason)])
 
 
+Pool = dict[tuple[str, int, bool], tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+
+
+def close_pool(pool: Pool) -> None:
+    for _r, w in pool.values():
+        w.close()
+    pool.clear()
+
+
 class HttpHandler:
     """Serves one client connection: a sequence of proxy requests or one CONNECT tunnel."""
 
@@ -235,13 +244,23 @@ class HttpHandler:
     async def serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None
     ) -> None:
+        pool: Pool = {}
+        try:
+            await self._serve(reader, writer, client, pool)
+        finally:
+            close_pool(pool)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
+        pool: Pool,
+    ) -> None:
         timeout = self.limits.head_timeout
         while True:
             try:
                 head = await read_head(reader, self.limits, timeout)
                 if head is None:
                     return
-                keep = await self._one(head, reader, writer, client)
+                keep = await self._one(head, reader, writer, client, pool)
             except HttpError as exc:
                 writer.write(error_response(exc.status, f"corral: network: {exc.text}"))
                 await writer.drain()
@@ -259,7 +278,7 @@ class HttpHandler:
 
     async def _one(
         self, head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        client: str | None,
+        client: str | None, pool: Pool,
     ) -> bool:
         method_b, target_b, version = head.start
         if not _TOKEN.match(method_b):
@@ -281,7 +300,7 @@ class HttpHandler:
         if method == "CONNECT":
             await self._connect(target_s, reader, writer, client)
             return False
-        return await self._forward(method, target_s, head, reader, writer, client)
+        return await self._forward(method, target_s, head, reader, writer, client, pool=pool)
 
     async def _connect(
         self, authority: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -318,6 +337,7 @@ class HttpHandler:
     async def _forward(
         self, method: str, target_s: str, head: Head, reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter, client: str | None, *, via: Target | None = None,
+        pool: Pool | None = None,
     ) -> bool:
         if via is None:
             if not target_s.lower().startswith("http://"):
@@ -356,40 +376,76 @@ class HttpHandler:
             out.append(k + b": " + v)
         if req_framing[0] == "chunked":
             out.append(b"Transfer-Encoding: chunked")
-        out.append(b"Connection: close")
-        if via is None:
-            up_r, up_w = await self.gate.open(t, client)
-        else:
-            up_r, up_w = await self._mitm_upstream(t, client)
+        out.append(b"Connection: keep-alive" if pool is not None else b"Connection: close")
+        payload = b"\r\n".join(out) + b"\r\n\r\n"
+        key = (t.host.name, t.port, via is not None)
+        up = pool.pop(key, None) if pool is not None else None
+        if up is not None and up[0].at_eof():
+            up[1].close()
+            up = None
+        reused = up is not None
+        if up is None:
+            up = await self._open_upstream(t, via, client)
+        if b"100-continue" in expect and req_framing[0] != "none":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        pooled = False
         try:
-            up_w.write(b"\r\n".join(out) + b"\r\n\r\n")
-            if b"100-continue" in expect and req_framing[0] != "none":
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            await _copy_body(reader, up_w, req_framing, self.limits.idle_timeout)
-            await up_w.drain()
-            while True:
-                resp = await read_head(up_r, self.limits, self.limits.idle_timeout)
-                if resp is None:
-                    raise HttpError(502, "upstream closed without a response")
-                status = resp.start[1]
-                if not status.startswith(b"1") or status == b"101":
-                    break
-                # Interim responses (other than 101) are relayed and the real one follows.
-                writer.write(_emit_head(resp, keep=None))
+            try:
+                resp = await self._exchange(up, payload, reader, req_framing, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, HttpError):
+                if not reused or req_framing[0] != "none":
+                    raise
+                up[1].close()  # a kept-alive upstream went stale: one fresh try, no body to redo
+                up = await self._open_upstream(t, via, client)
+                resp = await self._exchange(up, payload, reader, req_framing, writer)
+            status = resp.start[1]
             if status == b"101":
                 raise HttpError(502, "protocol upgrades are not supported through the proxy")
             no_body = method == "HEAD" or status in (b"204", b"304")
             framing = ("none", 0) if no_body else _framing(resp, is_request=False)
             keep = client_keep and framing[0] != "close"
             writer.write(_emit_head(resp, keep, chunked=framing[0] == "chunked"))
-            await _copy_body(up_r, writer, framing, self.limits.idle_timeout)
+            await _copy_body(up[0], writer, framing, self.limits.idle_timeout)
             await writer.drain()
+            resp_tokens = {
+                tok.strip().lower() for v in resp.get(b"connection") for tok in v.split(b",")
+            }
+            if (keep and pool is not None and framing[0] != "close"
+                    and resp.start[0] == b"HTTP/1.1" and b"close" not in resp_tokens):
+                pool[key] = up
+                pooled = True
             return keep
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError,
                 asyncio.LimitOverrunError) as exc:
             raise HttpError(502, f"upstream error: {type(exc).__name__}") from None
         finally:
-            up_w.close()
+            if not pooled:
+                up[1].close()
+
+    async def _exchange(
+        self, up: tuple[asyncio.StreamReader, asyncio.StreamWriter], payload: bytes,
+        reader: asyncio.StreamReader, req_framing: tuple[str, int], writer: asyncio.StreamWriter,
+    ) -> Head:
+        """Send the request (head and body) and return the final response head."""
+        up_r, up_w = up
+        up_w.write(payload)
+        await _copy_body(reader, up_w, req_framing, self.limits.idle_timeout)
+        await up_w.drain()
+        while True:
+            resp = await read_head(up_r, self.limits, self.limits.idle_timeout)
+            if resp is None:
+                raise HttpError(502, "upstream closed without a response")
+            status = resp.start[1]
+            if not status.startswith(b"1") or status == b"101":
+                return resp
+            writer.write(_emit_head(resp, keep=None))  # interim (1xx) responses are relayed
+
+    async def _open_upstream(
+        self, t: Target, via: Target | None, client: str | None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if via is None:
+            return await self.gate.open(t, client)
+        return await self._mitm_upstream(t, client)
 
     async def _mitm_upstream(
         self, target: Target, client: str | None

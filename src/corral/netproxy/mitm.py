@@ -15,7 +15,7 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import CorralError
 
@@ -156,8 +156,7 @@ async def intercept(
     writer: asyncio.StreamWriter, client: str | None,
 ) -> None:
     """Terminate the client's TLS with a leaf for the target, then serve requests one by one."""
-    from corral.netproxy.gate import Blocked
-    from corral.netproxy.http import HttpError, blocked_response, error_response, read_head
+    from corral.netproxy.http import Pool, close_pool
 
     mitm = handler.mitm
     assert isinstance(mitm, Mitm)
@@ -165,6 +164,20 @@ async def intercept(
         await writer.start_tls(mitm.server_context(target.host.name))
     except (ssl.SSLError, ConnectionError, OSError):
         return  # client refused our certificate: nothing more to say in the clear
+    pool: Pool = {}
+    try:
+        await _serve_tunnel(handler, target, reader, writer, client, pool)
+    finally:
+        close_pool(pool)
+
+
+async def _serve_tunnel(
+    handler: HttpHandler, target: Target, reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter, client: str | None, pool: dict[Any, Any],
+) -> None:
+    from corral.netproxy.gate import Blocked
+    from corral.netproxy.http import HttpError, blocked_response, error_response, read_head
+
     while True:
         try:
             head = await read_head(reader, handler.limits, handler.limits.head_timeout)
@@ -175,7 +188,7 @@ async def intercept(
                 raise HttpError(400, "requests inside a tunnel must be origin-form (/path)")
             keep = await handler._forward(
                 head.start[0].decode("ascii", "replace"), path, head, reader, writer, client,
-                via=target,
+                via=target, pool=pool,
             )
         except HttpError as exc:
             writer.write(error_response(exc.status, f"corral: network: {exc.text}"))
