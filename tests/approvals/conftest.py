@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from corral.approvals import GrantStore
+from tests.rules.conftest import codex_bin  # noqa: F401 - the real codex binary fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 

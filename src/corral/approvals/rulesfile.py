@@ -56,9 +56,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _read(path: Path) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    # Only "\n" ends a line: str.splitlines() would also split on U+2028, U+0085... which a
+    # JSON-quoted token may hold, and rewriting would then corrupt that rule.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def _write(path: Path, lines: list[str]) -> None:

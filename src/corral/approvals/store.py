@@ -238,6 +238,11 @@ def _validate(kind: Kind, scope: Scope, pat: tuple[str, ...], session_id: str | 
         raise refuse(f"unknown granter {granted_by!r}", "expected " + ", ".join(GRANTED_BY))
     if not pat or not all(isinstance(t, str) for t in pat):
         raise refuse("a grant needs a non-empty pattern of strings")
+    try:
+        for t in pat:
+            t.encode("utf-8")
+    except UnicodeEncodeError:
+        raise refuse("a grant pattern must be valid text (it holds a lone surrogate)") from None
     if scope is Scope.SESSION and not session_id:
         raise refuse("a session grant needs the session id")
     if scope is Scope.PROJECT and (not project or not os.path.isabs(project)):
