@@ -49,6 +49,8 @@ def _cached_parse(script: str) -> ScriptParse:
         _script_cache.move_to_end(script)
         return hit
     parsed = parse_script(script)
+    if len(script) > 8192:
+        return parsed  # keep the cache's memory bounded
     _script_cache[script] = parsed
     if len(_script_cache) > _CACHE_SIZE:
         _script_cache.popitem(last=False)

@@ -134,6 +134,7 @@ def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
 
 
 _CACHE_PER_POLICY = 2048
+_CACHE_MAX_ARGV = 8192  # characters; bigger command lines are decided afresh each time
 _decisions: weakref.WeakKeyDictionary[Policy, OrderedDict[tuple[Any, ...], RuntimeDecision]] = (
     weakref.WeakKeyDictionary())
 
@@ -154,6 +155,8 @@ def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request")
         cache.move_to_end(key)
         return hit
     result = _decide(argv, policy, approval_policy)
+    if sum(map(len, argv)) > _CACHE_MAX_ARGV:
+        return result  # keep the cache's memory bounded
     cache[key] = result
     if len(cache) > _CACHE_PER_POLICY:
         cache.popitem(last=False)
