@@ -202,3 +202,23 @@ def test_violation_line_for_blocked_network(box: Box) -> None:
     assert r.returncode == 1
     assert "corral: sandbox: blocked network access (network mode 'none' of profile " \
            ":workspace; use --network host or a profile that allows it)" in r.stderr.splitlines()
+
+
+def test_no_seccomp_weaker_mode(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libseccomp missing (simulated at the seam): refuse unless 'no-seccomp' is accepted, and
+    then still run inside bubblewrap (filesystem and namespaces enforced)."""
+    from corral.sandbox import launcher
+
+    def broken(*a: object, **k: object) -> bytes:
+        raise CorralError("sandbox", "seccomp unavailable: cannot load libseccomp",
+                          "apt-get install libseccomp2")
+
+    monkeypatch.setattr(launcher, "build_bpf", broken)
+    with pytest.raises(CorralError, match="refusing to run without the seccomp filter"):
+        box.sandbox()
+    sb = box.sandbox(allow_weaker=["no-seccomp"])
+    assert sb.weaker_mode == "no-seccomp"
+    r = box.sh(f"grep Seccomp: /proc/self/status; echo x > {box.outside}/f",
+               allow_weaker=["no-seccomp"])
+    assert "Seccomp:\t0" in r.stdout and "Read-only file system" in r.stderr
+    assert not (box.outside / "f").exists()

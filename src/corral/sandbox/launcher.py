@@ -175,8 +175,9 @@ class Sandbox:
         ):
             self.weaker_mode = mode
             return
+        what = "unsandboxed" if mode == "unsandboxed" else "without the seccomp filter"
         raise CorralError(
-            "sandbox", f"refusing to run unsandboxed: {problem}",
+            "sandbox", f"refusing to run {what}: {problem}",
             f"{fix}; or accept a weaker mode with sandbox.allow_weaker = [\"{mode}\"]",
         )
 
@@ -394,6 +395,8 @@ class Sandbox:
                 sfd = bpf_fd(self._strict_bpf)
                 fds = (fd, sfd)
                 cmd = [str(sfd) if a == "{strict}" else a for a in cmd]
+        cmd = ["none" if a == "{strict}" else a for a in cmd]  # accepted weaker 'no-seccomp'
+
         try:
             proc = SandboxedProcess(
                 cmd, env=env, pass_fds=fds,

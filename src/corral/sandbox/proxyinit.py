@@ -89,19 +89,21 @@ def main(argv: list[str]) -> int:
             ports.append(int(argv[i + 1]))
         elif argv[i] == "--to":
             to = argv[i + 1]
-        elif argv[i] == "--bpf-fd":
-            bpf_fd = int(argv[i + 1])
+        elif argv[i] == "--bpf-fd":  # "none": the weaker mode 'no-seccomp' was accepted
+            bpf_fd = -2 if argv[i + 1] == "none" else int(argv[i + 1])
         else:
             print(f"corral: sandbox: proxyinit: unknown argument {argv[i]!r}", file=sys.stderr)
             return 126
         i += 2
     cmd = argv[i + 1:]
-    if not cmd or not to or bpf_fd < 0:
-        print("corral: sandbox: proxyinit: usage: --port P --to SOCK --bpf-fd N -- CMD",
+    if not cmd or not to or bpf_fd == -1:
+        print("corral: sandbox: proxyinit: usage: --port P --to SOCK --bpf-fd N|none -- CMD",
               file=sys.stderr)
         return 126
-    with os.fdopen(bpf_fd, "rb") as f:
-        bpf = f.read()
+    bpf = b""
+    if bpf_fd >= 0:
+        with os.fdopen(bpf_fd, "rb") as f:
+            bpf = f.read()
     listeners = []
     for port in ports:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -116,7 +118,8 @@ def main(argv: list[str]) -> int:
         try:
             for s in listeners:
                 s.close()
-            load_filter(bpf)
+            if bpf:
+                load_filter(bpf)
             os.execvp(cmd[0], cmd)
         except OSError as exc:
             print(f"corral: sandbox: {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
