@@ -62,9 +62,9 @@ def _families(mode: NetworkMode, allow_unix: bool) -> frozenset[int]:
 def _spec_key(mode: NetworkMode, allow_unix: bool) -> str:
     spec = repr((FILTER_VERSION, mode.value, ALWAYS_DENIED, sorted(_families(mode, allow_unix)),
                  AF_MAX, TIOCSTI, TIOCLINUX, os.uname().machine))
-    import hashlib
+    import zlib  # cheap to import, unlike hashlib; the key only names a cache file
 
-    return hashlib.sha256(spec.encode()).hexdigest()[:32]
+    return f"{mode.value}-{int(allow_unix)}-{zlib.crc32(spec.encode()):08x}"
 
 
 @functools.lru_cache(maxsize=8)
