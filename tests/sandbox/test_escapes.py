@@ -279,6 +279,7 @@ def test_env_secrets_do_not_leak(box: Box, monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize(("name", "nr", "args"), [
     ("ptrace(PTRACE_TRACEME)", 101, "0, 0, 0, 0"),
     ("process_vm_readv", 310, "1, 0, 0, 0, 0, 0"),
+    ("pidfd_getfd", 438, "0, 0, 0"),
     ("io_uring_setup", 425, "1, 0"),
     ("bpf", 321, "0, 0, 0"),
     ("perf_event_open", 298, "0, 0, -1, -1, 0"),

@@ -18,7 +18,7 @@ from corral.sandbox.profiles import NetworkMode
 # Denied in every mode: debugging/injection into other processes, kernel attack surface,
 # kernel keyrings, namespace and mount manipulation, handle-based path escapes.
 ALWAYS_DENIED: tuple[str, ...] = (
-    "ptrace", "process_vm_readv", "process_vm_writev",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
     "io_uring_setup", "io_uring_enter", "io_uring_register",
     "bpf", "perf_event_open", "userfaultfd",
     "add_key", "request_key", "keyctl",
