@@ -196,3 +196,15 @@ def test_policy_cache_notices_changes(tmp_path: Path) -> None:
     assert "a" in load_policy(None, [f], include_configured=False).rules_by_program
     f.write_text('prefix_rule(pattern=["bb"])\n')
     assert "bb" in load_policy(None, [f], include_configured=False).rules_by_program
+
+
+def test_unreadable_requirements_make_everything_prompt(tmp_path: Path) -> None:
+    from corral.rules import decide
+
+    cfg = _cfg(tmp_path, trusted=False)
+    cfg.requirements.restrictive_reason = "requirements.toml is not valid TOML"
+    p = load_policy(cfg)
+    r = decide(["ls"], p)
+    assert r.decision is RuleDecision.PROMPT
+    assert "not valid TOML" in r.reason
+    assert decide(["ls"], p, "never").decision is RuleDecision.FORBIDDEN

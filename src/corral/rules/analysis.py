@@ -6,6 +6,7 @@ around them (still checked against rules), and problems that make the result unc
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ MAX_UNWRAP = 32
 MAX_TOTAL_SCRIPT = 160 * 1024  # bytes of script text parsed for one decision, nesting included
 _CACHE_SIZE = 4096
 _script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
+_lock = threading.Lock()
 
 
 @dataclass
@@ -44,16 +46,18 @@ class Analysis:
 
 
 def _cached_parse(script: str) -> ScriptParse:
-    hit = _script_cache.get(script)
-    if hit is not None:
-        _script_cache.move_to_end(script)
-        return hit
+    with _lock:
+        hit = _script_cache.get(script)
+        if hit is not None:
+            _script_cache.move_to_end(script)
+            return hit
     parsed = parse_script(script)
     if len(script) > 8192:
         return parsed  # keep the cache's memory bounded
-    _script_cache[script] = parsed
-    if len(_script_cache) > _CACHE_SIZE:
-        _script_cache.popitem(last=False)
+    with _lock:
+        _script_cache[script] = parsed
+        if len(_script_cache) > _CACHE_SIZE:
+            _script_cache.popitem(last=False)
     return parsed
 
 

@@ -9,6 +9,7 @@ complete a deny rule makes the command at least ``prompt``.
 from __future__ import annotations
 
 import json
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -134,6 +135,7 @@ def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
 
 
 _CACHE_PER_POLICY = 2048
+_cache_lock = threading.Lock()
 _CACHE_MAX_ARGV = 8192  # characters; bigger command lines are decided afresh each time
 _decisions: weakref.WeakKeyDictionary[Policy, OrderedDict[tuple[Any, ...], RuntimeDecision]] = (
     weakref.WeakKeyDictionary())
@@ -147,19 +149,21 @@ def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request")
     """
     key = (tuple(argv), approval_policy, policy.generation, len(policy.load_errors),
            len(policy.host_executables))
-    cache = _decisions.get(policy)
-    if cache is None:
-        cache = _decisions[policy] = OrderedDict()
-    hit = cache.get(key)
-    if hit is not None:
-        cache.move_to_end(key)
-        return hit
+    with _cache_lock:
+        cache = _decisions.get(policy)
+        if cache is None:
+            cache = _decisions[policy] = OrderedDict()
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+            return hit
     result = _decide(argv, policy, approval_policy)
     if sum(map(len, argv)) > _CACHE_MAX_ARGV:
         return result  # keep the cache's memory bounded
-    cache[key] = result
-    if len(cache) > _CACHE_PER_POLICY:
-        cache.popitem(last=False)
+    with _cache_lock:
+        cache[key] = result
+        if len(cache) > _CACHE_PER_POLICY:
+            cache.popitem(last=False)
     return result
 
 

@@ -131,7 +131,8 @@ def load_policy(
     if cfg is not None:
         req_rules = cfg.requirements.prefix_rules
         req_origin = cfg.requirements.source_of("rules.prefix_rules")
-    key = (tuple(_stat_key(Path(f)) for f in files), repr(req_rules), req_origin)
+    restrictive_key = getattr(cfg.requirements, "restrictive_reason", None) if cfg else None
+    key = (tuple(_stat_key(Path(f)) for f in files), repr(req_rules), req_origin, restrictive_key)
     hit = _cache.get(key)
     if hit is not None:
         return hit
@@ -139,6 +140,10 @@ def load_policy(
     load_files_into(policy, files)
     if req_rules:
         add_requirement_rules(policy, req_rules, req_origin)
+    restrictive = getattr(cfg.requirements, "restrictive_reason", None) if cfg else None
+    if restrictive:
+        # admin rules could not be read: fail closed until they can
+        policy.load_errors.append(RulesLoadError("requirements", None, None, str(restrictive)))
     if len(_cache) > 64:
         _cache.clear()
     _cache[key] = policy
