@@ -106,7 +106,9 @@ def mint_token(queue: PendingQueue, pending_id: str, choice: Choice | str, *,
     if item is None:
         raise refuse(f"no pending question {pending_id!r}", "run `corral approve` to list them")
     if item.answered is not None:
-        raise refuse(f"pending question {pending_id} is already {item.answered}")
+        raise refuse(f"pending question {pending_id} was already answered ({item.answered})"
+                     if item.answered not in ("expired", "cancelled") else
+                     f"pending question {pending_id} is already {item.answered}")
     if item.expires_at <= t:
         raise refuse(f"pending question {pending_id} expired at {fmt_time(item.expires_at)}")
     key = load_or_create_key(key_path or queue.store.key_file)
