@@ -1,0 +1,355 @@
+"""Hook adapters: an agent's hook call in, the session supervisor's decision out, in the agent's
+own format.
+
+Codex and Claude Code run a command for each hook event with one JSON object on stdin. We map the
+tool to one of our action kinds, ask the supervisor over its unix socket (shell commands ->
+``decide``; prompts, MCP calls and results -> ``event``) and answer the way that agent
+understands: a deny with a reason the model reads, an allow, or nothing at all (the agent's own
+approval flow goes on) when our rules say ``prompt`` and corral has nobody to ask.
+
+Fail closed: with no reachable supervisor a tool call is denied with one line saying why. Only
+stdlib is imported here, so a hook call costs one Python start plus one socket round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+AGENTS = ("codex", "claude-code")
+TOOL_EVENTS = ("PreToolUse", "PermissionRequest")
+# Names protected under every writable root (kept equal to corral.sandbox.protected by a test;
+# not imported from there so a hook call does not load the sandbox package).
+PROTECTED_NAMES = (".corral", ".codex", ".claude", ".agents", ".vscode", ".idea", ".mcp.json",
+                   ".envrc")
+GIT_PROTECTED = ("hooks", "config")
+DEFAULT_TIMEOUT = 590.0  # below the agents' own 600 s hook timeout, so our deny is what they see
+NO_SUPERVISOR_HINT = ("start the agent under `corral run`, or take the hooks out with "
+                      "`corral install-hooks AGENT --remove`")
+
+Transport = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+_SHELL_TOOLS = {"bash", "shell", "exec_command", "local_shell", "container.exec", "unified_exec",
+                "shell_command"}
+_PATCH_TOOLS = {"apply_patch", "edit", "write", "multiedit", "notebookedit"}
+_WEB_TOOLS = {"webfetch", "websearch", "web_search"}
+_READ_TOOLS = {"read", "glob", "grep", "ls", "notebookread", "view_image"}
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+)$", re.M)
+
+
+class HookInputError(ValueError):
+    """The agent sent something that is not a hook call we understand."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call in our terms, whichever agent made it."""
+
+    tool_name: str
+    kind: str  # shell | patch | mcp | web | read | other
+    argv: tuple[str, ...] = ()
+    command_line: str | None = None
+    files: tuple[str, ...] = ()
+    mcp_server: str | None = None
+    mcp_tool: str | None = None
+    arguments: str | None = None  # canonical JSON of the tool input
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def classify(tool_name: str, tool_input: Any) -> ToolCall:
+    """Map an agent tool (Bash, shell, exec_command, apply_patch, Edit, Write, mcp__s__t, …) to
+    our action kind and the fields the supervisor needs."""
+    if not isinstance(tool_name, str) or not tool_name:
+        raise HookInputError("tool_name must be a non-empty string")
+    args = _canonical(tool_input)
+    low = tool_name.lower()
+    inp = tool_input if isinstance(tool_input, dict) else {}
+    if low.startswith("mcp__"):
+        parts = tool_name.split("__", 2)
+        server = parts[1] if len(parts) > 1 and parts[1] else "unknown"
+        tool = parts[2] if len(parts) > 2 and parts[2] else tool_name
+        return ToolCall(tool_name, "mcp", mcp_server=server, mcp_tool=tool, arguments=args)
+    if low in _SHELL_TOOLS:
+        cmd = inp.get("command", inp.get("cmd"))
+        if isinstance(tool_input, str):
+            cmd = tool_input
+        if isinstance(cmd, list) and cmd and all(isinstance(a, str) for a in cmd):
+            argv = tuple(cmd)
+        elif isinstance(cmd, str) and cmd.strip():
+            argv = ("bash", "-lc", cmd)
+        else:
+            raise HookInputError(f"{tool_name}: tool_input has no command")
+        line = argv[2] if argv[:2] == ("bash", "-lc") else shlex.join(argv)
+        return ToolCall(tool_name, "shell", argv=argv, command_line=line, arguments=args)
+    if low in _PATCH_TOOLS:
+        files: list[str] = []
+        for key in ("file_path", "notebook_path", "path"):
+            if isinstance(inp.get(key), str):
+                files.append(inp[key])
+        patch = inp.get("command", inp.get("input")) if low == "apply_patch" else None
+        if isinstance(tool_input, str) and low == "apply_patch":
+            patch = tool_input
+        if isinstance(patch, str):
+            files.extend(m.strip() for m in _PATCH_FILE.findall(patch))
+        return ToolCall(tool_name, "patch", files=tuple(files), arguments=args)
+    if low in _WEB_TOOLS:
+        return ToolCall(tool_name, "web", arguments=args)
+    if low in _READ_TOOLS:
+        return ToolCall(tool_name, "read", arguments=args)
+    return ToolCall(tool_name, "other", arguments=args)
+
+
+def protected_target(path: str, cwd: str) -> str | None:
+    """Why writing ``path`` (relative to ``cwd``) is refused, or None: agent and tool configs
+    and git hooks make code run later outside any sandbox."""
+    full = os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+    parts = full.split(os.sep)
+    for i, part in enumerate(parts):
+        if part in PROTECTED_NAMES:
+            return f"{os.sep.join(parts[:i + 1])} is a protected path (agent/tool configuration)"
+        if part == ".git" and i + 1 < len(parts) and parts[i + 1] in GIT_PROTECTED:
+            return f"{os.sep.join(parts[:i + 2])} is a protected path (git {parts[i + 1]})"
+    return None
+
+
+# -- the supervisor connection ------------------------------------------------------------------
+
+
+class NoSupervisor(Exception):
+    """No session supervisor could be reached (the reason is the message)."""
+
+
+def socket_transport(timeout: float | None = None) -> Transport:
+    """Talk to the session named by CORRAL_SUPERVISOR_SOCKET / CORRAL_SUPERVISOR_TOKEN."""
+    path = os.environ.get("CORRAL_SUPERVISOR_SOCKET")
+    token = os.environ.get("CORRAL_SUPERVISOR_TOKEN")
+    limit = timeout if timeout is not None else _env_timeout()
+
+    def send(op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        if not path or not token:
+            raise NoSupervisor("no corral supervisor for this session "
+                               "(CORRAL_SUPERVISOR_SOCKET is not set)")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(limit)
+                s.connect(path)
+                s.sendall(json.dumps({"token": token, "op": op, **fields}).encode() + b"\n")
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+        except TimeoutError as exc:
+            raise NoSupervisor(f"the corral supervisor did not answer within {limit:g}s") from exc
+        except OSError as exc:
+            raise NoSupervisor(f"cannot reach the corral supervisor at {path} "
+                               f"({exc.strerror or exc})") from exc
+        try:
+            reply = json.loads(buf)
+        except ValueError as exc:
+            raise NoSupervisor("the corral supervisor closed the connection without an answer"
+                               ) from exc
+        if not isinstance(reply, dict):
+            raise NoSupervisor("the corral supervisor sent a malformed answer")
+        return reply
+
+    return send
+
+
+def _env_timeout() -> float:
+    try:
+        value = float(os.environ.get("CORRAL_HOOK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
+
+
+# -- answers in each agent's format -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What we tell the agent: allow, deny (with the reason the model sees) or defer."""
+
+    action: str  # allow | deny | defer | none
+    reason: str = ""
+    warning: str = ""  # shown to the user (systemMessage), never blocks
+
+
+def render(agent: str, event: str, verdict: Verdict) -> tuple[str, int]:
+    """The hook's stdout and exit status for ``verdict`` in ``agent``'s native format."""
+    out: dict[str, Any] = {}
+    if event == "PreToolUse" and verdict.action == "deny":
+        out["hookSpecificOutput"] = {"hookEventName": "PreToolUse", "permissionDecision": "deny",
+                                     "permissionDecisionReason": verdict.reason}
+    elif event == "PreToolUse" and agent == "claude-code" and verdict.action in ("allow",
+                                                                                  "defer"):
+        # Claude Code: "allow" skips its own prompt, "ask" forces it. Codex accepts neither
+        # (a plain allow or ask fails the hook), so there silence means "go on as you would".
+        decision = "allow" if verdict.action == "allow" else "ask"
+        out["hookSpecificOutput"] = {"hookEventName": "PreToolUse",
+                                     "permissionDecision": decision,
+                                     "permissionDecisionReason": verdict.reason}
+    elif event == "PermissionRequest" and verdict.action in ("allow", "deny"):
+        answer: dict[str, Any] = {"behavior": verdict.action}
+        if verdict.action == "deny":
+            answer["message"] = verdict.reason
+        out["hookSpecificOutput"] = {"hookEventName": "PermissionRequest", "decision": answer}
+    elif event == "PostToolUse" and verdict.action == "deny":
+        out["decision"] = "block"
+        out["reason"] = verdict.reason
+    if verdict.warning:
+        out["systemMessage"] = verdict.warning
+    return (json.dumps(out) if out else ""), 0
+
+
+# -- handling one hook call -------------------------------------------------------------------
+
+
+def _str(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _cannot_ask(reply: dict[str, Any]) -> bool:
+    """The supervisor's rules said prompt but it had nobody to ask (exit status 242)."""
+    if reply.get("exit_code") == 242:
+        return True
+    return reply.get("decision") == "prompt" and "nobody can be asked" in str(
+        reply.get("message", ""))
+
+
+def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:
+    fields: dict[str, Any] = {"argv": list(call.argv)}
+    if cwd:
+        fields["cwd"] = cwd
+    reply = send("decide", fields)
+    if not reply.get("ok"):
+        return Verdict("deny", str(reply.get("error") or "corral: supervisor: request refused"))
+    if reply.get("allowed"):
+        return Verdict("allow", f"corral: allowed ({reply.get('verdict', 'approved')})")
+    if _cannot_ask(reply):
+        return Verdict("defer", "corral: rules: this command needs approval")
+    return Verdict("deny", str(reply.get("message") or "corral: denied by policy"))
+
+
+def _tool_verdict(call: ToolCall, payload: dict[str, Any], send: Transport) -> Verdict:
+    cwd = _str(payload, "cwd")
+    if call.kind == "shell":
+        return _decide_shell(call, cwd, send)
+    if call.kind == "patch":
+        for f in call.files:
+            why = protected_target(f, cwd or os.getcwd())
+            if why:
+                return Verdict("deny", f"corral: sandbox: {call.tool_name} refused: {why}; do not "
+                               "try to achieve the same effect another way")
+    if call.kind == "mcp":
+        reply = send("event", {"name": "agent.mcp.call", "call_id": _str(payload, "tool_use_id"),
+                               "attributes": {"mcp.server.name": call.mcp_server,
+                                              "gen_ai.tool.name": call.mcp_tool,
+                                              "mcp.method.name": "tools/call"},
+                               "content": {"arguments": call.arguments or ""}})
+        if not reply.get("ok"):
+            return Verdict("deny", str(reply.get("error")))
+    else:  # no supervisor round trip needed, but a session must exist: fail closed if not
+        reply = send("ping", {})
+        if not reply.get("ok"):
+            return Verdict("deny", str(reply.get("error")))
+    return Verdict("none")
+
+
+_RESULT_KIND = {"shell": "shell", "patch": "patch", "mcp": "mcp", "web": "web"}
+
+
+def _result_event(call: ToolCall, payload: dict[str, Any]) -> dict[str, Any]:
+    resp = payload.get("tool_response")
+    attrs: dict[str, Any] = {"gen_ai.tool.name": call.tool_name,
+                             "gen_ai.tool.type": _RESULT_KIND[call.kind]}
+    if call.command_line:
+        attrs["process.command_line"] = call.command_line
+    if call.mcp_server:
+        attrs["mcp.server.name"] = call.mcp_server
+    if call.files:
+        attrs["agent.patch.files"] = list(call.files)
+    if isinstance(resp, dict):
+        code = resp.get("exit_code", resp.get("exitCode"))
+        if isinstance(code, int) and not isinstance(code, bool):
+            attrs["process.exit.code"] = code
+            attrs["agent.tool.success"] = code == 0
+        for key in ("success", "interrupted"):
+            if isinstance(resp.get(key), bool):
+                attrs[f"agent.tool.{key}"] = resp[key]
+    output = resp if isinstance(resp, str) else _canonical(resp)
+    return {"name": "agent.tool.result", "call_id": _str(payload, "tool_use_id"),
+            "attributes": attrs, "content": {"output": output, "arguments": call.arguments or ""}}
+
+
+def handle(agent: str, payload: Any, *,
+           transport: Transport | None = None) -> tuple[str, int]:
+    """One hook call: ``payload`` is the JSON the agent wrote on stdin. Returns the text for
+    stdout and the exit status. Never raises for bad input or a missing supervisor: a tool call
+    is then denied, other events go on with a warning."""
+    if agent not in AGENTS:
+        return "", _fail(f"unknown agent {agent!r} (expected {' or '.join(AGENTS)})")
+    if not isinstance(payload, dict):
+        return "", _fail("hook input is not a JSON object")
+    event = payload.get("hook_event_name")
+    if not isinstance(event, str):
+        return "", _fail("hook input has no hook_event_name")
+    send = transport or socket_transport()
+    try:
+        verdict = _dispatch(event, payload, send)
+    except NoSupervisor as exc:
+        line = f"corral: integrations: {exc}; tool calls are refused until one is reachable " \
+               f"({NO_SUPERVISOR_HINT})"
+        verdict = Verdict("deny", line) if event in TOOL_EVENTS else Verdict("none", warning=line)
+    except HookInputError as exc:
+        line = f"corral: integrations: bad {event} hook input: {exc}"
+        verdict = Verdict("deny", line) if event in TOOL_EVENTS else Verdict("none", warning=line)
+    return render(agent, event, verdict)
+
+
+def _dispatch(event: str, payload: dict[str, Any], send: Transport) -> Verdict:
+    if event in TOOL_EVENTS:
+        call = classify(payload.get("tool_name"), payload.get("tool_input"))  # type: ignore[arg-type]
+        verdict = _tool_verdict(call, payload, send)
+        if event == "PermissionRequest" and verdict.action == "none":
+            return Verdict("none")  # not ours to answer: the agent asks its user
+        return verdict
+    if event == "PostToolUse":
+        call = classify(payload.get("tool_name"), payload.get("tool_input"))  # type: ignore[arg-type]
+        if call.kind not in _RESULT_KIND:  # reads and bookkeeping tools: no result event kind
+            return _warn_unless_ok(send("ping", {}))
+        return _warn_unless_ok(send("event", _result_event(call, payload)))
+    if event == "UserPromptSubmit":
+        prompt = payload.get("prompt")
+        reply = send("event", {"name": "agent.user_prompt", "attributes": {},
+                               "content": {"prompt": prompt} if isinstance(prompt, str) else None})
+        return _warn_unless_ok(reply)
+    # SessionStart, Stop, SessionEnd, compaction, subagents: check the session is governed.
+    return _warn_unless_ok(send("ping", {}))
+
+
+def _warn_unless_ok(reply: dict[str, Any]) -> Verdict:
+    if reply.get("ok"):
+        return Verdict("none")
+    return Verdict("none", warning=str(reply.get("error") or "corral: supervisor refused"))
+
+
+def _fail(message: str) -> int:
+    """Unusable input: exit status 2 with the reason on stderr blocks the action in both agents."""
+    import sys
+
+    print(f"corral: integrations: {message}", file=sys.stderr)
+    return 2

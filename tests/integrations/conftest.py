@@ -1,0 +1,82 @@
+"""A real session supervisor (pipeline, journal, unix socket) for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from corral.config import load_config
+from corral.supervisor.api import SessionAPI
+from corral.supervisor.pipeline import Answer, NobodyAsker, Pipeline, Question
+from corral.telemetry import Journal, Telemetry
+
+RULES = '''
+prefix_rule(pattern=["rm", "-rf"], decision="forbidden",
+            justification="deleting whole trees is not allowed in this repository")
+'''
+
+
+@dataclass
+class Session:
+    api: SessionAPI
+    work: Path
+    home: Path
+    tel: Telemetry
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.api.env}
+
+    def events(self) -> list:
+        self.tel.flush(10)
+        return list(Journal(self.tel.journal_path).events(session_id=self.tel.session_id))
+
+    def run_hook(self, agent: str, payload: bytes | str, env: dict[str, str] | None = None,
+                 ) -> subprocess.CompletedProcess[str]:
+        data = payload.encode() if isinstance(payload, str) else payload
+        return subprocess.run(
+            [sys.executable, "-m", "corral.integrations.hook_main", agent], input=data.decode(
+                "utf-8", "surrogateescape"), capture_output=True, text=True,
+            env=self.env if env is None else env, cwd=self.work, timeout=30)
+
+
+class YesAsker:
+    """A corral approval channel that says yes (stands in for `corral approve`)."""
+
+    def ask(self, question: Question) -> Answer | None:
+        return Answer(approved=True, scope="once", who="user")
+
+
+def _session(tmp_path: Path, asker: object) -> Iterator[Session]:
+    home = tmp_path / "home"
+    (home / "rules").mkdir(parents=True)
+    (home / "rules" / "team.rules").write_text(RULES)
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    cfg = load_config(work, home=home, system=tmp_path / "etc")
+    tel = Telemetry.open(cfg, agent="codex")
+    pipe = Pipeline(cfg, tel, approval_policy="on-request", asker=asker)  # type: ignore[arg-type]
+    api = SessionAPI(pipe, tmp_path / "run" / "session.sock")
+    api.start()
+    try:
+        yield Session(api, work, home, tel)
+    finally:
+        api.stop()
+        tel.close()
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    yield from _session(tmp_path, NobodyAsker())
+
+
+@pytest.fixture
+def session_with_channel(tmp_path: Path) -> Iterator[Session]:
+    yield from _session(tmp_path, YesAsker())
