@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "corral.cli.log_cmd",
     "corral.cli.config_cmd",
     "corral.cli.approvals_cmd",
+    "corral.cli.integrations_cmd",
 )
 
 
