@@ -1,3 +1,3 @@
-from corral.cli.app import main
+from corral.cli.entry import main
 
 main()
