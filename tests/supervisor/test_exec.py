@@ -103,5 +103,6 @@ def test_demo_main_job(tmp_path):
     assert "heuristic:rm_recursive_force" in out
     assert "corral: sandbox: blocked write to .git/hooks/pre-commit" in out
     assert "corral: sandbox: blocked read of" in out
+    assert "corral: sandbox: blocked network access" in out
     assert "exit status 242" in out
     assert "journal in" in out
