@@ -148,3 +148,49 @@ def test_socks_bad_versions_and_methods(make_proxy: ProxyFactory) -> None:
         s.sendall(b"\x05\x01\x00\x05\x01\x00\x09")  # bad ATYP
         assert s.recv(2) == b"\x05\x00"
         assert s.recv(10)[1] == 0x08
+
+
+def test_socks5_udp_associate_when_allowed(make_proxy: ProxyFactory) -> None:
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    eport = echo.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                data, addr = echo.recvfrom(2048)
+            except OSError:
+                return
+            echo.sendto(b"echo:" + data, addr)
+
+    import threading
+
+    threading.Thread(target=serve, daemon=True).start()
+    inp = local(eport)
+    inp.allow_udp = True
+    proxy, events = make_proxy(inp)
+    assert proxy.endpoints and proxy.endpoints.socks
+    ctl = socket.create_connection(("127.0.0.1", proxy.endpoints.socks[1]), timeout=5)
+    ctl.sendall(b"\x05\x01\x00")
+    assert ctl.recv(2) == b"\x05\x00"
+    ctl.sendall(b"\x05\x03\x00\x01" + socket.inet_aton("0.0.0.0") + b"\x00\x00")
+    rep = ctl.recv(10)
+    assert rep[:4] == b"\x05\x00\x00\x01"
+    relay = (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:10])[0])
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    hdr = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", eport)
+    u.sendto(hdr + b"ping", relay)
+    data, _ = u.recvfrom(2048)
+    assert data == hdr + b"echo:ping"
+    # A private destination is refused at the gate: nothing is sent, nothing comes back.
+    u.sendto(b"\x00\x00\x00\x01" + socket.inet_aton("10.0.0.1") + struct.pack(">H", 53) + b"q",
+             relay)
+    u.sendto(hdr + b"again", relay)
+    data, _ = u.recvfrom(2048)
+    assert data == hdr + b"echo:again"
+    assert [(e.protocol, e.decision, e.reason) for e in events] == [
+        ("socks5_udp", "allow", "allowed"), ("socks5_udp", "deny", "not_allowed_local")]
+    ctl.close()
+    u.close()
+    echo.close()

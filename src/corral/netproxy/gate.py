@@ -195,8 +195,8 @@ class Gate:
                 host.name, port, protocol, method, client, "not_allowed_local", f"address:{why}"
             )
 
-    async def open(self, target: Target, client: str | None = None) -> Streams:
-        """Resolve (for names), check every address, connect only to checked addresses."""
+    async def addresses(self, target: Target, client: str | None = None) -> list[IPAddress]:
+        """Resolve (for names) and check every address; only these may be used."""
         host, port = target.host, target.port
         if host.ip is not None:
             addrs = [host.ip]
@@ -211,6 +211,12 @@ class Gate:
                 raise Blocked("resolve_failed", host.name, port)
             for ip in addrs:
                 self._check_address(host, ip, port, target.protocol, None, client)
+        return addrs
+
+    async def open(self, target: Target, client: str | None = None) -> Streams:
+        """Connect only to the addresses that ``addresses`` checked, in order."""
+        host, port = target.host, target.port
+        addrs = await self.addresses(target, client)
         last: Exception | None = None
         for ip in addrs:
             try:
