@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.telemetry.redact import redact
@@ -97,12 +97,14 @@ def test_ordinary_text_survives(text: str) -> None:
     assert redact(text) == text
 
 
+@settings(deadline=None)
 @given(st.text(max_size=300))
 def test_redact_never_crashes_and_is_idempotent(text: str) -> None:
     once = redact(text)
     assert redact(once) == once
 
 
+@settings(deadline=None)
 @given(st.sampled_from(SECRETS), st.text(alphabet=st.characters(whitelist_categories=("Zs",)),
                                          min_size=1, max_size=3))
 def test_secret_redacted_wherever_it_sits(pair: tuple[str, str], sep: str) -> None:
@@ -128,6 +130,7 @@ _pieces = st.sampled_from([s for _, s in SECRETS] + [t.replace("{}", "") for t, 
                           + ORDINARY + [" ", "=", ":", "@", "-u ", "://", '"', "\n"])
 
 
+@settings(deadline=None)
 @given(st.lists(_pieces | st.text(max_size=12), max_size=12))
 def test_hint_gating_never_skips_a_match(parts: list[str]) -> None:
     text = "".join(parts)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.telemetry import schema
@@ -95,6 +95,7 @@ _scalar = (st.text(max_size=40) | st.integers(min_value=-(2**62), max_value=2**6
 _key = st.from_regex(r"[a-z][a-z0-9_]{0,8}\.[a-z0-9_]{1,8}", fullmatch=True)
 
 
+@settings(deadline=None)
 @given(st.dictionaries(_key, _scalar, max_size=8), st.text(max_size=30))
 def test_records_round_trip_through_canonical_json(attrs: dict, prompt: str) -> None:
     import json
@@ -114,6 +115,7 @@ def test_records_round_trip_through_canonical_json(attrs: dict, prompt: str) -> 
     assert canonical(back.to_record()) == body  # canonical form is stable
 
 
+@settings(deadline=None)
 @given(st.text(max_size=80))
 def test_traceparent_parser_never_crashes(text: str) -> None:
     from corral.telemetry.stamp import parse_traceparent

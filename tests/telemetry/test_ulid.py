@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 import threading
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.telemetry.ulid import UlidGenerator, decode_time_ms, new_ulid
@@ -49,6 +49,7 @@ def test_threads_get_unique_ids() -> None:
     assert len(set(out)) == 8000
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=2**48 - 1), min_size=1, max_size=50))
 def test_ids_sort_like_emission_order(times: list[int]) -> None:
     gen = UlidGenerator()
