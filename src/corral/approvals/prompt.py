@@ -95,9 +95,10 @@ def ask_terminal(question: Question, *, stdin: TextIO | None = None,
     con.print(Panel(grid, title="corral: approval needed", border_style="yellow",
                     title_align="left"))
     choices = " / ".join(_LABEL[c] for c in offered)
+    shown = escape(choices)
     deadline = None if timeout is None else time.monotonic() + timeout
     for _ in range(ATTEMPTS):
-        con.print(f"allow {choices}? ", end="")
+        con.print(f"allow {shown}? ", end="")
         out.flush()
         line = _read_line(inp, deadline)
         if line is None:
@@ -109,7 +110,7 @@ def ask_terminal(question: Question, *, stdin: TextIO | None = None,
         choice = parse_answer(line, offered)
         if choice is not None:
             return choice
-        con.print(f"[red]please answer one of: {escape(choices)}[/]")
+        con.print(f"[red]please answer one of: {shown}[/]")
     con.print("[red]no clear answer: denied[/]")
     return Choice.DENY
 
