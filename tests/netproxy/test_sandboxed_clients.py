@@ -1,4 +1,4 @@
-"""Real clients inside a bubblewrap network namespace whose only way out is the proxy's unix
+"""Real clients (curl, httpx, pip, git, npm) inside a bubblewrap network namespace whose only way out is the proxy's unix
 socket, bridged to loopback inside by ``python -m corral.netproxy.bridge``.
 
 The loopback test servers live outside the namespace; the proxy (outside) reaches them through
@@ -87,6 +87,11 @@ def test_clients_inside_sandbox_through_bridge(
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "repo.git")], check=True)
     subprocess.run(["git", "-C", str(root / "repo.git"), "update-server-info"], check=True)
 
+    # a one-package npm registry document
+    (root / "corraldemo").write_text(
+        '{"name":"corraldemo","dist-tags":{"latest":"1.0.0"},"versions":{"1.0.0":'
+        '{"name":"corraldemo","version":"1.0.0","dist":{"tarball":"http://web.test/x.tgz"}}}}')
+    npm = need("npm")
     sock = tmp_path / "proxy.sock"
     inp = PolicyInputs(domains={"web.test": "allow", "denied.test": "deny"},
                        allow_local=[f"web.test:{port}"])
@@ -105,6 +110,7 @@ curl -sS --max-time 3 http://127.0.0.1:{port}/hello.txt --noproxy '*' > /dev/nul
 {shlex.quote(sys.executable)} -m pip download -q --no-deps --disable-pip-version-check --no-cache-dir \
     --trusted-host web.test --index-url {base}/simple -d {tmp_path}/dl corraldemo==1.0
 git clone -q {base}/repo.git {tmp_path}/clone
+{npm} view corraldemo version --registry {base}/ --cache {tmp_path}/npmcache > {tmp_path}/npm.out
 """
     r = sandboxed(tmp_path, sock, script, env)
     assert r.returncode == 0, r.stderr + (tmp_path / "bridge.out").read_text()
@@ -115,6 +121,7 @@ git clone -q {base}/repo.git {tmp_path}/clone
     assert not (tmp_path / "bypass.out").exists()
     assert (tmp_path / "dl" / whl.name).read_bytes() == whl.read_bytes()
     assert (tmp_path / "clone" / "README").read_text() == "cloned through the proxy\n"
+    assert (tmp_path / "npm.out").read_text().strip() == "1.0.0"
     protocols = {e.protocol for e in events if e.decision == "allow"}
     assert protocols == {"http", "https", "socks5_tcp"}
     assert all(e.host in ("web.test", "denied.test") for e in events)
