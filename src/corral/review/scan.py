@@ -1,0 +1,639 @@
+"""Scan a shell action: every simple command (from ``corral.rules``' analysis), judged for
+destructive scope, credential access, persistence and security weakening; network, publishing
+and git are in ``scan_net``. Exfiltration is judged last, over the whole script."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from corral.review import scan_net
+from corral.review.findings import Cmd, Scan
+from corral.review.places import (
+    Place,
+    corral_state,
+    credential,
+    is_top_level,
+    path_candidates,
+    persistence,
+)
+from corral.rules.analysis import analyze
+
+BUILD_DIRS = frozenset({
+    "node_modules", "dist", "build", "target", "out", "__pycache__", ".pytest_cache",
+    ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".venv", "venv", "coverage", "htmlcov",
+    ".next", ".nuxt", ".cache", ".parcel-cache", ".turbo", ".gradle", "obj", ".eggs", "tmp",
+    ".tmp", "_build", "site", ".svelte-kit", ".angular", ".expo", "DerivedData", ".coverage",
+    "bin", "logs", ".hypothesis", "pip-wheel-metadata", ".terraform", "cmake-build-debug",
+    "cmake-build-release", "__snapshots__", ".docusaurus", "storybook-static",
+})
+# commands that use a credential file without printing it (ssh -i key, chmod 600 key)
+USE_ONLY = frozenset({"ssh", "scp", "sftp", "ssh-add", "ssh-keygen", "chmod", "chown", "ls",
+                      "stat", "test", "[", "git", "mkdir", "touch", "rm", "unlink", "shred",
+                      "file", "du", "realpath", "readlink", "dirname", "basename", "cd",
+                      "sops", "age", "gpg-agent", "code", "vim", "vi", "nano", "emacs"})
+DELETERS = frozenset({"rm", "rmdir", "unlink", "shred", "trash", "trash-put", "srm", "wipe"})
+_SECRET_VAR = re.compile(r"\$\{?([A-Za-z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|"
+                         r"ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|_PAT|SESSION_?KEY)"
+                         r"[A-Za-z0-9_]*)\}?", re.I)
+_SECRET_NAME = re.compile(r"^[A-Z0-9_]*(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|"
+                          r"PRIVATE_?KEY|CREDENTIAL|AUTH)[A-Z0-9_]*$", re.I)
+SECRET_WORDS = re.compile(r"passw|secret|token|api[_-]?key|apikey|akia|private[ _-]?key|"
+                          r"BEGIN (RSA|OPENSSH|EC|DSA|PGP)|credential|id_rsa|id_ed25519|"
+                          r"\.pem|\.key\b|wallet|mnemonic|bearer", re.I)
+_KEY_NAMES = re.compile(r"id_rsa|id_ed25519|id_ecdsa|id_dsa|\.pem|\.key|\.p12|\.pfx|\.env|"
+                        r"credentials|secret|passw|token|wallet|\.kdbx|keychain|\.gnupg|"
+                        r"\.ssh|\.aws", re.I)
+_DEVICE = re.compile(r"^/dev/(sd|hd|vd|xvd|nvme|mmcblk|disk|mapper/|md|loop|dm-|rdisk)")
+_HARMLESS_DEV = re.compile(r"^/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+|pts/\d+|random|"
+                           r"urandom)$")
+_TLS_OFF = re.compile(r"\b(NODE_TLS_REJECT_UNAUTHORIZED=0|GIT_SSL_NO_VERIFY=(1|true)|"
+                      r"PYTHONHTTPSVERIFY=0|REQUESTS_CA_BUNDLE=(''|\"\"|$)|CURL_INSECURE=1)")
+_FORK_BOMB = re.compile(r"(\S+)\s*\(\)\s*\{\s*\1\s*\|\s*\1\s*&\s*\}\s*;\s*\1")
+_SECURITY_UNITS = ("apparmor", "selinux", "auditd", "firewalld", "ufw", "iptables", "nftables",
+                   "falcon", "crowdstrike", "osquery", "clamav", "sentinel", "defender",
+                   "wazuh", "fail2ban", "aide", "sshguard", "mdatp", "cbagent", "elastic-agent")
+_KEYCHAIN: dict[str, tuple[tuple[str, ...], str]] = {
+    "security": (("find-generic-password", "find-internet-password", "dump-keychain",
+                  "export"), "the macOS keychain"),
+    "secret-tool": (("lookup", "search"), "the desktop keyring"),
+    "pass": (("show", "", "-c", "--clip"), "the password store"),
+    "gopass": (("show", "", "cat"), "the password store"),
+    "op": (("read", "item", "inject"), "1Password"),
+    "bw": (("get", "list", "export"), "Bitwarden"),
+    "lpass": (("show", "export"), "LastPass"),
+    "keyring": (("get",), "the system keyring"),
+    "vault": (("read", "kv"), "HashiCorp Vault"),
+}
+_TOKEN_PRINTERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("gh", ("auth", "token"), "the GitHub CLI token"),
+    ("gcloud", ("auth", "print-access-token"), "a Google Cloud access token"),
+    ("gcloud", ("auth", "print-identity-token"), "a Google Cloud identity token"),
+    ("az", ("account", "get-access-token"), "an Azure access token"),
+    ("aws", ("configure", "export-credentials"), "AWS credentials"),
+    ("aws", ("sts", "get-session-token"), "AWS session credentials"),
+    ("aws", ("ecr", "get-login-password"), "an AWS registry password"),
+    ("heroku", ("auth:token",), "the Heroku token"),
+    ("doctl", ("auth", "token"), "the DigitalOcean token"),
+)
+
+
+def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) -> Scan:
+    """Scan ``argv`` (a plain command or ``bash -lc SCRIPT``) into findings."""
+    scan = scan or Scan.empty()
+    a = analyze(argv)
+    text = " ".join(argv)
+    stdin_shell = False
+    for ptext, reason in a.problems:
+        if "standard input" in reason or ("computed at run time" in reason and ("$(curl" in ptext or "$(wget" in ptext
+                                                   or "`curl" in ptext)):
+            stdin_shell = True
+        else:
+            scan.add("unanalysable", "high", f"cannot be judged statically: {reason} "
+                                             f"(`{ptext[:80]}`)")
+    cmds = []
+    for c in a.commands:
+        known = [c.known(i) for i in range(len(c.tokens))]
+        cmds.append(Cmd.of(c.tokens, known, c.open_from is not None and c.open_from >= len(c)))
+    for cmd in cmds:
+        if cmd.name:
+            _command(cmd, place, scan)
+    for target, rtext in a.writes:
+        _write(target, place, scan, f"`{rtext[:60]}`")
+    _text_checks(text, place, scan)
+    if stdin_shell:
+        _piped_code(cmds, scan)
+    _interpreter_from_pipe(cmds, scan)
+    scan_net.combine(scan, place, cmds)
+    return scan
+
+
+def _text_checks(text: str, place: Place, scan: Scan) -> None:
+    if "/dev/tcp/" in text or "/dev/udp/" in text:
+        m = re.search(r"/dev/(tcp|udp)/([^/\s\"']+)", text)
+        host = m.group(2) if m else "?"
+        scan.add("exfiltration", "critical", f"opens a raw socket to {host} through /dev/tcp "
+                                             "(reverse shell or exfiltration channel)")
+        scan.senders.append((host, "other"))
+    if _FORK_BOMB.search(text):
+        scan.add("destructive", "critical", "is a fork bomb (exhausts the machine's processes)")
+    if _TLS_OFF.search(text):
+        scan.add("security", "medium", "turns off TLS certificate checks "
+                 f"({_TLS_OFF.search(text).group(1)})",  # type: ignore[union-attr]
+                 ("certificate", "tls", "ssl", "insecure"), ())
+    for m in re.finditer(r"(?<![<>&0-9])<\s*([^\s<>|;&()]+)", text):
+        p = place.resolve(m.group(1).replace('"', "").replace("'", ""))
+        if p is None:
+            continue
+        cred = credential(p)
+        if cred is not None:
+            _secret_read(scan, place, p, cred, "reads")
+
+
+def _secret_read(scan: Scan, place: Place, path: str, cred: tuple[str, str], verb: str) -> None:
+    label, risk = cred
+    shown = place.show(path)
+    if any(s == shown for s in scan.secrets):
+        return
+    scan.secrets.append(shown)
+    scan.env_secret_only = False
+    scan.add("credentials", risk, f"{verb} {shown} ({label})",
+             ("secret", "credential", "key", "token", "password", ".env", "config"),
+             (posixpath.basename(path), shown))
+
+
+def _command(cmd: Cmd, place: Place, scan: Scan) -> None:
+    name = cmd.name
+    dests = set(_destinations(cmd))
+    if name not in USE_ONLY:
+        for tok, k in zip(cmd.args, cmd.known_args, strict=False):
+            if tok.startswith("-") and "=" not in tok and not tok.startswith("-v") \
+                    and not tok.startswith("--data"):
+                continue
+            for cand in path_candidates(tok if k else tok.replace('"', "").replace("'", "")):
+                p = place.resolve(cand)
+                if p is None or p in dests:
+                    continue
+                cred = credential(p)
+                if cred is not None:
+                    _secret_read(scan, place, p, cred, "reads")
+                    break
+    _corral_tamper(cmd, place, scan, dests)
+    _secret_vars(cmd, scan)
+    for d in dests:
+        _write(d, place, scan, f"`{name}`")
+    if name in DELETERS:
+        _delete(cmd, place, scan)
+    handler = _HANDLERS.get(name)
+    if handler is not None:
+        handler(cmd, place, scan)
+    net = scan_net.HANDLERS.get(name)
+    if net is not None:
+        net(cmd, place, scan)
+    if name.startswith("mkfs"):
+        _disk(cmd, place, scan)
+
+
+def _corral_tamper(cmd: Cmd, place: Place, scan: Scan, dests: set[str]) -> None:
+    if cmd.name == "corral":
+        sub = cmd.sub()
+        if sub in ("approve", "grants", "grant"):
+            scan.add("security", "critical", f"runs `corral {sub}`: the agent would approve "
+                                             "or grant its own actions")
+        elif sub in ("config", "policy") and any(a in ("set", "add", "edit", "trust")
+                                                 for a in cmd.args):
+            scan.add("security", "high", f"changes corral's own policy (`corral {sub}`)")
+        return
+    for tok in cmd.args:
+        p = place.resolve(tok.replace('"', "").replace("'", ""))
+        if p is not None and corral_state(p):
+            risk = "critical" if (p in dests or cmd.name in DELETERS) else "high"
+            scan.add("security", risk, f"touches corral's own state {place.show(p)} "
+                                       "(config, rules, grants or journal)")
+            return
+
+
+def _secret_vars(cmd: Cmd, scan: Scan) -> None:
+    printers = ("echo", "printf", "printenv", "cat", "env")
+    for tok, k in zip(cmd.args, cmd.known_args, strict=False):
+        names = [m.group(1) for m in _SECRET_VAR.finditer(tok)] if "$" in tok else []
+        if cmd.name == "printenv" and k and _SECRET_NAME.match(tok):
+            names.append(tok)
+        for n in names:
+            if f"${n}" not in scan.secrets:
+                scan.secrets.append(f"${n}")
+            if cmd.name in printers:
+                scan.add("credentials", "high", f"prints the secret variable ${n}",
+                         ("print", "show", "echo", "debug"), (n, n.lower()))
+    if cmd.name in ("env", "printenv", "set", "export", "declare", "compgen") and not [
+            t for t in cmd.args if t not in ("-p", "-x", "-0", "--null", "-v")]:
+        if "the environment" not in scan.secrets:
+            scan.secrets.append("the environment")
+        scan.add("credentials", "medium", "prints the whole environment (may include tokens)",
+                 ("env", "environment", "variables"), ())
+
+
+def _destinations(cmd: Cmd) -> list[str]:
+    """Paths a command writes (not counting shell redirections)."""
+    n = cmd.name
+    ops = [t for t, k in cmd.operands("", ()) if k]
+    if n in ("cp", "mv", "install", "ln", "rsync", "scp"):
+        t = cmd.value("-t", "--target-directory")
+        if t:
+            return [t]
+        ops = [t for t, k in cmd.operands("tSgmo" if n == "install" else "tS", (
+            "--target-directory", "--suffix", "--mode", "--owner", "--group")) if k]
+        return ops[-1:] if len(ops) >= 2 else []
+    if n in ("tee", "truncate", "touch"):
+        return [t for t, k in cmd.operands("s" if n == "truncate" else "", ("--size",)) if k]
+    if n == "dd":
+        return [t[3:] for t in cmd.args if t.startswith("of=")]
+    if n in ("sed", "perl") and any(t.startswith("-i") or t == "--in-place" or t.startswith(
+            "--in-place=") or (n == "perl" and t.startswith("-p") and "i" in t) for t in cmd.args):
+        return ops[1:] if n == "sed" and not cmd.value("-e", "--expression") else ops
+    if n in ("chmod", "chown", "chgrp", "chattr", "setfacl"):
+        return ops[1:]
+    if n in ("curl", "wget"):
+        out = cmd.value("-o", "--output", "-O", "--output-document")
+        return [out] if out and out != "-" and not (n == "curl" and out == "-O") else []
+    if n == "ssh-keygen":
+        f = cmd.value("-f")
+        return [f] if f else []
+    return []
+
+
+def _write(target: str, place: Place, scan: Scan, how: str) -> None:
+    t = target.replace('"', "").replace("'", "")
+    if _HARMLESS_DEV.match(t) or t.startswith(("/dev/tcp/", "/dev/udp/")):
+        return
+    if _DEVICE.match(t):
+        scan.add("destructive", "critical", f"writes raw data to the disk device {t} "
+                                            "(destroys its file systems)")
+        return
+    p = place.resolve(t)
+    if p is None:
+        return
+    per = persistence(p)
+    if per is not None:
+        label, risk = per
+        scan.add("persistence", risk, f"writes {place.show(p)} ({label}) with {how}",
+                 ("add", "append", "edit", "write", "update", "configure", "set up", "install",
+                  "change"), (posixpath.basename(p), place.show(p), label.split(" ")[-1]))
+        return
+    where = place.where(p)
+    if where == "home":
+        scan.add("scope", "medium", f"writes {place.show(p)} outside the workspace",
+                 ("write", "save", "create", "copy", "move"), (posixpath.basename(p),))
+    elif where == "system":
+        scan.add("scope", "high", f"writes {p} outside the workspace",
+                 ("write", "save", "create", "copy", "install", "move"),
+                 (posixpath.basename(p), p))
+
+
+def _delete(cmd: Cmd, place: Place, scan: Scan) -> None:
+    short, long = cmd.options()
+    recursive = bool(short & {"r", "R"}) or "--recursive" in long or cmd.name in ("rmdir",)
+    verb = "shreds" if cmd.name in ("shred", "srm", "wipe") else "deletes"
+    verbs = ("delete", "remove", "clean", "wipe", "rm", "erase", "purge", "get rid of",
+             "shred", "clear")
+    unknown: list[str] = []
+    targets = cmd.operands("nsu" if cmd.name == "shred" else "", ("--iterations", "--size"))
+    if not targets and cmd.open_tail:
+        unknown.append("arguments from a pipe")
+    for tok, k in targets:
+        if "{}" in tok:
+            continue  # find -exec rm {}: judged with the find command
+        p = place.resolve(tok.replace('"', "").replace("'", "")) if not k or "$" in tok \
+            else place.resolve(tok)
+        if p is None:
+            unknown.append(tok)
+            continue
+        _delete_one(p, tok, recursive, verb, verbs, place, scan)
+    if unknown:
+        scan.add("destructive", "high" if recursive or cmd.name != "rm" else "medium",
+                 f"{verb} {', '.join(unknown[:3])}: a path computed at run time", verbs, ())
+
+
+def _delete_one(p: str, tok: str, recursive: bool, verb: str, verbs: tuple[str, ...],
+                place: Place, scan: Scan) -> None:
+    glob = any(c in tok for c in "*?[")
+    base = posixpath.basename(p)
+    objects = (base, place.show(p), tok)
+    where = place.where(p)
+    parent = posixpath.dirname(p)
+    if where == "workspace":
+        if place.is_workspace_root(p) or (glob and place.is_workspace_root(parent)
+                                          and base in ("*", ".*", "*.*")):
+            scan.add("destructive", "high", f"{verb} the whole workspace ({place.show(p)})",
+                     verbs, ("everything", "workspace", "all files"))
+        elif base == ".git" or ("/.git/" in p and "/.git/hooks" not in p):
+            scan.add("destructive", "high", f"{verb} the git history ({place.show(p)})",
+                     verbs, (".git", "git history", "repository"))
+        elif verb == "shreds":
+            scan.add("destructive", "medium", f"shreds {place.show(p)} (unrecoverable)",
+                     verbs, objects)
+        elif recursive and not any(part in BUILD_DIRS or part.endswith(".egg-info")
+                                   for part in p.split("/")):
+            scan.add("destructive", "medium", f"{verb} {place.show(p)} inside the workspace",
+                     verbs, objects)
+        return
+    if where == "scratch":
+        return
+    wide = is_top_level(p, place) or (glob and is_top_level(parent, place)) or parent == "/"
+    if where == "home" and (p == place.home or (glob and parent == place.home)):
+        wide = True
+    if wide:
+        scan.add("destructive", "critical", f"{verb} {place.show(p)}"
+                 f"{' (the whole home directory)' if p == place.home else ''} outside the "
+                 "workspace", (), ())
+    else:
+        scan.add("destructive", "high", f"{verb} {place.show(p)} outside the workspace",
+                 verbs, objects)
+
+
+def _disk(cmd: Cmd, place: Place, scan: Scan) -> None:
+    target = next((t for t, k in cmd.operands("") if t.startswith("/dev/")), "a disk")
+    scan.add("destructive", "critical", f"formats or repartitions {target} (`{cmd.name}`)")
+
+
+def _dd(cmd: Cmd, place: Place, scan: Scan) -> None:
+    for t in cmd.args:
+        if t.startswith("if="):
+            p = place.resolve(t[3:])
+            cred = credential(p) if p else None
+            if p is not None and cred is not None:
+                _secret_read(scan, place, p, cred, "copies")
+
+
+def _chmod(cmd: Cmd, place: Place, scan: Scan) -> None:
+    ops = [t for t, k in cmd.operands("") if k]
+    mode = ops[0] if ops else ""
+    targets = [place.resolve(t) for t in ops[1:]]
+    shown = ", ".join(place.show(t) for t in targets if t) or "files"
+    short, long = cmd.options()
+    recursive = "R" in short or "--recursive" in long
+    # `-R` appears before the mode, so options() picked the mode's letters too: re-check
+    world = (re.fullmatch(r"0?[0-7]?[0-7][0-7][2367]", mode) is not None
+             or re.fullmatch(r"(a|o|ugo|)\+[rwxXt]*w[rwxXt]*|a=rwx|o=rwx|ugo=rwx", mode) is not None)
+    setuid = (re.fullmatch(r"0?[2467][0-7]{3}", mode) is not None
+              or re.fullmatch(r"[ug]*\+[rwx]*s[rwx]*", mode) is not None)
+    wide = any(t and (is_top_level(t, place) or place.where(t) == "system") for t in targets)
+    if world:
+        risk = "critical" if wide and recursive else "high"
+        scan.add("security", risk, f"makes {shown} world-writable (chmod {mode}"
+                 f"{' -R' if recursive else ''})", ("chmod", "permission", "writable", "777"),
+                 (mode, *(posixpath.basename(t) for t in targets if t)))
+    elif setuid:
+        scan.add("security", "high", f"sets the setuid/setgid bit on {shown} (chmod {mode})",
+                 ("setuid", "chmod"), (mode,))
+    elif wide:
+        scan.add("security", "high", f"changes permissions of system path {shown}",
+                 ("chmod", "permission"), (shown,))
+    for t in targets:
+        if t and "/.git/hooks/" in t and "x" in mode:
+            scan.add("persistence", "high", f"makes the git hook {place.show(t)} executable",
+                     ("hook",), (posixpath.basename(t),))
+
+
+def _chown(cmd: Cmd, place: Place, scan: Scan) -> None:
+    ops = [t for t, k in cmd.operands("") if k][1:]
+    for t in ops:
+        p = place.resolve(t)
+        if p is not None and place.where(p) in ("system", "home") and (
+                is_top_level(p, place) or place.where(p) == "system"):
+            scan.add("security", "high", f"changes ownership of {place.show(p)}",
+                     ("chown", "ownership", "owner"), (posixpath.basename(p),))
+            return
+
+
+def _sudo(cmd: Cmd, place: Place, scan: Scan) -> None:
+    inner = [t for t, k in cmd.operands("ughpCDrtTUR") if k and len(t) >= 3]
+    what = " ".join(t for t, _ in cmd.operands("ughpCDrtTUR")[:3]) or "a shell"
+    scan.add("security", "high", f"runs `{what}` as root ({cmd.name})",
+             ("sudo", "as root", "install", "root", "admin"),
+             tuple(t for t in inner if not t.startswith("-") and t not in ("install", "apt-get",
+                                                                             "apt", "yum", "dnf")))
+
+
+def _kill(cmd: Cmd, place: Place, scan: Scan) -> None:
+    ops = [t for t, k in cmd.operands("snu", ("--signal",))]
+    short, _long = cmd.options()
+    if (cmd.name == "kill" and any(t in ("-1", "1") for t in cmd.args if t != "-9")) or (
+            cmd.name == "killall" and (not ops or "u" in short)) or (
+            cmd.name == "pkill" and ("u" in short or "U" in short) and not ops[1:]):
+        scan.add("destructive", "high", f"kills every process it can signal (`{cmd.name} "
+                 f"{' '.join(cmd.args)[:40]}`)", (), ())
+
+
+def _power(cmd: Cmd, place: Place, scan: Scan) -> None:
+    if cmd.name == "init" and cmd.sub() not in ("0", "6"):
+        return
+    scan.add("destructive", "high", f"shuts down or reboots the machine (`{cmd.name}`)",
+             ("shutdown", "shut down", "reboot", "restart the machine", "power off"), ())
+
+
+def _systemctl(cmd: Cmd, place: Place, scan: Scan) -> None:
+    ops = [t.lower() for t, k in cmd.operands("")]
+    verb = ops[0] if ops else ""
+    units = ops[1:] if cmd.name == "systemctl" else ops[:1]
+    if cmd.name == "service" and len(ops) >= 2:
+        verb = ops[1]
+    sec = [u for u in units if any(s in u for s in _SECURITY_UNITS)]
+    if verb in ("stop", "disable", "mask", "kill") and sec:
+        scan.add("security", "high", f"disables the security service {sec[0]}",
+                 ("disable", "stop"), tuple(sec))
+    elif verb in ("enable", "link", "preset", "add-wants", "edit", "set-property"):
+        scan.add("persistence", "high", f"installs a service that starts automatically "
+                 f"({' '.join(units[:2]) or verb})", ("enable", "service", "start on boot",
+                                                     "autostart"), tuple(units))
+    elif verb in ("reboot", "poweroff", "halt", "kexec", "suspend", "hibernate"):
+        _power(cmd, place, scan)
+    elif verb in ("start", "restart", "stop", "reload") and "--user" not in cmd.args:
+        scan.add("scope", "medium", f"changes the state of system service {' '.join(units[:2])}",
+                 ("start", "restart", "stop", "reload"), tuple(units))
+
+
+def _crontab(cmd: Cmd, place: Place, scan: Scan) -> None:
+    short, _ = cmd.options()
+    if short == {"l"} or (short and short <= {"l", "u"}):
+        return
+    if "r" in short:
+        scan.add("destructive", "high", "removes every cron job (crontab -r)", ("cron",), ())
+        return
+    scan.add("persistence", "high", "installs cron jobs (runs commands on a schedule, "
+             "outside the session)", ("cron", "schedule", "scheduled", "crontab"), ("cron",))
+
+
+def _persist_tool(cmd: Cmd, place: Place, scan: Scan) -> None:
+    what = {"at": "a deferred job (at)", "batch": "a deferred job (batch)",
+            "launchctl": "a launchd job", "loginctl": "lingering user services",
+            "ssh-copy-id": "this key in a remote authorized_keys", "update-rc.d": "an init script",
+            "chkconfig": "an init script"}[cmd.name]
+    if cmd.name == "launchctl" and cmd.sub() not in ("load", "bootstrap", "enable", "submit"):
+        return
+    if cmd.name == "loginctl" and cmd.sub() != "enable-linger":
+        return
+    if cmd.name == "at" and set(cmd.options()[0]) & {"l", "d", "r"}:
+        return
+    scan.add("persistence", "high", f"installs {what}", ("schedule", "install", "enable",
+                                                         "ssh-copy-id", "copy my key"), ())
+
+
+def _firewall(cmd: Cmd, place: Place, scan: Scan) -> None:
+    a = cmd.args
+    short, long = cmd.options()
+    hit = None
+    if cmd.name == "setenforce" and a[:1] in (("0",), ("Permissive",), ("permissive",)):
+        hit = "puts SELinux in permissive mode (setenforce 0)"
+    elif cmd.name == "ufw" and a[:1] in (("disable",), ("reset",)):
+        hit = f"turns off the firewall (ufw {a[0]})"
+    elif cmd.name in ("iptables", "ip6tables") and ("F" in short or "--flush" in long or (
+            "P" in short and "ACCEPT" in a) or "X" in short):
+        hit = f"flushes or opens the firewall ({cmd.name} {' '.join(a[:3])})"
+    elif cmd.name == "nft" and "flush" in a:
+        hit = "flushes the nftables firewall"
+    elif cmd.name in ("aa-teardown", "aa-disable", "aa-complain"):
+        hit = f"disables AppArmor profiles ({cmd.name})"
+    elif cmd.name == "apparmor_parser" and ("R" in short or "--remove" in long):
+        hit = "unloads AppArmor profiles"
+    elif cmd.name == "auditctl" and ("D" in short or ("e" in short and "0" in a)):
+        hit = "turns off system auditing (auditctl)"
+    elif cmd.name == "spctl" and ("--master-disable" in long or "--global-disable" in long):
+        hit = "disables macOS Gatekeeper"
+    elif cmd.name == "csrutil" and "disable" in a:
+        hit = "disables macOS System Integrity Protection"
+    elif cmd.name == "sysctl" and any(re.search(r"randomize_va_space=0|ptrace_scope=0|"
+                                                r"kptr_restrict=0|dmesg_restrict=0", t)
+                                      for t in a):
+        hit = "weakens kernel hardening (sysctl)"
+    if hit:
+        scan.add("security", "high", hit, ("disable", "turn off", "firewall", "selinux"), ())
+
+
+def _history(cmd: Cmd, place: Place, scan: Scan) -> None:
+    if cmd.name == "history" and ("-c" in cmd.args or ("-w" in cmd.args and "/dev/null" in
+                                  cmd.args)):
+        scan.add("security", "high", "erases the shell history (hides what ran)", (), ())
+    elif cmd.name == "unset" and "HISTFILE" in cmd.args:
+        scan.add("security", "high", "turns off shell history (unset HISTFILE)", (), ())
+    elif cmd.name == "journalctl" and any(t.startswith(("--vacuum", "--rotate")) for t in
+                                          cmd.args):
+        scan.add("security", "high", "deletes system logs (journalctl --vacuum)", (), ())
+
+
+def _find(cmd: Cmd, place: Place, scan: Scan) -> None:
+    roots: list[str] = []
+    for t in cmd.args:
+        if t.startswith(("-", "(", "!")) or t in ("(", "!"):
+            break
+        roots.append(t)
+    roots = roots or ["."]
+    a = cmd.args
+    deletes = "-delete" in a or any(
+        a[i] in ("-exec", "-execdir", "-ok", "-okdir") and i + 1 < len(a)
+        and a[i + 1].rsplit("/", 1)[-1] in DELETERS for i in range(len(a)))
+    names = [a[i + 1] for i in range(len(a) - 1) if a[i] in ("-name", "-iname", "-path",
+                                                              "-ipath", "-regex")]
+    for r in roots:
+        p = place.resolve(r.replace('"', "").replace("'", ""))
+        if p is None:
+            continue
+        where = place.where(p)
+        if deletes and where in ("home", "system"):
+            wide = is_top_level(p, place) and not names
+            scan.add("destructive", "critical" if wide else "high",
+                     f"deletes files{' matching ' + names[0] if names else ''} under "
+                     f"{place.show(p)} outside the workspace", ("delete", "remove", "clean"),
+                     (place.show(p), posixpath.basename(p)))
+        elif deletes and place.is_workspace_root(p) and not names:
+            scan.add("destructive", "high", "deletes every file in the workspace (find -delete)",
+                     ("delete", "remove"), ("everything",))
+        if names and where in ("home", "system") and any(_KEY_NAMES.search(n) for n in names):
+            scan.add("credentials", "high", f"searches {place.show(p)} for secrets or keys "
+                     f"({names[0]})", ("find", "search", "locate", "look for"),
+                     tuple(names))
+            scan.secrets.append(f"files named {names[0]}")
+            scan.env_secret_only = False
+
+
+def _grep(cmd: Cmd, place: Place, scan: Scan) -> None:
+    pattern = cmd.value("-e", "--regexp")
+    ops = [t for t, k in cmd.operands("efABCmdD", ("--regexp", "--file", "--max-count",
+                                                   "--context", "--after-context",
+                                                   "--before-context", "--type", "-t", "-g",
+                                                   "--glob"))]
+    if pattern is None and ops:
+        pattern = ops[0]
+        ops = ops[1:]
+    if not pattern or not SECRET_WORDS.search(pattern):
+        return
+    for t in ops:
+        p = place.resolve(t.replace('"', "").replace("'", ""))
+        if p is not None and place.where(p) in ("home", "system"):
+            scan.add("credentials", "high", f"searches {place.show(p)} for secrets "
+                     f"('{pattern[:30]}')", ("search", "grep", "find", "look for"),
+                     (place.show(p), pattern))
+            scan.secrets.append(f"matches of '{pattern[:30]}'")
+            scan.env_secret_only = False
+            return
+    if "the environment" in scan.secrets:
+        scan.add("credentials", "high", f"searches the environment for secrets "
+                 f"('{pattern[:30]}')", ("search", "env", "environment"), (pattern,))
+
+
+def _keychain(cmd: Cmd, place: Place, scan: Scan) -> None:
+    subs, label = _KEYCHAIN[cmd.name]
+    sub = cmd.args[0] if cmd.args else ""
+    if cmd.name == "vault" and sub == "kv" and (len(cmd.args) < 2 or cmd.args[1] != "get"):
+        return
+    if sub in subs or (cmd.name in ("pass", "gopass") and sub and not sub.startswith("-")
+                       and sub not in ("ls", "list", "init", "insert", "generate", "git")):
+        scan.add("credentials", "high", f"reads secrets from {label} (`{cmd.name} {sub}`)",
+                 ("password", "secret", "credential", "token", "keychain"), (cmd.name,))
+        scan.secrets.append(label)
+        scan.env_secret_only = False
+
+
+def _token_printers(cmd: Cmd, place: Place, scan: Scan) -> None:
+    args = tuple(t for t in cmd.args if not t.startswith("-"))
+    for name, prefix, label in _TOKEN_PRINTERS:
+        if cmd.name == name and args[:len(prefix)] == prefix:
+            scan.add("credentials", "high", f"prints {label} (`{name} {' '.join(prefix)}`)",
+                     ("token", "credential", "print", "login"), (name,))
+            scan.secrets.append(label)
+            scan.env_secret_only = False
+            return
+
+
+_HANDLERS = {
+    "dd": _dd, "chmod": _chmod, "chown": _chown, "chgrp": _chown,
+    "sudo": _sudo, "doas": _sudo, "pkexec": _sudo, "su": _sudo, "run0": _sudo,
+    "kill": _kill, "killall": _kill, "pkill": _kill,
+    "shutdown": _power, "reboot": _power, "poweroff": _power, "halt": _power, "init": _power,
+    "systemctl": _systemctl, "service": _systemctl, "crontab": _crontab,
+    "at": _persist_tool, "batch": _persist_tool, "launchctl": _persist_tool,
+    "loginctl": _persist_tool, "ssh-copy-id": _persist_tool, "update-rc.d": _persist_tool,
+    "chkconfig": _persist_tool,
+    "setenforce": _firewall, "ufw": _firewall, "iptables": _firewall, "ip6tables": _firewall,
+    "nft": _firewall, "aa-teardown": _firewall, "aa-disable": _firewall,
+    "aa-complain": _firewall, "apparmor_parser": _firewall, "auditctl": _firewall,
+    "spctl": _firewall, "csrutil": _firewall, "sysctl": _firewall,
+    "history": _history, "unset": _history, "journalctl": _history,
+    "find": _find, "grep": _grep, "egrep": _grep, "fgrep": _grep, "rg": _grep, "ag": _grep,
+    "ack": _grep,
+    "wipefs": _disk, "fdisk": _disk, "sfdisk": _disk, "parted": _disk, "sgdisk": _disk,
+    "mkswap": _disk, "blkdiscard": _disk, "mke2fs": _disk, "gdisk": _disk,
+    **{n: _keychain for n in _KEYCHAIN},
+    **{n: _token_printers for n in ("gh", "gcloud", "az", "aws", "heroku", "doctl")},
+}
+
+
+def _piped_code(cmds: list[Cmd], scan: Scan) -> None:
+    """``curl URL | sh``, ``sh -c "$(curl URL)"``, ``base64 -d | sh``: code nobody reviewed."""
+    hosts = list(scan.fetches)
+    if hosts:
+        host = hosts[0]
+        scan.add("security", "high", f"runs a script downloaded from {host} without review "
+                 "(piped into a shell)", ("install", "run the install script", "installer"),
+                 (host, *[p for p in host.split(".") if len(p) >= 4 and p not in (
+                     "www", "com", "org", "raw", "githubusercontent", "github")]))
+    elif any(c.name in ("base64", "xxd", "openssl", "gunzip", "zcat", "rev", "tr") for c in cmds):
+        scan.add("unanalysable", "high", "runs decoded or obfuscated commands through a shell "
+                 "(they cannot be reviewed)")
+    else:
+        scan.add("unanalysable", "high", "feeds commands to a shell through a pipe "
+                 "(they cannot be reviewed)")
+
+
+_INTERPRETERS = frozenset({"python", "python3", "node", "perl", "ruby", "php", "bun", "deno"})
+
+
+def _interpreter_from_pipe(cmds: list[Cmd], scan: Scan) -> None:
+    if not scan.fetches:
+        return
+    for c in cmds:
+        if c.name in _INTERPRETERS and (not c.args or c.args == ("-",)):
+            host = scan.fetches[0]
+            scan.add("security", "high", f"runs code downloaded from {host} with {c.name} "
+                     "without review", ("install", "run"), (host,))
+            return
