@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "corral.cli.config_cmd",
     "corral.cli.approvals_cmd",
     "corral.cli.integrations_cmd",
+    "corral.cli.review_cmd",
 )
 
 
