@@ -1,5 +1,6 @@
-"""Real clients (curl, httpx, pip, git, npm) inside a bubblewrap network namespace whose only way out is the proxy's unix
-socket, bridged to loopback inside by ``python -m corral.netproxy.bridge``.
+"""Real clients (curl, httpx, pip, git, npm) inside a bubblewrap network namespace whose only
+way out is the proxy's unix socket, bridged to loopback inside by
+``python -m corral.netproxy.bridge``.
 
 The loopback test servers live outside the namespace; the proxy (outside) reaches them through
 ``allow_local``. Names like ``web.test`` resolve only in the proxy's resolver, so a client that

@@ -8,6 +8,7 @@ canonical form here, and classification works on real ``ipaddress`` objects only
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ def parse_ipv4_loose(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(value)
 
 
+_PLAIN_ASCII = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@functools.lru_cache(maxsize=4096)
 def normalize_host(raw: str) -> Host:
     """Canonical host: lower-case, no trailing dot, IDNA (punycode) for names, IPs canonical.
 
@@ -96,14 +101,10 @@ def normalize_host(raw: str) -> Host:
     v4 = parse_ipv4_loose(text)
     if v4 is not None:
         return Host(str(v4), v4)
-    try:
-        ascii_name = idna.encode(text, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as exc:
-        # idna rejects underscores (valid in DNS names such as _dmarc); retry plain ASCII.
-        if text.isascii():
-            ascii_name = text.lower()
-        else:
-            raise HostError(f"host {raw!r} is not a valid internationalised name") from exc
+    if _PLAIN_ASCII.match(text) and "xn--" not in text.lower():
+        ascii_name = text  # UTS 46 maps plain ASCII to lower case only: skip the slow path
+    else:
+        ascii_name = _idna(text, raw)
     ascii_name = ascii_name.lower()
     if len(ascii_name) > 253:
         raise HostError("host name longer than 253 characters")
@@ -115,6 +116,13 @@ def normalize_host(raw: str) -> Host:
     if v4 is not None:
         return Host(str(v4), v4)
     return Host(ascii_name)
+
+
+def _idna(text: str, raw: str) -> str:
+    try:
+        return idna.encode(text, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise HostError(f"host {raw!r} is not a valid internationalised name") from exc
 
 
 def _nets(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
