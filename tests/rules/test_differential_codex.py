@@ -56,6 +56,8 @@ def _token(rng: random.Random, pool: list[str]) -> str | list[str]:
 def _pattern(rng: random.Random) -> list[str | list[str]]:
     first: str | list[str] = (rng.sample(PROGRAMS, rng.randint(1, 3)) if rng.random() < 0.3
                               else rng.choice(PROGRAMS))
+    if rng.random() < 0.05:
+        first = "/usr/bin/" + rng.choice(PROGRAMS)  # a rule for an absolute program
     return [first] + [_token(rng, ARGS) for _ in range(rng.randint(0, 3))]
 
 
@@ -76,7 +78,18 @@ def _rule_text(rng: random.Random, pattern: list[str | list[str]]) -> str:
         parts.append("decision=" + q(rng.choice(["deny", "Allow", ""])))  # invalid on both sides
     if rng.random() < 0.4:
         parts.append("justification=" + q(rng.choice(["use the wrapper", "é ok", "a\"b", "x", "  " if rng.random() < 0.05 else "y"])))
-    if rng.random() < 0.2:
+    if rng.random() < 0.1:
+        # string examples go through shlex on both sides: quotes, escapes, comments
+        ex_words = [w if isinstance(w, str) else w[0] for w in pattern]
+        text = " ".join(rng.choice([f"'{w}'", f'"{w}"', w.replace(" ", "\\ ")])
+                        if all(c not in w for c in "'\"\\$`") else w for w in ex_words)
+        text += rng.choice(["", " # trailing", " 'a b'", ' "c\\"d"', " e\\ f", " #x", " a#b",
+                            ' "\\$x"', ' "a\\qb"', " a\\\nb", " 'unterminated", " x\\"])
+        if rng.random() < 0.5:
+            parts.append("match=[" + q(text) + "]")
+        else:  # Rust shlex reads "#..." as a comment: an empty example is an error there
+            parts.append("not_match=[" + q(rng.choice(["#", "# ", "zz #", "zz"]) + text) + "]")
+    elif rng.random() < 0.2:
         ex = _instance(rng, pattern)
         if rng.random() < 0.95:
             parts.append("match=[" + qlist([*ex, "extra"]) + "]")
@@ -91,6 +104,12 @@ def _rule_text(rng: random.Random, pattern: list[str | list[str]]) -> str:
 
 def _file_text(rng: random.Random, patterns: list[list[str | list[str]]]) -> str:
     lines = ["# generated"]
+    if rng.random() < 0.1:  # ordinary Starlark around the builtins
+        lines.append('J = "from a variable"\nPROGS = ["npm", "cargo"]\n'
+                     'def deny(p):\n    prefix_rule(pattern = [p, "publish"], '
+                     'decision = "forbidden", justification = f"{J} {p}")\n'
+                     '[deny(p) for p in PROGS]')
+        patterns.append([["npm", "cargo"], "publish"])
     for _ in range(rng.randint(1, 5)):
         pat = _pattern(rng)
         patterns.append(pat)

@@ -122,12 +122,72 @@ def build_prefix_rules(tokens: list[tuple[str, ...]], decision: RuleDecision,
     return [PrefixRule(head, rest, display, decision, justification, source) for head in tokens[0]]
 
 
+def split_example(text: str) -> list[str] | None:
+    """POSIX word splitting as Codex's (Rust ``shlex``) does it; None on bad syntax.
+
+    Differs from Python's ``shlex.split``: ``#`` at the start of a word starts a comment,
+    backslash-newline is a line continuation, and inside double quotes a backslash escapes
+    ``$ ` " \\`` and newline only.
+    """
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\n":
+            i += 1
+            continue
+        if c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        word: list[str] = []
+        while i < n and text[i] not in " \t\n":
+            c = text[i]
+            if c == "\\":
+                if i + 1 >= n:
+                    return None
+                if text[i + 1] != "\n":
+                    word.append(text[i + 1])
+                i += 2
+            elif c == "'":
+                end = text.find("'", i + 1)
+                if end < 0:
+                    return None
+                word.append(text[i + 1:end])
+                i = end + 1
+            elif c == '"':
+                i += 1
+                while True:
+                    if i >= n:
+                        return None
+                    c = text[i]
+                    if c == '"':
+                        i += 1
+                        break
+                    if c == "\\":
+                        if i + 1 >= n:
+                            return None
+                        nxt = text[i + 1]
+                        if nxt in '$`"\\':
+                            word.append(nxt)
+                        elif nxt != "\n":
+                            word.append("\\" + nxt)
+                        i += 2
+                        continue
+                    word.append(c)
+                    i += 1
+            else:
+                word.append(c)
+                i += 1
+        words.append("".join(word))
+    return words
+
+
 def _parse_example(value: object) -> list[str]:
     if isinstance(value, str):
-        try:
-            toks = shlex.split(value)
-        except ValueError:
-            raise _BuiltinError("invalid example: example string has invalid shell syntax") from None
+        toks = split_example(value)
+        if toks is None:
+            raise _BuiltinError("invalid example: example string has invalid shell syntax")
         if not toks:
             raise _BuiltinError("invalid example: example cannot be an empty string")
         return toks
