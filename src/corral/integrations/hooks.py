@@ -66,6 +66,18 @@ def _canonical(value: Any) -> str:
                       default=str)
 
 
+def kind_of(tool_name: str) -> str:
+    """Our action kind for an agent tool name: shell | patch | mcp | web | read | other."""
+    low = tool_name.lower()
+    if low.startswith("mcp__"):
+        return "mcp"
+    for kind, names in (("shell", _SHELL_TOOLS), ("patch", _PATCH_TOOLS), ("web", _WEB_TOOLS),
+                        ("read", _READ_TOOLS)):
+        if low in names:
+            return kind
+    return "other"
+
+
 def classify(tool_name: str, tool_input: Any) -> ToolCall:
     """Map an agent tool (Bash, shell, exec_command, apply_patch, Edit, Write, mcp__s__t, …) to
     our action kind and the fields the supervisor needs."""

@@ -1,0 +1,290 @@
+"""A local OTLP/HTTP logs receiver: the agents export their own events here, and each one is
+mapped (``otel_map``) and emitted into the session's journal through ``Telemetry.emit``.
+
+Serves ``POST /v1/logs`` with ``application/x-protobuf`` or ``application/json`` bodies, gzip or
+not, on 127.0.0.1 only. A per-receiver bearer token keeps other local users' processes from
+writing into the journal. Traces and metrics are accepted and dropped, so an agent configured
+to send them does not log export errors. A journal that cannot be written answers 503: the agent
+retries and nothing is acknowledged that was not recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from corral.errors import CorralError
+from corral.integrations.otel_map import Mapped, NativeRecord, map_record
+from corral.telemetry.schema import validate
+
+MAX_BODY = 32 * 1024 * 1024
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+
+
+def any_value(v: Any) -> Any:
+    """An OTLP ``AnyValue`` as plain Python (kvlists and nested arrays become canonical JSON)."""
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        items = [any_value(x) for x in v.array_value.values]
+        if all(isinstance(x, str) for x in items):
+            return items
+        return json.dumps(items, sort_keys=True, separators=(",", ":"), default=str)
+    if kind == "kvlist_value":
+        return json.dumps({kv.key: any_value(kv.value) for kv in v.kvlist_value.values},
+                          sort_keys=True, separators=(",", ":"), default=str)
+    if kind == "bytes_value":
+        return bytes(v.bytes_value).hex()
+    return getattr(v, kind)
+
+
+def _attrs(kvs: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def records(req: Any) -> list[NativeRecord]:
+    """Flatten an ``ExportLogsServiceRequest`` into native records."""
+    out: list[NativeRecord] = []
+    for rl in req.resource_logs:
+        resource = _attrs(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for lr in sl.log_records:
+                attrs = _attrs(lr.attributes)
+                body = any_value(lr.body) if lr.HasField("body") else None
+                name = lr.event_name or str(attrs.get("event.name") or "") or (
+                    body if isinstance(body, str) and "." in body and " " not in body else "")
+                out.append(NativeRecord(name=name or "unnamed", attributes=attrs,
+                                        resource=resource, body=body,
+                                        time_unix_nano=lr.time_unix_nano or
+                                        lr.observed_time_unix_nano))
+    return out
+
+
+def _hex_ids_to_base64(doc: Any) -> None:
+    """OTLP/JSON spells trace and span ids in hex; protobuf's JSON mapping expects base64."""
+    for rl in doc.get("resourceLogs", doc.get("resource_logs", [])) or []:
+        for sl in rl.get("scopeLogs", rl.get("scope_logs", [])) or []:
+            for lr in sl.get("logRecords", sl.get("log_records", [])) or []:
+                for key in ("traceId", "spanId", "trace_id", "span_id"):
+                    value = lr.get(key)
+                    if isinstance(value, str) and value:
+                        try:
+                            lr[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                        except ValueError:
+                            lr.pop(key)
+
+
+def parse_request(body: bytes, content_type: str) -> Any:
+    """Decode an ``ExportLogsServiceRequest`` (protobuf or OTLP/JSON). Raises ValueError."""
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = ExportLogsServiceRequest()
+    if content_type.startswith(_JSON):
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            _hex_ids_to_base64(doc)
+            json_format.ParseDict(doc, req, ignore_unknown_fields=True)
+        except (json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(str(exc).splitlines()[0] if str(exc) else "bad OTLP/JSON") from exc
+        return req
+    try:
+        req.ParseFromString(body)
+    except DecodeError as exc:
+        raise ValueError(f"bad OTLP protobuf ({exc})") from exc
+    return req
+
+
+class Receiver:
+    """``Receiver(telemetry).start()`` -> base URL; agents post to ``<url>/v1/logs``."""
+
+    def __init__(self, telemetry: Any, *, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None) -> None:
+        self.telemetry = telemetry
+        self.host = host
+        self.port = port
+        self.token = token if token is not None else secrets.token_urlsafe(24)
+        self.accepted = 0
+        self.dropped = 0
+        self.rejected = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        if self._server is None:
+            raise CorralError("integrations", "OTLP receiver is not running")
+        return f"http://{self.host}:{self._server.server_address[1]}"
+
+    def start(self) -> str:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                status, ctype, payload = receiver.handle_http(
+                    self.path, dict(self.headers.items()), self._body())
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                if status == 503:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _body(self) -> bytes | None:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    return None
+                if length < 0 or length > MAX_BODY:
+                    return None
+                return self.rfile.read(length)
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="corral-otlp-receiver", daemon=True)
+        self._thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Receiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def handle_http(self, path: str, headers: dict[str, str], body: bytes | None,
+                    ) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one request; no sockets involved."""
+        h = {k.lower(): v for k, v in headers.items()}
+        ctype = (h.get("content-type") or _PROTOBUF).split(";")[0].strip().lower()
+        reply_type = _JSON if ctype == _JSON else _PROTOBUF
+
+        def error(status: int, message: str) -> tuple[int, str, bytes]:
+            line = f"corral: telemetry: {message}"
+            if reply_type == _JSON:
+                return status, _JSON, json.dumps({"code": status, "message": line}).encode()
+            return status, _PROTOBUF, _rpc_status(status, line)
+
+        if self.token:
+            auth = h.get("authorization", "")
+            if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
+                return error(401, "OTLP receiver: bad or missing bearer token")
+        route = path.split("?")[0].rstrip("/")
+        if route in ("/v1/traces", "/v1/metrics"):
+            return 200, reply_type, b"{}" if reply_type == _JSON else b""
+        if route != "/v1/logs":
+            return error(404, f"OTLP receiver: no such path {route!r} (use /v1/logs)")
+        if ctype not in (_JSON, _PROTOBUF):
+            return error(415, f"OTLP receiver: unsupported content type {ctype!r}")
+        if body is None:
+            return error(413, f"OTLP receiver: body missing or larger than {MAX_BODY} bytes")
+        if h.get("content-encoding", "").lower() == "gzip":
+            try:
+                body = _gunzip(body)
+            except (OSError, EOFError, zlib.error, ValueError) as exc:
+                return error(400, f"OTLP receiver: bad gzip body ({exc})")
+        try:
+            req = parse_request(body, ctype)
+        except ValueError as exc:
+            return error(400, f"OTLP receiver: {exc}")
+        try:
+            rejected, message = self.ingest(records(req))
+        except CorralError as exc:
+            return error(503, exc.message)
+        return 200, reply_type, _response(reply_type, rejected, message)
+
+    def ingest(self, recs: list[NativeRecord]) -> tuple[int, str]:
+        """Map and emit each record. Returns (rejected count, first problem). Raises
+        ``CorralError`` when the journal itself has failed."""
+        rejected, dropped, first = 0, 0, ""
+        for rec in recs:
+            mapped = map_record(rec)
+            if mapped is None:
+                dropped += 1
+                continue
+            problem = validate(mapped.name, mapped.attributes)
+            if problem is not None:  # a record we mapped badly: refuse it, keep the rest
+                rejected += 1
+                first = first or problem
+                continue
+            self._emit(mapped)  # CorralError here means the journal failed: 503
+        with self._lock:
+            self.accepted += len(recs) - rejected - dropped
+            self.rejected += rejected
+            self.dropped += dropped
+        if recs:
+            self.telemetry.flush(30)  # acknowledge only what is committed
+        return rejected, first
+
+    def _emit(self, m: Mapped) -> None:
+        self.telemetry.emit(m.name, m.attributes, call_id=m.call_id, turn_id=m.turn_id,
+                            content=m.content)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _rpc_status(code: int, message: str) -> bytes:
+    """A ``google.rpc.Status`` {code, message} in protobuf wire format (the OTLP error body);
+    encoded by hand because googleapis-common-protos is not a dependency."""
+    data = message.encode()
+    return b"\x08" + _varint(code) + b"\x12" + _varint(len(data)) + data
+
+
+def _gunzip(body: bytes) -> bytes:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = d.decompress(body, MAX_BODY + 1)
+    if len(out) > MAX_BODY:
+        raise ValueError("decompressed body too large")
+    return out
+
+
+def _response(reply_type: str, rejected: int, message: str) -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceResponse,
+    )
+
+    resp = ExportLogsServiceResponse()
+    if rejected:
+        resp.partial_success.rejected_log_records = rejected
+        resp.partial_success.error_message = f"corral: telemetry: {message}"
+    if reply_type == _JSON:
+        from google.protobuf.json_format import MessageToJson
+
+        return MessageToJson(resp).encode()
+    return bytes(resp.SerializeToString())
+
+
