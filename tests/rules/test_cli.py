@@ -110,3 +110,24 @@ def test_check_rejects_non_utf8_arguments_like_codex(rules: Path) -> None:
                           capture_output=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == b""
     assert proc.stderr.startswith(b"error: invalid UTF-8 was detected in one or more arguments")
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_fast_entry_point_cache_miss_then_hit(codex_bin: Path, rules: Path, tmp_path: Path) -> None:
+    """The typer-free path: first run compiles and caches, second run reads the cache."""
+    py = str(ROOT / ".venv" / "bin" / "python")
+    env = {**os.environ, "CORRAL_HOME": str(tmp_path / "home")}
+    args = ["-r", str(rules), "--resolve-host-executables", "--", "/usr/bin/git", "push"]
+    want = subprocess.run([str(codex_bin), "execpolicy", "check", *args], capture_output=True,
+                          text=True, timeout=60).stdout
+    for _ in range(2):
+        got = subprocess.run([py, "-m", "corral.rules.check_fast", *args], capture_output=True,
+                             text=True, timeout=60, env=env)
+        assert (got.returncode, got.stdout) == (0, want), got.stderr
+    assert len(list((tmp_path / "home" / "state" / "rules-cache").glob("*.json"))) == 1
+    # editing the file invalidates the cache entry
+    rules.write_text(RULES.replace('"prompt"', '"forbidden"'))
+    got = subprocess.run([py, "-m", "corral.rules.check_fast", *args], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert '"decision":"forbidden"' in got.stdout

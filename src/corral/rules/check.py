@@ -137,6 +137,8 @@ def parse_args(args: Sequence[str]) -> tuple[list[str], bool, bool, list[str]] |
         if a == "--":
             i += 1
             break
+        if a in ("-h", "--help"):
+            return "help"
         if a in ("-r", "--rules"):
             if i + 1 >= len(args):
                 return f"error: a value is required for '--rules <PATH>' but none was supplied\n\n{USAGE}"
@@ -167,6 +169,10 @@ def parse_args(args: Sequence[str]) -> tuple[list[str], bool, bool, list[str]] |
 def main(args: Sequence[str] | None = None) -> int:
     """``corral policy check`` without the CLI framework (cold start matters for hooks)."""
     parsed = parse_args(sys.argv[1:] if args is None else args)
+    if parsed == "help":
+        sys.stdout.write(USAGE + "\n\nPrint what `codex execpolicy check` prints for these rules "
+                         "files and command.\n")
+        return 0
     if isinstance(parsed, str):
         sys.stderr.write(parsed + "\n")
         return 2
