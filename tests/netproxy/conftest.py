@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from corral.netproxy import NetworkDecision, PolicyInputs, Proxy, build_policy
+from corral.netproxy.addresses import IPAddress
+from corral.netproxy.gate import direct_connector
 
 
 def need(tool: str) -> str:
@@ -76,10 +78,20 @@ ProxyFactory = Callable[..., tuple[Proxy, list[NetworkDecision]]]
 
 @pytest.fixture
 def make_proxy() -> Iterator[ProxyFactory]:
+    """Proxies whose default connector refuses (and records) any non-loopback connect, so no
+    test can send a packet off this machine even if the proxy had a bug."""
     started: list[Proxy] = []
+    violations: list[str] = []
+
+    async def loopback_only(ip: IPAddress, port: int):  # type: ignore[no-untyped-def]
+        if not ip.is_loopback:
+            violations.append(f"{ip}:{port}")
+            raise OSError(f"test guard: refusing non-loopback connect to {ip}")
+        return await direct_connector(ip, port)
 
     def make(inputs: PolicyInputs | None = None, **kw: object) -> tuple[Proxy, list[NetworkDecision]]:
         events: list[NetworkDecision] = []
+        kw.setdefault("connector", loopback_only)
         p = Proxy(build_policy(inputs or PolicyInputs()), on_decision=events.append, **kw)  # type: ignore[arg-type]
         p.start()
         started.append(p)
@@ -88,6 +100,7 @@ def make_proxy() -> Iterator[ProxyFactory]:
     yield make
     for p in started:
         p.stop()
+    assert violations == [], f"proxy tried to connect off-machine: {violations}"
 
 
 def local(port: int, *hosts: str) -> PolicyInputs:

@@ -198,3 +198,23 @@ def test_connect_port_restrictions(web: tuple[int, Path], make_proxy: ProxyFacto
     assert events[-1].reason == "bad_port"
     r = curl("-i", "-x", proxy.endpoints.http_url(), "http://localhost:0/")
     assert r.returncode != 0 or "x-corral-block" in r.stdout
+
+
+def test_grants_and_policy_swap_from_outside(web: tuple[int, Path], make_proxy: ProxyFactory) -> None:
+    import time
+
+    from corral.netproxy import build_policy
+
+    port, _ = web
+    proxy, events = make_proxy(PolicyInputs(allow_local=[f"localhost:{port}"]))
+    assert proxy.endpoints is not None
+    url = f"http://localhost:{port}/hello.txt"
+    assert "403" in curl("-i", "-x", proxy.endpoints.http_url(), url).stdout
+    proxy.grant("localhost", port, "http", True, "grant:g-1")
+    time.sleep(0.05)
+    assert curl("-x", proxy.endpoints.http_url(), url).stdout.startswith("hello")
+    proxy.set_policy(build_policy(PolicyInputs(domains={"localhost": "deny"})))
+    time.sleep(0.05)
+    assert "x-corral-block: denied" in curl("-i", "-x", proxy.endpoints.http_url(), url).stdout
+    assert [(e.decision, e.source) for e in events] == [
+        ("deny", "policy"), ("allow", "session grant"), ("deny", "config")]

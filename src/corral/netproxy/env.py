@@ -10,7 +10,7 @@ _HTTP_VARS = (
     "npm_config_proxy", "npm_config_https_proxy", "NPM_CONFIG_PROXY", "NPM_CONFIG_HTTPS_PROXY",
     "YARN_HTTP_PROXY", "YARN_HTTPS_PROXY", "yarn_http_proxy", "yarn_https_proxy",
     "BUNDLE_HTTP_PROXY", "BUNDLE_HTTPS_PROXY", "PIP_PROXY", "DOCKER_HTTP_PROXY",
-    "DOCKER_HTTPS_PROXY", "GIT_HTTP_PROXY", "GLOBAL_AGENT_HTTP_PROXY",
+    "DOCKER_HTTPS_PROXY", "GLOBAL_AGENT_HTTP_PROXY",
 )
 _ALL_VARS = ("ALL_PROXY", "all_proxy", "FTP_PROXY", "ftp_proxy")
 _NO_VARS = ("NO_PROXY", "no_proxy", "npm_config_noproxy", "NPM_CONFIG_NOPROXY",
@@ -38,6 +38,7 @@ def proxy_env(
     support (httpx without socksio, pip) fail outright when ALL_PROXY is a socks URL, even for
     plain HTTP. The SOCKS endpoint (socks5h, names resolved by the proxy) is always published as
     CORRAL_SOCKS_PROXY for tools that need raw TCP (e.g. ``git`` over ssh via ``nc -X 5``).
+    git over http(s) uses ``http_proxy``/``HTTPS_PROXY`` (through libcurl), so needs nothing more.
 
     ``no_proxy`` defaults to loopback only: inside the sandbox nothing else is reachable directly,
     and private ranges must go through the proxy so that they are refused there.

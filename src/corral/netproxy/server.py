@@ -152,6 +152,20 @@ class Proxy:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(fn)
 
+    def grant(self, host: str, port: int, protocol: str, allow: bool, source: str) -> None:
+        """Record a session answer from outside (thread-safe), e.g. a restored grant."""
+        self.call(lambda: self.gate.asker.grant(host, port, protocol, allow, source))
+
+    def set_policy(self, policy: NetworkPolicy) -> None:
+        """Swap the policy (e.g. after rules changed); applies to new requests."""
+        def swap() -> None:
+            self.gate.policy = policy
+
+        if self._loop is not None:
+            self.call(swap)
+        else:
+            swap()
+
     async def serve(self) -> None:
         """Run on the current loop until cancelled."""
         await self.start_servers()
