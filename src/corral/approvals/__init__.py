@@ -13,6 +13,7 @@ Public surface::
     mint_token(queue, pending_id, choice, ttl=) -> str
     redeem_token(queue, token) -> PendingAnswer
     why_too_broad(pattern) -> str | None; parse_expiry(text) -> float
+    request(question, policy=, store=, category=, terminal=, queue_timeout=) -> Verdict
 
 Names are imported lazily so command modules stay cheap to import.
 """
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.approvals.broad import why_too_broad as why_too_broad
+    from corral.approvals.flow import Verdict as Verdict
+    from corral.approvals.flow import request as request
     from corral.approvals.model import Choice as Choice
     from corral.approvals.model import Grant as Grant
     from corral.approvals.model import Kind as Kind
@@ -45,7 +48,7 @@ _WHERE = {
     "Question": "model", "Scope": "model", "parse_expiry": "model", "ApprovalPolicy": "policy",
     "ask_terminal": "prompt", "offered_choices": "prompt", "PendingAnswer": "queue",
     "PendingItem": "queue", "PendingQueue": "queue", "GrantStore": "store",
-    "mint_token": "tokens", "redeem_token": "tokens",
+    "mint_token": "tokens", "redeem_token": "tokens", "Verdict": "flow", "request": "flow",
 }
 
 __all__ = sorted(_WHERE)

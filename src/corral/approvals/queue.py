@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.approvals.model import Choice, Kind, Question, fmt_time, refuse
+from corral.approvals.prompt import offered_choices
 from corral.approvals.store import GrantStore, new_id
 
 POLL_SECONDS = 0.1
@@ -165,6 +166,10 @@ class PendingQueue:
                              if item.answered in ("expired", "cancelled") else
                              f"pending question {pending_id} was already answered "
                              f"({item.answered})")
+            offered = offered_choices(item.question())
+            if ch not in offered:
+                raise refuse(f"{ch.value} is not offered for pending question {pending_id}",
+                             "offered: " + ", ".join(c.value for c in offered))
             if t >= item.expires_at:
                 db.execute("UPDATE pending SET answered = 'expired', answered_at = ? "
                            "WHERE id = ?", (t, pending_id))

@@ -111,6 +111,12 @@ def mint_token(queue: PendingQueue, pending_id: str, choice: Choice | str, *,
                      f"pending question {pending_id} is already {item.answered}")
     if item.expires_at <= t:
         raise refuse(f"pending question {pending_id} expired at {fmt_time(item.expires_at)}")
+    from corral.approvals.prompt import offered_choices
+
+    offered = offered_choices(item.question())
+    if Choice(choice) not in offered:
+        raise refuse(f"{Choice(choice).value} is not offered for pending question {pending_id}",
+                     "offered: " + ", ".join(c.value for c in offered))
     key = load_or_create_key(key_path or queue.store.key_file)
     return sign_token(key, pending_id, item.digest, choice, min(t + ttl, item.expires_at))
 
