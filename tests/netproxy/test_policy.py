@@ -176,3 +176,24 @@ def test_allow_once_is_not_cached() -> None:
 
     asyncio.run(run())
     assert len(n) == 2
+
+
+def test_event_attributes_and_question_action() -> None:
+    from corral.netproxy import NetworkDecision
+    from corral.types import ActionKind
+
+    cases = {
+        "default.rules:7": "rule", "managed:/etc/corral/requirements.toml": "requirements",
+        "address:private": "address_check", "session grant": "user", "reviewer": "user",
+        "policy": "default", "proxy": "proxy", "config": "user",
+    }
+    for source, kind in cases.items():
+        d = NetworkDecision("h.test", 443, "https", None, "deny", source, "denied")
+        a = d.attributes()
+        assert a["network.policy.source"] == kind
+        assert a["network.transport.protocol"] == "https_connect"
+        assert "http.request.method" not in a and source in str(a["network.policy.reason"])
+    a = NetworkDecision("h.test", 80, "http", "GET", "allow", "config", "allowed").attributes()
+    assert a["http.request.method"] == "GET"
+    act = NetworkQuestion("h.test", 443, "https").action("s-1")
+    assert act.kind is ActionKind.NETWORK and act.details["host"] == "h.test"

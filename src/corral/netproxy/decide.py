@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from corral.types import Action, ActionKind
+
 log = logging.getLogger("corral.netproxy")
 
 
@@ -25,6 +27,13 @@ class NetworkQuestion:
     protocol: str
     method: str | None = None
     client: str | None = None
+
+    def action(self, session_id: str | None = None) -> Action:
+        """This question as an approvals ``Action`` (kind network)."""
+        details = {"host": self.host, "port": self.port, "protocol": self.protocol}
+        if self.method:
+            details["method"] = self.method
+        return Action(ActionKind.NETWORK, session_id=session_id, details=details)
 
     def prompt(self) -> str:
         return f"{self.host} is not in the allowed domains: allow {self.protocol} to port {self.port}?"

@@ -60,6 +60,37 @@ class NetworkDecision:
     client: str | None = None
 
 
+    def attributes(self) -> dict[str, object]:
+        """Attributes of the ``agent.network.decision`` telemetry event (docs/events.md)."""
+        attrs: dict[str, object] = {
+            "network.policy.decision": self.decision,
+            "server.address": self.host,
+            "server.port": self.port,
+            "network.policy.source": _source_kind(self.source),
+            "network.policy.reason": f"{self.reason} [{self.source}]",
+            "network.transport.protocol": "https_connect" if self.protocol == "https"
+            else self.protocol,
+        }
+        if self.method:
+            attrs["http.request.method"] = self.method
+        return attrs
+
+
+def _source_kind(source: str) -> str:
+    if source.startswith("address:"):
+        return "address_check"
+    if source.startswith("managed"):
+        return "requirements"
+    if source in ("user", "reviewer", "session grant") or source.startswith("grant"):
+        return "user"
+    if source in ("policy", "proxy"):
+        return "proxy" if source == "proxy" else "default"
+    head, _, line = source.rpartition(":")
+    if head and line.isdigit():
+        return "rule"
+    return "user"  # config files and command-line flags are the user's own policy
+
+
 DecisionHook = Callable[[NetworkDecision], None]
 
 
