@@ -26,6 +26,8 @@ from corral.rules.wrappers import (
 MAX_DEPTH = 32
 MAX_ITEMS = 5_000
 MAX_UNWRAP = 32
+_SPECIAL = frozenset(SHELLS | UNWRAPPERS.keys() | SCRIPT_OPTIONS.keys()
+                     | {"eval", "source", ".", "alias", "trap", "git", "env"})
 MAX_TOTAL_SCRIPT = 160 * 1024  # bytes of script text parsed for one decision, nesting included
 _CACHE_SIZE = 4096
 _script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
@@ -158,6 +160,9 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             out.commands.append(a)  # the shell-level problem is already recorded
             return
         name = basename(a.tokens[0])
+        if name not in _SPECIAL:  # the common case: an ordinary program
+            out.commands.append(a)
+            return
         if name in SHELLS:
             how, text = shell_script(a)
             if how == "script" and text is not None:

@@ -112,6 +112,12 @@ _WRITERS = frozenset({"tee", "cp", "mv", "install", "ln", "rsync", "scp", "trunc
 _SECURITY_UNITS = ("apparmor", "selinux", "auditd", "firewalld", "ufw", "iptables", "nftables",
                    "falcon", "crowdstrike", "osquery", "clamav", "sentinel", "defender", "wazuh")
 
+_DANGER_NAMES = frozenset({
+    "rm", "sudo", "doas", "pkexec", "su", "run0", "git", "chmod", "dd", "mke2fs", "wipefs",
+    "fdisk", "sfdisk", "parted", "sgdisk", "mkswap", "blkdiscard", "shred", "setenforce",
+    "aa-teardown", "ufw", "iptables", "auditctl", "systemctl", "service", "crontab", "kill",
+    "pkill", "killall"})
+
 DANGEROUS = {
     "rm_recursive_force": "rm with recursive and force flags deletes whole trees without asking",
     "rm_force": "rm -f deletes files without asking (Codex's dangerous-command baseline)",
@@ -170,6 +176,9 @@ def dangerous(a: Argv) -> Verdict | None:
         return None
     name = basename(a.tokens[0])
     args = a.tokens[1:]
+    if name not in _DANGER_NAMES and not name.startswith("mkfs") and not (
+            name in _WRITERS and any(_sensitive(t) for t in args)):
+        return None  # the common case: nothing on the list
     hit: str | None = None
     short, long = _flags(args)
     if name == "rm":
