@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from corral.approvals import GrantStore, why_too_broad
@@ -19,6 +19,8 @@ _token = st.text(max_size=12)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_token, min_size=1, max_size=4))
+@example(["\n"])  # found by this test: the refusal quoted the newline and broke the one line
+@example(["bash", "-\nc"])
 def test_any_grantable_pattern_round_trips(pattern: list[str]) -> None:
     with tempfile.TemporaryDirectory() as d:
         store = GrantStore(Path(d) / "state" / "grants.db")

@@ -61,6 +61,14 @@ BROAD_ANY_TAIL: tuple[tuple[str, ...], ...] = (
 _VERSIONED = re.compile(r"^(python|pypy|perl|ruby|php|lua|node)[0-9][0-9.]*$")
 
 
+def shown(tokens: tuple[str, ...] | list[str]) -> str:
+    """Tokens for a one-line message: quoted (JSON-style, escapes visible) when not plain."""
+    import json
+
+    return " ".join(t if t and all(c.isprintable() and c not in ' "\\' for c in t)
+                    else json.dumps(t, ensure_ascii=False) for t in tokens)
+
+
 def program_name(token: str) -> str:
     """The basename of argv[0], with version suffixes folded (python3.12 -> python3)."""
     base = token.rsplit("/", 1)[-1]
@@ -93,13 +101,13 @@ def why_too_broad(pattern: tuple[str, ...] | list[str]) -> str | None:
         if len(norm) == 1:
             return f"`{head}` alone would approve any program it is given"
         if _is_code_flag(norm[1], head in SHELLS) and len(norm) == 2:
-            return (f"`{head} {norm[1]}` without the code itself would approve arbitrary code")
+            return f"`{shown(norm[:2])}` without the code itself would approve arbitrary code"
         if norm[1] in ("-m",) and len(norm) >= 3 and norm[2] in ("pip", "venv", "http.server"):
-            return f"`{head} -m {norm[2]}` runs arbitrary code or serves files"
+            return f"`{shown(norm[:3])}` runs arbitrary code or serves files"
     for broad in BROAD_ANY_TAIL:
         if norm[: len(broad)] == broad:
             return f"`{' '.join(broad)}` runs code chosen at run time, so it is never granted"
     for broad in BROAD:
         if len(norm) <= len(broad) and broad[: len(norm)] == norm:
-            return f"`{' '.join(norm)}` alone is too broad; grant a specific sub-command"
+            return f"`{shown(norm)}` alone is too broad; grant a specific sub-command"
     return None

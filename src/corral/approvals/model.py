@@ -118,8 +118,9 @@ class Grant:
         if self.kind is Kind.NETWORK:
             host, port, proto = ([*list(self.pattern), "*", "*"])[:3]
             return f"{proto}://{host}:{port}"
-        return " ".join(json.dumps(t) if (not t or " " in t or '"' in t) else t
-                        for t in self.pattern)
+        from corral.approvals.broad import shown
+
+        return shown(self.pattern)
 
     def event(self) -> dict[str, Any]:
         """Attributes for the ``agent.approval.grant`` event (telemetry ApprovalGrant fields).

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from corral.approvals import rulesfile
-from corral.approvals.broad import why_too_broad
+from corral.approvals.broad import shown, why_too_broad
 from corral.approvals.model import GRANTED_BY, Choice, Grant, Kind, Question, Scope, refuse
 
 SCHEMA = """
@@ -26,9 +26,9 @@ CREATE TABLE IF NOT EXISTS grants (
     id TEXT PRIMARY KEY, scope TEXT NOT NULL, kind TEXT NOT NULL, pattern TEXT NOT NULL,
     session_id TEXT, project TEXT, granted_by TEXT NOT NULL, granted_at REAL NOT NULL,
     expires_at REAL, revoked_at REAL, revoked_by TEXT, consumed_at REAL, note TEXT NOT NULL,
-    rule TEXT
+    rule TEXT, head TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS grants_kind ON grants(kind, revoked_at, consumed_at);
+CREATE INDEX IF NOT EXISTS grants_head ON grants(kind, head);
 CREATE TABLE IF NOT EXISTS pending (
     id TEXT PRIMARY KEY, session_id TEXT, kind TEXT NOT NULL, action TEXT NOT NULL,
     digest TEXT NOT NULL, reason TEXT NOT NULL, reviewer TEXT, created_at REAL NOT NULL,
@@ -117,9 +117,9 @@ class GrantStore:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO grants (id, scope, kind, pattern, session_id, project, granted_by,"
-                " granted_at, expires_at, note, rule) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " granted_at, expires_at, note, rule, head) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (grant.id, scope.value, kind.value, json.dumps(list(pat)), session_id,
-                 project, granted_by, t, expires_at, note, rule),
+                 project, granted_by, t, expires_at, note, rule, _head(kind, pat)),
             )
             if rule is not None:
                 from corral.approvals.model import fmt_time
@@ -147,25 +147,31 @@ class GrantStore:
         t = time.time() if now is None else now
         kind = _kind(kind)
         args = tuple(argv)
-        with self.transaction() as db:
-            rows = db.execute(
-                "SELECT * FROM grants WHERE kind = ? AND revoked_at IS NULL AND "
-                "consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-                (kind.value, t),
-            ).fetchall()
+        if not args:
+            return None
+        while True:
+            # A plain read first: most lookups find nothing or a standing grant, and need
+            # no write lock. Only a once-grant is claimed, in a write transaction.
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT * FROM grants WHERE kind = ? AND head = ? AND revoked_at IS NULL "
+                    "AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+                    (kind.value, _head(kind, args), t),
+                ).fetchall()
             cands = [g for g in map(_row_grant, rows)
                      if g.matches(args) and _in_scope(g, session_id, project)]
             if not cands:
                 return None
             cands.sort(key=lambda g: (_SCOPE_ORDER[g.scope], g.granted_at))
             best = cands[0]
-            if best.scope is Scope.ONCE:
+            if best.scope is not Scope.ONCE:
+                return best
+            with self.transaction() as db:
                 cur = db.execute("UPDATE grants SET consumed_at = ? WHERE id = ? AND "
-                                 "consumed_at IS NULL", (t, best.id))
-                if cur.rowcount != 1:  # pragma: no cover - serialised by BEGIN IMMEDIATE
-                    return None
+                                 "consumed_at IS NULL AND revoked_at IS NULL", (t, best.id))
+            if cur.rowcount == 1:
                 return _replace(best, consumed_at=t)
-            return best
+            # another process claimed it first: look again
 
     def get(self, grant_id: str) -> Grant | None:
         with self._lock:
@@ -252,7 +258,7 @@ def _validate(kind: Kind, scope: Scope, pat: tuple[str, ...], session_id: str | 
     if kind in (Kind.SHELL, Kind.ESCALATION):
         reason = why_too_broad(pat)
         if reason:
-            raise refuse(f"refusing to grant `{' '.join(pat)}`: {reason}",
+            raise refuse(f"refusing to grant `{shown(pat)}`: {reason}",
                          "approve this one command instead")
     if kind is Kind.ESCALATION:
         if scope not in (Scope.ONCE, Scope.SESSION):
@@ -288,6 +294,11 @@ def _rule_for(grant: Grant) -> str | None:
     return None  # mcp and patch grants live in the store only
 
 
+def _head(kind: Kind, pattern: tuple[str, ...]) -> str:
+    """The indexed first token (hosts compare case-insensitively, without a trailing dot)."""
+    return pattern[0].lower().rstrip(".") if kind is Kind.NETWORK else pattern[0]
+
+
 def _in_scope(g: Grant, session_id: str | None, project: str | None) -> bool:
     if g.scope is Scope.PERSISTENT:
         return True
@@ -300,7 +311,7 @@ def _in_scope(g: Grant, session_id: str | None, project: str | None) -> bool:
 
 def _row_grant(row: tuple[object, ...]) -> Grant:
     (gid, scope, kind, pattern, session_id, project, granted_by, granted_at, expires_at,
-     revoked_at, revoked_by, consumed_at, note, _rule) = row
+     revoked_at, revoked_by, consumed_at, note, _rule, _indexed) = row
     return Grant(
         id=str(gid), scope=Scope(str(scope)), kind=Kind(str(kind)),
         pattern=tuple(json.loads(str(pattern))),
