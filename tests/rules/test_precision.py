@@ -205,3 +205,6 @@ def test_allow_rules_need_exact_program_or_declared_host_executable() -> None:
     assert r.decision is RuleDecision.PROMPT  # an allow rule for `deploy` is not `/tmp/evil/deploy`
     assert decide(["/opt/bin/tool"], p, "untrusted").decision is RuleDecision.ALLOW
     assert decide(["/tmp/tool"], p, "untrusted").decision is RuleDecision.PROMPT
+    # relative program paths resolve against the command's cwd, not ours
+    assert decide(["./tool"], p, "untrusted", cwd="/opt/bin").decision is RuleDecision.ALLOW
+    assert decide(["./tool"], p, "untrusted", cwd="/tmp").decision is RuleDecision.PROMPT

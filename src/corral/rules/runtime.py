@@ -83,7 +83,7 @@ def _status(rule: PrefixRule, a: Argv) -> int:
     return 2 if certain else 1
 
 
-def rule_matches(policy: Policy, a: Argv) -> list[Match]:
+def rule_matches(policy: Policy, a: Argv, cwd: str | None = None) -> list[Match]:
     """Rules that match (or might match) ``a`` at run time."""
     tokens = a.tokens
     if not tokens or 0 in a.unknown or a.open_from == 0:
@@ -102,7 +102,7 @@ def rule_matches(policy: Policy, a: Argv) -> list[Match]:
             else:
                 _add_status_match(out, rule, a)
     if "/" in prog:
-        path = normalize_abs(prog)
+        path = normalize_abs(prog, cwd)
         base = basename_of(path) if path else None
         if base and base != prog:
             declared = policy.host_executables.get(base)
@@ -141,13 +141,15 @@ _decisions: weakref.WeakKeyDictionary[Policy, OrderedDict[tuple[Any, ...], Runti
     weakref.WeakKeyDictionary())
 
 
-def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request") -> RuntimeDecision:
+def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request", *,
+           cwd: str | None = None) -> RuntimeDecision:
     """Judge ``argv`` (possibly ``bash -lc SCRIPT``) against ``policy`` and the heuristics.
 
     Decisions are pure functions of (argv, policy, approval policy) and are cached per policy
-    (agents repeat commands); treat the result as read-only.
+    (agents repeat commands); treat the result as read-only. ``cwd`` is where the command will
+    run (relative program paths such as ``./tool`` resolve against it; default: ours).
     """
-    key = (tuple(argv), approval_policy, policy.generation, len(policy.load_errors),
+    key = (tuple(argv), approval_policy, cwd, policy.generation, len(policy.load_errors),
            len(policy.host_executables))
     with _cache_lock:
         cache = _decisions.get(policy)
@@ -157,7 +159,7 @@ def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request")
         if hit is not None:
             cache.move_to_end(key)
             return hit
-    result = _decide(argv, policy, approval_policy)
+    result = _decide(argv, policy, approval_policy, cwd)
     if sum(map(len, argv)) > _CACHE_MAX_ARGV:
         return result  # keep the cache's memory bounded
     with _cache_lock:
@@ -167,14 +169,16 @@ def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request")
     return result
 
 
-def _decide(argv: list[str], policy: Policy, approval_policy: str) -> RuntimeDecision:
+def _decide(argv: list[str], policy: Policy, approval_policy: str,
+            cwd: str | None = None) -> RuntimeDecision:
     an = analyze(argv)
     matches: list[Match] = []
     all_allow_rules = bool(an.commands)
     for w in an.wrappers:
-        matches.extend(m for m in rule_matches(policy, w) if m.kind == "rule" and m.decision is not ALLOW)
+        matches.extend(m for m in rule_matches(policy, w, cwd)
+                       if m.kind == "rule" and m.decision is not ALLOW)
     for a in an.commands:
-        found = rule_matches(policy, a)
+        found = rule_matches(policy, a, cwd)
         matches.extend(found)
         if not any(m.kind == "rule" for m in found):
             all_allow_rules = False
