@@ -110,3 +110,50 @@ def local(port: int, *hosts: str) -> PolicyInputs:
         domains=dict.fromkeys(names, "allow"),
         allow_local=[f"{h}:{port}" for h in names],
     )
+
+
+@pytest.fixture
+def make_tls_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """HTTPS servers on 127.0.0.1 with a trustme certificate for the given names; each answers
+    one request with ``secure hello``. Returns (port, CA pem path)."""
+    import socket
+    import ssl
+
+    import trustme
+
+    stops: list[tuple[threading.Event, socket.socket]] = []
+
+    def make(*names: str) -> tuple[int, Path]:
+        ca = trustme.CA()
+        cert = ca.issue_cert(*names)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        srv = socket.create_server(("127.0.0.1", 0))
+        srv.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except (TimeoutError, OSError):
+                    continue
+                try:
+                    with ctx.wrap_socket(conn, server_side=True) as s:
+                        s.recv(65536)
+                        body = b"secure hello\n"
+                        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                                  b"Connection: close\r\n\r\n%s" % (len(body), body))
+                except (ssl.SSLError, OSError):
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        pem = tmp_path / f"ca-{len(stops)}.pem"
+        ca.cert_pem.write_to_path(str(pem))
+        stops.append((stop, srv))
+        return srv.getsockname()[1], pem
+
+    yield make
+    for stop, srv in stops:
+        stop.set()
+        srv.close()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
 from corral.netproxy import AskAnswer, NetworkQuestion, PolicyInputs, proxy_env
 
@@ -138,38 +135,8 @@ def test_socks_credentials_required_when_set(web: tuple[int, Path], make_proxy: 
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
-    srv = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            try:
-                with ctx.wrap_socket(conn, server_side=True) as s:
-                    s.recv(65536)
-                    body = b"secure hello\n"
-                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                              % (len(body), body))
-            except (ssl.SSLError, OSError):
-                pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    pem = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(pem))
-    yield srv.getsockname()[1], pem
-    stop.set()
-    t.join()
-    srv.close()
+def tls_server(make_tls_server):  # type: ignore[no-untyped-def]
+    return make_tls_server("localhost", "127.0.0.1")
 
 
 def test_https_through_connect_with_curl_and_httpx(tls_server, make_proxy: ProxyFactory) -> None:  # type: ignore[no-untyped-def]

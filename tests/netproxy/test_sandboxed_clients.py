@@ -68,9 +68,10 @@ def _wheel(dest: Path) -> Path:
 
 
 def test_clients_inside_sandbox_through_bridge(
-    web: tuple[int, Path], make_proxy: ProxyFactory, tmp_path: Path
+    web: tuple[int, Path], make_proxy: ProxyFactory, tmp_path: Path, make_tls_server  # type: ignore[no-untyped-def]
 ) -> None:
     port, root = web
+    tls_port, tls_ca = make_tls_server("secure.test")
     need("git")
     # pip simple index
     (root / "simple" / "corraldemo").mkdir(parents=True)
@@ -94,8 +95,8 @@ def test_clients_inside_sandbox_through_bridge(
         '{"name":"corraldemo","version":"1.0.0","dist":{"tarball":"http://web.test/x.tgz"}}}}')
     npm = need("npm")
     sock = tmp_path / "proxy.sock"
-    inp = PolicyInputs(domains={"web.test": "allow", "denied.test": "deny"},
-                       allow_local=[f"web.test:{port}"])
+    inp = PolicyInputs(domains={"web.test": "allow", "secure.test": "allow", "denied.test": "deny"},
+                       allow_local=[f"web.test:{port}", f"secure.test:{tls_port}"])
     _, events = make_proxy(inp, listen=Listen(http=None, socks=None, unix=str(sock)),
                                resolver=fake_dns)
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
@@ -105,6 +106,8 @@ def test_clients_inside_sandbox_through_bridge(
 curl -sS --max-time 10 {base}/hello.txt > {tmp_path}/curl_http.out
 curl -sS --max-time 10 -p {base}/hello.txt > {tmp_path}/curl_connect.out
 curl -sS --max-time 10 -x "$CORRAL_SOCKS_PROXY" {base}/hello.txt > {tmp_path}/curl_socks.out
+curl -sS --max-time 10 --cacert {tls_ca} https://secure.test:{tls_port}/ > {tmp_path}/curl_https.out
+curl -sS --max-time 10 --cacert {tls_ca} -x "$CORRAL_SOCKS_PROXY" https://secure.test:{tls_port}/ > {tmp_path}/curl_https_socks.out
 curl -sS --max-time 10 -i http://denied.test/ > {tmp_path}/curl_denied.out || true
 curl -sS --max-time 3 http://127.0.0.1:{port}/hello.txt --noproxy '*' > /dev/null 2>&1 && echo BYPASS > {tmp_path}/bypass.out || true
 {shlex.quote(sys.executable)} -c "import httpx; print(httpx.get('{base}/hello.txt').text, end='')" > {tmp_path}/httpx.out
@@ -117,6 +120,8 @@ git clone -q {base}/repo.git {tmp_path}/clone
     assert r.returncode == 0, r.stderr + (tmp_path / "bridge.out").read_text()
     for name in ("curl_http", "curl_connect", "curl_socks", "httpx"):
         assert (tmp_path / f"{name}.out").read_text() == "hello through the proxy\n", name
+    for name in ("curl_https", "curl_https_socks"):
+        assert (tmp_path / f"{name}.out").read_text() == "secure hello\n", name
     denied = (tmp_path / "curl_denied.out").read_text()
     assert "403" in denied and "x-corral-block: denied" in denied
     assert not (tmp_path / "bypass.out").exists()
@@ -125,4 +130,4 @@ git clone -q {base}/repo.git {tmp_path}/clone
     assert (tmp_path / "npm.out").read_text().strip() == "1.0.0"
     protocols = {e.protocol for e in events if e.decision == "allow"}
     assert protocols == {"http", "https", "socks5_tcp"}
-    assert all(e.host in ("web.test", "denied.test") for e in events)
+    assert all(e.host in ("web.test", "secure.test", "denied.test") for e in events)
