@@ -163,7 +163,7 @@ def raw_json(rec: NativeRecord) -> str:
 def map_record(rec: NativeRecord) -> Mapped | None:
     """Our event for ``rec``, or None when it is dropped as noise."""
     agent, name = identify(rec)
-    if name in DROPPED:
+    if name in DROPPED or not name:  # stream chunks; unnamed internal logs ("flushing …")
         return None
     a = rec.attributes
     common: dict[str, Any] = {

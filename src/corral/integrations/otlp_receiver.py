@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import secrets
 import threading
 import zlib
@@ -50,6 +51,19 @@ def _attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*$")
+
+
+def event_name(record_name: str, attrs: dict[str, Any], body: Any) -> str:
+    """The record's event name: EventName, else the ``event.name`` attribute, else a dotted
+    body. Codex's tracing bridge fills EventName with ``event <file>:<line>``, so a candidate
+    counts only if it looks like an event name."""
+    for cand in (record_name, attrs.get("event.name"), body):
+        if isinstance(cand, str) and _NAME.match(cand):
+            return cand
+    return ""
+
+
 def records(req: Any) -> list[NativeRecord]:
     """Flatten an ``ExportLogsServiceRequest`` into native records."""
     out: list[NativeRecord] = []
@@ -59,9 +73,8 @@ def records(req: Any) -> list[NativeRecord]:
             for lr in sl.log_records:
                 attrs = _attrs(lr.attributes)
                 body = any_value(lr.body) if lr.HasField("body") else None
-                name = lr.event_name or str(attrs.get("event.name") or "") or (
-                    body if isinstance(body, str) and "." in body and " " not in body else "")
-                out.append(NativeRecord(name=name or "unnamed", attributes=attrs,
+                out.append(NativeRecord(name=event_name(lr.event_name, attrs, body),
+                                        attributes=attrs,
                                         resource=resource, body=body,
                                         time_unix_nano=lr.time_unix_nano or
                                         lr.observed_time_unix_nano))

@@ -1,0 +1,123 @@
+"""A scripted model server speaking the OpenAI Responses API (streaming SSE), for driving the
+real Codex CLI in tests: each request gets the next scripted turn, and every request body is kept
+so a test can read what the agent sent back (e.g. the tool output the model saw)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Turn = Callable[[dict[str, Any]], list[dict[str, Any]]]  # request body -> output items
+
+
+def shell_call(command: str, call_id: str = "call_1") -> Turn:
+    """A turn that calls the agent's shell tool (whichever name it advertised)."""
+    def turn(req: dict[str, Any]) -> list[dict[str, Any]]:
+        names = {t.get("name") for t in req.get("tools", []) if isinstance(t, dict)}
+        if "exec_command" in names:
+            name, args = "exec_command", {"cmd": command}
+        elif "shell_command" in names:
+            name, args = "shell_command", {"command": command}
+        else:
+            name, args = "shell", {"command": ["bash", "-lc", command]}
+        return [{"type": "function_call", "name": name, "arguments": json.dumps(args),
+                 "call_id": call_id, "id": f"fc_{call_id}"}]
+    return turn
+
+
+def message(text: str) -> Turn:
+    def turn(req: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"type": "message", "role": "assistant", "id": "msg_1",
+                 "content": [{"type": "output_text", "text": text, "annotations": []}]}]
+    return turn
+
+
+class ModelServer:
+    def __init__(self, turns: list[Turn]) -> None:
+        self.turns = list(turns)
+        self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> ModelServer:
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                srv.paths.append(f"GET {self.path}")
+                self._json({"object": "list", "data": [], "models": []})
+
+            def _json(self, doc: dict[str, Any]) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                srv.paths.append(f"POST {self.path}")
+                try:
+                    req = json.loads(raw)
+                except ValueError:
+                    req = {}
+                if not self.path.rstrip("/").endswith("/responses"):
+                    self._json({})  # analytics and other side calls: not a model turn
+                    return
+                with srv._lock:
+                    srv.requests.append(req)
+                    turn = srv.turns.pop(0) if srv.turns else message("done")
+                items = turn(req)
+                n = len(srv.requests)
+                events = [{"type": "response.created", "response": {"id": f"resp_{n}"}}]
+                events += [{"type": "response.output_item.done", "output_index": i, "item": it}
+                           for i, it in enumerate(items)]
+                events.append({"type": "response.completed", "response": {
+                    "id": f"resp_{n}", "usage": {
+                        "input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                        "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
+                        "total_tokens": 15}}})
+                body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def tool_outputs(self) -> list[str]:
+        """Every function_call_output the agent sent back, in order."""
+        outs: list[str] = []
+        for req in self.requests:
+            for item in req.get("input", []):
+                if isinstance(item, dict) and item.get("type") == "function_call_output":
+                    out = item.get("output")
+                    outs.append(out if isinstance(out, str) else json.dumps(out))
+        return outs
