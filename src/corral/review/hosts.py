@@ -38,6 +38,8 @@ _DEV = (
 
 METADATA_IPS = ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 _METADATA_NAMES = ("metadata.google.internal", "metadata", "instance-data")
+_PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
 _HOSTLIKE = re.compile(r"^(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?::\d+)?(?:/.*)?$")
 
 
@@ -84,7 +86,7 @@ def kind(host: str, path: str = "/") -> str:
     if ip is not None:
         if ip.is_loopback or ip.is_unspecified:
             return "local"
-        if ip.is_private or ip.is_link_local:
+        if ip.is_link_local or any(ip in net for net in _PRIVATE_NETS if net.version == ip.version):
             return "private"
         return "ip"
     if _suffix(h, _DROP) or any(_suffix(h, (dh,)) and path.startswith(dp)

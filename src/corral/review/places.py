@@ -121,6 +121,8 @@ _CRED: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), label, risk) fo
     (r"^/etc/ssh/ssh_host_[^/]*_key$", "the SSH host keys", "high"),
     (r"(^|/)\.env(\.(?!example$|sample$|template$|dist$|defaults?$|schema$)[\w.-]+)?$",
      "a .env secrets file", "high"),
+    (r"(^|/)[^/]+\.env$", "an env secrets file", "high"),
+    (r"(^|/)\.?secrets?/[^/]+$", "a file in a secrets directory", "high"),
     (r"(^|/)[^/]*\.(key|p12|pfx|jks|keystore)$", "a private key file", "high"),
     (r"(^|/)(Library/Keychains|\.local/share/keyrings)(/|$)", "the keychain", "high"),
     (r"/(Cookies|Login Data|logins\.json|key4\.db)$", "browser saved passwords or cookies",
@@ -162,10 +164,11 @@ _PERSIST: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), label, risk)
      "a system-wide shell startup file", "high"),
     (r"/\.ssh/(config|rc|environment)$", "the SSH client config", "high"),
     (r"^/etc/cron|^/var/spool/cron|^/etc/anacrontab", "a cron job", "high"),
-    (r"/\.config/systemd/|^/etc/systemd/|^/(usr/)?lib/systemd/|^/etc/init\.d/|^/etc/rc\.local$",
+    (r"/\.config/systemd(/|$)|^/etc/systemd/|^/(usr/)?lib/systemd/|^/etc/init\.d/|"
+     r"^/etc/rc\.local$",
      "a systemd/init service", "high"),
-    (r"/Library/Launch(Agents|Daemons)/", "a launchd job", "high"),
-    (r"/\.config/autostart/|^/etc/xdg/autostart/", "a desktop autostart entry", "high"),
+    (r"/Library/Launch(Agents|Daemons)(/|$)", "a launchd job", "high"),
+    (r"/\.config/autostart(/|$)|^/etc/xdg/autostart(/|$)", "a desktop autostart entry", "high"),
     (r"(^|/)\.git/hooks(/|$)", "a git hook (runs on every commit/checkout)", "high"),
     (r"(^|/)\.git/config$", "the repository's git config", "medium"),
     (r"/\.(gitconfig|condarc|yarnrc|pypirc)$|/\.pip/pip\.conf$|/\.config/pip/pip\.conf$|"

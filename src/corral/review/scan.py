@@ -28,7 +28,7 @@ BUILD_DIRS = frozenset({
     "cmake-build-release", "__snapshots__", ".docusaurus", "storybook-static",
 })
 # commands that use a credential file without printing it (ssh -i key, chmod 600 key)
-USE_ONLY = frozenset({"ssh", "scp", "sftp", "ssh-add", "ssh-keygen", "chmod", "chown", "ls",
+USE_ONLY = frozenset({"ssh", "sftp", "ssh-add", "ssh-keygen", "chmod", "chown", "ls",
                       "stat", "test", "[", "git", "mkdir", "touch", "rm", "unlink", "shred",
                       "file", "du", "realpath", "readlink", "dirname", "basename", "cd",
                       "sops", "age", "gpg-agent", "code", "vim", "vi", "nano", "emacs"})
@@ -47,6 +47,12 @@ _KEY_NAMES = re.compile(r"id_rsa|id_ed25519|id_ecdsa|id_dsa|\.pem|\.key|\.p12|\.
 _DEVICE = re.compile(r"^/dev/(sd|hd|vd|xvd|nvme|mmcblk|disk|mapper/|md|loop|dm-|rdisk)")
 _HARMLESS_DEV = re.compile(r"^/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+|pts/\d+|random|"
                            r"urandom)$")
+_COMMON_COMMANDS = frozenset({
+    "git", "ls", "cat", "sudo", "su", "ssh", "scp", "python", "python3", "pip", "pip3", "node",
+    "npm", "npx", "curl", "wget", "bash", "sh", "zsh", "make", "gcc", "cc", "go", "cargo",
+    "docker", "kubectl", "cp", "mv", "rm", "grep", "find", "env", "gpg", "passwd", "login",
+    "ps", "top", "id", "whoami", "corral", "codex", "claude", "gemini", "uv", "poetry",
+})
 _TLS_OFF = re.compile(r"\b(NODE_TLS_REJECT_UNAUTHORIZED=0|GIT_SSL_NO_VERIFY=(1|true)|"
                       r"PYTHONHTTPSVERIFY=0|REQUESTS_CA_BUNDLE=(''|\"\"|$)|CURL_INSECURE=1)")
 _FORK_BOMB = re.compile(r"(\S+)\s*\(\)\s*\{\s*\1\s*\|\s*\1\s*&\s*\}\s*;\s*\1")
@@ -144,9 +150,18 @@ def _secret_read(scan: Scan, place: Place, path: str, cred: tuple[str, str], ver
 
 def _command(cmd: Cmd, place: Place, scan: Scan) -> None:
     name = cmd.name
-    dests = set(_destinations(cmd))
+    raw_dests = _destinations(cmd)
+    dests = {d for d in (place.resolve(t) for t in raw_dests) if d is not None}
     if name not in USE_ONLY:
+        skip_next = False
         for tok, k in zip(cmd.args, cmd.known_args, strict=False):
+            if skip_next:
+                skip_next = False
+                continue
+            if name in ("scp", "rsync") and tok in ("-i", "-F", "-o", "-P", "-S", "-J", "-c",
+                                                      "-l", "-e"):
+                skip_next = True
+                continue
             if tok.startswith("-") and "=" not in tok and not tok.startswith("-v") \
                     and not tok.startswith("--data"):
                 continue
@@ -160,8 +175,10 @@ def _command(cmd: Cmd, place: Place, scan: Scan) -> None:
                     break
     _corral_tamper(cmd, place, scan, dests)
     _secret_vars(cmd, scan)
-    for d in dests:
+    for d in raw_dests:
         _write(d, place, scan, f"`{name}`")
+    if name == "mv":
+        _move_away(cmd, place, scan, dests)
     if name in DELETERS:
         _delete(cmd, place, scan)
     handler = _HANDLERS.get(name)
@@ -253,9 +270,15 @@ def _write(target: str, place: Place, scan: Scan, how: str) -> None:
     p = place.resolve(t)
     if p is None:
         return
+    if corral_state(p):
+        scan.add("security", "critical", f"writes corral's own state {place.show(p)} (config, "
+                 "rules, grants or journal)")
+        return
     per = persistence(p)
     if per is not None:
         label, risk = per
+        if label == "a program on the PATH" and posixpath.basename(p) in _COMMON_COMMANDS:
+            label, risk = f"shadows the `{posixpath.basename(p)}` command on the PATH", "high"
         scan.add("persistence", risk, f"writes {place.show(p)} ({label}) with {how}",
                  ("add", "append", "edit", "write", "update", "configure", "set up", "install",
                   "change"), (posixpath.basename(p), place.show(p), label.split(" ")[-1]))
@@ -268,6 +291,19 @@ def _write(target: str, place: Place, scan: Scan, how: str) -> None:
         scan.add("scope", "high", f"writes {p} outside the workspace",
                  ("write", "save", "create", "copy", "install", "move"),
                  (posixpath.basename(p), p))
+
+
+def _move_away(cmd: Cmd, place: Place, scan: Scan, dests: set[str]) -> None:
+    """``mv ~/projects /tmp/x``: moving data out of its place outside the workspace."""
+    for tok, k in cmd.operands("tS", ("--target-directory", "--suffix"))[:-1]:
+        p = place.resolve(tok) if k else None
+        if p is None or p in dests or place.where(p) not in ("home", "system"):
+            continue
+        if persistence(p) is not None or credential(p) is not None:
+            continue  # judged as a write or a secret read
+        scan.add("destructive", "critical" if is_top_level(p, place) else "high",
+                 f"moves {place.show(p)} away (outside the workspace)",
+                 ("move", "rename", "mv", "archive"), (posixpath.basename(p), place.show(p)))
 
 
 def _delete(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -494,6 +530,10 @@ def _history(cmd: Cmd, place: Place, scan: Scan) -> None:
     if cmd.name == "history" and ("-c" in cmd.args or ("-w" in cmd.args and "/dev/null" in
                                   cmd.args)):
         scan.add("security", "high", "erases the shell history (hides what ran)", (), ())
+    elif cmd.name in ("export", "declare", "typeset", "readonly") and any(
+            re.match(r"(HISTFILE=(/dev/null)?|HISTSIZE=0|HISTFILESIZE=0|SAVEHIST=0)$", t)
+            for t in cmd.args):
+        scan.add("security", "high", "turns off shell history (hides what ran)", (), ())
     elif cmd.name == "unset" and "HISTFILE" in cmd.args:
         scan.add("security", "high", "turns off shell history (unset HISTFILE)", (), ())
     elif cmd.name == "journalctl" and any(t.startswith(("--vacuum", "--rotate")) for t in
@@ -598,7 +638,8 @@ _HANDLERS = {
     "nft": _firewall, "aa-teardown": _firewall, "aa-disable": _firewall,
     "aa-complain": _firewall, "apparmor_parser": _firewall, "auditctl": _firewall,
     "spctl": _firewall, "csrutil": _firewall, "sysctl": _firewall,
-    "history": _history, "unset": _history, "journalctl": _history,
+    "history": _history, "unset": _history, "journalctl": _history, "export": _history,
+    "declare": _history, "typeset": _history, "readonly": _history,
     "find": _find, "grep": _grep, "egrep": _grep, "fgrep": _grep, "rg": _grep, "ag": _grep,
     "ack": _grep,
     "wipefs": _disk, "fdisk": _disk, "sfdisk": _disk, "parted": _disk, "sgdisk": _disk,

@@ -155,7 +155,7 @@ def _config(rest: list[str], flags: set[str], pos: list[str], scan: Scan) -> Non
     where = "global " if flags & {"--global", "--system"} else ""
     if key in _RISKY_CONFIG or (key.startswith("alias.") and value.startswith("!")) or (
             key.startswith("filter.") and key.endswith((".clean", ".smudge"))):
-        risk = "medium" if key == "credential.helper" else "high"
+        risk = "medium" if key == "credential.helper" and not value.startswith("!") else "high"
         scan.add("persistence", risk, f"sets {where}git config {key} (makes git run "
                  f"`{value[:40]}`)", ("config", "configure", "set"), (key, value))
     elif key == "http.sslverify" and value.lower() in ("false", "0", "no", "off"):

@@ -231,6 +231,11 @@ def _ssh(cmd: Cmd, place: Place, scan: Scan) -> None:
     if "R" in short:
         scan.add("exfiltration", "high", f"opens a reverse tunnel through {host} (exposes this "
                  "machine)", ("tunnel", "forward"), (host,))
+    elif ops[1:] and re.search(r"cat\s*>|\btee\b|\bdd\b.*of=|tar\s+-?x", " ".join(ops[1:])):
+        scan.uploads.append(("data from a pipe", host, kind))
+        scan.add("exfiltration", "medium" if kind in ("dev", "private") else "high",
+                 f"sends data piped from this machine to {host} (`{' '.join(ops[1:])[:40]}`)",
+                 ("copy", "upload", "backup", "send", "transfer"), (host,))
     elif ops[1:]:
         scan.add("scope", "medium", f"runs `{' '.join(ops[1:])[:40]}` on {host}",
                  ("ssh", "run", "remote", "server"), (host,))
@@ -244,7 +249,7 @@ def _dns(cmd: Cmd, place: Place, scan: Scan) -> None:
         if t.startswith("@") or t.startswith("+"):
             continue
         label = max(t.split("."), key=len) if t else ""
-        if not k or "$" in t or "`" in t or (len(label) >= 25 and re.fullmatch(
+        if not k or "$" in t or "`" in t or "{}" in t or (len(label) >= 25 and re.fullmatch(
                 r"[A-Za-z0-9+/=_-]+", label)):
             scan.senders.append((t, "other"))
             scan.add("exfiltration", "high", f"encodes data in a DNS lookup ({t[:50]}): "
@@ -262,6 +267,10 @@ def _mail(cmd: Cmd, place: Place, scan: Scan) -> None:
 def _publish(cmd: Cmd, what: str, risk: str = "high", objects: tuple[str, ...] = (),
              category: str = "publishing", scan: Scan | None = None) -> None:
     assert scan is not None
+    if any(t in ("--dry-run", "--dryrun") for t in cmd.args) and cmd.name in (
+            "npm", "pnpm", "yarn", "bun", "cargo", "uv", "poetry", "gem", "helm", "kubectl",
+            "aws", "twine", "python", "python3"):
+        return  # nothing leaves the machine
     words = tuple(t for t in cmd.args if not t.startswith("-") and len(t) >= 3)
     scan.add(category, risk, what, PUBLISH_VERBS
              if category == "publishing" else ("delete", "destroy", "remove", "tear down",
@@ -288,8 +297,10 @@ def _package(cmd: Cmd, place: Place, scan: Scan) -> None:
                  scan=scan)
     elif cmd.name in ("npm", "pnpm", "yarn") and a[:2] == ["config", "set"] and any(
             "strict-ssl" in t or "registry" in t for t in a):
-        scan.add("security", "medium", f"changes the package registry settings "
-                 f"({' '.join(a[2:4])})", ("registry", "config"), ())
+        tls_off = any("strict-ssl" in t for t in a) and any(t in ("false", "0") for t in a)
+        scan.add("security", "high" if tls_off else "medium",
+                 f"{'turns off TLS checks in' if tls_off else 'changes'} the package registry "
+                 f"settings ({' '.join(a[2:4])})", ("registry", "config", "strict-ssl"), ())
 
 
 def _pip(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -324,8 +335,10 @@ def _pip(cmd: Cmd, place: Place, scan: Scan) -> None:
     if index:
         h, kind = _host(index)
         if kind not in ("dev", "local"):
-            scan.add("security", "medium", f"installs packages from the unofficial index {h}",
-                     ("index", "install from"), (h,))
+            plain = index.startswith("http://")
+            scan.add("security", "high" if plain or kind in ("ip", "drop") else "medium",
+                     f"installs packages from the unofficial index {h}"
+                     f"{' over plain HTTP' if plain else ''}", ("index", "install from"), (h,))
 
 
 _CODE_CRED = re.compile(r"\.ssh/|\.aws/|\.env\b|/etc/shadow|\.kube/config|\.docker/config|"
@@ -350,6 +363,10 @@ def _inline_code(cmd: Cmd, place: Place, scan: Scan) -> None:
         u = re.search(r"https?://[^\s'\"]+", code)
         host, kind = _host(u.group(0)) if u else ("?", "other")
         scan.senders.append((host, kind))
+    if re.search(r"socket|connect\(", code, re.I) and re.search(
+            r"dup2|pty\.spawn|/bin/(ba)?sh|subprocess|child_process|exec\(", code):
+        scan.add("exfiltration", "critical", f"connects a shell to a remote host from inline "
+                 f"{cmd.name} code (reverse shell)")
     if re.search(r"rmtree\(\s*['\"](/|~)|rm -rf (/|~)", code):
         scan.add("destructive", "high", f"deletes files outside the workspace from inline "
                  f"{cmd.name} code", ("delete", "remove"), ())
@@ -361,6 +378,7 @@ def _cloud(cmd: Cmd, place: Place, scan: Scan) -> None:
     if cmd.name == "aws" and words[:1] == ["s3"] and len(words) >= 2:
         verb = words[1]
         if verb in ("cp", "sync", "mv") and words[-1].startswith("s3://") and len(words) >= 4:
+            scan.senders.append((words[-1], "other"))
             _publish(cmd, f"uploads {place.show(place.resolve(words[2]) or words[2])} to "
                      f"{words[-1]}", objects=(words[-1],), scan=scan)
         elif verb in ("rm", "rb"):
