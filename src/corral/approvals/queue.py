@@ -17,7 +17,7 @@ from corral.approvals.model import Choice, Kind, Question, fmt_time, refuse
 from corral.approvals.prompt import offered_choices
 from corral.approvals.store import GrantStore, new_id
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)

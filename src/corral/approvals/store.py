@@ -155,8 +155,11 @@ class GrantStore:
             with self._lock:
                 rows = self._db.execute(
                     "SELECT * FROM grants WHERE kind = ? AND head = ? AND revoked_at IS NULL "
-                    "AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-                    (kind.value, _head(kind, args), t),
+                    "AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?) AND ("
+                    "scope = 'persistent' OR (scope = 'project' AND project = ?) OR "
+                    "(scope = 'session' AND session_id = ?) OR "
+                    "(scope = 'once' AND (session_id IS NULL OR session_id = ?)))",
+                    (kind.value, _head(kind, args), t, project, session_id, session_id),
                 ).fetchall()
             cands = [g for g in map(_row_grant, rows)
                      if g.matches(args) and _in_scope(g, session_id, project)]
