@@ -121,3 +121,120 @@ class ModelServer:
                     out = item.get("output")
                     outs.append(out if isinstance(out, str) else json.dumps(out))
         return outs
+
+
+# -- Anthropic Messages API (for Claude Code) ---------------------------------------------------
+
+ATurn = Callable[[dict[str, Any]], list[dict[str, Any]]]  # request -> content blocks
+
+
+def bash_use(command: str, tool_id: str = "toolu_1") -> ATurn:
+    def turn(req: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"type": "tool_use", "id": tool_id, "name": "Bash",
+                 "input": {"command": command, "description": "run it"}}]
+    return turn
+
+
+def text(reply: str) -> ATurn:
+    def turn(req: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"type": "text", "text": reply}]
+    return turn
+
+
+def _sse(blocks: list[dict[str, Any]], model: str) -> bytes:
+    stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 1}}}]
+    for i, b in enumerate(blocks):
+        if b["type"] == "text":
+            events.append({"type": "content_block_start", "index": i,
+                           "content_block": {"type": "text", "text": ""}})
+            events.append({"type": "content_block_delta", "index": i,
+                           "delta": {"type": "text_delta", "text": b["text"]}})
+        else:
+            events.append({"type": "content_block_start", "index": i, "content_block": {
+                "type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}})
+            events.append({"type": "content_block_delta", "index": i, "delta": {
+                "type": "input_json_delta", "partial_json": json.dumps(b["input"])}})
+        events.append({"type": "content_block_stop", "index": i})
+    events.append({"type": "message_delta", "delta": {"stop_reason": stop,
+                                                      "stop_sequence": None},
+                   "usage": {"output_tokens": 5}})
+    events.append({"type": "message_stop"})
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+
+class AnthropicServer(ModelServer):
+    """Scripted Messages API: requests that offer tools (the agent loop) get the next turn;
+    side requests (titles, summaries) get a short text."""
+
+    def start(self) -> AnthropicServer:
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, ctype: str, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                srv.paths.append(f"GET {self.path}")
+                self._send("application/json", b'{"data": []}')
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                srv.paths.append(f"POST {self.path}")
+                try:
+                    req = json.loads(raw)
+                except ValueError:
+                    req = {}
+                if "count_tokens" in self.path:
+                    self._send("application/json", b'{"input_tokens": 10}')
+                    return
+                model = str(req.get("model", "claude"))
+                with srv._lock:
+                    if req.get("tools"):
+                        srv.requests.append(req)
+                        turn = srv.turns.pop(0) if srv.turns else text("done")
+                    else:
+                        turn = text("ok")
+                blocks = turn(req)
+                if req.get("stream"):
+                    self._send("text/event-stream", _sse(blocks, model))
+                    return
+                self._send("application/json", json.dumps({
+                    "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                    "content": blocks, "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": 10, "output_tokens": 5}}).encode())
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def root_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def tool_outputs(self) -> list[str]:
+        outs: list[str] = []
+        for req in self.requests:
+            for msg in req.get("messages", []):
+                content = msg.get("content") if isinstance(msg, dict) else None
+                if not isinstance(content, list):
+                    continue
+                for block in content:
+                    if isinstance(block, dict) and block.get("type") == "tool_result":
+                        c = block.get("content")
+                        outs.append(c if isinstance(c, str) else json.dumps(c))
+        return outs

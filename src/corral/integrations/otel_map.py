@@ -30,6 +30,8 @@ CONTENT_FIELDS = ("prompt", "output", "arguments", "tool_input", "tool_output", 
                   "response", "request")
 DROPPED = frozenset({"sse_event", "websocket_event", "websocket_request"})
 GENERIC = "agent.import.record"
+# What the agents send instead of a prompt they were told not to log.
+_REDACTED = (None, "", "[REDACTED]", "<REDACTED>")
 _PREFIXES = (("codex.", "codex"), ("claude_code.", "claude-code"))
 
 _CODEX_DECISIONS = {
@@ -149,7 +151,7 @@ def raw_json(rec: NativeRecord) -> str:
 
     def strip(attrs: dict[str, Any]) -> dict[str, Any]:
         return {k: (f"<content: {len(str(v).encode())} bytes>" if k in CONTENT_FIELDS and v
-                    not in (None, "", "[REDACTED]") else v) for k, v in attrs.items()}
+                    not in _REDACTED else v) for k, v in attrs.items()}
 
     body = rec.body
     if isinstance(body, str) and len(body) > 200:
@@ -197,8 +199,7 @@ def _user_prompt(agent: str, name: str, a: dict[str, Any]) -> _Out:
     if length is not None:
         attrs["agent.import.prompt_length"] = length
     prompt = a.get("prompt")
-    content = {"prompt": prompt} if isinstance(prompt, str) and prompt and \
-        prompt != "[REDACTED]" else {}
+    content = {"prompt": prompt} if isinstance(prompt, str) and prompt not in _REDACTED else {}
     return "agent.user_prompt", attrs, content
 
 
