@@ -52,3 +52,17 @@ def test_split_authority_fuzz(text: str, default: int | None) -> None:
         assert exc.status == 400
         return
     assert host and 0 <= port <= 99999
+
+
+def test_unicode_digits_are_not_ports() -> None:
+    # Found by test_split_authority_fuzz: str.isdigit() accepts '²', which int() then rejects.
+    import pytest
+
+    from corral.errors import CorralError
+    from corral.netproxy.policy import LocalGrant
+
+    for text in ("a.test:²", "a.test:١٢"):
+        with pytest.raises(HttpError):
+            split_authority(text, None)
+        with pytest.raises(CorralError):
+            LocalGrant.parse(text, "test")

@@ -13,7 +13,7 @@ def _addr(text: str, flag: str) -> tuple[str, int]:
     from corral.errors import CorralError
 
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise CorralError("network", f"{flag} {text!r} must be HOST:PORT", "e.g. 127.0.0.1:3128")
     return host.strip("[]"), int(port)
 

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = []
     for listen, sock in zip(args.listen, args.to, strict=True):
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             print(f"corral: network: bridge --listen {listen!r} must be HOST:PORT",
                   file=sys.stderr)
             return 2

@@ -86,7 +86,7 @@ def _source_kind(source: str) -> str:
     if source in ("policy", "proxy"):
         return "proxy" if source == "proxy" else "default"
     head, _, line = source.rpartition(":")
-    if head and line.isdigit():
+    if head and line.isascii() and line.isdigit():
         return "rule"
     return "user"  # config files and command-line flags are the user's own policy
 

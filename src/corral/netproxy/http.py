@@ -169,7 +169,7 @@ def split_authority(netloc: str, default_port: int | None) -> tuple[str, int]:
         if default_port is None:
             raise HttpError(400, "CONNECT target must be host:port")
         return host, default_port
-    if not port_s.isdigit() or len(port_s) > 5:
+    if not (port_s.isascii() and port_s.isdigit()) or len(port_s) > 5:
         raise HttpError(400, "bad port in request target")
     return host, int(port_s)
 

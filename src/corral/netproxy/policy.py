@@ -107,7 +107,7 @@ class LocalGrant:
         if port_part == "*":
             port = None
         else:
-            if not port_part.isdigit() or not 0 < int(port_part) < 65536:
+            if not (port_part.isascii() and port_part.isdigit()) or not 0 < int(port_part) < 65536:
                 raise CorralError("network", f"bad port in allow_local entry {text!r}")
             port = int(port_part)
         try:
