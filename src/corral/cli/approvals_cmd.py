@@ -3,7 +3,6 @@ mint and redeem remote approval tokens)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -39,6 +38,8 @@ def grants_list(
     db: _DbOpt = None,
 ) -> None:
     """Every active grant: id, scope, kind, pattern, who granted it, when, and expiry."""
+    import json
+
     from corral.approvals.model import fmt_time
 
     with _store(db) as store:
@@ -78,6 +79,8 @@ def grants_revoke(
     db: _DbOpt = None,
 ) -> None:
     """Revoke a grant; a persistent grant's line is removed from rules/default.rules."""
+    import json
+
     with _store(db) as store:
         g = store.revoke(grant_id, by="user")
     if as_json:
@@ -106,6 +109,8 @@ def grants_add(
     db: _DbOpt = None,
 ) -> None:
     """Grant something ahead of time (refused for over-broad prefixes)."""
+    import json
+
     from corral.approvals.model import parse_expiry
 
     exp = parse_expiry(expires) if expires else None
@@ -134,6 +139,8 @@ def _chosen(once: bool, session: bool, project: bool, persistent: bool,
 
 
 def _show_pending(items: list[PendingItem], as_json: bool) -> None:
+    import json
+
     from corral.approvals.model import fmt_time
     from corral.approvals.prompt import describe_action
 
