@@ -96,3 +96,18 @@ def test_from_config_never_crashes(value: object) -> None:
         return
     for c in CATEGORIES:
         assert isinstance(p.may_prompt(c), bool)
+
+
+def test_from_the_real_layered_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from corral.config import load_config
+
+    home, system = tmp_path / "home", tmp_path / "etc"
+    home.mkdir()
+    system.mkdir()
+    (home / "config.toml").write_text(
+        "[approval_policy.granular]\nrules = false\nescalation = true\n")
+    cfg = load_config(tmp_path, home=home, system=system)
+    p = ApprovalPolicy.from_config(cfg.get("approval_policy"))
+    assert p.name == "granular" and not p.may_prompt("rules") and p.may_prompt("escalation")
+    cfg = load_config(tmp_path, overrides=["approval_policy=never"], home=home, system=system)
+    assert ApprovalPolicy.from_config(cfg.get("approval_policy")).name == "never"
