@@ -185,3 +185,42 @@ def test_grants_and_policy_swap_from_outside(web: tuple[int, Path], make_proxy: 
     assert "x-corral-block: denied" in curl("-i", "-x", proxy.endpoints.http_url(), url).stdout
     assert [(e.decision, e.source) for e in events] == [
         ("deny", "policy"), ("allow", "session grant"), ("deny", "config")]
+
+
+def test_expect_continue_upload_and_chunked_response(
+    web: tuple[int, Path], make_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    import socket
+    import threading
+
+    port, _ = web
+    # An upstream that answers with a chunked body and a trailer, then keeps the connection.
+    raw = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = raw.accept()
+            except OSError:
+                return
+            with c:
+                c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"5;ext=1\r\nhello\r\n7\r\n chunks\r\n0\r\nX-Trailer: t\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    rport = raw.getsockname()[1]
+    inp = local(port)
+    inp.allow_local.append(f"127.0.0.1:{rport}")
+    proxy, _ = make_proxy(inp)
+    assert proxy.endpoints is not None
+    r = curl("-x", proxy.endpoints.http_url(), f"http://127.0.0.1:{rport}/")
+    assert r.stdout == "hello chunks", r.stderr
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"z" * 3_000_000)
+    # curl sends Expect: 100-continue for large bodies; the proxy answers it and streams the body.
+    r = curl("-v", "-x", proxy.endpoints.http_url(), "--data-binary", f"@{big}",
+             f"http://127.0.0.1:{port}/upload")
+    assert r.stdout.startswith("got 3000000 zzz"), r.stderr[-500:]
+    assert "Expect: 100-continue" in r.stderr and "HTTP/1.1 100 Continue" in r.stderr
+    raw.close()
