@@ -41,11 +41,12 @@ def sandboxed(tmp: Path, sock: Path, script: str, env: dict[str, str]) -> subpro
         f"{shlex.quote(sys.executable)} -m corral.netproxy.bridge "
         f"--listen 127.0.0.1:3128 --to {sock} --listen 127.0.0.1:1080 --to {sock} "
         f"> {tmp}/bridge.out 2>&1 &\n"
+        "trap 'kill $! 2>/dev/null' EXIT\n"
         f"for i in $(seq 100); do [ $(grep -c listening {tmp}/bridge.out) = 2 ] && break; sleep 0.05; done\n"
     )
     full_env = {"PATH": os.environ["PATH"], "HOME": str(tmp), **env}
     return subprocess.run(
-        [bwrap, "--unshare-net", "--die-with-parent", "--dev-bind", "/", "/", "--proc", "/proc",
+        [bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent", "--dev-bind", "/", "/", "--proc", "/proc",
          "sh", "-ec", bridge + script],
         capture_output=True, text=True, env=full_env, timeout=120,
     )
