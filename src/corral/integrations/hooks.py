@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # not imported from typing: typing, dataclasses and re cost ~40 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Transport = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 AGENTS = ("codex", "claude-code")
 TOOL_EVENTS = ("PreToolUse", "PermissionRequest")
@@ -33,32 +35,62 @@ DEFAULT_TIMEOUT = 590.0  # below the agents' own 600 s hook timeout, so our deny
 NO_SUPERVISOR_HINT = ("start the agent under `corral run`, or take the hooks out with "
                       "`corral install-hooks AGENT --remove`")
 
-Transport = Callable[[str, dict[str, Any]], dict[str, Any]]
-
 _SHELL_TOOLS = {"bash", "shell", "exec_command", "local_shell", "container.exec", "unified_exec",
                 "shell_command"}
 _PATCH_TOOLS = {"apply_patch", "edit", "write", "multiedit", "notebookedit"}
 _WEB_TOOLS = {"webfetch", "websearch", "web_search"}
 _READ_TOOLS = {"read", "glob", "grep", "ls", "notebookread", "view_image"}
-_PATCH_FILE = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+)$", re.M)
+_PATCH_HEADERS = ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: ")
 
 
 class HookInputError(ValueError):
     """The agent sent something that is not a hook call we understand."""
 
 
-@dataclass(frozen=True)
 class ToolCall:
-    """One tool call in our terms, whichever agent made it."""
+    """One tool call in our terms, whichever agent made it (a plain class: see imports)."""
 
-    tool_name: str
-    kind: str  # shell | patch | mcp | web | read | other
-    argv: tuple[str, ...] = ()
-    command_line: str | None = None
-    files: tuple[str, ...] = ()
-    mcp_server: str | None = None
-    mcp_tool: str | None = None
-    arguments: str | None = None  # canonical JSON of the tool input
+    __slots__ = (
+        "arguments",
+        "argv",
+        "command_line",
+        "files",
+        "kind",
+        "mcp_server",
+        "mcp_tool",
+        "tool_name",
+    )
+
+    def __init__(self, tool_name: str, kind: str, *, argv: tuple[str, ...] = (),
+                 command_line: str | None = None, files: tuple[str, ...] = (),
+                 mcp_server: str | None = None, mcp_tool: str | None = None,
+                 arguments: str | None = None) -> None:
+        self.tool_name = tool_name
+        self.kind = kind  # shell | patch | mcp | web | read | other
+        self.argv = argv
+        self.command_line = command_line
+        self.files = files
+        self.mcp_server = mcp_server
+        self.mcp_tool = mcp_tool
+        self.arguments = arguments  # canonical JSON of the tool input
+
+    def __repr__(self) -> str:
+        return f"ToolCall({self.tool_name!r}, {self.kind!r}, argv={self.argv!r})"
+
+
+def _patch_files(patch: str) -> list[str]:
+    out = []
+    for line in patch.splitlines():
+        for head in _PATCH_HEADERS:
+            if line.startswith(head) and line[len(head):].strip():
+                out.append(line[len(head):].strip())
+    return out
+
+
+def _join(argv: tuple[str, ...]) -> str:
+    import shlex  # only for argv lists (it imports re)
+
+    return shlex.join(argv)
 
 
 def _canonical(value: Any) -> str:
@@ -101,7 +133,7 @@ def classify(tool_name: str, tool_input: Any) -> ToolCall:
             argv = ("bash", "-lc", cmd)
         else:
             raise HookInputError(f"{tool_name}: tool_input has no command")
-        line = argv[2] if argv[:2] == ("bash", "-lc") else shlex.join(argv)
+        line = argv[2] if argv[:2] == ("bash", "-lc") else _join(argv)
         return ToolCall(tool_name, "shell", argv=argv, command_line=line, arguments=args)
     if low in _PATCH_TOOLS:
         files: list[str] = []
@@ -112,7 +144,7 @@ def classify(tool_name: str, tool_input: Any) -> ToolCall:
         if isinstance(tool_input, str) and low == "apply_patch":
             patch = tool_input
         if isinstance(patch, str):
-            files.extend(m.strip() for m in _PATCH_FILE.findall(patch))
+            files.extend(_patch_files(patch))
         return ToolCall(tool_name, "patch", files=tuple(files), arguments=args)
     if low in _WEB_TOOLS:
         return ToolCall(tool_name, "web", arguments=args)
@@ -190,13 +222,15 @@ def _env_timeout() -> float:
 # -- answers in each agent's format -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Verdict:
     """What we tell the agent: allow, deny (with the reason the model sees) or defer."""
 
-    action: str  # allow | deny | defer | none
-    reason: str = ""
-    warning: str = ""  # shown to the user (systemMessage), never blocks
+    __slots__ = ("action", "reason", "warning")
+
+    def __init__(self, action: str, reason: str = "", warning: str = "") -> None:
+        self.action = action  # allow | deny | defer | none
+        self.reason = reason
+        self.warning = warning  # shown to the user (systemMessage), never blocks
 
 
 def render(agent: str, event: str, verdict: Verdict) -> tuple[str, int]:

@@ -1,0 +1,139 @@
+"""Hook call latency and OTLP import throughput (issue 8).
+
+Measures (median of --runs rounds, each round --calls calls):
+* one hook call end to end, as the agent pays it: a new process running
+  ``python -m corral.integrations.hook_main codex`` with a PreToolUse payload on stdin, against a
+  live session supervisor (real pipeline, rules, journal). Scenarios: an allowed command, a
+  forbidden one, a PostToolUse result event. Goal: < 100 ms per call.
+* the same through the CLI (``python -m corral hook codex``: Typer and the command table).
+* the floor: ``python -c pass`` with the same interpreter.
+* ``hooks.handle`` in process (the supervisor round trip without interpreter start).
+* OTLP receiver: codex.tool_result records per second posted as 512-record protobuf batches
+  over HTTP, mapped and committed to the journal.
+
+Usage: .venv/bin/python benchmarks/bench_hooks.py [--runs 5] [--calls 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from corral.config import load_config  # noqa: E402
+from corral.integrations.hooks import handle  # noqa: E402
+from corral.integrations.otlp_receiver import Receiver  # noqa: E402
+from corral.supervisor.api import SessionAPI  # noqa: E402
+from corral.supervisor.pipeline import NobodyAsker, Pipeline  # noqa: E402
+from corral.telemetry import Telemetry  # noqa: E402
+
+RULES = 'prefix_rule(pattern=["rm", "-rf"], decision="forbidden", justification="no")\n'
+
+
+def payload(event: str, command: str, cwd: Path) -> bytes:
+    doc = {"session_id": "s", "turn_id": "t", "transcript_path": None, "cwd": str(cwd),
+           "hook_event_name": event, "model": "m", "permission_mode": "default",
+           "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "tu"}
+    if event == "PostToolUse":
+        doc["tool_response"] = "ok\n" * 50
+    return json.dumps(doc).encode()
+
+
+def time_process(argv: list[str], data: bytes, env: dict[str, str], cwd: Path,
+                 calls: int) -> float:
+    """Median wall time (ms) of ``calls`` runs of ``argv`` with ``data`` on stdin."""
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        r = subprocess.run(argv, input=data, env=env, cwd=cwd, capture_output=True)
+        samples.append((time.perf_counter() - t0) * 1000)
+        if r.returncode != 0:
+            raise SystemExit(f"{argv} failed: {r.stderr.decode()}")
+    return statistics.median(samples)
+
+
+def bench_receiver(tel: Telemetry, batches: int) -> float:
+    import httpx
+
+    from tests.integrations.test_otlp_receiver import CODEX, request
+
+    rec = CODEX[5]
+    body = request("codex_exec", [rec] * 512).SerializeToString()
+    with Receiver(tel) as rx, httpx.Client() as client:
+        headers = {"Content-Type": "application/x-protobuf",
+                   "Authorization": f"Bearer {rx.token}"}
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            r = client.post(f"{rx.endpoint}/v1/logs", content=body, headers=headers)
+            r.raise_for_status()
+        elapsed = time.perf_counter() - t0
+    return batches * 512 / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--batches", type=int, default=20)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    tmp = Path(tempfile.mkdtemp(prefix="corral-bench-hooks-"))
+    home, work = tmp / "home", tmp / "work"
+    (home / "rules").mkdir(parents=True)
+    (home / "rules" / "bench.rules").write_text(RULES)
+    work.mkdir()
+    cfg = load_config(work, home=home, system=tmp / "etc")
+    tel = Telemetry.open(cfg, agent="codex")
+    api = SessionAPI(Pipeline(cfg, tel, approval_policy="on-request", asker=NobodyAsker()),
+                     tmp / "run" / "s.sock")
+    api.start()
+    env = {**os.environ, **api.env}
+    py = sys.executable
+    hook = [py, "-m", "corral.integrations.hook_main", "codex"]
+    cli = [py, "-m", "corral", "hook", "codex"]
+    rows: dict[str, list[float]] = {}
+    scenarios = [
+        ("python -c pass (floor)", [py, "-c", "pass"], b""),
+        ("hook_main PreToolUse, allowed (`ls -la`)", hook, payload("PreToolUse", "ls -la", work)),
+        ("hook_main PreToolUse, forbidden (`rm -rf build`)", hook,
+         payload("PreToolUse", "rm -rf build", work)),
+        ("hook_main PostToolUse (result event)", hook, payload("PostToolUse", "ls", work)),
+        ("`corral hook codex` (CLI), allowed", cli, payload("PreToolUse", "ls -la", work)),
+    ]
+    for _ in range(args.runs):
+        for name, argv, data in scenarios:
+            rows.setdefault(name, []).append(time_process(argv, data, env, work, args.calls))
+        os.environ.update(api.env)
+        doc = json.loads(payload("PreToolUse", "ls -la", work))
+        samples = []
+        for _ in range(args.calls * 5):
+            t0 = time.perf_counter()
+            handle("codex", doc)
+            samples.append((time.perf_counter() - t0) * 1000)
+        rows.setdefault("handle() in process, allowed (socket round trip + decide)", []).append(
+            statistics.median(samples))
+    rate = statistics.median(bench_receiver(tel, args.batches) for _ in range(args.runs))
+    api.stop()
+    tel.close()
+    print(f"# bench_hooks: {platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, {args.runs} runs x {args.calls} calls (median of medians)")
+    print("| scenario | median ms |")
+    print("|---|---:|")
+    for name, vals in rows.items():
+        print(f"| {name} | {statistics.median(vals):.1f} |")
+    print(f"\nOTLP receiver: {rate:,.0f} codex.tool_result records/s "
+          f"(512-record protobuf batches over HTTP, mapped + journaled)")
+
+
+if __name__ == "__main__":
+    main()
