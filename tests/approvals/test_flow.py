@@ -106,7 +106,7 @@ def test_falls_back_to_the_queue(store: GrantStore, home) -> None:
         while time.time() < deadline:
             items = q.pending()
             if items:
-                q.answer(items[0].id, Choice.PROJECT)
+                q.answer(items[0].id, Choice.PROJECT, grant_expires=time.time() + 600)
                 break
             time.sleep(0.02)
         other.close()
@@ -118,6 +118,7 @@ def test_falls_back_to_the_queue(store: GrantStore, home) -> None:
     t.join()
     assert v.outcome == "approved" and v.choice is Choice.PROJECT and v.grant is not None
     assert v.grant.project == "/p"
+    assert v.grant.expires_at is not None and v.grant.expires_at > time.time() + 500
 
 
 def test_queue_timeout_is_cannot_ask(store: GrantStore) -> None:

@@ -25,7 +25,8 @@ q = Question(kind=Kind.SHELL, argv=("make", "deploy", "--prod"), reason=sys.argv
 ans = PendingQueue(store).ask(q, timeout=float(sys.argv[2]))
 g = None
 if ans is not None:
-    g = store.record_choice(q, ans.choice, granted_by=ans.answered_by)
+    g = store.record_choice(q, ans.choice, granted_by=ans.answered_by,
+                            expires_at=ans.grant_expires)
 print(json.dumps({"choice": None if ans is None else ans.choice.value,
                   "by": None if ans is None else ans.answered_by,
                   "grant": None if g is None else g.id}))
@@ -82,6 +83,28 @@ def test_queue_answered_by_corral_approve_in_another_process(home: Path, corral)
 
 
 @pytest.mark.slow
+def test_answer_with_expiry_from_another_process(home: Path, corral) -> None:
+    asker = _start_asker(home, "expiring", 30)
+    item = _wait_pending(corral, "expiring")
+    r = corral("approve", item["id"], "--persistent", "--expires", "1h")
+    assert r.returncode == 2 and "persistent grants live in rules files" in r.stderr
+    r = corral("approve", "--expires", "1h")
+    assert r.returncode == 2 and "--expires goes with an answer" in r.stderr
+    before = time.time()
+    r = corral("approve", item["id"], "--project", "--expires", "1h")
+    assert r.returncode == 0, r.stderr
+    assert "until 20" in r.stdout
+    out, err = asker.communicate(timeout=30)
+    assert asker.returncode == 0, err
+    gid = json.loads(out)["grant"]
+    store = GrantStore()
+    g = store.get(gid)
+    assert g is not None and g.scope.value == "project" and g.expires_at is not None
+    assert before + 3500 < g.expires_at < time.time() + 3700
+    store.close()
+
+
+@pytest.mark.slow
 def test_queue_deny_from_another_process(home: Path, corral) -> None:
     asker = _start_asker(home, "deny me", 30)
     item = _wait_pending(corral, "deny me")
@@ -110,6 +133,8 @@ def test_answer_validation(store: GrantStore) -> None:
     pid = queue.post(Question(kind=Kind.SHELL, argv=("ls",), reason="r"), timeout=60)
     with pytest.raises(CorralError, match="unknown answer 'maybe'"):
         queue.answer(pid, "maybe")
+    with pytest.raises(CorralError, match="applies to session and project answers, not once"):
+        queue.answer(pid, "once", grant_expires=time.time() + 60)
     queue.answer(pid, "once")
     assert queue.wait(pid) is not None
 

@@ -65,20 +65,21 @@ def request(question: Question, *, policy: ApprovalPolicy, store: GrantStore,
         from corral.approvals.prompt import ask_terminal
 
         terminal = ask_terminal
-    choice, who = terminal(question), "user"
+    choice, who, expires = terminal(question), "user", None
     if choice is None and queue_timeout is not None and queue_timeout > 0:
         from corral.approvals.queue import PendingQueue
 
         answer = PendingQueue(store).ask(question, queue_timeout)
         if answer is not None:
-            choice, who = answer.choice, answer.answered_by
+            choice, who, expires = answer.choice, answer.answered_by, answer.grant_expires
     if choice is None:
         return Verdict("cannot_ask", message="nobody could be asked (no terminal, and no "
                        "answer from `corral approve` in time)")
     if choice is Choice.DENY:
         return Verdict("denied", who=who, choice=choice, message=f"denied by the {who}")
     try:
-        created = store.record_choice(question, choice, granted_by=who, now=now)
+        created = store.record_choice(question, choice, granted_by=who, expires_at=expires,
+                                      now=now)
     except CorralError as exc:  # the action is approved; only the standing grant is refused
         return Verdict("approved", who=who, choice=Choice.ONCE,
                        message=f"approved once by the {who}; {exc.message}")

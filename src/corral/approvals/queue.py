@@ -36,6 +36,7 @@ class PendingItem:
     answered: str | None = None
     answered_by: str | None = None
     answered_at: float | None = None
+    grant_expires: float | None = None  # expiry the person chose for the resulting grant
 
     def question(self) -> Question:
         a = self.action
@@ -56,11 +57,13 @@ class PendingItem:
 
 @dataclass(frozen=True)
 class PendingAnswer:
-    """The answer to a queued question and who gave it (``user`` or ``remote``)."""
+    """The answer to a queued question, who gave it (``user`` or ``remote``), and the expiry
+    they chose for the resulting grant (session and project answers only)."""
 
     pending_id: str
     choice: Choice
     answered_by: str
+    grant_expires: float | None = None
 
 
 class PendingQueue:
@@ -93,7 +96,7 @@ class PendingQueue:
                 if item.answered is not None:
                     if item.answered in {c.value for c in Choice}:
                         return PendingAnswer(item.id, Choice(item.answered),
-                                             item.answered_by or "user")
+                                             item.answered_by or "user", item.grant_expires)
                     return None
                 now = time.time()
                 if now >= item.expires_at:
@@ -134,7 +137,7 @@ class PendingQueue:
 
     def answer(self, pending_id: str, choice: Choice | str, by: str = "user",
                now: float | None = None, *, nonce: str | None = None,
-               digest: str | None = None) -> PendingItem:
+               digest: str | None = None, grant_expires: float | None = None) -> PendingItem:
         """Answer a queued question; refused when unknown, already answered or expired.
 
         ``nonce`` and ``digest`` are set by remote tokens: the nonce is recorded in the same
@@ -145,6 +148,13 @@ class PendingQueue:
         except ValueError:
             raise refuse(f"unknown answer {choice!r}",
                          "expected once, session, project, persistent or deny") from None
+        if grant_expires is not None:
+            if ch not in (Choice.SESSION, Choice.PROJECT):
+                raise refuse(f"an expiry applies to session and project answers, not {ch.value}",
+                             "persistent grants live in rules files, which cannot expire"
+                             if ch is Choice.PERSISTENT else None)
+            if grant_expires <= t:
+                raise refuse("the grant's expiry is not in the future")
         with self.store.transaction() as db:
             row = db.execute("SELECT * FROM pending WHERE id = ?", (pending_id,)).fetchone()
             if row is None:
@@ -175,18 +185,19 @@ class PendingQueue:
                            "WHERE id = ?", (t, pending_id))
                 raise refuse(f"pending question {pending_id} expired at "
                              f"{fmt_time(item.expires_at)}")
-            db.execute("UPDATE pending SET answered = ?, answered_by = ?, answered_at = ? "
-                       "WHERE id = ?", (ch.value, by, t, pending_id))
+            db.execute("UPDATE pending SET answered = ?, answered_by = ?, answered_at = ?, "
+                       "grant_expires = ? WHERE id = ?",
+                       (ch.value, by, t, grant_expires, pending_id))
         return PendingItem(**{**item.__dict__, "answered": ch.value, "answered_by": by,
-                              "answered_at": t})
+                              "answered_at": t, "grant_expires": grant_expires})
 
 
 def _row_item(row: tuple[Any, ...]) -> PendingItem:
     (pid, session_id, kind, action, digest, reason, reviewer, created_at, expires_at,
-     answered, answered_by, answered_at) = row
+     answered, answered_by, answered_at, grant_expires) = row
     return PendingItem(
         id=pid, session_id=session_id, kind=Kind(kind), action=json.loads(action),
         digest=digest, reason=reason, reviewer_view=reviewer, created_at=created_at,
         expires_at=expires_at, answered=answered, answered_by=answered_by,
-        answered_at=answered_at,
+        answered_at=answered_at, grant_expires=grant_expires,
     )

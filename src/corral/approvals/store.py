@@ -32,7 +32,8 @@ CREATE INDEX IF NOT EXISTS grants_head ON grants(kind, head);
 CREATE TABLE IF NOT EXISTS pending (
     id TEXT PRIMARY KEY, session_id TEXT, kind TEXT NOT NULL, action TEXT NOT NULL,
     digest TEXT NOT NULL, reason TEXT NOT NULL, reviewer TEXT, created_at REAL NOT NULL,
-    expires_at REAL NOT NULL, answered TEXT, answered_by TEXT, answered_at REAL
+    expires_at REAL NOT NULL, answered TEXT, answered_by TEXT, answered_at REAL,
+    grant_expires REAL
 );
 CREATE TABLE IF NOT EXISTS token_nonces (
     nonce TEXT PRIMARY KEY, pending_id TEXT NOT NULL, used_at REAL NOT NULL

@@ -187,6 +187,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--remote-token", metavar="ID",
                          help="Mint a signed single-use token answering question ID."),
         ] = None,
+        expires: Annotated[
+            str | None,
+            typer.Option("--expires", help="Expiry of the resulting session/project grant "
+                         "(30m, 1h, 2d or an ISO time)."),
+        ] = None,
         ttl: Annotated[str, typer.Option("--ttl", help="Token lifetime (e.g. 15m).")] = "15m",
         token: Annotated[
             str | None, typer.Option("--token", help="Redeem a remote approval token.")
@@ -199,6 +204,9 @@ def register(app: typer.Typer) -> None:
         from corral.errors import CorralError
 
         choice = _chosen(once, session, project, persistent, deny)
+        if expires is not None and (pending_id is None or remote_token or token):
+            raise CorralError("approvals", "--expires goes with an answer: corral approve ID "
+                              "--session|--project --expires 1h")
         with _store(db) as store:
             queue = PendingQueue(store)
             if token is not None:
@@ -221,8 +229,12 @@ def register(app: typer.Typer) -> None:
                 if choice is None:
                     raise CorralError("approvals", f"say how to answer {pending_id}",
                                       "--once, --session, --project, --persistent or --deny")
-                item = queue.answer(pending_id, choice, by="user")
-                print(f"answered {item.id}: {choice.value}")
+                from corral.approvals.model import fmt_time, parse_expiry
+
+                exp = parse_expiry(expires) if expires else None
+                item = queue.answer(pending_id, choice, by="user", grant_expires=exp)
+                until = f" until {fmt_time(exp)}" if exp else ""
+                print(f"answered {item.id}: {choice.value}{until}")
                 return
             if choice is not None:
                 raise CorralError("approvals", "give the pending question's id to answer",
