@@ -132,6 +132,7 @@ def _slow_parse(script: str) -> list[tuple[str, ...]] | None:
 @example(['"', " ", '"'])
 @example(["if", "'", "'"])
 @example(["if", "'", "a", "'"])
+@example(["-", " ", "x=1"])
 def test_fast_split_agrees_with_tree_sitter(parts: list[str]) -> None:
     from corral.rules.shell import fast_split
 

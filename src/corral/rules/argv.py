@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Argv:
     """``tokens`` with ``unknown`` single words (``"$x"``) and ``open_from``: from that index on,
-    unquoted expansions may produce any number of words, so positions are unknown too."""
+    unquoted expansions may produce any number of words, so positions are unknown too.
 
-    tokens: tuple[str, ...]
-    unknown: frozenset[int] = frozenset()
-    open_from: int | None = None
+    Immutable by convention; a plain slotted class because it is built on the hot path.
+    """
+
+    __slots__ = ("open_from", "tokens", "unknown")
+
+    def __init__(self, tokens: tuple[str, ...], unknown: frozenset[int] = frozenset(),
+                 open_from: int | None = None) -> None:
+        self.tokens = tokens
+        self.unknown = unknown
+        self.open_from = open_from
+
+    def __repr__(self) -> str:
+        return f"Argv(tokens={self.tokens!r}, unknown={set(self.unknown)!r}, open_from={self.open_from!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Argv) and (self.tokens, self.unknown, self.open_from) == (
+            other.tokens, other.unknown, other.open_from)
+
+    def __hash__(self) -> int:
+        return hash((self.tokens, self.unknown, self.open_from))
 
     @classmethod
     def of(cls, tokens: list[str] | tuple[str, ...]) -> Argv:

@@ -27,13 +27,17 @@ class PrefixRule:
 
     def matches(self, cmd: list[str] | tuple[str, ...]) -> tuple[str, ...] | None:
         """The matched prefix of ``cmd`` (whose argv[0] is already the program), or None."""
-        n = len(self.rest) + 1
-        if len(cmd) < n:
+        rest = self.rest
+        if not rest:
+            return (cmd[0],)
+        if len(cmd) <= len(rest):
             return None
-        for i, alts in enumerate(self.rest, 1):
+        i = 1
+        for alts in rest:
             if cmd[i] not in alts:
                 return None
-        return tuple(cmd[:n])
+            i += 1
+        return tuple(cmd[:i])
 
     def pattern_text(self) -> str:
         parts = [self.program]

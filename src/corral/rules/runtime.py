@@ -180,11 +180,15 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
     for a in an.commands:
         found = rule_matches(policy, a, cwd)
         matches.extend(found)
-        if not any(m.kind == "rule" for m in found):
+        definite = False
+        for m in found:
+            if m.kind == "rule":
+                definite = True
+            if m.decision is not ALLOW:
+                all_allow_rules = False
+        if not definite:
             all_allow_rules = False
             matches.append(_heuristic(a, classify(a), approval_policy))
-        elif any(m.decision is not ALLOW for m in found):
-            all_allow_rules = False
     for target, text in an.writes:
         v = dangerous_write(target)
         if v is not None:
@@ -197,7 +201,13 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
         matches.append(Match(tuple(argv), PROMPT, err.location,
                              f"rules file failed to load: {err.message}", (), "load_error"))
         all_allow_rules = False
-    decision = RuleDecision.strictest([m.decision for m in matches]) if matches else PROMPT
+    decision = ALLOW if matches else PROMPT
+    for m in matches:
+        if m.decision is FORBIDDEN:
+            decision = FORBIDDEN
+            break
+        if m.decision is PROMPT:
+            decision = PROMPT
     reason = _reason(argv, decision, matches, approval_policy)
     if decision is PROMPT and approval_policy == "never":
         decision = FORBIDDEN

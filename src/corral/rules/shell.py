@@ -45,7 +45,7 @@ def _snip(node: Any) -> str:
 _source: list[bytes] = [b""]
 
 
-@dataclass
+@dataclass(slots=True)
 class ScriptCommand:
     """One simple command found in a script; ``stdin_script`` is a heredoc/herestring body."""
 
@@ -234,7 +234,7 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
                 commands.append(tuple(cur))
                 cur = []
                 last_op = tok
-            elif not cur and ("=" in tok or tok in _RESERVED):
+            elif not cur and ("=" in tok or tok in _RESERVED or tok == "-"):
                 return None
             else:
                 cur.append(tok)
@@ -258,7 +258,8 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
             cur = []
             last_op = op
         elif word is not None:
-            if not cur and ("=" in word or word in _RESERVED or "'" in word or '"' in word):
+            if not cur and ("=" in word or word in _RESERVED or "'" in word or '"' in word
+                            or word == "-"):
                 return None  # quoted command names: tree-sitter's reading differs, let it decide
             value = _FAST_QUOTED.sub(lambda q: q.group(0)[1:-1], word) if (
                 "'" in word or '"' in word) else word
