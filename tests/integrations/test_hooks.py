@@ -230,3 +230,14 @@ def test_fuzz_tool_calls_are_never_silently_allowed(event, tool, tool_input, age
         denied = spec.get("permissionDecision") == "deny" or \
             spec.get("decision", {}).get("behavior") == "deny"
         assert denied, (payload, data)
+
+
+def test_codex_workdir_is_the_cwd_the_supervisor_checks(session):
+    (session.work / "sub").mkdir()
+    r = session.run_hook("codex", pre("exec_command", {"cmd": "ls", "workdir": "sub"},
+                                      session.work))
+    assert r.returncode == 0 and r.stdout == ""
+    r = out(session.run_hook("codex", pre("exec_command", {"cmd": "ls", "workdir": "/etc"},
+                                          session.work)))
+    assert "outside this session's workspace" in \
+        r["hookSpecificOutput"]["permissionDecisionReason"]

@@ -293,6 +293,10 @@ def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:
 def _tool_verdict(call: ToolCall, payload: dict[str, Any], send: Transport) -> Verdict:
     cwd = _str(payload, "cwd")
     if call.kind == "shell":
+        inp = payload.get("tool_input")
+        workdir = inp.get("workdir") if isinstance(inp, dict) else None
+        if isinstance(workdir, str) and workdir:  # Codex's exec_command may run elsewhere
+            cwd = os.path.normpath(os.path.join(cwd or os.getcwd(), workdir))
         return _decide_shell(call, cwd, send)
     if call.kind == "patch":
         for f in call.files:
