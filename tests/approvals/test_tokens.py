@@ -162,3 +162,29 @@ def test_cli_mint_and_redeem(home: Path, corral) -> None:
     assert r.returncode == 2
     assert r.stderr.strip() == "corral: approvals: token was already used (tokens are single-use)"
     store.close()
+
+
+def test_loose_key_permissions_refused(queue: PendingQueue) -> None:
+    pid = queue.post(Q, timeout=600)
+    token = mint_token(queue, pid, Choice.ONCE)
+    queue.store.key_file.chmod(0o644)
+    _refused(queue, token, "is readable by others (mode 0644)")
+    with pytest.raises(CorralError, match="readable by others"):
+        mint_token(queue, pid, Choice.ONCE)
+
+
+def test_swapped_public_key_is_ignored_while_the_private_key_is_readable(
+        queue: PendingQueue, tmp_path: Path) -> None:
+    pid = queue.post(Q, timeout=600)
+    attacker = load_or_create_key(tmp_path / "evil" / "approvals.key")
+    load_or_create_key(queue.store.key_file)
+    shutil.copy(tmp_path / "evil" / "approvals.pub", queue.store.key_file.with_suffix(".pub"))
+    forged = sign_token(attacker, pid, Q.digest(), Choice.ONCE, time.time() + 60)
+    _refused(queue, forged, "signature does not verify")
+
+
+def test_public_key_alone_verifies(queue: PendingQueue) -> None:
+    pid = queue.post(Q, timeout=600)
+    token = mint_token(queue, pid, Choice.ONCE)
+    queue.store.key_file.unlink()  # a machine that only has approvals.pub
+    assert redeem_token(queue, token).choice is Choice.ONCE

@@ -121,18 +121,14 @@ class PendingQueue:
                        "answered IS NULL", (state, time.time(), pending_id))
 
     def get(self, pending_id: str) -> PendingItem | None:
-        with self.store._lock:
-            row = self.store._db.execute("SELECT * FROM pending WHERE id = ?",
-                                         (pending_id,)).fetchone()
-        return None if row is None else _row_item(row)
+        rows = self.store.query("SELECT * FROM pending WHERE id = ?", (pending_id,))
+        return _row_item(rows[0]) if rows else None
 
     def pending(self, now: float | None = None) -> list[PendingItem]:
         """Unanswered questions whose deadline has not passed, oldest first."""
         t = time.time() if now is None else now
-        with self.store._lock:
-            rows = self.store._db.execute(
-                "SELECT * FROM pending WHERE answered IS NULL AND expires_at > ? "
-                "ORDER BY created_at, id", (t,)).fetchall()
+        rows = self.store.query("SELECT * FROM pending WHERE answered IS NULL AND "
+                                "expires_at > ? ORDER BY created_at, id", (t,))
         return [_row_item(r) for r in rows]
 
     def answer(self, pending_id: str, choice: Choice | str, by: str = "user",

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from corral.approvals import rulesfile
 from corral.approvals.broad import shown, why_too_broad
@@ -176,6 +177,11 @@ class GrantStore:
             if cur.rowcount == 1:
                 return _replace(best, consumed_at=t)
             # another process claimed it first: look again
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read outside any write transaction (used by the pending queue)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def get(self, grant_id: str) -> Grant | None:
         with self._lock:

@@ -50,6 +50,10 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise refuse(f"approvals key {path} is readable by others (mode {mode:04o})",
+                         f"chmod 600 {path}, or delete it to make a new one")
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise refuse(f"{path} is not an Ed25519 key")
@@ -68,19 +72,21 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 
 
 def _public_key(path: Path) -> Ed25519PublicKey:
+    """The verifying key: from the private key when this user can read it (so a swapped
+    ``approvals.pub`` changes nothing), else from ``approvals.pub``."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    if path.exists() and os.access(path, os.R_OK):
+        return load_or_create_key(path).public_key()
     pub_path = path.with_suffix(".pub")
     if pub_path.exists():
         pub = serialization.load_pem_public_key(pub_path.read_bytes())
         if not isinstance(pub, Ed25519PublicKey):
             raise refuse(f"{pub_path} is not an Ed25519 public key")
         return pub
-    if path.exists():
-        return load_or_create_key(path).public_key()
     raise refuse("no approvals key on this machine, so no token can be verified",
-                 f"expected {pub_path}")
+                 f"expected {path} or {pub_path}")
 
 
 def sign_token(key: Ed25519PrivateKey, pending_id: str, action_digest: str,
