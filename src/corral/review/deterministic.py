@@ -51,19 +51,23 @@ class DeterministicReviewer:
                       review.rationale, NAME, duration_ms=(time.perf_counter() - t0) * 1000)
 
     def findings(self, req: ReviewRequest) -> list[Finding]:
-        roots = tuple(str(r) for r in req.details.get("workspace_roots", ()) or ())
-        place = Place.make(req.cwd or "/", roots, self._home)
         scan = Scan.empty()
+        details = req.details if isinstance(req.details, dict) else {}
+        roots = _strs(details, "workspace_roots", scan)
+        place = Place.make(req.cwd or "/", tuple(roots), self._home)
         if req.kind in ("shell", "escalation") and req.argv:
             scan_shell(tuple(req.argv), place, scan)
         elif req.kind == "patch":
-            _patch(req.details, place, scan)
+            _patch(details, place, scan)
         elif req.kind == "network":
-            _network(req.details, place, scan)
+            _network(details, place, scan)
             if req.argv:
                 scan_shell(tuple(req.argv), place, scan)
         elif req.kind == "mcp":
-            _mcp(req.details, place, scan)
+            _mcp(details, place, scan)
+        elif req.kind != "escalation" or not req.argv:
+            scan.add("unanalysable", "high", f"nothing to judge: kind {req.kind!r} with "
+                     f"{'no command' if not req.argv else 'a command'}")
         if req.kind == "escalation":
             scan.add("scope", "medium", "runs outside the sandbox (escalation)",
                      ("outside the sandbox", "escalate", "without sandbox"), ())
@@ -137,8 +141,31 @@ def _summary(req: ReviewRequest) -> str:
     return f"`{text[:80]}`"
 
 
+def _strs(details: dict[str, Any], key: str, scan: Scan) -> list[str]:
+    """A list-of-strings detail; anything else is bad input, judged as unanalysable."""
+    value = details.get(key)
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    scan.add("unanalysable", "high", f"details.{key} is not a list of strings")
+    return []
+
+
+def _obj(details: dict[str, Any], key: str, scan: Scan) -> dict[str, Any]:
+    value = details.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    scan.add("unanalysable", "high", f"details.{key} is not an object")
+    return {}
+
+
 def _patch(details: dict[str, Any], place: Place, scan: Scan) -> None:
-    files = [str(f) for f in details.get("files") or ()]
+    files = _strs(details, "files", scan)
+    if not files and not details.get("patch"):
+        scan.add("unanalysable", "high", "a patch without files to judge")
     for f in files:
         p = place.resolve(f)
         if p is None:
@@ -178,6 +205,11 @@ def _patch(details: dict[str, Any], place: Place, scan: Scan) -> None:
 def _network(details: dict[str, Any], place: Place, scan: Scan) -> None:
     host = str(details.get("host") or "?").lower()
     port = details.get("port")
+    if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+        scan.add("unanalysable", "high", f"details.port is not a port number ({port!r:.20})")
+        port = None
+    if host == "?":
+        scan.add("unanalysable", "high", "a network request without a host")
     kind = hosts.kind(host) if host != "?" else "other"
     at = f"{host}:{port}" if port else host
     if kind == "metadata":
@@ -201,8 +233,8 @@ def _mcp(details: dict[str, Any], place: Place, scan: Scan) -> None:
     server = str(details.get("server") or "?")
     tool = str(details.get("tool") or "?")
     name = f"{server}.{tool}"
-    ann = details.get("annotations") or {}
-    args = details.get("arguments") or {}
+    ann = _obj(details, "annotations", scan)
+    args = _obj(details, "arguments", scan)
     words = tuple(w for w in re.split(r"[_.\-\s]+", tool.lower()) if len(w) >= 3)
     if ann.get("read_only_hint") is True and not _MCP_DESTRUCTIVE.search(tool):
         pass
@@ -227,7 +259,7 @@ def _mcp(details: dict[str, Any], place: Place, scan: Scan) -> None:
             scan.add("credentials", "high", f"gives MCP tool {name} {place.show(p)} "
                      f"({cred[0]})", ("secret", "credential"), (posixpath.basename(p),))
     for key in ("command", "cmd", "script"):
-        cmd = args.get(key) if isinstance(args, dict) else None
+        cmd = args.get(key)
         if isinstance(cmd, str) and cmd.strip():
             scan_shell(("bash", "-lc", cmd), place, scan)
         elif isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd):

@@ -60,10 +60,10 @@ class Place:
         """``workspace`` | ``scratch`` | ``home`` | ``system`` (outside all the others)."""
         if any(_under(path, w) for w in self.workspaces):
             return "workspace"
+        if _under(path, self.home) or (path != "/" and _under(self.home, path)):
+            return "home"  # before scratch: a home under /tmp is still someone's home
         if any(_under(path, s) for s in self.scratch):
             return "scratch"
-        if _under(path, self.home):
-            return "home"
         return "system"
 
     def is_workspace_root(self, path: str) -> bool:

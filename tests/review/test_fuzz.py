@@ -1,0 +1,79 @@
+"""Hostile and random input: the reviewers never crash, never fail open, always answer within
+the contract (enums, a rationale)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from corral.review.deterministic import DeterministicReviewer
+from corral.review.llm import VerdictError, parse_verdict
+from corral.review.model import AUTHORIZATIONS, OUTCOMES, RISK_LEVELS, ReviewRequest
+
+REVIEWER = DeterministicReviewer(home="/home/dev")
+WORDS = ["rm", "-rf", "~", "/", "..", "*", "curl", "-d", "@-", "@~/.ssh/id_rsa", "|", "&&", ";",
+         "sh", "bash", "-c", "git", "push", "--force", "origin", "main", "npm", "publish", ">",
+         ">>", "~/.bashrc", "$HOME", "$(cat .env)", "'", '"', "`", "\\", "{}", "-exec", "find",
+         "xargs", "nc", "-e", "203.0.113.5", "4444", "https://pastebin.com", "chmod", "777",
+         "dig", "sudo", "crontab", "-", "base64", "-d", "<", "<<EOF", "EOF", "(", ")", "=",
+         "FOO=1", "env", "printenv", "$GITHUB_TOKEN", "kubectl", "delete", "terraform", "mv",
+         "scp", "host:/tmp", "ssh", "-R", "python3", "import socket", "\n", "#", "-i", "&"]
+
+
+def _check(req: ReviewRequest) -> None:
+    r = REVIEWER.review(req)
+    assert not r.failed, r.rationale  # an internal error would show up here
+    assert r.outcome in OUTCOMES and r.risk_level in RISK_LEVELS
+    assert r.user_authorization in AUTHORIZATIONS
+    assert r.rationale
+    if r.risk_level == "critical":
+        assert r.outcome == "deny"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=14),
+       st.one_of(st.none(), st.text(max_size=40)))
+def test_random_scripts(words: list[str], intent: str | None) -> None:
+    _check(ReviewRequest(("bash", "-lc", " ".join(words)), "/home/dev/proj", intent=intent))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=8), st.text(max_size=30))
+def test_random_argv_and_cwd(argv: list[str], cwd: str) -> None:
+    _check(ReviewRequest(tuple(argv), cwd or "/"))
+
+
+_json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
+                     lambda c: st.one_of(st.lists(c, max_size=4),
+                                         st.dictionaries(st.text(max_size=8), c, max_size=4)),
+                     max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["patch", "network", "mcp", "escalation"]),
+       st.dictionaries(st.sampled_from(["files", "patch", "host", "port", "server", "tool",
+                                        "arguments", "annotations", "workspace_roots"]),
+                       _json, max_size=5))
+@example(kind="mcp", details={"files": None, "annotations": [None]})  # found a crash
+def test_random_details(kind: str, details: dict[str, Any]) -> None:
+    _check(ReviewRequest((), "/home/dev/proj", kind=kind, details=details))  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), _json.map(json.dumps)))
+def test_parse_verdict_accepts_only_valid_verdicts(text: str) -> None:
+    try:
+        outcome, risk, auth, rationale = parse_verdict(text)
+    except VerdictError:
+        return
+    assert outcome in OUTCOMES and risk in RISK_LEVELS and auth in AUTHORIZATIONS
+    assert rationale.strip()
+
+
+def test_malformed_details_are_a_clear_denial_not_a_crash() -> None:
+    r = REVIEWER.review(ReviewRequest((), "/w/p", kind="mcp", details={"annotations": [None]}))
+    assert not r.failed and r.outcome == "deny"
+    assert "details.annotations is not an object" in r.rationale
