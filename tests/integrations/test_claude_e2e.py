@@ -91,3 +91,16 @@ def test_forbidden_rm_rf_is_blocked_and_claude_is_told_why(claude, session, tmp_
                              str(session.tel.journal_path)], env=env, capture_output=True,
                             text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_prompt_is_deferred_to_claude_which_cannot_ask_in_print_mode(claude, session, tmp_path):
+    proc, srv, _ = run_claude(claude, session, [bash_use("git push --force origin main"),
+                                                text("ok")], "publish", tmp_path)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    out = srv.tool_outputs()[0]
+    assert "`git push --force origin main` needs approval" in out
+    assert "the agent's own approval decides" in out
+    evs = session.events()
+    theirs = [e.attributes["agent.decision"] for e in evs
+              if e.attributes.get("agent.import.event") == "tool_decision"]
+    assert theirs == ["denied"]  # claude -p has nobody to ask either: nothing ran

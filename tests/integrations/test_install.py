@@ -11,6 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corral.errors import CorralError
 from corral.integrations.install import EVENTS, MARKER, hook_command, install_hooks
@@ -152,3 +154,30 @@ def test_cli_install_then_remove(tmp_path: Path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip() == "corral: integrations: --project and --user are exclusive"
+
+
+_handler = st.fixed_dictionaries({"type": st.just("command"),
+                                  "command": st.text(min_size=1, max_size=12)},
+                                 optional={"timeout": st.integers(1, 900)})
+_group = st.fixed_dictionaries({"hooks": st.lists(_handler, max_size=3)},
+                               optional={"matcher": st.sampled_from(["*", "Bash", "^Edit$"])})
+_hooks = st.dictionaries(st.sampled_from(["PreToolUse", "PostToolUse", "Stop", "Notification",
+                                          "UserPromptSubmit"]),
+                         st.lists(_group, min_size=1, max_size=3), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hooks=_hooks, agent=st.sampled_from(["codex", "claude-code"]))
+def test_install_then_remove_gives_back_the_users_hooks(hooks, agent):
+    """Property: for any hooks table without ours, install is idempotent and remove restores
+    it exactly (modulo groups that were empty to begin with)."""
+    from corral.integrations.install import merge_hooks
+
+    hooks = {e: [g for g in gs if MARKER not in json.dumps(g)] for e, gs in hooks.items()}
+    cmd = hook_command(agent, "/py")
+    once = merge_hooks(hooks, agent, cmd)
+    assert merge_hooks(once, agent, cmd) == once
+    assert _ours({"hooks": once}) == dict.fromkeys(EVENTS[agent], 1)
+    restored = merge_hooks(once, agent, None)
+    expected = {e: gs for e, gs in hooks.items() if gs}
+    assert restored == expected

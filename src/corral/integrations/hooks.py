@@ -286,7 +286,9 @@ def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:
     if reply.get("allowed"):
         return Verdict("allow", f"corral: allowed ({reply.get('verdict', 'approved')})")
     if _cannot_ask(reply):
-        return Verdict("defer", "corral: rules: this command needs approval")
+        return Verdict("defer", f"corral: rules: `{call.command_line}` needs approval and this "
+                                "session has no corral approval channel; the agent's own "
+                                "approval decides")
     return Verdict("deny", str(reply.get("message") or "corral: denied by policy"))
 
 
