@@ -236,6 +236,11 @@ _settings: dict[str, Spec] = {
         "credentials_store": Enum(("keyring", "file", "auto", "ephemeral")),
     }),
     "project_root_markers": List(Str()),
+    "approvals": Table({
+        # How long a question waits for `corral approve` when no terminal is attached
+        # (0: do not queue; the action is refused as "nobody could be asked").
+        "queue_timeout_seconds": Num(0, 86_400, integer=False),
+    }),
 }
 
 PROFILE_SCHEMA = Table(dict(_settings))
@@ -295,6 +300,7 @@ REQUIREMENTS_SCHEMA = Table({
     }),
     "filesystem": Table({"deny_read": List(Str())}),
     "allow_managed_hooks_only": Bool(),
+    "review": Table({"policy": Str()}),  # the admin's policy text for the LLM reviewer
     "telemetry": Table({
         "content_tier": Num(0, 2),
         "exporter": Table({
