@@ -241,3 +241,32 @@ def test_codex_workdir_is_the_cwd_the_supervisor_checks(session):
                                           session.work)))
     assert "outside this session's workspace" in \
         r["hookSpecificOutput"]["permissionDecisionReason"]
+
+
+def test_loopback_tcp_bridge_to_the_supervisor(session):
+    """Inside a sandbox whose filter refuses AF_UNIX, a loopback bridge reaches the socket."""
+    import socket
+    import threading
+
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+
+    def bridge() -> None:
+        conn, _ = lsock.accept()
+        with conn, socket.socket(socket.AF_UNIX) as up:
+            up.connect(str(session.api.socket_path))
+            up.sendall(conn.recv(65536))
+            conn.sendall(up.recv(65536))
+
+    t = threading.Thread(target=bridge, daemon=True)
+    t.start()
+    env = {**session.env, "CORRAL_SUPERVISOR_SOCKET": f"tcp://127.0.0.1:{port}"}
+    r = out(session.run_hook("codex", pre("Bash", {"command": "rm -rf x"}, session.work),
+                             env=env))
+    assert "forbidden by policy" in r["hookSpecificOutput"]["permissionDecisionReason"]
+    t.join(5)
+    lsock.close()
+    far = {**session.env, "CORRAL_SUPERVISOR_SOCKET": "tcp://203.0.113.7:9"}
+    r = out(session.run_hook("codex", pre("Bash", {"command": "ls"}, session.work), env=far))
+    assert "only tcp://127.0.0.1:PORT (loopback)" in \
+        r["hookSpecificOutput"]["permissionDecisionReason"]

@@ -184,9 +184,10 @@ def socket_transport(timeout: float | None = None) -> Transport:
             raise NoSupervisor("no corral supervisor for this session "
                                "(CORRAL_SUPERVISOR_SOCKET is not set)")
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            family, address = _address(path)
+            with socket.socket(family, socket.SOCK_STREAM) as s:
                 s.settimeout(limit)
-                s.connect(path)
+                s.connect(address)
                 s.sendall(json.dumps({"token": token, "op": op, **fields}).encode() + b"\n")
                 buf = b""
                 while not buf.endswith(b"\n"):
@@ -209,6 +210,23 @@ def socket_transport(timeout: float | None = None) -> Transport:
         return reply
 
     return send
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _address(where: str) -> tuple[int, Any]:
+    """A unix socket path, or ``tcp://127.0.0.1:PORT`` for a loopback bridge inside a sandbox
+    whose seccomp filter refuses AF_UNIX. Only loopback: the token must not leave the machine."""
+    if not where.startswith("tcp://"):
+        return socket.AF_UNIX, where
+    host, _, port = where[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    if host not in _LOOPBACK or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NoSupervisor(f"CORRAL_SUPERVISOR_SOCKET {where!r}: only tcp://127.0.0.1:PORT "
+                           "(loopback) or a unix socket path is accepted")
+    family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+    return family, (host, int(port))
 
 
 def _env_timeout() -> float:
