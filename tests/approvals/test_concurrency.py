@@ -73,3 +73,30 @@ def test_two_processes_add_and_consume(home: Path) -> None:
     assert policy.load_errors == []
     assert policy.check(["tool-b", "step", "24"]).get("decision") == "allow"
     store.close()
+
+
+APPENDER = r"""
+import sys, time
+from pathlib import Path
+from corral.approvals.rulesfile import append_rule, prefix_rule_text
+path, tag, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+for i in range(60):
+    append_rule(path, prefix_rule_text(("t-" + tag, str(i))), f"corral grant x by user at t")
+"""
+
+
+def test_rules_file_writers_never_lose_lines(tmp_path: Path) -> None:
+    """The advisory lock, without the database: writers from different stores."""
+    import time
+
+    rules = tmp_path / "rules" / "default.rules"
+    start = time.time() + 1.0
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(rules), tag, str(start)],
+                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b", "c")]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    lines = rules.read_text().splitlines()
+    assert len(lines) == 180 == len(set(lines))
