@@ -150,3 +150,11 @@ def test_queue_refuses_an_answer_not_on_offer(store: GrantStore) -> None:
     with pytest.raises(CorralError, match="session is not offered"):
         mint_token(queue, pid, Choice.SESSION)
     queue.answer(pid, Choice.ONCE)
+
+
+def test_default_terminal_without_a_tty_cannot_ask(store: GrantStore) -> None:
+    import sys
+
+    assert not (sys.stdin.isatty() and sys.stderr.isatty())  # pytest captures both
+    v = request(_q(Kind.SHELL), policy=ApprovalPolicy.from_config("untrusted"), store=store)
+    assert v.outcome == "cannot_ask" and not v.approved

@@ -21,8 +21,13 @@ spec = json.loads(sys.argv[1])
 q = Question(kind=Kind(spec["kind"]), argv=tuple(spec["argv"]), reason=spec["reason"],
              cwd="/work/p", session_id=spec.get("session_id"), project=spec.get("project"),
              reviewer_view=spec.get("reviewer"), pattern=tuple(spec.get("pattern") or spec["argv"]))
-choice = ask_terminal(q, timeout=spec.get("timeout"))
-print(json.dumps(None if choice is None else choice.value), flush=True)
+if spec.get("reply"):
+    from corral.approvals.prompt import ask_terminal_reply
+    r = ask_terminal_reply(q, timeout=spec.get("timeout"))
+    print(json.dumps(None if r is None else [r.choice.value, r.expires_at]), flush=True)
+else:
+    choice = ask_terminal(q, timeout=spec.get("timeout"))
+    print(json.dumps(None if choice is None else choice.value), flush=True)
 """
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -91,6 +96,20 @@ def test_prompt_shows_everything_and_returns_the_scope() -> None:
         assert part in screen, part
     t.send("s\n")
     assert t.result() == "session"
+
+
+@pytest.mark.slow
+def test_session_answer_with_an_expiry() -> None:
+    t = Pty({**SPEC, "reply": True})
+    assert "e.g. `s 2h`" in t.expect("allow [o]nce")
+    t.send("o 2h\n")
+    t.expect("an expiry goes with session or project answers only")
+    t.send("s soon\n")
+    t.expect("cannot read expiry 'soon'")
+    before = time.time()
+    t.send("s 2h\n")
+    choice, expires = t.result()  # type: ignore[misc]
+    assert choice == "session" and before + 7190 < expires < time.time() + 7210
 
 
 @pytest.mark.slow

@@ -61,11 +61,15 @@ def request(question: Question, *, policy: ApprovalPolicy, store: GrantStore,
                        message=f"covered by grant {grant.id} ({grant.scope.value})")
     if not policy.may_prompt(cat):
         return Verdict("refused", message=policy.refusal(cat))
+    who, expires = "user", None
     if terminal is None:
-        from corral.approvals.prompt import ask_terminal
+        from corral.approvals.prompt import ask_terminal_reply
 
-        terminal = ask_terminal
-    choice, who, expires = terminal(question), "user", None
+        reply = ask_terminal_reply(question)
+        choice = None if reply is None else reply.choice
+        expires = None if reply is None else reply.expires_at
+    else:
+        choice = terminal(question)
     if choice is None and queue_timeout is not None and queue_timeout > 0:
         from corral.approvals.queue import PendingQueue
 

@@ -12,10 +12,12 @@ import select
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 from corral.approvals.broad import why_too_broad
-from corral.approvals.model import Choice, Kind, Question
+from corral.approvals.model import Choice, Kind, Question, parse_expiry
+from corral.errors import CorralError
 
 _KEYS = {
     Choice.ONCE: ("o", "once", "y", "yes", "1"),
@@ -64,10 +66,44 @@ def parse_answer(text: str, offered: tuple[Choice, ...]) -> Choice | None:
     return None
 
 
+@dataclass(frozen=True)
+class TerminalReply:
+    """A terminal answer; ``s 2h`` / ``p 1d`` also give the grant an expiry."""
+
+    choice: Choice
+    expires_at: float | None = None
+
+
+def parse_reply(text: str, offered: tuple[Choice, ...]) -> TerminalReply | str:
+    """The reply, or why it is not one (shown before asking again)."""
+    words = text.split()
+    if not words or len(words) > 2:
+        return "please answer one of"
+    choice = parse_answer(words[0], offered)
+    if choice is None:
+        return "please answer one of"
+    if len(words) == 1:
+        return TerminalReply(choice)
+    if choice not in (Choice.SESSION, Choice.PROJECT):
+        return "an expiry goes with session or project answers only; answer one of"
+    try:
+        return TerminalReply(choice, parse_expiry(words[1]))
+    except CorralError as exc:
+        return f"{exc.message}; answer one of"
+
+
 def ask_terminal(question: Question, *, stdin: TextIO | None = None,
                  stderr: TextIO | None = None, timeout: float | None = None) -> Choice | None:
     """Ask at the terminal. None when no terminal is attached (to both stdin and stderr) or
     nobody answered within ``timeout`` seconds; DENY on end of input or unclear answers."""
+    reply = ask_terminal_reply(question, stdin=stdin, stderr=stderr, timeout=timeout)
+    return None if reply is None else reply.choice
+
+
+def ask_terminal_reply(question: Question, *, stdin: TextIO | None = None,
+                       stderr: TextIO | None = None,
+                       timeout: float | None = None) -> TerminalReply | None:
+    """:func:`ask_terminal`, keeping the expiry typed after a session or project answer."""
     from rich.console import Console
     from rich.markup import escape
     from rich.panel import Panel
@@ -92,6 +128,8 @@ def ask_terminal(question: Question, *, stdin: TextIO | None = None,
     if len(offered) > 2:
         grid.add_row("[bold]a grant covers[/]",
                      escape(shlex.join(question.grant_pattern)) + " …")
+    if Choice.SESSION in offered or Choice.PROJECT in offered:
+        grid.add_row("[bold]expiry[/]", "add one after s or p, e.g. `s 2h`, `p 1d`")
     con.print(Panel(grid, title="corral: approval needed", border_style="yellow",
                     title_align="left"))
     choices = " / ".join(_LABEL[c] for c in offered)
@@ -106,13 +144,13 @@ def ask_terminal(question: Question, *, stdin: TextIO | None = None,
             return None
         if line == "":
             con.print("\n[red]end of input: denied[/]")
-            return Choice.DENY
-        choice = parse_answer(line, offered)
-        if choice is not None:
-            return choice
-        con.print(f"[red]please answer one of: {shown}[/]")
+            return TerminalReply(Choice.DENY)
+        reply = parse_reply(line, offered)
+        if isinstance(reply, TerminalReply):
+            return reply
+        con.print(f"[red]{escape(reply)}: {shown}[/]")
     con.print("[red]no clear answer: denied[/]")
-    return Choice.DENY
+    return TerminalReply(Choice.DENY)
 
 
 def _read_line(inp: TextIO, deadline: float | None) -> str | None:
