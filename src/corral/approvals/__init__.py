@@ -8,7 +8,7 @@ Public surface::
                                      .list(active_only=True) -> list[Grant]; .revoke(id, by)
                                      .record_choice(question, choice, granted_by=) -> Grant | None
     Grant.event() / Grant.revoke_event(reason) -> dict   # agent.approval.grant / .revoke attrs
-    ask_terminal(question, timeout=None) -> Choice | None
+    ask_terminal(question, timeout=None) -> Choice | None   (ask_terminal_reply: + expiry)
     PendingQueue(store).submit(question, timeout) -> Choice | None   (.ask -> PendingAnswer)
     mint_token(queue, pending_id, choice, ttl=) -> str
     redeem_token(queue, token) -> PendingAnswer
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from corral.approvals.model import Scope as Scope
     from corral.approvals.model import parse_expiry as parse_expiry
     from corral.approvals.policy import ApprovalPolicy as ApprovalPolicy
+    from corral.approvals.prompt import TerminalReply as TerminalReply
     from corral.approvals.prompt import ask_terminal as ask_terminal
+    from corral.approvals.prompt import ask_terminal_reply as ask_terminal_reply
     from corral.approvals.prompt import offered_choices as offered_choices
     from corral.approvals.queue import PendingAnswer as PendingAnswer
     from corral.approvals.queue import PendingItem as PendingItem
@@ -46,7 +48,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "why_too_broad": "broad", "Choice": "model", "Grant": "model", "Kind": "model",
     "Question": "model", "Scope": "model", "parse_expiry": "model", "ApprovalPolicy": "policy",
-    "ask_terminal": "prompt", "offered_choices": "prompt", "PendingAnswer": "queue",
+    "ask_terminal": "prompt", "ask_terminal_reply": "prompt", "TerminalReply": "prompt",
+    "offered_choices": "prompt", "PendingAnswer": "queue",
     "PendingItem": "queue", "PendingQueue": "queue", "GrantStore": "store",
     "mint_token": "tokens", "redeem_token": "tokens", "Verdict": "flow", "request": "flow",
 }
