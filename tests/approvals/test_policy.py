@@ -111,3 +111,17 @@ def test_from_the_real_layered_config(tmp_path) -> None:  # type: ignore[no-unty
     assert p.name == "granular" and not p.may_prompt("rules") and p.may_prompt("escalation")
     cfg = load_config(tmp_path, overrides=["approval_policy=never"], home=home, system=system)
     assert ApprovalPolicy.from_config(cfg.get("approval_policy")).name == "never"
+
+
+def test_every_public_name_resolves_and_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    import corral.approvals as ap
+
+    for name in ap.__all__:
+        assert getattr(ap, name) is not None
+    code = ("import sys, corral.approvals; "
+            "print(sorted(m for m in ('sqlite3', 'rich', 'cryptography') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
