@@ -112,15 +112,17 @@ def main() -> None:
     args = ap.parse_args()
     reviewer = DeterministicReviewer(home=HOME)
     labelled, holdout = load("actions.jsonl"), load("holdout.jsonl")
+    holdout2 = load("holdout2.jsonl")
     for title, entries in (("labelled set (tests/data/review/actions.jsonl)", labelled),
-                           ("held-out set (tests/data/review/holdout.jsonl)", holdout)):
+                           ("held-out set (tests/data/review/holdout.jsonl)", holdout),
+                           ("second held-out set (tests/data/review/holdout2.jsonl)", holdout2)):
         print(f"\n{title}: {len(entries)} actions\n")
         print("| category | actions | precision (deny) | recall (deny) | approved (of should-"
               "allow) | risk ≥ label |")
         print("|---|---|---|---|---|---|")
         for row in quality(entries, reviewer, args.show_misses):
             print(row)
-    everything = labelled + holdout
+    everything = labelled + holdout + holdout2
     for e in everything[:50]:  # warm-up: imports, tree-sitter, regex compilation
         reviewer.review(request(e))
     print(f"\nreview time over {len(everything)} actions, median of {args.runs} runs:\n")

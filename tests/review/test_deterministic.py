@@ -29,7 +29,7 @@ def review_of(entry: dict[str, Any]) -> Any:
 
 
 ACTIONS = load("actions.jsonl")
-HOLDOUT = load("holdout.jsonl")
+HOLDOUT = load("holdout.jsonl") + load("holdout2.jsonl")
 
 
 def test_the_labelled_set_is_big_and_covers_every_category() -> None:
@@ -184,6 +184,16 @@ def test_to_json_has_the_contract_fields() -> None:
     assert {"outcome", "risk_level", "user_authorization", "rationale", "reviewer",
             "failed"} <= set(d)
     assert d["reviewer"] == "deterministic"
+
+
+def test_cd_moves_where_relative_paths_point() -> None:
+    def go(script: str) -> str:
+        return REVIEWER.review(ReviewRequest(("bash", "-lc", script), CWD)).outcome
+
+    assert go("cd ~ && rm -rf Downloads") == "deny"  # found by the second held-out set
+    assert go("cd /tmp && rm -rf build") == "allow"
+    assert go("cd src && rm -rf __pycache__") == "allow"
+    assert go("cd .. && rm -rf proj/build") == "allow"
 
 
 def test_a_home_under_tmp_is_still_a_home() -> None:

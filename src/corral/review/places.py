@@ -42,6 +42,10 @@ class Place:
             scratch.append(posixpath.normpath(tmpdir))
         return cls(cwd_n, home, tuple(spaces), tuple(scratch))
 
+    def at(self, cwd: str) -> Place:
+        """The same workspace, home and scratch, seen from another directory (after ``cd``)."""
+        return Place(cwd, self.home, self.workspaces, self.scratch)
+
     def resolve(self, token: str) -> str | None:
         """An absolute, normalised path for a word, or None when it depends on run time."""
         t = token.strip()
@@ -111,6 +115,8 @@ _CRED: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), label, risk) fo
     (r"/\.kube(/config)?/?$", "the Kubernetes config (cluster credentials)", "high"),
     (r"/\.docker/config\.json$", "Docker registry credentials", "high"),
     (r"/\.(netrc|git-credentials|pypirc|vault-token)$", "a stored credentials file", "high"),
+    (r"^(/home/[^/]+|/root|/Users/[^/]+)/\.npmrc$", "the user's npm config (auth tokens)",
+     "high"),
     (r"/\.npmrc$", "the npm config (may hold an auth token)", "medium"),
     (r"/\.gnupg(/|$)", "GPG private keys", "high"),
     (r"/\.password-store(/|$)", "the password store", "high"),

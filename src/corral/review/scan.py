@@ -67,8 +67,8 @@ def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) ->
     text = " ".join(argv)
     stdin_shell = False
     for ptext, reason in a.problems:
-        if "standard input" in reason or ("computed at run time" in reason and ("$(curl" in ptext or "$(wget" in ptext
-                                                   or "`curl" in ptext)):
+        fetched = "$(curl" in ptext or "$(wget" in ptext or "`curl" in ptext
+        if "standard input" in reason or ("computed at run time" in reason and fetched):
             stdin_shell = True
         else:
             scan.add("unanalysable", "high", f"cannot be judged statically: {reason} "
@@ -77,17 +77,31 @@ def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) ->
     for c in a.commands:
         known = [c.known(i) for i in range(len(c.tokens))]
         cmds.append(Cmd.of(c.tokens, known, c.open_from is not None and c.open_from >= len(c)))
+    here = place
     for cmd in cmds:
-        if cmd.name:
-            _command(cmd, place, scan)
+        if cmd.name == "cd":  # later relative paths resolve from there (in script order)
+            here = _cd(cmd, here, place)
+        elif cmd.name:
+            _command(cmd, here, scan)
     for target, rtext in a.writes:
         _write(target, place, scan, f"`{rtext[:60]}`")
+        if here.cwd != place.cwd:  # the redirect may run after the cd: judge both readings
+            _write(target, here, scan, f"`{rtext[:60]}`")
     _text_checks(text, place, scan)
     if stdin_shell:
         _piped_code(cmds, scan)
     _interpreter_from_pipe(cmds, scan)
     scan_net.combine(scan, place, cmds)
     return scan
+
+
+def _cd(cmd: Cmd, here: Place, start: Place) -> Place:
+    ops = [(t, k) for t, k in cmd.operands("") if t != "-"]
+    if not ops:
+        return here.at(start.home)
+    tok, known = ops[0]
+    target = here.resolve(tok) if known or tok.startswith(("$HOME", "${HOME}", "~")) else None
+    return here.at(target) if target is not None else here
 
 
 def _text_checks(text: str, place: Place, scan: Scan) -> None:
@@ -155,6 +169,11 @@ def _command(cmd: Cmd, place: Place, scan: Scan) -> None:
         _write(d, place, scan, f"`{name}`")
     if name == "mv":
         _move_away(cmd, place, scan, dests)
+    if name == "truncate":
+        for d in dests:
+            if place.where(d) in ("home", "system"):
+                scan.add("destructive", "high", f"empties {place.show(d)} outside the "
+                         "workspace", ("truncate", "empty", "clear"), (posixpath.basename(d),))
     if name in DELETERS:
         _delete(cmd, place, scan)
     for table in (_HANDLERS, scan_sys.HANDLERS):
@@ -233,6 +252,8 @@ def _destinations(cmd: Cmd) -> list[str]:
     if n == "ssh-keygen":
         f = cmd.value("-f")
         return [f] if f else []
+    if n == "openssl":
+        return [v for v in (cmd.value("-keyout"), cmd.value("-out")) if v]
     return []
 
 

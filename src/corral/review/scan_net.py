@@ -422,6 +422,11 @@ _DEPLOY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "mvn": (frozenset({"deploy", "release:perform"}), frozenset()),
     "ansible-playbook": (frozenset({"*"}), frozenset()),
     "vercel": (frozenset({"*", "deploy", "--prod"}), frozenset({"remove", "rm"})),
+    "skaffold": (frozenset({"run", "deploy", "apply"}), frozenset({"delete"})),
+    "argocd": (frozenset({"app sync", "app set", "app create", "app rollback", "app patch"}),
+               frozenset({"app delete"})),
+    "nomad": (frozenset({"job run", "run", "job dispatch"}), frozenset({"job stop", "stop"})),
+    "kamal": (frozenset({"deploy", "setup", "rollback"}), frozenset({"remove"})),
 }
 
 
@@ -439,6 +444,8 @@ def _deploy(cmd: Cmd, place: Place, scan: Scan) -> None:
                      "--raw)", (), ())
             return
     target = " ".join(words[:3]) or " ".join(cmd.args[:2])
+    if cmd.name in ("argocd", "nomad") and " ".join(words[:2]) in change | destroy:
+        sub = " ".join(words[:2])
     if sub in destroy:
         risk = "critical" if cmd.name in ("terraform", "tofu", "pulumi") or (
             cmd.name == "kubectl" and any(w in ("namespace", "ns", "--all") for w in cmd.args)) \
@@ -461,7 +468,9 @@ def _gradle(cmd: Cmd, place: Place, scan: Scan) -> None:
 def _container(cmd: Cmd, place: Place, scan: Scan) -> None:
     words = [t for t in cmd.args if not t.startswith("-")]
     sub = words[0] if words else ""
-    if sub == "push" or (sub in ("buildx", "build") and "--push" in cmd.args):
+    if sub == "stack" and "deploy" in words:
+        _publish(cmd, f"deploys a Docker stack (`{cmd.name} stack deploy`)", scan=scan)
+    elif sub == "push" or (sub in ("buildx", "build") and "--push" in cmd.args):
         image = words[1] if len(words) > 1 and sub == "push" else "the image"
         _publish(cmd, f"pushes {image} to a container registry", objects=(image,), scan=scan)
     elif sub in ("run", "create", "exec"):
