@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from corral.config import load_config  # noqa: E402
 from corral.integrations.hooks import handle  # noqa: E402
 from corral.integrations.otlp_receiver import Receiver  # noqa: E402
+from corral.integrations.session import make_pipeline  # noqa: E402
 from corral.supervisor.api import SessionAPI  # noqa: E402
-from corral.supervisor.pipeline import NobodyAsker, Pipeline  # noqa: E402
 from corral.telemetry import Telemetry  # noqa: E402
 
 RULES = 'prefix_rule(pattern=["rm", "-rf"], decision="forbidden", justification="no")\n'
@@ -64,7 +64,6 @@ def time_process(argv: list[str], data: bytes, env: dict[str, str], cwd: Path,
 
 def bench_receiver(tel: Telemetry, batches: int) -> float:
     import httpx
-
     from tests.integrations.test_otlp_receiver import CODEX, request
 
     rec = CODEX[5]
@@ -94,8 +93,7 @@ def main() -> None:
     work.mkdir()
     cfg = load_config(work, home=home, system=tmp / "etc")
     tel = Telemetry.open(cfg, agent="codex")
-    api = SessionAPI(Pipeline(cfg, tel, approval_policy="on-request", asker=NobodyAsker()),
-                     tmp / "run" / "s.sock")
+    api = SessionAPI(make_pipeline(cfg, tel, "on-request", None, None), tmp / "run" / "s.sock")
     api.start()
     env = {**os.environ, **api.env}
     py = sys.executable

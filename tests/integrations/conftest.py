@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from corral.config import load_config
+from corral.integrations.session import make_pipeline
 from corral.supervisor.api import SessionAPI
-from corral.supervisor.pipeline import Answer, NobodyAsker, Pipeline, Question
 from corral.telemetry import Journal, Telemetry
 
 RULES = '''
@@ -46,11 +47,21 @@ class Session:
             env=self.env if env is None else env, cwd=self.work, timeout=30)
 
 
-class YesAsker:
-    """A corral approval channel that says yes (stands in for `corral approve`)."""
+def yes(question: object) -> object:
+    """A corral approval channel that says yes once (stands in for a person at `corral
+    approve`)."""
+    from corral.supervisor import pipeline as pl
 
-    def ask(self, question: Question) -> Answer | None:
-        return Answer(approved=True, scope="once", who="user")
+    if "terminal" not in inspect.signature(pl.Pipeline.__init__).parameters:
+        return pl.Answer(approved=True, scope="once", who="user")  # type: ignore[attr-defined]
+    from corral.approvals.model import Choice
+
+    return Choice.ONCE
+
+
+class _OldYes:  # the earlier pipeline's asker interface
+    def ask(self, question: object) -> object:
+        return yes(question)
 
 
 def _session(tmp_path: Path, asker: object) -> Iterator[Session]:
@@ -62,7 +73,12 @@ def _session(tmp_path: Path, asker: object) -> Iterator[Session]:
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     cfg = load_config(work, home=home, system=tmp_path / "etc")
     tel = Telemetry.open(cfg, agent="codex")
-    pipe = Pipeline(cfg, tel, approval_policy="on-request", asker=asker)  # type: ignore[arg-type]
+    from corral.supervisor import pipeline as pl
+
+    if asker is not None and "terminal" not in inspect.signature(
+            pl.Pipeline.__init__).parameters:
+        asker = _OldYes()
+    pipe = make_pipeline(cfg, tel, "on-request", asker, None)
     api = SessionAPI(pipe, tmp_path / "run" / "session.sock")
     api.start()
     try:
@@ -74,9 +90,9 @@ def _session(tmp_path: Path, asker: object) -> Iterator[Session]:
 
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
-    yield from _session(tmp_path, NobodyAsker())
+    yield from _session(tmp_path, None)
 
 
 @pytest.fixture
 def session_with_channel(tmp_path: Path) -> Iterator[Session]:
-    yield from _session(tmp_path, YesAsker())
+    yield from _session(tmp_path, yes)

@@ -117,3 +117,49 @@ def test_no_supervisor_means_codex_runs_nothing(codex, session, tmp_path):
     assert not (session.work / "made.txt").exists()
     out = srv.tool_outputs()[0]
     assert "corral: integrations: cannot reach the corral supervisor" in out
+
+
+def test_agent_session_benign_edit_and_run_without_a_prompt(codex, tmp_path, monkeypatch):
+    """The whole bundle the lead's `corral run` uses: AgentSession (journal, pipeline, API,
+    receiver) + env + args, with an allow rule for the project's test command."""
+    from corral.config import load_config
+    from corral.integrations.session import AgentSession, with_agent_args
+    from corral.telemetry import Journal
+
+    home, work = tmp_path / "corral-home", tmp_path / "work"
+    (home / "rules").mkdir(parents=True)
+    (home / "rules" / "project.rules").write_text(
+        'prefix_rule(pattern=["python3", "answer.py"], decision="allow", '
+        'justification="the project test")\n')
+    work.mkdir()
+    cfg = load_config(work, home=home, system=tmp_path / "etc")
+    srv = ModelServer([shell_call("printf 'print(6 * 7)\\n' > answer.py", "c0"),
+                       shell_call("python3 answer.py", "c1"), message("42")]).start()
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(
+        'model = "test-model"\nmodel_provider = "scripted"\napproval_policy = "never"\n'
+        'sandbox_mode = "danger-full-access"\n'
+        f'[model_providers.scripted]\nname = "scripted"\nbase_url = "{srv.base_url}"\n'
+        'wire_api = "responses"\nenv_key = "SCRIPTED_KEY"\nrequest_max_retries = 0\n')
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))  # project hooks need codex's trust
+    install_hooks("codex", "user")
+    with AgentSession.open(cfg, "codex") as s:
+        argv = with_agent_args([str(codex), "exec", "--skip-git-repo-check",
+                                "--dangerously-bypass-hook-trust", "-C", str(work),
+                                "write and run answer.py"], "codex", s.args)
+        proc = subprocess.run(argv, env={**os.environ, "CODEX_HOME": str(codex_home),
+                                         "SCRIPTED_KEY": "k", **s.env},
+                              capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        journal, sid = s.telemetry.journal_path, s.telemetry.session_id
+    srv.stop()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "42" in srv.tool_outputs()[-1]
+    evs = list(Journal(journal).events(session_id=sid))
+    assert evs[0].name == "agent.session.start"
+    ours = [e.attributes["agent.decision"] for e in evs
+            if e.name == "agent.tool.decision" and "agent.import.source" not in e.attributes]
+    assert ours == ["auto_approved", "auto_approved"]  # nobody was asked
+    results = [e for e in evs if e.attributes.get("agent.import.event") == "codex.tool_result"]
+    assert [e.call_id for e in results] == ["c0", "c1"]

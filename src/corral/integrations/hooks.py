@@ -290,8 +290,9 @@ def _cannot_ask(reply: dict[str, Any]) -> bool:
     """The supervisor's rules said prompt but it had nobody to ask (exit status 242)."""
     if reply.get("exit_code") == 242:
         return True
-    return reply.get("decision") == "prompt" and "nobody can be asked" in str(
-        reply.get("message", ""))
+    message = str(reply.get("message", ""))
+    return reply.get("decision") == "prompt" and (
+        "nobody can be asked" in message or "nobody could be asked" in message)
 
 
 def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:

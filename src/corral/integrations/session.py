@@ -1,0 +1,146 @@
+"""``AgentSession``: everything a governed agent needs from outside its sandbox, in one object —
+the journal, the decision pipeline, the session's local API socket (for the hooks) and the OTLP
+receiver (for the agent's own telemetry) — plus the environment and arguments that point the
+agent at them. ``corral run`` is this plus a sandboxed spawn of the agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from corral.errors import CorralError
+from corral.integrations.otel_map import args_for_agent, env_for_agent
+
+AGENT_NAMES = {"codex": "codex", "claude": "claude-code", "claude-code": "claude-code"}
+
+
+def agent_of(argv0: str) -> str | None:
+    """Which integration an agent command line needs (``codex``, ``claude`` -> claude-code)."""
+    return AGENT_NAMES.get(Path(argv0).name)
+
+
+def with_agent_args(argv: list[str], agent: str, extra: list[str]) -> list[str]:
+    """``argv`` with ``extra`` right after the program name (Codex takes ``-c`` globally)."""
+    return [argv[0], *extra, *argv[1:]] if extra else list(argv)
+
+
+class AgentSession:
+    """Open with ``AgentSession.open(cfg, "codex", ...)``; always ``close()``."""
+
+    def __init__(self, agent: str, telemetry: Any, pipeline: Any, api: Any,
+                 receiver: Any | None, rundir: Path) -> None:
+        self.agent = agent
+        self.telemetry = telemetry
+        self.pipeline = pipeline
+        self.api = api
+        self.receiver = receiver
+        self.rundir = rundir
+        self.endpoint = receiver.start() if receiver is not None else None
+
+    @classmethod
+    def open(cls, cfg: Any, agent: str, *, approval_policy: str = "on-request",
+             asker: Any | None = None, sandbox_profile: str | None = None,
+             receive_telemetry: bool = True, socket_dir: Path | None = None) -> AgentSession:
+        """Start the journal, pipeline, API socket and (optionally) the OTLP receiver.
+
+        ``asker`` answers prompts: a callable ``question -> corral.approvals.Choice | None``
+        (default: nobody at a terminal; `corral approve` may still answer when
+        ``approvals.queue_timeout_seconds`` is set, else the prompt goes to the agent's own
+        approval).
+        The socket lives in a private directory under ``socket_dir`` (default: the system temp
+        directory), never under CORRAL_HOME, which the sandbox hides."""
+        from corral.integrations.otlp_receiver import Receiver
+        from corral.supervisor.api import SessionAPI
+        from corral.telemetry import SessionStart, Telemetry
+
+        if agent not in ("codex", "claude-code"):
+            raise CorralError("integrations", f"unknown agent {agent!r}",
+                              hint="codex or claude-code")
+        tel = Telemetry.open(cfg, agent=agent)
+        rundir = Path(tempfile.mkdtemp(prefix="corral-session-", dir=socket_dir))
+        api = None
+        try:
+            pipe = make_pipeline(cfg, tel, approval_policy, asker, sandbox_profile)
+            tel.emit_event(SessionStart.from_summary(
+                {"agent": agent, "approval_policy": approval_policy,
+                 "profile": pipe.plan.profile, "network": pipe.plan.network.mode.value,
+                 "rules": pipe.policy.rule_count},
+                approval_policy=approval_policy, sandbox_profile=pipe.plan.profile,
+                network_mode=pipe.plan.network.mode.value, cwd=str(pipe.plan.cwd)), wait=True)
+            api = SessionAPI(pipe, rundir / "session.sock")
+            api.start()
+            receiver = Receiver(tel) if receive_telemetry else None
+            return cls(agent, tel, pipe, api, receiver, rundir)
+        except BaseException:
+            if api is not None:
+                api.stop()
+            shutil.rmtree(rundir, ignore_errors=True)
+            tel.close()
+            raise
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Variables for the agent's process: the supervisor socket and token for its hooks,
+        and (Claude Code) where to export its telemetry."""
+        env = dict(self.api.env)
+        env["CORRAL_SESSION_ID"] = self.telemetry.session_id
+        if self.endpoint is not None and self.receiver is not None:
+            env.update(env_for_agent(self.agent, self.endpoint, token=self.receiver.token,
+                                     tier=self.telemetry.tier))
+        return env
+
+    @property
+    def args(self) -> list[str]:
+        """Extra agent arguments (Codex: ``-c otel.…`` overrides) to put after the program."""
+        if self.endpoint is None or self.receiver is None:
+            return []
+        return args_for_agent(self.agent, self.endpoint, token=self.receiver.token,
+                              tier=self.telemetry.tier)
+
+    def close(self) -> None:
+        """Stop accepting hook calls and telemetry, then commit and sign the journal."""
+        with contextlib.suppress(Exception):
+            if self.receiver is not None:
+                self.receiver.stop()
+        with contextlib.suppress(Exception):
+            self.api.stop()
+        shutil.rmtree(self.rundir, ignore_errors=True)
+        self.telemetry.close()
+
+    def __enter__(self) -> AgentSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_pipeline(cfg: Any, tel: Any, approval_policy: str, asker: Any | None,
+                  sandbox_profile: str | None) -> Any:
+    """The session's pipeline. Works with the pipeline taking ``terminal=`` (approvals
+    package) and with the earlier one taking ``asker=``, while the supervisor moves over."""
+    import inspect
+
+    from corral.supervisor import pipeline as pl
+
+    params = inspect.signature(pl.Pipeline.__init__).parameters
+    if "terminal" in params:
+        return pl.Pipeline(cfg, tel, approval_policy=approval_policy,
+                           terminal=asker or getattr(pl, "no_terminal", None),
+                           sandbox_profile=sandbox_profile)
+    earlier: Any = pl.Pipeline  # the earlier signature, not the one mypy sees
+    old_asker = getattr(pl, "NobodyAsker")()  # noqa: B009 - only on the earlier pipeline
+    return earlier(cfg, tel, approval_policy=approval_policy, asker=asker or old_asker,
+                   sandbox_profile=sandbox_profile)
+
+
+def environ_without_session(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: ours) without another session's supervisor variables."""
+    base = dict(os.environ if env is None else env)
+    for key in ("CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN", "CORRAL_SESSION_ID"):
+        base.pop(key, None)
+    return base
