@@ -14,7 +14,7 @@ import pytest
 
 from corral.config import load_config
 from corral.supervisor.api import SessionAPI, call
-from corral.supervisor.pipeline import NobodyAsker, Pipeline
+from corral.supervisor.pipeline import Pipeline, no_terminal
 from corral.telemetry import Journal, Telemetry, load_public_key
 
 
@@ -25,7 +25,7 @@ def session(tmp_path: Path):
     work.mkdir()
     cfg = load_config(work, home=home, system=tmp_path / "etc")
     tel = Telemetry.open(cfg, agent="test")
-    pipe = Pipeline(cfg, tel, approval_policy="on-request", asker=NobodyAsker())
+    pipe = Pipeline(cfg, tel, approval_policy="on-request", terminal=no_terminal)
     api = SessionAPI(pipe, tmp_path / "run" / "session.sock")
     api.start()
     yield api, work, home, tel
@@ -58,7 +58,7 @@ def test_exec_and_decide_through_the_pipeline(session):
     assert r["stdout"] == "out\n" and "err" in r["stderr"]
     r = call("exec", argv=["git", "push", "--force"], cwd=str(work), **_auth(api))
     assert r["ok"] and not r["ran"] and r["exit_code"] == 242
-    assert "nobody can be asked" in r["message"]
+    assert "nobody could be asked" in r["message"]
     r = call("decide", argv=["ls"], cwd=str(work), **_auth(api))
     assert r["allowed"] and r["verdict"] == "auto_approved"
 

@@ -31,12 +31,14 @@ def exec_command(
     reviewer: Annotated[str | None, typer.Option(
         "--reviewer", help="user | auto_review")] = None,
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Working directory.")] = None,
+    intent: Annotated[str | None, typer.Option(
+        "--intent", help="What the user asked for (context for the auto-reviewer).")] = None,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Print the decision and its source on stderr.")] = False,
 ) -> None:
     from corral.cli.common import load_effective_config
     from corral.errors import CorralError
-    from corral.supervisor.pipeline import NobodyAsker, Pipeline, TerminalAsker
+    from corral.supervisor.pipeline import Pipeline
     from corral.telemetry import SessionStart, Telemetry
 
     if cmd and cmd[0] == "--":
@@ -54,21 +56,22 @@ def exec_command(
     if profile is not None:
         flags["default_permissions"] = ("--profile", profile)
     cfg = load_effective_config(ctx, workdir, flags)
-    policy_name = cfg.get("approval_policy")
-    if isinstance(policy_name, dict):
-        policy_name = "on-request"  # the granular form refines on-request
-    if cfg.get("approvals_reviewer") == "auto_review":
-        raise CorralError("review", "the auto-review reviewer is not available in this build; "
-                          "refusing rather than running unreviewed", "use --reviewer user")
-    asker = TerminalAsker() if sys.stdin.isatty() else NobodyAsker()
+    from corral.approvals import ask_terminal
+    from corral.supervisor.pipeline import no_terminal
+
+    policy_value = cfg.get("approval_policy")
+    policy_name = policy_value if isinstance(policy_value, str) else "granular"
     tel = Telemetry.open(cfg, agent="corral-exec")
     try:
-        pipeline = Pipeline(cfg, tel, approval_policy=str(policy_name), asker=asker,
-                            sandbox_profile=profile)
+        pipeline = Pipeline(
+            cfg, tel, approval_policy=policy_value,
+            terminal=ask_terminal if sys.stdin.isatty() else no_terminal,
+            reviewer=str(cfg.get("approvals_reviewer")), sandbox_profile=profile, intent=intent)
         tel.emit_event(SessionStart.from_summary(
-            {"approval_policy": policy_name, "profile": pipeline.plan.profile,
-             "network": pipeline.plan.network.mode.value, "rules": pipeline.policy.rule_count},
-            approval_policy=str(policy_name), sandbox_profile=pipeline.plan.profile,
+            {"approval_policy": policy_value, "reviewer": pipeline.reviewer_name,
+             "profile": pipeline.plan.profile, "network": pipeline.plan.network.mode.value,
+             "rules": pipeline.policy.rule_count},
+            approval_policy=policy_name, sandbox_profile=pipeline.plan.profile,
             network_mode=pipeline.plan.network.mode.value,
             config_sources=tuple(cfg.sources + cfg.requirements.sources), cwd=str(workdir)))
         outcome = pipeline.run(cmd, workdir)

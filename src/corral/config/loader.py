@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "sandbox": {"network": "none"},
     "network": {"domains": {}, "allow_local": []},
     "telemetry": {"content_tier": 1, "checkpoint_every": 100},
-    "review": {"timeout_seconds": 30.0, "on_failure": "deny"},
+    "review": {"timeout_seconds": 90.0, "on_failure": "ask_user"},
 }
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import io
 import shlex
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from corral.types import RuleDecision
 
@@ -34,52 +33,14 @@ EXIT_CANNOT_ASK = 242  # approval needed but nobody could be asked
 DONT_BYPASS = "do not try to achieve the same effect another way"
 
 
-@dataclass(frozen=True)
-class Question:
-    """What a human (or reviewer) is asked about one action."""
-
-    argv: tuple[str, ...]
-    cwd: Path
-    reason: str
-    sources: tuple[str, ...]
+# Extension point: who answers at the terminal. The default asks on the controlling terminal
+# (Rich prompt with the scope options); ``no_terminal`` is for headless sessions.
+TerminalAsker = Callable[[Any], Any]
 
 
-@dataclass(frozen=True)
-class Answer:
-    approved: bool
-    scope: str = "once"  # once | session | project | persistent
-    who: str = "user"  # user | automated_reviewer | hook
-    rationale: str = ""
-
-
-class Asker(Protocol):
-    """Extension point: who answers a prompt. Return None when nobody can be asked."""
-
-    def ask(self, question: Question) -> Answer | None: ...
-
-
-class NobodyAsker:
-    """Headless: nobody can be asked, so a prompt is refused (fail closed)."""
-
-    def ask(self, question: Question) -> Answer | None:
-        return None
-
-
-class TerminalAsker:
-    """Ask on the controlling terminal, when one is attached to stdin and stderr."""
-
-    def ask(self, question: Question) -> Answer | None:
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            return None
-        from rich.console import Console
-        from rich.prompt import Confirm
-
-        con = Console(stderr=True)
-        con.print(f"[bold yellow]corral: approval needed[/] for [bold]{shlex.join(question.argv)}"
-                  f"[/] in {question.cwd}")
-        con.print(f"  why: {question.reason}")
-        ok = Confirm.ask("  run it once?", console=con, default=False)
-        return Answer(approved=ok, scope="once", who="user")
+def no_terminal(question: Any) -> None:
+    """Headless: nobody at this terminal (the question may still be queued)."""
+    return None
 
 
 @dataclass
@@ -137,20 +98,40 @@ class Pipeline:
     Thread-safe: a session's API serves concurrent actions.
     """
 
-    def __init__(self, cfg: Any, telemetry: Any, *, approval_policy: str,
-                 asker: Asker, sandbox_profile: str | None = None) -> None:
+    def __init__(self, cfg: Any, telemetry: Any, *, approval_policy: Any,
+                 terminal: TerminalAsker | None = None, reviewer: str = "user",
+                 sandbox_profile: str | None = None, queue_timeout: float | None = None,
+                 intent: str | None = None, grants: Any = None) -> None:
+        from corral.approvals import ApprovalPolicy, GrantStore
         from corral.rules import load_policy
         from corral.sandbox import Sandbox, plan_from_config
 
         self.cfg = cfg
         self.telemetry = telemetry
-        self.approval_policy = approval_policy
-        self.asker = asker
+        self.approvals = ApprovalPolicy.from_config(approval_policy)
+        # The rules map decisions by policy name; the granular form refines on-request.
+        self.approval_policy = approval_policy if isinstance(approval_policy, str) \
+            else "on-request"
+        self.terminal = terminal
+        self.queue_timeout = queue_timeout if queue_timeout is not None else float(
+            cfg.get("approvals.queue_timeout_seconds", 0) or 0)
+        self.intent = intent
+        self.grants = grants or GrantStore(home=cfg.corral_home)
+        self.reviewer_name = reviewer
+        self.reviewer: Any = None
+        self.breaker: Any = None
+        if reviewer == "auto_review":
+            from corral.review import breaker_from_config, reviewer_from_config
+
+            self.reviewer = reviewer_from_config(cfg)
+            self.breaker = breaker_from_config(cfg)
         self.policy = load_policy(cfg)
         self.plan = plan_from_config(cfg, cfg.cwd, profile=sandbox_profile)
         self.sandbox = Sandbox(self.plan)
+        self.project = str(cfg.project_root or cfg.cwd)
         self._calls = 0
         self._lock = threading.Lock()
+        self._recent: list[Any] = []  # recent tool calls and results: context for the reviewer
 
     def _next_call_id(self) -> str:
         with self._lock:
@@ -165,7 +146,7 @@ class Pipeline:
         return self.execute(gate)
 
     def decide(self, argv: Sequence[str], cwd: Path) -> Gate:
-        """Rules -> approval policy -> asker; records the decision event."""
+        """Rules -> approval policy -> reviewer -> grants/person; records the decision."""
         from corral.rules import decide
 
         call_id = self._next_call_id()
@@ -175,37 +156,99 @@ class Pipeline:
         source, justification = _first_match(decision)
         kind = RuleDecision(decision.decision)
         reason = decision.reason or justification or ""
+        who = _event_source(source)
 
-        def refuse(code: int, verdict: str, message: str) -> Gate:
-            return Gate(call_id, argv, cwd, kind.value, verdict, False, code, message)
+        def refuse(code: int, verdict: str, by: str, why: str, message: str) -> Gate:
+            self._decision(call_id, verdict, by, source, why, cmdline)
+            return Gate(call_id, argv, cwd, kind.value, verdict, False, code,
+                        f"{message}; {DONT_BYPASS}")
 
         if kind is RuleDecision.FORBIDDEN:
-            self._decision(call_id, "forbidden", _event_source(source), source, reason, cmdline)
             where = f" ({source})" if source else ""
-            return refuse(EXIT_FORBIDDEN, "forbidden",
-                          f"corral: rules: `{cmdline}` is forbidden by policy{where}: {reason}; "
-                          f"{DONT_BYPASS}")
-        verdict, who = "auto_approved", _event_source(source)
-        if kind is RuleDecision.PROMPT:
-            answer = self.asker.ask(Question(argv, cwd, reason,
-                                             tuple(m.source for m in decision.matches)))
-            if answer is None:
-                self._decision(call_id, "denied", who, source, f"could not ask: {reason}", cmdline)
-                return refuse(
-                    EXIT_CANNOT_ASK, "denied",
-                    f"corral: approvals: `{cmdline}` needs approval ({reason}) but nobody can be "
-                    f"asked (no terminal; approval policy {self.approval_policy}); {DONT_BYPASS}")
-            if not answer.approved:
-                self._decision(call_id, "denied", answer.who, source, answer.rationale or reason,
-                               cmdline)
-                return refuse(
-                    EXIT_DENIED, "denied",
-                    f"corral: approvals: `{cmdline}` was denied by the {answer.who}"
-                    f"{': ' + answer.rationale if answer.rationale else ''}; {DONT_BYPASS}")
-            verdict = "approved" if answer.scope == "once" else f"approved_for_{answer.scope}"
-            who = answer.who
-        self._decision(call_id, verdict, who, source, reason, cmdline)
-        return Gate(call_id, argv, cwd, kind.value, verdict, True)
+            return refuse(EXIT_FORBIDDEN, "forbidden", who, reason,
+                          f"corral: rules: `{cmdline}` is forbidden by policy{where}: {reason}")
+        if kind is RuleDecision.ALLOW:
+            self._decision(call_id, "auto_approved", who, source, reason, cmdline)
+            return Gate(call_id, argv, cwd, kind.value, "auto_approved", True)
+
+        # prompt: the reviewer first (when configured), then standing grants and a person.
+        review = None
+        if self.reviewer is not None:
+            review = self._review(argv, cwd, reason)
+            tripped = self.breaker.record(review)
+            if tripped:
+                return refuse(EXIT_DENIED, "abort", "automated_reviewer", tripped,
+                              f"corral: review: stopping this turn: {tripped}")
+            if review.allowed:
+                self._decision(call_id, "auto_approved", "automated_reviewer", source,
+                               f"{review.rationale} (risk {review.risk_level})", cmdline)
+                return Gate(call_id, argv, cwd, kind.value, "auto_approved", True)
+            if not review.failed:
+                return refuse(EXIT_DENIED, "denied", "automated_reviewer", review.rationale,
+                              f"corral: review: `{cmdline}` denied by the {review.reviewer} "
+                              f"reviewer (risk {review.risk_level}): {review.rationale}")
+            if self._on_review_failure() == "deny":
+                return refuse(EXIT_DENIED, "denied", "automated_reviewer", review.rationale,
+                              f"corral: review: the reviewer failed ({review.rationale}); "
+                              "failing closed")
+        verdict = self._ask_person(argv, cwd, reason, source, review)
+        if not verdict.approved:
+            code = {"denied": EXIT_DENIED, "refused": EXIT_FORBIDDEN}.get(
+                verdict.outcome, EXIT_CANNOT_ASK)
+            waited = verdict.outcome == "cannot_ask" and self.queue_timeout > 0
+            return refuse(code, "timed_out" if waited else "denied", verdict.who or "user",
+                          verdict.message or reason,
+                          f"corral: approvals: `{cmdline}` needs approval ({reason}): "
+                          f"{verdict.message}")
+        if verdict.grant is not None and verdict.outcome == "approved":
+            from corral.telemetry import ApprovalGrant
+
+            self.telemetry.emit_event(ApprovalGrant(**verdict.grant.event()), call_id=call_id)
+        scope = verdict.grant.scope.value if verdict.grant is not None else "once"
+        decided = "approved" if scope == "once" else f"approved_for_{scope}"
+        by = verdict.who if verdict.who in ("user", "automated_reviewer", "hook") else "user"
+        self._decision(call_id, decided, by, source, verdict.message or reason, cmdline)
+        return Gate(call_id, argv, cwd, kind.value, decided, True)
+
+    def _remember(self, text: str) -> None:
+        """Keep a short tail of what ran, as untrusted context for the reviewer."""
+        from corral.review import ContextItem
+
+        with self._lock:
+            self._recent.append(ContextItem(role="tool_result", content=text[:2000], name="shell"))
+            del self._recent[:-20]
+
+    def _review(self, argv: tuple[str, ...], cwd: Path, reason: str) -> Any:
+        from corral.review import ReviewRequest
+
+        req = ReviewRequest(argv=argv, cwd=str(cwd), kind="shell", rule_reason=reason,
+                            intent=self.intent, recent=tuple(self._recent[-10:]),
+                            details={"workspace_roots": [str(r) for r in
+                                                         self.plan.writable_roots]})
+        return self.reviewer.review(req)
+
+    def _on_review_failure(self) -> str:
+        """A failed review asks the person when one can be asked, else denies (fail closed)."""
+        from corral.review.config import on_failure
+
+        if on_failure(self.cfg) == "deny":
+            return "deny"
+        interactive = self.terminal is not None and self.terminal is not no_terminal
+        return "ask" if interactive or self.queue_timeout > 0 else "deny"
+
+    def _ask_person(self, argv: tuple[str, ...], cwd: Path, reason: str, source: str | None,
+                    review: Any) -> Any:
+        from corral.approvals import Kind, Question, request
+
+        question = Question(
+            kind=Kind.SHELL, argv=argv, reason=reason, cwd=str(cwd),
+            session_id=self.telemetry.session_id, project=self.project,
+            reviewer_view=(f"{review.reviewer}: {review.outcome} (risk {review.risk_level}): "
+                           f"{review.rationale}") if review is not None else None,
+        )
+        category = "heuristic" if _event_source(source) == "heuristic" else "rules"
+        return request(question, policy=self.approvals, store=self.grants, category=category,
+                       terminal=self.terminal, queue_timeout=self.queue_timeout)
 
     def execute(self, gate: Gate, *, capture: bool = False) -> ExecOutcome:
         """Run an allowed action in the sandbox and record its result and sandbox outcome.
@@ -240,6 +283,8 @@ class Pipeline:
         if violations:
             attrs["agent.sandbox.denial"] = "; ".join(violations)
         self.telemetry.emit("agent.sandbox.outcome", attrs, call_id=gate.call_id)
+        self._remember(f"$ {cmdline}\n(exit {result.returncode}"
+                       f"{'; ' + '; '.join(violations) if violations else ''})")
         return ExecOutcome(result.returncode, True, gate.decision, gate.verdict, "", violations,
                            duration, getattr(result, "captured_stdout", None),
                            sink.getvalue() if sink else None)
