@@ -8,6 +8,8 @@ at least ``prompt`` (and so are refused under approval policy ``never``).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corral.rules import Policy, decide
 from corral.rules.starlark_loader import load_rules_text
@@ -66,6 +68,9 @@ FORBIDDEN = [
     "time rm -rf x",
     "time -p rm -rf x",
     "! rm -rf x",
+    "! ! rm -rf x",
+    "noglob rm -rf x",
+    "repeat 3 rm -rf x",
     "ls && rm -rf x",
     "ls || rm -rf x",
     "ls; rm -rf x",
@@ -179,6 +184,9 @@ AT_LEAST_PROMPT = [
     "xargs sh -c \"$0\"",
     "exec $SHELL -c x",
     "command $X",
+    "coproc rm -rf x",
+    "coproc foo { rm -rf x; }",
+    "- ; rm -rf x",
 ]
 
 
@@ -216,3 +224,42 @@ def test_dynamic_bypass_needs_approval(policy: Policy, script: str) -> None:
 )
 def test_argv_bypass_is_forbidden(policy: Policy, argv: list[str]) -> None:
     assert decide(argv, policy).decision is RuleDecision.FORBIDDEN
+
+
+# constructs valid around any command list: whatever they wrap, the rule must still fire
+_ANYWHERE = [
+    "( {} )", "{{ {}; }}", "echo $( {} )", "echo \"$( {} )\"", "if true; then {}; fi",
+    "for i in 1; do {}; done", "while true; do {}; done", "true && {}", "false || {}",
+    "{} &", "{} | cat", "cat | {}", "cat <( {} )", "case a in a) {};; esac", "y=$( {} ) true",
+    "bash -c {q}", "sh -lc {q}", "eval {q}", "watch {q}", "su -c {q}",
+    "git submodule foreach {q}", "f() {{ {}; }}; f",
+]
+# valid only around a simple command or pipeline (keywords, assignments, programs that take a
+# command as argv): around other syntax bash fails or execs `{`; there only `prompt` is owed
+_SIMPLE_ONLY = ["time {}", "! {}", "coproc {}", "x=1 {}", "nohup {}", "env {}", "sudo {}",
+                "xargs {}", "timeout 5 {}", "command {}", "exec {}", "nice -n 1 {}"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_ANYWHERE + _SIMPLE_ONLY), min_size=1, max_size=3),
+       st.sampled_from(["rm -rf x", "/bin/rm -fr x", "\\rm -R x", "r''m --recursive x"]))
+def test_nested_constructs_keep_forbidden(layers: list[str], core: str) -> None:
+    import shlex
+
+    script = core
+    simple = True  # is `script` still a simple command?
+    exact = True  # has every layer been applied where it is valid?
+    for tmpl in layers:
+        if tmpl in _SIMPLE_ONLY and not simple:
+            exact = False
+        script = tmpl.format(script, q=shlex.quote(script))
+        simple = tmpl in _SIMPLE_ONLY and tmpl not in ("x=1 {}",) and simple
+    result = decide(["bash", "-lc", script], POLICY)
+    if exact:
+        assert result.decision is RuleDecision.FORBIDDEN, (script, result.to_json())
+    else:
+        assert result.decision is not RuleDecision.ALLOW, (script, result.to_json())
+
+
+POLICY = Policy()
+assert load_rules_text("deny.rules", RULES, POLICY) is None

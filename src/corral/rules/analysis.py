@@ -26,6 +26,9 @@ from corral.rules.wrappers import (
 MAX_DEPTH = 32
 MAX_ITEMS = 5_000
 MAX_UNWRAP = 32
+_KEYWORDS = frozenset({"{", "}", "(", ")", "if", "then", "else", "elif", "fi", "do", "done",
+                       "while", "until", "for", "case", "esac", "select", "function", "[[",
+                       "]]", "in"})
 _SPECIAL = frozenset(SHELLS | UNWRAPPERS.keys() | SCRIPT_OPTIONS.keys()
                      | {"eval", "source", ".", "alias", "trap", "git", "env"})
 MAX_TOTAL_SCRIPT = 160 * 1024  # bytes of script text parsed for one decision, nesting included
@@ -162,6 +165,9 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
         name = basename(a.tokens[0])
         if name not in _SPECIAL:  # the common case: an ordinary program
             out.commands.append(a)
+            if name in _KEYWORDS or "=" in name:
+                out.problems.append((display(a), f"shell syntax `{name}` in command position "
+                                                  "(a wrapper around shell syntax?)"))
             return
         if name in SHELLS:
             how, text = shell_script(a)
@@ -244,6 +250,12 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             out.commands.append(a)
             return
         inner = unwrap(a)
+        if name == "coproc":
+            out.wrappers.append(a)
+            out.problems.append((display(a), "coproc is not fully analysed"))
+            for sub in inner or []:
+                queue.append((sub, depth + 1, None))
+            return
         if name == "find":
             out.commands.append(a)
             for sub in inner or []:

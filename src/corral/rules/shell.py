@@ -271,6 +271,55 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
     return commands if commands else None
 
 
+# Words that prefix a whole pipeline or compound command in bash/zsh but that tree-sitter-bash
+# reads as an ordinary command name: `time { rm x; }` would hide `rm`. Blanking them (same byte
+# length, so positions hold) leaves what actually runs.
+_PREFIXES = frozenset({b"time", b"coproc", b"!", b"noglob", b"nocorrect"})
+_PREFIX_WORDS = re.compile(rb"time|coproc|!|noglob|nocorrect")
+_COMPOUND_STARTS = frozenset({b"{", b"(", b"((", b"if", b"while", b"until", b"for", b"case",
+                              b"select", b"[[", b"function", b"!", b"time", b"coproc"})
+
+
+def _blank_prefixes(root: Any, data: bytes) -> bytes | None:
+    spans: list[tuple[int, int]] = []
+    stack = [root]
+    seen = 0
+    while stack and seen < MAX_NODES:
+        node = stack.pop()
+        seen += 1
+        if node.type == "negated_command" and node.child_count > 1:
+            inner = node.children[1]
+            inner_name = inner.child_by_field_name("name") if inner.type == "command" else None
+            if inner_name is not None and inner_name.text in _COMPOUND_STARTS:
+                bang = node.children[0]  # `! { ...; }` misread as a command named `{`
+                spans.append((bang.start_byte, bang.end_byte))
+                continue
+        if node.type == "command":
+            name = node.child_by_field_name("name")
+            if name is not None and name.text in _PREFIXES:
+                args = [c for i, c in enumerate(node.children)
+                        if node.field_name_for_child(i) == "argument"]
+                start = name.start_byte
+                end = name.end_byte
+                # `time -p`, `coproc NAME {`: the options/name go too
+                k = 0
+                while k < len(args) and (args[k].text.startswith(b"-") and name.text == b"time"
+                                         or (name.text == b"coproc" and k == 0 and len(args) > 1
+                                             and args[1].text in (b"{", b"("))):
+                    end = args[k].end_byte
+                    k += 1
+                if k < len(args) and args[k].text in _COMPOUND_STARTS:
+                    spans.append((start, end))
+                    continue
+        stack.extend(node.named_children)
+    if not spans:
+        return None
+    buf = bytearray(data)
+    for start, end in spans:
+        buf[start:end] = b" " * (end - start)
+    return bytes(buf)
+
+
 def parse_script(script: str) -> ScriptParse:
     """Every simple command in ``script``; problems for anything not parsed completely."""
     out = ScriptParse()
@@ -286,8 +335,15 @@ def parse_script(script: str) -> ScriptParse:
         return out
     if b"\0" in data:
         out.problems.append((short, "script contains a NUL byte"))
-    _source[0] = data
     tree = _get_parser().parse(data)
+    if _PREFIX_WORDS.search(data):
+        for _ in range(8):  # each pass blanks the outermost prefixes; nesting needs more passes
+            blanked = _blank_prefixes(tree.root_node, data)
+            if blanked is None:
+                break
+            data = blanked
+            tree = _get_parser().parse(data)
+    _source[0] = data
     root = tree.root_node
     if root.has_error:
         out.problems.append((short, "script does not parse completely (syntax error, "

@@ -120,6 +120,15 @@ def _find(a: Argv) -> list[Argv] | None:
     return out
 
 
+def _coproc(a: Argv) -> list[Argv] | None:
+    """``coproc [NAME] CMD`` / ``coproc NAME { ...; }``: bash's keyword, unknown to the parser."""
+    out = [a.sub(1)] if len(a) > 1 else []
+    for i in range(1, min(len(a), 3)):
+        if a.known(i) and a.tokens[i] in ("{", "("):
+            out.append(a.sub(i + 1))
+    return out
+
+
 def _watch(a: Argv) -> list[Argv] | None:
     """watch joins its arguments and runs them with ``sh -c``."""
     i = _skip_options(a, 1, frozenset("nq"), frozenset({"--interval", "--differences"}))
@@ -164,6 +173,12 @@ UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
                                         "--trace", "--trace-path", "--status")),
     "ltrace": _simple("aAeEfnopsSuwx", ("--output", "--align", "--indent", "--library")),
     "unbuffer": _simple(""),
+    # tree-sitter-bash reads these as plain command names; bash/zsh run what follows
+    "!": _simple(""),
+    "coproc": _coproc,
+    "noglob": _simple(""),
+    "nocorrect": _simple(""),
+    "repeat": _simple("", extra_operands=1),
 }
 
 SCRIPT_OPTIONS: dict[str, tuple[str, ...]] = {
