@@ -303,7 +303,7 @@ def _blank_prefixes(root: Any, data: bytes) -> bytes | None:
                 end = name.end_byte
                 # `time -p`, `coproc NAME {`: the options/name go too
                 k = 0
-                while k < len(args) and (args[k].text.startswith(b"-") and name.text == b"time"
+                while k < len(args) and ((args[k].text.startswith(b"-") and name.text == b"time")
                                          or (name.text == b"coproc" and k == 0 and len(args) > 1
                                              and args[1].text in (b"{", b"("))):
                     end = args[k].end_byte
