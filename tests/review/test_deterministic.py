@@ -202,3 +202,12 @@ def test_a_home_under_tmp_is_still_a_home() -> None:
         ReviewRequest(("rm", "-rf", "~"), "/tmp/pytest-1/ws"))
     assert r.outcome == "deny" and r.risk_level == "critical"
     assert REVIEWER.review(ReviewRequest(("rm", "-rf", "/tmp/cache"), CWD)).outcome == "allow"
+
+
+def test_intent_matches_word_forms() -> None:
+    r = REVIEWER.review(ReviewRequest(("git", "push", "origin", "main"), CWD,
+                                      intent="finish by pushing the fix to main"))
+    assert r.outcome == "allow" and r.user_authorization == "high"
+    r = REVIEWER.review(ReviewRequest(("git", "push", "origin", "main"), CWD,
+                                      intent="the pusher service is broken on main"))
+    assert r.outcome == "deny"

@@ -27,7 +27,12 @@ def _contains(text: str, phrase: str) -> int:
         if i < 0:
             return -1
         before = text[i - 1] if i > 0 else " "
-        after = text[i + len(p)] if i + len(p) < len(text) else " "
+        end = i + len(p)
+        for suffix in ("ing", "es", "ed", "s", "d"):  # "pushing", "publishes", "deleted"
+            if p[-1].isalpha() and text.startswith(suffix, end):
+                end += len(suffix)
+                break
+        after = text[end] if end < len(text) else " "
         if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
             return i
         start = i + 1

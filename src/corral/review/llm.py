@@ -209,7 +209,8 @@ def _combine(answer: Review, floor: Review | None, name: str) -> Review:
     if floor.outcome == "deny" and answer.outcome == "allow":
         return Review("deny", risk, floor.user_authorization,
                       f"{floor.rationale} [deterministic check; the model's allow was "
-                      f"overridden: {answer.rationale[:300]}]", f"{name}+deterministic")
+                      f"overridden: {answer.rationale[:300]}]", f"{name}+deterministic",
+                      failed=floor.failed)
     return Review(answer.outcome, risk, answer.user_authorization, answer.rationale,
                   f"{name}+deterministic")
 
