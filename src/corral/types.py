@@ -6,11 +6,11 @@ These are plain data: no control imports another control, only these types.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RuleDecision(str, Enum):
+class RuleDecision(StrEnum):
     """What the rules say about an action. Ordered: allow < prompt < forbidden."""
 
     ALLOW = "allow"
@@ -29,7 +29,7 @@ class RuleDecision(str, Enum):
 _SEVERITY = {RuleDecision.ALLOW: 0, RuleDecision.PROMPT: 1, RuleDecision.FORBIDDEN: 2}
 
 
-class ActionKind(str, Enum):
+class ActionKind(StrEnum):
     SHELL = "shell"
     PATCH = "patch"
     NETWORK = "network"

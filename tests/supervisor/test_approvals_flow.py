@@ -119,7 +119,7 @@ def test_queue_answered_from_another_process_then_project_grant_reused(cli):
     assert "deploys need a look" in pending[0]["reason"]
     r = cli("approve", str(pending[0]["id"]), "--project")
     assert r.returncode == 0, r.stderr
-    out, err = waiting.communicate(timeout=30)
+    _out, err = waiting.communicate(timeout=30)
     # make deploy ran (and failed: there is no Makefile) -> make's own status, not ours.
     assert waiting.returncode == 2, err
     assert "No rule to make target" in err or "No targets" in err or "makefile" in err.lower()
