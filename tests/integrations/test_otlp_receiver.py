@@ -286,3 +286,21 @@ def test_fuzz_mapping_always_yields_valid_events(name, attrs, service):
     m = map_record(NativeRecord(name=name, attributes=attrs, resource={"service.name": service}))
     assert m is not None
     assert validate(m.name, m.attributes) is None, (m.name, m.attributes)
+
+
+def test_unix_socket_listener_for_a_sandbox_bridge(tel, tmp_path):
+    import os
+
+    t = tel(1)
+    sock = tmp_path / "otlp.sock"
+    with Receiver(t, unix_socket=sock) as rx:
+        assert rx.endpoint == f"unix:{sock}" and (os.stat(sock).st_mode & 0o777) == 0o600
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)))
+        r = client.post("http://bridge/v1/logs",
+                        content=request("codex_exec", CODEX[1:2]).SerializeToString(),
+                        headers={"Content-Type": "application/x-protobuf",
+                                 "Authorization": f"Bearer {rx.token}"})
+        assert r.status_code == 200 and rx.accepted == 1
+        client.close()
+    assert not sock.exists()
+    assert [e.name for e in _events(t)] == ["agent.user_prompt"]

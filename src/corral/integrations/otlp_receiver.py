@@ -13,11 +13,14 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import os
 import re
 import secrets
+import socketserver
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
@@ -123,15 +126,18 @@ class Receiver:
     """``Receiver(telemetry).start()`` -> base URL; agents post to ``<url>/v1/logs``."""
 
     def __init__(self, telemetry: Any, *, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, unix_socket: Path | None = None) -> None:
         self.telemetry = telemetry
         self.host = host
         self.port = port
+        # A unix socket instead of TCP: for a sandbox that reaches it through a loopback bridge
+        # (like the network proxy); the endpoint is then the bridge's, chosen by the caller.
+        self.unix_socket = unix_socket
         self.token = token if token is not None else secrets.token_urlsafe(24)
         self.accepted = 0
         self.dropped = 0
         self.rejected = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: ThreadingHTTPServer | _UnixHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -139,7 +145,10 @@ class Receiver:
     def endpoint(self) -> str:
         if self._server is None:
             raise CorralError("integrations", "OTLP receiver is not running")
-        return f"http://{self.host}:{self._server.server_address[1]}"
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
+        address: Any = self._server.server_address
+        return f"http://{self.host}:{address[1]}"
 
     def start(self) -> str:
         receiver = self
@@ -170,7 +179,10 @@ class Receiver:
                     return None
                 return self.rfile.read(length)
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        if self.unix_socket is not None:
+            self._server = _UnixHTTPServer(str(self.unix_socket), Handler)
+        else:
+            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="corral-otlp-receiver", daemon=True)
@@ -182,6 +194,8 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            if self.unix_socket is not None:
+                self.unix_socket.unlink(missing_ok=True)
 
     def __enter__(self) -> Receiver:
         self.start()
@@ -259,6 +273,23 @@ class Receiver:
     def _emit(self, m: Mapped) -> None:
         self.telemetry.emit(m.name, m.attributes, call_id=m.call_id, turn_id=m.turn_id,
                             content=m.content)
+
+
+class _UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+    """HTTP over a unix socket (private: created with mode 0600)."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        old = os.umask(0o177)
+        try:
+            super().server_bind()
+        finally:
+            os.umask(old)
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, _ = super().get_request()
+        return conn, ("unix", 0)  # BaseHTTPRequestHandler expects a (host, port) address
 
 
 def _varint(n: int) -> bytes:
