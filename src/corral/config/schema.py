@@ -169,6 +169,14 @@ class Table(Spec):
 
 # --- config.toml -------------------------------------------------------------------------------
 
+EXPORTER = Table({
+    "endpoint": Str(),
+    "headers": Map(Str()),
+    "timeout_seconds": Num(0, 600, integer=False),
+    "protocol": Enum(("http/protobuf", "http/json", "grpc")),
+    "tls": Table({"ca_file": Str(), "client_cert": Str(), "client_key": Str()}),
+})
+
 DOMAIN_DECISION = Enum(("allow", "deny", "limited"))
 
 _permission_profile = Table({
@@ -215,12 +223,7 @@ _settings: dict[str, Spec] = {
     "telemetry": Table({
         "content_tier": Num(0, 2),
         "checkpoint_every": Num(1, 1_000_000),
-        "exporter": Table({
-            "endpoint": Str(),
-            "headers": Map(Str()),
-            "timeout_seconds": Num(0, 600, integer=False),
-            "protocol": Enum(("http/protobuf",)),
-        }),
+        "exporter": EXPORTER,
     }),
     "review": Table({
         "model": Str(),
@@ -303,12 +306,7 @@ REQUIREMENTS_SCHEMA = Table({
     "review": Table({"policy": Str()}),  # the admin's policy text for the LLM reviewer
     "telemetry": Table({
         "content_tier": Num(0, 2),
-        "exporter": Table({
-            "endpoint": Str(),
-            "headers": Map(Str()),
-            "timeout_seconds": Num(0, 600, integer=False),
-            "protocol": Enum(("http/protobuf",)),
-        }),
+        "exporter": EXPORTER,
     }),
 })
 

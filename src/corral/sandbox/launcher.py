@@ -364,6 +364,10 @@ class Sandbox:
         if net_plan.mode is NetworkMode.PROXY and net_plan.proxy_socket is not None:
             extra = ["--dir", "/dev/corral", "--bind", str(net_plan.proxy_socket), PROXY_SOCKET]
             ports = [a for p in net_plan.bridge_ports for a in ("--port", str(p))]
+            for port, host_sock in net_plan.extra_bridges:
+                inside = f"/dev/corral/bridge-{port}.sock"
+                extra += ["--bind", str(host_sock), inside]
+                ports += ["--bridge", f"{port}={inside}"]
             # -I -S: stdlib only, nothing from the workspace or PYTHON* variables can shadow it
             argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("proxyinit.py")),
                     *ports, "--to", PROXY_SOCKET, "--bpf-fd", "{strict}", "--", *argv]

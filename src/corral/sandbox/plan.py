@@ -53,6 +53,8 @@ class NetworkPlan:
     bridge_ports: tuple[int, ...] = (3128, 1080)
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
+    # More (loopback port inside, unix socket outside) relays, e.g. the session API for hooks.
+    extra_bridges: tuple[tuple[int, Path], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """First process inside a ``proxy``-mode sandbox: loopback bridge + command under a stricter filter.
 
-``python -m corral.sandbox.proxyinit --port 3128 --port 1080 --to SOCK --bpf-fd N -- CMD...``
+``python -m corral.sandbox.proxyinit --port 3128 --port 1080 --to SOCK [--bridge PORT=SOCK2]...
+--bpf-fd N -- CMD...``
 
 The sandbox has its own network namespace, and its only way out is the managed proxy's unix
 socket, which is bind-mounted at SOCK. Tools speak TCP to a proxy URL, so this process:
@@ -10,6 +11,9 @@ socket, which is bind-mounted at SOCK. Tools speak TCP to a proxy URL, so this p
    (no AF_UNIX ``socket()``), so the command itself cannot open the proxy socket or any other
    unix socket;
 3. relays every accepted connection to SOCK until the command exits, then exits with its status.
+
+``--bridge PORT=SOCK2`` adds another loopback port relayed to another bind-mounted socket (the
+supervisor's session API for hooks inside the sandbox, for example).
 
 This process is made non-dumpable, so the command cannot write into its memory through
 /proc/PID/mem and borrow its AF_UNIX capability. Stdlib only, to start fast.
@@ -72,8 +76,8 @@ def _handler(path: str):  # type: ignore[no-untyped-def]
     return handle
 
 
-async def _relay(listeners: list[socket.socket], path: str, done: asyncio.Event) -> None:
-    servers = [await asyncio.start_server(_handler(path), sock=s) for s in listeners]
+async def _relay(listeners: list[tuple[socket.socket, str]], done: asyncio.Event) -> None:
+    servers = [await asyncio.start_server(_handler(path), sock=s) for s, path in listeners]
     await done.wait()
     for srv in servers:
         srv.close()
@@ -81,6 +85,7 @@ async def _relay(listeners: list[socket.socket], path: str, done: asyncio.Event)
 
 def main(argv: list[str]) -> int:
     ports: list[int] = []
+    bridges: list[tuple[int, str]] = []
     to = ""
     bpf_fd = -1
     i = 0
@@ -89,6 +94,9 @@ def main(argv: list[str]) -> int:
             ports.append(int(argv[i + 1]))
         elif argv[i] == "--to":
             to = argv[i + 1]
+        elif argv[i] == "--bridge":
+            port_text, _, path = argv[i + 1].partition("=")
+            bridges.append((int(port_text), path))
         elif argv[i] == "--bpf-fd":  # "none": the weaker mode 'no-seccomp' was accepted
             bpf_fd = -2 if argv[i + 1] == "none" else int(argv[i + 1])
         else:
@@ -104,19 +112,19 @@ def main(argv: list[str]) -> int:
     if bpf_fd >= 0:
         with os.fdopen(bpf_fd, "rb") as f:
             bpf = f.read()
-    listeners = []
-    for port in ports:
+    listeners: list[tuple[socket.socket, str]] = []
+    for port, path in [(p, to) for p in ports] + bridges:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen(128)
         s.set_inheritable(False)
-        listeners.append(s)
+        listeners.append((s, path))
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     pid = os.fork()
     if pid == 0:
         try:
-            for s in listeners:
+            for s, _ in listeners:
                 s.close()
             if bpf:
                 load_filter(bpf)
@@ -136,7 +144,7 @@ def main(argv: list[str]) -> int:
 
     threading.Thread(target=reap, daemon=True).start()
     with contextlib.suppress(Exception):
-        loop.run_until_complete(_relay(listeners, to, done))
+        loop.run_until_complete(_relay(listeners, done))
     rc = status[0] if status else 1
     return 128 - rc if rc < 0 else rc
 

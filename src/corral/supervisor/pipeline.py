@@ -315,7 +315,8 @@ class Pipeline:
             attrs["agent.decision.rule"] = source
         if reason:
             attrs["agent.decision.rationale"] = reason
-        self.telemetry.emit("agent.tool.decision", attrs, call_id=call_id)
+        # Committed before the action proceeds: no approval without its record.
+        self.telemetry.emit("agent.tool.decision", attrs, call_id=call_id, wait=True)
 
 
 MAX_CAPTURE = 1024 * 1024
