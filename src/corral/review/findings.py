@@ -8,7 +8,7 @@ it acts on).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.review.model import risk_rank
 
@@ -46,11 +46,12 @@ class Cmd:
     args: tuple[str, ...]
     known_args: tuple[bool, ...]
     open_tail: bool  # more arguments are appended at run time (xargs, find -exec ... +)
+    argv0: str = ""  # the command word as written (``./install.sh``)
 
     @classmethod
     def of(cls, tokens: tuple[str, ...], known: list[bool], open_tail: bool) -> Cmd:
         name = tokens[0].rstrip("/").rsplit("/", 1)[-1] if tokens else ""
-        return cls(name, tokens[1:], tuple(known[1:]), open_tail)
+        return cls(name, tokens[1:], tuple(known[1:]), open_tail, tokens[0] if tokens else "")
 
     def options(self) -> tuple[set[str], set[str]]:
         """(short option letters, long option names) before ``--``."""
@@ -121,6 +122,8 @@ class Scan:
     uploads: list[tuple[str, str, str]]  # (what, host, host kind) explicit uploads
     fetches: list[str]  # hosts code or data is downloaded from
     env_secret_only: bool = True  # every secret is a variable (tokens used to authenticate)
+    downloads: dict[str, str] = field(default_factory=dict)  # saved file -> host it came from
+    depth: int = 0  # nesting of remote commands (ssh host CMD, kubectl exec -- CMD)
 
     @classmethod
     def empty(cls) -> Scan:

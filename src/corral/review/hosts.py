@@ -33,7 +33,7 @@ _DEV = (
     "api.nuget.org", "hub.docker.com", "registry-1.docker.io", "ghcr.io", "quay.io",
     "deb.debian.org", "archive.ubuntu.com", "security.debian.org", "nodejs.org", "python.org",
     "docs.python.org", "developer.mozilla.org", "stackoverflow.com", "readthedocs.io",
-    "readthedocs.org", "example.com", "httpbin.org", "api.openai.com", "huggingface.co",
+    "readthedocs.org", "httpbin.org", "api.openai.com", "huggingface.co",
 )
 
 METADATA_IPS = ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")

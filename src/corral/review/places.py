@@ -53,7 +53,13 @@ class Place:
             t = t[1:-1]
         if not t:
             return None
-        t = self.home + t[1:] if t == "~" or t.startswith("~/") else _VAR_HOME.sub(self.home, t)
+        if t == "~" or t.startswith("~/"):
+            t = self.home + t[1:]
+        elif t.startswith("~"):  # ~user: another account's home
+            user, _, rest = t[1:].partition("/")
+            t = ("/root" if user == "root" else f"/home/{user}") + ("/" + rest if rest else "")
+        else:
+            t = _VAR_HOME.sub(self.home, t)
         if "$" in t or "`" in t:
             return None
         if not posixpath.isabs(t):

@@ -78,11 +78,13 @@ def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) ->
         known = [c.known(i) for i in range(len(c.tokens))]
         cmds.append(Cmd.of(c.tokens, known, c.open_from is not None and c.open_from >= len(c)))
     here = place
+    seen: list[tuple[Cmd, Place]] = []
     for cmd in cmds:
         if cmd.name == "cd":  # later relative paths resolve from there (in script order)
             here = _cd(cmd, here, place)
         elif cmd.name:
             _command(cmd, here, scan)
+            seen.append((cmd, here))
     for target, rtext in a.writes:
         _write(target, place, scan, f"`{rtext[:60]}`")
         if here.cwd != place.cwd:  # the redirect may run after the cd: judge both readings
@@ -91,8 +93,64 @@ def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) ->
     if stdin_shell:
         _piped_code(cmds, scan)
     _interpreter_from_pipe(cmds, scan)
+    _runs_produced_file(seen, a.writes, place, scan)
     scan_net.combine(scan, place, cmds)
     return scan
+
+
+_RUNNERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "source", ".", "python", "python3",
+                      "node", "perl", "ruby", "php", "bun", "deno"})
+_DECODERS = frozenset({"base64", "xxd", "openssl", "gunzip", "zcat", "uudecode", "rev"})
+
+
+def _runs_produced_file(seen: list[tuple[Cmd, Place]], writes: list[tuple[str, str]],
+                        place: Place, scan: Scan) -> None:
+    """``curl -o i.sh URL && bash i.sh``, ``base64 -d > x.sh && ./x.sh``: the script that runs
+    was produced moments ago, so nobody reviewed its content."""
+    produced: dict[str, str] = dict(scan.downloads)
+    for target, _ in writes:
+        p = place.resolve(target.replace('"', "").replace("'", ""))
+        if p is not None:
+            produced.setdefault(p, "")
+    if not produced:
+        return
+    decoded = any(c.name in _DECODERS for c, _ in seen)
+    for cmd, here in seen:
+        words = [cmd.argv0]
+        if cmd.name in _RUNNERS:
+            ops = [t for t, k in cmd.operands("") if k]
+            words = ops[:1]
+        for w in words:
+            p = here.resolve(w) if ("/" in w or cmd.name in _RUNNERS) else None
+            if p is None or p not in produced:
+                continue
+            host = produced[p]
+            if host:
+                scan.add("security", "high", f"runs {place.show(p)}, downloaded from {host}, "
+                         "without review", ("install", "run the install script", "installer"),
+                         (host, posixpath.basename(p)))
+            elif decoded:
+                scan.add("unanalysable", "high", f"runs {place.show(p)}, written from decoded "
+                         "(obfuscated) data: its commands cannot be reviewed")
+            return
+
+
+def scan_remote(argv: tuple[str, ...], label: str, scan: Scan) -> None:
+    """Judge a command that runs on another machine or container (``ssh host CMD``,
+    ``kubectl exec POD -- CMD``): nothing there is our workspace."""
+    if scan.depth >= 3:
+        scan.add("unanalysable", "high", f"remote commands nest too deeply ({label})")
+        return
+    if argv and argv[0].rsplit("/", 1)[-1] in _RUNNERS and all(t.startswith("-") for t in
+                                                               argv[1:]):
+        return  # an interactive shell there: a person types into it, nothing to judge now
+    remote = Place.make("/", (), "/root")
+    sub = Scan.empty()
+    sub.depth = scan.depth + 1
+    scan_shell(argv, remote, sub)
+    for f in sub.findings:
+        if f.category != "scope":
+            scan.add(f.category, f.risk, f"on {label}: {f.reason}", f.verbs, (*f.objects, label))
 
 
 def _cd(cmd: Cmd, here: Place, start: Place) -> Place:

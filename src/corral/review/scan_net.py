@@ -133,7 +133,11 @@ def _http(cmd: Cmd, place: Place, scan: Scan) -> None:
                          ("upload", "send", "post", "share", "submit"), (host, what))
         if uploads:
             continue
-        if inline or method in ("POST", "PUT", "PATCH", "DELETE"):
+        if method == "DELETE" and kind != "local":
+            scan.add("destructive", "high", f"sends an HTTP DELETE to {host} (deletes remote "
+                     "data)", ("delete", "remove"), (host, hosts.path_of(url)))
+            continue
+        if inline or method in ("POST", "PUT", "PATCH"):
             if kind == "drop":
                 scan.add("exfiltration", "high", f"posts data to {host} (a public paste/"
                          "file-drop site)", ("post", "paste", "share", "send"), (host,))
@@ -143,6 +147,7 @@ def _http(cmd: Cmd, place: Place, scan: Scan) -> None:
                          (host,))
             continue
         scan.fetches.append(host)
+        _record_download(cmd, opts, url, host, place, scan)
         if kind == "ip":
             scan.add("scope", "medium", f"downloads from the raw IP address {host}",
                      ("download", "fetch"), (host,))
@@ -152,6 +157,19 @@ def _http(cmd: Cmd, place: Place, scan: Scan) -> None:
         elif kind == "drop":
             scan.add("scope", "medium", f"fetches content from {host} (a paste/file-drop site)",
                      ("download", "fetch"), (host,))
+
+
+def _record_download(cmd: Cmd, opts: list[tuple[str, str]], url: str, host: str, place: Place,
+                     scan: Scan) -> None:
+    """Remember where a downloaded file lands, in case the same script then runs it."""
+    saved = next((v for k, v in opts if k in ("-o", "--output", "-O", "--output-document")
+                  and v and v != "-"), None)
+    if saved is None and (cmd.name == "wget" or any(
+            k in ("-O", "--remote-name") and not v for k, v in opts)):
+        saved = hosts.path_of(url).rsplit("/", 1)[-1] or None
+    p = place.resolve(saved) if saved else None
+    if p:
+        scan.downloads[p] = host
 
 
 def _raw_socket(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -237,6 +255,9 @@ def _ssh(cmd: Cmd, place: Place, scan: Scan) -> None:
                  f"sends data piped from this machine to {host} (`{' '.join(ops[1:])[:40]}`)",
                  ("copy", "upload", "backup", "send", "transfer"), (host,))
     elif ops[1:]:
+        from corral.review.scan import scan_remote
+
+        scan_remote(("sh", "-c", " ".join(ops[1:])), host, scan)
         scan.add("scope", "medium", f"runs `{' '.join(ops[1:])[:40]}` on {host}",
                  ("ssh", "run", "remote", "server"), (host,))
     else:
@@ -295,12 +316,19 @@ def _package(cmd: Cmd, place: Place, scan: Scan) -> None:
     elif a[:1] in (["unpublish"], ["yank"], ["deprecate"]):
         _publish(cmd, f"withdraws a published package from {reg} (`{cmd.name} {a[0]}`)",
                  scan=scan)
+    elif a[:1] in (["install"], ["i"], ["add"]) and any(_FROM_URL.match(t) for t in a[1:]):
+        url = next(t for t in a[1:] if _FROM_URL.match(t))
+        scan.add("security", "medium", f"installs a package straight from {url[:60]} (its "
+                 "install scripts run)", ("install",), (url,))
     elif cmd.name in ("npm", "pnpm", "yarn") and a[:2] == ["config", "set"] and any(
             "strict-ssl" in t or "registry" in t for t in a):
         tls_off = any("strict-ssl" in t for t in a) and any(t in ("false", "0") for t in a)
         scan.add("security", "high" if tls_off else "medium",
                  f"{'turns off TLS checks in' if tls_off else 'changes'} the package registry "
                  f"settings ({' '.join(a[2:4])})", ("registry", "config", "strict-ssl"), ())
+
+
+_FROM_URL = re.compile(r"(git\+)?https?://|git\+ssh://|git@")
 
 
 def _pip(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -323,6 +351,10 @@ def _pip(cmd: Cmd, place: Place, scan: Scan) -> None:
         if mod != "pip":
             return
         args = rest
+    if args[:1] == ("install",) and any(_FROM_URL.match(t) for t in args[1:]):
+        url = next(t for t in args[1:] if _FROM_URL.match(t))
+        scan.add("security", "medium", f"installs a package straight from {url[:60]} (its "
+                 "build scripts run)", ("install",), (url,))
     index = None
     for i, t in enumerate(args):
         if t in ("-i", "--index-url", "--extra-index-url") and i + 1 < len(args):
@@ -443,6 +475,13 @@ def _deploy(cmd: Cmd, place: Place, scan: Scan) -> None:
             scan.add("credentials", "high", "prints the Kubernetes credentials (config view "
                      "--raw)", (), ())
             return
+    if cmd.name == "kubectl" and sub == "exec" and "--" in cmd.args:
+        from corral.review.scan import scan_remote
+
+        inner = cmd.args[cmd.args.index("--") + 1:]
+        if inner:
+            scan_remote(tuple(inner), f"pod {words[1] if len(words) > 1 else '?'}", scan)
+        return
     target = " ".join(words[:3]) or " ".join(cmd.args[:2])
     if cmd.name in ("argocd", "nomad") and " ".join(words[:2]) in change | destroy:
         sub = " ".join(words[:2])
@@ -474,6 +513,8 @@ def _container(cmd: Cmd, place: Place, scan: Scan) -> None:
         image = words[1] if len(words) > 1 and sub == "push" else "the image"
         _publish(cmd, f"pushes {image} to a container registry", objects=(image,), scan=scan)
     elif sub in ("run", "create", "exec"):
+        if sub == "exec":
+            _container_exec(cmd, scan)
         a = " ".join(cmd.args)
         if "--privileged" in cmd.args or re.search(r"(-v|--volume|--mount)[ =]+(/|/var/run/"
                                                    r"docker\.sock|/etc|/root|~)(:|,|\s)", a) or \
@@ -484,6 +525,18 @@ def _container(cmd: Cmd, place: Place, scan: Scan) -> None:
             sub == "volume" or "--volumes" in cmd.args):
         scan.add("destructive", "high", "deletes Docker volumes (their data is gone)",
                  ("prune", "delete", "remove", "clean"), ("volume", "volumes", "docker"))
+
+
+def _container_exec(cmd: Cmd, scan: Scan) -> None:
+    from corral.review.scan import scan_remote
+
+    args = list(cmd.args)
+    i = args.index("exec") + 1
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("-e", "--env", "-u", "--user", "-w", "--workdir",
+                              "--env-file") else 1
+    if i + 1 < len(args):
+        scan_remote(tuple(args[i + 1:]), f"container {args[i]}", scan)
 
 
 def _gh(cmd: Cmd, place: Place, scan: Scan) -> None:

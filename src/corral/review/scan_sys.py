@@ -160,6 +160,14 @@ def _keychain(cmd: Cmd, place: Place, scan: Scan) -> None:
 
 
 def _token_printers(cmd: Cmd, place: Place, scan: Scan) -> None:
+    if cmd.name in ("gpg", "gpg2"):
+        if any(t.startswith(("--export-secret-keys", "--export-secret-subkeys")) for t in
+               cmd.args):
+            scan.add("credentials", "high", "exports GPG private keys", ("export", "gpg",
+                     "backup"), ("gpg", "private key", "secret key"))
+            scan.secrets.append("GPG private keys")
+            scan.env_secret_only = False
+        return
     args = tuple(t for t in cmd.args if not t.startswith("-"))
     for name, prefix, label in _TOKEN_PRINTERS:
         if cmd.name == name and args[:len(prefix)] == prefix:
@@ -184,5 +192,6 @@ HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
     "history": _history, "unset": _history, "journalctl": _history, "export": _history,
     "declare": _history, "typeset": _history, "readonly": _history,
     **{n: _keychain for n in _KEYCHAIN},
-    **{n: _token_printers for n in ("gh", "gcloud", "az", "aws", "heroku", "doctl")},
+    **{n: _token_printers for n in ("gh", "gcloud", "az", "aws", "heroku", "doctl", "gpg",
+                                    "gpg2")},
 }
