@@ -16,6 +16,7 @@ from typing import Any
 from corral.errors import CorralError
 from corral.integrations.otel_map import args_for_agent, env_for_agent
 
+BRIDGE_API_PORT, BRIDGE_OTLP_PORT = 7070, 4318  # loopback ports inside the sandbox
 AGENT_NAMES = {"codex": "codex", "claude": "claude-code", "claude-code": "claude-code"}
 
 
@@ -45,7 +46,8 @@ class AgentSession:
     @classmethod
     def open(cls, cfg: Any, agent: str, *, approval_policy: str = "on-request",
              asker: Any | None = None, sandbox_profile: str | None = None,
-             receive_telemetry: bool = True, socket_dir: Path | None = None) -> AgentSession:
+             receive_telemetry: bool = True, socket_dir: Path | None = None,
+             receiver_on_socket: bool = False) -> AgentSession:
         """Start the journal, pipeline, API socket and (optionally) the OTLP receiver.
 
         ``asker`` answers prompts: a callable ``question -> corral.approvals.Choice | None``
@@ -53,7 +55,9 @@ class AgentSession:
         ``approvals.queue_timeout_seconds`` is set, else the prompt goes to the agent's own
         approval).
         The socket lives in a private directory under ``socket_dir`` (default: the system temp
-        directory), never under CORRAL_HOME, which the sandbox hides."""
+        directory), never under CORRAL_HOME, which the sandbox hides. With
+        ``receiver_on_socket`` the OTLP receiver listens on a unix socket next to it, for an
+        agent inside a sandbox that reaches both through loopback bridges (see ``bridges``)."""
         from corral.integrations.otlp_receiver import Receiver
         from corral.supervisor.api import SessionAPI
         from corral.telemetry import SessionStart, Telemetry
@@ -74,7 +78,10 @@ class AgentSession:
                 network_mode=pipe.plan.network.mode.value, cwd=str(pipe.plan.cwd)), wait=True)
             api = SessionAPI(pipe, rundir / "session.sock")
             api.start()
-            receiver = Receiver(tel) if receive_telemetry else None
+            receiver = None
+            if receive_telemetry:
+                receiver = Receiver(tel, unix_socket=rundir / "otlp.sock"
+                                    if receiver_on_socket else None)
             return cls(agent, tel, pipe, api, receiver, rundir)
         except BaseException:
             if api is not None:
@@ -89,7 +96,8 @@ class AgentSession:
         and (Claude Code) where to export its telemetry."""
         env = dict(self.api.env)
         env["CORRAL_SESSION_ID"] = self.telemetry.session_id
-        if self.endpoint is not None and self.receiver is not None:
+        if self.endpoint is not None and self.endpoint.startswith("http") and \
+                self.receiver is not None:
             env.update(env_for_agent(self.agent, self.endpoint, token=self.receiver.token,
                                      tier=self.telemetry.tier))
         return env
@@ -97,10 +105,39 @@ class AgentSession:
     @property
     def args(self) -> list[str]:
         """Extra agent arguments (Codex: ``-c otel.…`` overrides) to put after the program."""
-        if self.endpoint is None or self.receiver is None:
+        if self.endpoint is None or not self.endpoint.startswith("http") or \
+                self.receiver is None:
             return []
         return args_for_agent(self.agent, self.endpoint, token=self.receiver.token,
                               tier=self.telemetry.tier)
+
+    # -- an agent inside the sandbox: it reaches both sockets through loopback bridges -------
+
+    def bridges(self, api_port: int = BRIDGE_API_PORT, otlp_port: int = BRIDGE_OTLP_PORT,
+                ) -> tuple[tuple[int, Path], ...]:
+        """(loopback port inside the sandbox, host unix socket) pairs, for the sandbox's
+        ``NetworkPlan.extra_bridges``: the session API, and the receiver when it listens on a
+        socket (``receiver_on_socket=True``)."""
+        out: list[tuple[int, Path]] = [(api_port, Path(self.api.socket_path))]
+        if self.receiver is not None and self.receiver.unix_socket is not None:
+            out.append((otlp_port, Path(self.receiver.unix_socket)))
+        return tuple(out)
+
+    def env_in_sandbox(self, api_port: int = BRIDGE_API_PORT,
+                       otlp_port: int = BRIDGE_OTLP_PORT) -> dict[str, str]:
+        """``env`` as seen from inside the sandbox (the bridges' loopback addresses)."""
+        env = dict(self.env)
+        env["CORRAL_SUPERVISOR_SOCKET"] = f"tcp://127.0.0.1:{api_port}"
+        if self.receiver is not None and self.receiver.unix_socket is not None:
+            env.update(env_for_agent(self.agent, f"http://127.0.0.1:{otlp_port}",
+                                     token=self.receiver.token, tier=self.telemetry.tier))
+        return env
+
+    def args_in_sandbox(self, otlp_port: int = BRIDGE_OTLP_PORT) -> list[str]:
+        if self.receiver is None or self.receiver.unix_socket is None:
+            return self.args
+        return args_for_agent(self.agent, f"http://127.0.0.1:{otlp_port}",
+                              token=self.receiver.token, tier=self.telemetry.tier)
 
     def close(self) -> None:
         """Stop accepting hook calls and telemetry, then commit and sign the journal."""
