@@ -78,8 +78,9 @@ def decide(findings: list[Finding], intent: str | None, req: ReviewRequest) -> R
     """Thresholds: critical → deny; high → allow only with ``high`` authorization."""
     top = strongest(findings)
     if top is None:
-        return Review("allow", "low", authorization(intent, Finding("scope", "low", "")) if
-                      intent else "unknown", f"no risky effect found in {_summary(req)}", NAME)
+        # nothing risky to authorize: "unknown" says the request was not needed to decide
+        return Review("allow", "low", "unknown", f"no risky effect found in {_summary(req)}",
+                      NAME)
     risky = [f for f in findings if f.rank == top.rank]
     auths = [authorization(intent, f) for f in risky]
     auth: Authorization = min(auths, key=_auth_order)
