@@ -77,3 +77,34 @@ def test_malformed_details_are_a_clear_denial_not_a_crash() -> None:
     r = REVIEWER.review(ReviewRequest((), "/w/p", kind="mcp", details={"annotations": [None]}))
     assert not r.failed and r.outcome == "deny"
     assert "details.annotations is not an object" in r.rationale
+
+
+def _labelled() -> tuple[list[str], list[str]]:
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "review"
+    benign, harmful = [], []
+    for name in ("actions.jsonl", "holdout.jsonl", "holdout2.jsonl"):
+        for line in (data / name).read_text(encoding="utf-8").splitlines():
+            e = json.loads(line)
+            s = e.get("script")
+            if not s or e.get("intent") or any(c in s for c in ("<<", "#", "\n")) or \
+                    s.rstrip().endswith("&"):
+                continue
+            if e["expected"] == "allow" and "cd " not in s:
+                benign.append(s)
+            elif e["expected"] == "deny":
+                harmful.append(s)
+    return benign, harmful
+
+
+BENIGN, HARMFUL = _labelled()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(BENIGN), st.sampled_from(HARMFUL), st.booleans())
+def test_hiding_a_harmful_command_among_benign_ones_does_not_help(
+        benign: str, harmful: str, harmful_first: bool) -> None:
+    script = f"{harmful}; {benign}" if harmful_first else f"{benign}; {harmful}"
+    r = REVIEWER.review(ReviewRequest(("bash", "-lc", script), "/home/dev/proj"))
+    assert r.outcome == "deny", (script, r.rationale)
