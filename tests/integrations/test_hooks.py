@@ -252,21 +252,24 @@ def test_loopback_tcp_bridge_to_the_supervisor(session):
     port = lsock.getsockname()[1]
 
     def bridge() -> None:
-        conn, _ = lsock.accept()
-        with conn, socket.socket(socket.AF_UNIX) as up:
-            up.connect(str(session.api.socket_path))
-            up.sendall(conn.recv(65536))
-            conn.sendall(up.recv(65536))
+        for _ in range(2):
+            conn, _ = lsock.accept()
+            with conn, socket.socket(socket.AF_UNIX) as up:
+                up.connect(str(session.api.socket_path))
+                up.sendall(conn.recv(65536))
+                conn.sendall(up.recv(65536))
 
     t = threading.Thread(target=bridge, daemon=True)
     t.start()
-    env = {**session.env, "CORRAL_SUPERVISOR_SOCKET": f"tcp://127.0.0.1:{port}"}
-    r = out(session.run_hook("codex", pre("Bash", {"command": "rm -rf x"}, session.work),
-                             env=env))
-    assert "forbidden by policy" in r["hookSpecificOutput"]["permissionDecisionReason"]
+    for spelling in (f"tcp:127.0.0.1:{port}", f"tcp://127.0.0.1:{port}"):
+        env = {**session.env, "CORRAL_SUPERVISOR_SOCKET": spelling}
+        r = out(session.run_hook("codex", pre("Bash", {"command": "rm -rf x"}, session.work),
+                                 env=env))
+        assert "forbidden by policy" in r["hookSpecificOutput"]["permissionDecisionReason"]
     t.join(5)
     lsock.close()
-    far = {**session.env, "CORRAL_SUPERVISOR_SOCKET": "tcp://203.0.113.7:9"}
-    r = out(session.run_hook("codex", pre("Bash", {"command": "ls"}, session.work), env=far))
-    assert "only tcp://127.0.0.1:PORT (loopback)" in \
-        r["hookSpecificOutput"]["permissionDecisionReason"]
+    for far in ("tcp://203.0.113.7:9", "tcp:10.0.0.1:7070", "tcp:127.0.0.1:http"):
+        env = {**session.env, "CORRAL_SUPERVISOR_SOCKET": far}
+        r = out(session.run_hook("codex", pre("Bash", {"command": "ls"}, session.work), env=env))
+        assert "only tcp:127.0.0.1:PORT (loopback)" in \
+            r["hookSpecificOutput"]["permissionDecisionReason"]

@@ -216,14 +216,15 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _address(where: str) -> tuple[int, Any]:
-    """A unix socket path, or ``tcp://127.0.0.1:PORT`` for a loopback bridge inside a sandbox
-    whose seccomp filter refuses AF_UNIX. Only loopback: the token must not leave the machine."""
-    if not where.startswith("tcp://"):
+    """A unix socket path, or ``tcp:127.0.0.1:PORT`` (also ``tcp://…``) for a loopback bridge
+    inside a sandbox whose seccomp filter refuses AF_UNIX. Only loopback: the token must not
+    leave the machine."""
+    if not where.startswith("tcp:"):
         return socket.AF_UNIX, where
-    host, _, port = where[len("tcp://"):].rpartition(":")
+    host, _, port = where[4:].removeprefix("//").rpartition(":")
     host = host.strip("[]")
     if host not in _LOOPBACK or not port.isdigit() or not 0 < int(port) < 65536:
-        raise NoSupervisor(f"CORRAL_SUPERVISOR_SOCKET {where!r}: only tcp://127.0.0.1:PORT "
+        raise NoSupervisor(f"CORRAL_SUPERVISOR_SOCKET {where!r}: only tcp:127.0.0.1:PORT "
                            "(loopback) or a unix socket path is accepted")
     family = socket.AF_INET6 if host == "::1" else socket.AF_INET
     return family, (host, int(port))

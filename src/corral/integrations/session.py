@@ -127,7 +127,7 @@ class AgentSession:
                        otlp_port: int = BRIDGE_OTLP_PORT) -> dict[str, str]:
         """``env`` as seen from inside the sandbox (the bridges' loopback addresses)."""
         env = dict(self.env)
-        env["CORRAL_SUPERVISOR_SOCKET"] = f"tcp://127.0.0.1:{api_port}"
+        env["CORRAL_SUPERVISOR_SOCKET"] = f"tcp:127.0.0.1:{api_port}"  # as supervisor.api
         if self.receiver is not None and self.receiver.unix_socket is not None:
             env.update(env_for_agent(self.agent, f"http://127.0.0.1:{otlp_port}",
                                      token=self.receiver.token, tier=self.telemetry.tier))
