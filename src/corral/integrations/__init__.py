@@ -8,6 +8,7 @@ point ``python -m corral.integrations.hook_main`` stays fast)::
     corral.integrations.otlp_receiver.Receiver(telemetry).start() -> endpoint
     corral.integrations.otel_map.env_for_agent(agent, endpoint) -> dict[str, str]
     corral.integrations.otel_map.args_for_agent(agent, endpoint) -> list[str]
+    corral.integrations.session.AgentSession.open(cfg, agent, ...)  # all of the above, wired
 """
 
 AGENTS = ("codex", "claude-code")
