@@ -28,6 +28,7 @@ app = typer.Typer(
 # Command modules, each exposing ``register(app)``. Order is the order in ``corral --help``.
 COMMAND_MODULES = (
     "corral.cli.exec_cmd",
+    "corral.cli.run_cmd",
     "corral.cli.policy_cmd",
     "corral.cli.sandbox_cmd",
     "corral.cli.proxy_cmd",

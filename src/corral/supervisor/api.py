@@ -185,9 +185,14 @@ def call(op: str, *, socket_path: str | None = None, token: str | None = None,
         from corral.errors import CorralError
 
         raise CorralError("supervisor", "no supervisor session (CORRAL_SUPERVISOR_SOCKET unset)")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    if path.startswith("tcp:"):  # inside a sandbox: the session API bridged to loopback
+        host, _, port = path[4:].rpartition(":")
+        family, address = socket.AF_INET, (host, int(port))
+    else:
+        family, address = socket.AF_UNIX, path  # type: ignore[assignment]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(path)
+        s.connect(address)
         s.sendall(json.dumps({"token": tok, "op": op, **fields}).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):

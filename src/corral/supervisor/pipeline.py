@@ -196,7 +196,7 @@ class Pipeline:
             code = {"denied": EXIT_DENIED, "refused": EXIT_FORBIDDEN}.get(
                 verdict.outcome, EXIT_CANNOT_ASK)
             waited = verdict.outcome == "cannot_ask" and self.queue_timeout > 0
-            return refuse(code, "timed_out" if waited else "denied", verdict.who or "user",
+            return refuse(code, "timed_out" if waited else "denied", verdict.who or who,
                           verdict.message or reason,
                           f"corral: approvals: `{cmdline}` needs approval ({reason}): "
                           f"{verdict.message}")

@@ -1,0 +1,220 @@
+"""``corral run -- AGENT``: a whole agent process under one supervised session.
+
+The supervisor (this process, outside the sandbox) owns the journal, the grants, the managed
+proxy and the session API. The agent runs inside the sandbox with:
+
+- network only through the managed proxy (its preset's model API hosts allowed; unknown hosts
+  go to the approval pipeline as network questions; every decision is journaled);
+- the session API reachable on loopback port ``SESSION_API_PORT`` (bridged to the supervisor's
+  unix socket), so ``corral hook ...`` inside can ask for decisions;
+- its own configuration directory writable (sessions, logs, caches) but the files that grant it
+  permissions (``config.toml``, ``hooks.json``, ``settings.json``, ...) read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+SESSION_API_PORT = 7878  # inside the sandbox's own network namespace
+HTTP_PORT, SOCKS_PORT = 3128, 1080
+
+
+@dataclass(frozen=True)
+class AgentPreset:
+    """What an agent needs to work: model API hosts, its config dir and the files in it that
+    set its own permissions (kept read-only)."""
+
+    name: str
+    hosts: tuple[str, ...] = ()
+    config_dir: str | None = None
+    locked_files: tuple[str, ...] = ()
+    extra_writable: tuple[str, ...] = ()
+
+
+PRESETS: dict[str, AgentPreset] = {
+    "codex": AgentPreset(
+        "codex", ("api.openai.com", "chatgpt.com", "auth.openai.com"), "~/.codex",
+        ("config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules")),
+    "claude": AgentPreset(
+        "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
+        "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json"),
+        ("~/.claude.json",)),
+    "gemini": AgentPreset(
+        "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
+                   "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",)),
+}
+
+
+def preset_for(argv0: str) -> AgentPreset:
+    return PRESETS.get(Path(argv0).name, AgentPreset(Path(argv0).name))
+
+
+def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
+    """Writable agent dir, read-only permission files (existing ones; see docs)."""
+    from corral.sandbox.profiles import Access, FsEntry
+
+    if preset.config_dir is None:
+        return plan
+    cdir = Path(os.path.expanduser(preset.config_dir))
+    extra: list[Any] = []
+    if cdir.is_dir():
+        extra.append(FsEntry(cdir, Access.WRITE))
+        extra += [FsEntry(cdir / f, Access.READ) for f in preset.locked_files
+                  if os.path.lexists(cdir / f)]
+    for w in preset.extra_writable:
+        p = Path(os.path.expanduser(w))
+        if p.exists():
+            extra.append(FsEntry(p, Access.WRITE))
+    return replace(plan, entries=plan.entries + tuple(extra),
+                   writable_roots=plan.writable_roots + tuple(
+                       e.path for e in extra if e.access is Access.WRITE and e.path.is_dir()))
+
+
+class RunSession:
+    """One agent run: session API + managed proxy + sandboxed agent process."""
+
+    def __init__(self, cfg: Any, argv: list[str], *, approval_policy: Any, reviewer: str,
+                 profile: str | None, allow_domains: tuple[str, ...] = (),
+                 terminal: Any = None) -> None:
+        self.cfg = cfg
+        self.argv = argv
+        self.preset = preset_for(argv[0])
+        self.approval_policy = approval_policy
+        self.reviewer = reviewer
+        self.profile = profile
+        self.allow_domains = allow_domains
+        self.terminal = terminal
+
+    def run(self) -> int:
+        from corral.sandbox import NetworkMode, NetworkPlan, Sandbox, plan_from_config
+        from corral.supervisor.api import SessionAPI
+        from corral.supervisor.pipeline import Pipeline
+        from corral.telemetry import SessionStart, Telemetry
+
+        cfg = self.cfg
+        tel = Telemetry.open(cfg, agent=self.preset.name)
+        rundir = _socket_dir(cfg)
+        api = proxy = None
+        try:
+            pipeline = Pipeline(cfg, tel, approval_policy=self.approval_policy,
+                                terminal=self.terminal, reviewer=self.reviewer,
+                                sandbox_profile=self.profile)
+            api = SessionAPI(pipeline, rundir / "a.sock")
+            api.start()
+            proxy = self._start_proxy(pipeline, rundir / "p.sock")
+            from corral.netproxy import proxy_env
+
+            net = NetworkPlan(
+                mode=NetworkMode.PROXY, proxy_socket=rundir / "p.sock",
+                proxy_env=proxy_env(HTTP_PORT, SOCKS_PORT), bridge_ports=(HTTP_PORT, SOCKS_PORT),
+                allow_domains=self.allow_domains,
+                extra_bridges=((SESSION_API_PORT, api.socket_path),),
+            )
+            plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
+                                    proxy=net)
+            plan = _lock_files(plan, self.preset, Path.home())
+            tel.emit_event(SessionStart.from_summary(
+                {"agent": self.preset.name, "approval_policy": self.approval_policy,
+                 "reviewer": self.reviewer, "profile": plan.profile, "network": "proxy",
+                 "allowed_hosts": sorted({*self.preset.hosts, *self.allow_domains})},
+                approval_policy=str(self.approval_policy), sandbox_profile=plan.profile,
+                network_mode="proxy", cwd=str(cfg.cwd),
+                config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=True)
+            env = dict(tel.stamp_env(None))
+            env.update(CORRAL_SUPERVISOR_SOCKET=f"tcp:127.0.0.1:{SESSION_API_PORT}",
+                       CORRAL_SUPERVISOR_TOKEN=api.token)
+            with Sandbox(plan) as sb:
+                result = sb.run(self.argv, cfg.cwd, env)
+            for v in result.violations:
+                print(v.line(), file=sys.stderr)
+            return int(result.returncode)
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            if api is not None:
+                api.stop()
+            tel.close()
+            shutil.rmtree(rundir, ignore_errors=True)
+
+    def _start_proxy(self, pipeline: Any, sock: Path) -> Any:
+        from corral.netproxy import (
+            AskAnswer,
+            DomainPattern,
+            Listen,
+            NetworkQuestion,
+            Proxy,
+            policy_from_config,
+        )
+        from corral.netproxy.policy import DomainRule
+
+        policy = policy_from_config(self.cfg)
+        extra = [DomainRule(DomainPattern.parse(h), "allow", f"preset {self.preset.name}")
+                 for h in self.preset.hosts]
+        extra += [DomainRule(DomainPattern.parse(d), "allow", "--allow-domain")
+                  for d in self.allow_domains]
+        if policy.managed_only:
+            extra = []
+        policy = replace(policy, rules=policy.rules + tuple(extra))
+        tel = pipeline.telemetry
+
+        def ask(q: NetworkQuestion) -> AskAnswer:
+            from corral.approvals import Kind, Question, request
+
+            question = Question(kind=Kind.NETWORK, argv=(q.host, str(q.port), q.protocol),
+                                reason=f"unfamiliar host {q.host}:{q.port} ({q.protocol})",
+                                cwd=str(self.cfg.cwd), session_id=tel.session_id,
+                                project=pipeline.project)
+            verdict = request(question, policy=pipeline.approvals, store=pipeline.grants,
+                              category="network", terminal=pipeline.terminal,
+                              queue_timeout=pipeline.queue_timeout)
+            return AskAnswer(allow=verdict.approved, source=verdict.who or "user",
+                             reason=verdict.message)
+
+        def on_decision(d: Any) -> None:
+            attrs = {"network.policy.decision": d.decision, "server.address": d.host,
+                     "server.port": d.port, "network.policy.reason": d.reason[:500]}
+            if d.protocol in ("http", "https_connect", "socks5_tcp", "socks5_udp"):
+                attrs["network.transport.protocol"] = d.protocol
+            src = _network_source(d.source)
+            if src:
+                attrs["network.policy.source"] = src
+            try:
+                tel.emit("agent.network.decision", attrs)
+            except Exception as exc:  # never let a journal failure pass a request silently
+                print(f"corral: telemetry: {exc}", file=sys.stderr)
+
+        proxy = Proxy(policy, ask, on_decision=on_decision,
+                      listen=Listen(http=None, socks=None, unix=str(sock)))
+        proxy.start()
+        return proxy
+
+
+def _network_source(source: str) -> str | None:
+    s = source.lower()
+    if s.startswith("managed") or s == "requirements":
+        return "requirements"
+    if ".rules:" in s or s.startswith("rule"):
+        return "rule"
+    if s in ("user", "remote"):
+        return "user"
+    if "address" in s or "private" in s:
+        return "address_check"
+    if s.startswith(("config", "preset", "--allow")):
+        return "rule"
+    return "proxy"
+
+
+def _socket_dir(cfg: Any) -> Path:
+    """A private directory for the session's sockets: under $CORRAL_HOME/state, or a private
+    temp dir when that path is too long for a unix socket (108 bytes on Linux)."""
+    d = Path(cfg.corral_home) / "state"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if len(str(d)) + len("/r-XXXXXXXX/a.sock") > 100:
+        return Path(tempfile.mkdtemp(prefix="corral-"))
+    return Path(tempfile.mkdtemp(prefix="r-", dir=d))
