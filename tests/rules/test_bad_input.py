@@ -133,6 +133,8 @@ def _slow_parse(script: str) -> list[tuple[str, ...]] | None:
 @example(["if", "'", "'"])
 @example(["if", "'", "a", "'"])
 @example(["-", " ", "x=1"])
+@example(["a", "+", ":"])
+@example(["0", " ", "=", "="])
 def test_fast_split_agrees_with_tree_sitter(parts: list[str]) -> None:
     from corral.rules.shell import fast_split
 
@@ -161,3 +163,13 @@ def test_fast_split_declines(script: str) -> None:
     from corral.rules.shell import fast_split
 
     assert fast_split(script) is None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ09_./:,+=- |&;'\"")), max_size=14))
+def test_fast_split_agrees_on_its_own_alphabet(script: str) -> None:
+    from corral.rules.shell import fast_split
+
+    fast = fast_split(script)
+    if fast is not None:
+        assert fast == _slow_parse(script), script

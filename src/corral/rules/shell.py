@@ -223,6 +223,8 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
     assignments, reserved words, redirections, comments or background jobs); a property test
     checks it against the parser.
     """
+    if "==" in script:
+        return None  # tree-sitter reads a bare `==` word as a test operator
     commands: list[tuple[str, ...]] = []
     cur: list[str] = []
     last_op = ""
@@ -234,7 +236,7 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
                 commands.append(tuple(cur))
                 cur = []
                 last_op = tok
-            elif not cur and ("=" in tok or tok in _RESERVED or tok == "-"):
+            elif not cur and ("=" in tok or tok in _RESERVED or tok == "-" or "+:" in tok):
                 return None
             else:
                 cur.append(tok)
@@ -259,7 +261,7 @@ def fast_split(script: str) -> list[tuple[str, ...]] | None:
             last_op = op
         elif word is not None:
             if not cur and ("=" in word or word in _RESERVED or "'" in word or '"' in word
-                            or word == "-"):
+                            or word == "-" or "+:" in word):
                 return None  # quoted command names: tree-sitter's reading differs, let it decide
             value = _FAST_QUOTED.sub(lambda q: q.group(0)[1:-1], word) if (
                 "'" in word or '"' in word) else word
