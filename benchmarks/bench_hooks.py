@@ -2,7 +2,7 @@
 
 Measures (median of --runs rounds, each round --calls calls):
 * one hook call end to end, as the agent pays it: a new process running
-  ``python -m corral.integrations.hook_main codex`` with a PreToolUse payload on stdin, against a
+  ``python -I -m corral.integrations.hook_main codex`` with a PreToolUse payload on stdin, against a
   live session supervisor (real pipeline, rules, journal). Scenarios: an allowed command, a
   forbidden one, a PostToolUse result event. Goal: < 100 ms per call.
 * the same through the CLI (``python -m corral hook codex``: Typer and the command table).
@@ -97,7 +97,7 @@ def main() -> None:
     api.start()
     env = {**os.environ, **api.env}
     py = sys.executable
-    hook = [py, "-m", "corral.integrations.hook_main", "codex"]
+    hook = [py, "-I", "-m", "corral.integrations.hook_main", "codex"]  # as installed
     cli = [py, "-m", "corral", "hook", "codex"]
     rows: dict[str, list[float]] = {}
     scenarios = [

@@ -42,7 +42,8 @@ class Session:
                  ) -> subprocess.CompletedProcess[str]:
         data = payload.encode() if isinstance(payload, str) else payload
         return subprocess.run(
-            [sys.executable, "-m", "corral.integrations.hook_main", agent], input=data.decode(
+            [sys.executable, "-I", "-m", "corral.integrations.hook_main", agent],
+            input=data.decode(
                 "utf-8", "surrogateescape"), capture_output=True, text=True,
             env=self.env if env is None else env, cwd=self.work, timeout=30)
 

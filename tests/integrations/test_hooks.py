@@ -273,3 +273,28 @@ def test_loopback_tcp_bridge_to_the_supervisor(session):
         r = out(session.run_hook("codex", pre("Bash", {"command": "ls"}, session.work), env=env))
         assert "only tcp:127.0.0.1:PORT (loopback)" in \
             r["hookSpecificOutput"]["permissionDecisionReason"]
+
+
+def test_the_workspace_cannot_shadow_the_hooks_modules(session):
+    """The agent runs hooks in the workspace: a repository's json.py or corral/ package must
+    not run inside the hook (the installed command uses python -I)."""
+    import subprocess
+    import sys
+
+    from corral.integrations.install import hook_command
+
+    marker = session.work.parent / "PWNED"
+    plant = f"open({str(marker)!r}, 'w').write('x')\n"
+    (session.work / "json.py").write_text(plant)
+    (session.work / "socket.py").write_text(plant)
+    (session.work / "corral" / "integrations").mkdir(parents=True)
+    (session.work / "corral" / "__init__.py").write_text(plant)
+    (session.work / "corral" / "integrations" / "__init__.py").write_text(plant)
+    (session.work / "corral" / "integrations" / "hook_main.py").write_text(plant)
+    r = subprocess.run(["bash", "-c", hook_command("codex", sys.executable)],
+                       input=pre("Bash", {"command": "rm -rf build"}, session.work),
+                       env=session.env, cwd=session.work, capture_output=True, text=True,
+                       timeout=30)
+    assert not marker.exists()
+    assert "forbidden by policy" in json.loads(r.stdout)["hookSpecificOutput"][
+        "permissionDecisionReason"]

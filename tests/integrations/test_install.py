@@ -51,7 +51,7 @@ def test_claude_user_settings_merge_idempotent_and_remove(tmp_path: Path):
     pre = data["hooks"]["PreToolUse"]
     assert pre[0] == USER_CLAUDE["hooks"]["PreToolUse"][0]  # the user's hook first, untouched
     assert pre[1] == {"matcher": "*", "hooks": [{
-        "type": "command", "command": f"/opt/py -m {MARKER} claude-code", "timeout": 600}]}
+        "type": "command", "command": f"/opt/py -I -m {MARKER} claude-code", "timeout": 600}]}
     assert "matcher" not in data["hooks"]["UserPromptSubmit"][0]
     assert data["hooks"]["Notification"] == USER_CLAUDE["hooks"]["Notification"]
     assert (path.stat().st_mode & 0o777) == 0o640

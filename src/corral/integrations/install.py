@@ -36,8 +36,10 @@ SCOPES = ("user", "project")
 
 
 def hook_command(agent: str, python: str | None = None) -> str:
-    """The command line the agent runs for each hook call."""
-    return f"{shlex.quote(python or sys.executable)} -m {MARKER} {agent}"
+    """The command line the agent runs for each hook call. ``-I`` (isolated) matters: the agent
+    runs hooks in the workspace, and without it ``-m`` puts the workspace first on sys.path,
+    so a repository's own ``json.py`` would run inside corral's hook."""
+    return f"{shlex.quote(python or sys.executable)} -I -m {MARKER} {agent}"
 
 
 def config_dir(agent: str, scope: str, project_root: Path | None = None,
