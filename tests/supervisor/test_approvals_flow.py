@@ -24,10 +24,11 @@ def cli(tmp_path: Path):
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     env = dict(os.environ, CORRAL_HOME=str(home), CORRAL_SYSTEM_DIR=str(tmp_path / "etc"))
 
-    def run(*args: str, wait: bool = True, timeout: float = 60):
+    def run(*args: str, wait: bool = True, timeout: float = 60, home: Path | None = None):
         argv = [sys.executable, "-m", "corral", *args]
         if not wait:
-            return subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
+            penv = dict(env, HOME=str(home)) if home else env
+            return subprocess.Popen(argv, cwd=work, env=penv, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return subprocess.run(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
@@ -134,3 +135,46 @@ def test_queue_answered_from_another_process_then_project_grant_reused(cli):
     assert rows and rows[0]["scope"] == "project" and rows[0]["pattern"][:2] == ["make", "deploy"]
     assert cli("grants", "revoke", rows[0]["id"]).returncode == 0
     assert cli("exec", "--", "make", "deploy").returncode == EXIT_CANNOT_ASK
+
+
+def test_escalation_is_refused_under_never_and_without_anyone_to_ask(cli):
+    r = cli("exec", "--approval-policy", "never", "--escalate", "--", "true")
+    assert r.returncode == EXIT_FORBIDDEN, r.stderr
+    assert "escalation of `true` refused" in r.stderr
+    r = cli("exec", "--escalate", "--", "true")
+    assert r.returncode == EXIT_CANNOT_ASK, r.stderr
+    r = cli("log", "--json")
+    outcomes = [e["attributes"]["agent.sandbox.outcome"] for e in map(json.loads,
+                r.stdout.splitlines()) if e["name"] == "agent.sandbox.outcome"]
+    assert outcomes == ["escalation_denied", "escalation_denied"]
+
+
+@pytest.mark.slow
+def test_approved_escalation_lifts_the_filesystem_boundary_only(cli, tmp_path):
+    outside = Path(f"/var/tmp/corral-escalation-{os.getpid()}")
+    secret_home = tmp_path / "userhome"
+    (secret_home / ".ssh").mkdir(parents=True)
+    (secret_home / ".ssh" / "id_ed25519").write_text("PRIVATE")
+    script = (f"echo done > {outside}; cat {secret_home}/.ssh/id_ed25519; "
+              "echo > .git/hooks/post-commit")
+    try:
+        # Without escalation the write outside the workspace fails.
+        r = cli("exec", "--", "bash", "-c", f"echo x > {outside}")
+        assert r.returncode != 0 and not outside.exists()
+        waiting = cli("-c", "approvals.queue_timeout_seconds=30", "exec", "--escalate",
+                      "--", "bash", "-c", script, wait=False, home=secret_home)
+        pending: list[dict] = []
+        deadline = time.monotonic() + 20
+        while not pending and time.monotonic() < deadline:
+            out = cli("approve", "--json").stdout
+            pending = [json.loads(line) for line in out.splitlines() if line.strip()]
+            time.sleep(0.2)
+        assert pending and pending[0]["kind"] == "escalation"
+        assert cli("approve", str(pending[0]["id"]), "--once").returncode == 0
+        out, err = waiting.communicate(timeout=30)
+        assert outside.read_text() == "done\n"  # the boundary was lifted...
+        assert "PRIVATE" not in out + err  # ...secrets stayed hidden
+        assert "blocked read of" in err and waiting.returncode != 0
+        assert not (cli.work / ".git" / "hooks" / "post-commit").exists()  # and .git/hooks
+    finally:
+        outside.unlink(missing_ok=True)

@@ -33,6 +33,10 @@ def exec_command(
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Working directory.")] = None,
     intent: Annotated[str | None, typer.Option(
         "--intent", help="What the user asked for (context for the auto-reviewer).")] = None,
+    escalate: Annotated[bool, typer.Option(
+        "--escalate", help="Ask to run outside the filesystem boundary (always needs a "
+                           "person's approval; secrets stay hidden, network stays managed).")
+    ] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Print the decision and its source on stderr.")] = False,
 ) -> None:
@@ -74,7 +78,7 @@ def exec_command(
             approval_policy=policy_name, sandbox_profile=pipeline.plan.profile,
             network_mode=pipeline.plan.network.mode.value,
             config_sources=tuple(cfg.sources + cfg.requirements.sources), cwd=str(workdir)))
-        outcome = pipeline.run(cmd, workdir)
+        outcome = pipeline.run(cmd, workdir, escalate=escalate)
     finally:
         tel.close()
     if verbose:

@@ -68,6 +68,7 @@ class Gate:
     allowed: bool
     exit_code: int = 0  # the refusal status when not allowed
     message: str = ""  # the refusal line when not allowed
+    escalated: bool = False  # approved to run with the filesystem boundary lifted
 
 
 def _first_match(decision: Any) -> tuple[str | None, str | None]:
@@ -132,21 +133,26 @@ class Pipeline:
         self._calls = 0
         self._lock = threading.Lock()
         self._recent: list[Any] = []  # recent tool calls and results: context for the reviewer
+        self._escalated: Any = None
 
     def _next_call_id(self) -> str:
         with self._lock:
             self._calls += 1
             return f"call-{self._calls}"
 
-    def run(self, argv: Sequence[str], cwd: Path) -> ExecOutcome:
+    def run(self, argv: Sequence[str], cwd: Path, *, escalate: bool = False) -> ExecOutcome:
         """Decide, then (when allowed) run in the sandbox, streaming output to ours."""
-        gate = self.decide(argv, cwd)
+        gate = self.decide(argv, cwd, escalate=escalate)
         if not gate.allowed:
             return ExecOutcome(gate.exit_code, False, gate.decision, gate.verdict, gate.message)
         return self.execute(gate)
 
-    def decide(self, argv: Sequence[str], cwd: Path) -> Gate:
-        """Rules -> approval policy -> reviewer -> grants/person; records the decision."""
+    def decide(self, argv: Sequence[str], cwd: Path, *, escalate: bool = False) -> Gate:
+        """Rules -> approval policy -> reviewer -> grants/person; records the decision.
+
+        ``escalate`` asks to run outside the filesystem boundary: its own kind of action that
+        always needs a person's explicit approval (no reviewer, no grant of another kind) and
+        still runs with secrets hidden and under the session's network policy."""
         from corral.rules import decide
 
         call_id = self._next_call_id()
@@ -167,6 +173,8 @@ class Pipeline:
             where = f" ({source})" if source else ""
             return refuse(EXIT_FORBIDDEN, "forbidden", who, reason,
                           f"corral: rules: `{cmdline}` is forbidden by policy{where}: {reason}")
+        if escalate:
+            return self._decide_escalation(call_id, argv, cwd, kind, source, reason, cmdline)
         if kind is RuleDecision.ALLOW:
             self._decision(call_id, "auto_approved", who, source, reason, cmdline)
             return Gate(call_id, argv, cwd, kind.value, "auto_approved", True)
@@ -209,6 +217,51 @@ class Pipeline:
         by = verdict.who if verdict.who in ("user", "automated_reviewer", "hook") else "user"
         self._decision(call_id, decided, by, source, verdict.message or reason, cmdline)
         return Gate(call_id, argv, cwd, kind.value, decided, True)
+
+    def _decide_escalation(self, call_id: str, argv: tuple[str, ...], cwd: Path,
+                           kind: RuleDecision, source: str | None, reason: str,
+                           cmdline: str) -> Gate:
+        from corral.approvals import Kind, Question, request
+
+        why = f"runs outside the sandbox's filesystem boundary{'; ' + reason if reason else ''}"
+        question = Question(kind=Kind.ESCALATION, argv=argv, reason=why, cwd=str(cwd),
+                            session_id=self.telemetry.session_id, project=self.project)
+        verdict = request(question, policy=self.approvals, store=self.grants,
+                          category="escalation", terminal=self.terminal,
+                          queue_timeout=self.queue_timeout)
+        outcome = "escalation_approved" if verdict.approved else "escalation_denied"
+        self.telemetry.emit("agent.sandbox.outcome", {
+            "gen_ai.tool.name": "shell", "agent.sandbox.outcome": outcome,
+            "agent.sandbox.profile": self.plan.profile, "agent.sandbox.escalated":
+            verdict.approved}, call_id=call_id)
+        if not verdict.approved:
+            code = EXIT_FORBIDDEN if verdict.outcome == "refused" else (
+                EXIT_DENIED if verdict.outcome == "denied" else EXIT_CANNOT_ASK)
+            self._decision(call_id, "denied", verdict.who or "user", source,
+                           verdict.message, cmdline)
+            return Gate(call_id, argv, cwd, kind.value, "denied", False, code,
+                        f"corral: approvals: escalation of `{cmdline}` refused: "
+                        f"{verdict.message}; {DONT_BYPASS}")
+        scope = verdict.grant.scope.value if verdict.grant is not None else "once"
+        decided = "approved" if scope == "once" else f"approved_for_{scope}"
+        self._decision(call_id, decided, "user", source, why, cmdline)
+        return Gate(call_id, argv, cwd, kind.value, decided, True, escalated=True)
+
+    def escalated_sandbox(self) -> Any:
+        """The sandbox an approved escalation runs in: the whole filesystem writable, but the
+        deny-read paths (secrets, $CORRAL_HOME) hidden, protected paths in the workspace still
+        read-only, and the same network mode (none or the managed proxy)."""
+        from dataclasses import replace as dc_replace
+
+        from corral.sandbox import Sandbox
+        from corral.sandbox.profiles import Access, FsEntry
+
+        with self._lock:
+            if self._escalated is None:
+                plan = dc_replace(self.plan, entries=(*self.plan.entries,
+                                                      FsEntry(Path("/"), Access.WRITE)))
+                self._escalated = Sandbox(plan)
+            return self._escalated
 
     def _remember(self, text: str) -> None:
         """Keep a short tail of what ran, as untrusted context for the reviewer."""
@@ -260,7 +313,8 @@ class Pipeline:
         cmdline = shlex.join(gate.argv)
         sink = io.StringIO() if capture else None
         t0 = time.perf_counter()
-        result = self.sandbox.run(
+        sandbox = self.escalated_sandbox() if gate.escalated else self.sandbox
+        result = sandbox.run(
             list(gate.argv), gate.cwd, self.telemetry.stamp_env(gate.call_id),
             stdin=subprocess.DEVNULL if capture else None,
             stdout=subprocess.PIPE if capture else None, stderr_sink=sink,
@@ -277,7 +331,7 @@ class Pipeline:
             "sandbox_denied" if violations else "failure")
         attrs: dict[str, Any] = {
             "gen_ai.tool.name": "shell", "agent.sandbox.outcome": outcome,
-            "agent.sandbox.profile": self.plan.profile, "agent.sandbox.escalated": False,
+            "agent.sandbox.profile": self.plan.profile, "agent.sandbox.escalated": gate.escalated,
             "agent.sandbox.initial_duration_ms": round(duration, 3),
         }
         if violations:
@@ -291,7 +345,8 @@ class Pipeline:
 
     def _run_captured(self, gate: Gate, sink: io.StringIO | None) -> Any:
         """Run with stdout captured (bounded) for API callers."""
-        proc = self.sandbox.spawn(list(gate.argv), gate.cwd,
+        sandbox = self.escalated_sandbox() if gate.escalated else self.sandbox
+        proc = sandbox.spawn(list(gate.argv), gate.cwd,
                                   self.telemetry.stamp_env(gate.call_id),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
