@@ -30,7 +30,7 @@ def check(
     ] = False,
     pretty: Annotated[bool, typer.Option("--pretty", help="Pretty-print the JSON.")] = False,
 ) -> None:
-    """Print exactly what ``codex execpolicy check`` prints for these files and command."""
+    """Print exactly what `codex execpolicy check` prints for these files and command."""
     from corral.rules.check import run_check
     from corral.rules.check_fast import cache_dir
 
