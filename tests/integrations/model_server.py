@@ -135,6 +135,12 @@ def bash_use(command: str, tool_id: str = "toolu_1") -> ATurn:
     return turn
 
 
+def tool_use(name: str, tool_input: dict[str, Any], tool_id: str = "toolu_1") -> ATurn:
+    def turn(req: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}]
+    return turn
+
+
 def text(reply: str) -> ATurn:
     def turn(req: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"type": "text", "text": reply}]
