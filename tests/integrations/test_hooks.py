@@ -191,6 +191,14 @@ def test_protected_names_match_the_sandbox():
     assert protected_target("src/git/hooks.py", "/w") is None
 
 
+def test_protected_paths_through_symlinks(tmp_path):
+    (tmp_path / ".git" / "hooks").mkdir(parents=True)
+    (tmp_path / "tools").symlink_to(tmp_path / ".git" / "hooks")
+    why = protected_target("tools/pre-commit", str(tmp_path))
+    assert why == f"{tmp_path}/.git/hooks is a protected path (git hooks)"
+    assert protected_target("src/x.py", str(tmp_path)) is None
+
+
 def test_render_native_formats():
     assert render("codex", "PreToolUse", Verdict("allow", "r")) == ("", 0)
     assert render("codex", "PreToolUse", Verdict("defer", "r")) == ("", 0)

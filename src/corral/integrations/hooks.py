@@ -156,13 +156,16 @@ def classify(tool_name: str, tool_input: Any) -> ToolCall:
 def protected_target(path: str, cwd: str) -> str | None:
     """Why writing ``path`` (relative to ``cwd``) is refused, or None: agent and tool configs
     and git hooks make code run later outside any sandbox."""
-    full = os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
-    parts = full.split(os.sep)
-    for i, part in enumerate(parts):
-        if part in PROTECTED_NAMES:
-            return f"{os.sep.join(parts[:i + 1])} is a protected path (agent/tool configuration)"
-        if part == ".git" and i + 1 < len(parts) and parts[i + 1] in GIT_PROTECTED:
-            return f"{os.sep.join(parts[:i + 2])} is a protected path (git {parts[i + 1]})"
+    joined = os.path.join(cwd, os.path.expanduser(path))
+    # As written and with symlinks resolved: a link to .git/hooks is .git/hooks.
+    for full in (os.path.normpath(joined), os.path.realpath(joined)):
+        parts = full.split(os.sep)
+        for i, part in enumerate(parts):
+            if part in PROTECTED_NAMES:
+                return f"{os.sep.join(parts[:i + 1])} is a protected path (agent/tool " \
+                       "configuration)"
+            if part == ".git" and i + 1 < len(parts) and parts[i + 1] in GIT_PROTECTED:
+                return f"{os.sep.join(parts[:i + 2])} is a protected path (git {parts[i + 1]})"
     return None
 
 
