@@ -306,3 +306,17 @@ def test_the_workspace_cannot_shadow_the_hooks_modules(session):
     assert not marker.exists()
     assert "forbidden by policy" in json.loads(r.stdout)["hookSpecificOutput"][
         "permissionDecisionReason"]
+
+
+def test_corral_hook_cli_answers_like_the_entry_module(session):
+    import subprocess
+    import sys
+
+    for payload in (pre("Bash", {"command": "rm -rf build"}, session.work), "not json"):
+        fast = session.run_hook("codex", payload)
+        cli = subprocess.run([sys.executable, "-m", "corral", "hook", "codex"], input=payload,
+                             env=session.env, cwd=session.work, capture_output=True, text=True,
+                             timeout=60)
+        assert (cli.returncode, cli.stderr) == (fast.returncode, fast.stderr)
+        if fast.returncode == 0:  # call ids differ; the answers do not
+            assert json.loads(cli.stdout) == json.loads(fast.stdout)
