@@ -131,3 +131,25 @@ def test_supervisor_killed_mid_action_leaves_nothing_running(tmp_path):
     while running() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running(), "sandboxed command outlived its supervisor"
+
+
+def test_patches_and_mcp_calls_go_through_the_pipeline(session):
+    api, work, _home, tel = session
+    ok = call("decide", kind="patch", files=["src/app.py"], cwd=str(work), **_auth(api))
+    assert ok["allowed"] and ok["verdict"] == "auto_approved"
+    hook = call("decide", kind="patch", files=[".git/hooks/pre-commit"], cwd=str(work),
+                **_auth(api))
+    assert not hook["allowed"] and hook["verdict"] == "forbidden"
+    assert "protected path" in hook["message"]
+    outside = call("decide", kind="patch", files=["/etc/hosts"], cwd=str(work), **_auth(api))
+    assert not outside["allowed"] and "outside the workspace" in outside["message"]
+    mcp = call("decide", kind="mcp", server="github", tool="create_issue",
+               arguments='{"title": "x"}', **_auth(api))
+    assert mcp["allowed"]
+    tel.flush()
+    events = list(Journal(tel.journal_path).events(tel.session_id))
+    calls = [e for e in events if e.name == "agent.mcp.call"]
+    assert calls and calls[0].attributes["mcp.server.name"] == "github"
+    assert "title" not in json.dumps(calls[0].attributes)  # tier 1: digest, not content
+    tools = [e.attributes["gen_ai.tool.name"] for e in events if e.name == "agent.tool.decision"]
+    assert tools == ["apply_patch", "apply_patch", "apply_patch", "create_issue"]

@@ -145,8 +145,25 @@ class SessionAPI:
         return {"session_id": self.pipeline.telemetry.session_id}
 
     def _decide(self, req: dict[str, Any]) -> dict[str, Any]:
-        argv, cwd = self._argv_cwd(req)
-        gate = self.pipeline.decide(argv, cwd)
+        """``kind``: shell (default; argv), patch (files) or mcp (server, tool, arguments)."""
+        kind = req.get("kind", "shell")
+        if kind == "patch":
+            files = req["files"]
+            if not isinstance(files, list) or not files or not all(
+                    isinstance(f, str) for f in files):
+                raise ValueError("files must be a non-empty list of strings")
+            _, cwd = self._argv_cwd({"argv": ["patch"], "cwd": req.get("cwd")})
+            gate = self.pipeline.decide_patch(files, cwd)
+        elif kind == "mcp":
+            server, tool, args = req["server"], req["tool"], req.get("arguments")
+            if not isinstance(server, str) or not isinstance(tool, str):
+                raise ValueError("server and tool must be strings")
+            gate = self.pipeline.decide_mcp(server, tool, args if isinstance(args, str) else None)
+        elif kind == "shell":
+            argv, cwd = self._argv_cwd(req)
+            gate = self.pipeline.decide(argv, cwd)
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
         return {"allowed": gate.allowed, "decision": gate.decision, "verdict": gate.verdict,
                 "message": gate.message, "call_id": gate.call_id}
 

@@ -179,18 +179,80 @@ class Pipeline:
             self._decision(call_id, "auto_approved", who, source, reason, cmdline)
             return Gate(call_id, argv, cwd, kind.value, "auto_approved", True)
 
-        # prompt: the reviewer first (when configured), then standing grants and a person.
+        return self._resolve_prompt(call_id, "shell", argv, cwd, kind.value, reason, source,
+                                    cmdline)
+
+    def decide_patch(self, files: Sequence[str], cwd: Path) -> Gate:
+        """A file edit the agent will make itself (apply_patch, Edit, Write): allowed inside the
+        writable roots, forbidden on protected paths (they would run code later, outside the
+        sandbox), and a question anywhere else or under ``untrusted``."""
+        from corral.sandbox.protected import is_protected_name
+
+        call_id = self._next_call_id()
+        paths = tuple(str((cwd / f).resolve()) if not Path(f).is_absolute() else
+                      str(Path(f).resolve()) for f in files)
+        line = "patch " + " ".join(paths)
+        roots = tuple(self.plan.writable_roots)
+        protected = [p for p in paths if is_protected_name(Path(p), roots)]
+        if protected:
+            why = f"{protected[0]} is a protected path (it would run code outside the sandbox)"
+            self._decision(call_id, "forbidden", "rule", "sandbox:protected", why, line,
+                           tool="apply_patch")
+            return Gate(call_id, paths, cwd, "forbidden", "forbidden", False, EXIT_FORBIDDEN,
+                        f"corral: sandbox: edit refused: {why}; {DONT_BYPASS}")
+        outside = [p for p in paths if not any(Path(p) == r or Path(p).is_relative_to(r)
+                                                for r in roots)]
+        if not outside and self.approvals.name != "untrusted":
+            self._decision(call_id, "auto_approved", "rule", "sandbox:writable_root",
+                           "inside the workspace", line, tool="apply_patch")
+            return Gate(call_id, paths, cwd, "allow", "auto_approved", True)
+        reason = (f"edits {outside[0]} outside the workspace" if outside
+                  else "approval policy untrusted asks before every edit")
+        return self._resolve_prompt(call_id, "patch", paths, cwd, "prompt", reason, None, line,
+                                    details={"files": list(paths)})
+
+    def decide_mcp(self, server: str, tool: str, arguments: str | None = None) -> Gate:
+        """An MCP tool call: recorded (arguments at the content tier), and a question under
+        ``untrusted``."""
+        from corral.telemetry import McpCall
+
+        call_id = self._next_call_id()
+        self.telemetry.emit_event(McpCall(server=server, tool_name=tool, method="tools/call",
+                                          arguments=arguments), call_id=call_id)
+        line = f"mcp {server}.{tool}"
+        argv = (server, tool)
+        if self.approvals.name != "untrusted":
+            self._decision(call_id, "auto_approved", "rule", None,
+                           f"approval policy {self.approvals.name}", line, tool=tool)
+            return Gate(call_id, argv, self.plan.cwd, "allow", "auto_approved", True)
+        return self._resolve_prompt(call_id, "mcp", argv, self.plan.cwd, "prompt",
+                                    "approval policy untrusted asks before MCP tool calls",
+                                    None, line, details={"server": server, "tool": tool})
+
+    def _resolve_prompt(self, call_id: str, kind: str, argv: tuple[str, ...], cwd: Path,
+                        rule_decision: str, reason: str, source: str | None, cmdline: str,
+                        details: dict[str, Any] | None = None) -> Gate:
+        """A prompt: the reviewer first (when configured), then standing grants and a person."""
+        who = _event_source(source)
+        tool = {"shell": "shell", "patch": "apply_patch"}.get(kind, argv[-1] if argv else kind)
+
+        def refuse(code: int, verdict: str, by: str, why: str, message: str) -> Gate:
+            self._decision(call_id, verdict, by, source, why, cmdline, tool=tool)
+            return Gate(call_id, argv, cwd, rule_decision, verdict, False, code,
+                        f"{message}; {DONT_BYPASS}")
+
         review = None
         if self.reviewer is not None:
-            review = self._review(argv, cwd, reason)
+            review = self._review(kind, argv, cwd, reason, details or {})
             tripped = self.breaker.record(review)
             if tripped:
                 return refuse(EXIT_DENIED, "abort", "automated_reviewer", tripped,
                               f"corral: review: stopping this turn: {tripped}")
             if review.allowed:
                 self._decision(call_id, "auto_approved", "automated_reviewer", source,
-                               f"{review.rationale} (risk {review.risk_level})", cmdline)
-                return Gate(call_id, argv, cwd, kind.value, "auto_approved", True)
+                               f"{review.rationale} (risk {review.risk_level})", cmdline,
+                               tool=tool)
+                return Gate(call_id, argv, cwd, rule_decision, "auto_approved", True)
             if not review.failed:
                 return refuse(EXIT_DENIED, "denied", "automated_reviewer", review.rationale,
                               f"corral: review: `{cmdline}` denied by the {review.reviewer} "
@@ -199,7 +261,7 @@ class Pipeline:
                 return refuse(EXIT_DENIED, "denied", "automated_reviewer", review.rationale,
                               f"corral: review: the reviewer failed ({review.rationale}); "
                               "failing closed")
-        verdict = self._ask_person(argv, cwd, reason, source, review)
+        verdict = self._ask_person(kind, argv, cwd, reason, source, review)
         if not verdict.approved:
             code = {"denied": EXIT_DENIED, "refused": EXIT_FORBIDDEN}.get(
                 verdict.outcome, EXIT_CANNOT_ASK)
@@ -215,8 +277,9 @@ class Pipeline:
         scope = verdict.grant.scope.value if verdict.grant is not None else "once"
         decided = "approved" if scope == "once" else f"approved_for_{scope}"
         by = verdict.who if verdict.who in ("user", "automated_reviewer", "hook") else "user"
-        self._decision(call_id, decided, by, source, verdict.message or reason, cmdline)
-        return Gate(call_id, argv, cwd, kind.value, decided, True)
+        self._decision(call_id, decided, by, source, verdict.message or reason, cmdline,
+                       tool=tool)
+        return Gate(call_id, argv, cwd, rule_decision, decided, True)
 
     def _decide_escalation(self, call_id: str, argv: tuple[str, ...], cwd: Path,
                            kind: RuleDecision, source: str | None, reason: str,
@@ -271,13 +334,15 @@ class Pipeline:
             self._recent.append(ContextItem(role="tool_result", content=text[:2000], name="shell"))
             del self._recent[:-20]
 
-    def _review(self, argv: tuple[str, ...], cwd: Path, reason: str) -> Any:
+    def _review(self, kind: str, argv: tuple[str, ...], cwd: Path, reason: str,
+                details: dict[str, Any]) -> Any:
         from corral.review import ReviewRequest
 
-        req = ReviewRequest(argv=argv, cwd=str(cwd), kind="shell", rule_reason=reason,
-                            intent=self.intent, recent=tuple(self._recent[-10:]),
-                            details={"workspace_roots": [str(r) for r in
-                                                         self.plan.writable_roots]})
+        req = ReviewRequest(argv=argv, cwd=str(cwd), kind=kind,  # type: ignore[arg-type]
+                            rule_reason=reason, intent=self.intent,
+                            recent=tuple(self._recent[-10:]),
+                            details={**details, "workspace_roots": [
+                                str(r) for r in self.plan.writable_roots]})
         return self.reviewer.review(req)
 
     def _on_review_failure(self) -> str:
@@ -289,17 +354,18 @@ class Pipeline:
         interactive = self.terminal is not None and self.terminal is not no_terminal
         return "ask" if interactive or self.queue_timeout > 0 else "deny"
 
-    def _ask_person(self, argv: tuple[str, ...], cwd: Path, reason: str, source: str | None,
-                    review: Any) -> Any:
+    def _ask_person(self, kind: str, argv: tuple[str, ...], cwd: Path, reason: str,
+                    source: str | None, review: Any) -> Any:
         from corral.approvals import Kind, Question, request
 
         question = Question(
-            kind=Kind.SHELL, argv=argv, reason=reason, cwd=str(cwd),
+            kind=Kind(kind), argv=argv, reason=reason, cwd=str(cwd),
             session_id=self.telemetry.session_id, project=self.project,
             reviewer_view=(f"{review.reviewer}: {review.outcome} (risk {review.risk_level}): "
                            f"{review.rationale}") if review is not None else None,
         )
-        category = "heuristic" if _event_source(source) == "heuristic" else "rules"
+        category = {"patch": "patch", "mcp": "mcp"}.get(
+            kind, "heuristic" if _event_source(source) == "heuristic" else "rules")
         return request(question, policy=self.approvals, store=self.grants, category=category,
                        terminal=self.terminal, queue_timeout=self.queue_timeout)
 
@@ -361,9 +427,9 @@ class Pipeline:
 
 
     def _decision(self, call_id: str, verdict: str, who: str, source: str | None, reason: str,
-                  cmdline: str) -> None:
+                  cmdline: str, *, tool: str = "shell") -> None:
         attrs: dict[str, Any] = {
-            "gen_ai.tool.name": "shell", "agent.decision": verdict,
+            "gen_ai.tool.name": tool, "agent.decision": verdict,
             "agent.decision.source": who, "process.command_line": cmdline,
         }
         if source and who in ("rule", "requirements", "heuristic"):
