@@ -82,6 +82,27 @@ def bench_inprocess(rules: Path, runs: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in results.items()}
 
 
+def bench_bad_input(runs: int) -> list[tuple[str, float]]:
+    """Median wall time of one decision for each hostile input of tests/rules/test_bad_input.py
+    (goal: every one within 50 ms). Caches are cleared so each run does the full work."""
+    from corral.rules import Policy, runtime
+
+    sys.path.insert(0, str(ROOT))
+    from tests.rules.test_bad_input import BAD
+
+    out = []
+    for name, argv in BAD.items():
+        samples = []
+        for _ in range(runs):
+            policy = Policy()  # a fresh policy: no decision-cache hit
+            analysis._script_cache.clear()
+            t = time.perf_counter()
+            runtime.decide(argv, policy)
+            samples.append(time.perf_counter() - t)
+        out.append((name, statistics.median(samples)))
+    return sorted(out, key=lambda x: -x[1])
+
+
 def _time_cmd(cmd: list[str], runs: int) -> float:
     samples = []
     for _ in range(runs):
@@ -130,12 +151,16 @@ def main() -> None:
         load_policy(None, [rules], include_configured=False)
         load_ms = (time.perf_counter() - t) * 1000
         ip = bench_inprocess(rules, ns.runs)
+        bad = bench_bad_input(max(ns.runs, 3))
         pr = bench_process(rules, ns.process_runs)
     print(f"policy: 1000 prefix_rule calls, load {load_ms:.0f} ms")
     print("in-process decisions per CPU-second (3-command bash -lc, 1 thread, goal >= 20,000):")
     print(f"  cold, plain words (shortcut lexer)  {ip['cold']:>12,.0f}")
     print(f"  cold, redirections (tree-sitter)    {ip['cold_quoted']:>12,.0f}")
     print(f"  warm (repeated scripts, cached)     {ip['warm']:>12,.0f}")
+    print("hostile inputs, one decision each (goal <= 50 ms), slowest first:")
+    for name, secs in bad[:5]:
+        print(f"  {name:40} {secs * 1000:7.1f} ms")
     tool = "hyperfine" if pr["tool"] else "python timing loop"
     print(f"whole process, 1000-rule file ({tool}, median of {ns.process_runs}, goal <= 4x codex):")
     for name, label in (("codex", "codex execpolicy check (native binary)"),

@@ -212,7 +212,7 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             return
         if name in SCRIPT_OPTIONS or name == "env":
             names = SCRIPT_OPTIONS.get(name, ("-S", "--split-string"))
-            present, value = option_value(a, names)
+            present, value = option_value(a, names, leading_only=name == "env")
             if present:
                 out.indirect = True
                 out.commands.append(a)

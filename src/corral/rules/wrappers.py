@@ -190,13 +190,17 @@ SCRIPT_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def option_value(a: Argv, names: tuple[str, ...]) -> tuple[bool, str | None]:
-    """(present, value) of the first of ``names`` (``-c V``, ``-cV`` for short, ``--x=V``);
-    value None when it is computed at run time."""
-    for i in range(1, len(a)):
+def option_value(a: Argv, names: tuple[str, ...], leading_only: bool = False,
+                 limit: int = 16) -> tuple[bool, str | None]:
+    """(present, value) of the first of ``names`` (``-c V``, ``-cV`` for short, ``--x=V``)
+    among the first ``limit`` words; value None when it is computed at run time. With
+    ``leading_only`` the search stops at the first operand (``env``: options come first)."""
+    for i in range(1, min(len(a), limit + 1)):
         if not a.known(i):
             continue
         tok = a.tokens[i]
+        if leading_only and (tok == "--" or not tok.startswith("-") and "=" not in tok):
+            break
         for name in names:
             if tok == name:
                 return True, a.tokens[i + 1] if a.known(i + 1) else None
