@@ -199,7 +199,7 @@ def option_value(a: Argv, names: tuple[str, ...], leading_only: bool = False,
         if not a.known(i):
             continue
         tok = a.tokens[i]
-        if leading_only and (tok == "--" or not tok.startswith("-") and "=" not in tok):
+        if leading_only and (tok == "--" or (not tok.startswith("-") and "=" not in tok)):
             break
         for name in names:
             if tok == name:
