@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,17 @@ def test_hiding_a_harmful_command_among_benign_ones_does_not_help(
     script = f"{harmful}; {benign}" if harmful_first else f"{benign}; {harmful}"
     r = REVIEWER.review(ReviewRequest(("bash", "-lc", script), "/home/dev/proj"))
     assert r.outcome == "deny", (script, r.rationale)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("script", [
+    "a" * 130_000,  # took 6 minutes: a fork-bomb regex backtracked quadratically
+    "$" + "A" * 130_000,
+    "cat " + "a" * 130_000 + ".envx",
+    "chmod +" + "w" * 100_000 + "x f",
+    'psql -c "DELETE FROM ' + "a" * 100_000 + '"',
+    "cat " + "/" * 100_000 + "~/.aws/credentials",
+])
+def test_hostile_sizes_do_not_hang_the_reviewer(script: str) -> None:
+    r = REVIEWER.review(ReviewRequest(("bash", "-lc", script), "/home/dev/proj"))
+    assert not r.failed

@@ -23,7 +23,7 @@ from corral.review.places import Place, corral_state, credential, persistence
 from corral.review.scan import scan_shell
 
 NAME = "deterministic"
-_AWS_KEY = re.compile(r"\bAKIA[0-9A-Z]{16}\b|-----BEGIN [A-Z ]*PRIVATE KEY-----|"
+_AWS_KEY = re.compile(r"\bAKIA[0-9A-Z]{16}\b|-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----|"
                       r"\bghp_[A-Za-z0-9]{36}\b|\bsk-[A-Za-z0-9_-]{20,}\b|\bxox[bap]-[\w-]{10,}")
 _MCP_DESTRUCTIVE = re.compile(r"delete|drop|remove|destroy|purge|wipe|truncate|revoke|"
                               r"terminate|erase", re.I)
@@ -196,7 +196,7 @@ def _patch(details: dict[str, Any], place: Place, scan: Scan) -> None:
         elif "/.github/workflows/" in p or p.endswith((".gitlab-ci.yml", "Jenkinsfile")):
             scan.add("publishing", "medium", f"changes CI configuration ({shown})",
                      ("ci", "workflow", "pipeline"), ())
-    patch = str(details.get("patch") or "")
+    patch = str(details.get("patch") or "")[:1_000_000]
     m = _AWS_KEY.search(patch)
     if m:
         scan.add("credentials", "high", "writes a credential (key or token) into a file",

@@ -47,7 +47,7 @@ def _negated(text: str, at: int) -> bool:
 def authorization(intent: str | None, finding: Finding) -> Authorization:
     if intent is None or not intent.strip():
         return "unknown"
-    text = " ".join(intent.lower().split())
+    text = " ".join(intent[:20_000].lower().split())  # a request, not a document
     verb_at = -1
     for v in finding.verbs:
         i = _contains(text, v)

@@ -60,7 +60,7 @@ class Place:
             t = ("/root" if user == "root" else f"/home/{user}") + ("/" + rest if rest else "")
         else:
             t = _VAR_HOME.sub(self.home, t)
-        if "$" in t or "`" in t:
+        if "$" in t or "`" in t or len(t) > 4096:  # longer than PATH_MAX: not a real path
             return None
         if not posixpath.isabs(t):
             t = posixpath.join(self.cwd, t)
@@ -133,9 +133,9 @@ _CRED: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), label, risk) fo
     (r"^/etc/ssh/ssh_host_[^/]*_key$", "the SSH host keys", "high"),
     (r"(^|/)\.env(\.(?!example$|sample$|template$|dist$|defaults?$|schema$)[\w.-]+)?$",
      "a .env secrets file", "high"),
-    (r"(^|/)[^/]+\.env$", "an env secrets file", "high"),
+    (r"[^/]\.env$", "an env secrets file", "high"),
     (r"(^|/)\.?secrets?/[^/]+$", "a file in a secrets directory", "high"),
-    (r"(^|/)[^/]*\.(key|p12|pfx|jks|keystore)$", "a private key file", "high"),
+    (r"\.(key|p12|pfx|jks|keystore)$", "a private key file", "high"),
     (r"(^|/)(Library/Keychains|\.local/share/keyrings)(/|$)", "the keychain", "high"),
     (r"/(Cookies|Login Data|logins\.json|key4\.db)$", "browser saved passwords or cookies",
      "high"),

@@ -34,11 +34,12 @@ USE_ONLY = frozenset({"ssh", "sftp", "ssh-add", "ssh-keygen", "chmod", "chown", 
                       "file", "du", "realpath", "readlink", "dirname", "basename", "cd",
                       "sops", "age", "gpg-agent", "code", "vim", "vi", "nano", "emacs"})
 DELETERS = frozenset({"rm", "rmdir", "unlink", "shred", "trash", "trash-put", "srm", "wipe"})
-_SECRET_VAR = re.compile(r"\$\{?([A-Za-z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|"
+# bounded repetitions everywhere: hostile input must not make a regex backtrack quadratically
+_SECRET_VAR = re.compile(r"\$\{?([A-Za-z0-9_]{0,64}(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|"
                          r"ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|_PAT|SESSION_?KEY)"
-                         r"[A-Za-z0-9_]*)\}?", re.I)
-_SECRET_NAME = re.compile(r"^[A-Z0-9_]*(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|"
-                          r"PRIVATE_?KEY|CREDENTIAL|AUTH)[A-Z0-9_]*$", re.I)
+                         r"[A-Za-z0-9_]{0,64})\}?", re.I)
+_SECRET_NAME = re.compile(r"^[A-Z0-9_]{0,64}(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|"
+                          r"PRIVATE_?KEY|CREDENTIAL|AUTH)[A-Z0-9_]{0,64}$", re.I)
 SECRET_WORDS = re.compile(r"passw|secret|token|api[_-]?key|apikey|akia|private[ _-]?key|"
                           r"BEGIN (RSA|OPENSSH|EC|DSA|PGP)|credential|id_rsa|id_ed25519|"
                           r"\.pem|\.key\b|wallet|mnemonic|bearer", re.I)
@@ -56,7 +57,7 @@ _COMMON_COMMANDS = frozenset({
 })
 _TLS_OFF = re.compile(r"\b(NODE_TLS_REJECT_UNAUTHORIZED=0|GIT_SSL_NO_VERIFY=(1|true)|"
                       r"PYTHONHTTPSVERIFY=0|REQUESTS_CA_BUNDLE=(''|\"\"|$)|CURL_INSECURE=1)")
-_FORK_BOMB = re.compile(r"(\S+)\s*\(\)\s*\{\s*\1\s*\|\s*\1\s*&\s*\}\s*;\s*\1")
+_FORK_BOMB = re.compile(r"([\w:.-]{1,32})\s*\(\)\s*\{\s*\1\s*\|\s*\1\s*&\s*\}\s*;\s*\1")
 
 
 
@@ -169,7 +170,7 @@ def _text_checks(text: str, place: Place, scan: Scan) -> None:
         scan.add("exfiltration", "critical", f"opens a raw socket to {host} through /dev/tcp "
                                              "(reverse shell or exfiltration channel)")
         scan.senders.append((host, "other"))
-    if _FORK_BOMB.search(text):
+    if "()" in text and _FORK_BOMB.search(text):
         scan.add("destructive", "critical", "is a fork bomb (exhausts the machine's processes)")
     if _TLS_OFF.search(text):
         scan.add("security", "medium", "turns off TLS certificate checks "
@@ -445,6 +446,7 @@ def _chmod(cmd: Cmd, place: Place, scan: Scan) -> None:
     short, long = cmd.options()
     recursive = "R" in short or "--recursive" in long
     # `-R` appears before the mode, so options() picked the mode's letters too: re-check
+    mode = mode if len(mode) <= 32 else ""
     world = (re.fullmatch(r"0?[0-7]?[0-7][0-7][2367]", mode) is not None
              or re.fullmatch(r"(a|o|ugo|)\+[rwxXt]*w[rwxXt]*|a=rwx|o=rwx|ugo=rwx", mode) is not None)
     setuid = (re.fullmatch(r"0?[2467][0-7]{3}", mode) is not None
