@@ -104,6 +104,12 @@ class LlmReviewer:
                                    timeout=timeout)
         self._client = client
 
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+
     def review(self, req: ReviewRequest) -> Review:
         t0 = time.monotonic()
         deadline = t0 + self.timeout
