@@ -44,10 +44,11 @@ class AgentSession:
         self.endpoint = receiver.start() if receiver is not None else None
 
     @classmethod
-    def open(cls, cfg: Any, agent: str, *, approval_policy: str = "on-request",
+    def open(cls, cfg: Any, agent: str, *, approval_policy: Any = "on-request",
              asker: Any | None = None, sandbox_profile: str | None = None,
              receive_telemetry: bool = True, socket_dir: Path | None = None,
-             receiver_on_socket: bool = False) -> AgentSession:
+             receiver_on_socket: bool = False, reviewer: str = "user",
+             network_mode: str | None = None) -> AgentSession:
         """Start the journal, pipeline, API socket and (optionally) the OTLP receiver.
 
         ``asker`` answers prompts: a callable ``question -> corral.approvals.Choice | None``
@@ -62,20 +63,23 @@ class AgentSession:
         from corral.supervisor.api import SessionAPI
         from corral.telemetry import SessionStart, Telemetry
 
-        if agent not in ("codex", "claude-code"):
-            raise CorralError("integrations", f"unknown agent {agent!r}",
-                              hint="codex or claude-code")
+        if receive_telemetry and agent not in ("codex", "claude-code"):
+            raise CorralError("integrations", f"no telemetry import for agent {agent!r}",
+                              hint="codex or claude-code, or receive_telemetry=False")
         tel = Telemetry.open(cfg, agent=agent)
         rundir = Path(tempfile.mkdtemp(prefix="corral-session-", dir=socket_dir))
         api = None
         try:
-            pipe = make_pipeline(cfg, tel, approval_policy, asker, sandbox_profile)
+            pipe = make_pipeline(cfg, tel, approval_policy, asker, sandbox_profile, reviewer)
+            network = network_mode or pipe.plan.network.mode.value
+            policy_name = approval_policy if isinstance(approval_policy, str) else "granular"
             tel.emit_event(SessionStart.from_summary(
-                {"agent": agent, "approval_policy": approval_policy,
-                 "profile": pipe.plan.profile, "network": pipe.plan.network.mode.value,
+                {"agent": agent, "approval_policy": approval_policy, "reviewer": reviewer,
+                 "profile": pipe.plan.profile, "network": network,
                  "rules": pipe.policy.rule_count},
-                approval_policy=approval_policy, sandbox_profile=pipe.plan.profile,
-                network_mode=pipe.plan.network.mode.value, cwd=str(pipe.plan.cwd)), wait=True)
+                approval_policy=policy_name, sandbox_profile=pipe.plan.profile,
+                network_mode=network, cwd=str(pipe.plan.cwd),
+                config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=True)
             api = SessionAPI(pipe, rundir / "session.sock")
             api.start()
             receiver = None
@@ -156,23 +160,13 @@ class AgentSession:
         self.close()
 
 
-def make_pipeline(cfg: Any, tel: Any, approval_policy: str, asker: Any | None,
-                  sandbox_profile: str | None) -> Any:
-    """The session's pipeline. Works with the pipeline taking ``terminal=`` (approvals
-    package) and with the earlier one taking ``asker=``, while the supervisor moves over."""
-    import inspect
+def make_pipeline(cfg: Any, tel: Any, approval_policy: Any, asker: Any | None,
+                  sandbox_profile: str | None, reviewer: str = "user") -> Any:
+    """The session's pipeline; ``asker`` answers at the terminal (default: nobody there)."""
+    from corral.supervisor.pipeline import Pipeline, no_terminal
 
-    from corral.supervisor import pipeline as pl
-
-    params = inspect.signature(pl.Pipeline.__init__).parameters
-    if "terminal" in params:
-        return pl.Pipeline(cfg, tel, approval_policy=approval_policy,
-                           terminal=asker or getattr(pl, "no_terminal", None),
-                           sandbox_profile=sandbox_profile)
-    earlier: Any = pl.Pipeline  # the earlier signature, not the one mypy sees
-    old_asker = getattr(pl, "NobodyAsker")()  # noqa: B009 - only on the earlier pipeline
-    return earlier(cfg, tel, approval_policy=approval_policy, asker=asker or old_asker,
-                   sandbox_profile=sandbox_profile)
+    return Pipeline(cfg, tel, approval_policy=approval_policy, terminal=asker or no_terminal,
+                    sandbox_profile=sandbox_profile, reviewer=reviewer)
 
 
 def environ_without_session(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -165,7 +165,8 @@ class SessionAPI:
         else:
             raise ValueError(f"unknown kind {kind!r}")
         return {"allowed": gate.allowed, "decision": gate.decision, "verdict": gate.verdict,
-                "message": gate.message, "call_id": gate.call_id}
+                "message": gate.message, "call_id": gate.call_id,
+                "exit_code": gate.exit_code}
 
     def _exec(self, req: dict[str, Any]) -> dict[str, Any]:
         argv, cwd = self._argv_cwd(req)

@@ -14,14 +14,13 @@ proxy and the session API. The agent runs inside the sandbox with:
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 SESSION_API_PORT = 7878  # inside the sandbox's own network namespace
+OTLP_PORT = 4318
 HTTP_PORT, SOCKS_PORT = 3128, 1080
 
 
@@ -92,55 +91,42 @@ class RunSession:
         self.terminal = terminal
 
     def run(self) -> int:
+        from corral.integrations.session import AgentSession, agent_of, with_agent_args
+        from corral.netproxy import proxy_env
         from corral.sandbox import NetworkMode, NetworkPlan, Sandbox, plan_from_config
-        from corral.supervisor.api import SessionAPI
-        from corral.supervisor.pipeline import Pipeline
-        from corral.telemetry import SessionStart, Telemetry
 
         cfg = self.cfg
-        tel = Telemetry.open(cfg, agent=self.preset.name)
-        rundir = _socket_dir(cfg)
-        api = proxy = None
+        integration = agent_of(self.argv[0])  # codex / claude-code: hooks and OTel import
+        session = AgentSession.open(
+            cfg, integration or self.preset.name, approval_policy=self.approval_policy,
+            asker=self.terminal, sandbox_profile=self.profile, reviewer=self.reviewer,
+            receive_telemetry=integration is not None, receiver_on_socket=True,
+            socket_dir=_socket_parent(cfg), network_mode="proxy")
+        proxy = None
         try:
-            pipeline = Pipeline(cfg, tel, approval_policy=self.approval_policy,
-                                terminal=self.terminal, reviewer=self.reviewer,
-                                sandbox_profile=self.profile)
-            api = SessionAPI(pipeline, rundir / "a.sock")
-            api.start()
-            proxy = self._start_proxy(pipeline, rundir / "p.sock")
-            from corral.netproxy import proxy_env
-
+            proxy = self._start_proxy(session.pipeline, session.rundir / "p.sock")
             net = NetworkPlan(
-                mode=NetworkMode.PROXY, proxy_socket=rundir / "p.sock",
+                mode=NetworkMode.PROXY, proxy_socket=session.rundir / "p.sock",
                 proxy_env=proxy_env(HTTP_PORT, SOCKS_PORT), bridge_ports=(HTTP_PORT, SOCKS_PORT),
                 allow_domains=self.allow_domains,
-                extra_bridges=((SESSION_API_PORT, api.socket_path),),
+                extra_bridges=session.bridges(SESSION_API_PORT, OTLP_PORT),
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
             plan = _lock_files(plan, self.preset, Path.home())
-            tel.emit_event(SessionStart.from_summary(
-                {"agent": self.preset.name, "approval_policy": self.approval_policy,
-                 "reviewer": self.reviewer, "profile": plan.profile, "network": "proxy",
-                 "allowed_hosts": sorted({*self.preset.hosts, *self.allow_domains})},
-                approval_policy=str(self.approval_policy), sandbox_profile=plan.profile,
-                network_mode="proxy", cwd=str(cfg.cwd),
-                config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=True)
-            env = dict(tel.stamp_env(None))
-            env.update(CORRAL_SUPERVISOR_SOCKET=f"tcp:127.0.0.1:{SESSION_API_PORT}",
-                       CORRAL_SUPERVISOR_TOKEN=api.token)
+            env = {**session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
+                   **session.telemetry.stamp_env(None)}
+            argv = with_agent_args(self.argv, integration, session.args_in_sandbox(OTLP_PORT)) \
+                if integration else list(self.argv)
             with Sandbox(plan) as sb:
-                result = sb.run(self.argv, cfg.cwd, env)
+                result = sb.run(argv, cfg.cwd, env)
             for v in result.violations:
                 print(v.line(), file=sys.stderr)
             return int(result.returncode)
         finally:
             if proxy is not None:
                 proxy.stop()
-            if api is not None:
-                api.stop()
-            tel.close()
-            shutil.rmtree(rundir, ignore_errors=True)
+            session.close()
 
     def _start_proxy(self, pipeline: Any, sock: Path) -> Any:
         from corral.netproxy import (
@@ -210,11 +196,9 @@ def _network_source(source: str) -> str | None:
     return "proxy"
 
 
-def _socket_dir(cfg: Any) -> Path:
-    """A private directory for the session's sockets: under $CORRAL_HOME/state, or a private
-    temp dir when that path is too long for a unix socket (108 bytes on Linux)."""
+def _socket_parent(cfg: Any) -> Path | None:
+    """Where the session's private socket directory goes: $CORRAL_HOME/state, unless that path
+    is too long for a unix socket (108 bytes on Linux); then the system temp directory."""
     d = Path(cfg.corral_home) / "state"
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if len(str(d)) + len("/r-XXXXXXXX/a.sock") > 100:
-        return Path(tempfile.mkdtemp(prefix="corral-"))
-    return Path(tempfile.mkdtemp(prefix="r-", dir=d))
+    return None if len(str(d)) + len("/corral-session-XXXXXXXX/session.sock") > 100 else d
