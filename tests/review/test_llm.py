@@ -227,3 +227,25 @@ def test_parse_verdict_accepts_a_json_object_inside_text() -> None:
     assert parse_verdict("Here:\n" + json.dumps(obj) + "\nthanks")[0] == "deny"
     with pytest.raises(VerdictError):
         parse_verdict("no json here")
+
+
+def test_context_of_any_shape_is_framed_as_untrusted_data() -> None:
+    recent = (ContextItem("tool_result", "ok"), {"role": "tool_call", "content": "ls\nrm"},
+              "plain text item")
+    with OpenAIServer([verdict("allow")]) as srv:
+        r = _reviewer(srv).review(_req("ls", recent=recent))  # type: ignore[arg-type]
+    assert r.outcome == "allow"
+    user = srv.requests[0]["messages"][1]["content"]
+    inside = user.split("<<<UNTRUSTED_CONTEXT_BEGIN")[1].split("<<<UNTRUSTED_CONTEXT_END")[0]
+    lines = [json.loads(x) for x in inside.splitlines()[1:] if x.strip()]
+    assert [x["content"] for x in lines] == ["ok", "ls\nrm", "plain text item"]
+
+
+def test_a_reviewer_bug_fails_closed_instead_of_raising() -> None:
+    class Exploding:
+        def review(self, req: ReviewRequest) -> object:
+            raise RuntimeError("guard bug")
+
+    with OpenAIServer([verdict("allow")]) as srv:
+        r = _reviewer(srv, guard=Exploding()).review(_req("ls"))
+    assert r.failed and r.outcome == "deny" and "guard bug" in r.rationale

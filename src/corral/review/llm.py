@@ -112,6 +112,13 @@ class LlmReviewer:
 
     def review(self, req: ReviewRequest) -> Review:
         t0 = time.monotonic()
+        try:
+            return self._review(req, t0)
+        except Exception as exc:  # a reviewer bug must fail closed, never crash the pipeline
+            return _with_time(failed_review(self.name, f"internal error ({type(exc).__name__}: "
+                                                       f"{str(exc)[:200]})"), t0)
+
+    def _review(self, req: ReviewRequest, t0: float) -> Review:
         deadline = t0 + self.timeout
         floor = self.guard.review(req) if self.guard is not None else None
         if floor is not None and floor.outcome == "deny" and floor.risk_level == "critical":

@@ -68,13 +68,23 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} chars cut]"
 
 
+def _item(item: Any) -> dict[str, Any]:
+    """One context entry as JSON-able data, whatever shape the caller handed over."""
+    if hasattr(item, "to_dict"):
+        d = dict(item.to_dict())
+    elif isinstance(item, dict):
+        d = {str(k): v for k, v in item.items()}
+    else:
+        d = {"role": "context", "content": str(item)}
+    d["content"] = _cut(str(d.get("content", "")), MAX_ITEM_CHARS)
+    return {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v)[:200])
+            for k, v in d.items()}
+
+
 def user_message(req: ReviewRequest, nonce: str | None = None) -> tuple[str, str]:
     """(message, nonce). The user's request and rules' reason are trusted; context is not."""
     nonce = nonce or secrets.token_hex(8)
-    items = [
-        {**i.to_dict(), "content": _cut(i.content, MAX_ITEM_CHARS)}
-        for i in req.recent[-MAX_CONTEXT_ITEMS:]
-    ]
+    items = [_item(i) for i in req.recent[-MAX_CONTEXT_ITEMS:]]
     action = _cut(json.dumps(req.action_dict(), ensure_ascii=False, default=str),
                   MAX_ACTION_CHARS)
     intent = req.intent if req.intent else "(not known)"
