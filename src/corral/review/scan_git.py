@@ -123,7 +123,8 @@ def _push(rest: list[str], flags: set[str], short: set[str], pos: list[str], sca
         return
     scan.senders.append(("the git remote", "dev"))
     branches = [s.lstrip("+").split(":")[-1].removeprefix("refs/heads/") for s in specs]
-    where = f"{', '.join(branches) or 'the current branch'} on {remote or 'the default remote'}"
+    shown = ", ".join(b for b in branches if b != "HEAD")
+    where = f"{shown or 'the current branch'} on {remote or 'the default remote'}"
     force = "f" in short or "--force" in flags or any(s.startswith("+") for s in specs) or \
         "--mirror" in flags
     lease = any(t.startswith("--force-with-lease") for t in flags)
@@ -142,7 +143,7 @@ def _push(rest: list[str], flags: set[str], short: set[str], pos: list[str], sca
                  tuple(branches))
     elif protected:
         scan.add("publishing", "high", f"pushes directly to {where}", verbs, tuple(protected))
-    elif not specs or "--all" in flags or "--tags" in flags:
+    elif not specs or branches == ["HEAD"] or "--all" in flags or "--tags" in flags:
         what = "all branches/tags" if flags & {"--all", "--tags"} else where
         scan.add("publishing", "medium", f"pushes {what}", verbs, ())
 
