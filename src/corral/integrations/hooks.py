@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 TYPE_CHECKING = False  # not imported from typing: typing, dataclasses and re cost ~40 ms
 if TYPE_CHECKING:
@@ -183,54 +182,17 @@ def socket_transport(timeout: float | None = None) -> Transport:
     limit = timeout if timeout is not None else _env_timeout()
 
     def send(op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        from corral.supervisor.client import ClientError, exchange
+
         if not path or not token:
             raise NoSupervisor("no corral supervisor for this session "
                                "(CORRAL_SUPERVISOR_SOCKET is not set)")
         try:
-            family, address = _address(path)
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.settimeout(limit)
-                s.connect(address)
-                s.sendall(json.dumps({"token": token, "op": op, **fields}).encode() + b"\n")
-                buf = b""
-                while not buf.endswith(b"\n"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-        except TimeoutError as exc:
-            raise NoSupervisor(f"the corral supervisor did not answer within {limit:g}s") from exc
-        except OSError as exc:
-            raise NoSupervisor(f"cannot reach the corral supervisor at {path} "
-                               f"({exc.strerror or exc})") from exc
-        try:
-            reply = json.loads(buf)
-        except ValueError as exc:
-            raise NoSupervisor("the corral supervisor closed the connection without an answer"
-                               ) from exc
-        if not isinstance(reply, dict):
-            raise NoSupervisor("the corral supervisor sent a malformed answer")
-        return reply
+            return exchange(path, token, op, fields, limit)
+        except ClientError as exc:
+            raise NoSupervisor(str(exc)) from exc
 
     return send
-
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _address(where: str) -> tuple[int, Any]:
-    """A unix socket path, or ``tcp:127.0.0.1:PORT`` (also ``tcp://…``) for a loopback bridge
-    inside a sandbox whose seccomp filter refuses AF_UNIX. Only loopback: the token must not
-    leave the machine."""
-    if not where.startswith("tcp:"):
-        return socket.AF_UNIX, where
-    host, _, port = where[4:].removeprefix("//").rpartition(":")
-    host = host.strip("[]")
-    if host not in _LOOPBACK or not port.isdigit() or not 0 < int(port) < 65536:
-        raise NoSupervisor(f"CORRAL_SUPERVISOR_SOCKET {where!r}: only tcp:127.0.0.1:PORT "
-                           "(loopback) or a unix socket path is accepted")
-    family = socket.AF_INET6 if host == "::1" else socket.AF_INET
-    return family, (host, int(port))
 
 
 def _env_timeout() -> float:

@@ -197,26 +197,14 @@ class SessionAPI:
 def call(op: str, *, socket_path: str | None = None, token: str | None = None,
          timeout: float = 600.0, **fields: Any) -> dict[str, Any]:
     """Client side: one request to the session named by the environment (or the arguments)."""
+    from corral.errors import CorralError
+    from corral.supervisor.client import ClientError, exchange
+
     path = socket_path or os.environ.get("CORRAL_SUPERVISOR_SOCKET")
     tok = token or os.environ.get("CORRAL_SUPERVISOR_TOKEN")
     if not path or not tok:
-        from corral.errors import CorralError
-
         raise CorralError("supervisor", "no supervisor session (CORRAL_SUPERVISOR_SOCKET unset)")
-    if path.startswith("tcp:"):  # inside a sandbox: the session API bridged to loopback
-        host, _, port = path[4:].rpartition(":")
-        family, address = socket.AF_INET, (host, int(port))
-    else:
-        family, address = socket.AF_UNIX, path  # type: ignore[assignment]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(address)
-        s.sendall(json.dumps({"token": tok, "op": op, **fields}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    reply: dict[str, Any] = json.loads(buf)
-    return reply
+    try:
+        return exchange(path, tok, op, fields, timeout)
+    except ClientError as exc:
+        raise CorralError("supervisor", str(exc)) from None
