@@ -172,9 +172,9 @@ def _text_checks(text: str, place: Place, scan: Scan) -> None:
         scan.senders.append((host, "other"))
     if "()" in text and _FORK_BOMB.search(text):
         scan.add("destructive", "critical", "is a fork bomb (exhausts the machine's processes)")
-    if _TLS_OFF.search(text):
-        scan.add("security", "medium", "turns off TLS certificate checks "
-                 f"({_TLS_OFF.search(text).group(1)})",  # type: ignore[union-attr]
+    tls = _TLS_OFF.search(text)
+    if tls is not None:
+        scan.add("security", "medium", f"turns off TLS certificate checks ({tls.group(1)})",
                  ("certificate", "tls", "ssl", "insecure"), ())
     for m in re.finditer(r"(?<![<>&0-9])<\s*([^\s<>|;&()]+)", text):
         p = place.resolve(m.group(1).replace('"', "").replace("'", ""))
