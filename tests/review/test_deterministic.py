@@ -235,3 +235,14 @@ def test_interactive_remote_shells_and_url_installs_are_allowed() -> None:
                    "npm install https://github.com/org/pkg/tarball/v1"):
         r = REVIEWER.review(ReviewRequest(("bash", "-lc", script), CWD))
         assert r.outcome == "allow", (script, r.rationale)
+
+
+def test_every_finding_uses_a_documented_category_and_risk() -> None:
+    from corral.review.findings import CATEGORIES
+    from corral.review.model import RISK_LEVELS
+
+    for e in ACTIONS + HOLDOUT:
+        argv = tuple(e["argv"]) if "argv" in e else ("bash", "-lc", e["script"])
+        for f in REVIEWER.findings(ReviewRequest(argv, CWD)):
+            assert f.category in CATEGORIES and f.risk in RISK_LEVELS, (e["id"], f)
+            assert f.reason
