@@ -1,8 +1,10 @@
 """The ``corral`` entry point.
 
-Agents run ``corral sandbox -- CMD`` once per command, so that path skips typer and click
-(~70 ms of imports) through ``corral.cli.sandbox_fast``, which accepts exactly the same grammar
-and hands anything else (help, usage errors, every other command) to the full Typer app.
+The two commands that run once per agent action skip typer and click (~70 ms of imports):
+``corral sandbox -- CMD`` through ``corral.cli.sandbox_fast`` and ``corral policy check``
+through ``corral.rules.check_fast`` (which must match the native ``codex execpolicy check``
+closely in wall time). Both accept exactly the same grammar as the Typer commands and hand
+anything else (help, usage errors, every other command) to the full app.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import sys
 
 def main() -> None:
     argv = sys.argv[1:]
+    if argv[:2] == ["policy", "check"] and not {"-h", "--help"} & set(argv[2:3]):
+        from corral.rules.check_fast import main as check_main
+
+        sys.exit(check_main(argv[2:]))
     if "sandbox" in argv:
         from corral.cli.sandbox_fast import main as sandbox_main
 

@@ -158,7 +158,7 @@ class Pipeline:
         call_id = self._next_call_id()
         argv = tuple(argv)
         cmdline = shlex.join(argv)
-        decision = decide(list(argv), self.policy, self.approval_policy)
+        decision = decide(list(argv), self.policy, self.approval_policy, cwd=str(cwd))
         source, justification = _first_match(decision)
         kind = RuleDecision(decision.decision)
         reason = decision.reason or justification or ""
