@@ -121,7 +121,7 @@ def make_tls_server(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     import trustme
 
-    stops: list[tuple[threading.Event, socket.socket]] = []
+    stops: list[tuple[threading.Event, socket.socket, threading.Thread]] = []
 
     def make(*names: str) -> tuple[int, Path]:
         ca = trustme.CA()
@@ -147,13 +147,17 @@ def make_tls_server(tmp_path: Path):  # type: ignore[no-untyped-def]
                 except (ssl.SSLError, OSError):
                     pass
 
-        threading.Thread(target=serve, daemon=True).start()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
         pem = tmp_path / f"ca-{len(stops)}.pem"
         ca.cert_pem.write_to_path(str(pem))
-        stops.append((stop, srv))
+        stops.append((stop, srv, t))
         return srv.getsockname()[1], pem
 
     yield make
-    for stop, srv in stops:
+    for stop, srv, t in stops:
+        # Never close a socket another thread is blocked on: its descriptor number would be
+        # reused by the next test's sockets while that thread still uses it.
         stop.set()
+        t.join()
         srv.close()

@@ -196,19 +196,22 @@ def test_expect_continue_upload_and_chunked_response(
     port, _ = web
     # An upstream that answers with a chunked body and a trailer, then keeps the connection.
     raw = socket.create_server(("127.0.0.1", 0))
+    raw.settimeout(0.1)
+    stop = threading.Event()
 
     def serve() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 c, _ = raw.accept()
             except OSError:
-                return
+                continue
             with c:
                 c.recv(65536)
                 c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                           b"5;ext=1\r\nhello\r\n7\r\n chunks\r\n0\r\nX-Trailer: t\r\n\r\n")
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     rport = raw.getsockname()[1]
     inp = local(port)
     inp.allow_local.append(f"127.0.0.1:{rport}")
@@ -223,4 +226,6 @@ def test_expect_continue_upload_and_chunked_response(
              f"http://127.0.0.1:{port}/upload")
     assert r.stdout.startswith("got 3000000 zzz"), r.stderr[-500:]
     assert "Expect: 100-continue" in r.stderr and "HTTP/1.1 100 Continue" in r.stderr
+    stop.set()
+    server.join()
     raw.close()

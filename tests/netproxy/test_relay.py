@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import socketserver
 import threading
 import time
 
@@ -18,26 +19,27 @@ from .conftest import ProxyFactory, local
 
 @pytest.fixture
 def echo_server():  # type: ignore[no-untyped-def]
-    srv = socket.create_server(("127.0.0.1", 0))
+    """Echoes until the client's EOF, then sends EOF. Stopped with shutdown(), never by closing
+    a socket another thread is blocked on (which frees its descriptor number for reuse)."""
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
+    class Echo(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            c = self.request
+            while data := c.recv(1 << 16):
+                c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
 
-            def one(c: socket.socket) -> None:
-                with c:
-                    while data := c.recv(1 << 16):
-                        c.sendall(data)
-                    c.shutdown(socket.SHUT_WR)  # echo EOF after the client's EOF
+    class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        daemon_threads = True
+        block_on_close = True
 
-            threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield srv.getsockname()[1]
-    srv.close()
+    srv = Server(("127.0.0.1", 0), Echo)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+    t.join()
 
 
 @pytest.mark.parametrize("use_splice", [True, False])

@@ -47,7 +47,7 @@ def sandboxed(tmp: Path, sock: Path, script: str, env: dict[str, str]) -> subpro
     full_env = {"PATH": os.environ["PATH"], "HOME": str(tmp), **env}
     return subprocess.run(
         [bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent", "--dev-bind", "/", "/", "--proc", "/proc",
-         "sh", "-ec", bridge + script],
+         "sh", "-ec", bridge + "set -x\n" + script],
         capture_output=True, text=True, env=full_env, timeout=120,
     )
 
@@ -104,9 +104,9 @@ def test_clients_inside_sandbox_through_bridge(
     env = proxy_env(3128, 1080)
     base = f"http://web.test:{port}"
     script = f"""
-curl -sS --max-time 10 {base}/hello.txt > {tmp_path}/curl_http.out
+curl -sS --max-time 10 --trace-ascii {tmp_path}/http.trace {base}/hello.txt > {tmp_path}/curl_http.out
 curl -sS --max-time 10 -p {base}/hello.txt > {tmp_path}/curl_connect.out
-curl -sS --max-time 10 -x "$CORRAL_SOCKS_PROXY" {base}/hello.txt > {tmp_path}/curl_socks.out
+curl -sS --max-time 10 --trace-ascii {tmp_path}/socks.trace -x "$CORRAL_SOCKS_PROXY" {base}/hello.txt > {tmp_path}/curl_socks.out
 curl -sS --max-time 10 --cacert {tls_ca} https://secure.test:{tls_port}/ > {tmp_path}/curl_https.out
 curl -sS --max-time 10 --cacert {tls_ca} -x "$CORRAL_SOCKS_PROXY" https://secure.test:{tls_port}/ > {tmp_path}/curl_https_socks.out
 curl -sS --max-time 10 -i http://denied.test/ > {tmp_path}/curl_denied.out || true
@@ -118,7 +118,8 @@ git clone -q {base}/repo.git {tmp_path}/clone
 {npm} view corraldemo version --registry {base}/ --cache {tmp_path}/npmcache > {tmp_path}/npm.out
 """
     r = sandboxed(tmp_path, sock, script, env)
-    assert r.returncode == 0, r.stderr + (tmp_path / "bridge.out").read_text()
+    traces = "".join(p.read_text()[-3000:] for p in tmp_path.glob("*.trace"))
+    assert r.returncode == 0, r.stderr + (tmp_path / "bridge.out").read_text() + traces
     for name in ("curl_http", "curl_connect", "curl_socks", "httpx"):
         assert (tmp_path / f"{name}.out").read_text() == "hello through the proxy\n", name
     for name in ("curl_https", "curl_https_socks"):

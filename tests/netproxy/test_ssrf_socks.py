@@ -151,21 +151,24 @@ def test_socks_bad_versions_and_methods(make_proxy: ProxyFactory) -> None:
 
 
 def test_socks5_udp_associate_when_allowed(make_proxy: ProxyFactory) -> None:
+    import threading
+
     echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     echo.bind(("127.0.0.1", 0))
+    echo.settimeout(0.1)
     eport = echo.getsockname()[1]
+    stop = threading.Event()
 
     def serve() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 data, addr = echo.recvfrom(2048)
             except OSError:
-                return
+                continue
             echo.sendto(b"echo:" + data, addr)
 
-    import threading
-
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     inp = local(eport)
     inp.allow_udp = True
     proxy, events = make_proxy(inp)
@@ -193,4 +196,6 @@ def test_socks5_udp_associate_when_allowed(make_proxy: ProxyFactory) -> None:
         ("socks5_udp", "allow", "allowed"), ("socks5_udp", "deny", "not_allowed_local")]
     ctl.close()
     u.close()
+    stop.set()
+    server.join()
     echo.close()

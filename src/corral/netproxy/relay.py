@@ -1,9 +1,10 @@
 """Byte relay between two connections once a tunnel is open.
 
-On Linux the sockets are taken over from asyncio and bytes move with ``splice(2)`` through a
-pipe, driven by the event loop's readiness callbacks: zero-copy, no Python object per chunk.
-Elsewhere (or if splice fails to set up) both transports are switched to a small protocol that
-writes each received chunk straight to the other side, with back-pressure via pause/resume.
+Every tunnel starts with both transports switched to a small protocol that writes each received
+chunk straight to the other side, with back-pressure via pause/resume: cheapest for the small,
+interactive exchanges most tunnels are. On Linux, once a tunnel has moved ``SPLICE_AFTER`` bytes,
+reading pauses, both write buffers drain, the sockets are taken over from asyncio and bytes move
+with ``splice(2)`` through a pipe (zero-copy, no Python object per chunk).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 from typing import Any
 
 _SPLICE = hasattr(os, "splice")
+SPLICE_AFTER = 256 * 1024
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -31,9 +33,12 @@ class _Pipe(asyncio.Protocol):
         assert self.peer is not None and self.peer.transport is not None
         self.peer.transport.write(data)
         self.state.bytes += len(data)
+        if self.state.upgrade_at is not None and self.state.bytes >= self.state.upgrade_at:
+            self.state.request_upgrade()
 
     def eof_received(self) -> bool:
         self.eof = True
+        self.state.upgrade_at = None  # half-closed tunnels finish where they are
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.transport.is_closing():
             if peer.transport.can_write_eof():
@@ -53,18 +58,43 @@ class _Pipe(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.close()
+        if not self.state.detached:
+            self.state.close()
 
 
 class _Tunnel:
-    def __init__(self) -> None:
+    def __init__(self, upgrade_at: int | None) -> None:
         self.a = _Pipe(self)
         self.b = _Pipe(self)
         self.a.peer, self.b.peer = self.b, self.a
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.bytes = 0
+        self.upgrade_at = upgrade_at
+        self.upgrading = False
+        self.detached = False
+
+    def request_upgrade(self) -> None:
+        self.upgrade_at = None
+        if self.a.eof or self.b.eof:
+            return
+        self.upgrading = True
+        for p in (self.a, self.b):
+            if p.transport is not None and not p.transport.is_closing():
+                p.transport.pause_reading()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def resume(self) -> None:
+        """Upgrade abandoned: carry on in protocol mode."""
+        self.upgrading = False
+        self.done = asyncio.get_running_loop().create_future()
+        for p in (self.a, self.b):
+            if p.transport is not None and not p.transport.is_closing():
+                p.transport.resume_reading()
 
     def close(self) -> None:
+        if self.detached:
+            return
         for p in (self.a, self.b):
             if p.transport is not None and not p.transport.is_closing():
                 p.transport.close()
@@ -175,54 +205,6 @@ class _Splicer:
             self.fut.set_result(None)
 
 
-def _detach(w: asyncio.StreamWriter) -> int | None:
-    """Take the socket away from asyncio: a dup of its fd; the transport is then closed."""
-    sock = w.get_extra_info("socket")
-    if sock is None or w.transport.get_write_buffer_size():
-        return None
-    fd = os.dup(sock.fileno())
-    w.transport.abort()
-    return fd
-
-
-async def _splice_relay(
-    r1: asyncio.StreamReader, w1: asyncio.StreamWriter,
-    r2: asyncio.StreamReader, w2: asyncio.StreamWriter,
-) -> int | None:
-    pending1, pending2 = _take_buffer(r1), _take_buffer(r2)
-    if r1.at_eof() or r2.at_eof() or w1.transport.get_write_buffer_size() or \
-            w2.transport.get_write_buffer_size():
-        _put_back(r1, pending1)
-        _put_back(r2, pending2)
-        return None
-    fd1 = _detach(w1)
-    fd2 = _detach(w2)
-    if fd1 is None or fd2 is None:
-        raise RuntimeError("cannot detach sockets")  # unreachable: checked above
-    for fd, data in ((fd2, pending1), (fd1, pending2)):
-        if data:  # what the client sent early goes out first, blocking briefly if needed
-            os.set_blocking(fd, True)
-            try:
-                os.write(fd, data)
-            finally:
-                os.set_blocking(fd, False)
-    sp = _Splicer(fd1, fd2)
-    for d in sp.dirs:
-        d.start()
-    try:
-        await sp.fut
-    finally:
-        sp.finish()
-    return sum(d.moved for d in sp.dirs) + len(pending1) + len(pending2)
-
-
-def _put_back(reader: asyncio.StreamReader, data: bytes) -> None:
-    if data:
-        buf: Any = getattr(reader, "_buffer", None)
-        if buf is not None:
-            buf[0:0] = data
-
-
 async def relay(
     r1: asyncio.StreamReader,
     w1: asyncio.StreamWriter,
@@ -230,14 +212,10 @@ async def relay(
     w2: asyncio.StreamWriter,
 ) -> int:
     """Relay until both sides closed. Returns bytes relayed (both directions)."""
-    if _SPLICE:
-        moved = await _splice_relay(r1, w1, r2, w2)
-        if moved is not None:
-            return moved
     t1 = w1.transport
     t2 = w2.transport
     assert isinstance(t1, asyncio.Transport) and isinstance(t2, asyncio.Transport)
-    tun = _Tunnel()
+    tun = _Tunnel(SPLICE_AFTER if _SPLICE else None)
     pending1, pending2 = _take_buffer(r1), _take_buffer(r2)
     eof1, eof2 = r1.at_eof(), r2.at_eof()
     tun.a.transport, tun.b.transport = t1, t2
@@ -253,11 +231,46 @@ async def relay(
         tun.a.eof_received()
     if eof2:
         tun.b.eof_received()
-    for t in (t1, t2):
-        if not t.is_closing() and not t.is_reading():
-            t.resume_reading()
+    if not tun.upgrading:
+        for t in (t1, t2):
+            if not t.is_closing() and not t.is_reading():
+                t.resume_reading()
     try:
-        await tun.done
+        while True:
+            await tun.done
+            if not tun.upgrading:
+                return tun.bytes
+            if await _drained(t1, t2):
+                break
+            tun.resume()
+        tun.detached = True
+        fd1, fd2 = _detach(t1), _detach(t2)
     finally:
         tun.close()
-    return tun.bytes
+    sp = _Splicer(fd1, fd2)
+    for d in sp.dirs:
+        d.start()
+    try:
+        await sp.fut
+    finally:
+        sp.finish()
+    return tun.bytes + sum(d.moved for d in sp.dirs)
+
+
+async def _drained(t1: asyncio.Transport, t2: asyncio.Transport, wait: float = 2.0) -> bool:
+    """Wait until both write buffers are empty (so no byte is left behind in asyncio)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wait
+    while t1.get_write_buffer_size() or t2.get_write_buffer_size():
+        if t1.is_closing() or t2.is_closing() or loop.time() > end:
+            return False
+        await asyncio.sleep(0.001)
+    return not (t1.is_closing() or t2.is_closing())
+
+
+def _detach(t: asyncio.Transport) -> int:
+    """A dup of the transport's socket; the transport itself is then aborted."""
+    sock = t.get_extra_info("socket")
+    fd = os.dup(sock.fileno())
+    t.abort()
+    return fd
