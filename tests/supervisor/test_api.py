@@ -153,3 +153,32 @@ def test_patches_and_mcp_calls_go_through_the_pipeline(session):
     assert "title" not in json.dumps(calls[0].attributes)  # tier 1: digest, not content
     tools = [e.attributes["gen_ai.tool.name"] for e in events if e.name == "agent.tool.decision"]
     assert tools == ["apply_patch", "apply_patch", "apply_patch", "create_issue"]
+
+
+def test_user_prompt_starts_a_new_turn_for_the_reviewer(tmp_path: Path):
+    from corral.review import Review
+
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = load_config(work, home=home, system=tmp_path / "etc")
+    tel = Telemetry.open(cfg, agent="test")
+    pipe = Pipeline(cfg, tel, approval_policy="on-request", terminal=no_terminal,
+                    reviewer="auto_review")
+    api = SessionAPI(pipe, tmp_path / "s.sock")
+    api.start()
+    try:
+        deny = Review("deny", "high", "unknown", "x", "deterministic")
+        for _ in range(2):
+            assert pipe.breaker.record(deny) is None
+        r = call("event", name="agent.user_prompt", attributes={},
+                 content={"prompt": "please publish the package"}, **_auth(api))
+        assert r["ok"], r
+        assert pipe.intent == "please publish the package"
+        # The two denials before the new turn no longer count towards three in a row.
+        assert pipe.breaker.record(deny) is None
+        assert pipe.breaker.record(deny) is None
+        assert pipe.breaker.record(deny) is not None
+    finally:
+        api.stop()
+        tel.close()

@@ -189,6 +189,9 @@ class SessionAPI:
         if not isinstance(attrs, dict):
             raise ValueError("attributes must be an object")
         content = req.get("content")
+        if name == "agent.user_prompt":
+            prompt = content.get("prompt") if isinstance(content, dict) else None
+            self.pipeline.new_turn(prompt if isinstance(prompt, str) else None)
         ev = self.pipeline.telemetry.emit(str(name), attrs, call_id=req.get("call_id"),
                                           content=content if isinstance(content, dict) else None)
         return {"event_id": ev.id}

@@ -326,6 +326,14 @@ class Pipeline:
                 self._escalated = Sandbox(plan)
             return self._escalated
 
+    def new_turn(self, prompt: str | None = None) -> None:
+        """The user spoke: the reviewer's circuit breaker starts over, and the request becomes
+        the intent the reviewer weighs actions against."""
+        if self.breaker is not None:
+            self.breaker.reset()
+        if prompt:
+            self.intent = prompt[:4000]
+
     def _remember(self, text: str) -> None:
         """Keep a short tail of what ran, as untrusted context for the reviewer."""
         from corral.review import ContextItem
