@@ -78,11 +78,9 @@ def start(cmd: list[str], *, from_stderr: bool = False) -> tuple[subprocess.Pope
     stream = proc.stderr if from_stderr else proc.stdout
     assert stream is not None
     line = stream.readline()
-    if from_stderr:  # "corral: network: proxy listening http=http://127.0.0.1:PORT"
-        port = int(line.split("http://127.0.0.1:")[1].split()[0])
-    else:
-        port = int(line.strip())
-    return proc, port
+    # corral prints "corral: network: proxy listening http=http://127.0.0.1:PORT" on stderr
+    text = line.split("http://127.0.0.1:")[1].split()[0] if from_stderr else line.strip()
+    return proc, int(text)
 
 
 def open_tunnel(proxy_port: int | None, backend: int) -> socket.socket:
