@@ -6,17 +6,11 @@ import importlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    required: bool = True  # a failed required check means some control cannot be enforced
+# One shape for every check: a failed ``required`` check means a control cannot be enforced.
+from corral.sandbox.capabilities import Check
 
 
 def _home_check() -> Check:
@@ -78,9 +72,7 @@ def run_checks() -> list[Check]:
     except ImportError:
         checks.append(Check("sandbox", False, "sandbox capability probe unavailable"))
     else:
-        for c in capabilities.checks():
-            checks.append(Check(str(c.name), bool(c.ok), str(c.detail), str(c.fix or ""),
-                                bool(getattr(c, "required", True))))
+        checks += capabilities.checks()
     checks += [_home_check(), _keyring_check(), _requirements_check()]
     return checks
 

@@ -45,3 +45,27 @@ def load_effective_config(
     for warning in cfg.warnings:
         print(f"corral: warning: {warning}", file=sys.stderr)
     return cfg
+
+
+def pipeline_flags(profile: str | None, approval_policy: str | None,
+                   reviewer: str | None) -> dict[str, tuple[str, object]]:
+    """The config keys that `corral exec`/`corral run` flags set explicitly (so requirements
+    refuse them by name instead of silently replacing them)."""
+    flags: dict[str, tuple[str, object]] = {}
+    if approval_policy is not None:
+        flags["approval_policy"] = ("--approval-policy", approval_policy)
+    if reviewer is not None:
+        flags["approvals_reviewer"] = ("--reviewer", reviewer)
+    if profile is not None:
+        flags["default_permissions"] = ("--profile", profile)
+    return flags
+
+
+def workdir_of(control: str, cwd: Path | None) -> Path:
+    """The resolved working directory for a command, refused unless it is a directory."""
+    from corral.errors import CorralError
+
+    workdir = (cwd or Path.cwd()).resolve()
+    if not workdir.is_dir():
+        raise CorralError(control, f"--cwd {workdir}: not a directory")
+    return workdir

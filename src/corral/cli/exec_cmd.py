@@ -40,7 +40,7 @@ def exec_command(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Print the decision and its source on stderr.")] = False,
 ) -> None:
-    from corral.cli.common import load_effective_config
+    from corral.cli.common import load_effective_config, pipeline_flags, workdir_of
     from corral.errors import CorralError
     from corral.supervisor.pipeline import Pipeline
     from corral.telemetry import SessionStart, Telemetry
@@ -49,16 +49,8 @@ def exec_command(
         cmd = cmd[1:]
     if not cmd:
         raise CorralError("exec", "no command given", "corral exec -- CMD [ARGS...]")
-    workdir = (cwd or Path.cwd()).resolve()
-    if not workdir.is_dir():
-        raise CorralError("exec", f"--cwd {workdir}: not a directory")
-    flags: dict[str, tuple[str, object]] = {}
-    if approval_policy is not None:
-        flags["approval_policy"] = ("--approval-policy", approval_policy)
-    if reviewer is not None:
-        flags["approvals_reviewer"] = ("--reviewer", reviewer)
-    if profile is not None:
-        flags["default_permissions"] = ("--profile", profile)
+    workdir = workdir_of("exec", cwd)
+    flags = pipeline_flags(profile, approval_policy, reviewer)
     cfg = load_effective_config(ctx, workdir, flags)
     from corral.approvals import ask_terminal
     from corral.supervisor.pipeline import no_terminal

@@ -32,7 +32,7 @@ def run(
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Workspace.")] = None,
 ) -> None:
     from corral.approvals import ask_terminal
-    from corral.cli.common import load_effective_config
+    from corral.cli.common import load_effective_config, pipeline_flags, workdir_of
     from corral.errors import CorralError
     from corral.supervisor.pipeline import no_terminal
     from corral.supervisor.run import RunSession
@@ -41,14 +41,8 @@ def run(
         cmd = cmd[1:]
     if not cmd:
         raise CorralError("run", "no agent given", "corral run -- codex exec 'fix the tests'")
-    workdir = (cwd or Path.cwd()).resolve()
-    flags: dict[str, tuple[str, object]] = {}
-    if approval_policy is not None:
-        flags["approval_policy"] = ("--approval-policy", approval_policy)
-    if reviewer is not None:
-        flags["approvals_reviewer"] = ("--reviewer", reviewer)
-    if profile is not None:
-        flags["default_permissions"] = ("--profile", profile)
+    workdir = workdir_of("run", cwd)
+    flags = pipeline_flags(profile, approval_policy, reviewer)
     cfg = load_effective_config(ctx, workdir, flags)
     session = RunSession(
         cfg, list(cmd), approval_policy=cfg.get("approval_policy"),
