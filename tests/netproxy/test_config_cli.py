@@ -85,3 +85,17 @@ def test_corral_proxy_command(tmp_path: Path, web: tuple[int, Path]) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert '"decision": "allow"' in err and '"source": "--deny"' in err
+
+
+def test_bridge_refuses_bad_arguments_in_one_line() -> None:
+    cases = [
+        (["--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2", "--to", "/x"], "one --to per --listen"),
+        (["--listen", "nohostport", "--to", "/x"], "must be HOST:PORT"),
+        (["--listen", "127.0.0.1:²", "--to", "/x"], "must be HOST:PORT"),
+    ]
+    for args, why in cases:
+        r = subprocess.run([sys.executable, "-m", "corral.netproxy.bridge", *args],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2
+        assert r.stderr.startswith("corral: network: bridge") and why in r.stderr
+        assert r.stderr.count("\n") == 1

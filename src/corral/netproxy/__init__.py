@@ -15,6 +15,7 @@ from corral.netproxy.decide import AskAnswer, AskCallback, NetworkQuestion
 from corral.netproxy.env import proxy_env
 from corral.netproxy.gate import Blocked, NetworkDecision
 from corral.netproxy.http import Limits
+from corral.netproxy.mitm import Mitm
 from corral.netproxy.policy import (
     DomainPattern,
     NetworkPolicy,
@@ -22,6 +23,7 @@ from corral.netproxy.policy import (
     build_policy,
     network_rules,
     policy_from_config,
+    rule_entries,
 )
 from corral.netproxy.server import Endpoints, Listen, Proxy
 
@@ -35,6 +37,7 @@ __all__ = [
     "HostError",
     "Limits",
     "Listen",
+    "Mitm",
     "NetworkDecision",
     "NetworkPolicy",
     "NetworkQuestion",
@@ -47,4 +50,5 @@ __all__ = [
     "normalize_host",
     "policy_from_config",
     "proxy_env",
+    "rule_entries",
 ]
