@@ -163,37 +163,15 @@ class RunSession:
                              reason=verdict.message)
 
         def on_decision(d: Any) -> None:
-            attrs = {"network.policy.decision": d.decision, "server.address": d.host,
-                     "server.port": d.port, "network.policy.reason": d.reason[:500]}
-            if d.protocol in ("http", "https_connect", "socks5_tcp", "socks5_udp"):
-                attrs["network.transport.protocol"] = d.protocol
-            src = _network_source(d.source)
-            if src:
-                attrs["network.policy.source"] = src
             try:
-                tel.emit("agent.network.decision", attrs)
-            except Exception as exc:  # never let a journal failure pass a request silently
+                tel.emit("agent.network.decision", dict(d.attributes()))
+            except Exception as exc:  # the proxy already decided; say the record failed
                 print(f"corral: telemetry: {exc}", file=sys.stderr)
 
         proxy = Proxy(policy, ask, on_decision=on_decision,
                       listen=Listen(http=None, socks=None, unix=str(sock)))
         proxy.start()
         return proxy
-
-
-def _network_source(source: str) -> str | None:
-    s = source.lower()
-    if s.startswith("managed") or s == "requirements":
-        return "requirements"
-    if ".rules:" in s or s.startswith("rule"):
-        return "rule"
-    if s in ("user", "remote"):
-        return "user"
-    if "address" in s or "private" in s:
-        return "address_check"
-    if s.startswith(("config", "preset", "--allow")):
-        return "rule"
-    return "proxy"
 
 
 def _socket_parent(cfg: Any) -> Path | None:
