@@ -109,5 +109,5 @@ def test_session_env_args_and_agent_names(tmp_path):
     assert agent_of("claude") == "claude-code" and agent_of("bash") is None
     assert with_agent_args(["codex", "exec", "x"], "codex", ["-c", "a=1"]) == [
         "codex", "-c", "a=1", "exec", "x"]
-    with pytest.raises(CorralError, match="no telemetry import for agent .gemini."):
+    with pytest.raises(CorralError, match=r"no telemetry import for agent .gemini."):
         AgentSession.open(cfg, "gemini")
