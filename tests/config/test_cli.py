@@ -105,6 +105,24 @@ def test_doctor_reports_each_control(env):
 def test_help_lists_every_command_group(env):
     r = env.cli("--help")
     assert r.returncode == 0
-    for cmd in ("exec", "demo", "sandbox", "policy", "log", "config", "trust", "untrust",
-                "doctor"):
+    for cmd in ("run", "exec", "demo", "sandbox", "proxy", "policy", "review", "approve",
+                "grants", "hook", "install-hooks", "log", "config", "trust", "untrust", "doctor"):
         assert f"  {cmd} " in r.stdout or f"  {cmd}\n" in r.stdout, cmd
+
+
+def test_command_table_matches_what_the_modules_register():
+    """`corral --help` is served from a static table; it must name exactly the real commands."""
+    import importlib
+
+    import typer
+    import typer.main
+
+    from corral.cli.app import COMMAND_MODULES, COMMANDS
+
+    registered: dict[str, str] = {}
+    for module in COMMAND_MODULES:
+        sub = typer.Typer()
+        importlib.import_module(module).register(sub)
+        for name in typer.main.get_group(sub).commands:
+            registered[name] = module
+    assert registered == {name: module for name, (module, _) in COMMANDS.items()}

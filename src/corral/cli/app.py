@@ -1,21 +1,73 @@
 """The ``corral`` command. Thin: parses arguments and calls the packages.
 
-Each command group lives in its own small module that imports only typer at module level, so
-``corral --help`` stays fast; the packages doing the work are imported inside the commands.
+Each command group lives in its own small module that imports only typer at module level, and
+only the module of the command being run is loaded and turned into click objects (building all
+of them evaluates every signature: ~80 ms on every start). The packages doing the work are
+imported inside the commands.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from typing import Annotated
 
+import click
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from corral.cli.common import GlobalOptions
 
+# Every command: (the module whose ``register(app)`` defines it, its one-line summary for
+# ``corral --help``). Order is the order in ``corral --help``. tests/config/test_cli.py checks
+# this table against what the modules really register.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("corral.cli.run_cmd", "Run an agent sandboxed, its network managed, all journaled."),
+    "exec": ("corral.cli.exec_cmd", "Run CMD through rules, approvals, the sandbox and the log."),
+    "demo": ("corral.cli.exec_cmd", "The main job: govern real commands in a scratch workspace."),
+    "sandbox": ("corral.cli.sandbox_cmd", "Run CMD inside the sandbox (no rules, no approvals)."),
+    "proxy": ("corral.cli.proxy_cmd", "Run the managed network proxy (HTTP/CONNECT, SOCKS5)."),
+    "policy": ("corral.cli.policy_cmd", "Command rules: check, decide, test and replay."),
+    "review": ("corral.cli.review_cmd", "The deterministic auto-reviewer's verdict on CMD."),
+    "approve": ("corral.cli.approvals_cmd", "Answer questions agents are waiting on."),
+    "grants": ("corral.cli.approvals_cmd", "Standing approvals: list, add, revoke."),
+    "hook": ("corral.cli.integrations_cmd", "Answer one agent hook call (JSON on stdin)."),
+    "install-hooks": ("corral.cli.integrations_cmd", "Install corral's hooks into an agent."),
+    "log": ("corral.cli.log_cmd", "What agents did and why (the journal); `log verify`."),
+    "config": ("corral.cli.config_cmd", "Inspect and validate layered configuration."),
+    "trust": ("corral.cli.config_cmd", "Trust a project: load its .corral/ config and rules."),
+    "untrust": ("corral.cli.config_cmd", "Mark a project untrusted: ignore its .corral/."),
+    "doctor": ("corral.cli.config_cmd", "What this machine can enforce, partial controls too."),
+}
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
+
+
+@functools.cache
+def module_commands(module: str) -> dict[str, click.Command]:
+    """The click commands one module registers (built on first use)."""
+    sub = typer.Typer()
+    importlib.import_module(module).register(sub)
+    return dict(typer.main.get_group(sub).commands)
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        return module_commands(entry[0]).get(cmd_name) if entry else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
+
+
 app = typer.Typer(
     name="corral",
+    cls=_LazyGroup,
     help="Govern AI coding agents: sandbox, command rules, approvals, managed network, audit.",
     no_args_is_help=True,
     add_completion=False,
@@ -23,20 +75,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     # Plain click help: rendering help through rich costs ~70 ms of imports on every --help.
     rich_markup_mode=None,
-)
-
-# Command modules, each exposing ``register(app)``. Order is the order in ``corral --help``.
-COMMAND_MODULES = (
-    "corral.cli.exec_cmd",
-    "corral.cli.run_cmd",
-    "corral.cli.policy_cmd",
-    "corral.cli.sandbox_cmd",
-    "corral.cli.proxy_cmd",
-    "corral.cli.log_cmd",
-    "corral.cli.config_cmd",
-    "corral.cli.approvals_cmd",
-    "corral.cli.integrations_cmd",
-    "corral.cli.review_cmd",
 )
 
 
@@ -58,10 +96,6 @@ def _root(
     ] = None,
 ) -> None:
     ctx.obj = GlobalOptions(profile=profile, overrides=tuple(config_override or ()))
-
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
 
 
 def main() -> None:

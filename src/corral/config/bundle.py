@@ -17,7 +17,6 @@ import base64
 import binascii
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +179,8 @@ def load_cloud_bundle(
 
 
 def _write_cache(cache_path: Path, raw: bytes) -> None:
+    import tempfile
+
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=".bundle-")

@@ -19,7 +19,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from corral.config.bundle import BundleRefused, load_cloud_bundle
 from corral.config.merge import dotted
 from corral.config.model import Requirements
 from corral.config.schema import REQUIREMENTS_SCHEMA, validate
@@ -192,6 +191,8 @@ def load_requirements(
     managed_cfg = system_config.get("managed", {})
     url = managed_cfg.get("requirements_bundle_url")
     if url:
+        from corral.config.bundle import BundleRefused, load_cloud_bundle
+
         pubkey = managed_cfg.get("requirements_bundle_public_key")
         if not pubkey:
             return restrictive(

@@ -1,6 +1,6 @@
 """The schemas of config.toml and requirements.toml, and a validator with positions.
 
-A small hand-written schema language rather than pydantic: it keeps ``corral`` cold start fast
+A small hand-written schema language (plain classes) rather than pydantic: it keeps ``corral`` cold start fast
 and lets every error carry ``file:line:col`` and a did-you-mean for unknown keys.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
@@ -33,7 +32,6 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-@dataclass
 class Str(Spec):
     name = "string"
 
@@ -42,7 +40,6 @@ class Str(Spec):
             report(path, f"expected a string, got {_type_name(value)}")
 
 
-@dataclass
 class Bool(Spec):
     name = "boolean"
 
@@ -51,12 +48,12 @@ class Bool(Spec):
             report(path, f"expected true or false, got {_type_name(value)}")
 
 
-@dataclass
 class Num(Spec):
-    lo: float | None = None
-    hi: float | None = None
-    integer: bool = True
     name = "number"
+
+    def __init__(self, lo: float | None = None, hi: float | None = None,
+                 integer: bool = True) -> None:
+        self.lo, self.hi, self.integer = lo, hi, integer
 
     def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
         ok_types: tuple[type, ...] = (int,) if self.integer else (int, float)
@@ -69,10 +66,9 @@ class Num(Spec):
             report(path, f"{value} is out of range [{self.lo}, {self.hi}]")
 
 
-@dataclass
 class Enum(Spec):
-    values: tuple[str, ...]
-    why: str = ""
+    def __init__(self, values: tuple[str, ...], why: str = "") -> None:
+        self.values, self.why = values, why
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -87,10 +83,11 @@ class Enum(Spec):
             report(path, f"invalid value {value!r}: expected one of {allowed}{hint}{why}")
 
 
-@dataclass
 class List(Spec):
-    item: Spec
     name = "array"
+
+    def __init__(self, item: Spec) -> None:
+        self.item = item
 
     def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
         if not isinstance(value, list):
@@ -100,12 +97,13 @@ class List(Spec):
             self.item.check(v, (*path, str(i)), report)
 
 
-@dataclass
 class Map(Spec):
     """A table with arbitrary keys (domains, paths, profile names) and values of one kind."""
 
-    value: Spec
     name = "table"
+
+    def __init__(self, value: Spec) -> None:
+        self.value = value
 
     def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
         if not isinstance(value, dict):
@@ -115,9 +113,9 @@ class Map(Spec):
             self.value.check(v, (*path, k), report)
 
 
-@dataclass
 class OneOf(Spec):
-    options: tuple[Spec, ...]
+    def __init__(self, options: tuple[Spec, ...]) -> None:
+        self.options = options
 
     def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
         results: list[tuple[Spec, list[tuple[tuple[str, ...], str]]]] = []
@@ -148,10 +146,11 @@ def _kind_matches(spec: Spec, value: Any) -> bool:
     return False
 
 
-@dataclass
 class Table(Spec):
-    fields: dict[str, Spec] = field(default_factory=dict)
     name = "table"
+
+    def __init__(self, fields: dict[str, Spec] | None = None) -> None:
+        self.fields = fields or {}
 
     def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
         if not isinstance(value, dict):
