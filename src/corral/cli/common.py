@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -69,3 +69,23 @@ def workdir_of(control: str, cwd: Path | None) -> Path:
     if not workdir.is_dir():
         raise CorralError(control, f"--cwd {workdir}: not a directory")
     return workdir
+
+
+def pipeline_command(
+    ctx: typer.Context, control: str, cmd: list[str], usage: str, *, cwd: Path | None,
+    profile: str | None, approval_policy: str | None, reviewer: str | None,
+) -> tuple[list[str], Path, EffectiveConfig, Any]:
+    """What `corral exec` and `corral run` share: the command after ``--`` (refused when
+    empty), the working directory, the config with the explicit flags, and who answers at the
+    terminal (nobody when stdin is not a terminal)."""
+    from corral.approvals import ask_terminal
+    from corral.errors import CorralError
+    from corral.supervisor.pipeline import no_terminal
+
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise CorralError(control, "nothing to run", usage)
+    workdir = workdir_of(control, cwd)
+    cfg = load_effective_config(ctx, workdir, pipeline_flags(profile, approval_policy, reviewer))
+    return cmd, workdir, cfg, ask_terminal if sys.stdin.isatty() else no_terminal

@@ -40,28 +40,20 @@ def exec_command(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Print the decision and its source on stderr.")] = False,
 ) -> None:
-    from corral.cli.common import load_effective_config, pipeline_flags, workdir_of
-    from corral.errors import CorralError
+    from corral.cli.common import pipeline_command
     from corral.supervisor.pipeline import Pipeline
     from corral.telemetry import SessionStart, Telemetry
 
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if not cmd:
-        raise CorralError("exec", "no command given", "corral exec -- CMD [ARGS...]")
-    workdir = workdir_of("exec", cwd)
-    flags = pipeline_flags(profile, approval_policy, reviewer)
-    cfg = load_effective_config(ctx, workdir, flags)
-    from corral.approvals import ask_terminal
-    from corral.supervisor.pipeline import no_terminal
-
+    cmd, workdir, cfg, terminal = pipeline_command(
+        ctx, "exec", cmd, "corral exec -- CMD [ARGS...]", cwd=cwd, profile=profile,
+        approval_policy=approval_policy, reviewer=reviewer)
     policy_value = cfg.get("approval_policy")
     policy_name = policy_value if isinstance(policy_value, str) else "granular"
     tel = Telemetry.open(cfg, agent="corral-exec")
     try:
         pipeline = Pipeline(
             cfg, tel, approval_policy=policy_value,
-            terminal=ask_terminal if sys.stdin.isatty() else no_terminal,
+            terminal=terminal,
             reviewer=str(cfg.get("approvals_reviewer")), sandbox_profile=profile, intent=intent)
         tel.emit_event(SessionStart.from_summary(
             {"approval_policy": policy_value, "reviewer": pipeline.reviewer_name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,22 +30,15 @@ def run(
         "--allow-domain", help="Also allow this host (beyond the agent's preset).")] = None,
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Workspace.")] = None,
 ) -> None:
-    from corral.approvals import ask_terminal
-    from corral.cli.common import load_effective_config, pipeline_flags, workdir_of
-    from corral.errors import CorralError
-    from corral.supervisor.pipeline import no_terminal
+    from corral.cli.common import pipeline_command
     from corral.supervisor.run import RunSession
 
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if not cmd:
-        raise CorralError("run", "no agent given", "corral run -- codex exec 'fix the tests'")
-    workdir = workdir_of("run", cwd)
-    flags = pipeline_flags(profile, approval_policy, reviewer)
-    cfg = load_effective_config(ctx, workdir, flags)
+    cmd, _workdir, cfg, terminal = pipeline_command(
+        ctx, "run", cmd, "corral run -- codex exec 'fix the tests'", cwd=cwd, profile=profile,
+        approval_policy=approval_policy, reviewer=reviewer)
     session = RunSession(
         cfg, list(cmd), approval_policy=cfg.get("approval_policy"),
         reviewer=str(cfg.get("approvals_reviewer")), profile=profile,
         allow_domains=tuple(allow_domain or ()),
-        terminal=ask_terminal if sys.stdin.isatty() else no_terminal)
+        terminal=terminal)
     raise typer.Exit(session.run())
