@@ -6,88 +6,68 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 
-@pytest.fixture
-def run(tmp_path: Path):
-    home = tmp_path / "home"
-    (home / "rules").mkdir(parents=True)
-    work = tmp_path / "work"
-    work.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    env = dict(os.environ, CORRAL_HOME=str(home), CORRAL_SYSTEM_DIR=str(tmp_path / "etc"))
-
-    def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "corral", *args], cwd=work, env=env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=60)
-
-    _run.home = home  # type: ignore[attr-defined]
-    _run.work = work  # type: ignore[attr-defined]
-    return _run
-
-
-def _events(run) -> list[dict]:
-    r = run("log", "--json")
+def _events(cli) -> list[dict]:
+    r = cli("log", "--json")
     assert r.returncode == 0, r.stderr
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
-def test_allowed_command_runs_sandboxed_and_keeps_its_status(run):
-    r = run("exec", "--", "bash", "-c", "echo hi > out.txt; exit 7")
+def test_allowed_command_runs_sandboxed_and_keeps_its_status(cli):
+    r = cli("exec", "--", "bash", "-c", "echo hi > out.txt; exit 7")
     assert r.returncode == 7, r.stderr
-    assert (run.work / "out.txt").read_text() == "hi\n"
-    r = run("exec", "--", "bash", "-c", "echo $CORRAL_SANDBOX $CORRAL_SESSION_ID")
+    assert (cli.work / "out.txt").read_text() == "hi\n"
+    r = cli("exec", "--", "bash", "-c", "echo $CORRAL_SANDBOX $CORRAL_SESSION_ID")
     sandbox_flag, session = r.stdout.split()
     assert sandbox_flag == "1" and len(session) == 26
 
 
-def test_forbidden_rule_refuses_with_file_line_and_exit_240(run):
-    rules = run.home / "rules" / "team.rules"
+def test_forbidden_rule_refuses_with_file_line_and_exit_240(cli):
+    rules = cli.home / "rules" / "team.rules"
     rules.write_text('# team policy\nprefix_rule(pattern=["git", "push"], decision="forbidden",\n'
                      '    justification="push through the review bot")\n')
-    r = run("exec", "--", "bash", "-lc", "cd . && FOO=1 /usr/bin/git push origin main")
+    r = cli("exec", "--", "bash", "-lc", "cd . && FOO=1 /usr/bin/git push origin main")
     assert r.returncode == 240
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("corral: rules: ")
     assert f"{rules}:2" in line and "push through the review bot" in line
     assert "do not try to achieve the same effect another way" in line
-    decisions = [e for e in _events(run) if e["name"] == "agent.tool.decision"]
+    decisions = [e for e in _events(cli) if e["name"] == "agent.tool.decision"]
     assert decisions[-1]["attributes"]["agent.decision"] == "forbidden"
     assert decisions[-1]["attributes"]["agent.decision.rule"] == f"{rules}:2"
 
 
-def test_prompt_without_anyone_to_ask_exits_242(run):
-    r = run("exec", "--", "git", "push", "--force", "origin", "main")
+def test_prompt_without_anyone_to_ask_exits_242(cli):
+    r = cli("exec", "--", "git", "push", "--force", "origin", "main")
     assert r.returncode == 242
     assert "nobody could be asked" in r.stderr and "git_push_force" in r.stderr
 
 
-def test_never_policy_turns_prompt_into_forbidden(run):
-    r = run("exec", "--approval-policy", "never", "--", "git", "push", "--force")
+def test_never_policy_turns_prompt_into_forbidden(cli):
+    r = cli("exec", "--approval-policy", "never", "--", "git", "push", "--force")
     assert r.returncode == 240, r.stderr
 
 
-def test_requirements_refuse_explicit_flag(run, tmp_path):
+def test_requirements_refuse_explicit_flag(cli, tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "requirements.toml").write_text('allowed_approval_policies = ["untrusted"]\n')
-    r = run("exec", "--approval-policy", "never", "--", "true")
+    r = cli("exec", "--approval-policy", "never", "--", "true")
     assert r.returncode == 2
     assert "--approval-policy never is not allowed" in r.stderr
 
 
-def test_sandbox_violation_is_explained_and_journaled(run):
-    r = run("exec", "--", "python3", "-c", "open('.git/hooks/pre-commit', 'w')")
+def test_sandbox_violation_is_explained_and_journaled(cli):
+    r = cli("exec", "--", "python3", "-c", "open('.git/hooks/pre-commit', 'w')")
     assert r.returncode == 1
     assert "corral: sandbox: blocked write to .git/hooks/pre-commit" in r.stderr
-    assert not (run.work / ".git" / "hooks" / "pre-commit").exists()
-    outcomes = [e for e in _events(run) if e["name"] == "agent.sandbox.outcome"]
+    assert not (cli.work / ".git" / "hooks" / "pre-commit").exists()
+    outcomes = [e for e in _events(cli) if e["name"] == "agent.sandbox.outcome"]
     assert outcomes[-1]["attributes"]["agent.sandbox.outcome"] == "sandbox_denied"
-    r = run("log", "verify")
+    r = cli("log", "verify")
     assert r.returncode == 0, r.stdout + r.stderr
 
 
