@@ -5,12 +5,20 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from corral.config import EffectiveConfig
+
+
+# Options shared by the commands that run actions through the pipeline (exec, run).
+ProfileOption = Annotated[str | None, typer.Option(
+    "--profile", "-P", help="Permission profile (:read-only, :workspace, ...).")]
+ApprovalPolicyOption = Annotated[str | None, typer.Option(
+    "--approval-policy", help="untrusted | on-request | on-failure | never")]
+ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="user | auto_review")]
 
 
 @dataclass(frozen=True)

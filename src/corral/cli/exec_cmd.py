@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from corral.cli.common import ApprovalPolicyOption, ProfileOption, ReviewerOption
+
 
 def register(app: typer.Typer) -> None:
     app.command(
@@ -24,12 +26,9 @@ def register(app: typer.Typer) -> None:
 def exec_command(
     ctx: typer.Context,
     cmd: Annotated[list[str], typer.Argument(metavar="-- CMD...", show_default=False)],
-    profile: Annotated[str | None, typer.Option(
-        "--profile", "-P", help="Permission profile (:read-only, :workspace, ...).")] = None,
-    approval_policy: Annotated[str | None, typer.Option(
-        "--approval-policy", help="untrusted | on-request | on-failure | never")] = None,
-    reviewer: Annotated[str | None, typer.Option(
-        "--reviewer", help="user | auto_review")] = None,
+    profile: ProfileOption = None,
+    approval_policy: ApprovalPolicyOption = None,
+    reviewer: ReviewerOption = None,
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Working directory.")] = None,
     intent: Annotated[str | None, typer.Option(
         "--intent", help="What the user asked for (context for the auto-reviewer).")] = None,

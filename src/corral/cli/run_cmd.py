@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from corral.cli.common import ApprovalPolicyOption, ProfileOption, ReviewerOption
+
 
 def register(app: typer.Typer) -> None:
     app.command(
@@ -20,12 +22,9 @@ def register(app: typer.Typer) -> None:
 def run(
     ctx: typer.Context,
     cmd: Annotated[list[str], typer.Argument(metavar="-- AGENT [ARGS...]", show_default=False)],
-    profile: Annotated[str | None, typer.Option(
-        "--profile", "-P", help="Permission profile (:read-only, :workspace, ...).")] = None,
-    approval_policy: Annotated[str | None, typer.Option(
-        "--approval-policy", help="untrusted | on-request | on-failure | never")] = None,
-    reviewer: Annotated[str | None, typer.Option(
-        "--reviewer", help="user | auto_review")] = None,
+    profile: ProfileOption = None,
+    approval_policy: ApprovalPolicyOption = None,
+    reviewer: ReviewerOption = None,
     allow_domain: Annotated[list[str] | None, typer.Option(
         "--allow-domain", help="Also allow this host (beyond the agent's preset).")] = None,
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Workspace.")] = None,
