@@ -9,15 +9,13 @@ anything is returned, so a bad input never leaves a half-applied config.
 
 from __future__ import annotations
 
-import copy
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from corral.config.enforce import enforce
-from corral.config.merge import OriginMaker, dotted, merge_into, split_dotted, strip_keys
+from corral.config.merge import OriginMaker, deepcopy, dotted, merge_into, split_dotted, strip_keys
 from corral.config.model import EffectiveConfig, Origin
 from corral.config.requirements import load_requirements
 from corral.config.schema import (
@@ -67,6 +65,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         path = split_dotted(key.strip())
     except ValueError as exc:
         raise ConfigError(f"-c {text}: {exc}") from None
+    import tomllib
+
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -123,7 +123,7 @@ def load_config(
     warnings: list[str] = []
     sources: list[str] = []
 
-    merge_into(values, origins, copy.deepcopy(DEFAULTS), OriginMaker("default"))
+    merge_into(values, origins, deepcopy(DEFAULTS), OriginMaker("default"))
 
     system_tf = _read_optional(system / "config.toml")
     user_tf = _read_optional(home / "config.toml")
@@ -151,7 +151,7 @@ def load_config(
             (tf for tf in (user_tf, system_tf)
              if tf is not None and chosen in tf.data.get("profiles", {})), None
         )
-        merge_into(values, origins, copy.deepcopy(prof),
+        merge_into(values, origins, deepcopy(prof),
                    _ProfileOrigin(f"profile {chosen}", owner, chosen))
 
     # Project layers, gated on trust (trust entries come only from system and user config).

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 from corral.config.model import Origin
 from corral.config.toml_io import TomlFile
 
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE = r"^[A-Za-z0-9_-]+$"  # compiled on first use (re caches it)
+
+
+def deepcopy(value: Any) -> Any:
+    """``copy.deepcopy`` for TOML data without importing ``copy`` (and ``weakref``) per command."""
+    kind = type(value)
+    if kind is dict:
+        return {k: deepcopy(v) for k, v in value.items()}
+    if kind is list:
+        return [deepcopy(v) for v in value]
+    if kind in (str, int, float, bool, type(None)):
+        return value
+    import copy
+
+    return copy.deepcopy(value)
 
 
 def dotted(path: tuple[str, ...]) -> str:
     """A key path as a TOML dotted key (segments quoted when they need it)."""
-    return ".".join(p if _BARE.match(p) else '"' + p.replace('"', '\\"') + '"' for p in path)
+    return ".".join(p if re.match(_BARE, p) else '"' + p.replace('"', '\\"') + '"' for p in path)
 
 
 def split_dotted(key: str) -> tuple[str, ...]:
@@ -41,7 +54,7 @@ def split_dotted(key: str) -> tuple[str, ...]:
             while j < n and key[j] not in '."':
                 j += 1
             seg = key[i:j].strip()
-            if not seg or not _BARE.match(seg):
+            if not seg or not re.match(_BARE, seg):
                 raise ValueError(f"invalid key {key!r}")
             parts.append(seg)
             i = j
@@ -97,7 +110,7 @@ def merge_into(
         stale = dotted(path)
         for key in [o for o in origins if o == stale or o.startswith(stale + ".")]:
             del origins[key]
-        base[k] = copy.deepcopy(v)
+        base[k] = deepcopy(v)
         _set_leaf_origins(v, path, origins, make)
 
 

@@ -13,13 +13,12 @@ is kept in ``Requirements.restrictive_reason``: failing open here would hand the
 
 from __future__ import annotations
 
-import copy
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
-from corral.config.merge import dotted
+from corral.config.merge import deepcopy, dotted
 from corral.config.model import Requirements
 from corral.config.schema import REQUIREMENTS_SCHEMA, validate
 from corral.config.toml_io import TomlFile, parse_toml_text, read_toml_file
@@ -109,11 +108,11 @@ def _compose(base: dict[str, Any], origins: dict[str, str], layer: dict[str, Any
             base[key] = bool(base.get(key, False) or value)
             origins[key] = src
         elif isinstance(value, dict):
-            base.setdefault(key, {}).update(copy.deepcopy(value))
+            base.setdefault(key, {}).update(deepcopy(value))
             for sub in value:
                 origins[dotted((key, sub))] = src
         else:
-            base[key] = copy.deepcopy(value)
+            base[key] = deepcopy(value)
             origins[key] = src
 
 
@@ -134,7 +133,7 @@ def restrictive(
 ) -> Requirements:
     """The most restrictive settings, over whatever the sources read so far had added
     (their deny-read paths and prefix rules stay in force)."""
-    data = copy.deepcopy(data or {})
+    data = deepcopy(data or {})
     origins = dict(origins or {})
     tag = f"most restrictive settings ({reason})"
     for key, value in MOST_RESTRICTIVE.items():
@@ -142,7 +141,7 @@ def restrictive(
             data.setdefault("network", {})["managed_domains_only"] = True
             origins["network.managed_domains_only"] = tag
             continue
-        data[key] = copy.deepcopy(value)
+        data[key] = deepcopy(value)
         origins[key] = tag
     return Requirements(
         data=data, origins=origins, sources=sources or [], restrictive_reason=reason

@@ -6,13 +6,18 @@ and lets every error carry ``file:line:col`` and a did-you-mean for unknown keys
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any, cast
 
 APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
 REVIEWERS = ("user", "auto_review")
 BUILTIN_PROFILES = (":read-only", ":workspace", ":danger-full-access")
+
+
+def _close_matches(word: str, options: Any, n: int = 1, cutoff: float = 0.6) -> list[str]:
+    import difflib  # only when there is a typo to suggest a fix for
+
+    return difflib.get_close_matches(word, options, n=n, cutoff=cutoff)
 
 
 class Spec:
@@ -77,7 +82,7 @@ class Enum(Spec):
     def check(self, value: Any, path: tuple[str, ...], report: Report) -> None:
         if not isinstance(value, str) or value not in self.values:
             allowed = ", ".join(f'"{v}"' for v in self.values)
-            close = difflib.get_close_matches(str(value), self.values, n=1)
+            close = _close_matches(str(value), self.values, n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             why = f"; {self.why}" if self.why else ""
             report(path, f"invalid value {value!r}: expected one of {allowed}{hint}{why}")
@@ -159,7 +164,7 @@ class Table(Spec):
         for k, v in value.items():
             spec = self.fields.get(k)
             if spec is None:
-                close = difflib.get_close_matches(k, list(self.fields), n=1, cutoff=0.6)
+                close = _close_matches(k, list(self.fields), n=1, cutoff=0.6)
                 hint = f" (did you mean `{close[0]}`?)" if close else ""
                 report((*path, k), f"unknown key `{'.'.join((*path, k))}`{hint}")
                 continue

@@ -10,7 +10,6 @@ import errno
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,8 @@ def read_toml_file(path: Path) -> TomlFile:
     return parsed
 
 
-_TOMLLIB_POS = re.compile(r"^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+# Patterns are compiled on first use (re caches them): import cost is paid by every command.
+_TOMLLIB_POS = r"^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$"
 
 
 def parse_toml_text(raw: bytes | str, name: str) -> TomlFile:
@@ -88,10 +88,12 @@ def parse_toml_text(raw: bytes | str, name: str) -> TomlFile:
             raise ConfigError(f"{name}:{line}:{col}: invalid UTF-8") from None
     else:
         text = raw
+    import tomllib  # ~6 ms of imports, only when a TOML file exists
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        m = _TOMLLIB_POS.match(str(exc))
+        m = re.match(_TOMLLIB_POS, str(exc))
         if m:
             raise ConfigError(
                 f"{name}:{m['line']}:{m['col']}: malformed TOML: {m['msg']}"
@@ -106,7 +108,7 @@ def parse_toml_text(raw: bytes | str, name: str) -> TomlFile:
 # tomllib gives no positions, so we scan the (already valid) text for table headers and
 # `key = value` lines. Keys inside inline tables and arrays take their parent's position.
 
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
+_BARE = r"[A-Za-z0-9_-]+"
 _ESCAPES = {"n": "\n", "t": "\t", "b": "\b", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
 
 
@@ -149,7 +151,7 @@ def _parse_key(s: str, i: int) -> tuple[tuple[str, ...], int] | None:
             parts.append(s[i + 1 : j])
             i = j + 1
         else:
-            m = _BARE.match(s, i)
+            m = re.compile(_BARE).match(s, i)
             if not m:
                 return None
             parts.append(m.group(0))

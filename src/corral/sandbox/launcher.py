@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -57,6 +56,12 @@ class _Layout:
     fresh_git: list[Path] = field(default_factory=list)
 
 
+def _which(name: str) -> str:
+    import shutil
+
+    return shutil.which(name) or ""
+
+
 def _probe_key(bwrap: str) -> str | None:
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -74,6 +79,8 @@ def _probe_bwrap(bwrap: str, cache: Path | None = None) -> str | None:
     bwrap itself fails and the command does not run: still never unsandboxed.
     """
     if not os.path.exists(bwrap):
+        import shutil  # ~5 ms (bz2, lzma): only when bwrap is not where the plan says
+
         found = shutil.which("bwrap")
         if found is None:
             return "bubblewrap (bwrap) is not installed"
@@ -118,7 +125,7 @@ class Sandbox:
         self._pending_lock = Lock()
         self._atexit = False
         self.weaker_mode: str | None = None
-        self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else (shutil.which("bwrap") or "")
+        self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else _which("bwrap")
         self._bpf: bytes | None = None
         self._strict_bpf: bytes | None = None
         self._static = normalise(list(plan.entries))
