@@ -36,8 +36,10 @@ def message(text: str) -> Turn:
 
 
 class ModelServer:
-    def __init__(self, turns: list[Turn]) -> None:
+    def __init__(self, turns: list[Turn], host: str = "127.0.0.1") -> None:
         self.turns = list(turns)
+        self.host = host  # e.g. 127.0.0.2: loopback, but not in the sandbox's NO_PROXY
+        self.raw: list[bytes] = []  # every request body, model turn or not
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self._server: ThreadingHTTPServer | None = None
@@ -46,7 +48,7 @@ class ModelServer:
     @property
     def base_url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://{self.host}:{self._server.server_address[1]}/v1"
 
     def start(self) -> ModelServer:
         srv = self
@@ -73,6 +75,7 @@ class ModelServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 srv.paths.append(f"POST {self.path}")
+                srv.raw.append(raw)
                 try:
                     req = json.loads(raw)
                 except ValueError:
@@ -101,7 +104,7 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
