@@ -4,7 +4,8 @@ Every tunnel starts with both transports switched to a small protocol that write
 chunk straight to the other side, with back-pressure via pause/resume: cheapest for the small,
 interactive exchanges most tunnels are. On Linux, once a tunnel has moved ``SPLICE_AFTER`` bytes,
 reading pauses, both write buffers drain, the sockets are taken over from asyncio and bytes move
-with ``splice(2)`` through a pipe (zero-copy, no Python object per chunk).
+with ``splice(2)`` through a pipe (zero-copy, no Python object per chunk): by two threads doing
+blocking splice loops (up to ``THREADED_MAX`` tunnels at once), else by event-loop callbacks.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import contextlib
 import fcntl
 import os
 import socket
+import threading
 from typing import Any
 
 _SPLICE = hasattr(os, "splice")
 SPLICE_AFTER = 256 * 1024
+THREADED_MAX = 64  # tunnels spliced by threads at once; beyond, by event-loop callbacks
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -205,6 +208,81 @@ class _Splicer:
             self.fut.set_result(None)
 
 
+class _ThreadSplice:
+    """Both directions as blocking ``splice(2)`` loops, one thread each.
+
+    A bulk tunnel then costs two system calls per chunk and no event-loop wake-up, epoll change
+    or Python callback; ``os.splice`` releases the GIL, so the loop keeps serving other clients.
+    Descriptors are closed only by the last thread out, never under a blocked call.
+    """
+
+    running = 0  # tunnels currently relayed this way (event-loop thread only)
+
+    def __init__(self, a: int, b: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.fut: asyncio.Future[None] = self.loop.create_future()
+        self.a, self.b = a, b
+        self.moved = [0, 0]
+        self.left = 2
+        self.lock = threading.Lock()
+        self.stopped = False
+        _ThreadSplice.running += 1
+        os.set_blocking(a, True)
+        os.set_blocking(b, True)
+        for i, (src, dst) in enumerate(((a, b), (b, a))):
+            threading.Thread(target=self._pump, args=(i, src, dst), daemon=True,
+                             name="corral-splice").start()
+
+    def _pump(self, i: int, src: int, dst: int) -> None:
+        pr = pw = -1
+        ok = False
+        try:
+            pr, pw = os.pipe2(os.O_CLOEXEC)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pw, _F_SETPIPE_SZ, _PIPE_SIZE)
+            while n := os.splice(src, pw, _PIPE_SIZE, flags=os.SPLICE_F_MOVE):
+                while n:
+                    m = os.splice(pr, dst, n, flags=os.SPLICE_F_MOVE)
+                    n -= m
+                    self.moved[i] += m
+            _shutdown(dst, socket.SHUT_WR)
+            ok = True
+        except OSError:
+            pass
+        finally:
+            if not ok:  # one side failed: end the other direction too
+                self.stop()
+            for fd in (pr, pw):
+                if fd >= 0:
+                    os.close(fd)
+            with self.lock:
+                self.left -= 1
+                last = self.left == 0
+            if last:
+                os.close(self.a)
+                os.close(self.b)
+                with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+                    self.loop.call_soon_threadsafe(self._done)
+
+    def _done(self) -> None:
+        _ThreadSplice.running -= 1
+        if not self.fut.done():
+            self.fut.set_result(None)
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.stopped or self.left == 0:
+                return
+            self.stopped = True
+            for fd in (self.a, self.b):
+                _shutdown(fd, socket.SHUT_RDWR)
+
+
+def _shutdown(fd: int, how: int) -> None:
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as s:
+        s.shutdown(how)
+
+
 async def relay(
     r1: asyncio.StreamReader,
     w1: asyncio.StreamWriter,
@@ -247,6 +325,13 @@ async def relay(
         fd1, fd2 = _detach(t1), _detach(t2)
     finally:
         tun.close()
+    if _ThreadSplice.running < THREADED_MAX:
+        ts = _ThreadSplice(fd1, fd2)
+        try:
+            await asyncio.shield(ts.fut)
+        finally:
+            ts.stop()  # cancelled: wake both threads; the last one out closes the descriptors
+        return tun.bytes + sum(ts.moved)
     sp = _Splicer(fd1, fd2)
     for d in sp.dirs:
         d.start()
