@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from corral.record import Frozen, Record
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from typing import Any
 
 _MISSING = object()
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(Frozen):
     """Where a value came from: a layer name and, for files, the file and line."""
 
+    _fields = ("layer", "file", "line")
     layer: str
-    file: str | None = None
-    line: int | None = None
+    file: str | None
+    line: int | None
+
+    def __init__(self, layer: str, file: str | None = None, line: int | None = None) -> None:
+        self._set(layer=layer, file=file, line=line)
 
     def describe(self) -> str:
         if self.file is None:
@@ -24,14 +31,18 @@ class Origin:
         return f"{self.layer} ({where})"
 
 
-@dataclass(frozen=True)
-class Constraint:
+class Constraint(Frozen):
     """A requirement that limited a key: which file set it and what it allows."""
 
+    _fields = ("key", "source", "allowed", "note")
     key: str
     source: str
-    allowed: tuple[str, ...] = ()
-    note: str = ""
+    allowed: tuple[str, ...]
+    note: str
+
+    def __init__(self, key: str, source: str, allowed: tuple[str, ...] = (),
+                 note: str = "") -> None:
+        self._set(key=key, source=source, allowed=allowed, note=note)
 
 
 def get_path(data: dict[str, Any], dotted: str | tuple[str, ...], default: Any = None) -> Any:
@@ -44,18 +55,21 @@ def get_path(data: dict[str, Any], dotted: str | tuple[str, ...], default: Any =
     return cur
 
 
-@dataclass
-class Requirements:
+class Requirements(Record):
     """Admin constraints merged from every requirements source (see ``corral.config.requirements``).
 
     ``restrictive_reason`` is set when requirements could not be trusted or read and the most
     restrictive settings are in force instead.
     """
 
-    data: dict[str, Any] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)
-    sources: list[str] = field(default_factory=list)
-    restrictive_reason: str | None = None
+    _fields = ("data", "origins", "sources", "restrictive_reason")
+
+    def __init__(self, data: dict[str, Any] | None = None, origins: dict[str, str] | None = None,
+                 sources: list[str] | None = None, restrictive_reason: str | None = None) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
+        self.origins: dict[str, str] = {} if origins is None else origins
+        self.sources: list[str] = [] if sources is None else sources
+        self.restrictive_reason = restrictive_reason
 
     def get(self, dotted: str, default: Any = None) -> Any:
         return get_path(self.data, dotted, default)
@@ -81,8 +95,7 @@ class Requirements:
         return list(paths) if isinstance(paths, list) else []
 
 
-@dataclass
-class EffectiveConfig:
+class EffectiveConfig(Record):
     """The merged configuration every control reads.
 
     ``values`` is the merged TOML tree after requirements were applied; ``origins`` maps each
@@ -90,18 +103,30 @@ class EffectiveConfig:
     key that requirements limited.
     """
 
-    values: dict[str, Any]
-    origins: dict[str, Origin]
-    requirements: Requirements
-    constraints: dict[str, Constraint] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    cwd: Path = field(default_factory=Path.cwd)
-    project_root: Path | None = None
-    project_trusted: bool = False
-    project_layers_disabled: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    corral_home: Path = field(default_factory=Path.home)
-    system_dir: Path = field(default_factory=lambda: Path("/etc/corral"))
+    _fields = ("values", "origins", "requirements", "constraints", "warnings", "cwd",
+               "project_root", "project_trusted", "project_layers_disabled", "sources",
+               "corral_home", "system_dir")
+
+    def __init__(
+        self, values: dict[str, Any], origins: dict[str, Origin], requirements: Requirements,
+        constraints: dict[str, Constraint] | None = None, warnings: list[str] | None = None,
+        cwd: Path | None = None, project_root: Path | None = None, project_trusted: bool = False,
+        project_layers_disabled: list[str] | None = None, sources: list[str] | None = None,
+        corral_home: Path | None = None, system_dir: Path | None = None,
+    ) -> None:
+        self.values = values
+        self.origins = origins
+        self.requirements = requirements
+        self.constraints: dict[str, Constraint] = {} if constraints is None else constraints
+        self.warnings: list[str] = [] if warnings is None else warnings
+        self.cwd = Path.cwd() if cwd is None else cwd
+        self.project_root = project_root
+        self.project_trusted = project_trusted
+        self.project_layers_disabled: list[str] = (
+            [] if project_layers_disabled is None else project_layers_disabled)
+        self.sources: list[str] = [] if sources is None else sources
+        self.corral_home = Path.home() if corral_home is None else corral_home
+        self.system_dir = Path("/etc/corral") if system_dir is None else system_dir
 
     def get(self, dotted: str, default: Any = None) -> Any:
         return get_path(self.values, dotted, default)

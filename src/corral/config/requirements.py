@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from corral.config.merge import deepcopy, dotted
 from corral.config.model import Requirements
 from corral.config.schema import REQUIREMENTS_SCHEMA, validate
 from corral.config.toml_io import TomlFile, parse_toml_text, read_toml_file
 from corral.errors import ConfigError
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from typing import Any
 
 MOST_RESTRICTIVE: dict[str, Any] = {
     "allowed_approval_policies": ["untrusted"],

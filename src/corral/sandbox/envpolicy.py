@@ -7,25 +7,32 @@ exclude -> set -> include_only. Then corral's markers are added, which no policy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from corral.errors import CorralError
+from corral.record import Frozen
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from typing import Any
 
 CORE_VARS = ("HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP")
 DEFAULT_EXCLUDES = ("*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*")
 PASSTHROUGH_IDS = ("CORRAL_SESSION_ID", "CORRAL_CALL_ID", "TRACEPARENT")
 
 
-@dataclass(frozen=True)
-class EnvPolicy:
-    inherit: str = "all"
-    exclude: tuple[str, ...] = ()
-    include_only: tuple[str, ...] = ()
-    set: Mapping[str, str] = field(default_factory=dict)
-    ignore_default_excludes: bool = False
+class EnvPolicy(Frozen):
+    _fields = ("inherit", "exclude", "include_only", "set", "ignore_default_excludes")
+    inherit: str
+    exclude: tuple[str, ...]
+    include_only: tuple[str, ...]
+    set: Mapping[str, str]
+    ignore_default_excludes: bool
 
-    def __post_init__(self) -> None:
+    def __init__(self, inherit: str = "all", exclude: tuple[str, ...] = (),
+                 include_only: tuple[str, ...] = (), set: Mapping[str, str] | None = None,
+                 ignore_default_excludes: bool = False) -> None:
+        self._set(inherit=inherit, exclude=exclude, include_only=include_only,
+                  set={} if set is None else set, ignore_default_excludes=ignore_default_excludes)
         if self.inherit not in ("all", "core", "none"):
             raise CorralError(
                 "sandbox", f"shell_environment_policy.inherit must be all|core|none, "

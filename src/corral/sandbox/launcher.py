@@ -14,12 +14,11 @@ import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
-from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from corral.errors import CorralError
+from corral.record import Record
 from corral.sandbox.envpolicy import build_env
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
@@ -31,29 +30,40 @@ from corral.sandbox.protected import (
 )
 from corral.sandbox.seccomp import bpf_fd, build_bpf
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
 if TYPE_CHECKING:
+    from typing import IO, Any, ClassVar
+
     from corral.sandbox.feedback import Violation
+
 
 PROXY_SOCKET = "/dev/corral/proxy.sock"  # inside the sandbox (/dev is bwrap's own tmpfs)
 _MINIMAL_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
-@dataclass
-class SandboxResult:
-    returncode: int
-    weaker_mode: str | None = None
-    violations: list[Violation] = field(default_factory=list)
-    stderr: str | None = None
-    warnings: list[str] = field(default_factory=list)
+class SandboxResult(Record):
+    _fields = ("returncode", "weaker_mode", "violations", "stderr", "warnings")
+
+    def __init__(self, returncode: int, weaker_mode: str | None = None,
+                 violations: list[Violation] | None = None, stderr: str | None = None,
+                 warnings: list[str] | None = None) -> None:
+        self.returncode = returncode
+        self.weaker_mode = weaker_mode
+        self.violations: list[Violation] = [] if violations is None else violations
+        self.stderr = stderr
+        self.warnings: list[str] = [] if warnings is None else warnings
 
 
-@dataclass
-class _Layout:
-    args: list[str]
-    lock_fds: list[int]
-    roots: list[Path]
-    protected: list[Protected]
-    fresh_git: list[Path] = field(default_factory=list)
+class _Layout(Record):
+    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git")
+
+    def __init__(self, args: list[str], lock_fds: list[int], roots: list[Path],
+                 protected: list[Protected], fresh_git: list[Path] | None = None) -> None:
+        self.args = args
+        self.lock_fds = lock_fds
+        self.roots = roots
+        self.protected = protected
+        self.fresh_git: list[Path] = [] if fresh_git is None else fresh_git
 
 
 def _which(name: str) -> str:

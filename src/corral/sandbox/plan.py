@@ -10,10 +10,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from corral.errors import CorralError
 from corral.paths import corral_home
+from corral.record import Frozen
 from corral.sandbox.envpolicy import EnvPolicy
 from corral.sandbox.profiles import (
     Access,
@@ -26,6 +26,10 @@ from corral.sandbox.profiles import (
     resolve_profile,
 )
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
 DEFAULT_DENY_READ: tuple[str, ...] = (
     "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.azure", "~/.kube",
     "~/.docker/config.json", "~/.netrc", "~/.git-credentials", "~/.pypirc", "~/.npmrc",
@@ -36,8 +40,7 @@ DEFAULT_DENY_READ: tuple[str, ...] = (
 WEAKER_MODES = ("no-seccomp", "unsandboxed")
 
 
-@dataclass(frozen=True)
-class NetworkPlan:
+class NetworkPlan(Frozen):
     """Network access for the sandbox.
 
     ``proxy`` mode needs a running managed proxy listening on the unix socket ``proxy_socket``
@@ -47,14 +50,26 @@ class NetworkPlan:
     ``deny_domains`` are for the proxy's policy; the sandbox only records them.
     """
 
-    mode: NetworkMode = NetworkMode.NONE
-    proxy_socket: Path | None = None
-    proxy_env: Mapping[str, str] = field(default_factory=dict)
-    bridge_ports: tuple[int, ...] = (3128, 1080)
-    allow_domains: tuple[str, ...] = ()
-    deny_domains: tuple[str, ...] = ()
+    _fields = ("mode", "proxy_socket", "proxy_env", "bridge_ports", "allow_domains",
+               "deny_domains", "extra_bridges")
+    mode: NetworkMode
+    proxy_socket: Path | None
+    proxy_env: Mapping[str, str]
+    bridge_ports: tuple[int, ...]
+    allow_domains: tuple[str, ...]
+    deny_domains: tuple[str, ...]
     # More (loopback port inside, unix socket outside) relays, e.g. the session API for hooks.
-    extra_bridges: tuple[tuple[int, Path], ...] = ()
+    extra_bridges: tuple[tuple[int, Path], ...]
+
+    def __init__(self, mode: NetworkMode = NetworkMode.NONE, proxy_socket: Path | None = None,
+                 proxy_env: Mapping[str, str] | None = None,
+                 bridge_ports: tuple[int, ...] = (3128, 1080),
+                 allow_domains: tuple[str, ...] = (), deny_domains: tuple[str, ...] = (),
+                 extra_bridges: tuple[tuple[int, Path], ...] = ()) -> None:
+        self._set(mode=mode, proxy_socket=proxy_socket,
+                  proxy_env={} if proxy_env is None else proxy_env, bridge_ports=bridge_ports,
+                  allow_domains=allow_domains, deny_domains=deny_domains,
+                  extra_bridges=extra_bridges)
 
 
 @dataclass(frozen=True)
@@ -175,22 +190,22 @@ def _glob_abs(pattern: str, ctx: ResolveContext) -> str:
     return pattern if os.path.isabs(pattern) else str(ctx.cwd / pattern)
 
 
-class _Reqs(Protocol):
-    def get(self, dotted: str, default: Any = None) -> Any: ...
+if TYPE_CHECKING:
+    class _Reqs(Protocol):
+        def get(self, dotted: str, default: Any = None) -> Any: ...
 
-    @property
-    def deny_read(self) -> list[str]: ...
+        @property
+        def deny_read(self) -> list[str]: ...
 
-    def source_of(self, dotted: str) -> str: ...
+        def source_of(self, dotted: str) -> str: ...
 
+    class ConfigLike(Protocol):
+        """What the plan needs from ``corral.config.EffectiveConfig``."""
 
-class ConfigLike(Protocol):
-    """What the plan needs from ``corral.config.EffectiveConfig``."""
+        def get(self, dotted: str, default: Any = None) -> Any: ...
 
-    def get(self, dotted: str, default: Any = None) -> Any: ...
-
-    @property
-    def requirements(self) -> _Reqs: ...
+        @property
+        def requirements(self) -> _Reqs: ...
 
 
 def _list(value: Any, key: str) -> list[str]:

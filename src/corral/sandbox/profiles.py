@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from corral.errors import CorralError
+from corral.record import Frozen
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Access(StrEnum):
@@ -43,15 +46,21 @@ MINIMAL_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 TOKENS = (":root", ":workspace_roots", ":cwd", ":tmpdir", ":slash_tmp", ":minimal")
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(Frozen):
     """A resolved permission profile (``extends`` already merged, parent first)."""
 
+    _fields = ("name", "filesystem", "network", "full_access", "description")
     name: str
     filesystem: tuple[tuple[str, Access], ...]
-    network: NetworkMode | None = None
-    full_access: bool = False
-    description: str = ""
+    network: NetworkMode | None
+    full_access: bool
+    description: str
+
+    def __init__(self, name: str, filesystem: tuple[tuple[str, Access], ...],
+                 network: NetworkMode | None = None, full_access: bool = False,
+                 description: str = "") -> None:
+        self._set(name=name, filesystem=filesystem, network=network, full_access=full_access,
+                  description=description)
 
 
 def _builtin(name: str) -> Profile:
@@ -128,32 +137,46 @@ def resolve_profile(name: str, user_profiles: Mapping[str, Any] | None = None) -
     return Profile(name, tuple(fs), network, base.full_access and not chain, description)
 
 
-@dataclass(frozen=True)
-class FsEntry:
+class FsEntry(Frozen):
     """One concrete path and its access. ``enforced`` entries come from admin requirements:
     nothing more specific may re-open them."""
 
+    _fields = ("path", "access", "literal", "enforced", "protected")
     path: Path
     access: Access
-    literal: bool = True
-    enforced: bool = False
-    protected: bool = False
+    literal: bool
+    enforced: bool
+    protected: bool
+
+    def __init__(self, path: Path, access: Access, literal: bool = True, enforced: bool = False,
+                 protected: bool = False) -> None:
+        self._set(path=path, access=access, literal=literal, enforced=enforced,
+                  protected=protected)
 
     @property
     def depth(self) -> int:
         return len(self.path.parts)
 
 
-@dataclass(frozen=True)
-class ResolveContext:
+class ResolveContext(Frozen):
+    _fields = ("cwd", "home", "writable_roots", "tmpdir", "exclude_tmpdir", "exclude_slash_tmp",
+               "glob_limit", "extra")
     cwd: Path
     home: Path
-    writable_roots: tuple[Path, ...] = ()
-    tmpdir: Path | None = None
-    exclude_tmpdir: bool = False
-    exclude_slash_tmp: bool = False
-    glob_limit: int = 10_000
-    extra: dict[str, Path] = field(default_factory=dict)
+    writable_roots: tuple[Path, ...]
+    tmpdir: Path | None
+    exclude_tmpdir: bool
+    exclude_slash_tmp: bool
+    glob_limit: int
+    extra: dict[str, Path]
+
+    def __init__(self, cwd: Path, home: Path, writable_roots: tuple[Path, ...] = (),
+                 tmpdir: Path | None = None, exclude_tmpdir: bool = False,
+                 exclude_slash_tmp: bool = False, glob_limit: int = 10_000,
+                 extra: dict[str, Path] | None = None) -> None:
+        self._set(cwd=cwd, home=home, writable_roots=writable_roots, tmpdir=tmpdir,
+                  exclude_tmpdir=exclude_tmpdir, exclude_slash_tmp=exclude_slash_tmp,
+                  glob_limit=glob_limit, extra={} if extra is None else extra)
 
 
 def has_glob(pattern: str) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+
+from corral.record import Frozen
 
 # Names protected directly under every writable root: they make code run later, outside the
 # sandbox (direnv, editor tasks, agent configs and hooks).
@@ -35,18 +36,23 @@ GIT_PROTECTED: tuple[tuple[str, bool], ...] = (("hooks", True), ("config", False
 REASON = "protected path inside writable root"
 
 
-@dataclass(frozen=True)
-class Protected:
+class Protected(Frozen):
     """A protected path. ``exists`` False means a placeholder must be created to mount over;
     ``placeholder`` marks an existing placeholder (from this or a concurrent run); ``pin`` means
     bind the path onto itself writable (so it cannot be renamed away) rather than read-only."""
 
+    _fields = ("path", "is_dir", "exists", "reason", "pin", "placeholder")
     path: Path
     is_dir: bool
     exists: bool
-    reason: str = REASON
-    pin: bool = False
-    placeholder: bool = False
+    reason: str
+    pin: bool
+    placeholder: bool
+
+    def __init__(self, path: Path, is_dir: bool, exists: bool, reason: str = REASON,
+                 pin: bool = False, placeholder: bool = False) -> None:
+        self._set(path=path, is_dir=is_dir, exists=exists, reason=reason, pin=pin,
+                  placeholder=placeholder)
 
 
 def _lstat(path: Path) -> os.stat_result | None:
