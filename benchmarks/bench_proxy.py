@@ -2,7 +2,9 @@
 
 Everything runs on loopback, each party in its own process (backend, proxy, client):
 
-1. bulk: SIZE bytes (default 1 GiB) through one CONNECT tunnel; MB/s, median of RUNS.
+1. bulk: SIZE bytes (default 1 GiB) through one CONNECT tunnel; MB/s, median of RUNS, runs
+   interleaved across parties; ratio = median of (proxy run / direct run just before it);
+   the proxy process's CPU seconds per GiB (a number that load from elsewhere disturbs less).
 2. setup: 2,000 sequential new tunnels (connect, CONNECT, 200, one echo round trip) vs the same
    round trip direct; median added latency.
 3. concurrent: 200 tunnels held open at once, each moving PER_TUNNEL bytes; aggregate MB/s.
@@ -81,6 +83,12 @@ def start(cmd: list[str], *, from_stderr: bool = False) -> tuple[subprocess.Pope
     # corral prints "corral: network: proxy listening http=http://127.0.0.1:PORT" on stderr
     text = line.split("http://127.0.0.1:")[1].split()[0] if from_stderr else line.strip()
     return proc, int(text)
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_tunnel(proxy_port: int | None, backend: int) -> socket.socket:
@@ -207,10 +215,28 @@ def main() -> int:
         print(f"# bench_proxy: {os.cpu_count()} cpus, python {sys.version.split()[0]}, "
               f"bulk {a.size_mib} MiB x {a.runs}, {a.tunnels} tunnels, {a.concurrent} concurrent x "
               f"{a.per_tunnel_mib} MiB, {a.requests} HTTP requests")
-        results: dict[str, dict[str, float]] = {}
+        results: dict[str, dict[str, float]] = {name: {} for name, _ in parties}
+        # Bulk runs interleave the parties (direct, corral, srt, direct, ...) so a change in load
+        # from other processes hits all of them alike; each proxy ratio is taken against the
+        # direct run just before it, and the proxy's own CPU time is read from /proc.
+        pids = {"corral": corral.pid, **({"srt": procs[-1].pid} if srt_port else {})}
+        speeds: dict[str, list[float]] = {name: [] for name, _ in parties}
+        ratios: dict[str, list[float]] = {name: [] for name, _ in parties}
+        cpu: dict[str, list[float]] = {name: [] for name in pids}
+        for _ in range(a.runs):
+            for name, port in parties:
+                c0 = proc_cpu(pids[name]) if name in pids else 0.0
+                speeds[name].append(bulk(port, backend, size))
+                if name in pids:
+                    cpu[name].append((proc_cpu(pids[name]) - c0) / (size / (1 << 30)))
+                ratios[name].append(speeds[name][-1] / speeds["direct"][-1])
+        for name, _ in parties:
+            results[name]["bulk_MBps"] = statistics.median(speeds[name])
+            results[name]["bulk_ratio"] = statistics.median(ratios[name])
+            if name in cpu:
+                results[name]["bulk_cpu_s_per_GiB"] = statistics.median(cpu[name])
         for name, port in parties:
-            r: dict[str, float] = {}
-            r["bulk_MBps"] = statistics.median(bulk(port, backend, size) for _ in range(a.runs))
+            r = results[name]
             lat = setup_latency(port, backend, a.tunnels)
             r["setup_median_ms"] = statistics.median(lat) * 1e3
             r["setup_p99_ms"] = sorted(lat)[int(len(lat) * 0.99) - 1] * 1e3
@@ -231,7 +257,9 @@ def main() -> int:
             sv = format(s[key], fmt) if key in s else "n/a"
             print(f"| {label} | {format(d[key], fmt)} | {format(c[key], fmt)} | {sv} | {cmp} |")
 
-        row("1 tunnel bulk, MB/s", "bulk_MBps", ".0f", f"{c['bulk_MBps'] / d['bulk_MBps']:.0%}")
+        row("1 tunnel bulk, MB/s", "bulk_MBps", ".0f", f"{c['bulk_ratio']:.0%} (median paired ratio)")
+        sc = f"{s['bulk_cpu_s_per_GiB']:.2f}" if "bulk_cpu_s_per_GiB" in s else "n/a"
+        print(f"| 1 tunnel bulk, proxy CPU s/GiB | — | {c['bulk_cpu_s_per_GiB']:.2f} | {sc} | |")
         row("new tunnel + echo, median ms", "setup_median_ms", ".3f",
             f"+{c['setup_median_ms'] - d['setup_median_ms']:.3f} ms")
         row("new tunnel + echo, p99 ms", "setup_p99_ms", ".3f", "")
