@@ -202,6 +202,7 @@ class AnthropicServer(ModelServer):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 srv.paths.append(f"POST {self.path}")
+                srv.raw.append(raw)
                 try:
                     req = json.loads(raw)
                 except ValueError:
@@ -225,7 +226,7 @@ class AnthropicServer(ModelServer):
                     "content": blocks, "stop_reason": "end_turn", "stop_sequence": None,
                     "usage": {"input_tokens": 10, "output_tokens": 5}}).encode())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -233,7 +234,7 @@ class AnthropicServer(ModelServer):
     @property
     def root_url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://{self.host}:{self._server.server_address[1]}"
 
     def tool_outputs(self) -> list[str]:
         outs: list[str] = []
