@@ -71,3 +71,15 @@ def test_cold_sandbox_path_skips_unneeded_imports(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_plan_replace_returns_a_changed_copy(tmp_path: Path) -> None:
+    from corral.sandbox import build_plan
+
+    plan = build_plan(":workspace", tmp_path)
+    extra = FsEntry(tmp_path / "more", Access.WRITE)
+    wider = plan.replace(entries=(*plan.entries, extra))
+    assert wider.entries[-1] == extra and extra not in plan.entries
+    assert wider.cwd == plan.cwd and wider.network == plan.network
+    with pytest.raises(TypeError):
+        plan.replace(no_such_field=1)

@@ -91,6 +91,14 @@ class SandboxPlan:
     bwrap: str = "/usr/bin/bwrap"
     corral_home: Path = field(default_factory=corral_home)
 
+    def replace(self, **changes: Any) -> SandboxPlan:
+        """A copy with ``changes``. Callers should use this rather than ``dataclasses.replace``:
+        then SandboxPlan can become a plain ``corral.record.Frozen`` and the cold
+        ``corral sandbox`` path stops importing ``dataclasses`` (+ ``inspect``, ~8 ms)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
 
 def _abs(p: str | Path, cwd: Path) -> Path:
     q = Path(os.path.expanduser(str(p)))
