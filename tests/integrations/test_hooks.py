@@ -65,6 +65,18 @@ def test_prompt_without_corral_channel_defers_to_the_agent(session):
     assert r.returncode == 0 and r.stdout == ""  # no answer: the agent's prompt decides
 
 
+def test_prompt_inside_corral_run_is_denied_not_deferred(session):
+    """Under `corral run` (CORRAL_SANDBOX=1) the agent's own approval may be off: a prompt
+    corral could not put to anyone is refused, as the journal records it."""
+    cmd = {"command": "git push --force origin main"}
+    env = dict(session.env, CORRAL_SANDBOX="1")
+    r = out(session.run_hook("codex", pre("Bash", cmd, session.work), env=env))
+    assert r["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert "nobody could be asked" in r["hookSpecificOutput"]["permissionDecisionReason"]
+    r = out(session.run_hook("claude-code", pre("Bash", cmd, session.work), env=env))
+    assert r["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
 def test_prompt_with_corral_channel_is_answered_by_corral(session_with_channel):
     s = session_with_channel
     cmd = {"command": "git push --force origin main"}

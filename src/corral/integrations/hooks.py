@@ -254,11 +254,17 @@ def _str(payload: dict[str, Any], key: str) -> str | None:
 
 def _cannot_ask(reply: dict[str, Any]) -> bool:
     """The supervisor's rules said prompt but it had nobody to ask (exit status 242)."""
-    if reply.get("exit_code") == 242:
-        return True
-    message = str(reply.get("message", ""))
-    return reply.get("decision") == "prompt" and (
-        "nobody can be asked" in message or "nobody could be asked" in message)
+    return reply.get("exit_code") == 242
+
+
+def _agent_may_decide() -> bool:
+    """Whether a prompt corral could not put to anyone may go to the agent's own approval.
+
+    Not under `corral run` (the agent runs in corral's sandbox, CORRAL_SANDBOX=1): there corral
+    owns the approval channels, the agent's own approval may be off (`codex exec` runs with
+    approval `never`), and the journal already records the action as denied, so deferring would
+    let a command run that the record says was refused."""
+    return os.environ.get("CORRAL_SANDBOX") != "1"
 
 
 def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:
@@ -270,7 +276,7 @@ def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:
         return Verdict("deny", str(reply.get("error") or "corral: supervisor: request refused"))
     if reply.get("allowed"):
         return Verdict("allow", f"corral: allowed ({reply.get('verdict', 'approved')})")
-    if _cannot_ask(reply):
+    if _cannot_ask(reply) and _agent_may_decide():
         return Verdict("defer", f"corral: rules: `{call.command_line}` needs approval and this "
                                 "session has no corral approval channel; the agent's own "
                                 "approval decides")

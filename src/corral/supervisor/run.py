@@ -34,19 +34,24 @@ class AgentPreset:
     config_dir: str | None = None
     locked_files: tuple[str, ...] = ()
     extra_writable: tuple[str, ...] = ()
+    # The agent's own credentials: passed through although the environment policy strips
+    # *KEY*/*TOKEN* variables from everything else the sandbox runs.
+    credential_env: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, AgentPreset] = {
     "codex": AgentPreset(
         "codex", ("api.openai.com", "chatgpt.com", "auth.openai.com"), "~/.codex",
-        ("config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules")),
+        ("config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules"),
+        credential_env=("OPENAI_API_KEY", "CODEX_API_KEY")),
     "claude": AgentPreset(
         "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
         "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json"),
-        ("~/.claude.json",)),
+        ("~/.claude.json",), ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")),
     "gemini": AgentPreset(
         "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
-                   "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",)),
+                   "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",),
+        credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY")),
 }
 
 
@@ -70,9 +75,9 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
         p = Path(os.path.expanduser(w))
         if p.exists():
             extra.append(FsEntry(p, Access.WRITE))
-    return replace(plan, entries=plan.entries + tuple(extra),
-                   writable_roots=plan.writable_roots + tuple(
-                       e.path for e in extra if e.access is Access.WRITE and e.path.is_dir()))
+    # Not writable *roots*: the workspace's protected-name placeholders (.codex, .vscode...)
+    # have no place inside the agent's own config directory.
+    return replace(plan, entries=plan.entries + tuple(extra))
 
 
 class RunSession:
@@ -114,7 +119,8 @@ class RunSession:
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
             plan = _lock_files(plan, self.preset, Path.home())
-            env = {**session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
+            env = {**{k: os.environ[k] for k in self.preset.credential_env if k in os.environ},
+                   **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
             argv = with_agent_args(self.argv, integration, session.args_in_sandbox(OTLP_PORT)) \
                 if integration else list(self.argv)
