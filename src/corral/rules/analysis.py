@@ -11,7 +11,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from corral.rules.argv import Argv
-from corral.rules.shell import ScriptParse, parse_script
+from corral.rules.shell import ScriptParse, fast_split, parse_script
 from corral.rules.wrappers import (
     SCRIPT_OPTIONS,
     SHELLS,
@@ -37,7 +37,7 @@ _script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
 _lock = threading.Lock()
 
 
-@dataclass
+@dataclass(slots=True)
 class Analysis:
     commands: list[Argv] = field(default_factory=list)
     wrappers: list[Argv] = field(default_factory=list)
@@ -95,11 +95,12 @@ def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
             out.problems.append((display(a)[:200], "commands nest too deeply to analyse"))
             break
         if depth == 0:  # nested commands come from these same strings: check once
-            if any("\0" in t for t in a.tokens):
+            joined = "".join(a.tokens)  # one scan of all the words, not one per word
+            if "\0" in joined:
                 out.problems.append((display(a)[:200], "an argument contains a NUL byte"))
             if not a.tokens[0]:
                 out.problems.append(("''", "empty command name"))
-            if any(_undecodable(t) for t in a.tokens):
+            if not joined.isascii() and _undecodable(joined):
                 out.problems.append((display(a)[:200], "an argument is not valid UTF-8"))
         _one(a, depth, stdin, out, queue)
     return out
@@ -140,12 +141,27 @@ def _script(text: str, depth: int, out: Analysis,
     if out.script_bytes > MAX_TOTAL_SCRIPT:
         out.problems.append((text[:80], "too much nested script text to analyse"))
         return
+    fast = fast_split(text)
+    if fast is not None:  # plain words: split in a few microseconds, nothing worth caching
+        for words in fast:
+            queue.append((Argv(words), depth + 1, None))
+        return
     parsed = _cached_parse(text)
     out.problems.extend(parsed.problems)
     out.writes.extend(parsed.writes)
     for cmd in parsed.commands:
         out.indirect = out.indirect or cmd.assigns
         queue.append((cmd.argv, depth + 1, cmd.stdin_script))
+
+
+def _shell_c(a: Argv) -> tuple[str, str | None] | None:
+    """``sh -c SCRIPT`` / ``bash -lc SCRIPT``, the commonest shape, read without the general
+    option walk (same answer as ``shell_script``; None: ask it)."""
+    tokens = a.tokens
+    if (len(tokens) == 3 and tokens[1] in ("-c", "-lc") and tokens[2][:1] not in ("-", "+")
+            and a.fully_static):
+        return "script", tokens[2]
+    return None
 
 
 def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
@@ -170,7 +186,7 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
                                                   "(a wrapper around shell syntax?)"))
             return
         if name in SHELLS:
-            how, text = shell_script(a)
+            how, text = _shell_c(a) or shell_script(a)
             if how == "script" and text is not None:
                 out.wrappers.append(a)
                 _script(text, depth, out, queue)

@@ -149,10 +149,32 @@ class Policy:
     load_errors: list[RulesLoadError] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     generation: int = 0  # bumped on every change; part of the decision cache key
+    # program -> (generation, rule count, rules by first argument, rules with no arguments):
+    # built lazily by ``candidates`` so the hot path tries only rules that can match
+    _first_index: dict[str, tuple[int, int, dict[str, list[PrefixRule]], list[PrefixRule]]] = (
+        field(default_factory=dict, init=False, repr=False))
 
     def add_rule(self, rule: PrefixRule) -> None:
         self.rules_by_program.setdefault(rule.program, []).append(rule)
         self.generation += 1
+
+    def candidates(self, cmd: tuple[str, ...]) -> list[PrefixRule]:
+        """The rules for ``cmd[0]`` that can match ``cmd`` by its first argument, in policy
+        order (a superset of the matching rules; ``PrefixRule.matches`` still decides)."""
+        rules = self.rules_by_program.get(cmd[0])
+        if not rules:
+            return []
+        entry = self._first_index.get(cmd[0])
+        if entry is None or entry[0] != self.generation or entry[1] != len(rules):
+            by_first: dict[str, list[PrefixRule]] = {}
+            bare = [r for r in rules if not r.rest]
+            for alt in {a for r in rules if r.rest for a in r.rest[0]}:
+                by_first[alt] = [r for r in rules if not r.rest or alt in r.rest[0]]
+            entry = (self.generation, len(rules), by_first, bare)
+            self._first_index[cmd[0]] = entry
+        if len(cmd) < 2:
+            return entry[3]
+        return entry[2].get(cmd[1], entry[3])
 
     @property
     def rule_count(self) -> int:

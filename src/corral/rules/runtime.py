@@ -41,15 +41,20 @@ class Match:
                 "source": self.source, "justification": self.justification}
 
 
-@dataclass
+@dataclass(slots=True)
 class RuntimeDecision:
     decision: RuleDecision
-    commands: list[list[str]]
+    argvs: tuple[tuple[str, ...], ...]  # the commands that run (``commands`` as lists)
     matches: list[Match]
     reason: str
     sandbox_bypass: bool = False  # every command matched an allow rule
     approval_policy: str = "on-request"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def commands(self) -> list[list[str]]:
+        """The commands that run, as argv lists (built on demand: most callers never ask)."""
+        return [list(c) for c in self.argvs]
 
     @property
     def provenance(self) -> tuple[Provenance, ...]:
@@ -93,13 +98,14 @@ def rule_matches(policy: Policy, a: Argv, cwd: str | None = None) -> list[Match]
     out: list[Match] = []
     static = not a.unknown and a.open_from is None
     if rules:
-        for rule in rules:
-            if static:  # the hot path: plain words
+        if static:  # the hot path: plain words, only the rules their first argument can match
+            for rule in policy.candidates(tokens):
                 prefix = rule.matches(tokens)
                 if prefix is not None:
                     out.append(Match(tokens, rule.decision, rule.source, rule.justification,
                                      prefix, "rule"))
-            else:
+        else:
+            for rule in rules:
                 _add_status_match(out, rule, a)
     if "/" in prog:
         path = normalize_abs(prog, cwd)
@@ -175,8 +181,9 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
     matches: list[Match] = []
     all_allow_rules = bool(an.commands)
     for w in an.wrappers:
-        matches.extend(m for m in rule_matches(policy, w, cwd)
-                       if m.kind == "rule" and m.decision is not ALLOW)
+        for m in rule_matches(policy, w, cwd):
+            if m.kind == "rule" and m.decision is not ALLOW:
+                matches.append(m)
     for a in an.commands:
         found = rule_matches(policy, a, cwd)
         matches.extend(found)
@@ -212,7 +219,7 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
     if decision is PROMPT and approval_policy == "never":
         decision = FORBIDDEN
         reason = f"{reason}; approval required by policy, but approval_policy is never"
-    return RuntimeDecision(decision, [list(a.tokens) for a in an.commands], matches, reason,
+    return RuntimeDecision(decision, tuple([a.tokens for a in an.commands]), matches, reason,
                            all_allow_rules and decision is ALLOW and not an.indirect,
                            approval_policy)
 

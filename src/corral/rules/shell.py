@@ -56,7 +56,7 @@ class ScriptCommand:
     assigns: bool = False  # ``VAR=x cmd``: the environment differs from the caller's
 
 
-@dataclass
+@dataclass(slots=True)
 class ScriptParse:
     commands: list[ScriptCommand] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (text, reason)
