@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.errors import CorralError
-from corral.paths import corral_home
+from corral.paths import corral_home as _corral_home
 from corral.record import Frozen
 from corral.sandbox.envpolicy import EnvPolicy
 from corral.sandbox.profiles import (
@@ -72,10 +71,12 @@ class NetworkPlan(Frozen):
                   extra_bridges=extra_bridges)
 
 
-@dataclass(frozen=True)
-class SandboxPlan:
+class SandboxPlan(Frozen):
     """A resolved sandbox: the static part of every spawn."""
 
+    _fields = ("profile", "cwd", "entries", "writable_roots", "deny_read_globs", "network",
+               "env_policy", "full_access", "root_readable", "allow_weaker",
+               "allow_weaker_source", "explicit_writes", "bwrap", "corral_home")
     profile: str
     cwd: Path
     entries: tuple[FsEntry, ...]           # static filesystem entries (no protected paths yet)
@@ -83,21 +84,35 @@ class SandboxPlan:
     deny_read_globs: tuple[str, ...]       # re-expanded at each spawn
     network: NetworkPlan
     env_policy: EnvPolicy
-    full_access: bool = False
-    root_readable: bool = True
-    allow_weaker: tuple[str, ...] = ()
-    allow_weaker_source: str = ""
-    explicit_writes: frozenset[Path] = frozenset()
-    bwrap: str = "/usr/bin/bwrap"
-    corral_home: Path = field(default_factory=corral_home)
+    full_access: bool
+    root_readable: bool
+    allow_weaker: tuple[str, ...]
+    allow_weaker_source: str
+    explicit_writes: frozenset[Path]
+    bwrap: str
+    corral_home: Path
 
-    def replace(self, **changes: Any) -> SandboxPlan:
-        """A copy with ``changes``. Callers should use this rather than ``dataclasses.replace``:
-        then SandboxPlan can become a plain ``corral.record.Frozen`` and the cold
-        ``corral sandbox`` path stops importing ``dataclasses`` (+ ``inspect``, ~8 ms)."""
-        from dataclasses import replace
+    def __init__(self, profile: str, cwd: Path, entries: tuple[FsEntry, ...],
+                 writable_roots: tuple[Path, ...], deny_read_globs: tuple[str, ...],
+                 network: NetworkPlan, env_policy: EnvPolicy, full_access: bool = False,
+                 root_readable: bool = True, allow_weaker: tuple[str, ...] = (),
+                 allow_weaker_source: str = "", explicit_writes: frozenset[Path] = frozenset(),
+                 bwrap: str = "/usr/bin/bwrap", corral_home: Path | None = None) -> None:
+        self._set(profile=profile, cwd=cwd, entries=entries, writable_roots=writable_roots,
+                  deny_read_globs=deny_read_globs, network=network, env_policy=env_policy,
+                  full_access=full_access, root_readable=root_readable,
+                  allow_weaker=allow_weaker, allow_weaker_source=allow_weaker_source,
+                  explicit_writes=explicit_writes, bwrap=bwrap,
+                  corral_home=corral_home if corral_home is not None else _corral_home())
 
-        return replace(self, **changes)
+    def replace(self, **changes: object) -> SandboxPlan:
+        """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""
+        values = {f: getattr(self, f) for f in self._fields}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"SandboxPlan has no field {sorted(unknown)[0]!r}")
+        values.update(changes)
+        return SandboxPlan(**values)
 
 
 def _abs(p: str | Path, cwd: Path) -> Path:
@@ -159,7 +174,7 @@ def build_plan(
     entries = resolve_entries(prof.filesystem, ctx)
     if writable_roots and not prof.full_access:
         entries += [FsEntry(r, Access.WRITE) for r in ctx.writable_roots]
-    home_dir = corral_home_dir or corral_home()
+    home_dir = corral_home_dir or _corral_home()
     denies = [*DEFAULT_DENY_READ, *deny_read]
     literal_denies = [d for d in denies if not has_glob(d)]
     enforced_literal = [d for d in enforced_deny_read if not has_glob(d)]

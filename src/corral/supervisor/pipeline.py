@@ -314,15 +314,13 @@ class Pipeline:
         """The sandbox an approved escalation runs in: the whole filesystem writable, but the
         deny-read paths (secrets, $CORRAL_HOME) hidden, protected paths in the workspace still
         read-only, and the same network mode (none or the managed proxy)."""
-        from dataclasses import replace as dc_replace
-
         from corral.sandbox import Sandbox
         from corral.sandbox.profiles import Access, FsEntry
 
         with self._lock:
             if self._escalated is None:
-                plan = dc_replace(self.plan, entries=(*self.plan.entries,
-                                                      FsEntry(Path("/"), Access.WRITE)))
+                plan = self.plan.replace(entries=(*self.plan.entries,
+                                                  FsEntry(Path("/"), Access.WRITE)))
                 self._escalated = Sandbox(plan)
             return self._escalated
 

@@ -77,7 +77,7 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
             extra.append(FsEntry(p, Access.WRITE))
     # Not writable *roots*: the workspace's protected-name placeholders (.codex, .vscode...)
     # have no place inside the agent's own config directory.
-    return replace(plan, entries=plan.entries + tuple(extra))
+    return plan.replace(entries=plan.entries + tuple(extra))
 
 
 class RunSession:
