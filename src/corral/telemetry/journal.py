@@ -159,12 +159,27 @@ class JournalWriter:
         self._pending: list[Checkpoint] = []
         self.signed: list[Checkpoint] = []  # committed since last read; for off-box export
 
-    def append(self, events: Sequence[Event]) -> list[int]:
-        """Write events as one transaction; returns their seqs. Raises sqlite3.Error on failure
-        (full disk, read-only file), leaving the journal as it was."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: on any failure nothing of it stays (the rows are rolled back
+        and its checkpoints are forgotten); on success its checkpoints become ``signed``."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            self._pending.clear()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.signed.extend(self._pending)
+        self._pending.clear()
+
+    def append(self, events: Sequence[Event]) -> list[int]:
+        """Write events as one transaction; returns their seqs. Raises sqlite3.Error on failure
+        (full disk, read-only file), leaving the journal as it was."""
+        with self._transaction() as conn:
             seq, prev = self._head()
             last_cp = self._last_checkpoint()
             every = self.checkpoint_every
@@ -183,35 +198,17 @@ class JournalWriter:
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
             for cp in cps:
                 self._insert_checkpoint(*cp)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._pending.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self.signed.extend(self._pending)
-        self._pending.clear()
         return seqs
 
     def checkpoint(self) -> int | None:
         """Sign the current head unless it is already checkpointed. Returns the seq signed."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             seq, head = self._head()
             last_cp = self._last_checkpoint()
             signed = None
             if seq > last_cp:
                 self._insert_checkpoint(seq, head, last_cp)
                 signed = seq
-            conn.execute("COMMIT")
-        except BaseException:
-            self._pending.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self.signed.extend(self._pending)
-        self._pending.clear()
         return signed
 
     def close(self) -> None:
