@@ -3,6 +3,7 @@
 Public surface:
 - ``build_plan(...)`` / ``plan_from_config(cfg, cwd, ...)`` -> ``SandboxPlan`` (computed once)
 - ``Sandbox(plan).spawn(argv, cwd, env_extra) -> Popen`` and ``.run(...) -> SandboxResult``
+- ``Locked(path, content)``: a path kept read-only even while missing (``build_plan(locked=)``)
 - ``capabilities.checks() -> list[Check]`` for ``corral doctor``
 - ``seatbelt.profile_text(plan)`` for macOS
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from corral.sandbox.envpolicy import EnvPolicy, build_env
 from corral.sandbox.launcher import Sandbox, SandboxedProcess, SandboxResult
+from corral.sandbox.locked import Locked
 from corral.sandbox.plan import (
     NetworkPlan,
     SandboxPlan,
@@ -21,7 +23,7 @@ from corral.sandbox.plan import (
 from corral.sandbox.profiles import Access, NetworkMode
 
 __all__ = [
-    "Access", "EnvPolicy", "NetworkMode", "NetworkPlan", "Sandbox", "SandboxPlan",
+    "Access", "EnvPolicy", "Locked", "NetworkMode", "NetworkPlan", "Sandbox", "SandboxPlan",
     "SandboxResult", "SandboxedProcess", "Violation", "build_env", "build_plan",
     "explain_stderr", "network_mode", "plan_from_config",
 ]

@@ -20,6 +20,7 @@ from threading import Lock
 from corral.errors import CorralError
 from corral.record import Record
 from corral.sandbox.envpolicy import build_env
+from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
 from corral.sandbox.protected import (
@@ -55,15 +56,32 @@ class SandboxResult(Record):
 
 
 class _Layout(Record):
-    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git")
+    """One spawn's mounts, and the placeholders to remove after it: ``lock_fds`` maps each
+    directory holding some to the shared lock on it; ``held`` are the locked-path ones."""
 
-    def __init__(self, args: list[str], lock_fds: list[int], roots: list[Path],
-                 protected: list[Protected], fresh_git: list[Path] | None = None) -> None:
+    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held")
+
+    def __init__(self, args: list[str], lock_fds: dict[Path, int], roots: list[Path],
+                 protected: list[Protected], fresh_git: list[Path] | None = None,
+                 held: list[Held] | None = None) -> None:
         self.args = args
         self.lock_fds = lock_fds
         self.roots = roots
         self.protected = protected
         self.fresh_git: list[Path] = [] if fresh_git is None else fresh_git
+        self.held: list[Held] = [] if held is None else held
+
+    def pending(self, key: Path) -> list[Path | Held]:
+        """What to remove once ``key`` is no longer shared with another run."""
+        out: list[Path | Held] = [
+            p.path for p in self.protected
+            if (not p.exists or p.placeholder) and _key(p.path, self.roots) == key]
+        return out + [h for h in self.held if h.locked.path.parent == key]
+
+
+def _key(path: Path, roots: Sequence[Path]) -> Path:
+    """The root a protected path belongs to (the most specific)."""
+    return max((r for r in roots if is_under(path, r)), key=lambda r: len(r.parts), default=path)
 
 
 def _which(name: str) -> str:
@@ -226,14 +244,28 @@ class Sandbox:
         plan = self.plan
         roots = [r for r in self._roots if os.path.isdir(r)]
         prot = self._protected(roots)
-        lock_fds = self._lock_roots([r for r in roots if any(
-            not p.exists or p.placeholder for p in prot if p.path.parent == r)])
+        keys = {_key(p.path, roots) for p in prot if not p.exists or p.placeholder}
+        # Locked paths: the lock on each parent is taken before a placeholder is made in it, so
+        # a run ending meanwhile cannot remove one this run is about to mount.
+        parents = {lk.path.parent for lk in plan.locked}
+        lock_fds = self._lock_roots(sorted(keys | parents))
+        try:
+            held = hold(plan.locked, [e.path for e in self._static if e.access is Access.WRITE])
+        except BaseException:
+            for fd in lock_fds.values():
+                os.close(fd)
+            raise
+        for key in parents - keys - {h.locked.path.parent for h in held}:
+            if key in lock_fds:  # nothing of ours there: no need to hold it
+                os.close(lock_fds.pop(key))
         for p in prot:
             if not p.exists:
                 create_placeholder(p.path)
         dyn = self._dynamic_entries()
         dyn += [FsEntry(p.path, Access.WRITE if p.pin else Access.READ, protected=True)
                 for p in prot]
+        dyn += [FsEntry(lk.path, Access.READ, protected=True) for lk in plan.locked
+                if os.path.lexists(lk.path)]
         entries = normalise([*self._static, *dyn]) if dyn else self._static
         args: list[str] = []
         if plan.root_readable:
@@ -275,12 +307,12 @@ class Sandbox:
         for path in remount:
             args += ["--remount-ro", path]
         fresh = [r for r in roots if r not in self._tmp_roots and not os.path.lexists(r / ".git")]
-        return _Layout(args, lock_fds, roots, prot, fresh)
+        return _Layout(args, lock_fds, roots, prot, fresh, held)
 
-    def _lock_roots(self, roots: Sequence[Path]) -> list[int]:
-        """Shared locks, one per root with placeholders: cleanup removes placeholders only
-        when no other sandbox run is using that root."""
-        fds: list[int] = []
+    def _lock_roots(self, roots: Sequence[Path]) -> dict[Path, int]:
+        """Shared locks, one per root (or locked path's directory) with placeholders: cleanup
+        removes placeholders only when no other sandbox run is using that directory."""
+        fds: dict[Path, int] = {}
         lockdir = self.plan.corral_home / "state" / "sandbox-locks"
         try:
             lockdir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +329,7 @@ class Sandbox:
             except OSError:
                 continue
             fcntl.flock(fd, fcntl.LOCK_SH)
-            fds.append(fd)
+            fds[root] = fd
         return fds
 
     def _after(self, layout: _Layout) -> None:
@@ -342,19 +374,21 @@ class Sandbox:
     def _cleanup(self, layout: _Layout) -> None:
         if not layout.lock_fds:
             return
-        candidates = [p.path for p in layout.protected if not p.exists or p.placeholder]
-        for fd in layout.lock_fds:
+        fds, layout.lock_fds = layout.lock_fds, {}
+        for key, fd in fds.items():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                os.close(fd)  # another run still uses this root; it cleans up later
+                os.close(fd)  # another run still uses this directory; it cleans up later
                 continue
             try:
-                for path in candidates:
-                    remove_placeholder(path)
+                for item in layout.pending(key):
+                    if isinstance(item, Path):
+                        remove_placeholder(item)
+                    elif (problem := release(item)) is not None:
+                        print(problem, file=sys.stderr)
             finally:
                 os.close(fd)
-        layout.lock_fds = []
 
     # -- spawning ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from corral.errors import CorralError
 from corral.paths import corral_home as _corral_home
 from corral.record import Frozen
 from corral.sandbox.envpolicy import EnvPolicy
+from corral.sandbox.locked import Locked
 from corral.sandbox.profiles import (
     Access,
     FsEntry,
@@ -76,7 +77,7 @@ class SandboxPlan(Frozen):
 
     _fields = ("profile", "cwd", "entries", "writable_roots", "deny_read_globs", "network",
                "env_policy", "full_access", "root_readable", "allow_weaker",
-               "allow_weaker_source", "explicit_writes", "bwrap", "corral_home")
+               "allow_weaker_source", "explicit_writes", "bwrap", "corral_home", "locked")
     profile: str
     cwd: Path
     entries: tuple[FsEntry, ...]           # static filesystem entries (no protected paths yet)
@@ -91,19 +92,23 @@ class SandboxPlan(Frozen):
     explicit_writes: frozenset[Path]
     bwrap: str
     corral_home: Path
+    # Kept read-only whether or not they exist (a missing one gets a placeholder at each spawn).
+    locked: tuple[Locked, ...]
 
     def __init__(self, profile: str, cwd: Path, entries: tuple[FsEntry, ...],
                  writable_roots: tuple[Path, ...], deny_read_globs: tuple[str, ...],
                  network: NetworkPlan, env_policy: EnvPolicy, full_access: bool = False,
                  root_readable: bool = True, allow_weaker: tuple[str, ...] = (),
                  allow_weaker_source: str = "", explicit_writes: frozenset[Path] = frozenset(),
-                 bwrap: str = "/usr/bin/bwrap", corral_home: Path | None = None) -> None:
+                 bwrap: str = "/usr/bin/bwrap", corral_home: Path | None = None,
+                 locked: tuple[Locked, ...] = ()) -> None:
         self._set(profile=profile, cwd=cwd, entries=entries, writable_roots=writable_roots,
                   deny_read_globs=deny_read_globs, network=network, env_policy=env_policy,
                   full_access=full_access, root_readable=root_readable,
                   allow_weaker=allow_weaker, allow_weaker_source=allow_weaker_source,
                   explicit_writes=explicit_writes, bwrap=bwrap,
-                  corral_home=corral_home if corral_home is not None else _corral_home())
+                  corral_home=corral_home if corral_home is not None else _corral_home(),
+                  locked=locked)
 
     def replace(self, **changes: object) -> SandboxPlan:
         """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""
@@ -138,8 +143,10 @@ def build_plan(
     bwrap: str | None = None,
     tmpdir: str | None = None,
     corral_home_dir: Path | None = None,
+    locked: Sequence[Locked] = (),
 ) -> SandboxPlan:
-    """Resolve a profile into a plan. Raises CorralError on anything it cannot honour."""
+    """Resolve a profile into a plan. Raises CorralError on anything it cannot honour.
+    ``locked``: paths kept read-only even if missing (see ``corral.sandbox.locked``)."""
     cwd_p = _abs(cwd or os.getcwd(), Path(os.getcwd()))
     home_p = home or Path(os.path.expanduser("~"))
     prof: Profile = resolve_profile(profile, user_profiles)
@@ -203,7 +210,7 @@ def build_plan(
         env_policy=env_policy or EnvPolicy(), full_access=prof.full_access,
         root_readable=root_readable, allow_weaker=tuple(allow_weaker),
         allow_weaker_source=allow_weaker_source, explicit_writes=explicit,
-        bwrap=bwrap or "/usr/bin/bwrap", corral_home=home_dir,
+        bwrap=bwrap or "/usr/bin/bwrap", corral_home=home_dir, locked=tuple(locked),
     )
 
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from corral.sandbox.plan import SandboxPlan
-from corral.sandbox.profiles import Access, NetworkMode, normalise
+from corral.sandbox.profiles import Access, NetworkMode, is_under, normalise
 from corral.sandbox.protected import ALL_NAMES
 
 SANDBOX_EXEC = "/usr/bin/sandbox-exec"
@@ -116,6 +116,7 @@ def profile_text(plan: SandboxPlan) -> str:
         lines.append(";; writes: writable roots minus protected paths and hidden secrets")
         for root in roots:
             nots = [f for f in protected_filters(root) if not _explicit(f, plan)] + deny_filters
+            nots += [_filter(lk.path) for lk in plan.locked if is_under(lk.path, root)]
             body = "".join(f"    (require-not {f})\n" for f in nots)
             lines.append(f"(allow file-write*\n  (require-all\n    {_filter(root)}\n{body}  ))")
     mode = plan.network.mode

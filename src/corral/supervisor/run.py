@@ -8,7 +8,11 @@ proxy and the session API. The agent runs inside the sandbox with:
 - the session API reachable on loopback port ``SESSION_API_PORT`` (bridged to the supervisor's
   unix socket), so ``corral hook ...`` inside can ask for decisions;
 - its own configuration directory writable (sessions, logs, caches) but the files that grant it
-  permissions (``config.toml``, ``hooks.json``, ``settings.json``, ...) read-only.
+  permissions (``config.toml``, ``hooks.json``, ``rules/``, ``settings.json``, ...) read-only,
+  and *missing* ones impossible to create: each gets a read-only placeholder for the run (a file
+  meaning "nothing configured" in its format, ``{}`` or empty TOML; an empty directory for
+  ``rules/``), removed afterwards if it is still exactly what corral made
+  (``corral.sandbox.locked``). If a placeholder cannot be made, the run is refused.
 """
 
 from __future__ import annotations
@@ -60,24 +64,26 @@ def preset_for(argv0: str) -> AgentPreset:
 
 
 def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
-    """Writable agent dir, read-only permission files (existing ones; see docs)."""
+    """Writable agent dir; the permission files in it read-only, existing or not (a missing one
+    gets a read-only placeholder meaning "nothing configured", so it cannot be created)."""
+    from corral.sandbox.locked import Locked
     from corral.sandbox.profiles import Access, FsEntry
 
     if preset.config_dir is None:
         return plan
     cdir = Path(os.path.expanduser(preset.config_dir))
     extra: list[Any] = []
+    locked: tuple[Locked, ...] = ()
     if cdir.is_dir():
         extra.append(FsEntry(cdir, Access.WRITE))
-        extra += [FsEntry(cdir / f, Access.READ) for f in preset.locked_files
-                  if os.path.lexists(cdir / f)]
+        locked = tuple(Locked.infer(cdir / f) for f in preset.locked_files)
     for w in preset.extra_writable:
         p = Path(os.path.expanduser(w))
         if p.exists():
             extra.append(FsEntry(p, Access.WRITE))
     # Not writable *roots*: the workspace's protected-name placeholders (.codex, .vscode...)
     # have no place inside the agent's own config directory.
-    return plan.replace(entries=plan.entries + tuple(extra))
+    return plan.replace(entries=plan.entries + tuple(extra), locked=plan.locked + locked)
 
 
 class RunSession:
