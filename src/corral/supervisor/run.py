@@ -41,17 +41,20 @@ class AgentPreset:
     # The agent's own credentials: passed through although the environment policy strips
     # *KEY*/*TOKEN* variables from everything else the sandbox runs.
     credential_env: tuple[str, ...] = ()
+    # The variable that moves the config dir (the agent reads it inside the sandbox too).
+    config_env: str | None = None
 
 
 PRESETS: dict[str, AgentPreset] = {
     "codex": AgentPreset(
         "codex", ("api.openai.com", "chatgpt.com", "auth.openai.com"), "~/.codex",
         ("config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules"),
-        credential_env=("OPENAI_API_KEY", "CODEX_API_KEY")),
+        credential_env=("OPENAI_API_KEY", "CODEX_API_KEY"), config_env="CODEX_HOME"),
     "claude": AgentPreset(
         "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
         "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json"),
-        ("~/.claude.json",), ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")),
+        ("~/.claude.json",), ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+        config_env="CLAUDE_CONFIG_DIR"),
     "gemini": AgentPreset(
         "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
                    "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",),
@@ -71,7 +74,8 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
 
     if preset.config_dir is None:
         return plan
-    cdir = Path(os.path.expanduser(preset.config_dir))
+    moved = os.environ.get(preset.config_env or "")
+    cdir = Path(os.path.abspath(os.path.expanduser(moved or preset.config_dir)))
     extra: list[Any] = []
     locked: tuple[Locked, ...] = ()
     if cdir.is_dir():
