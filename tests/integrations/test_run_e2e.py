@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from corral.integrations.install import install_hooks
+from corral.sandbox.locked import FILE_MODE
 from tests.integrations.model_server import (
     AnthropicServer,
     ModelServer,
@@ -93,7 +94,8 @@ class Run:
                         CORRAL_SYSTEM_DIR=str(tmp_path / "etc"),
                         CODEX_HOME=str(self.home / ".codex"))
 
-    def codex(self, codex: Path, srv: ModelServer, prompt: str) -> subprocess.CompletedProcess[str]:
+    def codex(self, codex: Path, srv: ModelServer, prompt: str,
+              hooks: bool = True) -> subprocess.CompletedProcess[str]:
         cdir = self.home / ".codex"
         (cdir / "config.toml").write_text(
             'model = "test-model"\nmodel_provider = "scripted"\napproval_policy = "never"\n'
@@ -101,6 +103,9 @@ class Run:
             'sandbox_mode = "danger-full-access"\n'
             f'[model_providers.scripted]\nname = "scripted"\nbase_url = "{srv.base_url}"\n'
             'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n')
+        if not hooks:  # as before `corral install-hooks`: no hooks.json
+            return self._run(srv, [str(codex), "exec", "--skip-git-repo-check", "-C",
+                                   str(self.work), prompt], self.env)
         old = os.environ.get("CODEX_HOME")
         os.environ["CODEX_HOME"] = str(cdir)
         try:
@@ -137,7 +142,7 @@ class Run:
             stdin=subprocess.DEVNULL)
 
     def play(self, binary: Path, commands: list[str], final: str,
-             prompt: str) -> tuple[ModelServer, list[str]]:
+             prompt: str, hooks: bool = True) -> tuple[ModelServer, list[str]]:
         """Run the agent (codex or claude, by ``binary``'s name) against a scripted model that
         asks for ``commands`` one by one, then says ``final``; the server and the tool outputs
         the model saw."""
@@ -149,7 +154,7 @@ class Run:
             steps, host="127.0.0.2").start()
         try:
             proc = (self.claude(binary, srv, prompt) if claude  # type: ignore[arg-type]
-                    else self.codex(binary, srv, prompt))
+                    else self.codex(binary, srv, prompt, hooks))
         finally:
             srv.stop()
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -178,12 +183,14 @@ class Run:
                 and "process.command_line" in e["attributes"]]
 
     def no_placeholders_left(self) -> None:
-        """Nothing of the sandbox's is left behind in the agent's own config directories."""
+        """Nothing of the sandbox's is left behind in the agent's own config directories: no
+        protected-name placeholder, nothing with a placeholder's mode (a locked permission
+        file's read-only stand-in)."""
         for d in (self.home / ".codex", self.home / ".claude"):
             if d.is_dir():
                 left = [p.name for p in d.iterdir() if p.name in (
                     ".codex", ".claude", ".vscode", ".idea", ".corral", ".agents", ".envrc",
-                    ".mcp.json")]
+                    ".mcp.json") or os.lstat(p).st_mode & 0o7777 in (FILE_MODE, 0o1555)]
                 assert not left, (d, left)
 
     def verify(self) -> None:
@@ -324,3 +331,45 @@ def test_codex_under_corral_run_edits_and_tests_freely_but_rm_rf_and_git_hooks_a
 def test_claude_under_corral_run_edits_and_tests_freely_but_rm_rf_and_git_hooks_are_stopped(
         claude, tmp_path):
     _edit_test_rm_rf_and_git_hooks(claude, tmp_path)
+
+
+# The scripted model tries to give the agent permissions for its next run.
+GRANT_CODEX = ["echo '{\"hooks\": {}}' > ~/.codex/hooks.json",
+               "mkdir ~/.codex/rules/more",
+               "echo 'prefix_rule(pattern=[\"rm\"], decision=\"allow\")' > "
+               "~/.codex/rules/default.rules",
+               "cat ~/.codex/hooks.json; echo; ls -A ~/.codex/rules | wc -l",
+               EDIT_AND_TEST]
+
+
+def test_codex_without_hooks_or_rules_works_but_cannot_create_them(codex, tmp_path):
+    """No ~/.codex/hooks.json (hooks not installed yet) and no ~/.codex/rules/: codex starts and
+    works on read-only stand-ins, and cannot create either for its next run."""
+    run = Run(tmp_path)
+    cdir = run.home / ".codex"
+    _, out = run.play(codex, GRANT_CODEX, "Done.", "configure yourself, then add calc", False)
+    assert len(out) == 5, out
+    assert "Read-only file system" in out[0], out[0]
+    assert "Read-only file system" in out[1], out[1]
+    assert "Read-only file system" in out[2], out[2]
+    assert "{}" in out[3] and out[3].rstrip().endswith("0"), out[3]  # what codex read: nothing
+    assert "tests ok" in out[4], out[4]
+    assert not (cdir / "hooks.json").exists() and not (cdir / "rules").exists()
+    assert (cdir / "sessions").is_dir()  # codex wrote its session log: the dir is writable
+    run.verify()
+
+
+def test_claude_cannot_create_its_missing_local_settings(claude, tmp_path):
+    """~/.claude/settings.json exists (corral's hooks); settings.local.json does not. Claude
+    Code works on a read-only `{}` stand-in and cannot create it to allow itself more."""
+    run = Run(tmp_path)
+    local = run.home / ".claude" / "settings.local.json"
+    _, out = run.play(claude, [
+        "echo '{\"permissions\": {\"allow\": [\"Bash\"]}}' > ~/.claude/settings.local.json",
+        "cat ~/.claude/settings.local.json", EDIT_AND_TEST], "Done.", "allow yourself bash")
+    assert len(out) == 3, out
+    assert "Read-only file system" in out[0], out[0]
+    assert out[1].split("\n")[0] == "{}", out[1]  # (Claude Code appends reminders)
+    assert "tests ok" in out[2], out[2]
+    assert not local.exists()
+    run.verify()
