@@ -253,3 +253,21 @@ def test_locked_infer_and_seatbelt() -> None:
     rule = '(require-not (subpath "/h/.codex/hooks.json"))'
     assert rule in profile_text(plan)
     assert rule not in profile_text(plan.replace(locked=()))
+
+
+PROJECT_FILES = (".codex/config.toml", ".codex/rules/default.rules", ".codex/hooks.json",
+                 ".claude/settings.json", ".claude/settings.local.json", ".gemini/settings.json",
+                 ".mcp.json")
+
+
+def test_project_level_agent_settings_cannot_be_created_in_the_workspace(box: Box) -> None:
+    """The workspace equivalents (what Codex, Claude Code and Gemini CLI read from the project)
+    are protected names: covered by read-only placeholder directories while missing."""
+    (box.ws / ".claude").mkdir()  # one that exists, empty
+    before = snapshot(box.ws)
+    script = "".join(f"mkdir -p $(dirname {f}); echo '{{}}' > {f}; " for f in PROJECT_FILES)
+    r = box.sh(script)
+    for f in PROJECT_FILES:
+        assert any(f"cannot create {f}: {why}" in r.stderr for why in (
+            "Read-only file system", "Is a directory", "Directory nonexistent")), (f, r.stderr)
+    assert snapshot(box.ws) == before

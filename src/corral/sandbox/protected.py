@@ -17,7 +17,8 @@ from corral.record import Frozen
 # Names protected directly under every writable root: they make code run later, outside the
 # sandbox (direnv, editor tasks, agent configs and hooks).
 PROTECTED_NAMES: tuple[str, ...] = (
-    ".corral", ".codex", ".claude", ".agents", ".vscode", ".idea", ".mcp.json", ".envrc",
+    ".corral", ".codex", ".claude", ".gemini", ".agents", ".vscode", ".idea", ".mcp.json",
+    ".envrc",
 )
 # Shell rc files: protected wherever they exist; creation is blocked only in the home directory,
 # the one place shells read them from (elsewhere a placeholder would only be clutter).

@@ -85,8 +85,9 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
         p = Path(os.path.expanduser(w))
         if p.exists():
             extra.append(FsEntry(p, Access.WRITE))
-    # Not writable *roots*: the workspace's protected-name placeholders (.codex, .vscode...)
-    # have no place inside the agent's own config directory.
+    # Not in the plan's writable *roots*; the launcher still carves protected names (.codex,
+    # .git/hooks...) out of every writable entry, so their placeholders appear in the agent's
+    # directory during a run and are removed after it like all others.
     return plan.replace(entries=plan.entries + tuple(extra), locked=plan.locked + locked)
 
 
