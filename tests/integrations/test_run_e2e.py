@@ -119,17 +119,21 @@ class Run:
                                "--dangerously-bypass-hook-trust", "-C", str(self.work), prompt],
                          self.env)
 
-    def claude(self, claude: Path, srv: AnthropicServer,
-               prompt: str) -> subprocess.CompletedProcess[str]:
+    def claude(self, claude: Path, srv: AnthropicServer, prompt: str,
+               hooks: bool = True) -> subprocess.CompletedProcess[str]:
         (self.home / ".claude").mkdir()
-        # The sandbox's environment drops *KEY*/*TOKEN* variables; a key helper survives it.
-        (self.home / ".claude" / "settings.json").write_text(
-            json.dumps({"apiKeyHelper": "echo sk-test-key"}))
-        install_hooks("claude-code", "user", home=self.home)
         env = dict(self.env, ANTHROPIC_BASE_URL=srv.root_url, DISABLE_AUTOUPDATER="1",
                    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
-        return self._run(srv, [str(claude), "-p", "--output-format", "json", "--model",
-                               "claude-sonnet-4-5", prompt], env)
+        args = [str(claude), "--output-format", "json", "--model", "claude-sonnet-4-5"]
+        if hooks:
+            # The sandbox's environment drops *KEY*/*TOKEN* variables; a key helper survives.
+            (self.home / ".claude" / "settings.json").write_text(
+                json.dumps({"apiKeyHelper": "echo sk-test-key"}))
+            install_hooks("claude-code", "user", home=self.home)
+        else:  # nothing configured: no settings.json; the preset passes the API key through
+            env["ANTHROPIC_API_KEY"] = "sk-test-key"
+            args += ["--allowedTools", "Bash"]
+        return self._run(srv, [*args, "-p", prompt], env)
 
     def _run(self, srv: ModelServer, agent: list[str],
              env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -153,7 +157,8 @@ class Run:
         srv: ModelServer = (AnthropicServer if claude else ModelServer)(
             steps, host="127.0.0.2").start()
         try:
-            proc = (self.claude(binary, srv, prompt) if claude  # type: ignore[arg-type]
+            proc = (self.claude(binary, srv, prompt, hooks)  # type: ignore[arg-type]
+                    if claude
                     else self.codex(binary, srv, prompt, hooks))
         finally:
             srv.stop()
@@ -372,4 +377,28 @@ def test_claude_cannot_create_its_missing_local_settings(claude, tmp_path):
     assert out[1].split("\n")[0] == "{}", out[1]  # (Claude Code appends reminders)
     assert "tests ok" in out[2], out[2]
     assert not local.exists()
+    run.verify()
+
+
+def test_claude_without_settings_works_but_cannot_create_them(claude, tmp_path):
+    """No ~/.claude/settings.json at all: Claude Code starts and works on a read-only `{}`
+    stand-in and cannot create the file to give itself hooks or permissions."""
+    run = Run(tmp_path)
+    settings = run.home / ".claude" / "settings.json"
+    # Claude Code refuses a Bash command naming its settings file; an injected command would
+    # not name it literally either.
+    target = "os.path.expanduser('~/.claude/') + 'sett' + 'ings.json'"
+    _, out = run.play(claude, [
+        f"python3 -c \"import os; open({target}, 'w').write('{{}}')\"",
+        f"python3 -c \"import os; open(os.path.expanduser('~/.claude/x.json'), 'w')"
+        f".write('{{}}\\n'); os.rename(os.path.expanduser('~/.claude/x.json'), {target})\"",
+        f"python3 -c \"import os; print(open({target}).read())\"", EDIT_AND_TEST],
+        "Done.", "allow yourself bash", False)
+    assert len(out) == 4, out
+    assert "Read-only file system" in out[0], out[0]
+    assert "Device or resource busy" in out[1], out[1]  # rename over a mount point
+    assert out[2].split("\n")[0] == "{}", out[2]
+    assert "tests ok" in out[3], out[3]
+    assert not settings.exists()
+    assert (run.home / ".claude" / "x.json").read_text() == "{}\n"  # the rest is writable
     run.verify()
