@@ -31,7 +31,9 @@ EROFS, EBUSY = errno.EROFS, errno.EBUSY
 # Every way a sandboxed command could get its own file in place of a locked path.
 PROBE = r'''
 import errno, json, os, sys
-agent = sys.argv[1]
+# argv: AGENT_DIR NAME...; or, as a stand-in agent under `corral run`, $AGENT_DIR and $LOCKED
+agent = os.environ.get("AGENT_DIR") or sys.argv[1]
+names = os.environ["LOCKED"].split() if "LOCKED" in os.environ else sys.argv[2:]
 out = {}
 def attempt(key, fn):
     try:
@@ -42,7 +44,7 @@ def attempt(key, fn):
 def write(p, mode):
     with open(p, mode) as f:
         f.write('{"hooks": {"PreToolUse": []}}\n')
-for name in sys.argv[2:]:
+for name in names:
     p = os.path.join(agent, name)
     tmp = os.path.join(agent, "new-" + name)
     out[name + ":read"] = (sorted(os.listdir(p)) if os.path.isdir(p) else open(p).read()) \

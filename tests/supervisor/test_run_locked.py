@@ -7,48 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-AGENT = r'''#!/usr/bin/env python3
-import json, os
-out = {}
-def attempt(key, fn):
-    try:
-        fn()
-        out[key] = "ok"
-    except OSError as e:
-        out[key] = e.errno
-def write(p):
-    with open(p, "w") as f:
-        f.write('{"hooks": {"PreToolUse": [{"hooks": [{"type": "command", "command": "true"}]}]}}')
-cdir = os.environ["AGENT_DIR"]
-for name in os.environ["LOCKED"].split():
-    p = os.path.join(cdir, name)
-    attempt(name + ":write", lambda: write(p))
-    write(os.path.join(cdir, "tmp"))
-    attempt(name + ":rename-over", lambda: os.rename(os.path.join(cdir, "tmp"), p))
-    os.unlink(os.path.join(cdir, "tmp"))
-    attempt(name + ":delete", lambda: os.rmdir(p) if os.path.isdir(p) else os.unlink(p))
-    attempt(name + ":inside", lambda: write(os.path.join(p, "default.rules")))
-write(os.path.join(cdir, "history.jsonl"))
-print(json.dumps(out))
-'''
+from tests.sandbox.test_locked import PROBE, snapshot
 
-
-def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
-    out: dict[str, tuple[int, bytes | None]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            p = Path(dirpath) / n
-            st = os.lstat(p)
-            out[str(p.relative_to(root))] = (
-                st.st_mode, p.read_bytes() if stat.S_ISREG(st.st_mode) else None)
-    return out
+AGENT = "#!/usr/bin/env python3\n" + PROBE  # every way to get its own file in place
 
 
 CASES = {
@@ -95,6 +62,9 @@ def test_agent_cannot_create_its_missing_permission_files(tmp_path: Path, case: 
         assert out[f"{name}:write"] in (30, 13, 21), (name, out)  # EROFS / EACCES / EISDIR
         assert out[f"{name}:rename-over"] in (16, 21), (name, out)  # EBUSY / EISDIR
         assert out[f"{name}:delete"] == 16, (name, out)  # EBUSY: a mount point
+        assert out[f"{name}:rename-away"] == 16, (name, out)
+        assert out[f"{name}:excl"] == 17, (name, out)  # EEXIST: it is there, read-only
+        assert out[f"{name}:chmod"] == 30, (name, out)
         assert out[f"{name}:inside"] in (30, 20), (name, out)  # EROFS / ENOTDIR
     # the directory itself stays the agent's to use
     assert (cdir / "history.jsonl").read_text().startswith('{"hooks"')
