@@ -14,6 +14,7 @@ import pytest
 from corral.netproxy import NetworkDecision, PolicyInputs, Proxy, build_policy
 from corral.netproxy.addresses import IPAddress
 from corral.netproxy.gate import direct_connector
+from corral.netproxy.udp import Deliver, open_datagram
 
 
 def need(tool: str) -> str:
@@ -78,8 +79,9 @@ ProxyFactory = Callable[..., tuple[Proxy, list[NetworkDecision]]]
 
 @pytest.fixture
 def make_proxy() -> Iterator[ProxyFactory]:
-    """Proxies whose default connector refuses (and records) any non-loopback connect, so no
-    test can send a packet off this machine even if the proxy had a bug."""
+    """Proxies whose default connector and UDP socket opener refuse (and record) any
+    non-loopback destination, so no test can send a packet off this machine even if the proxy
+    had a bug."""
     started: list[Proxy] = []
     violations: list[str] = []
 
@@ -89,10 +91,17 @@ def make_proxy() -> Iterator[ProxyFactory]:
             raise OSError(f"test guard: refusing non-loopback connect to {ip}")
         return await direct_connector(ip, port)
 
+    async def udp_loopback_only(ip: IPAddress, port: int, deliver: Deliver):  # type: ignore[no-untyped-def]
+        if not ip.is_loopback:
+            violations.append(f"udp {ip}:{port}")
+            raise OSError(f"test guard: refusing non-loopback datagrams to {ip}")
+        return await open_datagram(ip, port, deliver)
+
     def make(inputs: PolicyInputs | None = None, **kw: object) -> tuple[Proxy, list[NetworkDecision]]:
         events: list[NetworkDecision] = []
         kw.setdefault("connector", loopback_only)
         p = Proxy(build_policy(inputs or PolicyInputs()), on_decision=events.append, **kw)  # type: ignore[arg-type]
+        p._socks.open_datagram = udp_loopback_only
         p.start()
         started.append(p)
         return p, events

@@ -12,6 +12,11 @@ socket, which is bind-mounted at SOCK. Tools speak TCP to a proxy URL, so this p
    unix socket;
 3. relays every accepted connection to SOCK until the command exits, then exits with its status.
 
+Relays are opaque, except that on the ``--port`` listeners a SOCKS5 handshake is watched: a UDP
+ASSOCIATE is turned into corral's framed form, so datagrams the command sends to a UDP socket
+of this process travel to the proxy inside the association's stream (see ``_socks5``). Every
+other connection is relayed byte for byte.
+
 ``--bridge PORT=SOCK2`` adds another loopback port relayed to another bind-mounted socket (the
 supervisor's session API for hooks inside the sandbox, for example).
 
@@ -59,7 +64,7 @@ async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.close()
 
 
-def _handler(path: str):  # type: ignore[no-untyped-def]
+def _handler(path: str, socks: bool):  # type: ignore[no-untyped-def]
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         try:
             ur, uw = await asyncio.open_unix_connection(path)
@@ -68,7 +73,16 @@ def _handler(path: str):  # type: ignore[no-untyped-def]
             w.close()
             return
         try:
+            if socks:
+                first = await r.read(1 << 16)
+                if first[:1] == b"\x05":  # SOCKS5: watch the handshake for UDP ASSOCIATE
+                    if await _socks5(_Feed(r, first), r, w, ur, uw):
+                        return
+                elif first:
+                    uw.write(first)
             await asyncio.gather(_pipe(r, uw), _pipe(ur, w))
+        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
+            pass
         finally:
             w.close()
             uw.close()
@@ -76,8 +90,160 @@ def _handler(path: str):  # type: ignore[no-untyped-def]
     return handle
 
 
-async def _relay(listeners: list[tuple[socket.socket, str]], done: asyncio.Event) -> None:
-    servers = [await asyncio.start_server(_handler(path), sock=s) for s, path in listeners]
+# --- SOCKS5 UDP ASSOCIATE -------------------------------------------------------------------
+# The command cannot reach the proxy's UDP sockets from this network namespace, so datagrams
+# travel inside the association's own stream: this process asks the proxy for corral's framed
+# form (command 0x83, accepted only on the unix socket; the proxy's corral.netproxy.udp has the
+# reference description), then carries each SOCKS5 UDP datagram as a 2-byte length + datagram.
+# The proxy applies the gate to every destination exactly as for an IP client.
+
+CMD_UDP_FRAMED = 0x83  # must equal corral.netproxy.udp.CMD_UDP_FRAMED
+MAX_FRAME = 65535
+MAX_QUEUED = 1 << 20  # bytes buffered towards either side before datagrams are dropped
+HANDSHAKE_TIMEOUT = 60.0
+_LOOPBACK = socket.inet_aton("127.0.0.1")
+
+
+class _Feed:
+    """Bytes already read from the client, then more from its stream."""
+
+    def __init__(self, r: asyncio.StreamReader, first: bytes) -> None:
+        self.r, self.buf = r, bytearray(first)
+
+    async def take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            more = await self.r.read(1 << 16)
+            if not more:
+                raise EOFError
+            self.buf += more
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def rest(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+async def _handshake(feed: _Feed, w: asyncio.StreamWriter, ur: asyncio.StreamReader,
+                     uw: asyncio.StreamWriter) -> bytes | None:
+    """Pass greeting and authentication through; return a UDP ASSOCIATE request (held back),
+    or None once everything read was forwarded and the rest is an opaque relay."""
+    head = await feed.take(2)
+    uw.write(head + await feed.take(head[1]))
+    method = await ur.readexactly(2)
+    w.write(method)
+    if method == b"\x05\x02":  # RFC 1929 username/password
+        ver_ulen = await feed.take(2)
+        user = await feed.take(ver_ulen[1])
+        plen = await feed.take(1)
+        uw.write(ver_ulen + user + plen + await feed.take(plen[0]))
+        status = await ur.readexactly(2)
+        w.write(status)
+        if status[1] != 0:
+            return None
+    elif method != b"\x05\x00":
+        return None
+    req = await feed.take(4)
+    size = {1: 4, 4: 16}.get(req[3], 0)
+    if req[0] != 5 or req[1] not in (3, CMD_UDP_FRAMED) or (size == 0 and req[3] != 3):
+        uw.write(req + feed.rest())  # CONNECT and the rest: the proxy answers, we relay
+        return None
+    if req[3] == 3:
+        size = (await feed.take(1))[0]
+    return req + await feed.take(size + 2)
+
+
+async def _socks5(feed: _Feed, r: asyncio.StreamReader, w: asyncio.StreamWriter,
+                  ur: asyncio.StreamReader, uw: asyncio.StreamWriter) -> bool:
+    """True when the connection was a UDP association and is over; False to relay the rest."""
+    async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+        req = await _handshake(feed, w, ur, uw)
+    if req is None:
+        if rest := feed.rest():
+            uw.write(rest)
+        return False
+    if req[1] == CMD_UDP_FRAMED:  # only this process may ask for the framed form
+        w.write(b"\x05\x07\x00\x01" + bytes(6))
+        return True
+    peer = w.get_extra_info("peername")
+    want_port = int.from_bytes(req[-2:], "big")  # RFC 1928: the port the client will send from
+    loop = asyncio.get_running_loop()
+    transport, inside = await loop.create_datagram_endpoint(
+        lambda: _Inside(uw, str(peer[0]), want_port), local_addr=("127.0.0.1", 0))
+    try:
+        uw.write(bytes([5, CMD_UDP_FRAMED, 0, 1]) + bytes(6))
+        rep = await ur.readexactly(10)
+        if rep[1] != 0:
+            w.write(rep)
+            return True
+        w.write(rep[:3] + b"\x01" + _LOOPBACK + transport.get_extra_info("sockname")[1]
+                .to_bytes(2, "big"))
+        tasks = [asyncio.ensure_future(_control(r)), asyncio.ensure_future(_replies(ur, inside))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+    finally:
+        transport.close()
+    return True
+
+
+async def _control(r: asyncio.StreamReader) -> None:
+    # The association lasts as long as the control connection; anything sent on it after the
+    # request is discarded (never forwarded: the stream towards the proxy now carries frames).
+    with contextlib.suppress(OSError):
+        while await r.read(1 << 16):
+            pass
+
+
+async def _replies(ur: asyncio.StreamReader, inside: _Inside) -> None:
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        while True:
+            size = int.from_bytes(await ur.readexactly(2), "big")
+            inside.reply(await ur.readexactly(size))
+
+
+class _Inside(asyncio.DatagramProtocol):
+    """The UDP socket the client sends to: only the associated client's datagrams are framed
+    (its port if the request named one, else the first sender from its address)."""
+
+    def __init__(self, uw: asyncio.StreamWriter, client_ip: str, client_port: int) -> None:
+        self.uw, self.client_ip, self.client_port = uw, client_ip, client_port
+        self.client: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        src = (addr[0], addr[1])
+        if self.client is None:
+            if src[0] != self.client_ip or self.client_port not in (0, src[1]):
+                return
+            self.client = src
+        elif src != self.client:
+            return
+        if len(data) < 10 or data[2] != 0 or len(data) > MAX_FRAME:
+            return  # too short for a header, or a fragment (dropped, as RFC 1928 allows)
+        if self.uw.transport.get_write_buffer_size() < MAX_QUEUED:
+            self.uw.write(len(data).to_bytes(2, "big") + data)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def reply(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None and self.client is not None and data and \
+                t.get_write_buffer_size() < MAX_QUEUED:  # type: ignore[attr-defined]
+            t.sendto(data, self.client)
+
+
+async def _relay(listeners: list[tuple[socket.socket, str, bool]], done: asyncio.Event) -> None:
+    servers = [await asyncio.start_server(_handler(path, socks), sock=s)
+               for s, path, socks in listeners]
     await done.wait()
     for srv in servers:
         srv.close()
@@ -112,19 +278,19 @@ def main(argv: list[str]) -> int:
     if bpf_fd >= 0:
         with os.fdopen(bpf_fd, "rb") as f:
             bpf = f.read()
-    listeners: list[tuple[socket.socket, str]] = []
-    for port, path in [(p, to) for p in ports] + bridges:
+    listeners: list[tuple[socket.socket, str, bool]] = []
+    for port, path, socks in [(p, to, True) for p in ports] + [(p, b, False) for p, b in bridges]:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen(128)
         s.set_inheritable(False)
-        listeners.append((s, path))
+        listeners.append((s, path, socks))
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     pid = os.fork()
     if pid == 0:
         try:
-            for s, _ in listeners:
+            for s, _, _ in listeners:
                 s.close()
             if bpf:
                 load_filter(bpf)

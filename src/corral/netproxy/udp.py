@@ -1,0 +1,243 @@
+"""SOCKS5 UDP associations: the client's datagrams go out only after the gate, replies come back.
+
+One ``UdpAssociation`` per UDP ASSOCIATE. It does not care how the client's datagrams arrive:
+
+* an IP client sends them to a UDP socket the proxy binds (``serve_ip_client``, RFC 1928);
+* a client inside a ``proxy``-mode sandbox cannot reach any UDP socket of ours, so the
+  sandbox's first process (``corral.sandbox.proxyinit``) carries them over the proxy's unix
+  stream socket as frames (``serve_framed``).
+
+Framed mode is a private command, ``CMD_UDP_FRAMED`` (0x83), accepted only on the unix socket:
+after the usual SOCKS5 reply, each direction is a sequence of frames, a 2-byte big-endian length
+followed by one SOCKS5 UDP datagram (RFC 1928 section 7 header + payload). A zero length is a
+no-op. The header, the fragment rule and the gate apply exactly as for IP clients.
+
+Each allowed destination gets its own connected UDP socket, so the kernel delivers replies only
+from that address, and the source address matches the route to the destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from corral.netproxy.addresses import IPAddress
+from corral.netproxy.gate import Blocked, Gate
+
+CMD_UDP_FRAMED = 0x83  # corral extension; proxyinit's copy must match (tests check)
+MAX_FRAME = 65535  # the 2-byte length prefix; also the largest UDP datagram
+MAX_QUEUED = 1 << 20  # bytes buffered towards one side before datagrams are dropped
+MAX_ROUTES = 256  # destinations per association (each allowed one holds a socket)
+MAX_WAITING = 16  # datagrams held per destination while the gate decides
+
+Deliver = Callable[[bytes], None]
+DatagramOpener = Callable[[IPAddress, int, Deliver], Awaitable[asyncio.DatagramTransport]]
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.deliver(data)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable and friends: UDP has no error channel back to the client
+
+
+async def open_datagram(ip: IPAddress, port: int, deliver: Deliver) -> asyncio.DatagramTransport:
+    """A UDP socket connected to ``ip:port``: the kernel drops datagrams from anyone else."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _Upstream(deliver), remote_addr=(str(ip), port)
+    )
+    return transport
+
+
+def parse_datagram(data: bytes) -> tuple[str, int, bytes] | None:
+    """``(host, port, payload)`` of a SOCKS5 UDP datagram, or None to drop it."""
+    if len(data) < 10 or data[0:2] != b"\x00\x00" or data[2] != 0:
+        return None  # bad header or fragmented (fragments are dropped, as RFC 1928 allows)
+    atyp = data[3]
+    if atyp == 1:
+        host, rest = str(ipaddress.IPv4Address(data[4:8])), data[8:]
+    elif atyp == 4 and len(data) >= 22:
+        host, rest = str(ipaddress.IPv6Address(data[4:20])), data[20:]
+    elif atyp == 3 and data[4] and len(data) >= 5 + data[4] + 2:
+        host, rest = data[5 : 5 + data[4]].decode("ascii", "replace"), data[5 + data[4] :]
+    else:
+        return None
+    if len(rest) < 2:
+        return None
+    return host, int.from_bytes(rest[:2], "big"), rest[2:]
+
+
+def datagram_header(ip: IPAddress, port: int) -> bytes:
+    """The RFC 1928 UDP request header naming ``ip:port`` (the source of a reply)."""
+    atyp = b"\x01" if ip.version == 4 else b"\x04"
+    return b"\x00\x00\x00" + atyp + ip.packed + port.to_bytes(2, "big")
+
+
+class UdpAssociation:
+    """Routes one client's datagrams: the first to each destination asks the gate (one decision
+    event per destination); later ones reuse the answer. Blocked destinations are dropped."""
+
+    def __init__(
+        self, gate: Gate, client: str | None, deliver: Deliver,
+        opener: DatagramOpener = open_datagram,
+    ) -> None:
+        self.gate = gate
+        self.client = client
+        self.deliver = deliver
+        self.opener = opener
+        self.routes: dict[tuple[str, int], asyncio.DatagramTransport | None] = {}
+        self.waiting: dict[tuple[str, int], list[bytes]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def from_client(self, data: bytes) -> None:
+        parsed = parse_datagram(data)
+        if parsed is None or self.closed:
+            return
+        host, port, payload = parsed
+        key = (host, port)
+        if key in self.routes:
+            _send(self.routes[key], payload)
+            return
+        queue = self.waiting.get(key)
+        if queue is None:
+            if len(self.routes) + len(self.waiting) >= MAX_ROUTES:
+                return
+            queue = self.waiting[key] = []
+            task = asyncio.get_running_loop().create_task(self._route(key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        if len(queue) < MAX_WAITING:
+            queue.append(payload)
+
+    async def _route(self, key: tuple[str, int]) -> None:
+        host, port = key
+        transport: asyncio.DatagramTransport | None = None
+        try:
+            target = await self.gate.authorize(host, port, "socks5_udp", None, self.client)
+            ip = (await self.gate.addresses(target, self.client))[0]
+            header = datagram_header(ip, port)
+            transport = await self.opener(ip, port, lambda d: self._reply(header, d))
+        except (Blocked, OSError):
+            transport = None
+        if self.closed:
+            if transport is not None:
+                transport.close()
+            return
+        self.routes[key] = transport
+        for payload in self.waiting.pop(key, []):
+            _send(transport, payload)
+
+    def _reply(self, header: bytes, data: bytes) -> None:
+        if not self.closed and len(header) + len(data) <= MAX_FRAME:
+            self.deliver(header + data)
+
+    def close(self) -> None:
+        self.closed = True
+        for task in self.tasks:
+            task.cancel()
+        for transport in self.routes.values():
+            if transport is not None:
+                transport.close()
+        self.routes.clear()
+        self.waiting.clear()
+
+
+def _room(transport: asyncio.BaseTransport) -> bool:
+    # asyncio's datagram transports buffer without limit when the socket is full; UDP may drop
+    backlog: int = getattr(transport, "get_write_buffer_size", lambda: 0)()
+    return backlog < MAX_QUEUED
+
+
+def _send(transport: asyncio.DatagramTransport | None, payload: bytes) -> None:
+    if transport is not None and _room(transport):
+        transport.sendto(payload)
+
+
+# --- how the client's datagrams arrive ----------------------------------------------------------
+
+class _IpClient(asyncio.DatagramProtocol):
+    """The client-facing UDP socket: only the associated client may use it (RFC 1928: the
+    address the request named, else the first sender from the control connection's IP)."""
+
+    def __init__(self, client_ip: str, client_port: int) -> None:
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.client_addr: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.association: UdpAssociation | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        src = (str(addr[0]), int(addr[1]))
+        if self.client_addr is None:
+            if src[0] != self.client_ip or self.client_port not in (0, src[1]):
+                return
+            self.client_addr = src
+        elif src != self.client_addr:
+            return
+        if self.association is not None:
+            self.association.from_client(data)
+
+    def deliver(self, data: bytes) -> None:
+        t, to = self.transport, self.client_addr
+        if t is not None and to is not None and _room(t):
+            t.sendto(data, to)
+
+
+async def serve_ip_client(
+    gate: Gate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
+    client_ip: str, client_port: int, opener: DatagramOpener = open_datagram,
+) -> None:
+    """Bind a UDP socket beside the client, reply with its address, relay until the control
+    connection closes."""
+    loop = asyncio.get_running_loop()
+    transport, side = await loop.create_datagram_endpoint(
+        lambda: _IpClient(client_ip, client_port), local_addr=(client_ip, 0)
+    )
+    assoc = UdpAssociation(gate, client, side.deliver, opener)
+    side.association = assoc
+    try:
+        bound = transport.get_extra_info("sockname")
+        ip = ipaddress.ip_address(bound[0])
+        writer.write(b"\x05\x00" + datagram_header(ip, int(bound[1]))[2:])
+        await writer.drain()
+        while await reader.read(4096):  # the association lives as long as this connection
+            pass
+    finally:
+        assoc.close()
+        transport.close()
+
+
+async def serve_framed(
+    gate: Gate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
+    opener: DatagramOpener = open_datagram,
+) -> None:
+    """Datagrams as length-prefixed frames on the control connection itself (see the module
+    docstring); ends when the connection does. A client that reads too slowly loses replies."""
+
+    def deliver(data: bytes) -> None:
+        if not writer.is_closing() and _room(writer.transport):
+            writer.write(len(data).to_bytes(2, "big") + data)
+
+    assoc = UdpAssociation(gate, client, deliver, opener)
+    try:
+        writer.write(b"\x05\x00\x00\x01" + bytes(6))  # proxyinit puts its own address here
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                if size:
+                    assoc.from_client(await reader.readexactly(size))
+    finally:
+        assoc.close()

@@ -1,0 +1,503 @@
+"""SOCKS5 UDP ASSOCIATE through the unix socket: the framed form (what proxyinit speaks for a
+client inside a ``proxy``-mode sandbox), and real sandboxes whose clients send datagrams to a
+UDP echo server outside. The gate decides every destination exactly as for IP clients; refused
+non-loopback destinations are caught by the ``make_proxy`` guard before any packet is sent."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corral.netproxy import Listen, NetworkDecision, PolicyInputs, Proxy, proxy_env
+from corral.netproxy.addresses import IPAddress
+from corral.netproxy.udp import CMD_UDP_FRAMED, MAX_FRAME, datagram_header, parse_datagram
+from corral.sandbox import proxyinit
+
+from .conftest import ProxyFactory, need
+
+
+class UdpEcho:
+    """A UDP server on 127.0.0.1 answering ``echo:`` + payload; records every payload."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                continue
+            self.seen.append(data)
+            self.sock.sendto(b"echo:" + data[:65000], addr)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def echo() -> Iterator[UdpEcho]:
+    e = UdpEcho()
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[UdpEcho]:
+    """A second UDP server the policy does NOT allow: it must never receive anything."""
+    e = UdpEcho()
+    yield e
+    e.close()
+
+
+async def fake_dns(host: str, port: int) -> list[IPAddress]:
+    table = {"echo.test": "127.0.0.1", "inside.test": "10.0.0.5", "pub.test": "93.184.216.34"}
+    if host not in table:
+        raise OSError(f"test resolver: no answer for {host}")
+    return [ipaddress.ip_address(table[host])]
+
+
+def udp_policy(echo_port: int, allow_udp: bool = True) -> PolicyInputs:
+    return PolicyInputs(
+        domains={"127.0.0.1": "allow", "echo.test": "allow", "inside.test": "allow",
+                 "denied.test": "deny"},
+        allow_local=[f"127.0.0.1:{echo_port}", f"echo.test:{echo_port}"],
+        allow_udp=allow_udp,
+    )
+
+
+def unix_proxy(make_proxy: ProxyFactory, inputs: PolicyInputs, sock: Path,
+               **kw: object) -> tuple[Proxy, list[NetworkDecision]]:
+    return make_proxy(inputs, listen=Listen(http=None, socks=("127.0.0.1", 0), unix=str(sock)),
+                      resolver=fake_dns, **kw)
+
+
+def recvn(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise EOFError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return out
+
+
+def hdr(ip: str, port: int) -> bytes:
+    return datagram_header(ipaddress.ip_address(ip), port)
+
+
+def framed(path: Path, cmd: int = CMD_UDP_FRAMED) -> tuple[socket.socket, bytes]:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(str(path))
+    s.sendall(b"\x05\x01\x00")
+    assert recvn(s, 2) == b"\x05\x00"
+    s.sendall(bytes([5, cmd, 0, 1]) + bytes(6))
+    return s, recvn(s, 10)
+
+
+def send_frame(s: socket.socket, datagram: bytes) -> None:
+    s.sendall(struct.pack(">H", len(datagram)) + datagram)
+
+
+def recv_frame(s: socket.socket) -> bytes:
+    (n,) = struct.unpack(">H", recvn(s, 2))
+    return recvn(s, n)
+
+
+def udp_events(events: list[NetworkDecision]) -> list[tuple[str, int, str, str]]:
+    return [(e.host, e.port, e.decision, e.reason) for e in events if e.protocol == "socks5_udp"]
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def settle(proxy: Proxy) -> None:
+    deadline = time.monotonic() + 5
+    while proxy.stats.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proxy.stats.active == 0
+
+
+# --- the framed form, spoken directly on the unix socket ---------------------------------------
+
+def test_framed_association_echoes_and_gates_each_destination(
+    make_proxy: ProxyFactory, echo: UdpEcho, silent: UdpEcho, tmp_path: Path
+) -> None:
+    sock = tmp_path / "proxy.sock"
+    _, events = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    s, rep = framed(sock)
+    assert rep == b"\x05\x00\x00\x01" + bytes(6)
+    to_echo = hdr("127.0.0.1", echo.port)
+    send_frame(s, to_echo + b"ping")
+    assert recv_frame(s) == to_echo + b"echo:ping"
+    big = os.urandom(60000)
+    send_frame(s, to_echo + big)
+    assert recv_frame(s) == to_echo + b"echo:" + big
+    send_frame(s, b"\x00\x00\x00\x03\x09echo.test" + struct.pack(">H", echo.port) + b"named")
+    assert recv_frame(s) == to_echo + b"echo:named"  # replies name the address that answered
+    send_frame(s, hdr("127.0.0.1", silent.port) + b"not allowed")
+    send_frame(s, b"\x00\x00\x00\x03\x0bdenied.test\x00\x35" + b"denied")
+    send_frame(s, to_echo + b"last")
+    assert recv_frame(s) == to_echo + b"echo:last"
+    s.close()
+    assert echo.seen == [b"ping", big, b"named", b"last"]
+    assert silent.seen == []
+    assert udp_events(events) == [
+        ("127.0.0.1", echo.port, "allow", "allowed"), ("echo.test", echo.port, "allow", "allowed"),
+        ("127.0.0.1", silent.port, "deny", "not_allowed_local"),
+        ("denied.test", 53, "deny", "denied")]
+
+
+def test_hostile_frames_are_dropped_and_the_proxy_keeps_serving(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    sock = tmp_path / "proxy.sock"
+    proxy, events = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    to_echo = hdr("127.0.0.1", echo.port)
+    s, _ = framed(sock)
+    for junk in (b"", b"\x00", b"\x00\x00\x00", b"\x00\x00\x00\x09" + bytes(8) + b"bad atyp",
+                 b"\x00\x00\x01\x01" + to_echo[4:] + b"fragment", b"\x05\x00" + to_echo[2:],
+                 b"\x00\x00\x00\x03\x00\x00\x35zero-length name",
+                 b"\x00\x00\x00\x03\x40short", b"\x00\x00\x00\x04" + bytes(10),
+                 b"\x00\x00\x00\x01\x7f\x00\x00\x01", b"\x00\x00\x00\x03\x02\xff\xfe\x00\x35x"):
+        send_frame(s, junk)
+    send_frame(s, to_echo + b"still here")
+    assert recv_frame(s) == to_echo + b"echo:still here"
+    s.sendall(b"\xff\xff" + b"x" * 100)  # a frame cut short by the client going away
+    s.close()
+    s, _ = framed(sock)
+    send_frame(s, to_echo + b"next")
+    assert recv_frame(s) == to_echo + b"echo:next"
+    s.close()
+    assert echo.seen == [b"still here", b"next"]
+    # the undecodable name reached the gate, which refused it as a bad host (journaled)
+    assert [e[2:] for e in udp_events(events)] == [
+        ("deny", "bad_host"), ("allow", "allowed"), ("allow", "allowed")]
+    settle(proxy)
+
+
+def test_framed_form_only_on_the_unix_socket(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    sock = tmp_path / "proxy.sock"
+    proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    assert proxy.endpoints and proxy.endpoints.socks
+    with socket.create_connection(proxy.endpoints.socks, timeout=5) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert recvn(s, 2) == b"\x05\x00"
+        s.sendall(bytes([5, CMD_UDP_FRAMED, 0, 1]) + bytes(6))
+        assert recvn(s, 10)[1] == 0x07  # an IP client: command not supported
+    s2, rep = framed(sock, cmd=3)
+    assert rep[1] == 0x01  # plain UDP ASSOCIATE over the unix socket: no address to send UDP to
+    s2.close()
+    assert proxyinit.CMD_UDP_FRAMED == CMD_UDP_FRAMED and proxyinit.MAX_FRAME == MAX_FRAME
+
+
+def test_udp_off_refuses_the_framed_form_with_0x02_and_journals(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    sock = tmp_path / "proxy.sock"
+    _, events = unix_proxy(make_proxy, udp_policy(echo.port, allow_udp=False), sock)
+    s, rep = framed(sock)
+    assert rep[1] == 0x02
+    s.close()
+    assert udp_events(events) == [("udp-associate", 0, "deny", "udp_not_allowed")]
+    assert events[0].source == "policy"
+
+
+def test_refused_off_machine_destinations_never_get_a_socket(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    """Private answers, metadata addresses and unlisted public hosts are refused at the gate;
+    the make_proxy guard fails the test if a socket towards any of them was even opened."""
+    sock = tmp_path / "proxy.sock"
+    _, events = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    s, _ = framed(sock)
+    for dest in (b"\x03\x0binside.test", b"\x03\x08pub.test",
+                 b"\x01" + socket.inet_aton("169.254.169.254"), b"\x01" + socket.inet_aton("8.8.8.8"),
+                 b"\x04" + socket.inet_pton(socket.AF_INET6, "fd00::1")):
+        send_frame(s, b"\x00\x00\x00" + dest + b"\x00\x35" + b"query")
+    to_echo = hdr("127.0.0.1", echo.port)
+    send_frame(s, to_echo + b"done")
+    assert recv_frame(s) == to_echo + b"echo:done"
+    s.close()
+    # a name is allowed by policy first, then refused for what it resolves to (as for TCP)
+    assert sorted((e[0], e[2], e[3].split()[0]) for e in udp_events(events)) == sorted([
+        ("inside.test", "allow", "allowed"), ("inside.test", "deny", "not_allowed_local"),
+        ("pub.test", "deny", "not_allowed"), ("169.254.169.254", "deny", "not_allowed_local"),
+        ("8.8.8.8", "deny", "not_allowed"), ("fd00::1", "deny", "not_allowed_local"),
+        ("127.0.0.1", "allow", "allowed")])
+
+
+def test_many_associations_leave_no_descriptors(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    sock = tmp_path / "proxy.sock"
+    proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    assert proxy.endpoints and proxy.endpoints.socks
+    to_echo = hdr("127.0.0.1", echo.port)
+    before = fd_count()
+    for i in range(60):
+        s, _ = framed(sock)
+        send_frame(s, to_echo + b"%d" % i)
+        assert recv_frame(s) == to_echo + b"echo:%d" % i
+        s.close()
+    for i in range(20):  # IP clients share the same association core
+        ctl = socket.create_connection(proxy.endpoints.socks, timeout=5)
+        ctl.sendall(b"\x05\x01\x00")
+        assert recvn(ctl, 2) == b"\x05\x00"
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        u.settimeout(5)
+        ctl.sendall(b"\x05\x03\x00\x01" + bytes(4) + struct.pack(">H", u.getsockname()[1]))
+        rep = recvn(ctl, 10)
+        u.sendto(to_echo + b"ip%d" % i, (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:])[0]))
+        assert u.recv(2048) == to_echo + b"echo:ip%d" % i
+        u.close()
+        ctl.close()
+    settle(proxy)
+    assert fd_count() == before
+
+
+_frames = st.lists(
+    st.one_of(
+        st.binary(max_size=40),
+        st.tuples(st.sampled_from([b"\x00\x00\x00\x01", b"\x00\x00\x00\x03", b"\x00\x00\x00\x04",
+                                   b"\x00\x00\x01\x01", b"\x00\x00\x00\x09"]),
+                  st.binary(max_size=30)).map(b"".join),
+    ).map(lambda d: struct.pack(">H", len(d)) + d),
+    max_size=12,
+).map(b"".join)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(stream=_frames, tail=st.binary(max_size=8))
+def test_fuzzed_frame_streams(stream: bytes, tail: bytes, fuzz_proxy: tuple[Path, int]) -> None:
+    sock, port = fuzz_proxy
+    s, _ = framed(sock)
+    s.sendall(stream + tail)
+    to_echo = hdr("127.0.0.1", port)
+    if not tail:  # still in step: the association must still answer
+        send_frame(s, to_echo + b"alive")
+        assert recv_frame(s) == to_echo + b"echo:alive"
+    s.close()
+
+
+@pytest.fixture
+def fuzz_proxy(make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path) -> tuple[Path, int]:
+    sock = tmp_path / "fuzz.sock"
+    unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    return sock, echo.port
+
+
+@given(st.binary(max_size=64))
+def test_parse_datagram_never_raises(data: bytes) -> None:
+    parsed = parse_datagram(data)
+    if parsed is not None:
+        _host, port, payload = parsed
+        assert 0 <= port < 65536 and data.endswith(payload)
+
+
+# --- real sandboxes: proxyinit + a Python SOCKS5 UDP client inside -----------------------------
+
+CLIENT = r'''
+import json, socket, struct, sys
+P = json.loads(sys.argv[1])
+out = {}
+
+def recvn(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError
+        b += c
+    return b
+
+def udp(host="127.0.0.1"):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((host, 0))
+    u.settimeout(3)
+    return u
+
+def greet(auth=None):
+    c = socket.create_connection(("127.0.0.1", 1080), timeout=5)
+    if auth:
+        c.sendall(b"\x05\x01\x02")
+        assert recvn(c, 2) == b"\x05\x02"
+        u, p = auth.encode(), auth.encode()
+        c.sendall(b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p)
+        assert recvn(c, 2) == b"\x01\x00"
+    else:
+        c.sendall(b"\x05\x01\x00")
+        assert recvn(c, 2) == b"\x05\x00"
+    return c
+
+def associate(u, auth=None, cmd=3):
+    c = greet(auth)
+    c.sendall(bytes([5, cmd, 0, 1]) + bytes(4) + struct.pack(">H", u.getsockname()[1]))
+    rep = recvn(c, 10)
+    return c, rep, (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:10])[0])
+
+def hdr(port, ip="127.0.0.1"):
+    return b"\x00\x00\x00\x01" + socket.inet_aton(ip) + struct.pack(">H", port)
+
+def reply(u, timeout=3):
+    u.settimeout(timeout)
+    try:
+        return u.recv(70000).decode("latin-1")
+    except (socket.timeout, ConnectionRefusedError):
+        return None
+
+E = P["echo"]
+if P["mode"] == "on":
+    u = udp()
+    c, rep, relay = associate(u)
+    out["rep"] = rep[:4].hex()
+    out["relay_host"] = relay[0]
+    intruder, other_ip = udp(), udp("127.0.0.2")
+    intruder.sendto(hdr(E) + b"intruder", relay)        # same address, another port
+    other_ip.sendto(hdr(E) + b"other-ip", relay)        # another inside address
+    u.sendto(hdr(E) + b"ping", relay)
+    out["ping"] = reply(u)
+    out["intruder_reply"] = reply(intruder, 0.3)
+    big = b"B" * 60000
+    u.sendto(hdr(E) + big, relay)
+    out["big_ok"] = reply(u) == (hdr(E) + b"echo:" + big).decode("latin-1")
+    u.sendto(b"\x00\x00\x00\x03\x09echo.test" + struct.pack(">H", E) + b"named", relay)
+    out["named"] = reply(u)
+    u.sendto(b"\x00\x00\x01\x01" + hdr(E)[4:] + b"fragment", relay)
+    u.sendto(hdr(P["silent"]) + b"to-silent", relay)
+    c.sendall(b"\x00\x05after the request")             # must not reach the proxy as a frame
+    u.sendto(hdr(E) + b"after", relay)
+    out["after"] = reply(u)
+    c.sendall(bytes([5, 0x83, 0, 1]) + bytes(6))
+    c.close()
+    import time; time.sleep(0.3)
+    u.sendto(hdr(E) + b"closed", relay)
+    out["after_close"] = reply(u, 0.5)
+    ok = 0
+    for i in range(P["rounds"]):
+        v = udp()
+        c, rep, relay = associate(v)
+        v.sendto(hdr(E) + b"r%d" % i, relay)
+        ok += reply(v) == (hdr(E) + b"echo:r%d" % i).decode("latin-1")
+        c.close()
+        v.close()
+    out["rounds_ok"] = ok
+else:
+    u = udp()
+    c, rep, _ = associate(u, auth=P.get("auth"))
+    out["udp_rep"] = rep[1]
+    c.close()
+    c, rep, _ = associate(u, auth=P.get("auth"), cmd=0x83)
+    out["framed_rep"] = rep[1]
+    c.close()
+    c = greet(P.get("auth"))
+    c.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", P["web"])
+              + b"GET /hello.txt HTTP/1.0\r\n\r\n")       # request and data in one write
+    data = b""
+    while chunk := c.recv(65536):
+        data += chunk
+    out["connect"] = data[:10].hex() + " " + data.decode("latin-1").rsplit("\r\n", 1)[-1]
+print(json.dumps(out))
+'''
+
+
+def run_inside(tmp_path: Path, sock: Path, params: dict[str, object],
+               monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from corral.sandbox import NetworkPlan, Sandbox, build_plan
+    from corral.sandbox.profiles import NetworkMode
+
+    need("bwrap")
+    ws, home, ch = tmp_path / "ws", tmp_path / "home", tmp_path / "corral-home"
+    for d in (ws, home, ch):
+        d.mkdir(exist_ok=True)
+    monkeypatch.setenv("CORRAL_HOME", str(ch))
+    monkeypatch.setenv("HOME", str(home))
+    net = NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock, proxy_env=proxy_env(3128, 1080))
+    sb = Sandbox(build_plan(":workspace", ws, network=net, home=home, exclude_slash_tmp=True,
+                            exclude_tmpdir=True))
+    proc = sb.spawn([sys.executable, "-c", CLIENT, json.dumps(params)], ws, None,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=90)
+    sb.close()
+    assert proc.returncode == 0, err
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+@pytest.mark.slow
+def test_udp_from_inside_a_proxy_sandbox(
+    make_proxy: ProxyFactory, echo: UdpEcho, silent: UdpEcho, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sock = tmp_path / "proxy.sock"
+    proxy, events = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    before = fd_count()
+    rounds = 40
+    out = run_inside(tmp_path, sock, {"mode": "on", "echo": echo.port, "silent": silent.port,
+                                      "rounds": rounds}, monkeypatch)
+    to_echo = hdr("127.0.0.1", echo.port).decode("latin-1")
+    assert out["rep"] == "05000001" and out["relay_host"] == "127.0.0.1"  # proxyinit's socket
+    assert out["ping"] == to_echo + "echo:ping"
+    assert out["intruder_reply"] is None
+    assert out["big_ok"] is True
+    assert out["named"] == to_echo + "echo:named"
+    assert out["after"] == to_echo + "echo:after"
+    assert out["after_close"] is None  # the association ended with its control connection
+    assert out["rounds_ok"] == rounds
+    payloads = [p for p in echo.seen if not p.startswith(b"r")]
+    assert payloads == [b"ping", b"B" * 60000, b"named", b"after"]  # no intruder, no fragment
+    assert silent.seen == []
+    assert (("127.0.0.1", silent.port, "deny", "not_allowed_local") in udp_events(events))
+    assert {e.decision for e in events if e.host != "127.0.0.1" or e.port != silent.port} == {
+        "allow"}
+    settle(proxy)
+    assert fd_count() == before
+
+
+@pytest.mark.slow
+def test_udp_off_inside_a_sandbox_and_connect_still_relayed(
+    make_proxy: ProxyFactory, echo: UdpEcho, web: tuple[int, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """allow_udp off: 0x02 and one journaled decision. Username/password and CONNECT pass
+    through proxyinit's handshake watch unchanged; a client cannot ask for the framed form."""
+    port, _ = web
+    sock = tmp_path / "proxy.sock"
+    inputs = udp_policy(echo.port, allow_udp=False)
+    inputs.allow_local.append(f"127.0.0.1:{port}")
+    _, events = unix_proxy(make_proxy, inputs, sock, credentials=("corral", "corral"))
+    out = run_inside(tmp_path, sock, {"mode": "off", "echo": echo.port, "web": port,
+                                      "auth": "corral"}, monkeypatch)
+    assert out["udp_rep"] == 0x02
+    assert out["framed_rep"] == 0x07  # refused by proxyinit itself, never sent to the proxy
+    assert out["connect"] == "05000001000000000000 hello through the proxy\n"
+    assert [(e.protocol, e.decision, e.reason) for e in events] == [
+        ("socks5_udp", "deny", "udp_not_allowed"), ("socks5_tcp", "allow", "allowed")]
