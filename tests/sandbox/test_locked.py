@@ -223,7 +223,8 @@ def test_a_placeholder_that_cannot_be_made_refuses_the_run(box: Box) -> None:
     marker = box.ws / "ran"
     sb = Sandbox(build_plan(":workspace", box.ws, writable_roots=[agent], home=box.home,
                             exclude_slash_tmp=True, exclude_tmpdir=True,
-                            locked=[Locked(agent / "rules" / "default.rules", b"")]))
+                            locked=[Locked.infer(agent / "hooks.json"),
+                                    Locked(agent / "rules" / "default.rules", b"")]))
     with pytest.raises(CorralError) as exc:
         sb.spawn(["touch", str(marker)], box.ws)
     assert exc.value.control == "sandbox"
@@ -231,7 +232,8 @@ def test_a_placeholder_that_cannot_be_made_refuses_the_run(box: Box) -> None:
     assert "\n" not in line
     assert str(agent / "rules" / "default.rules") in line and "Not a directory" in line
     assert not marker.exists()
-    assert sorted(os.listdir(agent)) == ["rules"]
+    sb.close()
+    assert sorted(os.listdir(agent)) == ["rules"]  # the placeholder made before: removed
 
 
 def test_locked_paths_outside_writable_places_need_no_placeholder(box: Box) -> None:

@@ -72,3 +72,26 @@ def test_agent_cannot_create_its_missing_permission_files(tmp_path: Path, case: 
     after.pop(str((cdir / "history.jsonl").relative_to(home)))
     assert after == before  # no placeholder, no residue, the user's config untouched
     assert "corral: sandbox: left" not in r.stderr
+
+
+def test_a_symlinked_permission_file_is_named_as_only_partly_locked(tmp_path: Path,
+                                                                    monkeypatch, capsys) -> None:
+    """The mount lands on a symlink's target; the link is an entry of the writable directory.
+    `corral run` says so before starting instead of pretending the file is locked."""
+    from corral.sandbox import build_plan
+    from corral.supervisor.run import PRESETS, _lock_files
+
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    (tmp_path / "dotfiles").mkdir()
+    (tmp_path / "dotfiles" / "config.toml").write_text("")
+    (home / ".codex" / "config.toml").symlink_to(tmp_path / "dotfiles" / "config.toml")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CODEX_HOME", raising=False)
+    plan = _lock_files(build_plan(":workspace", tmp_path, home=home), PRESETS["codex"], home)
+    assert {lk.path.name for lk in plan.locked} == {
+        "config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules"}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"corral: sandbox: warning: {home / '.codex' / 'config.toml'} is a symlink: "
+                   "its target is read-only in the sandbox, but the link itself can be "
+                   "replaced from inside (make it a regular file to lock it)"]

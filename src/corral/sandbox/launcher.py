@@ -249,11 +249,11 @@ class Sandbox:
         # a run ending meanwhile cannot remove one this run is about to mount.
         parents = {lk.path.parent for lk in plan.locked}
         lock_fds = self._lock_roots(sorted(keys | parents))
+        held: list[Held] = []
         try:
-            held = hold(plan.locked, [e.path for e in self._static if e.access is Access.WRITE])
+            hold(plan.locked, [e.path for e in self._static if e.access is Access.WRITE], held)
         except BaseException:
-            for fd in lock_fds.values():
-                os.close(fd)
+            self._cleanup(_Layout([], lock_fds, roots, [], held=held))
             raise
         for key in parents - keys - {h.locked.path.parent for h in held}:
             if key in lock_fds:  # nothing of ours there: no need to hold it

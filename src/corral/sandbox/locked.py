@@ -100,11 +100,11 @@ def _make(lk: Locked) -> Held | None:
     return Held(lk, st.st_ino, st.st_mtime_ns)
 
 
-def hold(locked: tuple[Locked, ...], writable: list[Path]) -> list[Held]:
+def hold(locked: tuple[Locked, ...], writable: list[Path], held: list[Held]) -> None:
     """Per spawn: a placeholder for every missing locked path under a ``writable`` directory
     (elsewhere nothing inside can create it); also earlier runs' placeholders, to remove later.
-    Raises CorralError when a placeholder cannot be made."""
-    held: list[Held] = []
+    All go into ``held``. Raises CorralError when a placeholder cannot be made (``held`` then
+    has those made so far, for the caller to release)."""
     for lk in locked:
         st = _lstat(lk.path)
         if st is None:
@@ -119,7 +119,6 @@ def hold(locked: tuple[Locked, ...], writable: list[Path]) -> list[Held]:
                 raise _refuse(lk.path, "it keeps disappearing")
         if _is_ours(lk, st):
             held.append(Held(lk))
-    return held
 
 
 def _lstat(path: Path) -> os.stat_result | None:
@@ -162,6 +161,7 @@ def release(h: Held) -> str | None:
     return None
 
 
-def present(locked: tuple[Locked, ...]) -> list[Path]:
-    """The locked paths that exist now (to mount read-only)."""
-    return [lk.path for lk in locked if _lstat(lk.path) is not None]
+def symlinked(locked: tuple[Locked, ...]) -> list[Path]:
+    """Locked paths that are symlinks: the mount lands on the target, so the link itself (an
+    entry of a writable directory) can still be replaced from inside."""
+    return [lk.path for lk in locked if (st := _lstat(lk.path)) and stat.S_ISLNK(st.st_mode)]

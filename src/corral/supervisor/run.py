@@ -69,7 +69,7 @@ def preset_for(argv0: str) -> AgentPreset:
 def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     """Writable agent dir; the permission files in it read-only, existing or not (a missing one
     gets a read-only placeholder meaning "nothing configured", so it cannot be created)."""
-    from corral.sandbox.locked import Locked
+    from corral.sandbox.locked import Locked, symlinked
     from corral.sandbox.profiles import Access, FsEntry
 
     if preset.config_dir is None:
@@ -81,6 +81,10 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     if cdir.is_dir():
         extra.append(FsEntry(cdir, Access.WRITE))
         locked = tuple(Locked.infer(cdir / f) for f in preset.locked_files)
+        for link in symlinked(locked):
+            print(f"corral: sandbox: warning: {link} is a symlink: its target is read-only in "
+                  "the sandbox, but the link itself can be replaced from inside (make it a "
+                  "regular file to lock it)", file=sys.stderr)
     for w in preset.extra_writable:
         p = Path(os.path.expanduser(w))
         if p.exists():
