@@ -92,6 +92,12 @@ def _parse_access(value: Any, where: str) -> Access:
         ) from None
 
 
+def _key(name: str) -> str:
+    """A profile name as a TOML key, quoted if it needs it (refusals stay one line)."""
+    simple = name and all(c.isascii() and (c.isalnum() or c in "_-") for c in name)
+    return name if simple else repr(name)
+
+
 def resolve_profile(name: str, user_profiles: Mapping[str, Any] | None = None) -> Profile:
     """Resolve ``name`` (built-in or ``[permissions.NAME]``) following ``extends`` chains."""
     user_profiles = user_profiles or {}
@@ -100,13 +106,13 @@ def resolve_profile(name: str, user_profiles: Mapping[str, Any] | None = None) -
     while cur is not None and not cur.startswith(":"):
         if cur in chain:
             raise CorralError(
-                "sandbox", f"permission profile cycle: {' -> '.join([*chain, cur])}"
+                "sandbox", f"permission profile cycle: {' -> '.join(map(_key, [*chain, cur]))}"
             )
         table = user_profiles.get(cur)
         if not isinstance(table, Mapping):
             raise CorralError(
                 "sandbox", f"unknown permission profile {cur!r}",
-                f"define [permissions.{cur}] or use one of {', '.join(BUILTIN_PROFILES)}",
+                f"define [permissions.{_key(cur)}] or use one of {', '.join(BUILTIN_PROFILES)}",
             )
         chain.append(cur)
         parent = table.get("extends")
