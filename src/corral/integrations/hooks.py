@@ -27,8 +27,8 @@ AGENTS = ("codex", "claude-code")
 TOOL_EVENTS = ("PreToolUse", "PermissionRequest")
 # Names protected under every writable root (kept equal to corral.sandbox.protected by a test;
 # not imported from there so a hook call does not load the sandbox package).
-PROTECTED_NAMES = (".corral", ".codex", ".claude", ".agents", ".vscode", ".idea", ".mcp.json",
-                   ".envrc")
+PROTECTED_NAMES = (".corral", ".codex", ".claude", ".gemini", ".agents", ".vscode", ".idea",
+                   ".mcp.json", ".envrc")
 GIT_PROTECTED = ("hooks", "config")
 DEFAULT_TIMEOUT = 590.0  # below the agents' own 600 s hook timeout, so our deny is what they see
 NO_SUPERVISOR_HINT = ("start the agent under `corral run`, or take the hooks out with "
