@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -410,6 +411,34 @@ if P["mode"] == "on":
         c.close()
         v.close()
     out["rounds_ok"] = ok
+elif P["mode"] == "hostile":
+    def raw(data, want):
+        c = socket.create_connection(("127.0.0.1", P["port"]), timeout=5)
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        try:
+            while len(got) < want and (chunk := c.recv(want - len(got))):
+                got += chunk
+        except OSError as e:
+            got += repr(e).encode()
+        c.close()
+        return got.hex()
+    O = bytes(4) + b"\x00\x00"
+    out["cut"] = [raw(b"\x05", 2), raw(b"\x05\x02\x00", 2), raw(b"\x05\x01\x00\x05\x03", 2)]
+    out["no_methods"] = raw(b"\x05\x00", 2)
+    out["bad_atyp"] = raw(b"\x05\x01\x00\x05\x03\x00\x09" + O, 12)
+    out["bad_ver"] = raw(b"\x05\x01\x00\x04\x03\x00\x01" + O, 12)
+    out["empty_name"] = raw(b"\x05\x01\x00\x05\x03\x00\x03\x00\x00\x00", 12)
+    out["framed_name"] = raw(b"\x05\x01\x00\x05\x83\x00\x03\x01a\x00\x00", 12)
+    out["junk_methods"] = raw(b"\x05\xff" + bytes(range(255)) + b"\x05\x03\x00\x01" + O, 12)
+    u = udp()
+    c, rep, relay = associate(u)
+    c.close()                                            # association abandoned at once
+    u = udp()
+    c, rep, relay = associate(u)
+    u.sendto(hdr(E) + b"still", relay)
+    out["still"] = reply(u)
 else:
     u = udp()
     c, rep, _ = associate(u, auth=P.get("auth"))
@@ -430,7 +459,7 @@ print(json.dumps(out))
 
 
 def run_inside(tmp_path: Path, sock: Path, params: dict[str, object],
-               monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+               monkeypatch: pytest.MonkeyPatch, stderr: bool = False) -> Any:
     from corral.sandbox import NetworkPlan, Sandbox, build_plan
     from corral.sandbox.profiles import NetworkMode
 
@@ -448,8 +477,8 @@ def run_inside(tmp_path: Path, sock: Path, params: dict[str, object],
     out, err = proc.communicate(timeout=90)
     sb.close()
     assert proc.returncode == 0, err
-    result: dict[str, object] = json.loads(out)
-    return result
+    result: dict[str, Any] = json.loads(out)
+    return (result, err) if stderr else result
 
 
 @pytest.mark.slow
@@ -501,3 +530,27 @@ def test_udp_off_inside_a_sandbox_and_connect_still_relayed(
     assert out["connect"] == "05000001000000000000 hello through the proxy\n"
     assert [(e.protocol, e.decision, e.reason) for e in events] == [
         ("socks5_udp", "deny", "udp_not_allowed"), ("socks5_tcp", "allow", "allowed")]
+
+
+@pytest.mark.slow
+def test_hostile_handshakes_inside_leave_proxyinit_serving_quietly(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cut, malformed and pipelined handshakes on both bridge ports: clean refusals, no
+    traceback on the command's stderr, and the next association still works."""
+    sock = tmp_path / "proxy.sock"
+    proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    for port in (1080, 3128):
+        out, err = run_inside(tmp_path, sock, {"mode": "hostile", "echo": echo.port,
+                                                "port": port}, monkeypatch, stderr=True)
+        assert err == ""
+        assert out["cut"] == ["", "", "0500"]  # as the proxy itself would answer
+        assert out["no_methods"] == "05ff"
+        assert out["bad_atyp"] == "0500" + "05080001000000000000"
+        assert out["bad_ver"] == "0500" + "05010001000000000000"
+        ours = "0500" + "05000001" + "7f000001"  # proxyinit's own UDP socket
+        assert out["empty_name"][:20] == ours and len(out["empty_name"]) == 24
+        assert out["framed_name"] == "0500" + "05070001000000000000"
+        assert out["junk_methods"][:20] == ours and len(out["junk_methods"]) == 24
+        assert out["still"] == hdr("127.0.0.1", echo.port).decode("latin-1") + "echo:still"
+    settle(proxy)
