@@ -162,6 +162,19 @@ def _send(transport: asyncio.DatagramTransport | None, payload: bytes) -> None:
         transport.sendto(payload)
 
 
+def split_frames(buf: bytearray, each: Deliver) -> int:
+    """Hand every complete non-empty frame in ``buf`` to ``each``; return the bytes used."""
+    pos, end = 0, len(buf)
+    while end - pos >= 2:
+        size = (buf[pos] << 8) | buf[pos + 1]
+        if end - pos - 2 < size:
+            break
+        if size:
+            each(bytes(buf[pos + 2 : pos + 2 + size]))
+        pos += 2 + size
+    return pos
+
+
 # --- how the client's datagrams arrive ----------------------------------------------------------
 
 class _IpClient(asyncio.DatagramProtocol):
@@ -234,10 +247,11 @@ async def serve_framed(
     try:
         writer.write(b"\x05\x00\x00\x01" + bytes(6))  # proxyinit puts its own address here
         await writer.drain()
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-                if size:
-                    assoc.from_client(await reader.readexactly(size))
+        with contextlib.suppress(ConnectionError):
+            buf = bytearray()
+            while chunk := await reader.read(1 << 18):
+                buf += chunk
+                done = split_frames(buf, assoc.from_client)
+                del buf[:done]  # what is left: less than one frame
     finally:
         assoc.close()

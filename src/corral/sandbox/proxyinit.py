@@ -200,10 +200,15 @@ async def _control(r: asyncio.StreamReader) -> None:
 
 
 async def _replies(ur: asyncio.StreamReader, inside: _Inside) -> None:
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        while True:
-            size = int.from_bytes(await ur.readexactly(2), "big")
-            inside.reply(await ur.readexactly(size))
+    buf = bytearray()
+    with contextlib.suppress(OSError):
+        while chunk := await ur.read(1 << 18):
+            buf += chunk
+            pos, end = 0, len(buf)
+            while end - pos >= 2 and end - pos - 2 >= (size := buf[pos] << 8 | buf[pos + 1]):
+                inside.reply(bytes(buf[pos + 2:pos + 2 + size]))
+                pos += 2 + size
+            del buf[:pos]
 
 
 class _Inside(asyncio.DatagramProtocol):
