@@ -554,3 +554,33 @@ def test_hostile_handshakes_inside_leave_proxyinit_serving_quietly(
         assert out["junk_methods"][:20] == ours and len(out["junk_methods"]) == 24
         assert out["still"] == hdr("127.0.0.1", echo.port).decode("latin-1") + "echo:still"
     settle(proxy)
+
+
+@pytest.mark.slow
+def test_corral_sandbox_cli_with_allow_udp_in_config(echo: UdpEcho, tmp_path: Path) -> None:
+    """What a user runs: ``[network] allow_udp = true`` and ``corral sandbox --network proxy``."""
+    need("bwrap")
+    home, ch, ws = tmp_path / "home", tmp_path / "corral-home", tmp_path / "ws"
+    for d in (home, ch, ws):
+        d.mkdir()
+    (ch / "config.toml").write_text(
+        f'[network]\nallow_udp = true\nallow_local = ["127.0.0.1:{echo.port}"]\n')
+    env = dict(os.environ, CORRAL_HOME=str(ch), HOME=str(home),
+               CORRAL_SYSTEM_DIR=str(home / "no-system"))
+    client = (
+        "import socket, struct\n"
+        "c = socket.create_connection(('127.0.0.1', 1080), timeout=5)\n"
+        "c.sendall(b'\\x05\\x01\\x00'); assert c.recv(2) == b'\\x05\\x00'\n"
+        "c.sendall(b'\\x05\\x03\\x00\\x01' + bytes(6)); rep = c.recv(10)\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)\n"
+        f"u.sendto(b'\\x00\\x00\\x00\\x01\\x7f\\x00\\x00\\x01' + struct.pack('>H', {echo.port})"
+        " + b'cli', (socket.inet_ntoa(rep[4:8]), struct.unpack('>H', rep[8:10])[0]))\n"
+        "print(u.recv(2048)[10:].decode())\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "corral", "sandbox", "--network", "proxy",
+         "--allow-domain", "127.0.0.1", "--", sys.executable, "-c", client],
+        cwd=ws, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "echo:cli\n"
+    assert echo.seen == [b"cli"]
