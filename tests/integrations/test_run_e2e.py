@@ -97,15 +97,17 @@ class Run:
     def codex(self, codex: Path, srv: ModelServer, prompt: str,
               hooks: bool = True) -> subprocess.CompletedProcess[str]:
         cdir = self.home / ".codex"
-        (cdir / "config.toml").write_text(
-            'model = "test-model"\nmodel_provider = "scripted"\napproval_policy = "never"\n'
-            # corral's sandbox is the boundary; Codex's own sandbox cannot nest inside it
-            'sandbox_mode = "danger-full-access"\n'
-            f'[model_providers.scripted]\nname = "scripted"\nbase_url = "{srv.base_url}"\n'
-            'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n')
-        if not hooks:  # as before `corral install-hooks`: no hooks.json
-            return self._run(srv, [str(codex), "exec", "--skip-git-repo-check", "-C",
+        provider = (f'{{name = "scripted", base_url = "{srv.base_url}", wire_api = "responses", '
+                    'request_max_retries = 0, stream_max_retries = 0}')
+        # corral's sandbox is the boundary; Codex's own sandbox cannot nest inside it
+        config = [("model", '"test-model"'), ("model_provider", '"scripted"'),
+                  ("approval_policy", '"never"'), ("sandbox_mode", '"danger-full-access"'),
+                  ("model_providers.scripted", provider)]
+        if not hooks:  # nothing configured: no config.toml, hooks.json or rules/ (flags only)
+            flags = [a for k, v in config for a in ("-c", f"{k}={v}")]
+            return self._run(srv, [str(codex), "exec", *flags, "--skip-git-repo-check", "-C",
                                    str(self.work), prompt], self.env)
+        (cdir / "config.toml").write_text("".join(f"{k} = {v}\n" for k, v in config))
         old = os.environ.get("CODEX_HOME")
         os.environ["CODEX_HOME"] = str(cdir)
         try:
@@ -339,7 +341,8 @@ def test_claude_under_corral_run_edits_and_tests_freely_but_rm_rf_and_git_hooks_
 
 
 # The scripted model tries to give the agent permissions for its next run.
-GRANT_CODEX = ["echo '{\"hooks\": {}}' > ~/.codex/hooks.json",
+GRANT_CODEX = ["echo '{\"hooks\": {}}' > ~/.codex/hooks.json; "
+               "echo 'approval_policy = \"never\"' >> ~/.codex/config.toml",
                "mkdir ~/.codex/rules/more",
                "echo 'prefix_rule(pattern=[\"rm\"], decision=\"allow\")' > "
                "~/.codex/rules/default.rules",
@@ -347,19 +350,23 @@ GRANT_CODEX = ["echo '{\"hooks\": {}}' > ~/.codex/hooks.json",
                EDIT_AND_TEST]
 
 
-def test_codex_without_hooks_or_rules_works_but_cannot_create_them(codex, tmp_path):
-    """No ~/.codex/hooks.json (hooks not installed yet) and no ~/.codex/rules/: codex starts and
-    works on read-only stand-ins, and cannot create either for its next run."""
+def test_codex_without_config_hooks_or_rules_works_but_cannot_create_them(codex, tmp_path):
+    """No ~/.codex/config.toml (flags only), no hooks.json (hooks not installed yet), no rules/:
+    codex starts and works on read-only stand-ins, and cannot create them for its next run."""
     run = Run(tmp_path)
     cdir = run.home / ".codex"
     _, out = run.play(codex, GRANT_CODEX, "Done.", "configure yourself, then add calc", False)
     assert len(out) == 5, out
-    assert "Read-only file system" in out[0], out[0]
+    assert "hooks.json: Read-only file system" in out[0], out[0]
+    # appending (no O_TRUNC) meets the placeholder's mode 0444 before the read-only mount
+    assert ("config.toml: Permission denied" in out[0]
+            or "config.toml: Read-only file system" in out[0]), out[0]
     assert "Read-only file system" in out[1], out[1]
     assert "Read-only file system" in out[2], out[2]
     assert "{}" in out[3] and out[3].rstrip().endswith("0"), out[3]  # what codex read: nothing
     assert "tests ok" in out[4], out[4]
-    assert not (cdir / "hooks.json").exists() and not (cdir / "rules").exists()
+    assert sorted(p.name for p in cdir.iterdir()
+                  if p.name in ("config.toml", "hooks.json", "rules")) == []
     assert (cdir / "sessions").is_dir()  # codex wrote its session log: the dir is writable
     run.verify()
 

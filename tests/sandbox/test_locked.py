@@ -275,3 +275,20 @@ def test_project_level_agent_settings_cannot_be_created_in_the_workspace(box: Bo
         assert any(f"cannot create {f}: {why}" in r.stderr for why in (
             "Read-only file system", "Is a directory", "Directory nonexistent")), (f, r.stderr)
     assert snapshot(box.ws) == before
+
+
+def test_an_explicit_write_entry_overrides_the_lock(box: Box) -> None:
+    """As for protected paths: a profile that names the very path writable gets it writable
+    (and no placeholder is made for it)."""
+    agent = box.home / ".agent"
+    agent.mkdir()
+    hooks = agent / "hooks.json"
+    sb = Sandbox(build_plan(":workspace", box.ws, writable_roots=[agent, hooks], home=box.home,
+                            exclude_slash_tmp=True, exclude_tmpdir=True,
+                            locked=[Locked.infer(hooks), Locked.infer(agent / "rules")]))
+    r = sb.run(["sh", "-c", f"echo mine > {hooks}; mkdir {agent}/rules/x"], box.ws,
+               stderr_sink=io.StringIO())
+    sb.close()
+    assert r.returncode != 0 and "Read-only file system" in (r.stderr or "")  # rules: locked
+    assert hooks.read_text() == "mine\n"
+    assert sorted(os.listdir(agent)) == ["hooks.json"]

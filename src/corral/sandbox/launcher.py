@@ -247,11 +247,12 @@ class Sandbox:
         keys = {_key(p.path, roots) for p in prot if not p.exists or p.placeholder}
         # Locked paths: the lock on each parent is taken before a placeholder is made in it, so
         # a run ending meanwhile cannot remove one this run is about to mount.
-        parents = {lk.path.parent for lk in plan.locked}
+        locked = tuple(lk for lk in plan.locked if lk.path not in plan.explicit_writes)
+        parents = {lk.path.parent for lk in locked}
         lock_fds = self._lock_roots(sorted(keys | parents))
         held: list[Held] = []
         try:
-            hold(plan.locked, [e.path for e in self._static if e.access is Access.WRITE], held)
+            hold(locked, [e.path for e in self._static if e.access is Access.WRITE], held)
         except BaseException:
             self._cleanup(_Layout([], lock_fds, roots, [], held=held))
             raise
@@ -264,7 +265,7 @@ class Sandbox:
         dyn = self._dynamic_entries()
         dyn += [FsEntry(p.path, Access.WRITE if p.pin else Access.READ, protected=True)
                 for p in prot]
-        dyn += [FsEntry(lk.path, Access.READ, protected=True) for lk in plan.locked
+        dyn += [FsEntry(lk.path, Access.READ, protected=True) for lk in locked
                 if os.path.lexists(lk.path)]
         entries = normalise([*self._static, *dyn]) if dyn else self._static
         args: list[str] = []

@@ -116,7 +116,8 @@ def profile_text(plan: SandboxPlan) -> str:
         lines.append(";; writes: writable roots minus protected paths and hidden secrets")
         for root in roots:
             nots = [f for f in protected_filters(root) if not _explicit(f, plan)] + deny_filters
-            nots += [_filter(lk.path) for lk in plan.locked if is_under(lk.path, root)]
+            nots += [_filter(lk.path) for lk in plan.locked if is_under(lk.path, root)
+                     and lk.path not in plan.explicit_writes]
             body = "".join(f"    (require-not {f})\n" for f in nots)
             lines.append(f"(allow file-write*\n  (require-all\n    {_filter(root)}\n{body}  ))")
     mode = plan.network.mode
