@@ -95,3 +95,49 @@ def test_a_symlinked_permission_file_is_named_as_only_partly_locked(tmp_path: Pa
     assert err == [f"corral: sandbox: warning: {home / '.codex' / 'config.toml'} is a symlink: "
                    "its target is read-only in the sandbox, but the link itself can be "
                    "replaced from inside (make it a regular file to lock it)"]
+
+
+@pytest.mark.slow
+def test_killed_agent_or_supervisor_leaves_the_host_as_it_was(tmp_path: Path) -> None:
+    """The agent killed (SIGKILL): `corral run` still removes its placeholders. `corral run`
+    itself killed: the placeholders stay (nothing is left to remove them), still read-only
+    stand-ins; the next run recognises and removes them."""
+    import signal
+    import time
+
+    home = tmp_path / "userhome"
+    cdir = home / ".codex"
+    cdir.mkdir(parents=True)
+    (cdir / "config.toml").write_text('model = "m"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    agent = tmp_path / "bin" / "codex"
+    agent.parent.mkdir()
+    agent.write_text("#!/bin/sh\n[ -n \"$SLEEP\" ] && exec sleep 60\nkill -9 $$\n")
+    agent.chmod(0o755)
+    env = dict(os.environ, HOME=str(home), CORRAL_HOME=str(tmp_path / "corral-home"),
+               CORRAL_SYSTEM_DIR=str(tmp_path / "etc"))
+    env.pop("CODEX_HOME", None)
+    before = snapshot(home)
+    cmd = [sys.executable, "-m", "corral", "run", "--", str(agent)]
+    r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert snapshot(home) == before, r.stderr
+
+    supervisor = subprocess.Popen(cmd, cwd=work, env=dict(env, SLEEP="1"),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (cdir / "hooks.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let bwrap mount it
+    supervisor.send_signal(signal.SIGKILL)
+    supervisor.wait(timeout=30)
+    left = sorted(p.name for p in cdir.iterdir())
+    assert {"hooks.json", "rules", "requirements.toml"} <= set(left), left
+    assert (cdir / "hooks.json").read_bytes() == b"{}"
+
+    r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert snapshot(home) == before, r.stderr
