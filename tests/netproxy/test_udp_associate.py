@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.netproxy import Listen, NetworkDecision, PolicyInputs, Proxy, proxy_env
+from corral.netproxy import Limits, Listen, NetworkDecision, PolicyInputs, Proxy, proxy_env
 from corral.netproxy.addresses import IPAddress
 from corral.netproxy.udp import CMD_UDP_FRAMED, MAX_FRAME, datagram_header, parse_datagram
 from corral.sandbox import proxyinit
@@ -425,6 +425,9 @@ elif P["mode"] == "hostile":
         c.close()
         return got.hex()
     O = bytes(4) + b"\x00\x00"
+    silent = socket.create_connection(("127.0.0.1", P["port"]), timeout=5)
+    out["silent"] = silent.recv(12).decode()              # the proxy speaks first: 408
+    silent.close()
     out["cut"] = [raw(b"\x05", 2), raw(b"\x05\x02\x00", 2), raw(b"\x05\x01\x00\x05\x03", 2)]
     out["no_methods"] = raw(b"\x05\x00", 2)
     out["bad_atyp"] = raw(b"\x05\x01\x00\x05\x03\x00\x09" + O, 12)
@@ -539,11 +542,13 @@ def test_hostile_handshakes_inside_leave_proxyinit_serving_quietly(
     """Cut, malformed and pipelined handshakes on both bridge ports: clean refusals, no
     traceback on the command's stderr, and the next association still works."""
     sock = tmp_path / "proxy.sock"
-    proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock,
+                          limits=Limits(head_timeout=0.5))
     for port in (1080, 3128):
         out, err = run_inside(tmp_path, sock, {"mode": "hostile", "echo": echo.port,
                                                 "port": port}, monkeypatch, stderr=True)
         assert err == ""
+        assert out["silent"] == "HTTP/1.1 408"  # relayed as soon as the proxy sends it
         assert out["cut"] == ["", "", "0500"]  # as the proxy itself would answer
         assert out["no_methods"] == "05ff"
         assert out["bad_atyp"] == "0500" + "05080001000000000000"

@@ -72,18 +72,26 @@ def _handler(path: str, socks: bool):  # type: ignore[no-untyped-def]
             print(f"corral: network: cannot reach the proxy socket ({exc})", file=sys.stderr)
             w.close()
             return
+        down = asyncio.ensure_future(_pipe(ur, w))  # as before: the proxy may speak first (408)
         try:
             if socks:
                 first = await r.read(1 << 16)
-                if first[:1] == b"\x05":  # SOCKS5: watch the handshake for UDP ASSOCIATE
+                if first[:1] == b"\x05" and not down.done():
+                    # SOCKS5: nothing sent to the proxy yet, so nothing to relay back either;
+                    # watch the handshake for UDP ASSOCIATE, then relay as before
+                    down.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await down
                     if await _socks5(_Feed(r, first), r, w, ur, uw):
                         return
+                    down = asyncio.ensure_future(_pipe(ur, w))
                 elif first:
                     uw.write(first)
-            await asyncio.gather(_pipe(r, uw), _pipe(ur, w))
+            await asyncio.gather(_pipe(r, uw), down)
         except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
             pass
         finally:
+            down.cancel()
             w.close()
             uw.close()
 
