@@ -177,11 +177,17 @@ def test_placeholders_left_by_a_killed_supervisor_are_removed_but_user_files_are
 
 
 def test_a_file_the_user_puts_in_place_during_the_run_is_kept(box: Box, capfd) -> None:
-    """Cleanup removes only what it made, unchanged: a file the user renamed into place, or
-    wrote into the placeholder, stays (and the second case is reported)."""
+    """Cleanup removes only placeholders, unchanged: a file the user renamed into place (over
+    one this run made, or over a killed run's leftover), or wrote into the placeholder, stays;
+    only the last case is reported."""
     sb, agent = agent_box(box)
+    leftover = agent / "requirements.toml"  # from a killed run: this run did not make it
+    leftover.write_bytes(b"")
+    os.chmod(leftover, FILE_MODE)
     proc = sb.spawn(["sleep", "30"], box.ws)
     try:
+        (agent / "req.new").write_text("[rules]\n")
+        os.rename(agent / "req.new", leftover)
         mine = agent / "mine.json"
         mine.write_text('{"hooks": {}}')
         os.rename(mine, agent / "hooks.json")  # an editor's atomic save
@@ -193,10 +199,11 @@ def test_a_file_the_user_puts_in_place_during_the_run_is_kept(box: Box, capfd) -
         sb.close()
     assert (agent / "hooks.json").read_text() == '{"hooks": {}}'
     assert (agent / "settings.json").read_text() == '{"model": "x"}'
-    assert sorted(os.listdir(agent)) == ["hooks.json", "settings.json"]
+    assert leftover.read_text() == "[rules]\n"
+    assert sorted(os.listdir(agent)) == ["hooks.json", "requirements.toml", "settings.json"]
     err = capfd.readouterr().err
     assert f"left {agent / 'settings.json'} in place: it changed during the run" in err
-    assert "hooks.json" not in err
+    assert "hooks.json" not in err and "requirements.toml" not in err
 
 
 def test_concurrent_runs_share_placeholders_until_the_last_one_ends(box: Box) -> None:

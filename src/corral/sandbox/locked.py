@@ -88,9 +88,13 @@ def _make(lk: Locked) -> Held | None:
             fd = os.open(lk.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o444)
             try:
-                os.write(fd, lk.content)
+                if os.write(fd, lk.content) != len(lk.content):
+                    raise OSError(0, "short write")
                 os.fchmod(fd, FILE_MODE)
                 st = os.fstat(fd)
+            except OSError:
+                os.unlink(lk.path)  # half made (ENOSPC...): not left behind
+                raise
             finally:
                 os.close(fd)
     except FileExistsError:
@@ -148,10 +152,12 @@ def release(h: Held) -> str | None:
     st = _lstat(lk.path)
     if st is None or (h.ino is not None and st.st_ino != h.ino):
         return None  # gone, or replaced by somebody else's file: not ours to remove
+    if h.ino is None and not is_file_placeholder(lk.path, lk.content, st):
+        return None  # found, not made: what is there now is somebody else's
     if not is_file_placeholder(lk.path, lk.content, st) or (
             h.ino is not None and st.st_mtime_ns != h.mtime_ns):
         return (f"corral: sandbox: left {lk.path} in place: it changed during the run "
-                f"(it was an empty placeholder; mode {oct(st.st_mode & 0o7777)})")
+                f"(it was corral's read-only placeholder; mode now {oct(st.st_mode & 0o7777)})")
     try:
         os.unlink(lk.path)
     except FileNotFoundError:
