@@ -24,6 +24,7 @@ CASES = {
               "hooks.json rules requirements.toml managed_config.toml config.toml"),
     # Claude Code before anything was configured: an empty ~/.claude
     "claude": (".claude", {}, "settings.json settings.local.json managed-settings.json"),
+    "gemini": (".gemini", {"oauth_creds.json": "{}"}, "settings.json"),
     # $CODEX_HOME moves codex's directory: the lock follows it
     "codex-moved": ("elsewhere/codex-home", {},
                     "hooks.json rules config.toml requirements.toml"),
