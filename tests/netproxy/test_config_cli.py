@@ -52,6 +52,23 @@ domains = { "**.corp.test" = "allow" }
     assert pol.allow_local == ()
 
 
+@pytest.mark.parametrize(("value", "expected"), [("7.5", 7.5), ("0", None)])
+def test_idle_timeout_from_config_reaches_the_proxy_limits(
+    tmp_path: Path, value: str, expected: float | None
+) -> None:
+    from corral.netproxy import Proxy
+
+    home = tmp_path / "home"
+    write(home / "config.toml", f"[network]\nidle_timeout_seconds = {value}\n")
+    pol = policy_from_config(load_config(tmp_path, home=home, system=tmp_path / "etc"))
+    proxy = Proxy(pol, None)  # not started: only its limits are looked at
+    assert proxy.limits.idle_timeout == expected
+    assert proxy._socks.idle_timeout == expected
+    write(home / "config.toml", "[network]\nidle_timeout_seconds = -1\n")
+    with pytest.raises(Exception, match=r"config.toml:2:1: -1 is out of range"):
+        load_config(tmp_path, home=home, system=tmp_path / "etc")
+
+
 @pytest.mark.slow
 def test_corral_proxy_command(tmp_path: Path, web: tuple[int, Path]) -> None:
     port, _ = web

@@ -9,10 +9,12 @@ import socket
 import socketserver
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from corral.netproxy import relay
+from corral.netproxy import Listen, relay
 
 from .conftest import ProxyFactory, local
 
@@ -115,3 +117,123 @@ def test_threaded_tunnel_ends_when_the_proxy_stops(
         time.sleep(0.05)
     assert not any(t.name == "corral-splice" for t in threading.enumerate())
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 1
+
+
+def _tunnel(proxy_port: int, target: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+    s.sendall(f"CONNECT 127.0.0.1:{target} HTTP/1.1\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200")
+    return s
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    """Whether the proxy ends the tunnel (EOF or reset) within ``seconds``."""
+    s.settimeout(seconds)
+    try:
+        while s.recv(1 << 16):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+@pytest.mark.parametrize("mode", ["threads", "loop", "protocol"])
+def test_idle_tunnel_is_closed_and_a_busy_one_is_not(
+    mode: str, echo_server: int, make_proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No byte either way for ``idle_timeout`` ends the tunnel (and frees its threads and
+    descriptors); a tunnel with a byte now and then outlives the timeout many times over."""
+    monkeypatch.setattr(relay, "_SPLICE", mode != "protocol")
+    monkeypatch.setattr(relay, "THREADED_MAX", 64 if mode == "threads" else 0)
+    threads_before = threading.active_count()
+    proxy, _ = make_proxy(replace(local(echo_server), idle_timeout=0.4))
+    assert proxy.endpoints and proxy.endpoints.http
+    fds_before = len(os.listdir("/proc/self/fd"))
+    s = _tunnel(proxy.endpoints.http[1], echo_server)
+    if mode != "protocol":  # past SPLICE_AFTER, so the splice relay is what is watched
+        block = os.urandom(1 << 20)
+        s.sendall(block)
+        got = 0
+        while got < len(block):
+            got += len(s.recv(1 << 20))
+    for _ in range(12):  # 1.2 s of a byte every 0.1 s: three times the timeout, still open
+        s.sendall(b"k")
+        assert s.recv(1) == b"k"
+        quiet_from = time.monotonic()
+        time.sleep(0.1)
+    assert _closed_within(s, 5), "an idle tunnel was left open"
+    assert time.monotonic() - quiet_from >= 0.4, "closed before the idle timeout"
+    s.close()
+    deadline = time.monotonic() + 5
+    while (proxy.stats.active or threading.active_count() > threads_before + 1) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "corral-splice" for t in threading.enumerate())
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+@pytest.fixture
+def source_server():  # type: ignore[no-untyped-def]
+    """Sends SIZE bytes to each client, then closes."""
+    size = 1 << 20
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.sendall(b"z" * size)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], size
+    stop.set()
+    srv.shutdown(socket.SHUT_RDWR)
+    srv.close()
+    t.join(5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["tcp", "unix"])
+@pytest.mark.parametrize("mode", ["threads", "loop", "protocol"])
+def test_slow_reader_is_not_mistaken_for_idle(
+    mode: str, client: str, source_server: tuple[int, int], make_proxy: ProxyFactory,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A splice thread blocked inside one write to a reader slower than chunk/timeout is still
+    progress (the kernel's per-socket counters show it), so the tunnel lives on. Over TCP and
+    over the unix socket that sandboxes reach the proxy through."""
+    port, size = source_server
+    monkeypatch.setattr(relay, "_SPLICE", mode != "protocol")
+    monkeypatch.setattr(relay, "THREADED_MAX", 64 if mode == "threads" else 0)
+    monkeypatch.setattr(relay, "_BULK_SOCKBUF", 1 << 16)
+    monkeypatch.setattr(relay, "_PIPE_SIZE", 1 << 18)  # one chunk takes 0.8 s to drain below
+    sock = tmp_path / "p.sock"
+    proxy, _ = make_proxy(replace(local(port), idle_timeout=0.3),
+                          listen=Listen(socks=None, unix=str(sock)))
+    assert proxy.endpoints and proxy.endpoints.http
+    s = socket.socket(socket.AF_UNIX if client == "unix" else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+    s.settimeout(10)
+    s.connect(str(sock) if client == "unix" else ("127.0.0.1", proxy.endpoints.http[1]))
+    s.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    got = len(head.split(b"\r\n\r\n", 1)[1])
+    while got < size:  # about 320 KB/s
+        chunk = s.recv(1 << 14)
+        assert chunk, f"tunnel closed after {got} of {size} bytes"
+        got += len(chunk)
+        time.sleep(0.05)
+    assert got == size
+    s.close()

@@ -222,6 +222,7 @@ _settings: dict[str, Spec] = {
         "allow_local": List(Str()),
         "allow_udp": Bool(),
         "ask_timeout_seconds": Num(0, 3600, integer=False),
+        "idle_timeout_seconds": Num(0, 86400, integer=False),
     }),
     "telemetry": Table({
         "content_tier": Num(0, 2),

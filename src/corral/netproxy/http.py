@@ -37,7 +37,7 @@ class Limits:
     max_head: int = 64 * 1024
     max_headers: int = 100
     head_timeout: float = 10.0
-    idle_timeout: float = 300.0
+    idle_timeout: float | None = 300.0  # bodies and tunnels that move nothing; None: no limit
 
 
 @dataclass
@@ -57,7 +57,9 @@ _REASONS = {
 }
 
 
-async def read_head(reader: asyncio.StreamReader, limits: Limits, timeout: float) -> Head | None:
+async def read_head(
+    reader: asyncio.StreamReader, limits: Limits, timeout: float | None
+) -> Head | None:
     """Read one message head; None on clean EOF before any byte."""
     try:
         raw = await _within(reader.readuntil(b"\r\n\r\n"), timeout)
@@ -107,7 +109,9 @@ def _framing(head: Head, is_request: bool) -> tuple[str, int]:
     return ("none", 0) if is_request else ("close", 0)
 
 
-async def _copy_exact(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int, t: float) -> None:
+async def _copy_exact(
+    r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int, t: float | None
+) -> None:
     while n > 0:
         chunk = await _within(r.read(min(n, 1 << 18)), t)
         if not chunk:
@@ -117,7 +121,7 @@ async def _copy_exact(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int, 
         await w.drain()
 
 
-async def _copy_chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter, t: float) -> None:
+async def _copy_chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter, t: float | None) -> None:
     while True:
         line = await _within(r.readuntil(b"\r\n"), t)
         size_text = line[:-2].split(b";", 1)[0].strip()
@@ -138,7 +142,7 @@ async def _copy_chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter, t: flo
 
 
 async def _copy_body(
-    r: asyncio.StreamReader, w: asyncio.StreamWriter, framing: tuple[str, int], t: float
+    r: asyncio.StreamReader, w: asyncio.StreamWriter, framing: tuple[str, int], t: float | None
 ) -> None:
     kind, n = framing
     if kind == "length":
@@ -320,7 +324,7 @@ class HttpHandler:
             return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
-        await relay(reader, writer, up_r, up_w)
+        await relay(reader, writer, up_r, up_w, self.limits.idle_timeout)
 
     async def _intercept(
         self, target: Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -147,6 +147,7 @@ class NetworkPolicy:
     allow_udp: bool = False
     allowed_ports: frozenset[int] | None = None
     ask_timeout: float = 300.0
+    idle_timeout: float = 300.0  # seconds a tunnel or body may move nothing; 0 = no limit
 
     def evaluate(self, host: str, protocol: str) -> PolicyVerdict:
         """Decide for a normalised host name; see module docstring for the order."""
@@ -241,6 +242,7 @@ class PolicyInputs:
     allow_udp: bool = False
     allowed_ports: list[int] | None = None
     ask_timeout: float = 300.0
+    idle_timeout: float = 300.0
     user_source: str = "config"
     managed_source: str = "managed"
 
@@ -262,6 +264,7 @@ def build_policy(inputs: PolicyInputs) -> NetworkPolicy:
         allow_udp=inputs.allow_udp,
         allowed_ports=ports,
         ask_timeout=inputs.ask_timeout,
+        idle_timeout=inputs.idle_timeout,
     )
 
 
@@ -285,6 +288,7 @@ def policy_from_config(
             network_rules=list(network_rule_entries),
             allow_udp=bool(cfg.get("network.allow_udp", False)),
             ask_timeout=float(cfg.get("network.ask_timeout_seconds", 300.0)),
+            idle_timeout=float(cfg.get("network.idle_timeout_seconds", 300.0)),
             user_source=user_src,
             managed_source=managed_src,
         )

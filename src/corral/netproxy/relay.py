@@ -6,6 +6,10 @@ interactive exchanges most tunnels are. On Linux, once a tunnel has moved ``SPLI
 reading pauses, both write buffers drain, the sockets are taken over from asyncio and bytes move
 with ``splice(2)`` through a pipe (zero-copy, no Python object per chunk): by two threads doing
 blocking splice loops (up to ``THREADED_MAX`` tunnels at once), else by event-loop callbacks.
+
+A tunnel that moves no byte in either direction for ``idle_timeout`` seconds is closed (in every
+mode: a timer in the event loop, or socket timeouts that wake the splice threads), so forgotten
+or stalled tunnels do not hold descriptors, upstream connections and threads for ever.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import contextlib
 import fcntl
 import os
 import socket
+import struct
+import termios
 import threading
 from typing import Any
 
@@ -24,6 +30,10 @@ THREADED_MAX = 64  # tunnels spliced by threads at once; beyond, by event-loop c
 _PIPE_SIZE = 1 << 20
 _BULK_SOCKBUF = 4 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_TCPI_BYTES_ACKED, _TCP_INFO_LEN = 120, 136  # struct tcp_info: bytes_acked, bytes_received
+_UNIX_STEP = 64 * 1024
+IDLE_TIMEOUT = 300.0  # default seconds without a byte either way before a tunnel is closed
+_IDLE_TICKS = 4  # idle checks per timeout: a tunnel ends at most a quarter late
 
 
 class _Pipe(asyncio.Protocol):
@@ -104,6 +114,38 @@ class _Tunnel:
                 p.transport.close()
         if not self.done.done():
             self.done.set_result(None)
+
+
+class _IdleWatch:
+    """Calls ``on_idle`` once ``progress()`` has returned the same value for ``timeout`` s.
+
+    Checked by a loop timer a few times per timeout rather than on every chunk, so the bulk
+    path pays nothing for it."""
+
+    def __init__(self, timeout: float | None, progress: Any, on_idle: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout, self.progress, self.on_idle = timeout, progress, on_idle
+        self.fired = False
+        self.last = progress()
+        self.since = self.loop.time()
+        self.handle: asyncio.TimerHandle | None = None
+        if timeout:
+            self.handle = self.loop.call_later(timeout / _IDLE_TICKS, self._tick)
+
+    def _tick(self) -> None:
+        assert self.timeout
+        now, cur = self.loop.time(), self.progress()
+        if cur != self.last:
+            self.last, self.since = cur, now
+        elif now - self.since >= self.timeout:
+            self.fired = True
+            self.on_idle()
+            return
+        self.handle = self.loop.call_later(self.timeout / _IDLE_TICKS, self._tick)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 def _take_buffer(reader: asyncio.StreamReader) -> bytes:
@@ -235,6 +277,7 @@ class _ThreadSplice:
             with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BULK_SOCKBUF)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BULK_SOCKBUF)
+
         for i, (src, dst) in enumerate(((a, b), (b, a))):
             threading.Thread(target=self._pump, args=(i, src, dst), daemon=True,
                              name="corral-splice").start()
@@ -243,12 +286,15 @@ class _ThreadSplice:
         pr = pw = -1
         ok = False
         try:
+            # A blocking write returns only when done; to a unix socket (no kernel byte counter
+            # for the idle watch) it is cut into steps so a slow reader still shows progress.
+            step = _PIPE_SIZE if _is_inet(dst) else _UNIX_STEP
             pr, pw = os.pipe2(os.O_CLOEXEC)
             with contextlib.suppress(OSError):
                 fcntl.fcntl(pw, _F_SETPIPE_SZ, _PIPE_SIZE)
             while n := os.splice(src, pw, _PIPE_SIZE, flags=os.SPLICE_F_MOVE):
                 while n:
-                    m = os.splice(pr, dst, n, flags=os.SPLICE_F_MOVE)
+                    m = os.splice(pr, dst, min(n, step), flags=os.SPLICE_F_MOVE)
                     n -= m
                     self.moved[i] += m
             _shutdown(dst, socket.SHUT_WR)
@@ -270,6 +316,11 @@ class _ThreadSplice:
                 with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
                     self.loop.call_soon_threadsafe(self._done)
 
+    def progress(self) -> tuple[int, ...]:
+        """Changes whenever bytes move, also while a thread is inside one long blocking write
+        to a slow reader (its ``moved`` count is only updated when the call returns)."""
+        return (self.moved[0], self.moved[1], _socket_progress(self.a), _socket_progress(self.b))
+
     def _done(self) -> None:
         _ThreadSplice.running -= 1
         if not self.fut.done():
@@ -284,6 +335,27 @@ class _ThreadSplice:
                 _shutdown(fd, socket.SHUT_RDWR)
 
 
+def _is_inet(fd: int) -> bool:
+    with socket.socket(fileno=os.dup(fd)) as s:
+        return s.family in (socket.AF_INET, socket.AF_INET6)
+
+
+def _socket_progress(fd: int) -> int:
+    """A number that changes while the peer of socket ``fd`` keeps reading or writing: TCP's
+    bytes acknowledged + received (``tcp_info``), else the bytes queued either way."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as s:
+            if s.family in (socket.AF_INET, socket.AF_INET6):
+                info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+                acked, received = struct.unpack_from("QQ", info, _TCPI_BYTES_ACKED)
+                return int(acked + received)
+            queued = struct.unpack("ii", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4)
+                                   + fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))
+            return int(queued[0]) * 1_000_003 + int(queued[1])
+    except OSError:
+        return -1
+
+
 def _shutdown(fd: int, how: int) -> None:
     with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as s:
         s.shutdown(how)
@@ -294,8 +366,10 @@ async def relay(
     w1: asyncio.StreamWriter,
     r2: asyncio.StreamReader,
     w2: asyncio.StreamWriter,
+    idle_timeout: float | None = IDLE_TIMEOUT,
 ) -> int:
-    """Relay until both sides closed. Returns bytes relayed (both directions)."""
+    """Relay until both sides closed, or nothing moved for ``idle_timeout`` seconds (None or 0:
+    never). Returns bytes relayed (both directions)."""
     t1 = w1.transport
     t2 = w2.transport
     assert isinstance(t1, asyncio.Transport) and isinstance(t2, asyncio.Transport)
@@ -319,6 +393,12 @@ async def relay(
         for t in (t1, t2):
             if not t.is_closing() and not t.is_reading():
                 t.resume_reading()
+    # Progress in protocol mode: bytes received, or a write buffer or kernel queue draining to a
+    # slow reader (asyncio writes again only once the socket has room for a good part of it).
+    s1, s2 = t1.get_extra_info("socket").fileno(), t2.get_extra_info("socket").fileno()
+    watch = _IdleWatch(idle_timeout, lambda: (
+        tun.bytes, t1.get_write_buffer_size(), t2.get_write_buffer_size(),
+        _socket_progress(s1), _socket_progress(s2)), tun.close)
     try:
         while True:
             await tun.done
@@ -330,20 +410,27 @@ async def relay(
         tun.detached = True
         fd1, fd2 = _detach(t1), _detach(t2)
     finally:
+        watch.cancel()
         tun.close()
     if _ThreadSplice.running < THREADED_MAX:
         ts = _ThreadSplice(fd1, fd2)
+        watch = _IdleWatch(idle_timeout, ts.progress, ts.stop)
         try:
             await asyncio.shield(ts.fut)
         finally:
+            watch.cancel()
             ts.stop()  # cancelled: wake both threads; the last one out closes the descriptors
         return tun.bytes + sum(ts.moved)
     sp = _Splicer(fd1, fd2)
+    watch = _IdleWatch(idle_timeout, lambda: (
+        [(d.moved, d.pending) for d in sp.dirs], _socket_progress(fd1), _socket_progress(fd2)),
+        sp.finish)
     for d in sp.dirs:
         d.start()
     try:
         await sp.fut
     finally:
+        watch.cancel()
         sp.finish()
     return tun.bytes + sum(d.moved for d in sp.dirs)
 

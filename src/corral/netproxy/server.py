@@ -88,13 +88,14 @@ class Proxy:
         connect_timeout: float = 10.0,
     ) -> None:
         self.listen = listen or Listen()
-        self.limits = limits or Limits()
+        self.limits = limits or Limits(idle_timeout=policy.idle_timeout or None)
         self.gate = Gate(
             policy, ask, on_decision, resolver, connector, connect_timeout,
             mitm_available=mitm is not None,
         )
         self._http = HttpHandler(self.gate, self.limits, credentials, mitm)
-        self._socks = SocksHandler(self.gate, self.limits.head_timeout, credentials)
+        self._socks = SocksHandler(self.gate, self.limits.head_timeout, credentials,
+                                   self.limits.idle_timeout)
         self._servers: list[asyncio.AbstractServer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -15,7 +15,7 @@ import ipaddress
 import socket
 
 from corral.netproxy.gate import Blocked, Gate, NetworkDecision
-from corral.netproxy.relay import relay
+from corral.netproxy.relay import IDLE_TIMEOUT, relay
 from corral.netproxy.timeouts import within as _within
 from corral.netproxy.udp import (
     CMD_UDP_FRAMED,
@@ -47,10 +47,12 @@ def _over_unix_socket(writer: asyncio.StreamWriter) -> bool:
 
 class SocksHandler:
     def __init__(
-        self, gate: Gate, timeout: float, credentials: tuple[str, str] | None = None
+        self, gate: Gate, timeout: float, credentials: tuple[str, str] | None = None,
+        idle_timeout: float | None = IDLE_TIMEOUT,
     ) -> None:
         self.gate = gate
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         self.credentials = credentials
         self.open_datagram: DatagramOpener = open_datagram  # tests swap in a loopback guard
 
@@ -116,7 +118,7 @@ class SocksHandler:
             return
         writer.write(_reply(REP_OK))
         await writer.drain()
-        await relay(reader, writer, up_r, up_w)
+        await relay(reader, writer, up_r, up_w, self.idle_timeout)
 
     async def _udp(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
