@@ -299,3 +299,14 @@ def test_an_explicit_write_entry_overrides_the_lock(box: Box) -> None:
     assert r.returncode != 0 and "Read-only file system" in (r.stderr or "")  # rules: locked
     assert hooks.read_text() == "mine\n"
     assert sorted(os.listdir(agent)) == ["hooks.json"]
+
+
+def test_a_blocked_write_to_a_locked_path_is_explained(box: Box) -> None:
+    sb, agent = agent_box(box)
+    r = sb.run(["sh", "-c", f"echo '{{}}' > {agent}/hooks.json"], box.ws,
+               stderr_sink=io.StringIO())
+    sb.close()
+    assert r.returncode != 0
+    assert [v.line() for v in r.violations] == [
+        f"corral: sandbox: blocked write to {agent / 'hooks.json'} (locked path: permission "
+        "settings stay read-only, also while missing)"]

@@ -60,6 +60,10 @@ def classify(path: Path, plan: SandboxPlan, cwd: Path) -> Violation | None:
     acc = effective_access(path, entries)
     if acc is Access.DENY or path == plan.corral_home or plan.corral_home in path.parents:
         return Violation("read", shown, "deny-read: secrets are hidden inside the sandbox")
+    if any(path == lk.path or lk.path in path.parents for lk in plan.locked
+           if lk.path not in plan.explicit_writes):
+        return Violation("write", shown, "locked path: permission settings stay read-only, "
+                         "also while missing")
     if is_protected_name(path, plan.writable_roots):
         return Violation("write", shown, "protected path inside writable root")
     if acc is not Access.WRITE:
