@@ -179,7 +179,7 @@ def test_placeholders_left_by_a_killed_supervisor_are_removed_but_user_files_are
 def test_a_file_the_user_puts_in_place_during_the_run_is_kept(box: Box, capfd) -> None:
     """Cleanup removes only placeholders, unchanged: a file the user renamed into place (over
     one this run made, or over a killed run's leftover), or wrote into the placeholder, stays;
-    only the last case is reported."""
+    the last case, and a file put into a placeholder directory, are reported."""
     sb, agent = agent_box(box)
     leftover = agent / "requirements.toml"  # from a killed run: this run did not make it
     leftover.write_bytes(b"")
@@ -193,6 +193,7 @@ def test_a_file_the_user_puts_in_place_during_the_run_is_kept(box: Box, capfd) -
         os.rename(mine, agent / "hooks.json")  # an editor's atomic save
         os.chmod(agent / "settings.json", 0o644)
         (agent / "settings.json").write_text('{"model": "x"}')
+        (agent / "rules" / "default.rules").write_text("# mine\n")  # (we are root)
     finally:
         proc.kill()
         proc.wait()
@@ -200,9 +201,15 @@ def test_a_file_the_user_puts_in_place_during_the_run_is_kept(box: Box, capfd) -
     assert (agent / "hooks.json").read_text() == '{"hooks": {}}'
     assert (agent / "settings.json").read_text() == '{"model": "x"}'
     assert leftover.read_text() == "[rules]\n"
-    assert sorted(os.listdir(agent)) == ["hooks.json", "requirements.toml", "settings.json"]
+    assert (agent / "rules" / "default.rules").read_text() == "# mine\n"
+    assert sorted(os.listdir(agent)) == ["hooks.json", "requirements.toml", "rules",
+                                         "settings.json"]
+    # handed back as ordinary files: later runs see the user's, not a placeholder
+    assert os.lstat(agent / "settings.json").st_mode & 0o7777 == 0o644
+    assert os.lstat(agent / "rules").st_mode & 0o7777 == 0o755
     err = capfd.readouterr().err
     assert f"left {agent / 'settings.json'} in place: it changed during the run" in err
+    assert f"left the placeholder directory {agent / 'rules'} in place" in err
     assert "hooks.json" not in err and "requirements.toml" not in err
 
 

@@ -11,6 +11,7 @@ directory. The plan carries only ``Locked`` values; ``hold``/``release`` are the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -146,8 +147,9 @@ def release(h: Held) -> str | None:
         if is_placeholder(lk.path):
             remove_placeholder(lk.path)
             if is_placeholder(lk.path):
+                _give_back(lk.path, 0o755)
                 return (f"corral: sandbox: left the placeholder directory {lk.path} in place: "
-                        "something was put inside it")
+                        "something was put inside it on the host (now an ordinary directory)")
         return None
     st = _lstat(lk.path)
     if st is None or (h.ino is not None and st.st_ino != h.ino):
@@ -156,8 +158,9 @@ def release(h: Held) -> str | None:
         return None  # found, not made: what is there now is somebody else's
     if not is_file_placeholder(lk.path, lk.content, st) or (
             h.ino is not None and st.st_mtime_ns != h.mtime_ns):
+        _give_back(lk.path, 0o644)
         return (f"corral: sandbox: left {lk.path} in place: it changed during the run "
-                f"(it was corral's read-only placeholder; mode now {oct(st.st_mode & 0o7777)})")
+                "(it was corral's read-only placeholder; now an ordinary file)")
     try:
         os.unlink(lk.path)
     except FileNotFoundError:
@@ -165,6 +168,13 @@ def release(h: Held) -> str | None:
     except OSError as exc:
         return f"corral: sandbox: could not remove the placeholder {lk.path}: {exc.strerror}"
     return None
+
+
+def _give_back(path: Path, mode: int) -> None:
+    """What somebody put into a placeholder is theirs: an ordinary mode, not ours (so later
+    runs neither try to remove it again nor keep it read-only on the host)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode)
 
 
 def symlinked(locked: tuple[Locked, ...]) -> list[Path]:
