@@ -120,14 +120,15 @@ class _IdleWatch:
     """Calls ``on_idle`` once ``progress()`` has returned the same value for ``timeout`` s.
 
     Checked by a loop timer a few times per timeout rather than on every chunk, so the bulk
-    path pays nothing for it."""
+    path pays nothing for it; the first reading is taken at the first tick, not at tunnel setup
+    (a tunnel idle from the start is closed up to one tick late, never early)."""
 
     def __init__(self, timeout: float | None, progress: Any, on_idle: Any) -> None:
         self.loop = asyncio.get_running_loop()
         self.timeout, self.progress, self.on_idle = timeout, progress, on_idle
         self.fired = False
-        self.last = progress()
-        self.since = self.loop.time()
+        self.last: object = _IdleWatch  # no reading yet
+        self.since = 0.0
         self.handle: asyncio.TimerHandle | None = None
         if timeout:
             self.handle = self.loop.call_later(timeout / _IDLE_TICKS, self._tick)
