@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 
 from corral.netproxy import Limits, Listen, NetworkDecision, PolicyInputs, Proxy, proxy_env
 from corral.netproxy.addresses import IPAddress
-from corral.netproxy.udp import CMD_UDP_FRAMED, MAX_FRAME, datagram_header, parse_datagram
+from corral.netproxy.udp import (
+    CMD_UDP_FRAMED,
+    MAX_FRAME,
+    MAX_QUEUED,
+    datagram_header,
+    parse_datagram,
+)
 from corral.sandbox import proxyinit
 
 from .conftest import ProxyFactory, need
@@ -198,6 +204,41 @@ def test_hostile_frames_are_dropped_and_the_proxy_keeps_serving(
     # the undecodable name reached the gate, which refused it as a bad host (journaled)
     assert [e[2:] for e in udp_events(events)] == [
         ("deny", "bad_host"), ("allow", "allowed"), ("allow", "allowed")]
+    settle(proxy)
+
+
+def test_a_client_that_stops_reading_loses_replies_and_stalls_nothing(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    """Replies towards a framed client that does not read are buffered up to MAX_QUEUED, then
+    dropped (UDP may drop); other associations keep working meanwhile. Also: a datagram too
+    big for UDP (a full 65,535-byte frame) is dropped by the kernel's refusal, quietly."""
+    sock = tmp_path / "proxy.sock"
+    proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock)
+    to_echo = hdr("127.0.0.1", echo.port)
+    stuck, _ = framed(sock)
+    send_frame(stuck, to_echo + b"route")  # decided once; later datagrams go straight out
+    assert recv_frame(stuck) == to_echo + b"echo:route"
+    send_frame(stuck, to_echo + b"x" * (MAX_FRAME - len(to_echo)))
+    sent, batch = 2500, 25
+    frame = struct.pack(">H", len(to_echo) + 1200) + to_echo + b"y" * 1200
+    deadline = time.monotonic() + 30
+    for i in range(0, sent, batch):
+        stuck.sendall(frame * batch)
+        while len(echo.seen) < 1 + i + batch and time.monotonic() < deadline:
+            time.sleep(0.001)  # pace: the echo server must not drop any
+    assert len(echo.seen) == 1 + sent and all(len(p) == 1200 for p in echo.seen[1:])
+    other, _ = framed(sock)
+    send_frame(other, to_echo + b"other")
+    assert recv_frame(other) == to_echo + b"echo:other"
+    other.close()
+    stuck.settimeout(0.5)
+    got = 0
+    with pytest.raises(TimeoutError):
+        while True:
+            got += len(recv_frame(stuck)) + 2
+    stuck.close()
+    assert 0 < got <= MAX_QUEUED + (512 << 10), got  # the rest of the 3 MB was dropped
     settle(proxy)
 
 
