@@ -22,12 +22,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.netproxy import Limits, Listen, NetworkDecision, PolicyInputs, Proxy, proxy_env
+from corral.netproxy import (
+    AskAnswer,
+    Limits,
+    Listen,
+    NetworkDecision,
+    NetworkQuestion,
+    PolicyInputs,
+    Proxy,
+    proxy_env,
+)
 from corral.netproxy.addresses import IPAddress
 from corral.netproxy.udp import (
     CMD_UDP_FRAMED,
     MAX_FRAME,
     MAX_QUEUED,
+    MAX_WAITING,
     datagram_header,
     parse_datagram,
 )
@@ -205,6 +215,47 @@ def test_hostile_frames_are_dropped_and_the_proxy_keeps_serving(
     assert [e[2:] for e in udp_events(events)] == [
         ("deny", "bad_host"), ("allow", "allowed"), ("allow", "allowed")]
     settle(proxy)
+
+
+def test_unknown_destinations_are_asked_once_while_datagrams_wait(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    """The ask path as for TCP: one question per destination; datagrams sent meanwhile wait
+    (up to MAX_WAITING) and go out after an allow; a deny drops them and is journaled."""
+    sock = tmp_path / "proxy.sock"
+    release = threading.Event()
+    asked: list[str] = []
+
+    def ask(q: NetworkQuestion) -> AskAnswer:
+        asked.append(f"{q.host}:{q.port}/{q.protocol}")
+        release.wait(5)
+        return AskAnswer(q.host == "echo.test", "user")
+
+    inputs = PolicyInputs(allow_local=[f"echo.test:{echo.port}"], allow_udp=True)
+    _, events = unix_proxy(make_proxy, inputs, sock, ask=ask)
+    s, _ = framed(sock)
+    named = b"\x00\x00\x00\x03\x09echo.test" + struct.pack(">H", echo.port)
+    for i in range(MAX_WAITING + 4):
+        send_frame(s, named + b"%d" % i)
+    send_frame(s, b"\x00\x00\x00\x03\x0aother.test\x00\x35" + b"dropped")
+    deadline = time.monotonic() + 5
+    while not asked and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert echo.seen == []  # nothing leaves before the answer
+    release.set()
+    to_echo = hdr("127.0.0.1", echo.port)
+    replies = sorted(recv_frame(s) for _ in range(MAX_WAITING))
+    assert replies == sorted(to_echo + b"echo:%d" % i for i in range(MAX_WAITING))
+    send_frame(s, named + b"later")
+    assert recv_frame(s) == to_echo + b"echo:later"
+    deadline = time.monotonic() + 5
+    while len(udp_events(events)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    s.close()
+    assert sorted(asked) == [f"echo.test:{echo.port}/socks5_udp", "other.test:53/socks5_udp"]
+    assert sorted(e[:3] for e in udp_events(events)) == [
+        ("echo.test", echo.port, "allow"), ("other.test", 53, "deny")]
 
 
 def test_a_client_that_stops_reading_loses_replies_and_stalls_nothing(
