@@ -681,3 +681,87 @@ def test_corral_sandbox_cli_with_allow_udp_in_config(echo: UdpEcho, tmp_path: Pa
     assert r.returncode == 0, r.stderr
     assert r.stdout == "echo:cli\n"
     assert echo.seen == [b"cli"]
+
+
+class Watch:
+    """proxyinit's own connection handler (the SOCKS5 watch) on a loopback port of this test,
+    in front of a real proxy; every exception that reaches its loop is recorded."""
+
+    def __init__(self, sock: Path) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self.errors: list[str] = []
+        self.loop.set_exception_handler(
+            lambda _loop, ctx: self.errors.append(f"{ctx.get('message')}: {ctx.get('exception')!r}"))
+        self.srv = self.loop.run_until_complete(
+            asyncio.start_server(proxyinit._handler(str(sock), True), "127.0.0.1", 0))
+        self.port: int = self.srv.sockets[0].getsockname()[1]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.srv.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def watch(make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path) -> Iterator[Watch]:
+    sock = tmp_path / "watch.sock"
+    unix_proxy(make_proxy, udp_policy(echo.port), sock, limits=Limits(head_timeout=0.5))
+    w = Watch(sock)
+    yield w
+    w.close()
+
+
+def test_a_half_closed_client_still_gets_a_late_answer(
+    make_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    """A client that half-closes after its request is no longer watched by asyncio; proxyinit
+    must keep its handler alive while the proxy takes its time (here: asking)."""
+    import gc
+
+    sock = tmp_path / "slow.sock"
+    asked = threading.Event()
+
+    def ask(q: NetworkQuestion) -> bool:
+        asked.set()
+        time.sleep(0.3)
+        return False
+
+    make_proxy(PolicyInputs(), listen=Listen(http=None, socks=None, unix=str(sock)), ask=ask)
+    w = Watch(sock)
+    try:
+        with socket.create_connection(("127.0.0.1", w.port), timeout=5) as c:
+            c.sendall(b"GET http://slow.test/ HTTP/1.0\r\nHost: slow.test\r\n\r\n")
+            c.shutdown(socket.SHUT_WR)
+            assert asked.wait(5)
+            w.loop.call_soon_threadsafe(gc.collect)
+            answer = b""
+            while chunk := c.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:80]
+        assert w.errors == []
+    finally:
+        w.close()
+
+
+_handshakes = st.lists(st.sampled_from([
+    b"\x05", b"\x01", b"\x02", b"\x00", b"\x03", b"\x83", b"\x04", b"\x09", b"\x05\x01\x00",
+    b"\x05\x01\x02", b"\x01\x01a\x01b", b"\x05\x03\x00\x01", b"\x05\x01\x00\x01", b"\x7f\x00\x00\x01",
+    b"\x00\x35", b"\x03\x05a.bcd", b"\x05\x83\x00\x01", b"\xff" * 4, b"GET / HTTP/1.0\r\n\r\n",
+]), max_size=10).map(b"".join)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=_handshakes)
+def test_fuzzed_handshakes_through_the_watch(data: bytes, watch: Watch) -> None:
+    with socket.create_connection(("127.0.0.1", watch.port), timeout=5) as c:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+    assert watch.errors == []

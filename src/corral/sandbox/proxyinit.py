@@ -64,8 +64,18 @@ async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.close()
 
 
+# asyncio holds a connection's handler task only through the client transport, and that one
+# drops out of the selector once the client half-closes; without this set, a handler still
+# relaying the proxy's answer could be garbage-collected mid-connection.
+_live: set[asyncio.Task[None]] = set()
+
+
 def _handler(path: str, socks: bool):  # type: ignore[no-untyped-def]
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        _live.add(task)
+        task.add_done_callback(_live.discard)
         try:
             ur, uw = await asyncio.open_unix_connection(path)
         except OSError as exc:
