@@ -12,7 +12,16 @@ proxy and the session API. The agent runs inside the sandbox with:
   and *missing* ones impossible to create: each gets a read-only placeholder for the run (a file
   meaning "nothing configured" in its format, ``{}`` or empty TOML; an empty directory for
   ``rules/``), removed afterwards if it is still exactly what corral made
-  (``corral.sandbox.locked``). If a placeholder cannot be made, the run is refused.
+  (``corral.sandbox.locked``). If a placeholder cannot be made, the run is refused;
+- the agent's own *state* file read-only too when it also holds permissions: Claude Code's
+  ``~/.claude.json`` carries per-project ``allowedTools``, ``mcpServers`` (commands Claude Code
+  runs, outside any sandbox when it is next started without corral), trust and MCP approvals.
+  Nothing of it is kept from a run, harmless counters and tips included: Claude Code writes it as
+  a temporary file in the same directory renamed over it, which the read-only home directory
+  stops anyway (it does not fall back to writing in place), so a private writable copy would
+  only ever receive what the agent's *commands* write there. Its legacy ``.config.json`` (read
+  instead of ``~/.claude.json`` when it exists, is writable or not empty) gets an *empty*
+  read-only placeholder, the one stand-in Claude Code skips.
 """
 
 from __future__ import annotations
@@ -43,7 +52,19 @@ class AgentPreset:
     credential_env: tuple[str, ...] = ()
     # The variable that moves the config dir (the agent reads it inside the sandbox too).
     config_env: str | None = None
+    # State files that also grant permissions, locked like ``locked_files`` (a `{}` placeholder
+    # where a missing one could be created): in the directory ``config_env`` names when set,
+    # else in the home directory (Claude Code's ``.claude.json`` and its OAuth variants).
+    state_files: tuple[str, ...] = ()
+    # Names in the config dir whose placeholder is an *empty* file: the agent skips an empty
+    # read-only file but would take `{}` for a config (Claude Code's legacy ``.config.json``).
+    empty_locked: tuple[str, ...] = ()
 
+
+# Claude Code 2.1's global config: ``.claude{suffix}.json`` in $CLAUDE_CONFIG_DIR, else in HOME;
+# the suffix follows the OAuth environment (prod: none; CLAUDE_CODE_CUSTOM_OAUTH_URL: custom).
+CLAUDE_STATE_FILES = (".claude.json", ".claude-custom-oauth.json", ".claude-staging-oauth.json",
+                      ".claude-local-oauth.json")
 
 PRESETS: dict[str, AgentPreset] = {
     "codex": AgentPreset(
@@ -53,8 +74,9 @@ PRESETS: dict[str, AgentPreset] = {
     "claude": AgentPreset(
         "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
         "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json"),
-        ("~/.claude.json",), ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
-        config_env="CLAUDE_CONFIG_DIR"),
+        credential_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+        config_env="CLAUDE_CONFIG_DIR", state_files=CLAUDE_STATE_FILES,
+        empty_locked=(".config.json",)),
     "gemini": AgentPreset(
         "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
                    "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",),
@@ -81,10 +103,13 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     if cdir.is_dir():
         extra.append(FsEntry(cdir, Access.WRITE))
         locked = tuple(Locked.infer(cdir / f) for f in preset.locked_files)
-        for link in symlinked(locked):
-            print(f"corral: sandbox: warning: {link} is a symlink: its target is read-only in "
-                  "the sandbox, but the link itself can be replaced from inside (make it a "
-                  "regular file to lock it)", file=sys.stderr)
+        locked += tuple(Locked(cdir / f, b"") for f in preset.empty_locked)
+    sdir = cdir if moved else Path(os.path.abspath(home))
+    locked += tuple(Locked.infer(sdir / f) for f in preset.state_files)
+    for link in symlinked(locked):
+        print(f"corral: sandbox: warning: {link} is a symlink: its target is read-only in "
+              "the sandbox, but the link itself can be replaced from inside (make it a "
+              "regular file to lock it)", file=sys.stderr)
     for w in preset.extra_writable:
         p = Path(os.path.expanduser(w))
         if p.exists():
