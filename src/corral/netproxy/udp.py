@@ -13,7 +13,9 @@ followed by one SOCKS5 UDP datagram (RFC 1928 section 7 header + payload). A zer
 no-op. The header, the fragment rule and the gate apply exactly as for IP clients.
 
 Each allowed destination gets its own connected UDP socket, so the kernel delivers replies only
-from that address, and the source address matches the route to the destination.
+from that address, and the source address matches the route to the destination. UDP sockets are
+read in batches and never buffer in user space (a full socket drops, as UDP may); only the
+framed stream buffers, up to ``MAX_QUEUED``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from corral.netproxy.addresses import IPAddress
 from corral.netproxy.gate import Blocked, Gate
@@ -34,27 +37,56 @@ MAX_ROUTES = 256  # destinations per association (each allowed one holds a socke
 MAX_WAITING = 16  # datagrams held per destination while the gate decides
 
 Deliver = Callable[[bytes], None]
-DatagramOpener = Callable[[IPAddress, int, Deliver], Awaitable[asyncio.DatagramTransport]]
 
 
-class _Upstream(asyncio.DatagramProtocol):
-    def __init__(self, deliver: Deliver) -> None:
-        self.deliver = deliver
+class UdpSocket:
+    """A non-blocking UDP socket served by the event loop. It reads every queued datagram per
+    wakeup (asyncio's datagram transport reads one), and sends without buffering: a full
+    socket drops the datagram, as UDP may."""
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.deliver(data)
+    def __init__(self, sock: socket.socket, on_datagram: Callable[[bytes, Any], None]) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.on_datagram = on_datagram
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP unreachable and friends: UDP has no error channel back to the client
+    def _readable(self) -> None:
+        for _ in range(64):  # then let other connections have a turn
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error reported on a connected socket
+            self.on_datagram(data, addr)
+
+    def send(self, data: bytes, to: tuple[str, int] | None = None) -> None:
+        with contextlib.suppress(OSError):  # buffer full, unreachable, too big: dropped
+            if to is None:
+                self.sock.send(data)
+            else:
+                self.sock.sendto(data, to)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
-async def open_datagram(ip: IPAddress, port: int, deliver: Deliver) -> asyncio.DatagramTransport:
+DatagramOpener = Callable[[IPAddress, int, Deliver], Awaitable[UdpSocket]]
+
+
+async def open_datagram(ip: IPAddress, port: int, deliver: Deliver) -> UdpSocket:
     """A UDP socket connected to ``ip:port``: the kernel drops datagrams from anyone else."""
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _Upstream(deliver), remote_addr=(str(ip), port)
-    )
-    return transport
+    sock = socket.socket(socket.AF_INET if ip.version == 4 else socket.AF_INET6,
+                         socket.SOCK_DGRAM)
+    try:
+        sock.connect((str(ip), port))  # no packet: only fixes the peer (and the source address)
+        return UdpSocket(sock, lambda data, _addr: deliver(data))
+    except OSError:
+        sock.close()
+        raise
 
 
 def parse_datagram(data: bytes) -> tuple[str, int, bytes] | None:
@@ -93,7 +125,7 @@ class UdpAssociation:
         self.client = client
         self.deliver = deliver
         self.opener = opener
-        self.routes: dict[tuple[str, int], asyncio.DatagramTransport | None] = {}
+        self.routes: dict[tuple[str, int], UdpSocket | None] = {}
         self.waiting: dict[tuple[str, int], list[bytes]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
@@ -105,7 +137,9 @@ class UdpAssociation:
         host, port, payload = parsed
         key = (host, port)
         if key in self.routes:
-            _send(self.routes[key], payload)
+            route = self.routes[key]
+            if route is not None:
+                route.send(payload)
             return
         queue = self.waiting.get(key)
         if queue is None:
@@ -120,21 +154,22 @@ class UdpAssociation:
 
     async def _route(self, key: tuple[str, int]) -> None:
         host, port = key
-        transport: asyncio.DatagramTransport | None = None
+        route: UdpSocket | None = None
         try:
             target = await self.gate.authorize(host, port, "socks5_udp", None, self.client)
             ip = (await self.gate.addresses(target, self.client))[0]
             header = datagram_header(ip, port)
-            transport = await self.opener(ip, port, lambda d: self._reply(header, d))
+            route = await self.opener(ip, port, lambda d: self._reply(header, d))
         except (Blocked, OSError):
-            transport = None
+            route = None
         if self.closed:
-            if transport is not None:
-                transport.close()
+            if route is not None:
+                route.close()
             return
-        self.routes[key] = transport
+        self.routes[key] = route
         for payload in self.waiting.pop(key, []):
-            _send(transport, payload)
+            if route is not None:
+                route.send(payload)
 
     def _reply(self, header: bytes, data: bytes) -> None:
         if not self.closed and len(header) + len(data) <= MAX_FRAME:
@@ -144,22 +179,15 @@ class UdpAssociation:
         self.closed = True
         for task in self.tasks:
             task.cancel()
-        for transport in self.routes.values():
-            if transport is not None:
-                transport.close()
+        for route in self.routes.values():
+            if route is not None:
+                route.close()
         self.routes.clear()
         self.waiting.clear()
 
 
-def _room(transport: asyncio.BaseTransport) -> bool:
-    # asyncio's datagram transports buffer without limit when the socket is full; UDP may drop
-    backlog: int = getattr(transport, "get_write_buffer_size", lambda: 0)()
-    return backlog < MAX_QUEUED
-
-
-def _send(transport: asyncio.DatagramTransport | None, payload: bytes) -> None:
-    if transport is not None and _room(transport):
-        transport.sendto(payload)
+def _room(transport: asyncio.WriteTransport) -> bool:
+    return transport.get_write_buffer_size() < MAX_QUEUED
 
 
 def split_frames(buf: bytearray, each: Deliver) -> int:
@@ -177,19 +205,16 @@ def split_frames(buf: bytearray, each: Deliver) -> int:
 
 # --- how the client's datagrams arrive ----------------------------------------------------------
 
-class _IpClient(asyncio.DatagramProtocol):
-    """The client-facing UDP socket: only the associated client may use it (RFC 1928: the
-    address the request named, else the first sender from the control connection's IP)."""
+class _IpClient:
+    """The client-facing side: only the associated client may use it (RFC 1928: the port the
+    request named, else the first sender from the control connection's address)."""
 
     def __init__(self, client_ip: str, client_port: int) -> None:
         self.client_ip = client_ip
         self.client_port = client_port
         self.client_addr: tuple[str, int] | None = None
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: UdpSocket | None = None
         self.association: UdpAssociation | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         src = (str(addr[0]), int(addr[1]))
@@ -203,9 +228,8 @@ class _IpClient(asyncio.DatagramProtocol):
             self.association.from_client(data)
 
     def deliver(self, data: bytes) -> None:
-        t, to = self.transport, self.client_addr
-        if t is not None and to is not None and _room(t):
-            t.sendto(data, to)
+        if self.sock is not None and self.client_addr is not None:
+            self.sock.send(data, self.client_addr)
 
 
 async def serve_ip_client(
@@ -214,22 +238,24 @@ async def serve_ip_client(
 ) -> None:
     """Bind a UDP socket beside the client, reply with its address, relay until the control
     connection closes."""
-    loop = asyncio.get_running_loop()
-    transport, side = await loop.create_datagram_endpoint(
-        lambda: _IpClient(client_ip, client_port), local_addr=(client_ip, 0)
-    )
-    assoc = UdpAssociation(gate, client, side.deliver, opener)
-    side.association = assoc
+    ip = ipaddress.ip_address(client_ip)
+    raw = socket.socket(socket.AF_INET if ip.version == 4 else socket.AF_INET6, socket.SOCK_DGRAM)
     try:
-        bound = transport.get_extra_info("sockname")
-        ip = ipaddress.ip_address(bound[0])
-        writer.write(b"\x05\x00" + datagram_header(ip, int(bound[1]))[2:])
+        raw.bind((client_ip, 0))
+    except OSError:
+        raw.close()
+        raise
+    side = _IpClient(client_ip, client_port)
+    side.sock = UdpSocket(raw, side.datagram_received)
+    side.association = assoc = UdpAssociation(gate, client, side.deliver, opener)
+    try:
+        writer.write(b"\x05\x00" + datagram_header(ip, raw.getsockname()[1])[2:])
         await writer.drain()
         while await reader.read(4096):  # the association lives as long as this connection
             pass
     finally:
         assoc.close()
-        transport.close()
+        side.sock.close()
 
 
 async def serve_framed(

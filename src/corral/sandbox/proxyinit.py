@@ -187,17 +187,14 @@ async def _socks5(feed: _Feed, r: asyncio.StreamReader, w: asyncio.StreamWriter,
         return True
     peer = w.get_extra_info("peername")
     want_port = int.from_bytes(req[-2:], "big")  # RFC 1928: the port the client will send from
-    loop = asyncio.get_running_loop()
-    transport, inside = await loop.create_datagram_endpoint(
-        lambda: _Inside(uw, str(peer[0]), want_port), local_addr=("127.0.0.1", 0))
+    inside = _Inside(uw, str(peer[0]), want_port)
     try:
         uw.write(bytes([5, CMD_UDP_FRAMED, 0, 1]) + bytes(6))
         rep = await ur.readexactly(10)
         if rep[1] != 0:
             w.write(rep)
             return True
-        w.write(rep[:3] + b"\x01" + _LOOPBACK + transport.get_extra_info("sockname")[1]
-                .to_bytes(2, "big"))
+        w.write(rep[:3] + b"\x01" + _LOOPBACK + inside.sock.getsockname()[1].to_bytes(2, "big"))
         tasks = [asyncio.ensure_future(_control(r)), asyncio.ensure_future(_replies(ur, inside))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -205,7 +202,7 @@ async def _socks5(feed: _Feed, r: asyncio.StreamReader, w: asyncio.StreamWriter,
             for t in tasks:
                 t.cancel()
     finally:
-        transport.close()
+        inside.close()
     return True
 
 
@@ -229,39 +226,50 @@ async def _replies(ur: asyncio.StreamReader, inside: _Inside) -> None:
             del buf[:pos]
 
 
-class _Inside(asyncio.DatagramProtocol):
+class _Inside:
     """The UDP socket the client sends to: only the associated client's datagrams are framed
-    (its port if the request named one, else the first sender from its address)."""
+    (its port if the request named one, else the first sender from its address). Read in
+    batches, one write towards the proxy per batch; replies that do not fit are dropped."""
 
     def __init__(self, uw: asyncio.StreamWriter, client_ip: str, client_port: int) -> None:
         self.uw, self.client_ip, self.client_port = uw, client_ip, client_port
         self.client: tuple[str, int] | None = None
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.bind(("127.0.0.1", 0))
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        src = (addr[0], addr[1])
-        if self.client is None:
-            if src[0] != self.client_ip or self.client_port not in (0, src[1]):
-                return
-            self.client = src
-        elif src != self.client:
-            return
-        if len(data) < 10 or data[2] != 0 or len(data) > MAX_FRAME:
-            return  # too short for a header, or a fragment (dropped, as RFC 1928 allows)
-        if self.uw.transport.get_write_buffer_size() < MAX_QUEUED:
-            self.uw.write(len(data).to_bytes(2, "big") + data)
-
-    def error_received(self, exc: Exception) -> None:
-        pass
+    def _readable(self) -> None:
+        frames = []
+        for _ in range(64):
+            try:
+                data, src = self.sock.recvfrom(MAX_FRAME)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            if self.client is None:
+                if src[0] != self.client_ip or self.client_port not in (0, src[1]):
+                    continue
+                self.client = src
+            elif src != self.client:
+                continue
+            if len(data) < 10 or data[2] != 0:
+                continue  # too short for a header, or a fragment (dropped, as RFC 1928 allows)
+            frames.append(len(data).to_bytes(2, "big") + data)
+        if frames and self.uw.transport.get_write_buffer_size() < MAX_QUEUED:
+            self.uw.write(b"".join(frames))
 
     def reply(self, data: bytes) -> None:
-        t = self.transport
-        if t is not None and self.client is not None and data and \
-                t.get_write_buffer_size() < MAX_QUEUED:  # type: ignore[attr-defined]
-            t.sendto(data, self.client)
+        if self.client is not None and data:
+            with contextlib.suppress(OSError):  # socket buffer full: dropped, as UDP may
+                self.sock.sendto(data, self.client)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 async def _relay(listeners: list[tuple[socket.socket, str, bool]], done: asyncio.Event) -> None:
