@@ -48,6 +48,7 @@ for p in sys.argv[1:]:
     attempt(p + ":chmod", lambda: os.chmod(p, 0o666))
     if os.path.exists(tmp):
         os.unlink(tmp)
+out["CLAUDE_CONFIG_DIR"] = os.environ.get("CLAUDE_CONFIG_DIR")
 print(json.dumps(out))
 '''
 ATTEMPTS = ("write", "append", "excl", "rename-over", "rename-away", "delete", "chmod")
@@ -65,13 +66,14 @@ def stand_in(tmp_path: Path, sleep: bool = False) -> Path:
 
 
 def corral_run(tmp_path: Path, home: Path, cwd: Path, *args: str,
-               env: dict[str, str] | None = None) -> tuple[dict[str, object], str]:
+               env: dict[str, str] | None = None,
+               flags: tuple[str, ...] = ()) -> tuple[dict[str, object], str]:
     agent = stand_in(tmp_path)
     e = dict(os.environ, HOME=str(home), CORRAL_HOME=str(tmp_path / "corral-home"),
              CORRAL_SYSTEM_DIR=str(tmp_path / "etc"), **(env or {}))
     if not env:
         e.pop("CLAUDE_CONFIG_DIR", None)
-    r = subprocess.run([sys.executable, "-m", "corral", "run", "--", str(agent), *args],
+    r = subprocess.run([sys.executable, "-m", "corral", *flags, "run", "--", str(agent), *args],
                        cwd=cwd, env=e, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
@@ -104,14 +106,17 @@ def test_the_claude_preset_locks_its_state_file_and_legacy_config(tmp_path: Path
                    cdir / "managed-settings.json": b"{}", cdir / ".config.json": b"",
                    **{home / n: b"{}" for n in CLAUDE_STATE_FILES}}
     assert home / ".claude.json" not in {e.path for e in plan.entries}
-    # $CLAUDE_CONFIG_DIR moves the state file with the config dir
+    # $CLAUDE_CONFIG_DIR moves the state file with the config dir; the home directory's stays
+    # locked (a run without the variable reads it there)
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(moved))
     plan = _lock_files(build_plan(":workspace", tmp_path, home=home), PRESETS["claude"], home)
-    paths = {lk.path for lk in plan.locked}
-    assert {moved / n for n in CLAUDE_STATE_FILES} | {moved / ".config.json"} <= paths
-    assert not any(p.parent == home for p in paths)
+    got = {lk.path: lk.content for lk in plan.locked}
+    assert got == {moved / "settings.json": b"{}", moved / "settings.local.json": b"{}",
+                   moved / "managed-settings.json": b"{}", moved / ".config.json": b"",
+                   **{d / n: b"{}" for d in (home, moved) for n in CLAUDE_STATE_FILES}}
+    assert moved in {e.path for e in plan.entries}
 
 
 @pytest.mark.slow
@@ -134,13 +139,18 @@ def test_an_existing_claude_json_cannot_be_changed_from_inside(tmp_path: Path) -
 def test_a_missing_claude_json_cannot_be_created_where_it_could_be(tmp_path: Path,
                                                                   moved: bool) -> None:
     """The home directory is the workspace (writable), or $CLAUDE_CONFIG_DIR (writable) holds
-    the state file: every missing name gets a read-only `{}` for the run, removed after."""
+    the state file: every missing name gets a read-only `{}` for the run, removed after. A
+    moved directory is named to the agent as the absolute path that was locked, even when the
+    environment policy passes nothing on and the user's variable is relative."""
     home = home_with(tmp_path, None)
     sdir = home / ".claude" if moved else home
-    env = {"CLAUDE_CONFIG_DIR": str(sdir)} if moved else None
+    env = {"CLAUDE_CONFIG_DIR": ".claude"} if moved else None  # relative to the cwd, home
+    flags = ("-c", 'shell_environment_policy.inherit="core"') if moved else ()
     before = snapshot(home)
     paths = [sdir / n for n in CLAUDE_STATE_FILES] + [home / ".claude" / ".config.json"]
-    out, err = corral_run(tmp_path, home, home, *map(str, paths), env=env)
+    paths += [home / n for n in CLAUDE_STATE_FILES] if moved else []
+    out, err = corral_run(tmp_path, home, home, *map(str, paths), env=env, flags=flags)
+    assert out["CLAUDE_CONFIG_DIR"] == (str(sdir) if moved else None)
     for p in paths:
         assert out[f"{p}:read"] == ("" if p.name == ".config.json" else "{}"), (p, out)
         assert_all_refused(out, p)

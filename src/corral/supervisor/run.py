@@ -96,16 +96,17 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
 
     if preset.config_dir is None:
         return plan
-    moved = os.environ.get(preset.config_env or "")
-    cdir = Path(os.path.abspath(os.path.expanduser(moved or preset.config_dir)))
+    moved = _moved_config_dir(preset)
+    cdir = moved or Path(os.path.abspath(os.path.expanduser(preset.config_dir)))
     extra: list[Any] = []
     locked: tuple[Locked, ...] = ()
     if cdir.is_dir():
         extra.append(FsEntry(cdir, Access.WRITE))
         locked = tuple(Locked.infer(cdir / f) for f in preset.locked_files)
         locked += tuple(Locked(cdir / f, b"") for f in preset.empty_locked)
-    sdir = cdir if moved else Path(os.path.abspath(home))
-    locked += tuple(Locked.infer(sdir / f) for f in preset.state_files)
+    # In the home directory too when moved: a run without the variable would read it there.
+    sdirs = [Path(os.path.abspath(home))] + ([cdir] if moved else [])
+    locked += tuple(Locked.infer(d / f) for d in sdirs for f in preset.state_files)
     for link in symlinked(locked):
         print(f"corral: sandbox: warning: {link} is a symlink: its target is read-only in "
               "the sandbox, but the link itself can be replaced from inside (make it a "
@@ -118,6 +119,20 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     # .git/hooks...) out of every writable entry, so their placeholders appear in the agent's
     # directory during a run and are removed after it like all others.
     return plan.replace(entries=plan.entries + tuple(extra), locked=plan.locked + locked)
+
+
+def _moved_config_dir(preset: AgentPreset) -> Path | None:
+    """The config dir the user's ``config_env`` names (absolute), or None if it is not set."""
+    moved = os.environ.get(preset.config_env or "")
+    return Path(os.path.abspath(os.path.expanduser(moved))) if moved else None
+
+
+def _config_env(preset: AgentPreset) -> dict[str, str]:
+    """The agent inside sees the very directory that was locked: the variable passed on as that
+    absolute path (the environment policy may drop it, and a relative one would resolve
+    elsewhere, e.g. in the writable workspace)."""
+    moved = _moved_config_dir(preset)
+    return {preset.config_env: str(moved)} if preset.config_env and moved else {}
 
 
 class RunSession:
@@ -160,6 +175,7 @@ class RunSession:
                                     proxy=net)
             plan = _lock_files(plan, self.preset, Path.home())
             env = {**{k: os.environ[k] for k in self.preset.credential_env if k in os.environ},
+                   **_config_env(self.preset),
                    **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
             argv = with_agent_args(self.argv, integration, session.args_in_sandbox(OTLP_PORT)) \
