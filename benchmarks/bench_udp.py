@@ -176,7 +176,9 @@ def main() -> int:
             check=True, capture_output=True, text=True).stdout)
         new = HERE.parent / "src/corral/sandbox/proxyinit.py"
         setup_only = json.dumps({**base, "via": None, "pings": 0, "setup": args.setup})
-        for label, path in ((f"proxyinit @ {args.baseline}", old), ("proxyinit now", new)):
+        # baseline, now, baseline again: "now" sits between two copies that show the noise
+        for label, path in ((f"proxyinit @ {args.baseline}", old), ("proxyinit now", new),
+                            (f"proxyinit @ {args.baseline} (again)", old)):
             parties[label] = lambda path=path: [  # type: ignore[misc]
                 "bwrap", "--unshare-net", "--die-with-parent", "--dev-bind", "/", "/",
                 "--proc", "/proc", sys.executable, "-I", "-S", str(path), "--port", "3128",
