@@ -31,6 +31,7 @@ from corral.netproxy import (
     PolicyInputs,
     Proxy,
     proxy_env,
+    udp,
 )
 from corral.netproxy.addresses import IPAddress
 from corral.netproxy.udp import (
@@ -38,6 +39,7 @@ from corral.netproxy.udp import (
     MAX_FRAME,
     MAX_QUEUED,
     MAX_WAITING,
+    UdpSocket,
     datagram_header,
     parse_datagram,
 )
@@ -353,7 +355,7 @@ def test_many_associations_leave_no_descriptors(
     proxy, _ = unix_proxy(make_proxy, udp_policy(echo.port), sock)
     assert proxy.endpoints and proxy.endpoints.socks
     to_echo = hdr("127.0.0.1", echo.port)
-    before = fd_count()
+    before, live = fd_count(), UdpSocket.live
     for i in range(60):
         s, _ = framed(sock)
         send_frame(s, to_echo + b"%d" % i)
@@ -374,6 +376,44 @@ def test_many_associations_leave_no_descriptors(
         ctl.close()
     settle(proxy)
     assert fd_count() == before
+    assert UdpSocket.live == live
+
+
+def test_udp_sockets_have_a_process_wide_budget(
+    make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each allowed destination holds a socket; beyond MAX_SOCKETS (process-wide) new
+    destinations are dropped, so an agent cannot use up the proxy's descriptors."""
+    sock = tmp_path / "proxy.sock"
+    others = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for o in others:
+        o.bind(("127.0.0.1", 0))
+    ports = [o.getsockname()[1] for o in others]
+    inputs = udp_policy(echo.port)
+    inputs.allow_local += [f"127.0.0.1:{p}" for p in ports]
+    proxy, _ = unix_proxy(make_proxy, inputs, sock)
+    monkeypatch.setattr(udp, "MAX_SOCKETS", UdpSocket.live + 3)
+    to_echo = hdr("127.0.0.1", echo.port)
+    s, _ = framed(sock)
+    for p in ports:
+        send_frame(s, hdr("127.0.0.1", p) + b"fill")
+        assert others[ports.index(p)].recv(100) == b"fill"
+    send_frame(s, to_echo + b"over budget")
+    s2, _ = framed(sock)
+    send_frame(s2, to_echo + b"over budget too")
+    s2.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        recv_frame(s2)
+    s.close()
+    s2.close()
+    settle(proxy)
+    s, _ = framed(sock)  # the budget came back with the closed association
+    send_frame(s, to_echo + b"fits again")
+    assert recv_frame(s) == to_echo + b"echo:fits again"
+    s.close()
+    assert echo.seen == [b"fits again"]
+    for o in others:
+        o.close()
 
 
 _frames = st.lists(

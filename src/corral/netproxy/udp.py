@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ CMD_UDP_FRAMED = 0x83  # corral extension; proxyinit's copy must match (tests ch
 MAX_FRAME = 65535  # the 2-byte length prefix; also the largest UDP datagram
 MAX_QUEUED = 1 << 20  # bytes buffered towards one side before datagrams are dropped
 MAX_ROUTES = 256  # destinations per association (each allowed one holds a socket)
+MAX_SOCKETS = 1024  # per-destination sockets in this process, so UDP cannot use up descriptors
 MAX_WAITING = 16  # datagrams held per destination while the gate decides
 
 Deliver = Callable[[bytes], None]
@@ -44,12 +46,15 @@ class UdpSocket:
     wakeup (asyncio's datagram transport reads one), and sends without buffering: a full
     socket drops the datagram, as UDP may."""
 
+    live = 0  # open in this process, all proxies together
+
     def __init__(self, sock: socket.socket, on_datagram: Callable[[bytes, Any], None]) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.on_datagram = on_datagram
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._readable)
+        UdpSocket.live += 1
 
     def _readable(self) -> None:
         for _ in range(64):  # then let other connections have a turn
@@ -72,6 +77,7 @@ class UdpSocket:
         if self.sock.fileno() >= 0:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
+            UdpSocket.live -= 1
 
 
 DatagramOpener = Callable[[IPAddress, int, Deliver], Awaitable[UdpSocket]]
@@ -79,6 +85,8 @@ DatagramOpener = Callable[[IPAddress, int, Deliver], Awaitable[UdpSocket]]
 
 async def open_datagram(ip: IPAddress, port: int, deliver: Deliver) -> UdpSocket:
     """A UDP socket connected to ``ip:port``: the kernel drops datagrams from anyone else."""
+    if UdpSocket.live >= MAX_SOCKETS:
+        raise OSError(errno.EMFILE, "too many UDP sockets open for associations")
     sock = socket.socket(socket.AF_INET if ip.version == 4 else socket.AF_INET6,
                          socket.SOCK_DGRAM)
     try:
