@@ -416,6 +416,48 @@ def test_udp_sockets_have_a_process_wide_budget(
         o.close()
 
 
+def test_ipv6_ip_client_and_destination(make_proxy: ProxyFactory, tmp_path: Path) -> None:
+    """The shared association core with an IPv6 client and an IPv6 destination (atyp 4)."""
+    echo6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    echo6.bind(("::1", 0))
+    echo6.settimeout(5)
+    eport = echo6.getsockname()[1]
+    proxy, events = make_proxy(
+        PolicyInputs(domains={"::1": "allow"}, allow_local=[f"[::1]:{eport}"], allow_udp=True),
+        listen=Listen(http=None, socks=("::1", 0)))
+    assert proxy.endpoints and proxy.endpoints.socks
+    with socket.create_connection(proxy.endpoints.socks, timeout=5) as ctl:
+        ctl.sendall(b"\x05\x01\x00")
+        assert recvn(ctl, 2) == b"\x05\x00"
+        ctl.sendall(b"\x05\x03\x00\x04" + bytes(18))
+        rep = recvn(ctl, 22)
+        assert rep[:4] == b"\x05\x00\x00\x04" and rep[4:20] == socket.inet_pton(socket.AF_INET6, "::1")
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        u.settimeout(5)
+        to = hdr("::1", eport)
+        u.sendto(to + b"six", ("::1", struct.unpack(">H", rep[20:22])[0]))
+        data, peer = echo6.recvfrom(100)
+        assert data == b"six"
+        echo6.sendto(b"back", peer)
+        assert u.recv(100) == to + b"back"
+        u.close()
+    echo6.close()
+    assert udp_events(events) == [("::1", eport, "allow", "allowed")]
+
+
+@given(st.lists(st.binary(max_size=300), max_size=20), st.lists(st.integers(1, 700), max_size=30))
+def test_split_frames_reassembles_any_chunking(datagrams: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(struct.pack(">H", len(d)) + d for d in datagrams)
+    got: list[bytes] = []
+    buf = bytearray()
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        buf += stream[pos:pos + cut]
+        pos += cut
+        del buf[:udp.split_frames(buf, got.append)]
+    assert got == [d for d in datagrams if d] and buf == b""
+
+
 _frames = st.lists(
     st.one_of(
         st.binary(max_size=40),
