@@ -777,7 +777,7 @@ class Watch:
         self.loop.set_exception_handler(
             lambda _loop, ctx: self.errors.append(f"{ctx.get('message')}: {ctx.get('exception')!r}"))
         self.srv = self.loop.run_until_complete(
-            asyncio.start_server(proxyinit._handler(str(sock), True), "127.0.0.1", 0))
+            asyncio.start_server(proxyinit.connection_handler(str(sock), True), "127.0.0.1", 0))
         self.port: int = self.srv.sockets[0].getsockname()[1]
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

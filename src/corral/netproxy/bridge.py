@@ -2,8 +2,10 @@
 
 ``python -m corral.netproxy.bridge --listen 127.0.0.1:3128 --to /run/corral/proxy.sock
 [--listen 127.0.0.1:8081 --to /run/corral/proxy.sock]`` accepts TCP on loopback and relays each
-connection to the proxy's unix socket (which is bind-mounted into the sandbox). Stdlib only, so
-it starts fast; prints one ``listening HOST:PORT`` line per listener once ready.
+connection to the proxy's unix socket (which is bind-mounted into the sandbox); prints one
+``listening HOST:PORT`` line per listener once ready. The relay is the sandbox's own
+(``corral.sandbox.proxyinit.connection_handler``), SOCKS5 UDP ASSOCIATE included, for a
+sandbox built by hand around the proxy rather than by ``corral sandbox --network proxy``.
 """
 
 from __future__ import annotations
@@ -14,40 +16,13 @@ import contextlib
 import signal
 import sys
 
-
-async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await r.read(1 << 18):
-            w.write(chunk)
-            await w.drain()
-        if w.can_write_eof():
-            w.write_eof()
-    except (ConnectionError, OSError):
-        w.close()
-
-
-def _handler(sock_path: str):  # type: ignore[no-untyped-def]
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            ur, uw = await asyncio.open_unix_connection(sock_path)
-        except OSError as exc:
-            print(f"corral: network: bridge cannot reach proxy socket {sock_path}: {exc}",
-                  file=sys.stderr)
-            w.close()
-            return
-        try:
-            await asyncio.gather(_pipe(r, uw), _pipe(ur, w))
-        finally:
-            w.close()
-            uw.close()
-
-    return handle
+from corral.sandbox.proxyinit import connection_handler
 
 
 async def run(pairs: list[tuple[str, int, str]]) -> None:
     servers = []
     for host, port, sock in pairs:
-        srv = await asyncio.start_server(_handler(sock), host, port)
+        srv = await asyncio.start_server(connection_handler(sock, True), host, port)
         servers.append(srv)
         name = srv.sockets[0].getsockname()
         print(f"listening {name[0]}:{name[1]}", flush=True)

@@ -70,7 +70,9 @@ async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
 _live: set[asyncio.Task[None]] = set()
 
 
-def _handler(path: str, socks: bool):  # type: ignore[no-untyped-def]
+def connection_handler(path: str, socks: bool):  # type: ignore[no-untyped-def]
+    """An ``asyncio.start_server`` callback relaying to the unix socket ``path`` (with the
+    SOCKS5 watch when ``socks``). Also used by ``corral.netproxy.bridge``."""
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -273,7 +275,7 @@ class _Inside:
 
 
 async def _relay(listeners: list[tuple[socket.socket, str, bool]], done: asyncio.Event) -> None:
-    servers = [await asyncio.start_server(_handler(path, socks), sock=s)
+    servers = [await asyncio.start_server(connection_handler(path, socks), sock=s)
                for s, path, socks in listeners]
     await done.wait()
     for srv in servers:
