@@ -847,3 +847,48 @@ def test_fuzzed_handshakes_through_the_watch(data: bytes, watch: Watch) -> None:
         while c.recv(65536):
             pass
     assert watch.errors == []
+
+
+@pytest.mark.parametrize("form", ["framed", "ip"])
+def test_an_association_with_no_datagrams_for_the_idle_timeout_ends(
+    form: str, make_proxy: ProxyFactory, echo: UdpEcho, tmp_path: Path
+) -> None:
+    """Datagrams keep an association alive past the timeout; silence either way ends it (the
+    control connection is closed, and with it the proxy's UDP sockets)."""
+    from dataclasses import replace
+
+    sock = tmp_path / "proxy.sock"
+    proxy, _ = unix_proxy(make_proxy, replace(udp_policy(echo.port), idle_timeout=0.4), sock)
+    to_echo = hdr("127.0.0.1", echo.port)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    u.settimeout(5)
+    if form == "framed":
+        ctl, rep = framed(sock)
+        assert rep[1] == 0
+
+        def ping(data: bytes) -> bytes:
+            send_frame(ctl, to_echo + data)
+            return recv_frame(ctl)
+    else:
+        assert proxy.endpoints and proxy.endpoints.socks
+        ctl = socket.create_connection(proxy.endpoints.socks, timeout=5)
+        ctl.sendall(b"\x05\x01\x00")
+        assert recvn(ctl, 2) == b"\x05\x00"
+        ctl.sendall(b"\x05\x03\x00\x01" + bytes(4) + struct.pack(">H", u.getsockname()[1]))
+        rep = recvn(ctl, 10)
+        relay_at = ("127.0.0.1", struct.unpack(">H", rep[8:10])[0])
+
+        def ping(data: bytes) -> bytes:
+            u.sendto(to_echo + data, relay_at)
+            return u.recv(70000)
+    for i in range(10):  # 1 s of a datagram every 0.1 s: more than twice the timeout
+        assert ping(b"%d" % i) == to_echo + b"echo:%d" % i
+        quiet_from = time.monotonic()
+        time.sleep(0.1)
+    ctl.settimeout(5)
+    assert ctl.recv(100) == b"", "the association outlived its idle timeout"
+    assert time.monotonic() - quiet_from >= 0.4
+    ctl.close()
+    u.close()
+    settle(proxy)

@@ -116,7 +116,7 @@ class _Tunnel:
             self.done.set_result(None)
 
 
-class _IdleWatch:
+class IdleWatch:
     """Calls ``on_idle`` once ``progress()`` has returned the same value for ``timeout`` s.
 
     Checked by a loop timer a few times per timeout rather than on every chunk, so the bulk
@@ -127,7 +127,7 @@ class _IdleWatch:
         self.loop = asyncio.get_running_loop()
         self.timeout, self.progress, self.on_idle = timeout, progress, on_idle
         self.fired = False
-        self.last: object = _IdleWatch  # no reading yet
+        self.last: object = IdleWatch  # no reading yet
         self.since = 0.0
         self.handle: asyncio.TimerHandle | None = None
         if timeout:
@@ -397,7 +397,7 @@ async def relay(
     # Progress in protocol mode: bytes received, or a write buffer or kernel queue draining to a
     # slow reader (asyncio writes again only once the socket has room for a good part of it).
     s1, s2 = t1.get_extra_info("socket").fileno(), t2.get_extra_info("socket").fileno()
-    watch = _IdleWatch(idle_timeout, lambda: (
+    watch = IdleWatch(idle_timeout, lambda: (
         tun.bytes, t1.get_write_buffer_size(), t2.get_write_buffer_size(),
         _socket_progress(s1), _socket_progress(s2)), tun.close)
     try:
@@ -415,7 +415,7 @@ async def relay(
         tun.close()
     if _ThreadSplice.running < THREADED_MAX:
         ts = _ThreadSplice(fd1, fd2)
-        watch = _IdleWatch(idle_timeout, ts.progress, ts.stop)
+        watch = IdleWatch(idle_timeout, ts.progress, ts.stop)
         try:
             await asyncio.shield(ts.fut)
         finally:
@@ -423,7 +423,7 @@ async def relay(
             ts.stop()  # cancelled: wake both threads; the last one out closes the descriptors
         return tun.bytes + sum(ts.moved)
     sp = _Splicer(fd1, fd2)
-    watch = _IdleWatch(idle_timeout, lambda: (
+    watch = IdleWatch(idle_timeout, lambda: (
         [(d.moved, d.pending) for d in sp.dirs], _socket_progress(fd1), _socket_progress(fd2)),
         sp.finish)
     for d in sp.dirs:

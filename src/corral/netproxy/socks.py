@@ -130,14 +130,15 @@ class SocksHandler:
             writer.write(_reply(REP_NOT_ALLOWED))
             return
         if framed:
-            await serve_framed(self.gate, reader, writer, client, self.open_datagram)
+            await serve_framed(self.gate, reader, writer, client, self.open_datagram,
+                               self.idle_timeout)
             return
         peer = writer.get_extra_info("peername")
         if not isinstance(peer, tuple):  # a unix-socket client has no address to send UDP to
             writer.write(_reply(REP_FAILURE))
             return
         await serve_ip_client(self.gate, reader, writer, client, str(peer[0]), port,
-                              self.open_datagram)
+                              self.open_datagram, self.idle_timeout)
 
     async def _auth(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         assert self.credentials is not None

@@ -30,6 +30,7 @@ from typing import Any
 
 from corral.netproxy.addresses import IPAddress
 from corral.netproxy.gate import Blocked, Gate
+from corral.netproxy.relay import IdleWatch
 
 CMD_UDP_FRAMED = 0x83  # corral extension; proxyinit's copy must match (tests check)
 MAX_FRAME = 65535  # the 2-byte length prefix; also the largest UDP datagram
@@ -137,11 +138,13 @@ class UdpAssociation:
         self.waiting: dict[tuple[str, int], list[bytes]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        self.datagrams = 0  # either way, for the idle watch
 
     def from_client(self, data: bytes) -> None:
         parsed = parse_datagram(data)
         if parsed is None or self.closed:
             return
+        self.datagrams += 1
         host, port, payload = parsed
         key = (host, port)
         if key in self.routes:
@@ -181,6 +184,7 @@ class UdpAssociation:
 
     def _reply(self, header: bytes, data: bytes) -> None:
         if not self.closed and len(header) + len(data) <= MAX_FRAME:
+            self.datagrams += 1
             self.deliver(header + data)
 
     def close(self) -> None:
@@ -243,9 +247,10 @@ class _IpClient:
 async def serve_ip_client(
     gate: Gate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
     client_ip: str, client_port: int, opener: DatagramOpener = open_datagram,
+    idle_timeout: float | None = None,
 ) -> None:
     """Bind a UDP socket beside the client, reply with its address, relay until the control
-    connection closes."""
+    connection closes, or no datagram moved either way for ``idle_timeout`` seconds."""
     ip = ipaddress.ip_address(client_ip)
     raw = socket.socket(socket.AF_INET if ip.version == 4 else socket.AF_INET6, socket.SOCK_DGRAM)
     try:
@@ -256,28 +261,32 @@ async def serve_ip_client(
     side = _IpClient(client_ip, client_port)
     side.sock = UdpSocket(raw, side.datagram_received)
     side.association = assoc = UdpAssociation(gate, client, side.deliver, opener)
+    watch = IdleWatch(idle_timeout, lambda: assoc.datagrams, writer.close)
     try:
         writer.write(b"\x05\x00" + datagram_header(ip, raw.getsockname()[1])[2:])
         await writer.drain()
         while await reader.read(4096):  # the association lives as long as this connection
             pass
     finally:
+        watch.cancel()
         assoc.close()
         side.sock.close()
 
 
 async def serve_framed(
     gate: Gate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
-    opener: DatagramOpener = open_datagram,
+    opener: DatagramOpener = open_datagram, idle_timeout: float | None = None,
 ) -> None:
     """Datagrams as length-prefixed frames on the control connection itself (see the module
-    docstring); ends when the connection does. A client that reads too slowly loses replies."""
+    docstring); ends when the connection does, or after ``idle_timeout`` seconds without a
+    datagram either way. A client that reads too slowly loses replies."""
 
     def deliver(data: bytes) -> None:
         if not writer.is_closing() and _room(writer.transport):
             writer.write(len(data).to_bytes(2, "big") + data)
 
     assoc = UdpAssociation(gate, client, deliver, opener)
+    watch = IdleWatch(idle_timeout, lambda: assoc.datagrams, writer.close)
     try:
         writer.write(b"\x05\x00\x00\x01" + bytes(6))  # proxyinit puts its own address here
         await writer.drain()
@@ -288,4 +297,5 @@ async def serve_framed(
                 done = split_frames(buf, assoc.from_client)
                 del buf[:done]  # what is left: less than one frame
     finally:
+        watch.cancel()
         assoc.close()
