@@ -203,6 +203,10 @@ class Sandbox:
                 self._bpf = build_bpf(plan.network.mode, cache)
         except CorralError as exc:
             self._weaker_or_refuse("no-seccomp", exc.message, exc.hint or "")
+            if plan.keep_terminal:
+                print("corral: sandbox: the terminal stays detached (new session): without the "
+                      "seccomp filter, keystroke injection (TIOCSTI) could not be blocked",
+                      file=sys.stderr)
 
     def _weaker_or_refuse(self, mode: str, problem: str, fix: str) -> None:
         if mode in self.plan.allow_weaker or (
@@ -405,10 +409,13 @@ class Sandbox:
             return seatbelt_command(self.plan, list(argv)), None
         lay = self.layout()
         net = ["--unshare-net"] if self.plan.network.mode is not NetworkMode.HOST else []
+        # A new session detaches the controlling terminal, so nothing inside can push keystrokes
+        # into it; with the seccomp filter (TIOCSTI/TIOCLINUX refused) a TUI may keep it.
+        session = [] if self.plan.keep_terminal and self._bpf is not None else ["--new-session"]
         head = [
             self.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", *net, "--disable-userns", "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--hostname", "corral-sandbox",
+            *session, "--cap-drop", "ALL", "--hostname", "corral-sandbox",
         ]
         chdir = str(Path(cwd) if cwd is not None else self.plan.cwd)
         extra: list[str] = []

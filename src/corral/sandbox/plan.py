@@ -77,7 +77,8 @@ class SandboxPlan(Frozen):
 
     _fields = ("profile", "cwd", "entries", "writable_roots", "deny_read_globs", "network",
                "env_policy", "full_access", "root_readable", "allow_weaker",
-               "allow_weaker_source", "explicit_writes", "bwrap", "corral_home", "locked")
+               "allow_weaker_source", "explicit_writes", "bwrap", "corral_home", "locked",
+               "keep_terminal")
     profile: str
     cwd: Path
     entries: tuple[FsEntry, ...]           # static filesystem entries (no protected paths yet)
@@ -94,6 +95,10 @@ class SandboxPlan(Frozen):
     corral_home: Path
     # Kept read-only whether or not they exist (a missing one gets a placeholder at each spawn).
     locked: tuple[Locked, ...]
+    # Keep the caller's controlling terminal (a whole interactive agent under ``corral run``):
+    # honoured only with the seccomp filter, which blocks TIOCSTI/TIOCLINUX keystroke injection;
+    # otherwise the sandbox starts a new session as always.
+    keep_terminal: bool
 
     def __init__(self, profile: str, cwd: Path, entries: tuple[FsEntry, ...],
                  writable_roots: tuple[Path, ...], deny_read_globs: tuple[str, ...],
@@ -101,14 +106,14 @@ class SandboxPlan(Frozen):
                  root_readable: bool = True, allow_weaker: tuple[str, ...] = (),
                  allow_weaker_source: str = "", explicit_writes: frozenset[Path] = frozenset(),
                  bwrap: str = "/usr/bin/bwrap", corral_home: Path | None = None,
-                 locked: tuple[Locked, ...] = ()) -> None:
+                 locked: tuple[Locked, ...] = (), keep_terminal: bool = False) -> None:
         self._set(profile=profile, cwd=cwd, entries=entries, writable_roots=writable_roots,
                   deny_read_globs=deny_read_globs, network=network, env_policy=env_policy,
                   full_access=full_access, root_readable=root_readable,
                   allow_weaker=allow_weaker, allow_weaker_source=allow_weaker_source,
                   explicit_writes=explicit_writes, bwrap=bwrap,
                   corral_home=corral_home if corral_home is not None else _corral_home(),
-                  locked=locked)
+                  locked=locked, keep_terminal=keep_terminal)
 
     def replace(self, **changes: object) -> SandboxPlan:
         """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""
