@@ -28,6 +28,9 @@ def run(
     allow_domain: Annotated[list[str] | None, typer.Option(
         "--allow-domain", help="Also allow this host (beyond the agent's preset).")] = None,
     cwd: Annotated[Path | None, typer.Option("--cwd", "-C", help="Workspace.")] = None,
+    keep_terminal: Annotated[bool | None, typer.Option(
+        "--terminal/--no-terminal",
+        help="Give the agent this terminal (default: when it runs its full-screen UI).")] = None,
 ) -> None:
     from corral.cli.common import pipeline_command
     from corral.supervisor.run import RunSession
@@ -39,5 +42,5 @@ def run(
         cfg, list(cmd), approval_policy=cfg.get("approval_policy"),
         reviewer=str(cfg.get("approvals_reviewer")), profile=profile,
         allow_domains=tuple(allow_domain or ()),
-        terminal=terminal)
+        terminal=terminal, keep_terminal=keep_terminal)
     raise typer.Exit(session.run())

@@ -59,6 +59,18 @@ class AgentPreset:
     # Names in the config dir whose placeholder is an *empty* file: the agent skips an empty
     # read-only file but would take `{}` for a config (Claude Code's legacy ``.config.json``).
     empty_locked: tuple[str, ...] = ()
+    # Arguments that mean "no full-screen UI" (a batch subcommand as the first argument, or a
+    # flag anywhere): without one, the agent gets the terminal when corral has one.
+    batch_commands: tuple[str, ...] = ()
+    batch_flags: tuple[str, ...] = ()
+
+    def interactive(self, argv: list[str]) -> bool:
+        if not (self.batch_commands or self.batch_flags):
+            return False  # an agent we know nothing about: detached, as any sandboxed command
+        if len(argv) > 1 and argv[1] in self.batch_commands:
+            return False
+        return not any(a in self.batch_flags or a.split("=", 1)[0] in self.batch_flags
+                       for a in argv[1:])
 
 
 # Claude Code 2.1's global config: ``.claude{suffix}.json`` in $CLAUDE_CONFIG_DIR, else in HOME;
@@ -70,22 +82,43 @@ PRESETS: dict[str, AgentPreset] = {
     "codex": AgentPreset(
         "codex", ("api.openai.com", "chatgpt.com", "auth.openai.com"), "~/.codex",
         ("config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules"),
-        credential_env=("OPENAI_API_KEY", "CODEX_API_KEY"), config_env="CODEX_HOME"),
+        credential_env=("OPENAI_API_KEY", "CODEX_API_KEY"), config_env="CODEX_HOME",
+        batch_commands=("exec", "e", "login", "logout", "mcp", "mcp-server", "app-server",
+                        "completion", "sandbox", "debug", "apply", "a", "execpolicy",
+                        "features", "help"),
+        batch_flags=("--help", "-h", "--version", "-V")),
     "claude": AgentPreset(
         "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
         "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json"),
         credential_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
         config_env="CLAUDE_CONFIG_DIR", state_files=CLAUDE_STATE_FILES,
-        empty_locked=(".config.json",)),
+        empty_locked=(".config.json",),
+        batch_commands=("mcp", "config", "doctor", "update", "install", "setup-token",
+                        "migrate-installer", "plugin"),
+        batch_flags=("-p", "--print", "--help", "-h", "--version", "-v")),
     "gemini": AgentPreset(
         "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
                    "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",),
-        credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY")),
+        credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        batch_flags=("-p", "--prompt", "--help", "-h", "--version", "-v")),
 }
 
 
 def preset_for(argv0: str) -> AgentPreset:
     return PRESETS.get(Path(argv0).name, AgentPreset(Path(argv0).name))
+
+
+def _report_nested_config(before: Any, telemetry: Any) -> None:
+    """What the run planted or changed below the workspace top (``sub/.codex``, ``sub/.envrc``):
+    the sandbox locks these names only at the top, so each one is reported and journaled."""
+    from corral.sandbox.audit import changes, snapshot
+    from corral.telemetry.schema import ConfigChange
+
+    for change in changes(before, snapshot(before.root)):
+        print(change.line(), file=sys.stderr)
+        telemetry.emit_event(ConfigChange(
+            key="workspace.nested_agent_config", new_value=change.kind, trigger="agent",
+            origin=change.path))
 
 
 def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
@@ -140,7 +173,7 @@ class RunSession:
 
     def __init__(self, cfg: Any, argv: list[str], *, approval_policy: Any, reviewer: str,
                  profile: str | None, allow_domains: tuple[str, ...] = (),
-                 terminal: Any = None) -> None:
+                 terminal: Any = None, keep_terminal: bool | None = None) -> None:
         self.cfg = cfg
         self.argv = argv
         self.preset = preset_for(argv[0])
@@ -149,17 +182,35 @@ class RunSession:
         self.profile = profile
         self.allow_domains = allow_domains
         self.terminal = terminal
+        # None: the agent keeps the terminal when it is interactive and there is one.
+        self.keep_terminal = keep_terminal
+
+    def _agent_has_terminal(self) -> bool:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return False
+        if self.keep_terminal is not None:
+            return self.keep_terminal
+        return self.preset.interactive(self.argv)
 
     def run(self) -> int:
         from corral.integrations.session import AgentSession, agent_of, with_agent_args
         from corral.netproxy import proxy_env
         from corral.sandbox import NetworkMode, NetworkPlan, Sandbox, plan_from_config
+        from corral.sandbox.audit import snapshot
 
         cfg = self.cfg
         integration = agent_of(self.argv[0])  # codex / claude-code: hooks and OTel import
+        keep_terminal = self._agent_has_terminal()
+        asker = self.terminal
+        if keep_terminal:  # a full-screen agent owns the keyboard: corral must not prompt on it
+            from corral.supervisor.pipeline import no_terminal
+
+            asker = no_terminal
+            print("corral: run: the agent has this terminal; answer corral's questions with "
+                  "`corral approve` in another one", file=sys.stderr)
         session = AgentSession.open(
             cfg, integration or self.preset.name, approval_policy=self.approval_policy,
-            asker=self.terminal, sandbox_profile=self.profile, reviewer=self.reviewer,
+            asker=asker, sandbox_profile=self.profile, reviewer=self.reviewer,
             receive_telemetry=integration is not None, receiver_on_socket=True,
             socket_dir=_socket_parent(cfg), network_mode="proxy")
         proxy = None
@@ -173,17 +224,20 @@ class RunSession:
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
-            plan = _lock_files(plan, self.preset, Path.home())
+            plan = _lock_files(plan, self.preset, Path.home()).replace(
+                keep_terminal=keep_terminal)
             env = {**{k: os.environ[k] for k in self.preset.credential_env if k in os.environ},
                    **_config_env(self.preset),
                    **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
             argv = with_agent_args(self.argv, integration, session.args_in_sandbox(OTLP_PORT)) \
                 if integration else list(self.argv)
+            before = snapshot(Path(cfg.cwd))
             with Sandbox(plan) as sb:
                 result = sb.run(argv, cfg.cwd, env)
             for v in result.violations:
                 print(v.line(), file=sys.stderr)
+            _report_nested_config(before, session.telemetry)
             return int(result.returncode)
         finally:
             if proxy is not None:
