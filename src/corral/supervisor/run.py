@@ -27,7 +27,9 @@ proxy and the session API. The agent runs inside the sandbox with:
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,12 @@ PRESETS: dict[str, AgentPreset] = {
 
 def preset_for(argv0: str) -> AgentPreset:
     return PRESETS.get(Path(argv0).name, AgentPreset(Path(argv0).name))
+
+
+def _hold_terminal_signals() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGQUIT)}
 
 
 def _report_nested_config(before: Any, telemetry: Any) -> None:
@@ -214,6 +222,11 @@ class RunSession:
             receive_telemetry=integration is not None, receiver_on_socket=True,
             socket_dir=_socket_parent(cfg), network_mode="proxy")
         proxy = None
+        # The agent shares the terminal's foreground process group, so Ctrl-C and Ctrl-\ reach
+        # this process too: the agent decides what they mean, and the journal is closed properly
+        # even when they come while it is being shut down. (A handler, not SIG_IGN: the agent
+        # starts with the default disposition, which exec resets handlers to.)
+        restore = _hold_terminal_signals() if keep_terminal else {}
         try:
             proxy = self._start_proxy(session.pipeline, session.rundir / "p.sock")
             net = NetworkPlan(
@@ -243,6 +256,8 @@ class RunSession:
             if proxy is not None:
                 proxy.stop()
             session.close()
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
 
     def _start_proxy(self, pipeline: Any, sock: Path) -> Any:
         from corral.netproxy import (
