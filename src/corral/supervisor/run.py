@@ -18,10 +18,11 @@ proxy and the session API. The agent runs inside the sandbox with:
   runs, outside any sandbox when it is next started without corral), trust and MCP approvals.
   Nothing of it is kept from a run, harmless counters and tips included: Claude Code writes it as
   a temporary file in the same directory renamed over it, which the read-only home directory
-  stops anyway (it does not fall back to writing in place), so a private writable copy would
-  only ever receive what the agent's *commands* write there. Its legacy ``.config.json`` (read
-  instead of ``~/.claude.json`` when it exists, is writable or not empty) gets an *empty*
-  read-only placeholder, the one stand-in Claude Code skips.
+  stops anyway (it falls back to writing in place only when the rename fails), so a private
+  writable copy would only ever receive what the agent's *commands* write there. Its legacy
+  ``.config.json`` (read instead of ``~/.claude.json`` when it exists and is writable or not
+  empty) gets an *empty* read-only placeholder, the one stand-in Claude Code skips. A moved
+  config dir (``$CLAUDE_CONFIG_DIR``, ``$CODEX_HOME``) is passed on as the absolute path locked.
 """
 
 from __future__ import annotations
