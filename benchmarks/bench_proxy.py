@@ -16,7 +16,6 @@ CONNECT handshake, no policy: strictly less work than a CONNECT proxy), to show 
 TCP hop costs on this machine at all. Included when ``haproxy`` is on PATH (scripts/setup --dev).
 
 Usage: .venv/bin/python benchmarks/bench_proxy.py [--size-mib 1024] [--runs 3] [--quick]
-On a shared machine, run it as root under ``nice -n -19`` so other work disturbs it less.
 """
 
 from __future__ import annotations
