@@ -107,6 +107,7 @@ def test_the_claude_preset_locks_its_state_file_and_legacy_config(tmp_path: Path
     cdir = home / ".claude"
     assert got == {cdir / "settings.json": b"{}", cdir / "settings.local.json": b"{}",
                    cdir / "managed-settings.json": b"{}", cdir / ".config.json": b"",
+                   **{cdir / d: None for d in ("commands", "agents", "skills", "plugins")},
                    **{home / n: b"{}" for n in CLAUDE_STATE_FILES}}
     assert home / ".claude.json" not in {e.path for e in plan.entries}
     # $CLAUDE_CONFIG_DIR moves the state file with the config dir; the home directory's stays
@@ -118,6 +119,7 @@ def test_the_claude_preset_locks_its_state_file_and_legacy_config(tmp_path: Path
     got = {lk.path: lk.content for lk in plan.locked}
     assert got == {moved / "settings.json": b"{}", moved / "settings.local.json": b"{}",
                    moved / "managed-settings.json": b"{}", moved / ".config.json": b"",
+                   **{moved / d: None for d in ("commands", "agents", "skills", "plugins")},
                    **{d / n: b"{}" for d in (home, moved) for n in CLAUDE_STATE_FILES}}
     assert moved in {e.path for e in plan.entries}
 

@@ -92,7 +92,9 @@ PRESETS: dict[str, AgentPreset] = {
         batch_flags=("--help", "-h", "--version", "-V")),
     "claude": AgentPreset(
         "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
-        "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json"),
+        "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json",
+                      # grant tools in their front matter, or carry hooks and MCP servers
+                      "commands", "agents", "skills", "plugins"),
         credential_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
         config_env="CLAUDE_CONFIG_DIR", state_files=CLAUDE_STATE_FILES,
         empty_locked=(".config.json",),
@@ -135,6 +137,7 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     gets a read-only placeholder meaning "nothing configured", so it cannot be created)."""
     from corral.sandbox.locked import Locked, symlinked
     from corral.sandbox.profiles import Access, FsEntry
+    from corral.supervisor.agent_scripts import referenced_files
 
     if preset.config_dir is None:
         return plan
@@ -146,6 +149,9 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
         extra.append(FsEntry(cdir, Access.WRITE))
         locked = tuple(Locked.infer(cdir / f) for f in preset.locked_files)
         locked += tuple(Locked(cdir / f, b"") for f in preset.empty_locked)
+        # and the programs those settings run from inside the directory (hook scripts...)
+        locked += tuple(Locked(p, None if p.is_dir() else b"")
+                        for p in referenced_files(cdir, home, preset.config_env))
     # In the home directory too when moved: a run without the variable would read it there.
     sdirs = [Path(os.path.abspath(home))] + ([cdir] if moved else [])
     locked += tuple(Locked.infer(d / f) for d in sdirs for f in preset.state_files)
