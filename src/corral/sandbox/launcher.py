@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from threading import Lock
@@ -397,6 +399,9 @@ class Sandbox:
 
     # -- spawning ------------------------------------------------------------------------
 
+    def _terminal_kept(self) -> bool:
+        return self.plan.keep_terminal and self._bpf is not None
+
     def command(self, argv: Sequence[str], cwd: str | Path | None = None) -> tuple[list[str],
                                                                                   _Layout | None]:
         if not argv:
@@ -411,7 +416,7 @@ class Sandbox:
         net = ["--unshare-net"] if self.plan.network.mode is not NetworkMode.HOST else []
         # A new session detaches the controlling terminal, so nothing inside can push keystrokes
         # into it; with the seccomp filter (TIOCSTI/TIOCLINUX refused) a TUI may keep it.
-        session = [] if self.plan.keep_terminal and self._bpf is not None else ["--new-session"]
+        session = [] if self._terminal_kept() else ["--new-session"]
         head = [
             self.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", *net, "--disable-userns", "--die-with-parent",
@@ -460,6 +465,14 @@ class Sandbox:
                 cmd = [str(sfd) if a == "{strict}" else a for a in cmd]
         cmd = ["none" if a == "{strict}" else a for a in cmd]  # accepted weaker 'no-seccomp'
 
+        # Sharing the terminal, bwrap and proxyinit are in its foreground process group: they
+        # start with Ctrl-C / Ctrl-\ ignored so those reach only the command, which proxyinit
+        # starts with the usual dispositions (without proxyinit, the command would inherit them).
+        shield = (self._terminal_kept() and lay is not None
+                  and self.plan.network.mode is NetworkMode.PROXY
+                  and threading.current_thread() is threading.main_thread())
+        held = {s: signal.signal(s, signal.SIG_IGN)
+                for s in (signal.SIGINT, signal.SIGQUIT)} if shield else {}
         try:
             proc = SandboxedProcess(
                 cmd, env=env, pass_fds=fds,
@@ -470,6 +483,8 @@ class Sandbox:
                 self._cleanup(lay)
             raise
         finally:
+            for sig, handler in held.items():
+                signal.signal(sig, handler)
             for fd in fds:
                 os.close(fd)
         if lay is not None and lay.lock_fds:

@@ -325,6 +325,10 @@ def main(argv: list[str]) -> int:
         try:
             for s, _, _ in listeners:
                 s.close()
+            # the command gets the usual Ctrl-C / Ctrl-\ (this process may have been started
+            # with them ignored, so that a terminal shared with the command cannot kill it)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGQUIT, signal.SIG_DFL)
             if bpf:
                 load_filter(bpf)
             os.execvp(cmd[0], cmd)
@@ -332,6 +336,7 @@ def main(argv: list[str]) -> int:
             print(f"corral: sandbox: {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
             os._exit(126 if isinstance(exc, PermissionError) else 127)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides what Ctrl-C means
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     loop = asyncio.new_event_loop()
     done = asyncio.Event()
     status: list[int] = []
