@@ -78,6 +78,16 @@ def outputs(srv: ModelServer) -> list[str]:
             if isinstance(item, dict) and item.get("type") == "function_call_output"]
 
 
+def codex_config(srv: ModelServer) -> list[tuple[str, str]]:
+    """Codex settings (key, TOML value) for a scripted model server. corral's sandbox is the
+    boundary; Codex's own sandbox cannot nest inside it."""
+    provider = (f'{{name = "scripted", base_url = "{srv.base_url}", wire_api = "responses", '
+                'request_max_retries = 0, stream_max_retries = 0}')
+    return [("model", '"test-model"'), ("model_provider", '"scripted"'),
+            ("approval_policy", '"never"'), ("sandbox_mode", '"danger-full-access"'),
+            ("model_providers.scripted", provider)]
+
+
 class Run:
     """One `corral run -- codex exec ...` in scratch HOME, CORRAL_HOME and workspace."""
 
@@ -98,12 +108,7 @@ class Run:
     def codex(self, codex: Path, srv: ModelServer, prompt: str,
               hooks: bool = True) -> subprocess.CompletedProcess[str]:
         cdir = self.home / ".codex"
-        provider = (f'{{name = "scripted", base_url = "{srv.base_url}", wire_api = "responses", '
-                    'request_max_retries = 0, stream_max_retries = 0}')
-        # corral's sandbox is the boundary; Codex's own sandbox cannot nest inside it
-        config = [("model", '"test-model"'), ("model_provider", '"scripted"'),
-                  ("approval_policy", '"never"'), ("sandbox_mode", '"danger-full-access"'),
-                  ("model_providers.scripted", provider)]
+        config = codex_config(srv)
         if not hooks:  # nothing configured: no config.toml, hooks.json or rules/ (flags only)
             flags = [a for k, v in config for a in ("-c", f"{k}={v}")]
             return self._run(srv, [str(codex), "exec", *flags, "--skip-git-repo-check", "-C",

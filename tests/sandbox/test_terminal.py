@@ -4,17 +4,14 @@ real seccomp, a real pseudo-terminal as the controlling terminal."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
 
+from tests.ptyterm import on_a_terminal
 from tests.sandbox.conftest import Box
 
 INSIDE = r"""
@@ -47,30 +44,6 @@ plan = build_plan(":workspace", ws, home=home, exclude_slash_tmp=True, exclude_t
 with Sandbox(plan.replace(keep_terminal=keep)) as sb:
     sys.exit(sb.run([sys.executable, "-c", sys.argv[4]], ws).returncode)
 """
-
-
-def on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run ``argv`` in a new session whose controlling terminal is a new pty; its exit status
-    and everything it wrote there."""
-    master, slave = pty.openpty()
-
-    def take_terminal() -> None:  # in the child, after setsid: make the pty its terminal
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
-                            start_new_session=True, preexec_fn=take_terminal, env=env, cwd=cwd)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: every holder of the slave side is gone
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return proc.wait(120), out.decode(errors="replace")
 
 
 def probe_result(text: str) -> dict[str, object]:

@@ -8,12 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from corral.supervisor.run import PRESETS
-from tests.sandbox.test_terminal import INSIDE, on_a_terminal, probe_result
+from tests.ptyterm import on_a_pty, on_a_terminal
+from tests.sandbox.test_terminal import INSIDE, probe_result
 
 PROBE = "#!/usr/bin/env python3\n" + INSIDE + r"""
 if os.environ.get("PLANT"):
@@ -36,13 +38,13 @@ def test_which_agent_invocations_are_interactive() -> None:
     assert gemini.interactive(["gemini"]) and not gemini.interactive(["gemini", "--prompt=x"])
 
 
-def setup(tmp_path: Path, name: str) -> tuple[Path, Path, dict[str, str]]:
+def setup(tmp_path: Path, name: str, script: str = PROBE) -> tuple[Path, Path, dict[str, str]]:
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".codex").mkdir(parents=True)
     work.mkdir()
     agent = tmp_path / "bin" / name  # the preset is chosen by the program's name
     agent.parent.mkdir()
-    agent.write_text(PROBE)
+    agent.write_text(script)
     agent.chmod(0o755)
     env = dict(os.environ, HOME=str(home), CORRAL_HOME=str(tmp_path / "corral-home"),
                CORRAL_SYSTEM_DIR=str(tmp_path / "etc"))
@@ -97,3 +99,39 @@ def test_agent_config_planted_below_the_workspace_top_is_reported_and_journaled(
     planted = [e for e in events if e.get("event.name", e.get("name")) == "agent.config.change"]
     assert len(planted) == 2, log.stdout[-2000:]
     assert "pkg/sub/.codex/config.toml" in log.stdout
+
+
+HANDLES_CTRL_C = r"""#!/usr/bin/env python3
+import os, signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(1))
+print("READY", flush=True)
+deadline = time.time() + 20
+while not got and time.time() < deadline:
+    time.sleep(0.05)
+time.sleep(0.5)  # still winding down when a second Ctrl-C could come
+open("handled.txt", "w").write("interrupted and finished\n")
+print("HANDLED", flush=True)
+sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_shared_terminal_reaches_only_the_agent(tmp_path: Path) -> None:
+    """In cooked mode Ctrl-C signals the terminal's whole foreground group: corral, bwrap,
+    proxyinit and the agent. Only the agent may act on it; the sandbox must not die under it."""
+    agent, work, env = setup(tmp_path, "codex", HANDLES_CTRL_C)  # a full-screen preset
+    proc, screen = on_a_pty([sys.executable, "-m", "corral", "run", "--", str(agent)], work, env)
+    try:
+        assert screen.pump(b"READY", proc, 60), screen.out[-2000:]
+        os.write(screen.master, b"\x03")
+        time.sleep(0.2)
+        os.write(screen.master, b"\x03")  # a second one while the agent winds down
+        assert screen.pump(b"HANDLED", proc, 20), screen.out[-2000:]
+        screen.pump(b"\0never\0", proc, 15)
+        assert proc.wait(15) == 3  # the agent's own status, not a signal's
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(screen.master)
+    assert (work / "handled.txt").read_text() == "interrupted and finished\n"
