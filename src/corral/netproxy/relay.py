@@ -8,8 +8,9 @@ with ``splice(2)`` through a pipe (zero-copy, no Python object per chunk): by tw
 blocking splice loops (up to ``THREADED_MAX`` tunnels at once), else by event-loop callbacks.
 
 A tunnel that moves no byte in either direction for ``idle_timeout`` seconds is closed (in every
-mode: a timer in the event loop, or socket timeouts that wake the splice threads), so forgotten
-or stalled tunnels do not hold descriptors, upstream connections and threads for ever.
+mode, by one event-loop timer that also reads the kernel's per-socket counters, so a splice
+thread inside one long write to a slow reader still counts as moving), so forgotten or stalled
+tunnels do not hold descriptors, upstream connections and threads for ever.
 """
 
 from __future__ import annotations
@@ -126,7 +127,6 @@ class IdleWatch:
     def __init__(self, timeout: float | None, progress: Any, on_idle: Any) -> None:
         self.loop = asyncio.get_running_loop()
         self.timeout, self.progress, self.on_idle = timeout, progress, on_idle
-        self.fired = False
         self.last: object = IdleWatch  # no reading yet
         self.since = 0.0
         self.handle: asyncio.TimerHandle | None = None
@@ -139,7 +139,6 @@ class IdleWatch:
         if cur != self.last:
             self.last, self.since = cur, now
         elif now - self.since >= self.timeout:
-            self.fired = True
             self.on_idle()
             return
         self.handle = self.loop.call_later(self.timeout / _IDLE_TICKS, self._tick)
@@ -278,7 +277,6 @@ class _ThreadSplice:
             with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BULK_SOCKBUF)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BULK_SOCKBUF)
-
         for i, (src, dst) in enumerate(((a, b), (b, a))):
             threading.Thread(target=self._pump, args=(i, src, dst), daemon=True,
                              name="corral-splice").start()

@@ -49,7 +49,6 @@ class AgentPreset:
     hosts: tuple[str, ...] = ()
     config_dir: str | None = None
     locked_files: tuple[str, ...] = ()
-    extra_writable: tuple[str, ...] = ()
     # The agent's own credentials: passed through although the environment policy strips
     # *KEY*/*TOKEN* variables from everything else the sandbox runs.
     credential_env: tuple[str, ...] = ()
@@ -159,10 +158,6 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
         print(f"corral: sandbox: warning: {link} is a symlink: its target is read-only in "
               "the sandbox, but the link itself can be replaced from inside (make it a "
               "regular file to lock it)", file=sys.stderr)
-    for w in preset.extra_writable:
-        p = Path(os.path.expanduser(w))
-        if p.exists():
-            extra.append(FsEntry(p, Access.WRITE))
     # Not in the plan's writable *roots*; the launcher still carves protected names (.codex,
     # .git/hooks...) out of every writable entry, so their placeholders appear in the agent's
     # directory during a run and are removed after it like all others.
