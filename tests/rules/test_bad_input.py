@@ -72,7 +72,11 @@ def test_fuzz_shell_scripts_never_crash(script: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(max_size=12), min_size=1, max_size=8))
 def test_fuzz_argv_never_crashes(argv: list[str]) -> None:
-    decide(argv, Policy()).to_json()
+    result = decide(argv, Policy())
+    out = result.to_json()
+    assert result.decision in RuleDecision and out
+    # no rules: nothing random is ever forbidden, and a decision names what it decided on
+    assert result.decision is not RuleDecision.FORBIDDEN, out
 
 
 DENY = Policy()
@@ -95,7 +99,17 @@ def test_fuzz_forbidden_rule_survives_wrapping(prefix: str, program: str) -> Non
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=120))
 def test_fuzz_rules_loader_returns_error_or_policy(text: str) -> None:
-    load_rules_text("fuzz.rules", text, Policy())  # never raises
+    policy = Policy()
+    err = load_rules_text("fuzz.rules", text, policy)  # never raises
+    if err is None:
+        return  # loaded (random text that happens to be valid Starlark: no rules or real ones)
+    # an error names the file, and a position within the text when it has one
+    assert err.path == "fuzz.rules" and err.message.strip(), err
+    assert err.location.startswith("fuzz.rules")
+    if err.line is not None:
+        assert 1 <= err.line <= text.count("\n") + 1, (err, text)
+    # a file that failed to load leaves every command at least prompt
+    assert decide(["ls"], Policy(load_errors=[err])).decision is not RuleDecision.ALLOW
 
 
 @settings(max_examples=300, deadline=None)
