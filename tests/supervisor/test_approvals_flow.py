@@ -53,6 +53,11 @@ MATRIX = [
 ]
 
 
+def test_exit_statuses_are_the_documented_numbers() -> None:
+    # README and docs/supervisor.md promise these numbers to scripts and CI jobs.
+    assert (EXIT_FORBIDDEN, EXIT_DENIED, EXIT_CANNOT_ASK) == (240, 241, 242)
+
+
 @pytest.mark.parametrize(("policy", "reviewer", "argv", "expected"), MATRIX)
 def test_policy_decision_reviewer_matrix(cli, policy, reviewer, argv, expected):
     (cli.home / "rules" / "team.rules").write_text(RULES)

@@ -46,6 +46,15 @@ def test_prompt_without_anyone_to_ask_exits_242(cli):
     assert "nobody could be asked" in r.stderr and "git_push_force" in r.stderr
 
 
+def test_reviewer_denial_exits_241(cli):
+    (cli.home / "rules" / "team.rules").write_text(
+        'prefix_rule(pattern=["npm", "publish"], decision="prompt")\n')
+    r = cli("exec", "--approval-policy", "untrusted", "--reviewer", "auto_review", "--",
+            "npm", "publish")
+    assert r.returncode == 241, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("corral: ")
+
+
 def test_never_policy_turns_prompt_into_forbidden(cli):
     r = cli("exec", "--approval-policy", "never", "--", "git", "push", "--force")
     assert r.returncode == 240, r.stderr
