@@ -26,7 +26,7 @@ def _home_check() -> Check:
                      "set CORRAL_HOME to a writable directory")
     mode = os.stat(home).st_mode & 0o777
     if mode & 0o077:
-        return Check("corral home", True, f"{home} writable but mode {mode:o} lets others read "
+        return Check("corral home", False, f"{home} writable but mode {mode:o} lets others read "
                      "the journal and keys", f"chmod 700 {home}", required=False)
     return Check("corral home", True, f"{home} writable, mode {mode:o}")
 

@@ -94,6 +94,7 @@ def test_trust_and_untrust_round_trip(env):
 
 
 def test_doctor_reports_each_control(env):
+    env.home.chmod(0o700)
     r = env.cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)}
     assert "corral home" in checks and checks["corral home"]["ok"]
@@ -104,12 +105,22 @@ def test_doctor_reports_each_control(env):
     assert r.returncode == 0, r.stdout
 
 
+def test_doctor_warns_about_a_corral_home_others_can_read(env):
+    env.home.chmod(0o755)
+    r = env.cli("doctor")
+    line = next(x for x in r.stdout.splitlines() if x.startswith("[") and "corral home" in x)
+    assert line.startswith("[warn]") and "lets others read the journal and keys" in line
+    assert f"fix: chmod 700 {env.home}" in r.stdout
+    assert r.returncode == 0  # a warning, not a control that cannot be enforced
+
+
 def test_doctor_fails_with_the_fix_when_a_required_control_cannot_be_enforced(env):
     """Where user namespaces cannot be created (a locked-down container, here a namespace with
     user namespaces disabled) doctor fails: exit 1, the failing check and its fix, in plain text
     and in JSON."""
     import os
 
+    env.home.chmod(0o700)
     base = dict(os.environ, CORRAL_HOME=str(env.home), CORRAL_SYSTEM_DIR=str(env.system))
     jail = ["bwrap", "--dev-bind", "/", "/", "--unshare-user", "--disable-userns", "--"]
     text = subprocess.run([*jail, sys.executable, "-m", "corral", "doctor"], env=base,
