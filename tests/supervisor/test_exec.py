@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -88,7 +89,8 @@ def test_demo_main_job(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
     assert out.count("corral: decision:") == 9
-    assert "42" in out and "add answer" in out
+    assert "   │ 42\n" in out  # the script's own output, shown as the command's output
+    assert re.search(r"(?m)^   │ [0-9a-f]{7} add answer$", out), out
     assert "heuristic:rm_recursive_force" in out
     assert "corral: sandbox: blocked write to .git/hooks/pre-commit" in out
     assert "corral: sandbox: blocked read of" in out
