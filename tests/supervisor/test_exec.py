@@ -97,3 +97,15 @@ def test_demo_main_job(tmp_path):
     assert "corral: sandbox: blocked network access" in out
     assert "exit status 242" in out
     assert "journal in" in out
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("corral-demo-")]
+    assert len(kept) == 1 and (kept[0] / "corral-home" / "journal").is_dir()  # --keep default
+
+
+@pytest.mark.slow
+def test_demo_no_keep_removes_its_scratch_directory(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "corral", "demo", "--no-keep"], env=env,
+                       capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "removed (--no-keep)" in r.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("corral-demo-")]

@@ -74,8 +74,8 @@ def exec_command(
 
 
 def demo(
-    keep: Annotated[bool, typer.Option(help="Keep the scratch workspace.")] = True,
+    keep: Annotated[bool, typer.Option(help="Keep the scratch workspace and its journal.")] = True,
 ) -> None:
     from corral.supervisor.demo import run_demo
 
-    raise typer.Exit(run_demo())
+    raise typer.Exit(run_demo(keep=keep))

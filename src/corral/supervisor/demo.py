@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,8 @@ SCENARIOS: list[tuple[str, list[str]]] = [
 ]
 
 
-def run_demo() -> int:
+def run_demo(keep: bool = True) -> int:
+    """Run the scenarios in a scratch directory; ``keep=False`` removes it afterwards."""
     scratch = Path(tempfile.mkdtemp(prefix="corral-demo-"))
     home = scratch / "corral-home"
     work = scratch / "workspace"
@@ -68,5 +70,9 @@ def run_demo() -> int:
     subprocess.run([*corral, "log"], cwd=work, env=env)
     print("\n── and nobody rewrote it: corral log verify")
     v = subprocess.run([*corral, "log", "verify"], cwd=work, env=env)
-    print(f"\nrecord kept in {home / 'journal'} (scratch files under {scratch})")
+    if keep:
+        print(f"\nrecord kept in {home / 'journal'} (scratch files under {scratch})")
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"\nscratch files under {scratch} removed (--no-keep)")
     return v.returncode
