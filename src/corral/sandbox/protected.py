@@ -34,6 +34,14 @@ ALL_NAMES = PROTECTED_NAMES + SHELL_RC_NAMES
 PLACEHOLDER_MODE = 0o1555
 # Inside a git directory (``.git`` or the gitdir a ``.git`` file points to).
 GIT_PROTECTED: tuple[tuple[str, bool], ...] = (("hooks", True), ("config", False))
+# Also read-only in a git directory when they exist: each points git at more configuration or at
+# another git directory (``commondir``: the config and hooks of the one it names). Missing ones
+# cannot get a placeholder git would accept (an empty or directory ``commondir`` makes every git
+# command fail): ``corral.sandbox.gitguard`` finds them after the run instead.
+GIT_LOCKED_FILES: tuple[str, ...] = ("commondir", "config.worktree", "objects/info/alternates")
+# In a linked worktree's administrative directory (``worktrees/NAME``): no hooks or config of
+# its own, but these.
+WORKTREE_LOCKED_FILES: tuple[str, ...] = ("commondir", "config.worktree", "gitdir")
 REASON = "protected path inside writable root"
 
 
@@ -105,6 +113,20 @@ def _git_protected(gitdir: Path, out: list[Protected]) -> None:
             e = _entry(d / name, want_dir=is_dir)
             if e is not None:
                 out.append(e)
+        out += _existing(d, GIT_LOCKED_FILES)
+        for wt in _subdirs(d / "worktrees"):
+            out += _existing(wt, WORKTREE_LOCKED_FILES)
+
+
+def _existing(d: Path, names: tuple[str, ...]) -> list[Protected]:
+    return [e for n in names if (e := _entry(d / n, want_dir=False)) is not None]
+
+
+def _subdirs(d: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def _submodule_gitdirs(modules: Path, depth: int = 0) -> list[Path]:
@@ -201,7 +223,11 @@ def is_protected_name(path: Path, roots: tuple[Path, ...]) -> bool:
             continue
         if parts[0] in ALL_NAMES:
             return True
-        if parts[0] == ".git" and len(parts) > 1 and parts[1] in ("hooks", "config"):
+        if parts[0] == ".git" and len(parts) > 1 and (
+                parts[1] in ("hooks", "config", "commondir", "config.worktree")
+                or parts[1:4] == ("objects", "info", "alternates")
+                or (parts[1] == "worktrees" and len(parts) > 3
+                    and parts[3] in WORKTREE_LOCKED_FILES)):
             return True
         if parts == (".git",):
             return True

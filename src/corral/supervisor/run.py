@@ -131,6 +131,32 @@ def _report_nested_config(before: Any, telemetry: Any) -> None:
             origin=change.path))
 
 
+def _report_sandbox(sb: Any, result: Any, git_before: Any, telemetry: Any) -> None:
+    """The sandbox's own warnings (weaker mode, a git repository created during the run...)
+    and every way git could now find planted code (``corral.sandbox.gitguard``, which moves
+    such a unit aside): each printed and journaled."""
+    from corral.sandbox.gitguard import review
+    from corral.telemetry.schema import ConfigChange
+
+    warnings = list(result.warnings)
+    if sb.weaker_mode is not None:
+        where = sb.plan.allow_weaker_source
+        warnings.insert(0, f"corral: sandbox: warning: running in weaker mode "
+                        f"'{sb.weaker_mode}' (accepted by sandbox.allow_weaker"
+                        f"{' in ' + where if where else ''})")
+    for w in warnings:
+        print(w, file=sys.stderr)
+        telemetry.emit_event(ConfigChange(key="sandbox.warning", new_value=w,
+                                          trigger="sandbox"))
+    for f in review(git_before):
+        print(f.line(), file=sys.stderr)
+        what = f.kind + (f"; moved to {f.moved_to}" if f.moved_to else "")
+        telemetry.emit_event(ConfigChange(
+            key="workspace.git_indirection", new_value=what + (f"; runs {f.risk}" if f.risk
+                                                              else ""),
+            trigger="agent", origin=f.path))
+
+
 def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     """Writable agent dir; the permission files in it read-only, existing or not (a missing one
     gets a read-only placeholder meaning "nothing configured", so it cannot be created)."""
@@ -205,7 +231,7 @@ class RunSession:
     def run(self) -> int:
         from corral.integrations.session import AgentSession, agent_of, with_agent_args
         from corral.netproxy import proxy_env
-        from corral.sandbox import NetworkMode, NetworkPlan, Sandbox, plan_from_config
+        from corral.sandbox import NetworkMode, NetworkPlan, Sandbox, gitguard, plan_from_config
         from corral.sandbox.audit import snapshot
 
         cfg = self.cfg
@@ -248,10 +274,13 @@ class RunSession:
             argv = with_agent_args(self.argv, integration, session.args_in_sandbox(OTLP_PORT)) \
                 if integration else list(self.argv)
             before = snapshot(Path(cfg.cwd))
+            git_before = gitguard.snapshot(Path(cfg.cwd))
+            plan = plan.replace(locked=plan.locked + gitguard.locks(git_before))
             with Sandbox(plan) as sb:
                 result = sb.run(argv, cfg.cwd, env)
             for v in result.violations:
                 print(v.line(), file=sys.stderr)
+            _report_sandbox(sb, result, git_before, session.telemetry)
             _report_nested_config(before, session.telemetry)
             return int(result.returncode)
         finally:
