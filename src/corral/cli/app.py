@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trust": ("corral.cli.config_cmd", "Trust a project: load its .corral/ config and rules."),
     "untrust": ("corral.cli.config_cmd", "Mark a project untrusted: ignore its .corral/."),
     "doctor": ("corral.cli.config_cmd", "What this machine can enforce, partial controls too."),
+    "server": ("corral.cli.server_cmd", "The compliance log service: ingest, verify, proofs."),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 

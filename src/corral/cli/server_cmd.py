@@ -1,0 +1,124 @@
+"""``corral server``: the compliance log service (init, run, tokens, status, verify)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+server_app = typer.Typer(name="server", help="The compliance log service.",
+                         no_args_is_help=True)
+token_app = typer.Typer(name="token", help="Bearer tokens: create, list, revoke.",
+                        no_args_is_help=True)
+server_app.add_typer(token_app)
+
+_Data = Annotated[Path, typer.Option("--data", help="The server's data directory.")]
+_Db = Annotated[
+    str | None,
+    typer.Option("--database", help="sqlite (default) or a postgresql:// URL; overrides config."),
+]
+
+
+@server_app.command("init")
+def init(
+    data: _Data,
+    database: _Db = None,
+    origin: Annotated[str | None, typer.Option("--origin", help="The log's name.")] = None,
+) -> None:
+    """Create the store, the Ed25519 signing key (0600) and config.toml."""
+    from corral.server.cli import init as do
+
+    do(data, database, origin)
+
+
+@server_app.command("run")
+def run(
+    data: _Data,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT")] = "127.0.0.1:4318",
+    database: _Db = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
+) -> None:
+    """Serve OTLP/HTTP ingest, checkpoints and proofs (uvicorn)."""
+    from corral.server.cli import run as do
+
+    do(data, listen, database, tls_cert, tls_key)
+
+
+@token_app.command("create")
+def token_create(
+    data: _Data,
+    scope: Annotated[str, typer.Option("--scope", help="ingest, read or admin")],
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    expires_days: Annotated[int | None, typer.Option("--expires-days", min=1)] = None,
+    database: _Db = None,
+) -> None:
+    """Print a new token (one line; only its hash is stored)."""
+    from corral.server.cli import token_create as do
+
+    do(data, database, scope, name, expires_days)
+
+
+@token_app.command("list")
+def token_list(data: _Data, database: _Db = None) -> None:
+    """Tokens: id, scope, state, dates, name."""
+    from corral.server.cli import token_list as do
+
+    do(data, database)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (from token list).")],
+    data: _Data,
+    database: _Db = None,
+) -> None:
+    """Revoke a token: refused from the next request on."""
+    from corral.server.cli import token_revoke as do
+
+    do(data, database, token_id)
+
+
+@server_app.command("status")
+def status(
+    data: _Data,
+    database: _Db = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Log size, chain head, latest checkpoint, store size, verifier key."""
+    from corral.server.cli import status as do
+
+    do(data, database, as_json)
+
+
+@server_app.command("verify")
+def verify(
+    data: _Data,
+    database: _Db = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="A published checkpoint (file or directory)."),
+    ] = None,
+) -> None:
+    """Recompute chain, tree and signatures; one line per problem, exit 1 if any."""
+    from corral.server.cli import verify as do
+
+    raise typer.Exit(do(data, database, list(checkpoint or [])))
+
+
+@server_app.command("verify-proof")
+def verify_proof(
+    event: Annotated[Path, typer.Option("--event", help="The event (GET /v1/events/SEQ).")],
+    proof: Annotated[Path, typer.Option("--proof", help="GET /v1/proofs/inclusion output.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A signed checkpoint.")],
+    key: Annotated[str, typer.Option("--key", help="Verifier key (or a file holding it).")],
+) -> None:
+    """Check a downloaded event against a published checkpoint, without the server."""
+    from corral.server.cli import verify_proof as do
+
+    raise typer.Exit(do(event, proof, checkpoint, key))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(server_app)

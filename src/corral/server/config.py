@@ -1,0 +1,136 @@
+"""A server's data directory: config, signing key, SQLite store and checkpoint exports.
+
+    DIR/config.toml               origin (the log's name in checkpoints), database, limits
+    DIR/keys/server-signing.key   Ed25519 (PKCS#8 PEM, 0600): signs checkpoints
+    DIR/keys/server.vkey          the C2SP verifier key that auditors and witnesses configure
+    DIR/store/log.db              the SQLite store (when database = "sqlite")
+    DIR/checkpoints/              every signed checkpoint, <size>.txt, and latest.txt
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import tomllib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from corral.errors import CorralError
+from corral.server import integrity as it
+from corral.server.store.base import Store
+
+KEY = "keys/server-signing.key"
+VKEY = "keys/server.vkey"
+
+
+def _err(message: str, hint: str | None = None) -> CorralError:
+    return CorralError("server", message, hint)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data: Path
+    origin: str
+    database: str = "sqlite"
+    checkpoint_interval: float = 5.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_queue_events: int = 200_000
+    max_batch_events: int = 8192
+
+    @property
+    def export_dir(self) -> Path:
+        return self.data / "checkpoints"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data / "store" / "log.db"
+
+
+def init(data: Path, database: str | None = None, origin: str | None = None) -> ServerConfig:
+    """Create a data directory (refuses to overwrite an existing one)."""
+    if (data / "config.toml").exists():
+        raise _err(f"{data} already holds a server (config.toml exists)")
+    for sub in ("", "keys", "store", "checkpoints"):
+        (data / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(data / "keys", 0o700)
+    origin = origin or f"{socket.gethostname()}/corral-log/{uuid.uuid4().hex[:12]}"
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(data / KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    (data / VKEY).write_text(it.vkey(origin, key.public_key()) + "\n")
+    db = database or "sqlite"
+    (data / "config.toml").write_text(
+        "# corral server: see docs/server.md\n"
+        f'origin = "{_toml_str(origin)}"\n'
+        f'database = "{_toml_str(db)}"\n'
+        "checkpoint_interval = 5.0\n"
+        f"max_body_bytes = {16 * 1024 * 1024}\n")
+    cfg = load(data, database)
+    open_store(cfg).close()
+    return cfg
+
+
+def _toml_str(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def load(data: Path, database: str | None = None) -> ServerConfig:
+    try:
+        doc: dict[str, Any] = tomllib.loads((data / "config.toml").read_text())
+    except FileNotFoundError:
+        raise _err(f"no server at {data}", f"run: corral server init --data {data}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise _err(f"cannot read {data / 'config.toml'}: {exc}") from exc
+    try:
+        return ServerConfig(
+            data=data, origin=str(doc["origin"]), database=database or str(doc.get(
+                "database", "sqlite")),
+            checkpoint_interval=float(doc.get("checkpoint_interval", 5.0)),
+            max_body_bytes=int(doc.get("max_body_bytes", 16 * 1024 * 1024)),
+            max_queue_events=int(doc.get("max_queue_events", 200_000)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _err(f"{data / 'config.toml'}: bad value ({exc})") from exc
+
+
+def signing_key(cfg: ServerConfig) -> Ed25519PrivateKey:
+    path = cfg.data / KEY
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise _err(f"signing key {path} is accessible to other users "
+                       f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {path}")
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise _err(f"cannot use signing key {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise _err(f"signing key {path} is not an Ed25519 key")
+    return key
+
+
+def verifier(cfg: ServerConfig) -> tuple[str, Ed25519PublicKey]:
+    try:
+        return it.parse_vkey((cfg.data / VKEY).read_text())
+    except (OSError, ValueError) as exc:
+        raise _err(f"cannot read verifier key {cfg.data / VKEY}: {exc}") from exc
+
+
+def open_store(cfg: ServerConfig, *, readonly: bool = False) -> Store:
+    db = cfg.database
+    if db == "sqlite":
+        from corral.server.store.sqlite import SqliteStore
+
+        if readonly and not cfg.sqlite_path.exists():
+            raise _err(f"no store at {cfg.sqlite_path}")
+        return SqliteStore(cfg.sqlite_path, readonly=readonly)
+    if db.startswith(("postgresql://", "postgres://")):
+        raise _err("the PostgreSQL store is not built yet")
+    raise _err(f"unknown database {db!r}", "use sqlite or a postgresql:// URL")

@@ -1,0 +1,1 @@
+"""The store: one repository interface (``base.Store``), SQLite and PostgreSQL engines."""

@@ -1,0 +1,308 @@
+"""The repository interface both engines implement, and the append logic they share.
+
+An engine provides a transaction (``Tx``) that reads the log head and a few rows and inserts;
+``append_batch`` does the rest, identically for SQLite and PostgreSQL: deduplicate on event id,
+assign server seqs, link the hash chain, complete the Merkle nodes, and check each machine's
+forwarded journal chain (a gap or a rewrite is stored and flagged, never dropped).
+
+Everything is insert-only: token revocations and journal key pins are rows of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from corral.server import integrity as it
+
+JOURNAL_GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class JournalLink:
+    """Where a forwarded record sits in its machine's journal (from the wire contract)."""
+
+    journal_id: str
+    public_key: str
+    seq: int
+    hash: str
+    prev_hash: str
+
+
+@dataclass(frozen=True)
+class JournalCheckpoint:
+    journal_id: str
+    seq: int
+    head_hash: str
+    prev_seq: int
+    time_unix_nano: int
+    public_key: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One event to store. ``record`` is the JSON value kept verbatim in the leaf (for a
+    forwarded journal record: its canonical JSON text, so the machine's chain can be
+    recomputed byte for byte)."""
+
+    event_id: str
+    name: str
+    time_unix_nano: int
+    device_id: str
+    source: str
+    record: Any
+    kind: str = "event"  # event | record (forwarded journal record) | checkpoint
+    journal: JournalLink | None = None
+    checkpoint: JournalCheckpoint | None = None
+
+
+class Row(NamedTuple):
+    """A stored event as the store returns it for verification."""
+
+    seq: int
+    event_id: str
+    leaf: bytes
+    chain: str
+    tree: bytes
+    journal_id: str | None
+    journal_seq: int | None
+    journal_hash: str | None
+    kind: str
+    flag: str | None
+
+
+@dataclass
+class AppendResult:
+    stored: int = 0
+    duplicates: int = 0
+    flagged: int = 0
+    size: int = 0
+
+
+@dataclass
+class Token:
+    id: str
+    name: str
+    scope: str
+    created_ns: int
+    expires_ns: int | None
+    revoked_ns: int | None = None
+
+
+class Tx(Protocol):
+    """What ``append_batch`` needs inside one serialized write transaction."""
+
+    def head(self) -> tuple[int, str]: ...
+    def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+    def existing(self, ids: list[str]) -> dict[str, str | None]: ...
+    def journal_heads(self, ids: list[str]) -> dict[str, tuple[int, str]]: ...
+    def journal_keys(self, ids: list[str]) -> dict[str, str]: ...
+    def journal_hash_at(self, journal_id: str, seq: int) -> str | None: ...
+    def insert(self, rows: list[tuple[Any, ...]], journals: list[tuple[str, str, str]]) -> None: ...
+
+
+# Column order of ``events`` rows produced by append_batch.
+COLUMNS = ("seq", "event_id", "received_ns", "device_id", "journal_id", "journal_seq",
+           "journal_hash", "kind", "name", "time_unix_nano", "flag", "leaf", "chain", "tree")
+
+
+def leaf_doc(seq: int, item: Incoming, received_ns: int, flags: list[str]) -> bytes:
+    doc: dict[str, Any] = {
+        "v": 1, "seq": seq, "id": item.event_id, "name": item.name, "kind": item.kind,
+        "time_unix_nano": item.time_unix_nano, "received_unix_nano": received_ns,
+        "device": item.device_id, "source": item.source, "record": item.record,
+        "flags": flags,
+    }
+    if item.journal is not None:
+        j = item.journal
+        doc["journal"] = {"id": j.journal_id, "seq": j.seq, "hash": j.hash,
+                          "prev_hash": j.prev_hash, "public_key": j.public_key}
+    if item.checkpoint is not None:
+        c = item.checkpoint
+        doc["journal"] = {"id": c.journal_id, "seq": c.seq, "hash": c.head_hash,
+                          "prev_seq": c.prev_seq, "time_unix_nano": c.time_unix_nano,
+                          "public_key": c.public_key, "signature": c.signature}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def checkpoint_signature_ok(cp: JournalCheckpoint, pinned_key: str) -> bool:
+    from corral.telemetry.journal import checkpoint_message
+
+    if cp.public_key != pinned_key:
+        return False
+    try:
+        pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pinned_key))
+        pub.verify(bytes.fromhex(cp.signature), checkpoint_message(
+            cp.journal_id, cp.seq, cp.head_hash, cp.prev_seq, cp.time_unix_nano))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def record_hash_ok(link: JournalLink, body: str) -> bool:
+    return it.chain_link(link.prev_hash, body.encode("utf-8")) == link.hash
+
+
+@dataclass
+class _JState:
+    seq: int
+    hash: str
+    key: str | None
+    hashes: dict[int, str] = field(default_factory=dict)
+
+
+def append_batch(tx: Tx, items: list[Incoming], received_ns: int) -> AppendResult:
+    """Store ``items`` in order inside ``tx`` (already holding the append lock)."""
+    res = AppendResult()
+    ids = list(dict.fromkeys(i.event_id for i in items))
+    seen = tx.existing(ids)
+    jids = list(dict.fromkeys(
+        i.journal.journal_id if i.journal else i.checkpoint.journal_id  # type: ignore[union-attr]
+        for i in items if i.journal or i.checkpoint))
+    jstate: dict[str, _JState] = {}
+    if jids:
+        heads = tx.journal_heads(jids)
+        keys = tx.journal_keys(jids)
+        for jid in jids:
+            s, h = heads.get(jid, (0, JOURNAL_GENESIS))
+            jstate[jid] = _JState(s, h, keys.get(jid))
+    size, chain = tx.head()
+    frontier_idx = it.frontier_nodes(size)
+    got = tx.nodes(frontier_idx) if frontier_idx else {}
+    frontier = [got[n] for n in frontier_idx]
+    rows: list[tuple[Any, ...]] = []
+    new_journals: list[tuple[str, str, str]] = []
+    for item in items:
+        eid = item.event_id
+        flags: list[str] = []
+        if eid in seen:
+            prior = seen[eid]
+            if item.journal is None or prior is None or prior == item.journal.hash:
+                res.duplicates += 1
+                continue
+            # Same producer id, different content: a rewrite. Keep both, flag the new one.
+            eid = f"{eid}~{item.journal.hash[:16]}"
+            if eid in seen:
+                res.duplicates += 1
+                continue
+            flags.append(f"rewritten history: journal {item.journal.journal_id} seq "
+                         f"{item.journal.seq} was already stored with other content")
+        jid, jseq, jhash = None, None, None
+        if item.journal is not None:
+            link = item.journal
+            jid, jseq, jhash = link.journal_id, link.seq, link.hash
+            st = jstate[jid]
+            if st.key is None:
+                st.key = link.public_key
+                new_journals.append((jid, item.device_id, link.public_key))
+            elif st.key != link.public_key:
+                flags.append(f"journal {jid} is now signed by another key")
+            if not isinstance(item.record, str) or not record_hash_ok(link, item.record):
+                flags.append(f"journal {jid} seq {jseq}: record hash does not match its body")
+            if link.seq > st.seq + 1:
+                flags.append(f"gap: journal {jid} seqs {st.seq + 1}..{link.seq - 1} are missing")
+            elif link.seq <= st.seq and not flags:
+                flags.append(f"rewritten history: journal {jid} seq {link.seq} arrived after "
+                             f"seq {st.seq}")
+            elif link.seq == st.seq + 1 and link.prev_hash != st.hash:
+                flags.append(f"rewritten history: journal {jid} seq {link.seq} does not "
+                             "continue the chain (prev_hash differs)")
+            if link.seq > st.seq:
+                st.seq, st.hash = link.seq, link.hash
+            st.hashes.setdefault(link.seq, link.hash)
+        elif item.checkpoint is not None:
+            cp = item.checkpoint
+            jid, jseq, jhash = cp.journal_id, cp.seq, cp.head_hash
+            st = jstate[jid]
+            if st.key is None:
+                st.key = cp.public_key
+                new_journals.append((jid, item.device_id, cp.public_key))
+            if not checkpoint_signature_ok(cp, st.key):
+                flags.append(f"journal {jid} checkpoint {cp.seq}: signature invalid or by "
+                             "another key")
+            at = st.hashes.get(cp.seq) or tx.journal_hash_at(jid, cp.seq)
+            if at is None:
+                flags.append(f"gap: journal {jid} checkpoint {cp.seq} covers a record never "
+                             "received")
+            elif at != cp.head_hash:
+                flags.append(f"rewritten history: journal {jid} checkpoint {cp.seq} signs "
+                             "another head than the records received")
+        size += 1
+        leaf = leaf_doc(size, item if eid == item.event_id else _renamed(item, eid),
+                        received_ns, flags)
+        chain = it.chain_link(chain, leaf)
+        tree = it.completed_nodes(size - 1, it.leaf_hash(leaf), frontier)
+        rows.append((size, eid, received_ns, item.device_id, jid, jseq, jhash, item.kind,
+                     item.name, item.time_unix_nano, flags[0] if flags else None, leaf, chain,
+                     tree))
+        seen[eid] = jhash if item.journal else None
+        res.stored += 1
+        res.flagged += bool(flags)
+    if rows:
+        tx.insert(rows, new_journals)
+    res.size = size
+    return res
+
+
+def _renamed(item: Incoming, eid: str) -> Incoming:
+    from dataclasses import replace
+
+    return replace(item, event_id=eid)
+
+
+class Store(ABC):
+    """The repository: one log (events + tree + chain), checkpoints, tokens."""
+
+    engine: str
+
+    @abstractmethod
+    def append(self, items: list[Incoming], received_ns: int) -> AppendResult: ...
+
+    @abstractmethod
+    def head(self) -> tuple[int, str]: ...
+
+    @abstractmethod
+    def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+    @abstractmethod
+    def leaf(self, seq: int) -> bytes | None: ...
+
+    @abstractmethod
+    def rows(self, after: int = 0) -> Iterator[Row]: ...
+
+    @abstractmethod
+    def add_checkpoint(self, size: int, note: str, t_ns: int) -> None: ...
+
+    @abstractmethod
+    def checkpoints(self) -> list[tuple[int, str]]: ...
+
+    @abstractmethod
+    def latest_checkpoint(self) -> tuple[int, str] | None: ...
+
+    @abstractmethod
+    def add_token(self, token: Token, digest: str) -> None: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, t_ns: int) -> bool: ...
+
+    @abstractmethod
+    def tokens(self) -> list[Token]: ...
+
+    @abstractmethod
+    def token_by_digest(self, digest: str) -> Token | None: ...
+
+    @abstractmethod
+    def size_bytes(self) -> int: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def tree(self) -> it.Tree:
+        return it.Tree(self.nodes)

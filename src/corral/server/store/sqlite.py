@@ -1,0 +1,210 @@
+"""The embedded engine: one SQLite file in WAL mode; each batch is one ``BEGIN IMMEDIATE``
+transaction, so several processes on one file still append one chain."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from corral.server.store.base import (
+    AppendResult,
+    Incoming,
+    Row,
+    Store,
+    Token,
+    append_batch,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    received_ns INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    journal_id TEXT,
+    journal_seq INTEGER,
+    journal_hash TEXT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    time_unix_nano INTEGER NOT NULL,
+    flag TEXT,
+    leaf BLOB NOT NULL,
+    chain TEXT NOT NULL,
+    tree BLOB NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_journal ON events(journal_id, journal_seq)
+    WHERE journal_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS journals (
+    journal_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, public_key TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY, note TEXT NOT NULL, time_ns INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, name TEXT NOT NULL, scope TEXT NOT NULL,
+    created_ns INTEGER NOT NULL, expires_ns INTEGER) STRICT;
+CREATE TABLE IF NOT EXISTS token_revocations (
+    id TEXT PRIMARY KEY, revoked_ns INTEGER NOT NULL) STRICT;
+"""
+_APPEND_ONLY = ("events", "journals", "checkpoints", "tokens", "token_revocations")
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    def head(self) -> tuple[int, str]:
+        row = self.c.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, "0" * 64) if row is None else (int(row[0]), str(row[1]))
+
+    def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _nodes(self.c, need)
+
+    def existing(self, ids: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = ",".join("?" * len(part))
+            for eid, jh in self.c.execute(
+                    f"SELECT event_id, journal_hash FROM events WHERE event_id IN ({q})", part):
+                out[eid] = jh
+        return out
+
+    def journal_heads(self, ids: list[str]) -> dict[str, tuple[int, str]]:
+        out = {}
+        for jid in ids:
+            row = self.c.execute(
+                "SELECT journal_seq, journal_hash FROM events WHERE journal_id = ? AND "
+                "kind = 'record' ORDER BY journal_seq DESC LIMIT 1", (jid,)).fetchone()
+            if row:
+                out[jid] = (int(row[0]), str(row[1]))
+        return out
+
+    def journal_keys(self, ids: list[str]) -> dict[str, str]:
+        q = ",".join("?" * len(ids))
+        return dict(self.c.execute(
+            f"SELECT journal_id, public_key FROM journals WHERE journal_id IN ({q})", ids))
+
+    def journal_hash_at(self, journal_id: str, seq: int) -> str | None:
+        row = self.c.execute(
+            "SELECT journal_hash FROM events WHERE journal_id = ? AND journal_seq = ? AND "
+            "kind = 'record' ORDER BY seq LIMIT 1", (journal_id, seq)).fetchone()
+        return None if row is None else str(row[0])
+
+    def insert(self, rows: list[tuple[Any, ...]], journals: list[tuple[str, str, str]]) -> None:
+        self.c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        if journals:
+            self.c.executemany("INSERT OR IGNORE INTO journals VALUES (?,?,?)", journals)
+
+
+def _nodes(c: sqlite3.Connection, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    out = {}
+    for k, j in dict.fromkeys(need):
+        seq = (j + 1) << k
+        row = c.execute("SELECT substr(tree, ?, 32) FROM events WHERE seq = ?",
+                        (32 * k + 1, seq)).fetchone()
+        if row is None or len(row[0]) != 32:
+            raise LookupError(f"tree node ({k}, {j}) is missing from the store")
+        out[(k, j)] = bytes(row[0])
+    return out
+
+
+class SqliteStore(Store):
+    engine = "sqlite"
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self._c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                      check_same_thread=False)
+        else:
+            self._c = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._c.execute("PRAGMA journal_mode=WAL")
+            self._c.execute("PRAGMA synchronous=NORMAL")
+        self._c.execute("PRAGMA busy_timeout=10000")
+        if not readonly:
+            self._c.executescript(_SCHEMA)
+            for t in _APPEND_ONLY:
+                self._c.executescript(
+                    f"CREATE TRIGGER IF NOT EXISTS {t}_no_update BEFORE UPDATE ON {t} BEGIN "
+                    "SELECT RAISE(ABORT, 'the log is append-only'); END;"
+                    f"CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} BEGIN "
+                    "SELECT RAISE(ABORT, 'the log is append-only'); END;")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        c = self._c
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def append(self, items: list[Incoming], received_ns: int) -> AppendResult:
+        with self._write() as c:
+            return append_batch(_Tx(c), items, received_ns)
+
+    def head(self) -> tuple[int, str]:
+        return _Tx(self._c).head()
+
+    def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _nodes(self._c, need)
+
+    def leaf(self, seq: int) -> bytes | None:
+        row = self._c.execute("SELECT leaf FROM events WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def rows(self, after: int = 0) -> Iterator[Row]:
+        cur = self._c.execute(
+            "SELECT seq, event_id, leaf, chain, tree, journal_id, journal_seq, journal_hash, "
+            "kind, flag FROM events WHERE seq > ? ORDER BY seq", (after,))
+        yield from cur  # plain tuples in Row's order: verify reads a million of them
+
+    def add_checkpoint(self, size: int, note: str, t_ns: int) -> None:
+        self._c.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?)", (size, note, t_ns))
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        return [(int(s), str(n)) for s, n in
+                self._c.execute("SELECT size, note FROM checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        row = self._c.execute(
+            "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def add_token(self, token: Token, digest: str) -> None:
+        self._c.execute("INSERT INTO tokens VALUES (?,?,?,?,?,?)", (
+            token.id, digest, token.name, token.scope, token.created_ns, token.expires_ns))
+
+    def revoke_token(self, token_id: str, t_ns: int) -> bool:
+        if not self._c.execute("SELECT 1 FROM tokens WHERE id = ?", (token_id,)).fetchone():
+            return False
+        self._c.execute("INSERT OR IGNORE INTO token_revocations VALUES (?,?)", (token_id, t_ns))
+        return True
+
+    def tokens(self) -> list[Token]:
+        return [Token(*r) for r in self._c.execute(
+            "SELECT t.id, t.name, t.scope, t.created_ns, t.expires_ns, r.revoked_ns FROM tokens "
+            "t LEFT JOIN token_revocations r ON r.id = t.id ORDER BY t.created_ns")]
+
+    def token_by_digest(self, digest: str) -> Token | None:
+        row = self._c.execute(
+            "SELECT t.id, t.name, t.scope, t.created_ns, t.expires_ns, r.revoked_ns FROM tokens "
+            "t LEFT JOIN token_revocations r ON r.id = t.id WHERE t.digest = ?",
+            (digest,)).fetchone()
+        return None if row is None else Token(*row)
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                total += Path(str(self.path) + suffix).stat().st_size
+        return total
+
+    def close(self) -> None:
+        self._c.close()

@@ -1,0 +1,179 @@
+"""Ingest over real HTTP into a real `corral server run`: the forwarding contract, idempotency,
+partial success, errors, tokens, checkpoints and proofs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+
+from corral.server import integrity as it
+from tests.server.conftest import Served
+from tests.server.helpers import corral, event, forward_request, journal, post
+
+
+def _verify(data: Path) -> subprocess.CompletedProcess[str]:
+    return corral("server", "verify", "--data", str(data), check=False)
+
+
+def _events(served: Served) -> list[dict[str, object]]:
+    size = httpx.get(served.url + "/healthz").json()["size"]
+    out = []
+    for seq in range(1, size + 1):
+        r = httpx.get(f"{served.url}/v1/events/{seq}",
+                      headers={"Authorization": f"Bearer {served.read}"})
+        out.append(json.loads(r.content))
+    return out
+
+
+def test_forwarded_journal_stored_once_and_verifies(served: Served, tmp_path: Path) -> None:
+    j = journal(tmp_path, 25, checkpoint_every=10)
+    body = forward_request(j)
+    r = post(served.url, body, served.ingest)
+    assert r.status_code == 200, r.text
+    resp = ExportLogsServiceResponse.FromString(r.content)
+    assert not resp.HasField("partial_success")
+    # the same batch again, gzip, and then out of order: acknowledged, stored once
+    assert post(served.url, body, served.ingest, gz=True).status_code == 200
+    assert post(served.url, forward_request(j, 5, 12), served.ingest).status_code == 200
+    evs = _events(served)
+    ids = [e["id"] for e in evs]
+    assert len(ids) == len(set(ids)) == 25 + 2  # 25 records, 2 checkpoints (10, 20)
+    assert {e["id"] for e in evs if e["kind"] == "record"} == {r[1] for r in j.rows()}
+    assert all(e["flags"] == [] for e in evs)
+    rec = next(e for e in evs if e["kind"] == "record")
+    assert rec["record"] == j.rows()[0][4].decode()  # byte-exact journal body kept
+    res = _verify(served.data)
+    assert res.returncode == 0, res.stdout
+    assert "27 events" in res.stdout and "1 machine journals" in res.stdout
+
+
+def test_gap_and_rewritten_history_are_stored_and_flagged(served: Served,
+                                                          tmp_path: Path) -> None:
+    j = journal(tmp_path, 12)
+    assert post(served.url, forward_request(j, 1, 5), served.ingest).status_code == 200
+    assert post(served.url, forward_request(j, 8, 12), served.ingest).status_code == 200
+    evs = _events(served)
+    assert len(evs) == 10
+    assert any("gap" in f for f in evs[5]["flags"])  # type: ignore[union-attr]
+    res = _verify(served.data)
+    assert res.returncode == 1
+    assert f"journal {j.id} (device {j.id}): gap: journal seqs 6..7 never arrived" in res.stdout
+    # a rewritten history: the machine re-sends seq 3 with different content, same id
+    other = journal(tmp_path / "x", 0)
+    other.writer.journal_id = j.id  # same journal id, same key, different records
+    other.key = j.key
+    other.writer._key = j.key
+    other.writer.append([event(i, "s2") for i in range(3)])
+    body = forward_request(other, 3, 3)
+    # keep the original event id so only the content differs
+    req = ExportLogsServiceRequest.FromString(body)
+    for kv in req.resource_logs[0].scope_logs[0].log_records[0].attributes:
+        if kv.key == "event.id":
+            kv.value.string_value = j.rows()[2][1]
+    assert post(served.url, req.SerializeToString(), served.ingest).status_code == 200
+    res = _verify(served.data)
+    assert "rewritten history: journal seq 3 arrived with 2 different contents" in res.stdout
+
+
+def test_partial_success_and_bad_requests(served: Served, tmp_path: Path) -> None:
+    j = journal(tmp_path, 3)
+    req = ExportLogsServiceRequest.FromString(forward_request(j))
+    lr = req.resource_logs[0].scope_logs[0].log_records[1]
+    del lr.attributes[:]
+    r = post(served.url, req.SerializeToString(), served.ingest)
+    assert r.status_code == 200
+    resp = ExportLogsServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_log_records == 1
+    assert "event.id" in resp.partial_success.error_message
+    assert len(_events(served)) == 2
+
+    bad = post(served.url, b"\xff\xff\xff\xff", served.ingest)
+    assert bad.status_code == 400 and bad.text.startswith("corral: server: bad OTLP protobuf")
+    assert post(served.url, b"{}", served.ingest, ctype="text/plain").status_code == 415
+    assert post(served.url, b"[1]", served.ingest, ctype="application/json").status_code == 400
+    big = httpx.post(served.url + "/v1/logs", content=b"\0" * (17 * 1024 * 1024),
+                     headers={"Content-Type": "application/x-protobuf",
+                              "Authorization": f"Bearer {served.ingest}"})
+    assert big.status_code == 413
+    bomb = post(served.url, b"\0" * (40 * 1024 * 1024), served.ingest, gz=True)
+    assert bomb.status_code == 413
+    assert post(served.url, b"", "nope").status_code == 401
+    assert post(served.url, b"", served.read).status_code == 403
+
+
+def test_json_and_native_agent_logs(served: Served) -> None:
+    doc = {"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "codex_cli_rs"}},
+        {"key": "host.name", "value": {"stringValue": "box"}}]},
+        "scopeLogs": [{"scope": {"name": "codex_otel"}, "logRecords": [{
+            "timeUnixNano": "1700000000000000000", "eventName": "codex.tool_decision",
+            "attributes": [
+                {"key": "event.name", "value": {"stringValue": "codex.tool_decision"}},
+                {"key": "tool_name", "value": {"stringValue": "shell"}},
+                {"key": "decision", "value": {"stringValue": "approved"}},
+                {"key": "source", "value": {"stringValue": "config"}}]}]}]}]}
+    body = json.dumps(doc).encode()
+    for _ in range(2):
+        r = post(served.url, body, served.ingest, ctype="application/json")
+        assert r.status_code == 200 and r.json() == {}
+    evs = _events(served)
+    assert len(evs) == 1
+    ev = evs[0]
+    assert ev["name"] == "agent.tool.decision" and ev["device"] == "box"
+    assert ev["record"]["raw"]["attributes"]["tool_name"] == "shell"  # type: ignore[index]
+    assert ev["record"]["event"]["attributes"]["agent.decision"] == "auto_approved"  # type: ignore[index]
+
+
+def test_checkpoint_and_proofs_verify_offline(served: Served, tmp_path: Path) -> None:
+    j = journal(tmp_path, 40)
+    assert post(served.url, forward_request(j, 1, 17), served.ingest).status_code == 200
+    time.sleep(1.0)
+    first = httpx.get(served.url + "/v1/checkpoints/latest").text
+    assert post(served.url, forward_request(j, 18), served.ingest).status_code == 200
+    deadline = time.monotonic() + 10
+    while (note := httpx.get(served.url + "/v1/checkpoints/latest").text) == first:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    vkey = (served.data / "keys" / "server.vkey").read_text().strip()
+    name, pub = it.parse_vkey(vkey)
+    cp1, cp2 = it.open_checkpoint(first, name, pub), it.open_checkpoint(note, name, pub)
+    assert (cp1.size, cp2.size) == (17, 40)
+    assert (served.data / "checkpoints" / "latest.txt").read_text() == note
+    auth = {"Authorization": f"Bearer {served.read}"}
+    c = httpx.get(f"{served.url}/v1/proofs/consistency?first=17&second=40", headers=auth).json()
+    import base64
+    assert it.verify_consistency(17, 40, cp1.root, cp2.root,
+                                 [base64.b64decode(h) for h in c["hashes"]])
+    p = httpx.get(f"{served.url}/v1/proofs/inclusion?seq=9&tree_size=40", headers=auth)
+    ev = httpx.get(f"{served.url}/v1/events/9", headers=auth).content
+    files = {"event": ev, "proof": p.content, "cp": note.encode(), "key": vkey.encode()}
+    for k, v in files.items():
+        (tmp_path / k).write_bytes(v)
+    args = ["server", "verify-proof", "--event", str(tmp_path / "event"), "--proof",
+            str(tmp_path / "proof"), "--checkpoint", str(tmp_path / "cp"), "--key",
+            str(tmp_path / "key")]
+    ok = corral(*args, check=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: event "), ok.stdout + ok.stderr
+    (tmp_path / "event").write_bytes(ev.replace(b"approved", b"denied"))
+    bad = corral(*args, check=False)
+    assert bad.returncode == 1 and "NOT in the log" in bad.stdout
+
+
+def test_token_revoked_mid_stream(served: Served, tmp_path: Path) -> None:
+    j = journal(tmp_path, 30)
+    assert post(served.url, forward_request(j, 1, 10), served.ingest).status_code == 200
+    tid = corral("server", "token", "list", "--data", str(served.data)).stdout.split()[0]
+    corral("server", "token", "revoke", tid, "--data", str(served.data))
+    r = post(served.url, forward_request(j, 11, 20), served.ingest)
+    assert r.status_code == 401 and "token revoked" in r.text
+    listed = corral("server", "token", "list", "--data", str(served.data)).stdout
+    assert "revoked" in listed.splitlines()[0]
+    assert httpx.get(served.url + "/healthz").json()["size"] == 10
