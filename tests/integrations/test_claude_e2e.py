@@ -78,7 +78,7 @@ def test_forbidden_rm_rf_is_blocked_and_claude_is_told_why(claude, session, tmp_
     theirs = {e.call_id: e.attributes["agent.decision"] for e in evs
               if e.name == "agent.tool.decision" and
               e.attributes.get("agent.import.source") == "claude-code"}
-    assert theirs == {"toolu_0": "approved", "toolu_1": "denied"}
+    assert theirs == {"import:toolu_0": "approved", "import:toolu_1": "denied"}
     sources = {e.attributes["agent.decision.source"] for e in evs
                if e.attributes.get("agent.import.event") == "tool_decision"}
     assert sources == {"hook"}

@@ -97,7 +97,7 @@ def test_forbidden_rm_rf_is_blocked_and_the_model_is_told_why(codex, session, tm
     assert {"codex.user_prompt", "codex.tool_decision", "codex.tool_result"} <= imported
     assert rx.accepted > 0 and rx.rejected == 0
     result = next(e for e in evs if e.attributes.get("agent.import.event") == "codex.tool_result")
-    assert result.call_id == "c0" and result.attributes["agent.tool.success"] is True
+    assert result.call_id == "import:c0" and result.attributes["agent.tool.success"] is True
     # The hook's PostToolUse result and the prompt are there too, at tier 1 (hashes only).
     prompts = [e for e in evs if e.name == "agent.user_prompt"]
     assert prompts and all("prompt" not in e.attributes for e in prompts)
@@ -162,4 +162,4 @@ def test_agent_session_benign_edit_and_run_without_a_prompt(codex, tmp_path, mon
             if e.name == "agent.tool.decision" and "agent.import.source" not in e.attributes]
     assert ours == ["auto_approved", "auto_approved"]  # nobody was asked
     results = [e for e in evs if e.attributes.get("agent.import.event") == "codex.tool_result"]
-    assert [e.call_id for e in results] == ["c0", "c1"]
+    assert [e.call_id for e in results] == ["import:c0", "import:c1"]

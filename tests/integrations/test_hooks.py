@@ -160,7 +160,7 @@ def test_prompts_results_and_mcp_calls_are_journaled_at_the_tier(session):
     assert up["prompt.sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
     assert "prompt" not in up  # tier 1: hash and length, never the text
     res = evs["agent.tool.result"]
-    assert res.call_id == "tu-1" and res.attributes["process.exit.code"] == 1
+    assert res.call_id == "api:tu-1" and res.attributes["process.exit.code"] == 1
     assert res.attributes["agent.tool.success"] is False
     assert res.attributes["process.command_line"] == "pytest -q"
     assert "gen_ai.tool.call.result.sha256" in res.attributes

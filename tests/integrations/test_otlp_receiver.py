@@ -142,7 +142,7 @@ def test_codex_protobuf_export_is_mapped_and_journaled(tel):
     assert "prompt.sha256" not in prompt.attributes  # codex sent no prompt, only its length
     assert prompt.attributes["agent.import.prompt_length"] == 27
     assert (d1.attributes["agent.decision"], d1.attributes["agent.decision.source"],
-            d1.call_id) == ("auto_approved", "rule", "call_9")
+            d1.call_id) == ("auto_approved", "rule", "import:call_9")
     assert (d2.attributes["agent.decision"], d2.attributes["agent.decision.source"]) == (
         "approved_for_session", "user")
     a = res.attributes
@@ -188,7 +188,7 @@ def test_claude_code_otlp_json_gzip_at_tier_2(tel):
                                 "Authorization": f"Bearer {rx.token}"})
         assert r.status_code == 200 and r.json() == {}
     prompt, decision, result, api = _events(t)
-    assert prompt.name == "agent.user_prompt" and prompt.turn_id == "p-1"
+    assert prompt.name == "agent.user_prompt" and prompt.turn_id == "import:p-1"
     assert prompt.attributes["prompt"] == "deploy with key [REDACTED:aws_access_key_id] please"
     assert prompt.attributes["agent.import.source"] == "claude-code"
     assert "AKIA" not in prompt.attributes["agent.import.raw"]
@@ -295,11 +295,12 @@ def test_unix_socket_listener_for_a_sandbox_bridge(tel, tmp_path):
     sock = tmp_path / "otlp.sock"
     with Receiver(t, unix_socket=sock) as rx:
         assert rx.endpoint == f"unix:{sock}" and (os.stat(sock).st_mode & 0o777) == 0o600
+        # The socket's mode and the peer's uid authenticate: no token to hand to the agent.
+        assert rx.token == ""
         client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)))
         r = client.post("http://bridge/v1/logs",
                         content=request("codex_exec", CODEX[1:2]).SerializeToString(),
-                        headers={"Content-Type": "application/x-protobuf",
-                                 "Authorization": f"Bearer {rx.token}"})
+                        headers={"Content-Type": "application/x-protobuf"})
         assert r.status_code == 200 and rx.accepted == 1
         client.close()
     assert not sock.exists()

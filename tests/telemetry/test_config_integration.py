@@ -42,7 +42,7 @@ def test_real_config_and_requirements(home: Path, tmp_path: Path) -> None:
         assert len(forced.wait_for(1)) == 1
         assert len(mine.records()) == 1  # the user's exporter got nothing this time
         ev = next(Journal(journal_file(home)).events("cfg-forced"))
-        assert ev.attributes == {}
+        assert ev.attributes == {"corral.origin": "pipeline"}  # tier 0: no content at all
     finally:
         forced.close()
         mine.close()

@@ -58,7 +58,7 @@ def test_requirements_force_the_tier_end_to_end(home: Path) -> None:
     tel.emit_event(UserPrompt(prompt=PROMPT))
     tel.close()
     (ev,) = list(Journal(journal_file(home)).events())
-    assert ev.tier == 0 and ev.attributes == {}
+    assert ev.tier == 0 and ev.attributes == {"corral.origin": "pipeline"}
     raw = journal_file(home).read_bytes()
     assert b"ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R" not in raw
 

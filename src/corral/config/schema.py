@@ -228,6 +228,9 @@ _settings: dict[str, Spec] = {
         "content_tier": Num(0, 2),
         "checkpoint_every": Num(1, 1_000_000),
         "exporter": EXPORTER,
+        # per session and channel: what the agent's reports and OTLP imports may add
+        "import_max_records": Num(0, 10_000_000),
+        "import_max_bytes": Num(0, 1 << 40),
     }),
     "review": Table({
         "model": Str(),

@@ -11,12 +11,15 @@ retries and nothing is acknowledged that was not recorded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import os
 import re
 import secrets
+import socket
 import socketserver
+import struct
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +31,10 @@ from corral.integrations.otel_map import Mapped, NativeRecord, map_record
 from corral.telemetry.schema import validate
 
 MAX_BODY = 32 * 1024 * 1024
+MAX_CONNECTIONS = 16  # concurrent exports served at once; more get 503 and retry later
+# Ids the agent chooses live in their own namespace: they never name one of corral's calls.
+IMPORT_ID_PREFIX = "import:"
+MAX_IMPORT_ID = 128
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 
@@ -126,14 +133,24 @@ class Receiver:
     """``Receiver(telemetry).start()`` -> base URL; agents post to ``<url>/v1/logs``."""
 
     def __init__(self, telemetry: Any, *, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, unix_socket: Path | None = None) -> None:
+                 token: str | None = None, unix_socket: Path | None = None,
+                 max_connections: int = MAX_CONNECTIONS, quota: Any = None) -> None:
+        from corral.telemetry.quota import Quota
+
         self.telemetry = telemetry
+        self.max_connections = max_connections
+        # Per session: records and bytes the agent's telemetry may add to the journal.
+        self.quota = quota or Quota(telemetry, "import")
         self.host = host
         self.port = port
         # A unix socket instead of TCP: for a sandbox that reaches it through a loopback bridge
         # (like the network proxy); the endpoint is then the bridge's, chosen by the caller.
+        # There the socket's mode (0600, in a private directory) and the peer's uid are the
+        # authentication, so no token has to be handed to the agent (Codex would carry it on
+        # its command line, which every local user can read in ps).
         self.unix_socket = unix_socket
-        self.token = token if token is not None else secrets.token_urlsafe(24)
+        self.token = token if token is not None else (
+            "" if unix_socket is not None else secrets.token_urlsafe(24))
         self.accepted = 0
         self.dropped = 0
         self.rejected = 0
@@ -179,10 +196,19 @@ class Receiver:
                     return None
                 return self.rfile.read(length)
 
+        server: _UnixHTTPServer | _TCPServer
         if self.unix_socket is not None:
-            self._server = _UnixHTTPServer(str(self.unix_socket), Handler)
+            server = _UnixHTTPServer(str(self.unix_socket), Handler, bind_and_activate=False)
         else:
-            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+            server = _TCPServer((self.host, self.port), Handler, bind_and_activate=False)
+        server.max_connections = self.max_connections
+        try:
+            server.server_bind()
+            server.server_activate()
+        except BaseException:
+            server.server_close()
+            raise
+        self._server = server
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="corral-otlp-receiver", daemon=True)
@@ -196,6 +222,7 @@ class Receiver:
             self._server = None
             if self.unix_socket is not None:
                 self.unix_socket.unlink(missing_ok=True)
+            self.quota.close()
 
     def __enter__(self) -> Receiver:
         self.start()
@@ -252,6 +279,10 @@ class Receiver:
         ``CorralError`` when the journal itself has failed."""
         rejected, dropped, first = 0, 0, ""
         for rec in recs:
+            if self.quota.exceeded is not None:  # counted, not even mapped
+                self.quota.admit(0)
+                rejected += 1
+                continue
             mapped = map_record(rec)
             if mapped is None:
                 dropped += 1
@@ -261,7 +292,13 @@ class Receiver:
                 rejected += 1
                 first = first or problem
                 continue
+            if not self.quota.admit(_size(mapped)):
+                rejected += 1
+                continue
             self._emit(mapped)  # CorralError here means the journal failed: 503
+        if self.quota.exceeded is not None and rejected:
+            first = first or (f"this session's import quota ({self.quota.exceeded}) is used "
+                              "up; further records are counted, not recorded")
         with self._lock:
             self.accepted += len(recs) - rejected - dropped
             self.rejected += rejected
@@ -271,14 +308,62 @@ class Receiver:
         return rejected, first
 
     def _emit(self, m: Mapped) -> None:
-        self.telemetry.emit(m.name, m.attributes, call_id=m.call_id, turn_id=m.turn_id,
-                            content=m.content)
+        """Journaled as the agent's claim (origin ``import``), whatever its name says, with
+        its ids in their own namespace."""
+        self.telemetry.emit(m.name, m.attributes, call_id=_import_id(m.call_id),
+                            turn_id=_import_id(m.turn_id), content=m.content, origin="import")
 
 
-class _UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
-    """HTTP over a unix socket (private: created with mode 0600)."""
+def _import_id(value: str | None) -> str | None:
+    return IMPORT_ID_PREFIX + value[:MAX_IMPORT_ID] if value else None
+
+
+def _size(m: Mapped) -> int:
+    """What a record costs against the bytes quota: its attributes and content, as JSON."""
+    return len(json.dumps([m.attributes, m.content], default=str).encode("utf-8", "replace"))
+
+
+class _Capped:
+    """A thread per connection, at most ``max_connections`` at once; past that a 503 and the
+    connection is closed (the agent's exporter retries later)."""
+
+    max_connections = MAX_CONNECTIONS
+    _slots: threading.BoundedSemaphore
+
+    def server_activate(self) -> None:
+        super().server_activate()  # type: ignore[misc]
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)  # type: ignore[attr-defined]
+            return
+        super().process_request(request, client_address)  # type: ignore[misc]
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self._slots.release()
+
+
+class _TCPServer(_Capped, ThreadingHTTPServer):
+    """Loopback HTTP, token-authenticated."""
+
+
+class _UnixHTTPServer(_Capped, socketserver.ThreadingUnixStreamServer):
+    """HTTP over a unix socket (private: created with mode 0600; peers of another uid are
+    refused)."""
 
     daemon_threads = True
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        creds = request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                   struct.calcsize("3i"))
+        return bool(struct.unpack("3i", creds)[1] == os.getuid())
 
     def server_bind(self) -> None:
         old = os.umask(0o177)

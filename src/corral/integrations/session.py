@@ -48,7 +48,7 @@ class AgentSession:
              asker: Any | None = None, sandbox_profile: str | None = None,
              receive_telemetry: bool = True, socket_dir: Path | None = None,
              receiver_on_socket: bool = False, reviewer: str = "user",
-             network_mode: str | None = None) -> AgentSession:
+             network_mode: str | None = None, intent: str | None = None) -> AgentSession:
         """Start the journal, pipeline, API socket and (optionally) the OTLP receiver.
 
         ``asker`` answers prompts: a callable ``question -> corral.approvals.Choice | None``
@@ -58,10 +58,13 @@ class AgentSession:
         The socket lives in a private directory under ``socket_dir`` (default: the system temp
         directory), never under CORRAL_HOME, which the sandbox hides. With
         ``receiver_on_socket`` the OTLP receiver listens on a unix socket next to it, for an
-        agent inside a sandbox that reaches both through loopback bridges (see ``bridges``)."""
+        agent inside a sandbox that reaches both through loopback bridges (see ``bridges``).
+        ``intent`` is the user's request as given to corral itself: the only request the
+        reviewer trusts (prompts the agent reports are claims)."""
         from corral.integrations.otlp_receiver import Receiver
         from corral.supervisor.api import SessionAPI
         from corral.telemetry import SessionStart, Telemetry
+        from corral.telemetry.quota import Quota, limits_from_config
 
         if receive_telemetry and agent not in ("codex", "claude-code"):
             raise CorralError("integrations", f"no telemetry import for agent {agent!r}",
@@ -70,7 +73,8 @@ class AgentSession:
         rundir = Path(tempfile.mkdtemp(prefix="corral-session-", dir=socket_dir))
         api = None
         try:
-            pipe = make_pipeline(cfg, tel, approval_policy, asker, sandbox_profile, reviewer)
+            pipe = make_pipeline(cfg, tel, approval_policy, asker, sandbox_profile, reviewer,
+                                 intent)
             network = network_mode or pipe.plan.network.mode.value
             policy_name = approval_policy if isinstance(approval_policy, str) else "granular"
             tel.emit_event(SessionStart.from_summary(
@@ -84,8 +88,11 @@ class AgentSession:
             api.start()
             receiver = None
             if receive_telemetry:
+                # On a socket no token is needed (its mode and the peer uid authenticate), so
+                # none reaches Codex's command line, which every local user can read.
                 receiver = Receiver(tel, unix_socket=rundir / "otlp.sock"
-                                    if receiver_on_socket else None)
+                                    if receiver_on_socket else None,
+                                    quota=Quota(tel, "import", *limits_from_config(cfg)))
             return cls(agent, tel, pipe, api, receiver, rundir)
         except BaseException:
             if api is not None:
@@ -161,12 +168,13 @@ class AgentSession:
 
 
 def make_pipeline(cfg: Any, tel: Any, approval_policy: Any, asker: Any | None,
-                  sandbox_profile: str | None, reviewer: str = "user") -> Any:
+                  sandbox_profile: str | None, reviewer: str = "user",
+                  intent: str | None = None) -> Any:
     """The session's pipeline; ``asker`` answers at the terminal (default: nobody there)."""
     from corral.supervisor.pipeline import Pipeline, no_terminal
 
     return Pipeline(cfg, tel, approval_policy=approval_policy, terminal=asker or no_terminal,
-                    sandbox_profile=sandbox_profile, reviewer=reviewer)
+                    sandbox_profile=sandbox_profile, reviewer=reviewer, intent=intent)
 
 
 def environ_without_session(env: dict[str, str] | None = None) -> dict[str, str]:

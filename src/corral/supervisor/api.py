@@ -30,6 +30,11 @@ from corral.supervisor.pipeline import Pipeline
 MAX_REQUEST_BYTES = 1024 * 1024
 # Events a hook may report; decisions and results of actions come from the pipeline itself.
 REPORTABLE_EVENTS = ("agent.user_prompt", "agent.tool.result", "agent.mcp.call")
+# Concurrent connections served at once; more are answered with one refusal line and closed.
+MAX_CONNECTIONS = 64
+# Ids a caller chooses live in their own namespace: they never name one of corral's calls.
+CALLER_ID_PREFIX = "api:"
+MAX_CALLER_ID = 128
 
 
 def _peer_uid(sock: socket.socket) -> int:
@@ -42,15 +47,43 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     # The default backlog of 5 refuses (EAGAIN) a burst of concurrent hook calls.
     request_queue_size = 256
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, up to ``max_connections`` at once: past that the caller
+        gets one refusal line, so a flood of idle connections cannot exhaust the supervisor."""
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b'{"ok": false, "error": "corral: supervisor: too many '
+                                b'concurrent connections to this session"}\n')
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class SessionAPI:
     """Serves one session's pipeline on ``socket_path`` until ``stop()``."""
 
-    def __init__(self, pipeline: Pipeline, socket_path: Path, token: str | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, socket_path: Path, token: str | None = None, *,
+                 max_connections: int = MAX_CONNECTIONS, quota: Any = None) -> None:
+        from corral.telemetry.quota import Quota, limits_from_config
+
         self.pipeline = pipeline
         self.socket_path = socket_path
         self.token = token or secrets.token_urlsafe(32)
+        self.max_connections = max_connections
+        self.quota = quota or Quota(pipeline.telemetry, "session_api",
+                                    *limits_from_config(pipeline.cfg))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -89,7 +122,14 @@ class SessionAPI:
             self.socket_path.unlink()
         old = os.umask(0o177)
         try:
-            server = _Server(str(self.socket_path), Handler)
+            server = _Server(str(self.socket_path), Handler, bind_and_activate=False)
+            server.max_connections = self.max_connections
+            try:
+                server.server_bind()
+                server.server_activate()
+            except BaseException:
+                server.server_close()
+                raise
         finally:
             os.umask(old)
         self._server = server
@@ -104,6 +144,8 @@ class SessionAPI:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        with contextlib.suppress(Exception):
+            self.quota.close()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -189,12 +231,26 @@ class SessionAPI:
         if not isinstance(attrs, dict):
             raise ValueError("attributes must be an object")
         content = req.get("content")
-        if name == "agent.user_prompt":
+        call_id = _caller_id(req.get("call_id"))
+        if not self.quota.admit(len(json.dumps(req, default=str))):
+            raise CorralError("supervisor", "this session's quota for reported events is used "
+                              "up; the report was counted, not recorded")
+        if name == "agent.user_prompt":  # a claim: never the user's request, never a new turn
             prompt = content.get("prompt") if isinstance(content, dict) else None
-            self.pipeline.new_turn(prompt if isinstance(prompt, str) else None)
-        ev = self.pipeline.telemetry.emit(str(name), attrs, call_id=req.get("call_id"),
-                                          content=content if isinstance(content, dict) else None)
-        return {"event_id": ev.id}
+            self.pipeline.agent_reported_prompt(prompt if isinstance(prompt, str) else None)
+        ev = self.pipeline.telemetry.emit(str(name), attrs, call_id=call_id,
+                                          content=content if isinstance(content, dict) else None,
+                                          origin="session_api")
+        return {"event_id": ev.id, "call_id": call_id}
+
+
+def _caller_id(value: Any) -> str | None:
+    """A caller's call id in the ``api:`` namespace (corral's own are ``call-N``)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_CALLER_ID:
+        raise ValueError(f"call_id must be a string of at most {MAX_CALLER_ID} characters")
+    return CALLER_ID_PREFIX + value
 
 
 def call(op: str, *, socket_path: str | None = None, token: str | None = None,

@@ -116,7 +116,8 @@ class Pipeline:
         self.terminal = terminal
         self.queue_timeout = queue_timeout if queue_timeout is not None else float(
             cfg.get("approvals.queue_timeout_seconds", 0) or 0)
-        self.intent = intent
+        self.intent = intent  # the user's request as corral recorded it (trusted)
+        self.claimed_intent: str | None = None  # what the agent reports the user asked
         self.grants = grants or GrantStore(home=cfg.corral_home)
         self.reviewer_name = reviewer
         self.reviewer: Any = None
@@ -245,9 +246,12 @@ class Pipeline:
         if self.reviewer is not None:
             review = self._review(kind, argv, cwd, reason, details or {})
             tripped = self.breaker.record(review)
-            if tripped:
+            if tripped and not self._person_reachable():
                 return refuse(EXIT_DENIED, "abort", "automated_reviewer", tripped,
                               f"corral: review: stopping this turn: {tripped}")
+            if tripped:  # only a person may go on: the reviewer's verdict no longer counts
+                return self._after_breaker(call_id, kind, argv, cwd, rule_decision, reason,
+                                           source, cmdline, tool, review, tripped)
             if review.allowed:
                 self._decision(call_id, "auto_approved", "automated_reviewer", source,
                                f"{review.rationale} (risk {review.risk_level})", cmdline,
@@ -270,6 +274,32 @@ class Pipeline:
                           verdict.message or reason,
                           f"corral: approvals: `{cmdline}` needs approval ({reason}): "
                           f"{verdict.message}")
+        return self._approved(call_id, argv, cwd, rule_decision, source, reason, cmdline,
+                              tool, verdict)
+
+    def _after_breaker(self, call_id: str, kind: str, argv: tuple[str, ...], cwd: Path,
+                       rule_decision: str, reason: str, source: str | None, cmdline: str,
+                       tool: str, review: Any, tripped: str) -> Gate:
+        """The breaker has stopped the turn: a person decides (a standing grant, the terminal
+        or `corral approve`). A person's answer, and only that, starts the count over."""
+        from dataclasses import replace
+
+        verdict = self._ask_person(kind, argv, cwd, reason, source,
+                                   replace(review, rationale=f"{review.rationale}; {tripped}"))
+        if verdict.outcome == "approved" and verdict.who == "user":
+            self.breaker.reset()
+        if not verdict.approved:
+            self._decision(call_id, "abort", "automated_reviewer", source, tripped, cmdline,
+                           tool=tool)
+            return Gate(call_id, argv, cwd, rule_decision, "abort", False, EXIT_DENIED,
+                        f"corral: review: stopping this turn: {tripped} ({verdict.message}); "
+                        f"{DONT_BYPASS}")
+        return self._approved(call_id, argv, cwd, rule_decision, source, reason, cmdline,
+                              tool, verdict)
+
+    def _approved(self, call_id: str, argv: tuple[str, ...], cwd: Path, rule_decision: str,
+                  source: str | None, reason: str, cmdline: str, tool: str,
+                  verdict: Any) -> Gate:
         if verdict.grant is not None and verdict.outcome == "approved":
             from corral.telemetry import ApprovalGrant
 
@@ -280,6 +310,11 @@ class Pipeline:
         self._decision(call_id, decided, by, source, verdict.message or reason, cmdline,
                        tool=tool)
         return Gate(call_id, argv, cwd, rule_decision, decided, True)
+
+    def _person_reachable(self) -> bool:
+        """Whether a person could answer now (the terminal, or the `corral approve` queue)."""
+        interactive = self.terminal is not None and self.terminal is not no_terminal
+        return interactive or self.queue_timeout > 0
 
     def _decide_escalation(self, call_id: str, argv: tuple[str, ...], cwd: Path,
                            kind: RuleDecision, source: str | None, reason: str,
@@ -325,12 +360,22 @@ class Pipeline:
             return self._escalated
 
     def new_turn(self, prompt: str | None = None) -> None:
-        """The user spoke: the reviewer's circuit breaker starts over, and the request becomes
-        the intent the reviewer weighs actions against."""
+        """The user spoke *through corral* (its own record of the user's input, never anything
+        the agent reports): the circuit breaker starts over, and the request becomes the intent
+        the reviewer weighs actions against. Not reachable from the session API."""
         if self.breaker is not None:
             self.breaker.reset()
         if prompt:
             self.intent = prompt[:4000]
+            self.claimed_intent = None
+
+    def agent_reported_prompt(self, prompt: str | None) -> None:
+        """The agent says the user asked this (a hook, or any command in the sandbox holding
+        the session token: corral cannot tell them apart). A claim: the reviewer sees it as
+        untrusted context, it never becomes the user's request, and it never resets the
+        circuit breaker."""
+        if prompt:
+            self.claimed_intent = prompt[:4000]
 
     def _remember(self, text: str) -> None:
         """Keep a short tail of what ran, as untrusted context for the reviewer."""
@@ -342,11 +387,16 @@ class Pipeline:
 
     def _review(self, kind: str, argv: tuple[str, ...], cwd: Path, reason: str,
                 details: dict[str, Any]) -> Any:
-        from corral.review import ReviewRequest
+        """The reviewer weighs the action against ``intent``: the request corral itself
+        recorded from the user (``--intent``), never one the agent reported."""
+        from corral.review import ContextItem, ReviewRequest
 
+        recent = tuple(self._recent[-10:])
+        if self.claimed_intent:
+            recent += (ContextItem(role="prompt_reported_by_the_agent_unverified",
+                                   content=self.claimed_intent),)
         req = ReviewRequest(argv=argv, cwd=str(cwd), kind=kind,  # type: ignore[arg-type]
-                            rule_reason=reason, intent=self.intent,
-                            recent=tuple(self._recent[-10:]),
+                            rule_reason=reason, intent=self.intent, recent=recent,
                             details={**details, "workspace_roots": [
                                 str(r) for r in self.plan.writable_roots]})
         return self.reviewer.review(req)
@@ -357,8 +407,7 @@ class Pipeline:
 
         if on_failure(self.cfg) == "deny":
             return "deny"
-        interactive = self.terminal is not None and self.terminal is not no_terminal
-        return "ask" if interactive or self.queue_timeout > 0 else "deny"
+        return "ask" if self._person_reachable() else "deny"
 
     def _ask_person(self, kind: str, argv: tuple[str, ...], cwd: Path, reason: str,
                     source: str | None, review: Any) -> Any:

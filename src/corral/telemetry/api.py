@@ -27,7 +27,14 @@ from corral.errors import CorralError
 from corral.telemetry.content import TIERS, apply_tier, resolve_tier
 from corral.telemetry.journal import DEFAULT_CHECKPOINT_EVERY, JournalWriter, journal_file
 from corral.telemetry.keys import load_or_create_signing_key
-from corral.telemetry.schema import Event, EventBody, TelemetryDrop, validate
+from corral.telemetry.schema import (
+    ORIGIN_ATTR,
+    ORIGINS,
+    Event,
+    EventBody,
+    TelemetryDrop,
+    validate,
+)
 from corral.telemetry.stamp import stamp_env
 from corral.telemetry.ulid import new_ulid
 
@@ -124,6 +131,11 @@ class Telemetry:
             except CorralError:
                 writer.close()
                 raise
+        if export and cfg is not None and (cfg.get("server.url")
+                                           or cfg.requirements.get("server.url")):
+            from corral.forward.background import with_forwarder  # issue 12: ship the journal
+
+            sink = with_forwarder(sink, cfg, home, path)
         tel = cls(writer, session_id=sid, agent=agent, agent_version=agent_version, tier=tier,
                   tier_source=tier_source, user=_user(), host=socket.gethostname(), sink=sink)
         if sink is not None and hasattr(sink, "on_drop"):
@@ -134,10 +146,17 @@ class Telemetry:
 
     def emit(self, event_name: str, attributes: dict[str, Any] | None = None, *,
              call_id: str | None = None, turn_id: str | None = None,
-             content: dict[str, str] | None = None, wait: bool = False) -> Event:
+             content: dict[str, str] | None = None, wait: bool = False,
+             origin: str = "pipeline") -> Event:
         """Record one event. Raises ``CorralError`` if the attributes are invalid or the journal
-        has failed; with ``wait=True`` also if this event could not be committed."""
+        has failed; with ``wait=True`` also if this event could not be committed.
+
+        ``origin`` (``corral.origin``) says who put it here: corral's own ``pipeline``, or the
+        agent's claims through the ``session_api`` or an ``import``. Only this argument sets
+        it; attributes may not (``corral.*`` is reserved)."""
         attrs = attributes or {}
+        if origin not in ORIGINS:
+            raise CorralError("telemetry", f"unknown event origin {origin!r}")
         problem = validate(event_name, attrs)
         if problem is None and content:
             bad = [k for k, v in content.items() if not isinstance(v, str)]
@@ -145,7 +164,7 @@ class Telemetry:
                 problem = f"{event_name}: content {bad[0]!r} must be a string"
         if problem is not None:
             raise CorralError("telemetry", problem)
-        ev = self._make_event(event_name, attrs, call_id, turn_id, content)
+        ev = self._make_event(event_name, attrs, call_id, turn_id, content, origin)
         with self._lock:
             if self._failure is not None:
                 raise self._failure
@@ -162,20 +181,24 @@ class Telemetry:
         return ev
 
     def _make_event(self, event_name: str, attrs: dict[str, Any], call_id: str | None,
-                    turn_id: str | None, content: dict[str, str] | None) -> Event:
+                    turn_id: str | None, content: dict[str, str] | None,
+                    origin: str = "pipeline") -> Event:
         user, host, agent, agent_version, corral_version = self._envelope
+        attributes = apply_tier(event_name, attrs, content, self.tier)
+        attributes[ORIGIN_ATTR] = origin
         return Event(
             id=new_ulid(), name=event_name, time_unix_nano=time.time_ns(),
             session_id=self.session_id, turn_id=turn_id, call_id=call_id, user=user, host=host,
             agent_name=agent, agent_version=agent_version, corral_version=corral_version,
-            tier=self.tier, attributes=apply_tier(event_name, attrs, content, self.tier),
+            tier=self.tier, attributes=attributes,
         )
 
     def emit_event(self, body: EventBody, *, call_id: str | None = None,
-                   turn_id: str | None = None, wait: bool = False) -> Event:
+                   turn_id: str | None = None, wait: bool = False,
+                   origin: str = "pipeline") -> Event:
         """Emit a typed event (``ToolDecision(...)`` etc.)."""
         return self.emit(body.NAME, body.attributes(), call_id=call_id, turn_id=turn_id,
-                         content=body.content() or None, wait=wait)
+                         content=body.content() or None, wait=wait, origin=origin)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything emitted so far is committed; raises if the journal failed."""

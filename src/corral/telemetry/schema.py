@@ -37,6 +37,14 @@ NETWORK_PROTOCOLS = ("http", "https_connect", "socks5_tcp", "socks5_udp")
 GRANT_SCOPES = ("once", "session", "project", "persistent")
 GRANTERS = ("user", "automated_reviewer", "requirements", "hook")
 DROP_REASONS = ("queue_full", "export_failed")
+# Who put an event in the journal. Set by ``Telemetry.emit`` itself, never by the caller's
+# attributes: ``pipeline`` (corral's own decisions, results and outcomes), ``session_api`` (what
+# the agent reported through the session API: claims) and ``import`` (the agent's own OTLP
+# telemetry: claims, whatever their names say).
+ORIGIN_ATTR = "corral.origin"
+ORIGINS = ("pipeline", "session_api", "import")
+# Attribute names callers may not use: corral.* is what corral itself stamps.
+RESERVED_PREFIX = "corral."
 
 # Envelope keys of the stored record; attribute and content keys may not reuse them.
 ENVELOPE_KEYS = (
@@ -247,9 +255,27 @@ class TelemetryDrop(EventBody):
     exporter: str | None = opt("agent.telemetry.exporter", doc="exporter endpoint")
 
 
+@dataclass(frozen=True)
+class ImportQuotaExceeded(EventBody):
+    """Recorded once per session and channel when the agent's reports go over their quota;
+    later excess is only counted (the totals come again when the session ends)."""
+
+    NAME: ClassVar[str] = "agent.import.quota_exceeded"
+    channel: str = attr("agent.import.channel", ("session_api", "import"),
+                        doc="where the reports came in")
+    quota: str = attr("agent.import.quota", ("records", "bytes"), doc="which quota was exceeded")
+    records: int = attr("agent.import.records", doc="records accepted so far")
+    record_bytes: int = attr("agent.import.bytes", doc="bytes accepted so far")
+    refused_records: int = attr("agent.import.refused_records", doc="records refused so far")
+    refused_bytes: int = attr("agent.import.refused_bytes", doc="bytes refused so far")
+    max_records: int = attr("agent.import.max_records", doc="the records quota")
+    max_bytes: int = attr("agent.import.max_bytes", doc="the bytes quota")
+    final: bool | None = opt("agent.import.final", doc="true: the totals at the session's end")
+
+
 EVENT_TYPES: tuple[type[EventBody], ...] = (
     SessionStart, UserPrompt, ToolDecision, ToolResult, SandboxOutcome, NetworkDecision, McpCall,
-    ApprovalGrant, ApprovalRevoke, ConfigChange, TelemetryDrop,
+    ApprovalGrant, ApprovalRevoke, ConfigChange, TelemetryDrop, ImportQuotaExceeded,
 )
 
 
@@ -314,6 +340,8 @@ def validate(name: str, attributes: dict[str, Any]) -> str | None:
     spec = SPECS.get(name, _NO_SPEC)
     for key, value in attributes.items():
         s = spec.get(key)
+        if key.startswith(RESERVED_PREFIX):
+            return f"{name}: attribute {key} is set by corral, not by the caller"
         if s is None and key not in _GOOD_KEYS:
             if key in ENVELOPE_KEYS or not _ATTR_KEY.match(key):
                 return f"{name}: bad attribute name {key!r}"

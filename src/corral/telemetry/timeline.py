@@ -11,7 +11,7 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree
 
-from corral.telemetry.schema import Event
+from corral.telemetry.schema import ORIGIN_ATTR, Event
 
 
 def _time(ns: int) -> str:
@@ -28,11 +28,20 @@ def _content(ev: Event, base: str) -> str:
     return "[content not recorded]"
 
 
+# Events the agent put in the journal are its claims, whatever their names say: each line
+# says so first, so a forged "approved" or "exit 0" never reads like corral's own record.
+CLAIMS = {"session_api": "claimed by the agent (session API): ",
+          "import": "claimed by the agent (imported telemetry): "}
+
+
 def describe(ev: Event) -> Text:
     """One line for one event."""
     a = ev.attributes
     n = ev.name
     t = Text(_time(ev.time_unix_nano)[11:] + " ", style="dim")
+    claim = CLAIMS.get(str(a.get(ORIGIN_ATTR)))
+    if claim:
+        t.append(claim, style="bold yellow")
     if n == "agent.session.start":
         t.append("session start", style="bold")
         for key, label in (("agent.policy.approval", "approval"), ("agent.policy.sandbox",
@@ -81,7 +90,7 @@ def describe(ev: Event) -> Text:
             f"args {_content(ev, 'gen_ai.tool.call.arguments')}")
     else:
         t.append(n, style="bold")
-        shown = {k: v for k, v in a.items() if not k.endswith(".sha256")}
+        shown = {k: v for k, v in a.items() if not k.endswith(".sha256") and k != ORIGIN_ATTR}
         if shown:
             t.append(" " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]), style="dim")
     return t
