@@ -260,6 +260,9 @@ CONFIG_SCHEMA = Table({
     "profile": Str(),
     "profiles": Map(PROFILE_SCHEMA),
     "projects": Map(Table({"trust_level": Enum(("trusted", "untrusted"))})),
+    # corral server (issue 12): where the journal is forwarded, where login keeps the token
+    "server": Table({"url": Str()}),
+    "credentials": Table({"store": Enum(("keyring", "file"))}),
     "managed": Table({
         "requirements_bundle_url": Str(),
         "requirements_bundle_public_key": Str(),
@@ -280,6 +283,8 @@ PROJECT_FORBIDDEN = (
     ("profiles",),
     ("profile",),
     ("managed",),
+    ("server",),
+    ("credentials",),
 )
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
@@ -319,6 +324,7 @@ REQUIREMENTS_SCHEMA = Table({
         "content_tier": Num(0, 2),
         "exporter": EXPORTER,
     }),
+    "server": Table({"url": Str()}),  # forwarding every machine's journal is not optional
 })
 
 

@@ -1,0 +1,78 @@
+"""``corral forward`` (catch up with corral server), ``corral login``, ``corral logout``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+_ServerOpt = Annotated[
+    str | None, typer.Option("--server", help="Server URL (default: server.url from config).")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("forward")
+    def forward(
+        ctx: typer.Context,
+        server: _ServerOpt = None,
+        retry_for: Annotated[float, typer.Option(
+            "--retry-for", min=0, help="Seconds to keep retrying an unreachable or busy server.")
+        ] = 30.0,
+        journal: Annotated[Path | None, typer.Option(
+            "--journal", help="Journal file (default $CORRAL_HOME/journal/journal.db).")] = None,
+    ) -> None:
+        """Forward the journal to corral server now; exit 0 once all of it is acknowledged."""
+        from corral.cli.common import load_effective_config
+        from corral.forward import Forwarder, resolve
+        from corral.paths import corral_home
+        from corral.telemetry.journal import journal_file
+
+        cfg = load_effective_config(ctx)
+        home = corral_home()
+        settings = resolve(cfg, home, server)
+        path = journal or journal_file(home)
+        fwd = Forwarder(settings, path, home=home)
+        try:
+            stats = fwd.catch_up(retry_for)
+        finally:
+            fwd.close()
+        print(f"forwarded {stats.records} records and {stats.checkpoints} checkpoints to "
+              f"{settings.url}; acknowledged through seq {stats.seq}")
+
+    @app.command("login")
+    def login(
+        ctx: typer.Context,
+        server: Annotated[str, typer.Option("--server", help="Server URL.")],
+    ) -> None:
+        """Store an ingest token for SERVER (read from stdin) in the OS keyring."""
+        from corral.cli.common import load_effective_config
+        from corral.forward import login as store
+        from corral.paths import corral_home
+
+        cfg = load_effective_config(ctx)
+        if sys.stdin.isatty():
+            import getpass
+
+            token = getpass.getpass("ingest token: ")
+        else:
+            token = sys.stdin.readline()
+        where = store(cfg, corral_home(), server, token)
+        print(f"token for {server} stored in the {where}")
+
+    @app.command("logout")
+    def logout(ctx: typer.Context, server: _ServerOpt = None) -> None:
+        """Forget the stored token for SERVER."""
+        from corral.cli.common import load_effective_config
+        from corral.forward import ForwardError
+        from corral.forward import logout as forget
+        from corral.forward.settings import configured_url
+        from corral.paths import corral_home
+
+        cfg = load_effective_config(ctx)
+        url = server or configured_url(cfg)
+        if not url:
+            raise ForwardError("logout", "no server given", hint="corral logout --server URL")
+        found = forget(cfg, corral_home(), url)
+        print(f"token for {url} {'removed' if found else 'was not stored'}")

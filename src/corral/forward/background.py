@@ -1,0 +1,117 @@
+"""The background forwarder: a thread beside a session's journal writer.
+
+It attaches to ``Telemetry`` as (part of) its event sink: ``offer`` only wakes the thread, which
+then forwards from the persisted cursor like ``corral forward`` does. Nothing here can slow or
+fail the session: the token is looked up and httpx imported on the thread, errors wait and retry,
+and ``close`` gives the last batches a bounded moment before the session ends (whatever is left
+goes with the next session or ``corral forward``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.forward.forwarder import Backoff, Forwarder, Retryable
+from corral.forward.settings import resolve
+
+POLL_SECONDS = 2.0
+REFUSED_WAIT = 60.0
+CLOSE_SECONDS = 3.0
+
+
+class BackgroundForwarder:
+    """Forwards ``journal_path`` while the session runs. ``last_error`` says why it is idle."""
+
+    def __init__(self, cfg: Any, home: Path, journal_path: Path) -> None:
+        self._cfg, self._home, self._journal = cfg, home, journal_path
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._draining = False
+        self._drain_deadline = 0.0
+        self.last_error: str | None = None
+        self.forwarded = 0
+        self._thread = threading.Thread(target=self._run, name="corral-forward", daemon=True)
+        self._thread.start()
+
+    def offer(self, event: object) -> None:
+        self._wake.set()
+
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Forward what is left for at most ``timeout`` seconds, then stop."""
+        self._drain_deadline = time.monotonic() + timeout
+        self._draining = True
+        self._wake.set()
+        self._thread.join(timeout + 0.5)
+        self._stop.set()
+
+    def _run(self) -> None:
+        try:
+            settings = resolve(self._cfg, self._home)
+        except Exception as exc:  # no server, no token: idle, and `corral forward` says why
+            self.last_error = str(exc)
+            return
+        fwd = Forwarder(settings, self._journal, home=self._home)
+        backoff = Backoff()
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    recs, cps = fwd.step()
+                except Retryable as exc:
+                    self.last_error = exc.reason
+                    wait = backoff.next(exc.retry_after)
+                except Exception as exc:  # refused (token, malformed) or a journal read error
+                    self.last_error = str(exc)
+                    wait = REFUSED_WAIT
+                else:
+                    if recs or cps:
+                        self.forwarded += recs
+                        self.last_error = None
+                        backoff.reset()
+                        if not self._draining or time.monotonic() < self._drain_deadline:
+                            continue
+                    wait = POLL_SECONDS
+                    if self._draining:
+                        return  # caught up (or out of time) at the end of the session
+                if self._draining:
+                    return  # failing at the end of the session: the journal keeps it
+                self._wake.wait(wait)
+        finally:
+            fwd.close()
+
+
+class ForwardingSink:
+    """The session's sink: the best-effort exporter (if any) and the background forwarder."""
+
+    def __init__(self, first: Any | None, forwarder: BackgroundForwarder) -> None:
+        self._first = first
+        self.forwarder = forwarder
+
+    @property
+    def on_drop(self) -> Any:
+        return getattr(self._first, "on_drop", None)
+
+    @on_drop.setter
+    def on_drop(self, value: Any) -> None:
+        if self._first is not None and hasattr(self._first, "on_drop"):
+            self._first.on_drop = value
+
+    def offer(self, event: Any) -> None:
+        if self._first is not None:
+            self._first.offer(event)
+        self.forwarder.offer(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        try:
+            if self._first is not None:
+                self._first.close(timeout)
+        finally:
+            self.forwarder.close(min(timeout, CLOSE_SECONDS))
+
+
+def with_forwarder(sink: Any | None, cfg: Any, home: Path, journal_path: Path) -> ForwardingSink:
+    """``sink`` plus a background forwarder of ``journal_path`` (for ``Telemetry.open``)."""
+    return ForwardingSink(sink, BackgroundForwarder(cfg, home, journal_path))

@@ -1,0 +1,277 @@
+"""The forwarder: ships the journal to ``corral server`` from a persisted cursor.
+
+The journal is the buffer, so nothing is held in memory that is not also on disk: each step
+reads the next batch after the cursor, POSTs it, and moves the cursor only when the server
+acknowledged every record of it (HTTP 200 without rejected records). A crash between the POST
+and the cursor update re-sends that batch; the server de-duplicates by event id. Retryable
+failures (connection errors, 408/429/5xx) back off exponentially with jitter and honour
+``Retry-After``; refusals (400/401/403/413, rejected records) stop with one line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corral.forward import cursor as cursors
+from corral.forward.settings import ForwardError, ServerSettings
+from corral.forward.wire import (
+    MAX_BATCH,
+    Source,
+    gzipped,
+    hash_at,
+    hostname,
+    journal_id,
+    next_batch,
+    open_journal,
+)
+
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER = 600.0
+
+
+class Retryable(Exception):
+    """The server could not take the batch now; try again after ``retry_after`` at least."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class Stats:
+    records: int = 0
+    checkpoints: int = 0
+    batches: int = 0
+    retries: int = 0
+    seq: int = 0  # the acknowledged journal seq at the end
+
+
+class Backoff:
+    """Exponential backoff with "equal jitter": half the step fixed, half random, capped."""
+
+    def __init__(self, base: float = 0.25, cap: float = 30.0,
+                 rng: random.Random | None = None) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+        self._rng = rng or random.Random()
+
+    def next(self, retry_after: float = 0.0) -> float:
+        step = min(self.cap, self.base * (2 ** self.attempt))
+        self.attempt += 1
+        jittered: float = step / 2 + self._rng.uniform(0, step / 2)
+        return max(jittered, retry_after)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def _corral_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("corral")
+    except Exception:
+        return "0+unknown"
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A server's words, made safe for one terminal line."""
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:limit]
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; 0 when absent or garbage."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), _MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    return max(0.0, min(when - (now if now is not None else time.time()), _MAX_RETRY_AFTER))
+
+
+class Forwarder:
+    """Forwards one journal to one server. Not thread-safe: one forwarder per thread (several
+    forwarders on one journal are safe; they share the cursor without moving it back)."""
+
+    def __init__(self, settings: ServerSettings, journal_path: Path, *,
+                 batch_size: int = MAX_BATCH, timeout: float = 10.0,
+                 home: Path | None = None) -> None:
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
+        self.settings = settings
+        self.journal_path = journal_path
+        self.home = home or journal_path.parent.parent
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.cursor_path = cursors.cursor_file(journal_path, settings.url)
+        self._conn: sqlite3.Connection | None = None
+        self._source: Source | None = None
+        self._client: Any = None
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _open(self) -> tuple[sqlite3.Connection, Source] | None:
+        if self._conn is None:
+            if not self.journal_path.exists():
+                return None
+            conn = open_journal(self.journal_path)
+            jid = journal_id(conn)
+            if jid is None:
+                conn.close()
+                return None
+            from corral.telemetry.keys import load_public_key, public_hex
+
+            pub = load_public_key(self.home)
+            self._conn = conn
+            self._source = Source(jid, public_hex(pub) if pub else "", hostname(),
+                                  _corral_version())
+        assert self._source is not None
+        return self._conn, self._source
+
+    def position(self) -> cursors.Cursor | None:
+        """The acknowledged position, checked against the journal (None: no journal yet). A
+        cursor the journal no longer agrees with is moved back to the start, never skipped."""
+        opened = self._open()
+        if opened is None:
+            return None
+        conn, src = opened
+        cur = cursors.load(self.cursor_path, src.journal_id)
+        if hash_at(conn, cur.seq) != cur.hash:
+            cur = cursors.save(self.cursor_path, cursors.Cursor(src.journal_id), self.settings.url,
+                               force=True)
+        return cur
+
+    def step(self) -> tuple[int, int]:
+        """Send the next batch; (records, checkpoints) acknowledged, (0, 0) when caught up.
+        Raises ``Retryable`` or ``ForwardError``."""
+        cur = self.position()
+        if cur is None:
+            return 0, 0
+        conn, src = self._conn, self._source
+        assert conn is not None and src is not None
+        batch = next_batch(conn, cur, src, self.batch_size)
+        if batch is None:
+            return 0, 0
+        self._post(gzipped(batch.body), batch.records + batch.checkpoints)
+        cursors.save(self.cursor_path, batch.after, self.settings.url)
+        return batch.records, batch.checkpoints
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx  # here, not at import: a session that never forwards never pays for it
+
+            self._client = httpx.Client(
+                timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
+                headers={"Authorization": f"Bearer {self.settings.token}",
+                         "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+                         "User-Agent": f"corral-forward/{_corral_version()}"})
+        return self._client
+
+    def _post(self, body: bytes, count: int) -> None:
+        import httpx
+
+        url = self.settings.logs_url
+        try:
+            resp = self._http().post(url, content=body)
+        except httpx.TransportError as exc:
+            raise Retryable(f"server {self.settings.url} unreachable: "
+                            f"{_printable(str(exc)) or type(exc).__name__}") from exc
+        status = resp.status_code
+        why = _printable(resp.text) if status != 200 else ""
+        if status == 200:
+            self._check_ack(resp, count)
+            return
+        if status in _RETRY_STATUS:
+            raise Retryable(f"server busy or failing (HTTP {status}{': ' + why if why else ''})",
+                            retry_after_seconds(resp.headers.get("Retry-After")))
+        if status in (401, 403):
+            raise ForwardError("forward", f"server {self.settings.url} refused the token "
+                               f"(HTTP {status}{': ' + why if why else ''})",
+                               hint="corral login --server URL, or set CORRAL_SERVER_TOKEN")
+        if status == 413:
+            raise ForwardError("forward", f"server {self.settings.url} refused a batch of "
+                               f"{count} records as too large (HTTP 413)")
+        raise ForwardError("forward", f"server {self.settings.url} refused the batch "
+                           f"(HTTP {status}{': ' + why if why else ''})")
+
+    def _check_ack(self, resp: Any, count: int) -> None:
+        """HTTP 200 is an acknowledgement only without rejected records."""
+        rejected, message = 0, ""
+        ctype = resp.headers.get("Content-Type", "")
+        try:
+            if ctype.startswith("application/json"):
+                data = resp.json() if resp.content else {}
+                ps = data.get("partialSuccess") or data.get("partial_success") or {}
+                rejected = int(ps.get("rejectedLogRecords") or ps.get("rejected_log_records")
+                               or 0)
+                message = str(ps.get("errorMessage") or ps.get("error_message") or "")
+            else:
+                from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+                    ExportLogsServiceResponse,
+                )
+
+                ack = ExportLogsServiceResponse.FromString(resp.content)
+                rejected = ack.partial_success.rejected_log_records
+                message = ack.partial_success.error_message
+        except Exception as exc:
+            raise Retryable(f"server {self.settings.url} sent an unreadable acknowledgement: "
+                            f"{_printable(str(exc))}") from exc
+        if rejected:
+            raise ForwardError("forward", f"server {self.settings.url} rejected {rejected} of "
+                               f"{count} records ({_printable(message) or 'no reason given'}); "
+                               "the cursor stays before them")
+
+    # -- catching up -----------------------------------------------------------------------
+
+    def catch_up(self, retry_for: float = 30.0, stop: threading.Event | None = None,
+                 backoff: Backoff | None = None) -> Stats:
+        """Forward until everything in the journal is acknowledged. Retries for at most
+        ``retry_for`` seconds in a row without progress, then raises ``ForwardError``."""
+        stats = Stats()
+        backoff = backoff or Backoff()
+        give_up = time.monotonic() + retry_for
+        while stop is None or not stop.is_set():
+            try:
+                recs, cps = self.step()
+            except Retryable as exc:
+                wait = backoff.next(exc.retry_after)
+                if time.monotonic() + wait > give_up:
+                    raise ForwardError("forward", f"{exc.reason}; gave up after "
+                                       f"{backoff.attempt} attempts", hint="the journal keeps "
+                                       "everything: run `corral forward` again later") from exc
+                stats.retries += 1
+                if stop is not None:
+                    stop.wait(wait)
+                else:
+                    time.sleep(wait)
+                continue
+            if not recs and not cps:
+                break
+            backoff.reset()
+            give_up = time.monotonic() + retry_for
+            stats.records += recs
+            stats.checkpoints += cps
+            stats.batches += 1
+        cur = self.position()
+        stats.seq = cur.seq if cur else 0
+        return stats
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
