@@ -151,10 +151,13 @@ def test_system_dir_override_ignored_when_real_etc_has_requirements(tmp_path, mo
     from corral import paths
 
     real = tmp_path / "real"
-    (real / "managed").mkdir(parents=True)
     monkeypatch.setattr(paths, "SYSTEM_DIR_DEFAULT", real)
     monkeypatch.setenv("CORRAL_SYSTEM_DIR", str(tmp_path / "elsewhere"))
-    assert paths.system_dir() == tmp_path / "elsewhere"
+    assert paths.system_dir() == tmp_path / "elsewhere"  # absent: relocation allowed
+    real.mkdir()
+    assert paths.system_dir() == tmp_path / "elsewhere"  # empty: relocation allowed
+    (real / "managed").mkdir()  # anything at all: the administrator's directory wins
+    assert paths.system_dir() == real
     (real / "managed" / "x.toml").write_text("")
     assert paths.system_dir() == real
 

@@ -62,11 +62,14 @@ _VERSIONED = re.compile(r"^(python|pypy|perl|ruby|php|lua|node)[0-9][0-9.]*$")
 
 
 def shown(tokens: tuple[str, ...] | list[str]) -> str:
-    """Tokens for a one-line message: quoted (JSON-style, escapes visible) when not plain."""
+    """Tokens for a one-line message: quoted (JSON, ASCII only, so DEL, C1, bidi and
+    zero-width characters are escapes too) when not plain; safe for a terminal either way."""
     import json
 
-    return " ".join(t if t and all(c.isprintable() and c not in ' "\\' for c in t)
-                    else json.dumps(t, ensure_ascii=False) for t in tokens)
+    from corral.display import shown as safe
+
+    return " ".join(safe(t) if t and all(c.isprintable() and c not in ' "\\' for c in t)
+                    else json.dumps(t) for t in tokens)
 
 
 def program_name(token: str) -> str:

@@ -116,8 +116,10 @@ class Grant:
 
     def pattern_text(self) -> str:
         if self.kind is Kind.NETWORK:
+            from corral.display import shown as safe
+
             host, port, proto = ([*list(self.pattern), "*", "*"])[:3]
-            return f"{proto}://{host}:{port}"
+            return safe(f"{proto}://{host}:{port}")
         from corral.approvals.broad import shown
 
         return shown(self.pattern)

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from corral.approvals.broad import why_too_broad
 from corral.approvals.model import Choice, Kind, Question, parse_expiry
+from corral.display import shown
 from corral.errors import CorralError
 
 _KEYS = {
@@ -52,10 +53,12 @@ def offered_choices(question: Question) -> tuple[Choice, ...]:
 
 
 def describe_action(question: Question) -> str:
+    """The action as a person sees it: the agent chose its text, so every character a terminal
+    would act on (CR, ESC, bidi overrides...) is shown escaped."""
     if question.kind is Kind.NETWORK:
         host, port, proto = ([*list(question.argv), "*", "*"])[:3]
-        return f"network {proto}://{host}:{port}"
-    return f"{question.kind.value}: {shlex.join(question.argv)}"
+        return shown(f"network {proto}://{host}:{port}")
+    return shown(f"{question.kind.value}: {shlex.join(question.argv)}")
 
 
 def parse_answer(text: str, offered: tuple[Choice, ...]) -> Choice | None:
@@ -121,22 +124,22 @@ def ask_terminal_reply(question: Question, *, stdin: TextIO | None = None,
     grid = Table.grid(padding=(0, 1))
     grid.add_row("[bold]action[/]", escape(describe_action(question)))
     if question.cwd:
-        grid.add_row("[bold]in[/]", escape(question.cwd))
-    grid.add_row("[bold]why[/]", escape(question.reason))
+        grid.add_row("[bold]in[/]", escape(shown(question.cwd)))
+    grid.add_row("[bold]why[/]", escape(shown(question.reason)))
     if question.reviewer_view:
-        grid.add_row("[bold]reviewer[/]", escape(question.reviewer_view))
+        grid.add_row("[bold]reviewer[/]", escape(shown(question.reviewer_view)))
     if len(offered) > 2:
         grid.add_row("[bold]a grant covers[/]",
-                     escape(shlex.join(question.grant_pattern)) + " …")
+                     escape(shown(shlex.join(question.grant_pattern))) + " …")
     if Choice.SESSION in offered or Choice.PROJECT in offered:
         grid.add_row("[bold]expiry[/]", "add one after s or p, e.g. `s 2h`, `p 1d`")
     con.print(Panel(grid, title="corral: approval needed", border_style="yellow",
                     title_align="left"))
     choices = " / ".join(_LABEL[c] for c in offered)
-    shown = escape(choices)
+    offer = escape(choices)
     deadline = None if timeout is None else time.monotonic() + timeout
     for _ in range(ATTEMPTS):
-        con.print(f"allow {shown}? ", end="")
+        con.print(f"allow {offer}? ", end="")
         out.flush()
         line = _read_line(inp, deadline)
         if line is None:
@@ -148,7 +151,7 @@ def ask_terminal_reply(question: Question, *, stdin: TextIO | None = None,
         reply = parse_reply(line, offered)
         if isinstance(reply, TerminalReply):
             return reply
-        con.print(f"[red]{escape(reply)}: {shown}[/]")
+        con.print(f"[red]{escape(reply)}: {offer}[/]")
     con.print("[red]no clear answer: denied[/]")
     return TerminalReply(Choice.DENY)
 

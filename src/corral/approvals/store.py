@@ -20,7 +20,16 @@ from typing import Any
 
 from corral.approvals import rulesfile
 from corral.approvals.broad import shown, why_too_broad
-from corral.approvals.model import GRANTED_BY, Choice, Grant, Kind, Question, Scope, refuse
+from corral.approvals.model import (
+    CONTROL,
+    GRANTED_BY,
+    Choice,
+    Grant,
+    Kind,
+    Question,
+    Scope,
+    refuse,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS grants (
@@ -67,18 +76,23 @@ class GrantStore:
             self.home = Path(home) if home is not None else self.path.parent.parent
         self.rules_file = self.home / "rules" / "default.rules"
         self.key_file = self.home / "keys" / "approvals.key"
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000,
-                                   isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self.transaction() as db:
-            for statement in _statements():
-                db.execute(statement)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000,
+                                       isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self.transaction() as db:
+                for statement in _statements():
+                    db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            from corral.paths import unreachable
+
+            raise unreachable(CONTROL, self.path, exc, "the grants database") from None
 
     def close(self) -> None:
         self._db.close()

@@ -53,6 +53,9 @@ def grants_list(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from corral.display import shown
 
     table = Table(box=None, pad_edge=False, highlight=False)
     for col in ("id", "scope", "kind", "pattern", "granted by", "granted at", "expires",
@@ -68,7 +71,8 @@ def grants_list(
         if show_all:
             row.append("revoked" if g.revoked_at else "used" if g.consumed_at else
                        "active" if g.active() else "expired")
-        table.add_row(*row)
+        # Text, not markup: a pattern or path holding `[conceal]` must not style the table.
+        table.add_row(*(Text(shown(cell)) for cell in row))
     Console(highlight=False, width=200 if not sys.stdout.isatty() else None).print(table)
 
 
@@ -143,6 +147,7 @@ def _show_pending(items: list[PendingItem], as_json: bool) -> None:
 
     from corral.approvals.model import fmt_time
     from corral.approvals.prompt import describe_action
+    from corral.display import shown
 
     if as_json:
         for item in items:
@@ -151,13 +156,13 @@ def _show_pending(items: list[PendingItem], as_json: bool) -> None:
     if not items:
         print("no pending questions")
         return
-    for item in items:
+    for item in items:  # every field the agent could have chosen is shown escaped
         q = item.question()
-        print(f"{item.id}  {describe_action(q)}")
-        print(f"    why: {item.reason}")
+        print(f"{shown(item.id)}  {describe_action(q)}")
+        print(f"    why: {shown(item.reason)}")
         if item.reviewer_view:
-            print(f"    reviewer: {item.reviewer_view}")
-        print(f"    session {item.session_id or '-'}  asked {fmt_time(item.created_at)}  "
+            print(f"    reviewer: {shown(item.reviewer_view)}")
+        print(f"    session {shown(item.session_id or '-')}  asked {fmt_time(item.created_at)}  "
               f"expires {fmt_time(item.expires_at)}")
 
 

@@ -118,7 +118,17 @@ def validate_file(path: Path, kind: str | None = None) -> list[str]:
 
 def set_trust(user_config: Path, project: Path, level: str) -> None:
     """Write ``[projects."<project>"] trust_level = level`` into the user config, keeping its
-    formatting and comments (tomlkit)."""
+    formatting and comments (tomlkit). A config that cannot be read or written (inside the
+    sandbox it is hidden) is one refusal line, not a traceback."""
+    try:
+        _set_trust(user_config, project, level)
+    except OSError as exc:
+        from corral.paths import unreachable
+
+        raise unreachable("config", user_config, exc, "the user config") from None
+
+
+def _set_trust(user_config: Path, project: Path, level: str) -> None:
     import tomlkit
 
     text = ""
