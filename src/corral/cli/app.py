@@ -110,3 +110,17 @@ def main() -> None:
     except CorralError as exc:
         print(exc.line(), file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # corral's own files out of reach (inside the sandbox...): one line
+        from corral.paths import unreachable
+
+        cmd = next((a for a in sys.argv[1:] if a in COMMANDS), "corral")
+        control = _CONTROLS.get(COMMANDS[cmd][0] if cmd in COMMANDS else "", cmd)
+        err = unreachable(control, exc.filename or "?", exc)
+        print(err.line(), file=sys.stderr)
+        sys.exit(err.exit_code)
+
+
+# The control each command module speaks for, in refusal lines.
+_CONTROLS = {"corral.cli.log_cmd": "telemetry", "corral.cli.approvals_cmd": "approvals",
+             "corral.cli.config_cmd": "config", "corral.cli.integrations_cmd": "integrations",
+             "corral.cli.policy_cmd": "rules", "corral.cli.proxy_cmd": "network"}
