@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from corral.review.model import risk_rank
 
 CATEGORIES = ("destructive", "credentials", "exfiltration", "persistence", "security",
-              "publishing", "unanalysable", "scope")
+              "publishing", "unanalysable", "scope", "anti-forensics", "security-tools",
+              "tampering", "permissions", "mining", "obfuscation")
 
 
 @dataclass(frozen=True)

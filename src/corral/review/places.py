@@ -142,9 +142,13 @@ _CRED: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), label, risk) fo
     (r"^/proc/(self|\d+|\*|\[[^/]*\]\*?)/environ$", "a process environment (tokens)", "high"),
     (r"/\.(bash|zsh|python|psql|mysql)_history$", "shell history (often holds secrets)",
      "medium"),
+    (r"/\.codex/auth\.json$|/\.claude/\.credentials\.json$|/\.gemini/oauth_creds\.json$",
+     "the coding agent's login token", "high"),
 )]
 
 _TAMPER = re.compile(r"/\.corral(/|$)|^/etc/corral(/|$)")
+# ``$CORRAL_HOME`` / ``$CORRAL_SYSTEM_DIR`` in a word: corral's state wherever it lives
+CORRAL_VAR = re.compile(r"\$\{?CORRAL_(HOME|SYSTEM_DIR)\b")
 
 
 def credential(path: str) -> tuple[str, str] | None:
@@ -160,6 +164,47 @@ def credential(path: str) -> tuple[str, str] | None:
 def corral_state(path: str) -> bool:
     """corral's own config, rules, grants and journal: never the agent's to touch."""
     return bool(_TAMPER.search(path))
+
+
+# ---- evidence: history, logs, audit trails ------------------------------------------------
+
+_TRACES: list[tuple[re.Pattern[str], str, bool]] = [(re.compile(p), label, ask) for p, label, ask in (
+    # (pattern, what it is, may the user's request authorize changing it?)
+    (r"/\.(bash|zsh|sh|ksh|python|psql|mysql|sqlite|node_repl|rediscli|lesshst|irb|"
+     r"php)_history$|/\.zhistory$|/\.histfile$|/\.local/share/fish/fish_history$",
+     "the shell history", False),
+    (r"^/var/log/audit(/|$)|^/etc/audit/(audit\.rules|rules\.d)(/|$)|^/var/audit(/|$)",
+     "the audit trail", False),
+    (r"^/var/(log|run)/(wtmp|btmp|utmp|lastlog|faillog)$|^/run/utmp$",
+     "the login records", False),
+    (r"^/var/log/journal(/|$)|^/run/log/journal(/|$)", "the systemd journal", False),
+    (r"/\.codex/(sessions|log|archived_sessions)(/|$)|/\.codex/history\.jsonl$|"
+     r"/\.claude/(projects|todos|shell-snapshots)(/|$)|/\.claude/history\.jsonl$",
+     "the coding agent's session records", False),
+    (r"^/var/log(/|$)|^/private/var/log(/|$)|/Library/Logs(/|$)|^/var/db/diagnostics(/|$)",
+     "system logs", True),
+)]
+
+
+def trace(path: str) -> tuple[str, bool] | None:
+    """(what it is, authorizable?) when changing ``path`` destroys or forges a record of what
+    ran: shell history, logs, audit trails, login records, agent transcripts."""
+    for pattern, label, ask in _TRACES:
+        if pattern.search(path):
+            return label, ask
+    return None
+
+
+_AGENT_CONFIG = re.compile(
+    r"/\.codex(/|$)|/\.claude(/(settings(\.local)?\.json|CLAUDE\.md|commands|agents|skills|"
+    r"plugins|hooks|output-styles)(/|$)|/?$)|/\.claude\.json$|/\.mcp\.json$|/\.gemini(/|$)|"
+    r"/\.cursor/(mcp\.json|rules)(/|$)|/\.config/(claude|codex|gemini)(/|$)")
+
+
+def agent_config(path: str) -> bool:
+    """A coding agent's own configuration (approval mode, sandbox, hooks, MCP servers, global
+    instructions): changing it changes what the agent may do next time."""
+    return bool(_AGENT_CONFIG.search(path))
 
 
 # ---- persistence targets ------------------------------------------------------------------

@@ -8,15 +8,18 @@ import posixpath
 import re
 from collections.abc import Callable
 
-from corral.review import scan_net, scan_sys
+from corral.review import scan_code, scan_guard, scan_net, scan_perm, scan_sys, scan_tamper
 from corral.review.findings import Cmd, Scan
 from corral.review.places import (
+    CORRAL_VAR,
     Place,
+    agent_config,
     corral_state,
     credential,
     is_top_level,
     path_candidates,
     persistence,
+    trace,
 )
 from corral.rules.analysis import analyze
 
@@ -67,17 +70,24 @@ def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) ->
     a = analyze(argv)
     text = " ".join(argv)
     stdin_shell = False
-    for ptext, reason in a.problems:
-        fetched = "$(curl" in ptext or "$(wget" in ptext or "`curl" in ptext
-        if "standard input" in reason or ("computed at run time" in reason and fetched):
-            stdin_shell = True
-        else:
-            scan.add("unanalysable", "high", f"cannot be judged statically: {reason} "
-                                             f"(`{ptext[:80]}`)")
     cmds = []
     for c in a.commands:
         known = [c.known(i) for i in range(len(c.tokens))]
         cmds.append(Cmd.of(c.tokens, known, c.open_from is not None and c.open_from >= len(c)))
+    dec = next((c.name for c in cmds if scan_code.decoder(c)), None)
+    for ptext, reason in a.problems:
+        fetched = "$(curl" in ptext or "$(wget" in ptext or "`curl" in ptext
+        if "standard input" in reason or ("computed at run time" in reason and fetched):
+            stdin_shell = True
+        elif scan_code.known_setup(ptext):
+            continue  # eval "$(ssh-agent -s)": the text is a well-known tool's shell set-up
+        elif dec is not None and ("computed at run time" in reason or "eval" in reason or
+                                  "stream" in reason):
+            scan.add("obfuscation", "high", f"runs decoded or obfuscated commands ({dec}): "
+                     f"they cannot be reviewed (`{ptext[:80]}`)")
+        else:
+            scan.add("unanalysable", "high", f"cannot be judged statically: {reason} "
+                                             f"(`{ptext[:80]}`)")
     here = place
     seen: list[tuple[Cmd, Place]] = []
     for cmd in cmds:
@@ -92,48 +102,11 @@ def scan_shell(argv: tuple[str, ...], place: Place, scan: Scan | None = None) ->
             _write(target, here, scan, f"`{rtext[:60]}`")
     _text_checks(text, place, scan)
     if stdin_shell:
-        _piped_code(cmds, scan)
-    _interpreter_from_pipe(cmds, scan)
-    _runs_produced_file(seen, a.writes, place, scan)
+        scan_code.piped_code(cmds, scan)
+    scan_code.interpreter_from_pipe(cmds, scan)
+    scan_code.runs_produced_file(seen, a.writes, place, scan)
     scan_net.combine(scan, place, cmds)
     return scan
-
-
-_RUNNERS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "source", ".", "python", "python3",
-                      "node", "perl", "ruby", "php", "bun", "deno"})
-_DECODERS = frozenset({"base64", "xxd", "openssl", "gunzip", "zcat", "uudecode", "rev"})
-
-
-def _runs_produced_file(seen: list[tuple[Cmd, Place]], writes: list[tuple[str, str]],
-                        place: Place, scan: Scan) -> None:
-    """``curl -o i.sh URL && bash i.sh``, ``base64 -d > x.sh && ./x.sh``: the script that runs
-    was produced moments ago, so nobody reviewed its content."""
-    produced: dict[str, str] = dict(scan.downloads)
-    for target, _ in writes:
-        p = place.resolve(target.replace('"', "").replace("'", ""))
-        if p is not None:
-            produced.setdefault(p, "")
-    if not produced:
-        return
-    decoded = any(c.name in _DECODERS for c, _ in seen)
-    for cmd, here in seen:
-        words = [cmd.argv0]
-        if cmd.name in _RUNNERS:
-            ops = [t for t, k in cmd.operands("") if k]
-            words = ops[:1]
-        for w in words:
-            p = here.resolve(w) if ("/" in w or cmd.name in _RUNNERS) else None
-            if p is None or p not in produced:
-                continue
-            host = produced[p]
-            if host:
-                scan.add("security", "high", f"runs {place.show(p)}, downloaded from {host}, "
-                         "without review", ("install", "run the install script", "installer"),
-                         (host, posixpath.basename(p)))
-            elif decoded:
-                scan.add("unanalysable", "high", f"runs {place.show(p)}, written from decoded "
-                         "(obfuscated) data: its commands cannot be reviewed")
-            return
 
 
 def scan_remote(argv: tuple[str, ...], label: str, scan: Scan) -> None:
@@ -142,7 +115,7 @@ def scan_remote(argv: tuple[str, ...], label: str, scan: Scan) -> None:
     if scan.depth >= 3:
         scan.add("unanalysable", "high", f"remote commands nest too deeply ({label})")
         return
-    if argv and argv[0].rsplit("/", 1)[-1] in _RUNNERS and all(t.startswith("-") for t in
+    if argv and argv[0].rsplit("/", 1)[-1] in scan_code.RUNNERS and all(t.startswith("-") for t in
                                                                argv[1:]):
         return  # an interactive shell there: a person types into it, nothing to judge now
     remote = Place.make("/", (), "/root")
@@ -170,6 +143,8 @@ def _text_checks(text: str, place: Place, scan: Scan) -> None:
         scan.add("exfiltration", "critical", f"opens a raw socket to {host} through /dev/tcp "
                                              "(reverse shell or exfiltration channel)")
         scan.senders.append((host, "other"))
+    scan_tamper.text_checks(text, scan)
+    scan_guard.text_checks(text, scan)
     if "()" in text and _FORK_BOMB.search(text):
         scan.add("destructive", "critical", "is a fork bomb (exhausts the machine's processes)")
     tls = _TLS_OFF.search(text)
@@ -222,47 +197,33 @@ def _command(cmd: Cmd, place: Place, scan: Scan) -> None:
                 if cred is not None:
                     _secret_read(scan, place, p, cred, "reads")
                     break
-    _corral_tamper(cmd, place, scan, dests)
+    scan_tamper.corral_tokens(cmd, place, scan, raw_dests, name in DELETERS)
     _secret_vars(cmd, scan)
+    perm = name in ("chmod", "chown", "chgrp", "chattr", "setfacl")
     for d in raw_dests:
-        _write(d, place, scan, f"`{name}`")
+        _write(d, place, scan, f"`{name}`", content=not perm)
     if name == "mv":
         _move_away(cmd, place, scan, dests)
     if name == "truncate":
         for d in dests:
-            if place.where(d) in ("home", "system"):
+            if place.where(d) in ("home", "system") and not _governed(d):
                 scan.add("destructive", "high", f"empties {place.show(d)} outside the "
                          "workspace", ("truncate", "empty", "clear"), (posixpath.basename(d),))
     if name in DELETERS:
         _delete(cmd, place, scan)
-    for table in (_HANDLERS, scan_sys.HANDLERS):
+    for table in _TABLES:
         handler = table.get(name)
         if handler is not None:
             handler(cmd, place, scan)
-    net = scan_net.HANDLERS.get(name)
-    if net is not None:
-        net(cmd, place, scan)
+    if name in scan_code.INTERPRETERS:
+        scan_code.inline_code(cmd, place, scan)
+    elif name in ("powershell", "pwsh", "powershell.exe", "pwsh.exe"):
+        scan_code.powershell(cmd, place, scan)
+    scan_code.mining(cmd, place, scan)
+    if "/" in cmd.argv0:
+        scan_guard.init_script(cmd, place, scan)
     if name.startswith("mkfs"):
         _disk(cmd, place, scan)
-
-
-def _corral_tamper(cmd: Cmd, place: Place, scan: Scan, dests: set[str]) -> None:
-    if cmd.name == "corral":
-        sub = cmd.sub()
-        if sub in ("approve", "grants", "grant"):
-            scan.add("security", "critical", f"runs `corral {sub}`: the agent would approve "
-                                             "or grant its own actions")
-        elif sub in ("config", "policy") and any(a in ("set", "add", "edit", "trust")
-                                                 for a in cmd.args):
-            scan.add("security", "high", f"changes corral's own policy (`corral {sub}`)")
-        return
-    for tok in cmd.args:
-        p = place.resolve(tok.replace('"', "").replace("'", ""))
-        if p is not None and corral_state(p):
-            risk = "critical" if (p in dests or cmd.name in DELETERS) else "high"
-            scan.add("security", risk, f"touches corral's own state {place.show(p)} "
-                                       "(config, rules, grants or journal)")
-            return
 
 
 def _secret_vars(cmd: Cmd, scan: Scan) -> None:
@@ -316,7 +277,12 @@ def _destinations(cmd: Cmd) -> list[str]:
     return []
 
 
-def _write(target: str, place: Place, scan: Scan, how: str) -> None:
+def _governed(p: str) -> bool:
+    """corral's state, a record of what ran or an agent's configuration (``scan_tamper``)."""
+    return bool(corral_state(p) or trace(p) or agent_config(p))
+
+
+def _write(target: str, place: Place, scan: Scan, how: str, content: bool = True) -> None:
     t = target.replace('"', "").replace("'", "")
     if _HARMLESS_DEV.match(t) or t.startswith(("/dev/tcp/", "/dev/udp/")):
         return
@@ -324,14 +290,16 @@ def _write(target: str, place: Place, scan: Scan, how: str) -> None:
         scan.add("destructive", "critical", f"writes raw data to the disk device {t} "
                                             "(destroys its file systems)")
         return
+    if CORRAL_VAR.search(t):
+        scan.add("tampering", "critical", f"changes corral's own state {t[:60]} (config, "
+                 "rules, grants or journal)")
+        return
     p = place.resolve(t)
     if p is None:
         return
-    if corral_state(p):
-        scan.add("security", "critical", f"writes corral's own state {place.show(p)} (config, "
-                 "rules, grants or journal)")
+    if content and scan_tamper.changed(p, place, scan, f"changes ({how})"):
         return
-    per = persistence(p)
+    per = persistence(p) if content else None  # a mode or owner change runs nothing new
     if per is not None:
         label, risk = per
         if label == "a program on the PATH" and posixpath.basename(p) in _COMMON_COMMANDS:
@@ -354,7 +322,11 @@ def _move_away(cmd: Cmd, place: Place, scan: Scan, dests: set[str]) -> None:
     """``mv ~/projects /tmp/x``: moving data out of its place outside the workspace."""
     for tok, k in cmd.operands("tS", ("--target-directory", "--suffix"))[:-1]:
         p = place.resolve(tok) if k else None
-        if p is None or p in dests or place.where(p) not in ("home", "system"):
+        if p is None or p in dests:
+            continue
+        if scan_tamper.changed(p, place, scan, "moves away"):
+            continue
+        if place.where(p) not in ("home", "system"):
             continue
         if persistence(p) is not None or credential(p) is not None:
             continue  # judged as a write or a secret read
@@ -370,7 +342,7 @@ def _delete(cmd: Cmd, place: Place, scan: Scan) -> None:
     verbs = ("delete", "remove", "clean", "wipe", "rm", "erase", "purge", "get rid of",
              "shred", "clear")
     unknown: list[str] = []
-    targets = cmd.operands("nsu" if cmd.name == "shred" else "", ("--iterations", "--size"))
+    targets = cmd.operands("ns" if cmd.name == "shred" else "", ("--iterations", "--size"))
     if not targets and cmd.open_tail:
         unknown.append("arguments from a pipe")
     for tok, k in targets:
@@ -389,6 +361,8 @@ def _delete(cmd: Cmd, place: Place, scan: Scan) -> None:
 
 def _delete_one(p: str, tok: str, recursive: bool, verb: str, verbs: tuple[str, ...],
                 place: Place, scan: Scan) -> None:
+    if scan_tamper.changed(p, place, scan, verb):
+        return
     glob = any(c in tok for c in "*?[")
     base = posixpath.basename(p)
     objects = (base, place.show(p), tok)
@@ -438,48 +412,6 @@ def _dd(cmd: Cmd, place: Place, scan: Scan) -> None:
                 _secret_read(scan, place, p, cred, "copies")
 
 
-def _chmod(cmd: Cmd, place: Place, scan: Scan) -> None:
-    ops = [t for t, k in cmd.operands("") if k]
-    mode = ops[0] if ops else ""
-    targets = [place.resolve(t) for t in ops[1:]]
-    shown = ", ".join(place.show(t) for t in targets if t) or "files"
-    short, long = cmd.options()
-    recursive = "R" in short or "--recursive" in long
-    # `-R` appears before the mode, so options() picked the mode's letters too: re-check
-    mode = mode if len(mode) <= 32 else ""
-    world = (re.fullmatch(r"0?[0-7]?[0-7][0-7][2367]", mode) is not None
-             or re.fullmatch(r"(a|o|ugo|)\+[rwxXt]*w[rwxXt]*|a=rwx|o=rwx|ugo=rwx", mode) is not None)
-    setuid = (re.fullmatch(r"0?[2467][0-7]{3}", mode) is not None
-              or re.fullmatch(r"[ug]*\+[rwx]*s[rwx]*", mode) is not None)
-    wide = any(t and (is_top_level(t, place) or place.where(t) == "system") for t in targets)
-    if world:
-        risk = "critical" if wide and recursive else "high"
-        scan.add("security", risk, f"makes {shown} world-writable (chmod {mode}"
-                 f"{' -R' if recursive else ''})", ("chmod", "permission", "writable", "777"),
-                 (mode, *(posixpath.basename(t) for t in targets if t)))
-    elif setuid:
-        scan.add("security", "high", f"sets the setuid/setgid bit on {shown} (chmod {mode})",
-                 ("setuid", "chmod"), (mode,))
-    elif wide:
-        scan.add("security", "high", f"changes permissions of system path {shown}",
-                 ("chmod", "permission"), (shown,))
-    for t in targets:
-        if t and "/.git/hooks/" in t and "x" in mode:
-            scan.add("persistence", "high", f"makes the git hook {place.show(t)} executable",
-                     ("hook",), (posixpath.basename(t),))
-
-
-def _chown(cmd: Cmd, place: Place, scan: Scan) -> None:
-    ops = [t for t, k in cmd.operands("") if k][1:]
-    for t in ops:
-        p = place.resolve(t)
-        if p is not None and place.where(p) in ("system", "home") and (
-                is_top_level(p, place) or place.where(p) == "system"):
-            scan.add("security", "high", f"changes ownership of {place.show(p)}",
-                     ("chown", "ownership", "owner"), (posixpath.basename(p),))
-            return
-
-
 def _sudo(cmd: Cmd, place: Place, scan: Scan) -> None:
     inner = [t for t, k in cmd.operands("ughpCDrtTUR") if k and len(t) >= 3]
     what = " ".join(t for t, _ in cmd.operands("ughpCDrtTUR")[:3]) or "a shell"
@@ -499,7 +431,7 @@ def _find(cmd: Cmd, place: Place, scan: Scan) -> None:
     a = cmd.args
     deletes = "-delete" in a or any(
         a[i] in ("-exec", "-execdir", "-ok", "-okdir") and i + 1 < len(a)
-        and a[i + 1].rsplit("/", 1)[-1] in DELETERS for i in range(len(a)))
+        and a[i + 1].rsplit("/", 1)[-1] in (*DELETERS, "truncate") for i in range(len(a)))
     names = [a[i + 1] for i in range(len(a) - 1) if a[i] in ("-name", "-iname", "-path",
                                                               "-ipath", "-regex")]
     for r in roots:
@@ -507,6 +439,8 @@ def _find(cmd: Cmd, place: Place, scan: Scan) -> None:
         if p is None:
             continue
         where = place.where(p)
+        if deletes and scan_tamper.changed(p, place, scan, "deletes or empties files under"):
+            continue
         if deletes and where in ("home", "system"):
             wide = is_top_level(p, place) and not names
             scan.add("destructive", "critical" if wide else "high",
@@ -550,7 +484,7 @@ def _grep(cmd: Cmd, place: Place, scan: Scan) -> None:
 
 
 _HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
-    "dd": _dd, "chmod": _chmod, "chown": _chown, "chgrp": _chown,
+    "dd": _dd,
     "sudo": _sudo, "doas": _sudo, "pkexec": _sudo, "su": _sudo, "run0": _sudo,
     "find": _find, "grep": _grep, "egrep": _grep, "fgrep": _grep, "rg": _grep, "ag": _grep,
     "ack": _grep,
@@ -558,33 +492,5 @@ _HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
     "mkswap": _disk, "blkdiscard": _disk, "mke2fs": _disk, "gdisk": _disk,
 }
 
-
-def _piped_code(cmds: list[Cmd], scan: Scan) -> None:
-    """``curl URL | sh``, ``sh -c "$(curl URL)"``, ``base64 -d | sh``: code nobody reviewed."""
-    hosts = list(scan.fetches)
-    if hosts:
-        host = hosts[0]
-        scan.add("security", "high", f"runs a script downloaded from {host} without review "
-                 "(piped into a shell)", ("install", "run the install script", "installer"),
-                 (host, *[p for p in host.split(".") if len(p) >= 4 and p not in (
-                     "www", "com", "org", "raw", "githubusercontent", "github")]))
-    elif any(c.name in ("base64", "xxd", "openssl", "gunzip", "zcat", "rev", "tr") for c in cmds):
-        scan.add("unanalysable", "high", "runs decoded or obfuscated commands through a shell "
-                 "(they cannot be reviewed)")
-    else:
-        scan.add("unanalysable", "high", "feeds commands to a shell through a pipe "
-                 "(they cannot be reviewed)")
-
-
-_INTERPRETERS = frozenset({"python", "python3", "node", "perl", "ruby", "php", "bun", "deno"})
-
-
-def _interpreter_from_pipe(cmds: list[Cmd], scan: Scan) -> None:
-    if not scan.fetches:
-        return
-    for c in cmds:
-        if c.name in _INTERPRETERS and (not c.args or c.args == ("-",)):
-            host = scan.fetches[0]
-            scan.add("security", "high", f"runs code downloaded from {host} with {c.name} "
-                     "without review", ("install", "run"), (host,))
-            return
+_TABLES = (_HANDLERS, scan_sys.HANDLERS, scan_net.HANDLERS, scan_guard.HANDLERS,
+           scan_perm.HANDLERS, scan_tamper.HANDLERS)

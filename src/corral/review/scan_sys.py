@@ -1,17 +1,14 @@
-"""System-level checks: processes and power, services and scheduled jobs, firewalls and
-kernel hardening, shell history, keychains and CLI tokens."""
+"""System-level checks: processes and power, services and scheduled jobs, keychains and CLI
+tokens. Security tools switched off are in ``scan_guard``, history and logs in ``scan_tamper``."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
+from corral.review import scan_guard
 from corral.review.findings import Cmd, Scan
 from corral.review.places import Place
 
-_SECURITY_UNITS = ("apparmor", "selinux", "auditd", "firewalld", "ufw", "iptables", "nftables",
-                   "falcon", "crowdstrike", "osquery", "clamav", "sentinel", "defender",
-                   "wazuh", "fail2ban", "aide", "sshguard", "mdatp", "cbagent", "elastic-agent")
 _KEYCHAIN: dict[str, tuple[tuple[str, ...], str]] = {
     "security": (("find-generic-password", "find-internet-password", "dump-keychain",
                   "export"), "the macOS keychain"),
@@ -58,11 +55,9 @@ def _systemctl(cmd: Cmd, place: Place, scan: Scan) -> None:
     units = ops[1:] if cmd.name == "systemctl" else ops[:1]
     if cmd.name == "service" and len(ops) >= 2:
         verb = ops[1]
-    sec = [u for u in units if any(s in u for s in _SECURITY_UNITS)]
-    if verb in ("stop", "disable", "mask", "kill") and sec:
-        scan.add("security", "high", f"disables the security service {sec[0]}",
-                 ("disable", "stop"), tuple(sec))
-    elif verb in ("enable", "link", "preset", "add-wants", "edit", "set-property"):
+    if scan_guard.service(verb, units, scan):
+        return
+    if verb in ("enable", "link", "preset", "add-wants", "edit", "set-property"):
         scan.add("persistence", "high", f"installs a service that starts automatically "
                  f"({' '.join(units[:2]) or verb})", ("enable", "service", "start on boot",
                                                      "autostart"), tuple(units))
@@ -97,53 +92,6 @@ def _persist_tool(cmd: Cmd, place: Place, scan: Scan) -> None:
         return
     scan.add("persistence", "high", f"installs {what}", ("schedule", "install", "enable",
                                                          "ssh-copy-id", "copy my key"), ())
-
-
-def _firewall(cmd: Cmd, place: Place, scan: Scan) -> None:
-    a = cmd.args
-    short, long = cmd.options()
-    hit = None
-    if cmd.name == "setenforce" and a[:1] in (("0",), ("Permissive",), ("permissive",)):
-        hit = "puts SELinux in permissive mode (setenforce 0)"
-    elif cmd.name == "ufw" and a[:1] in (("disable",), ("reset",)):
-        hit = f"turns off the firewall (ufw {a[0]})"
-    elif cmd.name in ("iptables", "ip6tables") and ("F" in short or "--flush" in long or (
-            "P" in short and "ACCEPT" in a) or "X" in short):
-        hit = f"flushes or opens the firewall ({cmd.name} {' '.join(a[:3])})"
-    elif cmd.name == "nft" and "flush" in a:
-        hit = "flushes the nftables firewall"
-    elif cmd.name in ("aa-teardown", "aa-disable", "aa-complain"):
-        hit = f"disables AppArmor profiles ({cmd.name})"
-    elif cmd.name == "apparmor_parser" and ("R" in short or "--remove" in long):
-        hit = "unloads AppArmor profiles"
-    elif cmd.name == "auditctl" and ("D" in short or ("e" in short and "0" in a)):
-        hit = "turns off system auditing (auditctl)"
-    elif cmd.name == "spctl" and ("--master-disable" in long or "--global-disable" in long):
-        hit = "disables macOS Gatekeeper"
-    elif cmd.name == "csrutil" and "disable" in a:
-        hit = "disables macOS System Integrity Protection"
-    elif cmd.name == "sysctl" and any(re.search(r"randomize_va_space=0|ptrace_scope=0|"
-                                                r"kptr_restrict=0|dmesg_restrict=0", t)
-                                      for t in a):
-        hit = "weakens kernel hardening (sysctl)"
-    if hit:
-        scan.add("security", "high", hit, ("disable", "turn off", "firewall", "selinux"), ())
-
-
-def _history(cmd: Cmd, place: Place, scan: Scan) -> None:
-    if cmd.name == "history" and ("-c" in cmd.args or ("-w" in cmd.args and "/dev/null" in
-                                  cmd.args)):
-        scan.add("security", "high", "erases the shell history (hides what ran)", (), ())
-    elif cmd.name in ("export", "declare", "typeset", "readonly") and any(
-            re.match(r"(HISTFILE=(/dev/null)?|HISTSIZE=0|HISTFILESIZE=0|SAVEHIST=0)$", t)
-            for t in cmd.args):
-        scan.add("security", "high", "turns off shell history (hides what ran)", (), ())
-    elif cmd.name == "unset" and "HISTFILE" in cmd.args:
-        scan.add("security", "high", "turns off shell history (unset HISTFILE)", (), ())
-    elif cmd.name == "journalctl" and any(t.startswith(("--vacuum", "--rotate")) for t in
-                                          cmd.args):
-        scan.add("security", "high", "deletes system logs (journalctl --vacuum)", (), ())
-
 
 
 def _keychain(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -185,12 +133,6 @@ HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
     "at": _persist_tool, "batch": _persist_tool, "launchctl": _persist_tool,
     "loginctl": _persist_tool, "ssh-copy-id": _persist_tool, "update-rc.d": _persist_tool,
     "chkconfig": _persist_tool,
-    "setenforce": _firewall, "ufw": _firewall, "iptables": _firewall, "ip6tables": _firewall,
-    "nft": _firewall, "aa-teardown": _firewall, "aa-disable": _firewall,
-    "aa-complain": _firewall, "apparmor_parser": _firewall, "auditctl": _firewall,
-    "spctl": _firewall, "csrutil": _firewall, "sysctl": _firewall,
-    "history": _history, "unset": _history, "journalctl": _history, "export": _history,
-    "declare": _history, "typeset": _history, "readonly": _history,
     **{n: _keychain for n in _KEYCHAIN},
     **{n: _token_printers for n in ("gh", "gcloud", "az", "aws", "heroku", "doctl", "gpg",
                                     "gpg2")},
