@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import machine  # noqa: E402
 
 from corral.approvals import Choice, GrantStore, Kind, PendingQueue, Question  # noqa: E402
 from corral.approvals.tokens import mint_token, redeem_token  # noqa: E402
@@ -121,6 +124,8 @@ def main() -> None:
         rows.append(("`mint_token` + `redeem_token`", f"{statistics.median(tok):.2f} ms"))
         store.close()
 
+    print(machine())
+    print(f"median of {args.runs} runs")
     print("| measure | result (median) |")
     print("|---|---|")
     for name, value in rows:

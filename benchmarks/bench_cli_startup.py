@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRAL = ROOT / ".venv" / "bin" / "corral"
@@ -49,8 +51,7 @@ def main() -> None:
             "corral --help": [str(CORRAL), "--help"],
             "corral config explain": [str(CORRAL), "config", "explain"],
         }
-        print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
-              f"Python {platform.python_version()}, {args.runs} runs each")
+        print(f"{machine()}; {args.runs} runs each")
         print(f"{'command':<28} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
         for name, argv in cases.items():
             t = measure(argv, args.runs, env, tmp)

@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -123,6 +126,7 @@ def main() -> None:
     rate = statistics.median(bench_receiver(tel, args.batches) for _ in range(args.runs))
     api.stop()
     tel.close()
+    print(machine())
     print(f"# bench_hooks: {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, {args.runs} runs x {args.calls} calls (median of medians)")
     print("| scenario | median ms |")

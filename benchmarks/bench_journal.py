@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -120,6 +123,7 @@ def main() -> None:
     ap.add_argument("--emits", type=int, default=20_000)
     ap.add_argument("--verify-records", type=int, default=100_000)
     args = ap.parse_args()
+    print(machine())
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, require_peer
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -144,6 +147,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="in-process runs (median)")
     ap.add_argument("--process-runs", type=int, default=15, help="whole-process runs (median)")
     ns = ap.parse_args()
+    print(machine())
+    require_peer("codex", NATIVE)
     with tempfile.TemporaryDirectory() as d:
         rules = Path(d) / "bench.rules"
         make_rules(rules)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -28,24 +27,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRAL = ROOT / ".venv" / "bin" / "corral"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine as common_machine  # noqa: E402
+from common import require_peer  # noqa: E402
+
 NODE_BIN = ROOT / ".tools" / "node" / "node_modules" / ".bin"
 CODEX_NATIVE = (ROOT / ".tools" / "node" / "node_modules" / "@openai" / "codex-linux-x64" /
                 "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex")
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    bwrap = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cpus, Linux {platform.release()}, "
-            f"Python {platform.python_version()}, {bwrap}, "
-            f"load {os.getloadavg()[0]:.2f}")
+    return common_machine().removeprefix("machine: ")
 
 
 def interleaved(cases: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
@@ -97,7 +89,8 @@ def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:
         sb._cleanup(lay)
 
 
-def whole_process(ws: Path, home: Path, runs: int) -> dict[str, list[float]]:
+def whole_process(ws: Path, home: Path, runs: int, peers: bool = True
+                  ) -> dict[str, list[float]]:
     env = dict(os.environ, CORRAL_HOME=str(home / "corral"), CORRAL_SYSTEM_DIR=str(home / "etc"),
                CODEX_HOME=str(home / "codex"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what a user gets: with .pyc files
@@ -110,15 +103,12 @@ def whole_process(ws: Path, home: Path, runs: int) -> dict[str, list[float]]:
             sys.executable, "-c", "import sys; from corral.cli.sandbox_fast import main; "
             "sys.exit(main(['sandbox', '--', 'true']))"],
     }
-    if CODEX_NATIVE.exists():
-        cases["codex sandbox -- true (native)"] = [str(CODEX_NATIVE), "sandbox", "--", "true"]
-    else:
-        print(f"warning: {CODEX_NATIVE} missing (run scripts/setup --dev)", file=sys.stderr)
-    if srt.exists() and shutil.which("rg") and shutil.which("socat"):
-        cases["srt -c true"] = [str(srt), "-c", "true"]
-    else:
-        print("warning: srt or its rg/socat dependencies missing (scripts/setup --dev)",
-              file=sys.stderr)
+    if peers:
+        cases["codex sandbox -- true (native)"] = [
+            require_peer("codex", CODEX_NATIVE), "sandbox", "--", "true"]
+        require_peer("rg (for srt)", shutil.which("rg"), "apt-get install ripgrep")
+        require_peer("socat (for srt)", shutil.which("socat"), "apt-get install socat")
+        cases["srt -c true"] = [require_peer("srt", srt), "-c", "true"]
 
     def runner(argv: list[str]) -> Callable[[], object]:
         return lambda: subprocess.run(argv, env=env, cwd=ws, check=True,
@@ -130,6 +120,7 @@ def whole_process(ws: Path, home: Path, runs: int) -> dict[str, list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--no-peers", action="store_true", help="measure corral alone")
     args = ap.parse_args()
     if args.runs < 10:
         ap.error("--runs must be at least 10")
@@ -145,7 +136,7 @@ def main() -> None:
         over = (statistics.median(warm["Sandbox(plan).spawn(['true']).wait()"])
                 - statistics.median(warm["bwrap directly (same args + seccomp)"]))
         print(f"API overhead over bwrap: {over:.2f} ms (goal <= 3 ms)")
-        whole = whole_process(ws, home, args.runs)
+        whole = whole_process(ws, home, args.runs, peers=not args.no_peers)
         report("Whole process (fresh process each run)", whole)
         med = {k: statistics.median(v) for k, v in whole.items()}
         for label in ("corral sandbox -- true", "typer-free path (sandbox_fast.main)"):

@@ -27,6 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
@@ -185,6 +188,7 @@ def main() -> int:
                 "--port", "1080", "--to", str(sock), "--bpf-fd", "none", "--",
                 sys.executable, "-c", CLIENT, setup_only]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in parties}
+    print(machine())
     print(f"# bench_udp: {os.cpu_count()} cpus, python {sys.version.split()[0]}, "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     try:
