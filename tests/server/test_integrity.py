@@ -102,3 +102,21 @@ def test_signed_checkpoint_round_trip_and_tamper() -> None:
     other = Ed25519PrivateKey.generate().public_key()
     with pytest.raises(ValueError):
         it.open_checkpoint(note, name, other)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.dictionaries(st.text(), st.integers() | st.text()), st.booleans(),
+       st.lists(st.text(), max_size=2))
+def test_leaf_is_canonical_json(text: str, rec: dict[str, object], forwarded: bool,
+                                flags: list[str]) -> None:
+    import json
+
+    from corral.server.store.base import Incoming, JournalLink, leaf_doc
+
+    link = JournalLink("j\u00e9", "a" * 64, 3, "b" * 64, "c" * 64) if forwarded else None
+    item = Incoming(text or "id", "n\"ame", 5, "dev\n", "src", text if forwarded else rec,
+                    "record" if forwarded else "event", journal=link)
+    leaf = leaf_doc(7, item, 9, flags)
+    doc = json.loads(leaf)
+    assert leaf == json.dumps(doc, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False).encode()

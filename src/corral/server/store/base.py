@@ -113,23 +113,36 @@ COLUMNS = ("seq", "event_id", "received_ns", "device_id", "journal_id", "journal
            "journal_hash", "kind", "name", "time_unix_nano", "flag", "leaf", "chain", "tree")
 
 
+_q = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
 def leaf_doc(seq: int, item: Incoming, received_ns: int, flags: list[str]) -> bytes:
-    doc: dict[str, Any] = {
-        "v": 1, "seq": seq, "id": item.event_id, "name": item.name, "kind": item.kind,
-        "time_unix_nano": item.time_unix_nano, "received_unix_nano": received_ns,
-        "device": item.device_id, "source": item.source, "record": item.record,
-        "flags": flags,
-    }
+    """The leaf: canonical JSON (sorted keys, no spaces, UTF-8), written out by hand because
+    this runs for every stored event (``json.dumps(sort_keys=True)`` gives the same bytes at
+    twice the cost; tests/server/test_integrity.py checks they agree)."""
+    rec = item.record
+    rec_json = _q(rec) if isinstance(rec, str) else _dumps(rec)
+    journal = ""
     if item.journal is not None:
         j = item.journal
-        doc["journal"] = {"id": j.journal_id, "seq": j.seq, "hash": j.hash,
-                          "prev_hash": j.prev_hash, "public_key": j.public_key}
-    if item.checkpoint is not None:
+        journal = (f'"journal":{{"hash":{_q(j.hash)},"id":{_q(j.journal_id)},'
+                   f'"prev_hash":{_q(j.prev_hash)},"public_key":{_q(j.public_key)},'
+                   f'"seq":{j.seq}}},')
+    elif item.checkpoint is not None:
         c = item.checkpoint
-        doc["journal"] = {"id": c.journal_id, "seq": c.seq, "hash": c.head_hash,
-                          "prev_seq": c.prev_seq, "time_unix_nano": c.time_unix_nano,
-                          "public_key": c.public_key, "signature": c.signature}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        journal = '"journal":' + _dumps({
+            "id": c.journal_id, "seq": c.seq, "hash": c.head_hash, "prev_seq": c.prev_seq,
+            "time_unix_nano": c.time_unix_nano, "public_key": c.public_key,
+            "signature": c.signature}) + ","
+    text = (f'{{"device":{_q(item.device_id)},"flags":{_dumps(flags) if flags else "[]"},"id":{_q(item.event_id)},'
+            f'{journal}"kind":{_q(item.kind)},"name":{_q(item.name)},'
+            f'"received_unix_nano":{received_ns},"record":{rec_json},"seq":{seq},'
+            f'"source":{_q(item.source)},"time_unix_nano":{item.time_unix_nano},"v":1}}')
+    return text.encode()
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def checkpoint_signature_ok(cp: JournalCheckpoint, pinned_key: str) -> bool:
