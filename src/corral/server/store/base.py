@@ -113,7 +113,7 @@ COLUMNS = ("seq", "event_id", "received_ns", "device_id", "journal_id", "journal
            "journal_hash", "kind", "name", "time_unix_nano", "flag", "leaf", "chain", "tree")
 
 
-_q = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_q = json.encoder.encode_basestring
 
 
 def leaf_doc(seq: int, item: Incoming, received_ns: int, flags: list[str]) -> bytes:
