@@ -225,3 +225,45 @@ def test_corral_run_prints_and_journals_the_sandboxs_warnings(tmp_path: Path) ->
     subprocess.run(["git", "status"], cwd=fresh, env=env, capture_output=True, timeout=60)
     assert not mark_log.exists()
     assert _corral(env, fresh, "log", "verify").returncode == 0
+
+
+PLANT_HOME = r'''#!/usr/bin/env python3
+import json, os
+home = os.path.expanduser("~")
+out = {}
+for rel in os.environ["TARGETS"].split(":"):
+    p = os.path.join(home, rel)
+    try:
+        if os.path.isdir(p):
+            p = os.path.join(p, "planted")
+        else:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "a") as f:
+            f.write(f"exec {os.environ['MARK_PROG']}\n")
+        out[rel] = "written"
+    except OSError as e:
+        out[rel] = e.errno
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.slow
+def test_with_home_as_the_workspace_its_persistence_paths_stay_unwritable(tmp_path: Path) -> None:
+    from corral.sandbox.homelock import HOME_PERSISTENCE
+
+    _, env, _, _ = _workspace(tmp_path)
+    home = Path(env["HOME"])
+    (home / ".gitconfig").write_text("[user]\n\tname = me\n")  # one existing, the rest missing
+    (home / ".ssh").mkdir()
+    targets = [rel for rel, _ in HOME_PERSISTENCE] + [".bashrc", ".profile", "work.txt"]
+    r = _corral({**env, "TARGETS": ":".join(targets)}, home, "run", "--",
+                str(_agent(tmp_path, PLANT_HOME)))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out.pop("work.txt") == "written"  # the home directory is the workspace
+    assert [k for k, v in out.items() if v == "written"] == [], out
+    assert (home / ".gitconfig").read_text() == "[user]\n\tname = me\n"
+    planted = [p for p in home.rglob("*") if p.is_file() and "MARK_PROG" not in p.name
+               and p.name not in (".gitconfig", "work.txt")]
+    assert planted == [], planted
+    assert _corral(env, home, "log", "verify").returncode == 0

@@ -14,6 +14,7 @@ from corral.errors import CorralError
 from corral.paths import corral_home as _corral_home
 from corral.record import Frozen
 from corral.sandbox.envpolicy import EnvPolicy
+from corral.sandbox.homelock import home_locks
 from corral.sandbox.locked import Locked
 from corral.sandbox.profiles import (
     Access,
@@ -208,6 +209,10 @@ def build_plan(
         e.path for e in entries if e.access is Access.WRITE and e.path != Path("/")
     ))
     explicit = frozenset(e.path for e in entries if e.access is Access.WRITE)
+    # A writable home directory: its persistence paths are locked (explicit writes excepted).
+    locked = [*locked, *(lk for lk in home_locks(
+        home_p, [e.path for e in entries if e.access is Access.WRITE],
+        [e.path for e in entries if e.access is Access.DENY]) if lk.path not in explicit)]
     root_readable = any(e.path == Path("/") for e in entries if e.access is not Access.DENY)
     return SandboxPlan(
         profile=profile, cwd=cwd_p, entries=tuple(entries), writable_roots=writable,

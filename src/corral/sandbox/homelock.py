@@ -1,0 +1,84 @@
+"""The persistence paths of a home directory, locked whenever the sandbox can write there.
+
+With ``$HOME`` as the workspace (or any writable root that contains one of these), a command
+could plant code that runs later outside the sandbox: a ``core.fsmonitor`` in ``~/.gitconfig``,
+a key in ``~/.ssh/authorized_keys``, a program in ``~/.local/bin`` ahead of the real one on
+``PATH``, a systemd user unit, an autostart entry, a registry token redirect in ``~/.npmrc``.
+Shell rc files are protected paths already (``corral.sandbox.protected``). Each path here becomes
+a ``Locked`` value: read-only while it exists, and a read-only placeholder while it is missing
+(or, when its directory is missing too, the highest missing directory gets one), so it cannot be
+created either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from corral.sandbox.locked import Locked
+
+# (path under the home directory, placeholder content; None: a directory)
+HOME_PERSISTENCE: tuple[tuple[str, bytes | None], ...] = (
+    # git runs programs named in its global configuration
+    (".gitconfig", b""), (".config/git/config", b""), (".config/git/attributes", b""),
+    # remote logins and what sshd or ssh run for them
+    (".ssh/authorized_keys", b""), (".ssh/authorized_keys2", b""), (".ssh/config", b""),
+    (".ssh/rc", b""), (".ssh/environment", b""),
+    # programs found on PATH before the real ones, started at login or by the session
+    (".local/bin", None), ("bin", None), (".cargo/bin", None), (".config/systemd/user", None),
+    (".config/autostart", None), (".config/environment.d", None), (".pam_environment", b""),
+    (".xprofile", b""), (".xsessionrc", b""), (".xinitrc", b""), (".bash_aliases", b""),
+    (".config/fish", None), (".config/direnv", None), (".ipython/profile_default/startup", None),
+    (".vimrc", b""), (".gdbinit", b""), (".tmux.conf", b""),
+    # package managers: registries, index URLs and credentials that redirect later installs
+    (".npmrc", b""), (".yarnrc", b""), (".yarnrc.yml", b""), (".pypirc", b""),
+    (".pip/pip.conf", b""), (".config/pip/pip.conf", b""), (".cargo/config.toml", b""),
+    (".cargo/config", b""), (".docker/config.json", b"{}"), (".netrc", b""),
+    (".git-credentials", b""), (".curlrc", b""), (".wgetrc", b""),
+)
+
+
+# Made when missing (empty, as any desktop session would), so that what is inside them can be
+# locked without making the whole directory read-only.
+_COMMON = frozenset({".config", ".local"})
+
+
+def _make_dir(p: Path) -> bool:
+    try:
+        p.mkdir(mode=0o700)
+    except FileExistsError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _under(path: Path, parent: Path) -> bool:
+    return path == parent or path.is_relative_to(parent)
+
+
+def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
+               ) -> list[Locked]:
+    """``Locked`` values for the persistence paths of ``home`` that lie in a ``writable``
+    directory. Skipped: paths under an existing ``denied`` entry (hidden and read-only
+    already). A path whose directory is missing locks the highest missing directory instead
+    (a placeholder can only be made in an existing one)."""
+    roots = [w for w in writable if w != Path("/")]
+    deny = [d for d in denied if os.path.lexists(d)]
+    out: dict[Path, Locked] = {}
+    for rel, content in HOME_PERSISTENCE:
+        full = home / rel
+        if not any(_under(full, w) for w in roots) or any(_under(full, d) for d in deny):
+            continue
+        target, data = full, content
+        for parent in reversed(full.relative_to(home).parents[:-1]):  # outermost first
+            p = home / parent
+            if not os.path.lexists(p) and not (str(parent) in _COMMON and _make_dir(p)):
+                target, data = p, None
+                break
+        if any(_under(target, d) for d in deny):
+            continue
+        if target not in out:
+            out[target] = Locked(target, data)
+    return list(out.values())
