@@ -1,0 +1,99 @@
+"""The background forwarder during real sessions: ``Telemetry`` in-process, and real
+``corral exec`` processes (bubblewrap sandbox) with ``[server] url`` configured."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from corral.config.model import EffectiveConfig, Requirements
+from corral.telemetry import Telemetry
+from corral.telemetry.journal import journal_file
+from corral.telemetry.schema import TelemetryDrop
+from tests.forward.conftest import TOKEN
+from tests.forward.peer import Peer, Store, chain_ok
+
+
+def _journal(home: Path) -> tuple[list[str], int]:
+    conn = sqlite3.connect(journal_file(home))
+    try:
+        ids = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY seq")]
+        cps = conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
+    finally:
+        conn.close()
+    return ids, int(cps)
+
+
+def test_forwards_during_the_session_not_only_at_the_end(home: Path, peer: Peer,
+                                                         store: Store) -> None:
+    cfg = EffectiveConfig(values={"server": {"url": peer.url}}, origins={},
+                          requirements=Requirements(data={}, sources=[]), corral_home=home)
+    tel = Telemetry.open(cfg, agent="test")
+    try:
+        for i in range(30):
+            tel.emit_event(TelemetryDrop(dropped=i, reason="queue_full", exporter="x"))
+        tel.flush(10)
+        deadline = time.monotonic() + 10
+        while len(store.ids()) < 30:  # the session is still open
+            assert time.monotonic() < deadline, "nothing forwarded while the session ran"
+            time.sleep(0.05)
+    finally:
+        tel.close()
+    ids, cps = _journal(home)
+    assert store.ids() == ids and chain_ok(store.rows())
+    assert len(store.checkpoints()) == cps == 1  # the closing checkpoint went at close
+
+
+def _exec_env(tmp_path: Path, home: Path) -> dict[str, str]:
+    (home / "rules").mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, CORRAL_HOME=str(home), CORRAL_SYSTEM_DIR=str(tmp_path / "etc"),
+                CORRAL_SERVER_TOKEN=TOKEN)
+
+
+@pytest.mark.slow
+def test_corral_exec_sessions_forward_in_the_background(tmp_path: Path, home: Path, peer: Peer,
+                                                        store: Store) -> None:
+    env = _exec_env(tmp_path, home)
+    (home / "config.toml").write_text(f'[server]\nurl = "{peer.url}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    for i in range(3):
+        r = subprocess.run([sys.executable, "-m", "corral", "exec", "--", "bash", "-c",
+                            f"echo {i}"], cwd=work, env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        ids, cps = _journal(home)
+        assert store.ids() == ids  # acknowledged before the session ended: no catch-up needed
+        assert len(store.checkpoints()) == cps
+    assert chain_ok(store.rows())
+
+
+@pytest.mark.slow
+def test_server_down_does_not_hold_up_the_session(tmp_path: Path, home: Path) -> None:
+    env = _exec_env(tmp_path, home)
+    store = Store(tmp_path / "server.db")
+    peer = Peer(store)  # bound, not serving yet: the port is ours, connections hang
+    peer.server.socket.close()  # now refused
+    (home / "config.toml").write_text(f'[server]\nurl = "{peer.url}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "corral", "exec", "--", "true"], cwd=work,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 8
+    assert store.ids() == []
+    live = Peer(store, port=peer.port).start()  # the server is back: catch up
+    try:
+        r = subprocess.run([sys.executable, "-m", "corral", "forward"], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert store.ids() == _journal(home)[0]
+    finally:
+        live.close()
