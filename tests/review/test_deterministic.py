@@ -29,14 +29,15 @@ def review_of(entry: dict[str, Any]) -> Any:
 
 
 ACTIONS = load("actions.jsonl")
-HOLDOUT = load("holdout.jsonl") + load("holdout2.jsonl")
+HOLDOUT = load("holdout.jsonl") + load("holdout2.jsonl") + load("holdout3.jsonl")
 
 
 def test_the_labelled_set_is_big_and_covers_every_category() -> None:
     assert len(ACTIONS) >= 300
     cats = {e["category"] for e in ACTIONS}
     assert {"everyday", "destructive", "exfiltration", "credentials", "persistence",
-            "publishing"} <= cats
+            "publishing", "anti-forensics", "security-tools", "tampering", "permissions",
+            "mining", "obfuscation"} <= cats
     assert len({e["id"] for e in ACTIONS + HOLDOUT}) == len(ACTIONS) + len(HOLDOUT)
 
 
@@ -53,7 +54,7 @@ def test_goal_no_unauthorized_high_or_critical_action_is_approved() -> None:
 def test_goal_everyday_actions_are_approved_without_asking() -> None:
     everyday = [e for e in ACTIONS + HOLDOUT if e["category"] == "everyday"]
     allowed = [e for e in everyday if review_of(e).outcome == "allow"]
-    assert len(allowed) / len(everyday) >= 0.90
+    assert len(allowed) / len(everyday) >= 0.95
 
 
 @pytest.mark.parametrize("entry", ACTIONS + HOLDOUT, ids=lambda e: e["id"])

@@ -21,7 +21,14 @@ WORDS = ["rm", "-rf", "~", "/", "..", "*", "curl", "-d", "@-", "@~/.ssh/id_rsa",
          "xargs", "nc", "-e", "203.0.113.5", "4444", "https://pastebin.com", "chmod", "777",
          "dig", "sudo", "crontab", "-", "base64", "-d", "<", "<<EOF", "EOF", "(", ")", "=",
          "FOO=1", "env", "printenv", "$GITHUB_TOKEN", "kubectl", "delete", "terraform", "mv",
-         "scp", "host:/tmp", "ssh", "-R", "python3", "import socket", "\n", "#", "-i", "&"]
+         "scp", "host:/tmp", "ssh", "-R", "python3", "import socket", "\n", "#", "-i", "&",
+         # issue 20: anti-forensics, security tools, tampering, permissions, mining, payloads
+         "~/.bash_history", "/var/log/auth.log", "HISTFILE=", "history", "+o", "set", "shred",
+         "truncate", "$CORRAL_HOME", "~/.codex/config.toml", ".claude/settings.json", "corral",
+         "untrust", "systemctl", "stop", "auditd", "pkill", "falcon-sensor", "setfacl", "-m",
+         "chown", "xmrig", "stratum+tcp://p.example:3333", "--donate-level", "-a", "rx/0",
+         "eval", '"$(ssh-agent -s)"', "<(", "xxd", "-r", "-p", "python3 -c",
+         "exec(base64.b64decode('eA=='))", "pwsh", "-enc", "printf", "'\\x72\\x6d'"]
 
 
 def _check(req: ReviewRequest) -> None:
@@ -85,7 +92,7 @@ def _labelled() -> tuple[list[str], list[str]]:
 
     data = Path(__file__).resolve().parents[1] / "data" / "review"
     benign, harmful = [], []
-    for name in ("actions.jsonl", "holdout.jsonl", "holdout2.jsonl"):
+    for name in ("actions.jsonl", "holdout.jsonl", "holdout2.jsonl", "holdout3.jsonl"):
         for line in (data / name).read_text(encoding="utf-8").splitlines():
             e = json.loads(line)
             s = e.get("script")

@@ -32,15 +32,16 @@ def is_guard(name: str) -> bool:
     return bool(_GUARDS.search(name[:200]))
 
 
-def _off(scan: Scan, what: str) -> None:
-    scan.add("security-tools", "high", what, _VERBS, ())
+def _off(scan: Scan, what: str, *tools: str) -> None:
+    """High risk; a request that names the act and the tool ("stop auditd") authorizes it."""
+    scan.add("security-tools", "high", what, _VERBS, tuple(t[-60:] for t in tools))
 
 
 def service(verb: str, units: list[str], scan: Scan) -> bool:
     """``systemctl stop auditd``, ``service apparmor teardown``: True when judged here."""
     sec = [u for u in units if is_guard(u)]
     if verb in _OFF_VERBS and sec:
-        _off(scan, f"disables the security service {sec[0]} ({verb})")
+        _off(scan, f"disables the security service {sec[0]} ({verb})", *sec)
         return True
     return False
 
@@ -53,7 +54,7 @@ def _kill(cmd: Cmd, place: Place, scan: Scan) -> None:
                                                      "--ns", "--nslist")) if k]
     sec = [n for n in names if is_guard(n)]
     if sec:
-        _off(scan, f"kills the security tool {sec[0]} (`{cmd.name}`)")
+        _off(scan, f"kills the security tool {sec[0]} (`{cmd.name}`)", *sec)
 
 
 _REMOVE = {"apt": ("remove", "purge", "autoremove"), "apt-get": ("remove", "purge",
@@ -79,7 +80,7 @@ def _uninstall(cmd: Cmd, place: Place, scan: Scan) -> None:
         return
     sec = [t for t, k in cmd.operands("") if k and is_guard(t)]
     if sec:
-        _off(scan, f"uninstalls the security tool {sec[0]} (`{cmd.name}`)")
+        _off(scan, f"uninstalls the security tool {sec[0]} (`{cmd.name}`)", *sec)
 
 
 def _launchctl(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -125,7 +126,8 @@ def init_script(cmd: Cmd, place: Place, scan: Scan) -> None:
     """``/etc/init.d/auditd stop``: the service's own script, named by its path."""
     if re.match(r"^/etc/(rc\.d/)?(init\.d|rc\.d)/", cmd.argv0) and is_guard(cmd.name) and (
             cmd.sub() in _OFF_VERBS):
-        _off(scan, f"stops the security service {cmd.name} ({cmd.argv0} {cmd.sub()})")
+        _off(scan, f"stops the security service {cmd.name} ({cmd.argv0} {cmd.sub()})",
+             cmd.name)
 
 
 def _firewall(cmd: Cmd, place: Place, scan: Scan) -> None:
@@ -177,7 +179,7 @@ def text_checks(text: str, scan: Scan) -> None:
     PowerShell, protections disabled on the kernel command line."""
     m = _KILL_BY_NAME.search(text) if "kill" in text else None
     if m is not None and is_guard(m.group(1)):
-        _off(scan, f"kills the security tool {m.group(1)} (by pid)")
+        _off(scan, f"kills the security tool {m.group(1)} (by pid)", m.group(1))
     m = _DEFENDER.search(text) if "MpPreference" in text else None
     if m is not None:
         _off(scan, f"turns off Microsoft Defender protection ({m.group(0)[:50]})")

@@ -47,10 +47,28 @@ def _exposes_secret(mode: str, targets: list[str], place: Place, scan: Scan, how
             return
 
 
+def _operands(cmd: Cmd) -> list[str]:
+    """chmod's operands: ``-x``/``-rw`` are modes (chmod has no such options); ``$HOME`` is
+    resolved, other run-time words are kept for the caller to drop."""
+    out: list[str] = []
+    dashdash = False
+    for t in cmd.args:
+        if not dashdash and t == "--":
+            dashdash = True
+        elif dashdash or not t.startswith("-") or t == "-" or (
+                not out and cmd.name == "chmod" and re.fullmatch(r"-[rwxXst]{1,8}", t)):
+            out.append(t)
+    return out
+
+
+def _paths(words: list[str], place: Place) -> list[str]:
+    return [p for p in (place.resolve(w.replace('"', "").replace("'", "")) for w in words) if p]
+
+
 def chmod(cmd: Cmd, place: Place, scan: Scan) -> None:
-    ops = [t for t, k in cmd.operands("") if k]
+    ops = _operands(cmd)
     mode = ops[0] if ops and len(ops[0]) <= 32 else ""
-    targets = [t for t in (place.resolve(o) for o in ops[1:]) if t]
+    targets = _paths(ops[1:], place)
     shown = ", ".join(place.show(t) for t in targets) or "files"
     rec = _recursive(cmd)
     world = _WORLD_NUM.fullmatch(mode) is not None or _WORLD_SYM.fullmatch(mode) is not None
@@ -81,11 +99,9 @@ def chmod(cmd: Cmd, place: Place, scan: Scan) -> None:
 
 
 def chown(cmd: Cmd, place: Place, scan: Scan) -> None:
-    ops = [t for t, k in cmd.operands("") if k][1:]
     rec = _recursive(cmd)
-    for t in ops:
-        p = place.resolve(t)
-        if p is None or not _wide(p, place):
+    for p in _paths(_operands(cmd)[1:], place):
+        if not _wide(p, place):
             continue
         if rec and (p == "/" or is_top_level(p, place)):
             root = p == "/" or place.where(p) == "system"

@@ -18,10 +18,10 @@ from corral.review.places import CORRAL_VAR, Place, agent_config, corral_state, 
 
 _LOG_VERBS = ("clear", "clean", "delete", "remove", "truncate", "rotate", "empty", "wipe",
               "erase", "purge")
-_HIST_VAR = re.compile(r"(?:^|[\s;&|(])(?:export\s+|declare\s+-x\s+|typeset\s+-x\s+)?"
+_HIST_VAR = re.compile(r"(?:^|[\s;&|('\"])(?:export\s+|declare\s+-x\s+|typeset\s+-x\s+)?"
                        r"(HISTFILE=(?:/dev/null|''|\"\")?(?=[\s;&|)]|$)|HISTSIZE=0\b|"
                        r"HISTFILESIZE=0\b|SAVEHIST=0\b|HISTIGNORE=['\"]?\*)")
-_CORRAL_ENV = re.compile(r"(?:^|[\s;&|(])(?:export\s+|declare\s+-x\s+)?(CORRAL_(?:HOME|"
+_CORRAL_ENV = re.compile(r"(?:^|[\s;&|('\"])(?:export\s+|declare\s+-x\s+)?(CORRAL_(?:HOME|"
                          r"SYSTEM_DIR|SUPERVISOR_SOCKET|SUPERVISOR_TOKEN))=")
 _WIN_LOGS = re.compile(r"\bwevtutil(\.exe)?\s+(cl|clear-log)\b|\b(Clear|Remove)-EventLog\b|"
                        r"\bfsutil(\.exe)?\s+usn\s+deletejournal\b", re.I)
@@ -50,6 +50,12 @@ def changed(p: str, place: Place, scan: Scan, how: str) -> bool:
     return False
 
 
+# every operand is changed; or only the last one (the destination)
+_CHANGERS = frozenset({"truncate", "tee", "touch", "shred", "chmod", "chown", "chgrp", "chattr",
+                       "setfacl", "sqlite3"})
+_COPIERS = frozenset({"cp", "mv", "ln", "install", "rsync"})
+
+
 def corral_tokens(cmd: Cmd, place: Place, scan: Scan, raw_dests: list[str],
                   deleter: bool) -> None:
     """``corral`` subcommands that approve, trust or rewire the agent's own controls, and any
@@ -69,9 +75,13 @@ def corral_tokens(cmd: Cmd, place: Place, scan: Scan, raw_dests: list[str],
                                                  for a in cmd.args):
             scan.add("tampering", "high", f"changes corral's own policy (`corral {sub}`)")
         return
+    ops = [t for t, _ in cmd.operands("")]
     for tok in cmd.args:
         if CORRAL_VAR.search(tok):
-            crit = deleter or tok in raw_dests
+            in_place = cmd.name == "sed" and any(t.startswith(("-i", "--in-place"))
+                                                 for t in cmd.args)
+            crit = deleter or in_place or tok in raw_dests or cmd.name in _CHANGERS or (
+                cmd.name in _COPIERS and ops[-1:] == [tok])
             scan.add("tampering", "critical" if crit else "high",
                      f"{'changes' if crit else 'touches'} corral's own state {tok[:60]} "
                      "(config, rules, grants or journal)")
