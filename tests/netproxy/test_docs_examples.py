@@ -1,0 +1,49 @@
+"""Every ```toml example in the docs is valid TOML that corral's own schema accepts.
+
+A user copies these blocks into their config; one that does not parse, or names a key corral
+does not know, fails them at the first step.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from corral.config.schema import CONFIG_SCHEMA, REQUIREMENTS_SCHEMA, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+FENCE = re.compile(r"^([ \t]*)```toml\n(.*?)^\1```", re.S | re.M)
+
+
+def _blocks() -> list[tuple[str, str]]:
+    out = []
+    for path in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
+        text = path.read_text()
+        for m in FENCE.finditer(text):
+            line = text[: m.start()].count("\n") + 1
+            out.append((f"{path.relative_to(ROOT)}:{line}", textwrap.dedent(m.group(2))))
+    return out
+
+
+BLOCKS = _blocks()
+
+
+def test_the_docs_have_toml_examples() -> None:
+    assert len(BLOCKS) >= 8  # the scan finds them (indented ones in lists included)
+
+
+@pytest.mark.parametrize(("where", "body"), BLOCKS, ids=[w for w, _ in BLOCKS])
+def test_toml_example_parses_and_fits_the_schema(where: str, body: str) -> None:
+    try:
+        data = tomllib.loads(body)
+    except tomllib.TOMLDecodeError as exc:
+        pytest.fail(f"{where}: not valid TOML: {exc}")
+    as_config = validate(data, CONFIG_SCHEMA)
+    as_requirements = validate(data, REQUIREMENTS_SCHEMA)
+    assert not as_config or not as_requirements, (
+        f"{where}: fits neither config.toml ({as_config}) nor requirements.toml "
+        f"({as_requirements})")
