@@ -132,5 +132,10 @@ def open_store(cfg: ServerConfig, *, readonly: bool = False) -> Store:
             raise _err(f"no store at {cfg.sqlite_path}")
         return SqliteStore(cfg.sqlite_path, readonly=readonly)
     if db.startswith(("postgresql://", "postgres://")):
-        raise _err("the PostgreSQL store is not built yet")
+        from corral.server.store.postgres import PostgresStore
+
+        try:
+            return PostgresStore(db)
+        except Exception as exc:  # psycopg.Error, pool timeouts: one line, never a traceback
+            raise _err(f"cannot open the PostgreSQL store: {str(exc).splitlines()[0]}") from exc
     raise _err(f"unknown database {db!r}", "use sqlite or a postgresql:// URL")

@@ -1,0 +1,257 @@
+"""The fleet engine: PostgreSQL through psycopg 3 and a connection pool.
+
+Several ``corral server run`` processes may share one database: each append runs in one
+transaction that first takes a transaction-level advisory lock, so appends are serialized by
+the database itself and the log stays one chain and one tree (no coordination of our own).
+
+The schema is created and migrated here. Events are range-partitioned by receive time (one
+partition a month, created ahead, plus a default partition so an insert never fails for want of
+one). Ingest runs as the ``corral_ingest`` role, which may SELECT and INSERT only; triggers
+refuse UPDATE and DELETE on the log for everyone else.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from corral.server.store.base import (
+    COLUMNS,
+    AppendResult,
+    Incoming,
+    Row,
+    Store,
+    Token,
+    append_batch,
+)
+
+APPEND_LOCK = 0x636F7272616C01  # "corral" + 1: the advisory lock serializing appends
+MIGRATE_LOCK = 0x636F7272616C02
+SCHEMA_VERSION = 1
+ROLE = "corral_ingest"
+_TABLES = ("events", "event_ids", "journals", "checkpoints", "tokens", "token_revocations")
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS corral_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq bigint NOT NULL, event_id text NOT NULL, received_ns bigint NOT NULL,
+    device_id text NOT NULL, journal_id text, journal_seq bigint, journal_hash text,
+    kind text NOT NULL, name text NOT NULL, time_unix_nano bigint NOT NULL, flag text,
+    leaf bytea NOT NULL, chain text NOT NULL, tree bytea NOT NULL,
+    PRIMARY KEY (seq, received_ns)
+) PARTITION BY RANGE (received_ns);
+CREATE INDEX IF NOT EXISTS events_seq ON events (seq);
+CREATE INDEX IF NOT EXISTS events_journal ON events (journal_id, journal_seq)
+    WHERE journal_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT;
+CREATE TABLE IF NOT EXISTS event_ids (
+    event_id text PRIMARY KEY, seq bigint NOT NULL, journal_hash text);
+CREATE TABLE IF NOT EXISTS journals (
+    journal_id text PRIMARY KEY, device_id text NOT NULL, public_key text NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size bigint PRIMARY KEY, note text NOT NULL, time_ns bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id text PRIMARY KEY, digest text NOT NULL UNIQUE, name text NOT NULL, scope text NOT NULL,
+    created_ns bigint NOT NULL, expires_ns bigint);
+CREATE TABLE IF NOT EXISTS token_revocations (id text PRIMARY KEY, revoked_ns bigint NOT NULL);
+CREATE OR REPLACE FUNCTION corral_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the log is append-only'; END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN
+        CREATE ROLE {ROLE} NOLOGIN;
+    END IF;
+END $$;
+"""
+
+
+def _month_bounds(year: int, month: int) -> tuple[int, int, str]:
+    start = datetime.datetime(year, month, 1, tzinfo=datetime.UTC)
+    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+    end = datetime.datetime(ny, nm, 1, tzinfo=datetime.UTC)
+    return (int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9,
+            f"events_{year:04d}_{month:02d}")
+
+
+def migrate(conn: psycopg.Connection[Any], months_ahead: int = 3) -> None:
+    """Create or upgrade the schema (idempotent; serialized across servers)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        conn.execute(_DDL)
+        now = datetime.datetime.now(datetime.UTC)
+        y, m = now.year, now.month
+        for _ in range(months_ahead + 1):
+            lo, hi, name = _month_bounds(y, m)
+            exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+            if exists and exists[0] is None:
+                conn.execute(f"CREATE TABLE {name} PARTITION OF events "
+                             f"FOR VALUES FROM ({lo}) TO ({hi})")
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        for t in _TABLES:
+            conn.execute(f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}")
+            conn.execute(f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
+                         "FOR EACH ROW EXECUTE FUNCTION corral_append_only()")
+            conn.execute(f"REVOKE ALL ON {t} FROM {ROLE}")
+            conn.execute(f"GRANT SELECT, INSERT ON {t} TO {ROLE}")
+        conn.execute(f"GRANT SELECT ON corral_meta TO {ROLE}")
+        conn.execute(f"GRANT {ROLE} TO CURRENT_USER")
+        conn.execute("INSERT INTO corral_meta VALUES ('schema', %s) ON CONFLICT (key) DO "
+                     "UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
+
+
+class _Tx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.c = conn
+
+    def head(self) -> tuple[int, str]:
+        row = self.c.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, "0" * 64) if row is None else (int(row[0]), str(row[1]))
+
+    def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _nodes(self.c, need)
+
+    def existing(self, ids: list[str]) -> dict[str, str | None]:
+        return {str(e): h for e, h in self.c.execute(
+            "SELECT event_id, journal_hash FROM event_ids WHERE event_id = ANY(%s)", (ids,))}
+
+    def journal_heads(self, ids: list[str]) -> dict[str, tuple[int, str]]:
+        out = {}
+        for jid in ids:
+            row = self.c.execute(
+                "SELECT journal_seq, journal_hash FROM events WHERE journal_id = %s AND "
+                "kind = 'record' ORDER BY journal_seq DESC LIMIT 1", (jid,)).fetchone()
+            if row:
+                out[jid] = (int(row[0]), str(row[1]))
+        return out
+
+    def journal_keys(self, ids: list[str]) -> dict[str, str]:
+        return {str(j): str(k) for j, k in self.c.execute(
+            "SELECT journal_id, public_key FROM journals WHERE journal_id = ANY(%s)", (ids,))}
+
+    def journal_hash_at(self, journal_id: str, seq: int) -> str | None:
+        row = self.c.execute(
+            "SELECT journal_hash FROM events WHERE journal_id = %s AND journal_seq = %s AND "
+            "kind = 'record' ORDER BY seq LIMIT 1", (journal_id, seq)).fetchone()
+        return None if row is None else str(row[0])
+
+    def insert(self, rows: list[tuple[Any, ...]], journals: list[tuple[str, str, str]]) -> None:
+        cur = self.c.cursor()
+        with cur.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+        with cur.copy("COPY event_ids (event_id, seq, journal_hash) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row((r[1], r[0], r[6]))
+        if journals:
+            cur.executemany("INSERT INTO journals VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                            journals)
+
+
+def _nodes(c: psycopg.Connection[Any],
+           need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    want = {((j + 1) << k): (k, j) for k, j in need}
+    got = dict(c.execute("SELECT seq, tree FROM events WHERE seq = ANY(%s)",
+                         (list(want),)).fetchall())
+    out = {}
+    for seq, (k, j) in want.items():
+        tree = got.get(seq)
+        if tree is None or len(tree) < 32 * k + 32:
+            raise LookupError(f"tree node ({k}, {j}) is missing from the store")
+        out[(k, j)] = bytes(tree[32 * k:32 * k + 32])
+    return out
+
+
+class PostgresStore(Store):
+    engine = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = url
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn)
+        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
+                                   configure=self._configure, kwargs={"autocommit": True})
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"SET ROLE {ROLE}")
+
+    def append(self, items: list[Incoming], received_ns: int) -> AppendResult:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            return append_batch(_Tx(conn), items, received_ns)
+
+    def head(self) -> tuple[int, str]:
+        with self.pool.connection() as conn:
+            return _Tx(conn).head()
+
+    def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        with self.pool.connection() as conn:
+            return _nodes(conn, need)
+
+    def leaf(self, seq: int) -> bytes | None:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT leaf FROM events WHERE seq = %s", (seq,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def rows(self, after: int = 0) -> Iterator[Row]:
+        with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(name="corral_verify")
+            cur.itersize = 20_000
+            cur.execute("SELECT seq, event_id, leaf, chain, tree, journal_id, journal_seq, "
+                        "journal_hash, kind, flag FROM events WHERE seq > %s ORDER BY seq",
+                        (after,))
+            yield from cur
+
+    def add_checkpoint(self, size: int, note: str, t_ns: int) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO checkpoints VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                         (size, note, t_ns))
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        with self.pool.connection() as conn:
+            return [(int(s), str(n)) for s, n in
+                    conn.execute("SELECT size, note FROM checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def add_token(self, token: Token, digest: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO tokens VALUES (%s, %s, %s, %s, %s, %s)", (
+                token.id, digest, token.name, token.scope, token.created_ns, token.expires_ns))
+
+    def revoke_token(self, token_id: str, t_ns: int) -> bool:
+        with self.pool.connection() as conn:
+            if not conn.execute("SELECT 1 FROM tokens WHERE id = %s", (token_id,)).fetchone():
+                return False
+            conn.execute("INSERT INTO token_revocations VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (token_id, t_ns))
+        return True
+
+    def tokens(self) -> list[Token]:
+        with self.pool.connection() as conn:
+            return [Token(*r) for r in conn.execute(
+                "SELECT t.id, t.name, t.scope, t.created_ns, t.expires_ns, r.revoked_ns FROM "
+                "tokens t LEFT JOIN token_revocations r ON r.id = t.id ORDER BY t.created_ns")]
+
+    def token_by_digest(self, digest: str) -> Token | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT t.id, t.name, t.scope, t.created_ns, t.expires_ns, r.revoked_ns FROM "
+                "tokens t LEFT JOIN token_revocations r ON r.id = t.id WHERE t.digest = %s",
+                (digest,)).fetchone()
+        return None if row is None else Token(*row)
+
+    def size_bytes(self) -> int:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.pool.close()
