@@ -75,3 +75,45 @@ def unreachable(control: str, path: Path | str, exc: BaseException,
                            "$CORRAL_HOME and keeps settings read-only by design",
                            "run it in a terminal outside the sandbox")
     return CorralError(control, head)
+
+
+# A unix socket path holds at most 107 bytes on Linux; leave room for the names corral puts
+# below a socket parent (``corral-session-XXXXXXXX/session.sock``).
+SOCKET_PARENT_MAX = 100 - len("/corral-session-XXXXXXXX/session.sock")
+
+
+def socket_parent(home: Path) -> Path:
+    """Where a session's private socket directory goes: ``$CORRAL_HOME/state``, hidden in
+    every sandbox, when that path is short enough; else :func:`private_runtime_dir`. Never the
+    shared ``/tmp`` itself, which the sandbox mounts writable: there other sessions' sockets
+    could be listed and unlinked from inside."""
+    state = home / "state"
+    if len(str(state)) <= SOCKET_PARENT_MAX:
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return state
+    return private_runtime_dir()
+
+
+def private_runtime_dir() -> Path:
+    """A short per-user directory for sockets: ``$XDG_RUNTIME_DIR/corral``, else
+    ``/tmp/corral-<uid>``. Created 0700; refused unless it is a real directory of ours that
+    nobody else can enter (another user could have made it first). Callers hide it inside the
+    sandbox (``corral run`` denies it in its plan)."""
+    from corral.errors import CorralError
+
+    uid = os.geteuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    bases = [Path(xdg) / "corral"] if xdg.startswith("/") else []
+    bases.append(Path("/tmp") / f"corral-{uid}")
+    d = next((b for b in bases if len(str(b)) <= SOCKET_PARENT_MAX), bases[-1])
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+    except OSError as exc:
+        raise CorralError("run", f"cannot make the private socket directory {d}: "
+                          f"{exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
+        raise CorralError("run", f"{d} is not a private directory (owner uid {st.st_uid}, mode "
+                          f"{stat.S_IMODE(st.st_mode):o}): sockets there could be reached by "
+                          "others", "remove it, or set a shorter CORRAL_HOME")
+    return d

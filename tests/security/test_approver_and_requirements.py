@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,115 @@ def test_corral_commands_inside_the_sandbox_refuse_in_one_line(tmp_path: Path) -
         assert lines[0].startswith(f"corral: {control}: "), (args, err)
         if args[0] in ("approve", "grants", "trust", "untrust") or args == ("log",):
             assert "inside corral's sandbox" in lines[0], (args, err)
+
+
+# --- item 7b: with a long CORRAL_HOME, no session's sockets are in sight inside the sandbox --
+
+ATTACKER = r'''#!/usr/bin/env python3
+import glob, json, os
+pats = ["/tmp/corral-session-*/*.sock", "/tmp/corral-*/corral-session-*/*.sock",
+        "/tmp/*/corral-session-*/*.sock"]
+if os.environ.get("XDG_RUNTIME_DIR"):
+    pats.append(os.environ["XDG_RUNTIME_DIR"] + "/corral/*/*.sock")
+found = sorted({p for pat in pats for p in glob.glob(pat)})
+unlinked = []
+for p in found:
+    try:
+        os.unlink(p)
+        unlinked.append(p)
+    except OSError:
+        pass
+print(json.dumps({"found": found, "unlinked": unlinked}))
+'''
+
+VICTIM = r'''#!/usr/bin/env python3
+import os, time
+end = time.time() + 90
+while time.time() < end and not os.path.exists("go"):
+    time.sleep(0.05)
+'''
+
+
+def _session_sockets() -> set[str]:
+    import glob
+
+    return {p for pat in ("/tmp/corral-session-*/session.sock",
+                          f"/tmp/corral-{os.geteuid()}/corral-session-*/session.sock")
+            for p in glob.glob(pat)}
+
+
+@pytest.mark.slow
+def test_long_corral_home_sockets_are_private_under_corral_run(tmp_path: Path) -> None:
+    def workspace(name: str, script: str) -> tuple[Path, Path, dict[str, str]]:
+        work = tmp_path / name / "work"
+        work.mkdir(parents=True)
+        subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+        agent = tmp_path / name / "agent"
+        agent.write_text(script)
+        agent.chmod(0o755)
+        home = tmp_path / name / ("long-corral-home-" + "h" * 90)
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        env.update(CORRAL_HOME=str(home), CORRAL_SYSTEM_DIR=str(tmp_path / "etc"))
+        return work, agent, env
+
+    vwork, vagent, venv = workspace("victim", VICTIM)
+    before = _session_sockets()
+    victim = subprocess.Popen([sys.executable, "-m", "corral", "run", "--", str(vagent)],
+                              cwd=vwork, env=venv, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not (_session_sockets() - before) and time.monotonic() < end:
+            assert victim.poll() is None, victim.communicate()
+            time.sleep(0.05)
+        theirs = _session_sockets() - before
+        assert theirs, "the victim session never opened its socket"
+        awork, aagent, aenv = workspace("attacker", ATTACKER)
+        r = subprocess.run([sys.executable, "-m", "corral", "run", "--", str(aagent)],
+                           cwd=awork, env=aenv, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        seen = json.loads(r.stdout.strip().splitlines()[-1])
+        assert seen == {"found": [], "unlinked": []}, seen
+        assert all(os.path.exists(p) for p in theirs)  # the victim's sockets are intact
+        for p in theirs:
+            assert len(p) < 108 and p.startswith(f"/tmp/corral-{os.geteuid()}/")
+            assert os.stat(os.path.dirname(os.path.dirname(p))).st_mode & 0o077 == 0
+    finally:
+        (vwork / "go").write_text("")
+        victim.communicate(timeout=60)
+
+
+def test_private_runtime_dir_refuses_a_directory_someone_else_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from corral import paths
+    from corral.errors import CorralError
+
+    base = Path(tempfile.mkdtemp(prefix="x", dir="/tmp"))  # short, like /run/user/UID
+    try:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+        assert paths.private_runtime_dir() == base / "corral"
+        assert os.stat(base / "corral").st_mode & 0o777 == 0o700
+        short_home = base / "h"
+        assert paths.socket_parent(short_home) == short_home / "state"  # short: unchanged
+        assert paths.socket_parent(tmp_path / ("h" * 100)) == base / "corral"
+        (base / "corral").chmod(0o755)  # made by someone else, or opened up: refused
+        with pytest.raises(CorralError, match="not a private directory"):
+            paths.private_runtime_dir()
+        (base / "corral").rmdir()
+        (base / "elsewhere").mkdir(mode=0o700)
+        (base / "corral").symlink_to(base / "elsewhere")
+        with pytest.raises(CorralError, match="not a private directory"):
+            paths.private_runtime_dir()
+        (base / "corral").unlink()
+        os.chown(base, 0, 0)
+        (base / "corral").mkdir(mode=0o700)
+        os.chown(base / "corral", 4321, 4321)
+        with pytest.raises(CorralError, match="owner uid 4321"):
+            paths.private_runtime_dir()
+    finally:
+        import shutil
+
+        shutil.rmtree(base)

@@ -244,11 +244,12 @@ class RunSession:
             asker = no_terminal
             print("corral: run: the agent has this terminal; answer corral's questions with "
                   "`corral approve` in another one", file=sys.stderr)
+        sockets = _socket_parent(cfg)
         session = AgentSession.open(
             cfg, integration or self.preset.name, approval_policy=self.approval_policy,
             asker=asker, sandbox_profile=self.profile, reviewer=self.reviewer,
             receive_telemetry=integration is not None, receiver_on_socket=True,
-            socket_dir=_socket_parent(cfg), network_mode="proxy")
+            socket_dir=sockets, network_mode="proxy")
         proxy = None
         # The agent shares the terminal's foreground process group, so Ctrl-C and Ctrl-\ reach
         # this process too: the agent decides what they mean, and the journal is closed properly
@@ -265,7 +266,7 @@ class RunSession:
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
-            plan = _lock_files(plan, self.preset, Path.home()).replace(
+            plan = _hide_sockets(_lock_files(plan, self.preset, Path.home()), sockets).replace(
                 keep_terminal=keep_terminal)
             env = {**{k: os.environ[k] for k in self.preset.credential_env if k in os.environ},
                    **_config_env(self.preset),
@@ -336,9 +337,21 @@ class RunSession:
         return proxy
 
 
-def _socket_parent(cfg: Any) -> Path | None:
-    """Where the session's private socket directory goes: $CORRAL_HOME/state, unless that path
-    is too long for a unix socket (108 bytes on Linux); then the system temp directory."""
-    d = Path(cfg.corral_home) / "state"
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return None if len(str(d)) + len("/corral-session-XXXXXXXX/session.sock") > 100 else d
+def _socket_parent(cfg: Any) -> Path:
+    """Where the session's private socket directory goes: $CORRAL_HOME/state, or with a long
+    CORRAL_HOME a private runtime directory (``corral.paths.socket_parent``), which
+    :func:`_hide_sockets` keeps out of the sandbox's sight."""
+    from corral.paths import socket_parent
+
+    return socket_parent(Path(cfg.corral_home))
+
+
+def _hide_sockets(plan: Any, parent: Path) -> Any:
+    """Deny the socket parent inside the sandbox unless it is already hidden as part of
+    $CORRAL_HOME: this session's and every other session's sockets stay out of sight (the
+    agent reaches its own only through the bridges corral mounts in /dev/corral)."""
+    from corral.sandbox.profiles import Access, FsEntry, is_under
+
+    if is_under(parent, plan.corral_home):
+        return plan
+    return plan.replace(entries=(*plan.entries, FsEntry(parent, Access.DENY, enforced=True)))
