@@ -136,13 +136,17 @@ def test_unparseable_files_are_never_overwritten(tmp_path: Path):
 
 
 def test_cli_install_then_remove(tmp_path: Path):
-    env = {**os.environ, "HOME": str(tmp_path), "CORRAL_HOME": str(tmp_path / "ch")}
+    from tests.rules.conftest import NATIVE  # the real codex: install-hooks asks it to trust
+
+    env = {**os.environ, "HOME": str(tmp_path), "CORRAL_HOME": str(tmp_path / "ch"),
+           "PATH": f"{NATIVE.parent}:{os.environ['PATH']}"}
     env.pop("CODEX_HOME", None)
     corral = [sys.executable, "-m", "corral"]
     r = subprocess.run([*corral, "install-hooks", "codex"], env=env, capture_output=True,
                        text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"corral: installed corral hooks in {tmp_path}/.codex/hooks.json")
+    assert f"Codex trusts corral's 6 hooks (recorded in {tmp_path}/.codex/config.toml)" in r.stdout
     r = subprocess.run([*corral, "install-hooks", "claude-code", "--project", "--project-root",
                         str(tmp_path / "p")], env=env, capture_output=True, text=True,
                        timeout=60)

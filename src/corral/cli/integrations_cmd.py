@@ -41,8 +41,30 @@ def install_hooks_cmd(
     verb = ("removed corral hooks from" if remove else "installed corral hooks in") if changed \
         else "already up to date:"
     typer.echo(f"corral: {verb} {path}")
-    if changed and not remove and agent == "codex":
-        typer.echo("corral: Codex runs new hooks only once you trust them (/hooks in the TUI)")
+    if not remove and agent == "codex":
+        _trust_for_codex(path.parent, project_root if project else None)
+
+
+def _trust_for_codex(cfg_dir: Path, project_root: Path | None) -> None:
+    """Codex runs a new user hook only once it is trusted: record that trust where Codex keeps
+    it (its user config), or say plainly that the hooks are inactive."""
+    import os
+
+    from corral.errors import CorralError
+    from corral.integrations.codex_trust import trust_corral_hooks
+
+    codex_home = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex") \
+        if project_root is not None else cfg_dir
+    cwd = (project_root or Path.cwd()).resolve()
+    try:
+        hooks = trust_corral_hooks(codex_home, cwd)
+    except CorralError as exc:
+        typer.echo(f"corral: integrations: warning: the hooks are installed but INACTIVE: "
+                   f"{exc.message}; Codex will run with no corral rules or approvals until "
+                   f"they are trusted (/hooks in Codex)", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"corral: Codex trusts corral's {len(hooks)} hooks (recorded in "
+               f"{codex_home / 'config.toml'})")
 
 
 def register(app: typer.Typer) -> None:

@@ -91,7 +91,7 @@ def merge_hooks(hooks: dict[str, Any], agent: str, command: str | None,
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -133,7 +133,7 @@ def _apply_json(path: Path, agent: str, command: str | None) -> bool:
         return False
     if not new and not path.exists():
         return False
-    _write_atomic(path, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
     return True
 
 
@@ -159,7 +159,7 @@ def _apply_toml(path: Path, agent: str, command: str | None) -> bool:
         doc["hooks"] = hooks
     else:
         del doc["hooks"]
-    _write_atomic(path, tomlkit.dumps(doc))
+    write_atomic(path, tomlkit.dumps(doc))
     return True
 
 
