@@ -286,7 +286,7 @@ class Pipeline:
 
         verdict = self._ask_person(kind, argv, cwd, reason, source,
                                    replace(review, rationale=f"{review.rationale}; {tripped}"))
-        if verdict.outcome == "approved" and verdict.who == "user":
+        if verdict.outcome == "approved":  # answered just now (not a standing grant)
             self.breaker.reset()
         if not verdict.approved:
             self._decision(call_id, "abort", "automated_reviewer", source, tripped, cmdline,
