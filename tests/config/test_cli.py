@@ -145,6 +145,34 @@ def test_help_lists_every_command_group(env):
         assert f"  {cmd} " in r.stdout or f"  {cmd}\n" in r.stdout, cmd
 
 
+def test_root_help_without_typer_is_the_page_click_renders(env):
+    """`corral --help` is laid out by corral.cli.commands without loading typer or click; it must
+    be byte for byte what the Typer app prints, at any terminal width, and exit alike."""
+    import os
+
+    corral = os.path.join(os.path.dirname(sys.executable), "corral")
+    click_side = ("import sys; sys.argv = ['corral', *sys.argv[1:]]; "
+                  "from corral.cli.app import main; main()")
+    for columns in ("30", "52", "80", "200"):
+        envc = dict(os.environ, COLUMNS=columns)
+        for args in (["--help"], ["-h"], []):
+            fast = subprocess.run([corral, *args], capture_output=True, text=True, env=envc)
+            full = subprocess.run([sys.executable, "-c", click_side, *args], capture_output=True,
+                                  text=True, env=envc)
+            assert (fast.returncode, fast.stdout, fast.stderr) == (
+                full.returncode, full.stdout, full.stderr), (columns, args)
+            assert (fast.stdout or fast.stderr).startswith("Usage: corral [OPTIONS] COMMAND")
+    mod = subprocess.run([sys.executable, "-m", "corral", "--help"], capture_output=True,
+                         text=True)
+    assert mod.stdout.startswith("Usage: python -m corral [OPTIONS] COMMAND")
+    probe = ("import sys; sys.argv = ['corral', '--help']\n"
+             "from corral.cli.entry import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('typer' in sys.modules, 'click' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.stderr.strip() == "False False"
+
+
 def test_command_table_matches_what_the_modules_register():
     """`corral --help` is served from a static table; it must name exactly the real commands."""
     import importlib

@@ -18,33 +18,9 @@ import typer
 import typer.main
 from typer.core import TyperGroup
 
+from corral.cli.commands import COMMANDS, ROOT_HELP
 from corral.cli.common import GlobalOptions
 
-# Every command: (the module whose ``register(app)`` defines it, its one-line summary for
-# ``corral --help``). Order is the order in ``corral --help``. tests/config/test_cli.py checks
-# this table against what the modules really register.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("corral.cli.run_cmd", "Run an agent sandboxed, its network managed, all journaled."),
-    "exec": ("corral.cli.exec_cmd", "Run CMD through rules, approvals, the sandbox and the log."),
-    "demo": ("corral.cli.exec_cmd", "The main job: govern real commands in a scratch workspace."),
-    "sandbox": ("corral.cli.sandbox_cmd", "Run CMD inside the sandbox (no rules, no approvals)."),
-    "proxy": ("corral.cli.proxy_cmd", "Run the managed network proxy (HTTP/CONNECT, SOCKS5)."),
-    "policy": ("corral.cli.policy_cmd", "Command rules: check, decide, test and replay."),
-    "review": ("corral.cli.review_cmd", "The deterministic auto-reviewer's verdict on CMD."),
-    "approve": ("corral.cli.approvals_cmd", "Answer questions agents are waiting on."),
-    "grants": ("corral.cli.approvals_cmd", "Standing approvals: list, add, revoke."),
-    "hook": ("corral.cli.integrations_cmd", "Answer one agent hook call (JSON on stdin)."),
-    "install-hooks": ("corral.cli.integrations_cmd", "Install corral's hooks into an agent."),
-    "log": ("corral.cli.log_cmd", "What agents did and why (the journal); `log verify`."),
-    "forward": ("corral.cli.forward_cmd", "Forward the journal to corral server now (catch up)."),
-    "login": ("corral.cli.forward_cmd", "Store a corral server token (stdin) in the OS keyring."),
-    "logout": ("corral.cli.forward_cmd", "Forget a stored corral server token."),
-    "config": ("corral.cli.config_cmd", "Inspect and validate layered configuration."),
-    "trust": ("corral.cli.config_cmd", "Trust a project: load its .corral/ config and rules."),
-    "untrust": ("corral.cli.config_cmd", "Mark a project untrusted: ignore its .corral/."),
-    "doctor": ("corral.cli.config_cmd", "What this machine can enforce, partial controls too."),
-    "server": ("corral.cli.server_cmd", "The compliance log service: ingest, verify, proofs."),
-}
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 
@@ -72,7 +48,7 @@ class _LazyGroup(TyperGroup):
 app = typer.Typer(
     name="corral",
     cls=_LazyGroup,
-    help="Govern AI coding agents: sandbox, command rules, approvals, managed network, audit.",
+    help=ROOT_HELP,
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -1,6 +1,7 @@
 """The ``corral`` entry point.
 
-The two commands that run once per agent action skip typer and click (~70 ms of imports):
+The root help page and the two commands that run once per agent action skip typer and click
+(~70 ms of imports); the root help comes from ``corral.cli.commands``:
 ``corral sandbox -- CMD`` through ``corral.cli.sandbox_fast`` and ``corral policy check``
 through ``corral.rules.check_fast`` (which must match the native ``codex execpolicy check``
 closely in wall time). Both accept exactly the same grammar as the Typer commands and hand
@@ -14,6 +15,14 @@ import sys
 
 def main() -> None:
     argv = sys.argv[1:]
+    if argv in (["--help"], ["-h"], []):  # the root help page, from a table: no typer
+        import shutil
+
+        from corral.cli.commands import program_name, root_help
+
+        page = root_help(program_name(), shutil.get_terminal_size().columns)
+        (sys.stdout if argv else sys.stderr).write(page)  # bare `corral` is a usage error
+        sys.exit(0 if argv else 2)
     if argv[:2] == ["policy", "check"] and not {"-h", "--help"} & set(argv[2:3]):
         from corral.rules.check_fast import main as check_main
 
