@@ -96,7 +96,7 @@ def _queue(hostile: str) -> str:
 def _corral(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "corral", *args], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ))
+                          env=dict(os.environ, COLUMNS="250"))
 
 
 def _clean(text: str) -> None:
@@ -173,6 +173,24 @@ def test_refusal_lines_quote_hostile_patterns_visibly(chome: Path) -> None:
     _clean(r.stderr)
     r = _corral("grants", "add", "--", "env", "\u202erm")
     assert r.returncode == 2 and "\u202e" not in r.stderr and "\\u202e" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("name", ["carriage return", "erase line", "c1 csi", "bidi override",
+                                  "delete", "rich markup"])
+def test_corral_log_timeline_shows_command_text_escaped(chome: Path, name: str) -> None:
+    from corral.telemetry.api import Telemetry
+
+    hostile = HOSTILE[name]
+    tel = Telemetry.open(None, "sess-hostile", home=chome)
+    tel.emit("agent.tool.decision", {
+        "gen_ai.tool.name": "shell", "agent.decision": "denied", "agent.decision.source": "rule",
+        "agent.decision.rationale": f"forbidden {hostile}",
+        "process.command_line": f"bash -c {hostile}"}, call_id="c1", wait=True)
+    tel.close()
+    r = _corral("log")
+    assert r.returncode == 0, r.stderr
+    _clean(r.stdout)
+    assert "denied" in r.stdout and "bash -c" in r.stdout
 
 
 # --- item 6: CORRAL_SYSTEM_DIR never sets the administrator's directory aside -----------------

@@ -11,6 +11,7 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree
 
+from corral.display import shown as safe
 from corral.telemetry.schema import ORIGIN_ATTR, Event
 
 
@@ -36,7 +37,7 @@ CLAIMS = {"session_api": "claimed by the agent (session API): ",
 
 def describe(ev: Event) -> Text:
     """One line for one event."""
-    a = ev.attributes
+    a = {k: safe(v) if isinstance(v, str) else v for k, v in ev.attributes.items()}  # #21.4
     n = ev.name
     t = Text(_time(ev.time_unix_nano)[11:] + " ", style="dim")
     claim = CLAIMS.get(str(a.get(ORIGIN_ATTR)))
