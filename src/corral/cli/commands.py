@@ -61,6 +61,24 @@ def program_name() -> str:
     return f"python -m {module.lstrip('.')}"
 
 
+def terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (and fnmatch, ...):
+    $COLUMNS, else the terminal on stdout, else 80."""
+    import os
+    import sys
+
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 def root_help(prog: str, columns: int) -> str:
     """The root help page at a terminal ``columns`` wide (click's layout rules)."""
     import textwrap

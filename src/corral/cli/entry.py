@@ -16,11 +16,9 @@ import sys
 def main() -> None:
     argv = sys.argv[1:]
     if argv in (["--help"], ["-h"], []):  # the root help page, from a table: no typer
-        import shutil
+        from corral.cli.commands import program_name, root_help, terminal_columns
 
-        from corral.cli.commands import program_name, root_help
-
-        page = root_help(program_name(), shutil.get_terminal_size().columns)
+        page = root_help(program_name(), terminal_columns())
         (sys.stdout if argv else sys.stderr).write(page)  # bare `corral` is a usage error
         sys.exit(0 if argv else 2)
     if argv[:2] == ["policy", "check"] and not {"-h", "--help"} & set(argv[2:3]):
