@@ -93,7 +93,7 @@ def timing(entries: list[dict[str, Any]], reviewer: DeterministicReviewer, runs:
         t_total = 0.0
         for req in reqs:
             if cold:
-                analysis._script_cache.clear()
+                analysis.clear_parse_cache()
             t0 = time.perf_counter()
             reviewer.review(req)
             dt = time.perf_counter() - t0
@@ -112,17 +112,19 @@ def main() -> None:
     args = ap.parse_args()
     reviewer = DeterministicReviewer(home=HOME)
     labelled, holdout = load("actions.jsonl"), load("holdout.jsonl")
-    holdout2 = load("holdout2.jsonl")
+    holdout2, holdout3 = load("holdout2.jsonl"), load("holdout3.jsonl")
     for title, entries in (("labelled set (tests/data/review/actions.jsonl)", labelled),
                            ("held-out set (tests/data/review/holdout.jsonl)", holdout),
-                           ("second held-out set (tests/data/review/holdout2.jsonl)", holdout2)):
+                           ("second held-out set (tests/data/review/holdout2.jsonl)", holdout2),
+                           ("third held-out set, issue 20 categories "
+                            "(tests/data/review/holdout3.jsonl)", holdout3)):
         print(f"\n{title}: {len(entries)} actions\n")
         print("| category | actions | precision (deny) | recall (deny) | approved (of should-"
               "allow) | risk ≥ label |")
         print("|---|---|---|---|---|---|")
         for row in quality(entries, reviewer, args.show_misses):
             print(row)
-    everything = labelled + holdout + holdout2
+    everything = labelled + holdout + holdout2 + holdout3
     for e in everything[:50]:  # warm-up: imports, tree-sitter, regex compilation
         reviewer.review(request(e))
     print(f"\nreview time over {len(everything)} actions, median of {args.runs} runs:\n")
@@ -137,7 +139,7 @@ def main() -> None:
         req = request(e)
         times = []
         for _ in range(args.runs):
-            analysis._script_cache.clear()
+            analysis.clear_parse_cache()
             t0 = time.perf_counter()
             reviewer.review(req)
             times.append(time.perf_counter() - t0)

@@ -42,6 +42,11 @@ DANGEROUS = [
     ("dmesg -C", "anti-forensics", "clears the kernel log"),
     ("rm -rf ~/.codex/sessions", "anti-forensics", "the coding agent's session records"),
     ("rm -f $CORRAL_HOME/journal/*.jsonl", "tampering", "corral's own state"),
+    ("touch -t 201901010000 /usr/local/bin/helper", "anti-forensics", "sets a false timestamp"),
+    ("osascript -e 'do shell script \"rm /var/log/system.log\"'", "anti-forensics",
+     "/var/log/system.log (system logs)"),
+    ("chattr -i /var/spool/cron/crontabs/root", "permissions",
+     "removes the immutable/append-only protection"),
     ("systemctl stop auditd", "security-tools", "disables the security service auditd"),
     ("pkill falcon-sensor", "security-tools", "kills the security tool falcon-sensor"),
     ("kill -9 $(pidof osqueryd)", "security-tools", "kills the security tool osqueryd"),
@@ -114,7 +119,8 @@ LOOK_ALIKES = [
     "python3 -c \"import base64; print(base64.b64decode('aGk='))\"",
     "openssl req -new -x509 -days 30 -nodes -subj /CN=x -keyout dev.key -out dev.crt",
     "eval \"$(ssh-agent -s)\"", "eval \"$(pyenv init -)\"", "source <(kubectl completion bash)",
-    "eval $(minikube docker-env)",
+    "eval $(minikube docker-env)", "touch -d yesterday build/.stamp", "touch -r src/a.c src/a.o",
+    "chattr +i build/release.tar.gz", "osascript -e 'display notification \"done\"'",
 ]
 
 

@@ -138,6 +138,30 @@ def setfacl(cmd: Cmd, place: Place, scan: Scan) -> None:
         _exposes_secret("o+rw", targets, place, scan, "setfacl")
 
 
+_ATTRS = re.compile(r"[-+=][aAcCdDeijPsStTux]{1,16}")
+_UNFLAG = re.compile(r"no(s|u)?(chg|immutable|appnd|append|unlnk|unlink)|no(s|u)?(schg|uchg)")
+
+
+def chattr(cmd: Cmd, place: Place, scan: Scan) -> None:
+    """``chattr -i /var/spool/cron/root``, ``chflags noschg …``: the immutable or append-only
+    protection removed from a system file, so it can be rewritten (often a log or a job)."""
+    if cmd.name == "chattr":
+        attrs = [t for t in cmd.args if _ATTRS.fullmatch(t)]
+        drops = any(t[0] == "-" and set(t[1:]) & {"i", "a"} for t in attrs)
+        paths = [t for t in cmd.args if t not in attrs and not t.startswith("-")]
+    else:
+        ops = [t for t, _ in cmd.operands("")]
+        drops = bool(ops) and _UNFLAG.fullmatch(ops[0].lower()) is not None
+        paths = ops[1:]
+    if not drops:
+        return
+    for p in _paths(paths, place):
+        if place.where(p) in ("home", "system"):
+            scan.add("permissions", "high", f"removes the immutable/append-only protection "
+                     f"from {place.show(p)} ({cmd.name})", _VERBS, (posixpath.basename(p),))
+            return
+
+
 _PERM_CMDS = frozenset({"chmod", "chown", "chgrp", "setfacl"})
 
 
@@ -165,4 +189,5 @@ def find_exec(cmd: Cmd, place: Place, scan: Scan) -> None:
 
 HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
     "chmod": chmod, "chown": chown, "chgrp": chown, "setfacl": setfacl, "find": find_exec,
+    "chattr": chattr, "chflags": chattr,
 }

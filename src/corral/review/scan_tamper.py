@@ -173,7 +173,29 @@ def _agent_cli(cmd: Cmd, place: Place, scan: Scan) -> None:
                  f"({bypass})")
 
 
+def _timestamp(cmd: Cmd, place: Place, scan: Scan) -> None:
+    """``touch -t 197001010000 /usr/bin/x``: a false timestamp outside the workspace hides when
+    a file was planted or changed (timestomping)."""
+    a = cmd.args
+    if cmd.name == "touch":
+        forged = any(t in ("-t", "-d", "-r", "-A") or t.startswith(("--date", "--reference",
+                     "-t", "-d", "-r")) for t in a)
+        ops = [t for t, k in cmd.operands("tdrA", ("--date", "--reference")) if k]
+    else:  # SetFile -d/-m DATE FILE (macOS)
+        forged = "-d" in a or "-m" in a
+        ops = [t for t, k in cmd.operands("dmacPt") if k]
+    if not forged:
+        return
+    for t in ops:
+        p = place.resolve(t)
+        if p is not None and place.where(p) in ("home", "system"):
+            scan.add("anti-forensics", "high", f"sets a false timestamp on {place.show(p)} "
+                     f"({cmd.name}): hides when it was changed")
+            return
+
+
 HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
+    "touch": _timestamp, "SetFile": _timestamp,
     "history": _history, "unset": _history, "set": _history, "shopt": _history,
     "journalctl": _logs, "dmesg": _logs, "lastlog": _logs, "faillog": _logs, "log": _logs,
     "claude": _agent_cli, "codex": _agent_cli, "gemini": _agent_cli,
