@@ -167,6 +167,28 @@ def test_corral_approve_interactive_panel_on_a_real_terminal(chome: Path, tmp_pa
     assert item is not None and item.answered == "deny"
 
 
+@pytest.mark.parametrize("name", ["carriage return", "erase line", "bidi override"])
+def test_corral_exec_prompt_and_refusal_on_a_real_terminal(chome: Path, tmp_path: Path,
+                                                          name: str) -> None:
+    (chome / "rules").mkdir()
+    (chome / "rules" / "ask.rules").write_text(
+        'prefix_rule(pattern=["echo"], decision="prompt")\n')
+    proc, screen = on_a_pty([sys.executable, "-m", "corral", "exec", "--", "echo",
+                             HOSTILE[name]], tmp_path,
+                            dict(os.environ, TERM="xterm-256color", COLUMNS="300"))
+    try:
+        assert screen.pump(b"allow", proc, 30), screen.out
+        os.write(screen.master, b"d\n")
+        screen.pump(b"\0never\0", proc, 5)
+    finally:
+        assert proc.wait(15) == 241
+    drawn = screen.out.decode("utf-8", "replace").replace("\r\n", "\n")
+    for raw in RAW:
+        assert raw not in drawn, f"{raw!r} reached the terminal"
+    refusal = drawn.rstrip("\n").splitlines()[-1]
+    assert refusal.startswith("corral: approvals: ") and "denied by the user" in refusal
+
+
 def test_refusal_lines_quote_hostile_patterns_visibly(chome: Path) -> None:
     r = _corral("grants", "add", "--scope", "session", "--session", "s1", "--",
                 "bash\x1b[2K", "-c")

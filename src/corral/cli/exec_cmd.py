@@ -66,10 +66,12 @@ def exec_command(
         tel.close()
     if verbose:
         print(f"corral: decision: {outcome.decision} -> {outcome.verdict}", file=sys.stderr)
+    from corral.display import shown  # the agent chose the command and paths in these lines
+
     if outcome.message:
-        print(outcome.message, file=sys.stderr)
+        print(shown(outcome.message), file=sys.stderr)
     for v in outcome.violations:
-        print(v, file=sys.stderr)
+        print(shown(str(v)), file=sys.stderr)
     raise typer.Exit(outcome.exit_code)
 
 
