@@ -177,3 +177,21 @@ def test_token_revoked_mid_stream(served: Served, tmp_path: Path) -> None:
     listed = corral("server", "token", "list", "--data", str(served.data)).stdout
     assert "revoked" in listed.splitlines()[0]
     assert httpx.get(served.url + "/healthz").json()["size"] == 10
+
+
+def test_healthz_metrics_and_status(served: Served, tmp_path: Path) -> None:
+    j = journal(tmp_path, 12)
+    assert post(served.url, forward_request(j), served.ingest).status_code == 200
+    assert post(served.url, b"junk", served.ingest).status_code == 400
+    assert httpx.get(served.url + "/healthz").json()["size"] == 12
+    assert httpx.get(served.url + "/metrics").status_code == 401
+    text = httpx.get(served.url + "/metrics",
+                     headers={"Authorization": f"Bearer {served.read}"}).text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert lines["corral_server_events_ingested_total"] == "12"
+    assert lines["corral_server_log_size"] == "12"
+    assert lines['corral_server_rejects_total{reason="400"}'] == "1"
+    assert f'corral_server_forward_lag_seconds{{device="{j.id}"}}' in lines
+    assert int(lines["corral_server_store_bytes"]) > 0
+    status = json.loads(corral("server", "status", "--data", str(served.data), "--json").stdout)
+    assert status["events"] == 12 and status["verifier_key"].startswith(status["origin"] + "+")

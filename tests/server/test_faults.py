@@ -1,0 +1,133 @@
+"""Faults with real parts: a full disk under the store, the server killed with SIGKILL in the
+middle of a stream. After each: events at the source == events at the server, once each, and
+`corral server verify` passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.helpers import (
+    Journal,
+    ServerProc,
+    corral,
+    forward_request,
+    init_server,
+    journal,
+    post,
+    token,
+)
+
+
+def _stored_ids(data: Path) -> list[str]:
+    c = sqlite3.connect(data / "store" / "log.db")
+    try:
+        return [r[0] for r in c.execute("SELECT event_id FROM events WHERE kind = 'record'")]
+    finally:
+        c.close()
+
+
+def _ship(url: str, tok: str, j: Journal, n: int, step: int) -> tuple[int, list[int]]:
+    """A forwarder: send batches in order, advance only on 200; returns (cursor, statuses)."""
+    cursor, statuses = 0, []
+    while cursor < n:
+        r = post(url, forward_request(j, cursor + 1, min(n, cursor + step)), tok)
+        statuses.append(r.status_code)
+        if r.status_code != 200:
+            if r.status_code == 503:
+                assert r.headers.get("retry-after")
+            break
+        cursor = min(n, cursor + step)
+    return cursor, statuses
+
+
+@pytest.mark.slow
+def test_disk_full_refuses_with_503_and_loses_nothing(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    srv = None
+    try:
+        data = mnt / "srv"
+        init_server(data, interval=3600)
+        tok = token(data, "ingest")
+        srv = ServerProc(data)
+        j = journal(tmp_path, 3000)
+        filler = mnt / "filler"
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k",
+                        f"count={(free - 700 * 1024) // 65536}"], check=True, capture_output=True)
+        cursor, statuses = _ship(srv.url, tok, j, 3000, 100)
+        assert statuses[-1] == 503, statuses  # the disk filled up before the end
+        assert 0 < cursor < 3000
+        assert srv.proc.poll() is None
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+        ids = _stored_ids(data)
+        assert len(ids) == len(set(ids)) == cursor  # nothing half-stored past the cursor
+        filler.unlink()
+        resumed, statuses = _ship(srv.url, tok, j, 3000, 100)
+        assert resumed == 3000 and set(statuses) == {200}
+        # the forwarder's cursor was kept; the resend from 1 above also proves idempotency
+        ids = _stored_ids(data)
+        assert sorted(ids) == sorted(r[1] for r in j.rows())
+        srv.stop()
+        res = corral("server", "verify", "--data", str(data), check=False)
+        assert res.returncode == 0, res.stdout
+    finally:
+        if srv:
+            srv.stop()
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_server_killed_mid_stream_then_restarted(tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    init_server(data)
+    tok = token(data, "ingest")
+    j = journal(tmp_path, 4000)
+    srv = ServerProc(data)
+    acked = [0]
+    stop = threading.Event()
+
+    def forwarder() -> None:
+        while acked[0] < 4000 and not stop.is_set():
+            try:
+                r = post(srv.url, forward_request(j, acked[0] + 1, acked[0] + 200), tok,
+                         timeout=5)
+            except httpx.HTTPError:
+                return
+            if r.status_code == 200:
+                acked[0] += 200
+
+    t = threading.Thread(target=forwarder)
+    t.start()
+    while acked[0] < 1000:
+        threading.Event().wait(0.01)
+    srv.stop(kill=True)  # SIGKILL, most likely mid-batch
+    t.join()
+    killed_at = acked[0]
+    assert killed_at < 4000
+    srv = ServerProc(data)  # same store
+    try:
+        cursor, statuses = _ship(srv.url, tok, j, 4000, 200)
+        # resend from the persisted cursor, and once more from 1 (lost acks)
+        cursor2, _ = _ship(srv.url, tok, j, 4000, 500)
+        assert cursor == cursor2 == 4000 and set(statuses) == {200}
+        health = httpx.get(srv.url + "/healthz").json()
+    finally:
+        srv.stop()
+    ids = _stored_ids(data)
+    assert len(ids) == len(set(ids)) == 4000
+    assert set(ids) == {r[1] for r in j.rows()}
+    assert health["size"] == 4004  # and the journal's 4 signed checkpoints
+    res = corral("server", "verify", "--data", str(data), check=False)
+    assert res.returncode == 0, res.stdout
+    assert json.loads(corral("server", "status", "--data", str(data), "--json").stdout)[
+        "events"] == 4004
