@@ -65,6 +65,24 @@ def _requirements_check() -> Check:
     return Check("requirements", True, f"sources: {srcs}")
 
 
+def _system_dir_check() -> Check:
+    """Which admin directory is in force, and why ``CORRAL_SYSTEM_DIR`` was or was not
+    honoured (only while the real one is absent or empty: relocating never drops a rule)."""
+    from corral import paths
+
+    real = paths.SYSTEM_DIR_DEFAULT
+    env = os.environ.get("CORRAL_SYSTEM_DIR")
+    used = paths.system_dir()
+    if env and used == real:
+        return Check("admin directory", True, f"{real} (CORRAL_SYSTEM_DIR={env} ignored: it is "
+                     f"honoured only while {real} is absent or empty)")
+    if env:
+        return Check("admin directory", True, f"{used} (CORRAL_SYSTEM_DIR; {real} is absent or "
+                     "empty)")
+    return Check("admin directory", True, str(real) + (
+        "" if paths.admin_dir_in_use(real) else " (absent or empty: nothing configured there)"))
+
+
 def run_checks() -> list[Check]:
     checks: list[Check] = []
     try:
@@ -73,7 +91,7 @@ def run_checks() -> list[Check]:
         checks.append(Check("sandbox", False, "sandbox capability probe unavailable"))
     else:
         checks += capabilities.checks()
-    checks += [_home_check(), _keyring_check(), _requirements_check()]
+    checks += [_home_check(), _keyring_check(), _system_dir_check(), _requirements_check()]
     return checks
 
 

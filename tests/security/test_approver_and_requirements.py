@@ -268,6 +268,17 @@ def test_admin_with_only_a_system_config_is_not_bypassed(admin: Path, tmp_path: 
     assert str(admin / "config.toml") in r.stdout, r.stdout
 
 
+def test_doctor_says_which_admin_directory_is_in_force(admin: Path, tmp_path: Path) -> None:
+    r = _as_admin(admin, tmp_path, "doctor", "--json")
+    check = next(c for c in json.loads(r.stdout) if c["name"] == "admin directory")
+    assert check["detail"].startswith(str(tmp_path / "mine"))  # absent: relocated
+    admin.mkdir()
+    (admin / "config.toml").write_text("")
+    r = _as_admin(admin, tmp_path, "doctor", "--json")
+    check = next(c for c in json.loads(r.stdout) if c["name"] == "admin directory")
+    assert check["detail"].startswith(f"{admin} (CORRAL_SYSTEM_DIR={tmp_path / 'mine'} ignored")
+
+
 @pytest.mark.parametrize("layout", ["requirements.toml", "managed/a.toml", "empty managed dir",
                                     "unknown file", "a file, not a directory", "a symlink"])
 def test_anything_in_the_admin_directory_keeps_it_in_force(
