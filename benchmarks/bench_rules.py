@@ -6,13 +6,18 @@
 2. Whole-process ``corral policy check`` against the native ``codex execpolicy check`` on the same
    1,000-rule file, median wall time of >= 10 runs each (hyperfine when installed).
 
-Run: .venv/bin/python benchmarks/bench_rules.py [--runs N]
+3. With ``--compare-src DIR``: only the cache-hit hot paths and the in-process decisions, for
+   this tree and for the tree in DIR (e.g. ``git archive BASE src benchmarks | tar -x -C DIR``),
+   in alternating processes, medians: before/after numbers for a change, same run.
+
+Run: .venv/bin/python benchmarks/bench_rules.py [--runs N] [--compare-src DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -20,13 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, require_peer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, os.environ.get("BENCH_RULES_SRC") or str(ROOT / "src"))  # --compare-src
 
 from corral.rules import analysis, decide  # noqa: E402
 from corral.rules.sources import load_policy  # noqa: E402
@@ -35,6 +41,15 @@ NATIVE = (ROOT / ".tools/node/node_modules/@openai/codex-linux-x64/vendor/"
           "x86_64-unknown-linux-musl/bin/codex")
 PROGRAMS = [f"tool{i}" for i in range(300)] + ["git", "npm", "cargo", "rm", "curl", "python3"]
 ARGS = ["build", "test", "run", "push", "status", "-rf", "--force", "install", "check", "x"]
+
+
+def clear_parse_cache() -> None:
+    """Empty the parse cache (older trees, as run by --compare-src, kept it in a dict)."""
+    clear = getattr(analysis, "clear_parse_cache", None)
+    if clear is None:
+        analysis._script_cache.clear()  # type: ignore[attr-defined]
+    else:
+        clear()
 
 
 def make_rules(path: Path, n: int = 1000, seed: int = 1) -> None:
@@ -70,7 +85,7 @@ def bench_inprocess(rules: Path, runs: int) -> dict[str, float]:
     for r in range(runs):
         for kind, quoted in (("cold", False), ("cold_quoted", True)):
             batch = scripts(3000, seed=100 + r, quoted=quoted)  # all distinct: nothing cached
-            analysis._script_cache.clear()
+            clear_parse_cache()
             t = time.process_time()  # CPU time of this thread: "on one core", whatever else runs
             for argv in batch:
                 decide(argv, policy)
@@ -98,7 +113,7 @@ def bench_bad_input(runs: int) -> list[tuple[str, float]]:
         samples = []
         for _ in range(runs):
             policy = Policy()  # a fresh policy: no decision-cache hit
-            analysis._script_cache.clear()
+            clear_parse_cache()
             t = time.perf_counter()
             runtime.decide(argv, policy)
             samples.append(time.perf_counter() - t)
@@ -142,12 +157,64 @@ def bench_process(rules: Path, runs: int) -> dict[str, float]:
     return {**out, "tool": 0.0}
 
 
+def bench_hot(rules: Path) -> dict[str, float]:
+    """ns per call on cache hits: a repeated decision, and a repeated script's parse."""
+    policy = load_policy(None, [rules], include_configured=False)
+    pool = scripts(200, seed=7, quoted=True)
+    texts = [argv[2] for argv in pool]
+    for argv in pool:
+        decide(argv, policy)
+    def per_call(fn: Callable[[int], object]) -> float:
+        rounds = []
+        for _ in range(9):
+            t = time.process_time()
+            for i in range(100_000):
+                fn(i % 200)
+            rounds.append((time.process_time() - t) / 100_000 * 1e9)
+        return statistics.median(rounds)
+
+    out = {"decide_hit_ns": per_call(lambda i: decide(pool[i], policy)),
+           "parse_hit_ns": per_call(lambda i: analysis._cached_parse(texts[i]))}
+    return out
+
+
+def compare(src: Path, runs: int) -> None:
+    """This tree and ``src``'s in alternating child processes; medians of ``runs`` each."""
+    trees = {"this tree": ROOT / "src", f"{src}": src / "src"}
+    res: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+    for _ in range(runs):
+        for name, tree in trees.items():
+            env = {**os.environ, "BENCH_RULES_SRC": str(tree)}
+            out = subprocess.run([sys.executable, __file__, "--hot-json"], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            for k, v in json.loads(out).items():
+                res[name].setdefault(k, []).append(v)
+    print(f"cache-hit hot paths and in-process decisions, median of {runs} processes each:")
+    keys = list(next(iter(res.values())))
+    print("| tree | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name, r in res.items():
+        print(f"| {name} | " + " | ".join(f"{statistics.median(r[k]):,.0f}" for k in keys) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5, help="in-process runs (median)")
     ap.add_argument("--process-runs", type=int, default=15, help="whole-process runs (median)")
+    ap.add_argument("--compare-src", type=Path, metavar="DIR",
+                    help="only hot paths, this tree against DIR/src (before/after)")
+    ap.add_argument("--hot-json", action="store_true", help=argparse.SUPPRESS)
     ns = ap.parse_args()
+    if ns.hot_json:  # one child of --compare-src
+        with tempfile.TemporaryDirectory() as d:
+            rules = Path(d) / "bench.rules"
+            make_rules(rules)
+            print(json.dumps({**bench_hot(rules), **bench_inprocess(rules, 1)}))
+        return
     print(machine())
+    if ns.compare_src:
+        compare(ns.compare_src.resolve(), ns.runs)
+        return
     require_peer("codex", NATIVE)
     with tempfile.TemporaryDirectory() as d:
         rules = Path(d) / "bench.rules"

@@ -6,8 +6,8 @@ around them (still checked against rules), and problems that make the result unc
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
+import functools
+from collections import deque
 from dataclasses import dataclass, field
 
 from corral.rules.argv import Argv
@@ -33,8 +33,7 @@ _SPECIAL = frozenset(SHELLS | UNWRAPPERS.keys() | SCRIPT_OPTIONS.keys()
                      | {"eval", "source", ".", "alias", "trap", "git", "env"})
 MAX_TOTAL_SCRIPT = 160 * 1024  # bytes of script text parsed for one decision, nesting included
 _CACHE_SIZE = 4096
-_script_cache: OrderedDict[str, ScriptParse] = OrderedDict()
-_lock = threading.Lock()
+_CACHE_MAX_SCRIPT = 8192  # characters; longer scripts are parsed afresh (bounds the memory)
 
 
 @dataclass(slots=True)
@@ -50,20 +49,22 @@ class Analysis:
     script_bytes: int = 0
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _parse_small(script: str) -> ScriptParse:
+    return parse_script(script)
+
+
 def _cached_parse(script: str) -> ScriptParse:
-    with _lock:
-        hit = _script_cache.get(script)
-        if hit is not None:
-            _script_cache.move_to_end(script)
-            return hit
-    parsed = parse_script(script)
-    if len(script) > 8192:
-        return parsed  # keep the cache's memory bounded
-    with _lock:
-        _script_cache[script] = parsed
-        if len(_script_cache) > _CACHE_SIZE:
-            _script_cache.popitem(last=False)
-    return parsed
+    """Agents repeat scripts: parse each once (LRU, thread-safe); treat the result as
+    read-only."""
+    if len(script) > _CACHE_MAX_SCRIPT:
+        return parse_script(script)
+    return _parse_small(script)
+
+
+def clear_parse_cache() -> None:
+    """Forget parsed scripts (benchmarks measure cold parses with this)."""
+    _parse_small.cache_clear()
 
 
 def display(a: Argv, limit: int = 400) -> str:

@@ -8,10 +8,11 @@ complete a deny rule makes the command at least ``prompt``.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import weakref
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +142,28 @@ def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
 
 
 _CACHE_PER_POLICY = 2048
-_cache_lock = threading.Lock()
 _CACHE_MAX_ARGV = 8192  # characters; bigger command lines are decided afresh each time
-_decisions: weakref.WeakKeyDictionary[Policy, OrderedDict[tuple[Any, ...], RuntimeDecision]] = (
-    weakref.WeakKeyDictionary())
+_Decider = Callable[[tuple[str, ...], str, str | None, int, int, int], RuntimeDecision]
+# One bounded LRU per live policy; an entry goes when its policy is garbage.
+_deciders: weakref.WeakKeyDictionary[Policy, _Decider] = weakref.WeakKeyDictionary()
+_deciders_lock = threading.Lock()
+
+
+def _decider(policy: Policy) -> _Decider:
+    found = _deciders.get(policy)
+    if found is not None:
+        return found
+    ref = weakref.ref(policy)  # the cache must not keep its own policy alive
+
+    @functools.lru_cache(maxsize=_CACHE_PER_POLICY)
+    def cached(argv: tuple[str, ...], approval_policy: str, cwd: str | None,
+               _generation: int, _errors: int, _hosts: int) -> RuntimeDecision:
+        p = ref()
+        assert p is not None  # a caller holds the policy while deciding
+        return _decide(list(argv), p, approval_policy, cwd)
+
+    with _deciders_lock:
+        return _deciders.setdefault(policy, cached)
 
 
 def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request", *,
@@ -155,24 +174,10 @@ def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request",
     (agents repeat commands); treat the result as read-only. ``cwd`` is where the command will
     run (relative program paths such as ``./tool`` resolve against it; default: ours).
     """
-    key = (tuple(argv), approval_policy, cwd, policy.generation, len(policy.load_errors),
-           len(policy.host_executables))
-    with _cache_lock:
-        cache = _decisions.get(policy)
-        if cache is None:
-            cache = _decisions[policy] = OrderedDict()
-        hit = cache.get(key)
-        if hit is not None:
-            cache.move_to_end(key)
-            return hit
-    result = _decide(argv, policy, approval_policy, cwd)
     if sum(map(len, argv)) > _CACHE_MAX_ARGV:
-        return result  # keep the cache's memory bounded
-    with _cache_lock:
-        cache[key] = result
-        if len(cache) > _CACHE_PER_POLICY:
-            cache.popitem(last=False)
-    return result
+        return _decide(argv, policy, approval_policy, cwd)  # keep the cache's memory bounded
+    return _decider(policy)(tuple(argv), approval_policy, cwd, policy.generation,
+                            len(policy.load_errors), len(policy.host_executables))
 
 
 def _decide(argv: list[str], policy: Policy, approval_policy: str,
