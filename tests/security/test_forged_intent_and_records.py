@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -550,3 +552,73 @@ def test_malicious_agent_under_corral_run(tmp_path: Path) -> None:
     v = subprocess.run([sys.executable, "-m", "corral", "log", "verify"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+# -- hostile input: whatever the agent sends, its records stay claims ------------------------
+
+_value = st.one_of(st.text(max_size=20), st.integers(-5, 5), st.booleans(),
+                   st.lists(st.text(max_size=5), max_size=2), st.none())
+_attr_key = st.one_of(st.sampled_from(["corral.origin", "corral.journal.seq", "call_id",
+                                       "agent.decision", "gen_ai.tool.name",
+                                       "gen_ai.tool.type", "process.exit.code"]),
+                      st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,6}){0,2}", fullmatch=True))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    s = Session(tmp_path_factory.mktemp("fuzz"))
+    if hasattr(s.api, "quota"):  # (the code before issue 21 had none)
+        s.api.quota.max_records = 10**9
+    yield s
+    s.close()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["agent.user_prompt", "agent.tool.result", "agent.mcp.call",
+                             "agent.tool.decision", "agent.sandbox.outcome"]),
+       attrs=st.dictionaries(_attr_key, _value, max_size=5),
+       call_id=st.one_of(st.none(), st.text(max_size=12), st.just("call-1"), st.integers()),
+       prompt=st.one_of(st.none(), st.text(max_size=40)))
+def test_fuzz_reported_events_are_always_claims(shared: Session, name: str,
+                                                attrs: dict[str, Any], call_id: Any,
+                                                prompt: str | None) -> None:
+    before = len(shared.events())
+    req = {"token": shared.api.token, "op": "event", "name": name, "attributes": attrs,
+           "call_id": call_id, "content": {"prompt": prompt} if prompt is not None else None}
+    reply = shared.api.handle_line(json.dumps(req).encode())
+    assert set(reply) >= {"ok"}
+    if not reply["ok"]:
+        assert reply["error"].startswith("corral: ") and "\n" not in reply["error"]
+    new = shared.events()[before:]
+    assert len(new) == (1 if reply["ok"] else 0)
+    for e in new:
+        assert e.attributes["corral.origin"] == "session_api"
+        assert e.call_id is None or e.call_id.startswith("api:")
+    assert shared.pipe.intent is None and shared.pipe.breaker.tripped is None
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(
+    st.sampled_from(["event.name", "call_id", "tool_use_id", "prompt.id", "decision", "source",
+                     "corral.origin", "exit_code", "outcome", "server.address",
+                     "network.policy.decision"]),
+    st.one_of(st.sampled_from(["codex.tool_decision", "codex.sandbox_outcome",
+                               "codex.tool_result", "codex.user_prompt", "call-1", "approved",
+                               "user", "success", "allow", "pipeline"]),
+              st.text(max_size=8), st.integers(0, 3)), max_size=6), max_size=5))
+def test_fuzz_imported_records_are_always_claims(shared: Session,
+                                                 recs: list[dict[str, Any]]) -> None:
+    before = len(shared.events())
+    Receiver(shared.tel).ingest(records_of(otlp(recs)))
+    for e in shared.events()[before:]:
+        assert e.attributes["corral.origin"] == "import"
+        assert e.call_id is None or e.call_id.startswith("import:")
+        assert e.turn_id is None or e.turn_id.startswith("import:")
+
+
+def records_of(body: bytes) -> list[Any]:
+    from corral.integrations.otlp_receiver import parse_request, records
+
+    return records(parse_request(body, "application/x-protobuf"))
