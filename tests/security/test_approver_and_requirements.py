@@ -329,8 +329,20 @@ INSIDE = [
 ]
 
 
+# one sandbox, every command in it: each one's exit status and stderr, as JSON
+INSIDE_SCRIPT = """import json, subprocess, sys
+out = []
+for args in json.loads(sys.argv[1]):
+    r = subprocess.run([sys.executable, '-m', 'corral', *args], text=True,
+                       capture_output=True, stdin=subprocess.DEVNULL)
+    out.append([r.returncode, r.stderr])
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.slow
-def test_corral_commands_inside_the_sandbox_refuse_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["corral sandbox", "corral run"])
+def test_corral_commands_inside_the_sandbox_refuse_in_one_line(tmp_path: Path, how: str) -> None:
     work = tmp_path / "work"
     work.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
@@ -341,21 +353,21 @@ def test_corral_commands_inside_the_sandbox_refuse_in_one_line(tmp_path: Path) -
     seed = subprocess.run([sys.executable, "-m", "corral", "grants", "add", "--", "make", "x"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert seed.returncode == 0, seed.stderr
-    # one sandbox, every command in it: each prints its exit status and stderr as JSON
-    script = ("import json, subprocess, sys\n"
-              "out = []\n"
-              "for args in json.loads(sys.argv[1]):\n"
-              "    r = subprocess.run([sys.executable, '-m', 'corral', *args], text=True,\n"
-              "                       capture_output=True, stdin=subprocess.DEVNULL)\n"
-              "    out.append([r.returncode, r.stderr])\n"
-              "print(json.dumps(out))\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "corral", "sandbox", "--", sys.executable, "-c", script,
-         json.dumps([list(a) for a, _ in INSIDE])],
-        cwd=work, env=dict(env), capture_output=True, text=True,
-        timeout=300)
+    # under corral run a few of them (each costs a Python start inside the sandbox)
+    inside = INSIDE if how == "corral sandbox" else [
+        c for c in INSIDE if c[0] in {("approve",), ("grants", "list"), ("log",), ("trust",)}]
+    cases = json.dumps([list(a) for a, _ in inside])
+    if how == "corral sandbox":
+        argv = ["sandbox", "--", sys.executable, "-c", INSIDE_SCRIPT, cases]
+    else:  # the agent itself runs them
+        agent = tmp_path / "agent"
+        agent.write_text(f"#!{sys.executable}\n{INSIDE_SCRIPT}")
+        agent.chmod(0o755)
+        argv = ["run", "--", str(agent), cases]
+    r = subprocess.run([sys.executable, "-m", "corral", *argv], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     results = json.loads(r.stdout.strip().splitlines()[-1])
-    for (args, control), (code, err) in zip(INSIDE, results, strict=True):
+    for (args, control), (code, err) in zip(inside, results, strict=True):
         lines = err.strip().splitlines()
         assert code != 0 and "Traceback" not in err, (args, err)
         assert len(lines) == 1, (args, err)
