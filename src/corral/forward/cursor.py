@@ -55,9 +55,12 @@ def load(path: Path, journal_id: str) -> Cursor:
     return cur
 
 
-def save(path: Path, cur: Cursor, url: str, *, force: bool = False) -> Cursor:
+def save(path: Path, cur: Cursor, url: str, *, force: bool = False,
+         durable: bool = True) -> Cursor:
     """Persist ``cur`` unless the stored cursor is already further; returns what is stored.
-    ``force`` moves it back (the journal no longer holds what the cursor points at)."""
+    ``force`` moves it back (the journal no longer holds what the cursor points at). Without
+    ``durable`` the rename is still atomic (a killed process leaves the old or the new cursor)
+    but only a power cut before the next ``sync`` can lose it, which costs a re-send."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -71,16 +74,33 @@ def save(path: Path, cur: Cursor, url: str, *, force: bool = False) -> Cursor:
             with os.fdopen(fd, "w") as fh:
                 json.dump({**asdict(cur), "server": url}, fh)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        if durable:
+            sync_dir(path.parent)
         return cur
     finally:
         os.close(lock)  # closing the descriptor releases the lock
+
+
+def sync_dir(d: Path) -> None:
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def sync(path: Path) -> None:
+    """Make the last (non-durable) save durable."""
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        sync_dir(path.parent)

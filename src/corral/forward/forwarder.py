@@ -23,6 +23,7 @@ from corral.forward import cursor as cursors
 from corral.forward.settings import ForwardError, ServerSettings
 from corral.forward.wire import (
     MAX_BATCH,
+    Batch,
     Source,
     gzipped,
     hash_at,
@@ -34,6 +35,9 @@ from corral.forward.wire import (
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 600.0
+# The cursor is renamed into place after every acknowledgement (atomic against kill -9) but
+# fsynced at most this often: a power cut can then only move it back, which re-sends.
+SYNC_SECONDS = 1.0
 
 
 class Retryable(Exception):
@@ -119,6 +123,10 @@ class Forwarder:
         self._conn: sqlite3.Connection | None = None
         self._source: Source | None = None
         self._client: Any = None
+        self._synced = 0.0
+        self._unsynced = False
+        self._next: tuple[cursors.Cursor, Batch, bytes] | None = None
+        self._pool: Any = None
 
     # -- one step --------------------------------------------------------------------------
 
@@ -155,18 +163,49 @@ class Forwarder:
 
     def step(self) -> tuple[int, int]:
         """Send the next batch; (records, checkpoints) acknowledged, (0, 0) when caught up.
-        Raises ``Retryable`` or ``ForwardError``."""
+        Raises ``Retryable`` or ``ForwardError``.
+
+        While the server works on this batch the next one is read and encoded (one request in
+        flight, never more): it is used only if the cursor is then exactly where it starts."""
         cur = self.position()
         if cur is None:
             return 0, 0
         conn, src = self._conn, self._source
         assert conn is not None and src is not None
-        batch = next_batch(conn, cur, src, self.batch_size)
-        if batch is None:
-            return 0, 0
-        self._post(gzipped(batch.body), batch.records + batch.checkpoints)
-        cursors.save(self.cursor_path, batch.after, self.settings.url)
+        ready, self._next = self._next, None
+        if ready is not None and ready[0] == cur:
+            batch, body = ready[1], ready[2]
+        else:
+            fresh = next_batch(conn, cur, src, self.batch_size)
+            if fresh is None:
+                return 0, 0
+            batch, body = fresh, gzipped(fresh.body)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="corral-forward-post")
+        sent = self._pool.submit(self._post, body, batch.records + batch.checkpoints)
+        try:
+            nxt = next_batch(conn, batch.after, src, self.batch_size)
+            if nxt is not None:
+                self._next = (batch.after, nxt, gzipped(nxt.body))
+        finally:
+            sent.result()  # raises what the post raised
+        now = time.monotonic()
+        durable = now - self._synced >= SYNC_SECONDS
+        cursors.save(self.cursor_path, batch.after, self.settings.url, durable=durable)
+        if durable:
+            self._synced = now
+        else:
+            self._unsynced = True
         return batch.records, batch.checkpoints
+
+    def sync(self) -> None:
+        """fsync the cursor if a save since the last one was not durable."""
+        if self._unsynced:
+            cursors.sync(self.cursor_path)
+            self._unsynced = False
+            self._synced = time.monotonic()
 
     def _http(self) -> Any:
         if self._client is None:
@@ -264,11 +303,16 @@ class Forwarder:
             stats.records += recs
             stats.checkpoints += cps
             stats.batches += 1
+        self.sync()
         cur = self.position()
         stats.seq = cur.seq if cur else 0
         return stats
 
     def close(self) -> None:
+        self.sync()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
         if self._client is not None:
             self._client.close()
             self._client = None

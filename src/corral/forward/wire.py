@@ -111,8 +111,8 @@ def next_batch(conn: sqlite3.Connection, cur: Cursor, src: Source,
 # directly (tests/forward/test_wire.py checks every byte against the runtime's parse).
 
 def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
+    if n < _SMALL_N:
+        return _SMALL[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -121,9 +121,23 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _varint_slow(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL_N = 1 << 14  # every length up to 16 KiB in one lookup
+_SMALL = [_varint_slow(n) for n in range(_SMALL_N)]
+
+
 def _field(num: int, payload: bytes) -> bytes:
     """A length-delimited field (strings, bytes, messages)."""
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+    n = len(payload)
+    return _SMALL[num << 3 | 2] + (_SMALL[n] if n < _SMALL_N else _varint(n)) + payload
 
 
 def _kv(key: str, value: str | int) -> bytes:
@@ -162,12 +176,18 @@ def _str_attr(key: str, value: bytes) -> bytes:
     return prefix + value
 
 
+_SEQ_KEY = _field(1, b"corral.journal.seq") + b"\x12"
+
+
 def _record(t_ns: int, name: str, body: bytes, eid: str, seq: int, h: str, prev: str) -> bytes:
     bname = name.encode()
+    any_seq = b"\x18" + _varint(seq)  # AnyValue.int_value (seq > 0)
+    seq_kv = _SEQ_KEY + _SMALL[len(any_seq)] + any_seq
     rec = b"".join((
         b"\x09", (t_ns & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"), _field(5, _field(1, body)),
         _str_attr("event.name", bname), _str_attr("event.id", eid.encode()),
-        _field(6, _kv("corral.journal.seq", seq)), _str_attr("corral.journal.hash", h.encode()),
+        b"\x32", _SMALL[len(seq_kv)], seq_kv,
+        _str_attr("corral.journal.hash", h.encode()),
         _str_attr("corral.journal.prev_hash", prev.encode()), _field(12, bname)))
     return _field(2, rec)
 
