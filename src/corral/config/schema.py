@@ -216,6 +216,8 @@ _settings: dict[str, Spec] = {
         "exclude_tmpdir": Bool(),
         "exclude_slash_tmp": Bool(),
         "allow_weaker": List(Str()),
+        # tasks (processes and threads) one sandboxed command may have; 0 = no cap
+        "max_processes": Num(0, 4_194_304),
     }),
     "network": Table({
         "domains": Map(DOMAIN_DECISION),

@@ -124,6 +124,14 @@ def checks() -> list[Check]:
     out.append(Check("landlock", abi > 0,
                      f"Landlock ABI {abi}" if abi else "Landlock not available (not used yet)",
                      "boot with lsm=landlock,... (kernel >= 5.13)", required=False))
+    from corral.sandbox import pidcap
+
+    cap = pidcap.probe()
+    out.append(Check("process cap", bool(cap.kind),
+                     f"sandbox.max_processes enforced by {cap.describe()}" if cap.kind
+                     else f"sandbox.max_processes not enforced: {cap.why_not}",
+                     "delegate a cgroup with the pids controller, or run corral as a regular "
+                     "user (RLIMIT_NPROC, Linux 5.14+, prlimit)", required=False))
     in_container = os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
     out.append(Check("container", True,
                      "running inside a container" if in_container else "not in a container",

@@ -18,6 +18,7 @@ each change is reported (one line and a journal event), and a unit that would ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -359,3 +360,28 @@ def _config_risk(cfg: Path) -> str:
         if key and not _PLAIN_KEYS.fullmatch(key.lower()):
             return f"the program its {cfg.name} sets ({key})"
     return ""
+
+
+_RISKY_GIT_CONFIG = ("hookspath", "fsmonitor", "sshcommand", "pager", "editor", "askpass",
+                     "textconv", "external", "filter.", "gpg.program", "credential")
+
+
+def audit_new_repo(root: Path) -> list[str]:
+    """A git repository created *during* a run had writable hooks and config (``git init`` must
+    work). Say so if it holds anything that would run code when git is used outside."""
+    git = root / ".git"
+    if not git.is_dir():
+        return []
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        found += [f".git/hooks/{h.name}" for h in (git / "hooks").iterdir()
+                  if not h.name.endswith(".sample")]
+    try:
+        cfg = (git / "config").read_text(errors="replace").lower()
+        found += [f".git/config ({k.rstrip('.')})" for k in _RISKY_GIT_CONFIG if k in cfg]
+    except OSError:
+        pass
+    if not found:
+        return []
+    return [f"corral: sandbox: warning: the git repository created in {root} during this run "
+            f"contains {', '.join(found)}; inspect before running git outside the sandbox"]

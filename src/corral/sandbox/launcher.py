@@ -21,6 +21,7 @@ from threading import Lock
 
 from corral.errors import CorralError
 from corral.record import Record
+from corral.sandbox import pidcap
 from corral.sandbox.envpolicy import build_env
 from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
@@ -61,7 +62,7 @@ class _Layout(Record):
     """One spawn's mounts, and the placeholders to remove after it: ``lock_fds`` maps each
     directory holding some to the shared lock on it; ``held`` are the locked-path ones."""
 
-    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held")
+    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held", "cgroup")
 
     def __init__(self, args: list[str], lock_fds: dict[Path, int], roots: list[Path],
                  protected: list[Protected], fresh_git: list[Path] | None = None,
@@ -72,6 +73,7 @@ class _Layout(Record):
         self.protected = protected
         self.fresh_git: list[Path] = [] if fresh_git is None else fresh_git
         self.held: list[Held] = [] if held is None else held
+        self.cgroup: Path | None = None  # the pids cgroup, removed with the placeholders
 
     def pending(self, key: Path) -> list[Path | Held]:
         """What to remove once ``key`` is no longer shared with another run."""
@@ -158,6 +160,7 @@ class Sandbox:
         self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else _which("bwrap")
         self._bpf: bytes | None = None
         self._strict_bpf: bytes | None = None
+        self._pidcap: tuple[pidcap.Mechanism, int] | None = None
         self._static = normalise(list(plan.entries))
         self._roots = [e.path for e in self._static
                        if e.access is Access.WRITE and e.path != Path("/")]
@@ -209,6 +212,7 @@ class Sandbox:
                 print("corral: sandbox: the terminal stays detached (new session): without the "
                       "seccomp filter, keystroke injection (TIOCSTI) could not be blocked",
                       file=sys.stderr)
+        self._pidcap = _process_cap(plan.max_processes)
 
     def _weaker_or_refuse(self, mode: str, problem: str, fix: str) -> None:
         if mode in self.plan.allow_weaker or (
@@ -379,6 +383,9 @@ class Sandbox:
         self.close()
 
     def _cleanup(self, layout: _Layout) -> None:
+        cg, layout.cgroup = layout.cgroup, None
+        if cg is not None:
+            pidcap.remove_cgroup(cg)
         if not layout.lock_fds:
             return
         fds, layout.lock_fds = layout.lock_fds, {}
@@ -435,6 +442,8 @@ class Sandbox:
             # -I -S: stdlib only, nothing from the workspace or PYTHON* variables can shadow it
             argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("proxyinit.py")),
                     *ports, "--to", PROXY_SOCKET, "--bpf-fd", "{strict}", "--", *argv]
+        if self._pidcap is not None and self._pidcap[0].kind == "rlimit":
+            argv = pidcap.rlimit_argv(self._pidcap[1], list(argv))
         return [*head, *lay.args, *extra, "--chdir", chdir, "--", *argv], lay
 
     def spawn(
@@ -464,6 +473,22 @@ class Sandbox:
                 fds = (fd, sfd)
                 cmd = [str(sfd) if a == "{strict}" else a for a in cmd]
         cmd = ["none" if a == "{strict}" else a for a in cmd]  # accepted weaker 'no-seccomp'
+        cgroup: Path | None = None
+        if lay is not None and self._pidcap is not None and self._pidcap[0].base is not None:
+            try:
+                cgroup = pidcap.new_cgroup(self._pidcap[0].base, self._pidcap[1])
+                cmd = pidcap.enter_cgroup_argv(cgroup, cmd)
+            except OSError as exc:
+                why = (f"cannot cap processes at {self._pidcap[1]}: a pids cgroup could not be "
+                       f"made in {self._pidcap[0].base} ({exc.strerror})")
+                if self.plan.max_processes is not None:  # asked for: refused without it
+                    for fd in fds:
+                        os.close(fd)
+                    self._cleanup(lay)
+                    raise CorralError("sandbox", why, "set sandbox.max_processes = 0 to run "
+                                      "without a cap") from None
+                print(f"corral: sandbox: warning: {why}; running without the default cap",
+                      file=sys.stderr)
 
         # Sharing the terminal, bwrap and proxyinit are in its foreground process group: they
         # start with Ctrl-C / Ctrl-\ ignored so those reach only the command, which proxyinit
@@ -481,15 +506,19 @@ class Sandbox:
         except BaseException:
             if lay is not None:
                 self._cleanup(lay)
+            if cgroup is not None:
+                pidcap.remove_cgroup(cgroup, 0)
             raise
         finally:
             for sig, handler in held.items():
                 signal.signal(sig, handler)
             for fd in fds:
                 os.close(fd)
-        if lay is not None and lay.lock_fds:
+        if lay is not None and (lay.lock_fds or cgroup is not None):
+            lay.cgroup = cgroup
             proc._corral_cleanup = lambda: self._after(lay)
         proc.corral_fresh_git = lay.fresh_git if lay is not None else []
+        proc.corral_cgroup = cgroup
         return proc
 
     def run(
@@ -519,6 +548,8 @@ class Sandbox:
         else:
             rc = _wait_interruptible(proc)
         text = "".join(lines)
+        from corral.sandbox.gitguard import audit_new_repo
+
         warnings = [w for root in proc.corral_fresh_git for w in audit_new_repo(root)]
         violations: list[Violation] = []
         if explain and rc != 0:
@@ -527,6 +558,21 @@ class Sandbox:
             violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd)
         return SandboxResult(rc, self.weaker_mode, violations, text if explain else None,
                              warnings)
+
+
+def _process_cap(limit: int | None) -> tuple[pidcap.Mechanism, int] | None:
+    """The cap to apply at each spawn: the default where this host can enforce one; a limit
+    the user set, or a refusal when it cannot be enforced."""
+    n = pidcap.DEFAULT_MAX if limit is None else limit
+    if n == 0:
+        return None
+    mech = pidcap.probe()
+    if mech.kind:
+        return mech, n
+    if limit is None:
+        return None  # the default is best effort; corral doctor says it is not enforced
+    raise CorralError("sandbox", f"cannot cap processes at {n}: {mech.why_not}",
+                      "set sandbox.max_processes = 0 to run without a cap")
 
 
 def _wait_interruptible(proc: subprocess.Popen[bytes]) -> int:
@@ -565,37 +611,13 @@ def _tee(src: IO[bytes], sink: IO[str], lines: list[str]) -> None:
     lines.append(b"".join(kept).decode(errors="replace"))
 
 
-_RISKY_GIT_CONFIG = ("hookspath", "fsmonitor", "sshcommand", "pager", "editor", "askpass",
-                     "textconv", "external", "filter.", "gpg.program", "credential")
-
-
-def audit_new_repo(root: Path) -> list[str]:
-    """A git repository created *during* a run had writable hooks and config (``git init`` must
-    work). Say so if it holds anything that would run code when git is used outside."""
-    git = root / ".git"
-    if not git.is_dir():
-        return []
-    found: list[str] = []
-    with contextlib.suppress(OSError):
-        found += [f".git/hooks/{h.name}" for h in (git / "hooks").iterdir()
-                  if not h.name.endswith(".sample")]
-    try:
-        cfg = (git / "config").read_text(errors="replace").lower()
-        found += [f".git/config ({k.rstrip('.')})" for k in _RISKY_GIT_CONFIG if k in cfg]
-    except OSError:
-        pass
-    if not found:
-        return []
-    return [f"corral: sandbox: warning: the git repository created in {root} during this run "
-            f"contains {', '.join(found)}; inspect before running git outside the sandbox"]
-
-
 class SandboxedProcess(subprocess.Popen[bytes]):
     """A Popen that removes this run's placeholders once the process has been reaped.
     ``corral_fresh_git``: roots without a ``.git`` at launch (see ``audit_new_repo``)."""
 
     _corral_cleanup: Any = None
     corral_fresh_git: list[Path] = []  # noqa: RUF012 (replaced per instance)
+    corral_cgroup: Path | None = None  # this run's pids cgroup (``corral.sandbox.pidcap``)
 
     def _after_exit(self) -> None:
         fn, self._corral_cleanup = self._corral_cleanup, None

@@ -79,7 +79,7 @@ class SandboxPlan(Frozen):
     _fields = ("profile", "cwd", "entries", "writable_roots", "deny_read_globs", "network",
                "env_policy", "full_access", "root_readable", "allow_weaker",
                "allow_weaker_source", "explicit_writes", "bwrap", "corral_home", "locked",
-               "keep_terminal")
+               "keep_terminal", "max_processes")
     profile: str
     cwd: Path
     entries: tuple[FsEntry, ...]           # static filesystem entries (no protected paths yet)
@@ -100,6 +100,10 @@ class SandboxPlan(Frozen):
     # honoured only with the seccomp filter, which blocks TIOCSTI/TIOCLINUX keystroke injection;
     # otherwise the sandbox starts a new session as always.
     keep_terminal: bool
+    # Tasks one command may have (``sandbox.max_processes``): None is the default cap where the
+    # host can enforce one (``corral.sandbox.pidcap``), 0 none; a number set is enforced or the
+    # spawn is refused.
+    max_processes: int | None
 
     def __init__(self, profile: str, cwd: Path, entries: tuple[FsEntry, ...],
                  writable_roots: tuple[Path, ...], deny_read_globs: tuple[str, ...],
@@ -107,14 +111,15 @@ class SandboxPlan(Frozen):
                  root_readable: bool = True, allow_weaker: tuple[str, ...] = (),
                  allow_weaker_source: str = "", explicit_writes: frozenset[Path] = frozenset(),
                  bwrap: str = "/usr/bin/bwrap", corral_home: Path | None = None,
-                 locked: tuple[Locked, ...] = (), keep_terminal: bool = False) -> None:
+                 locked: tuple[Locked, ...] = (), keep_terminal: bool = False,
+                 max_processes: int | None = None) -> None:
         self._set(profile=profile, cwd=cwd, entries=entries, writable_roots=writable_roots,
                   deny_read_globs=deny_read_globs, network=network, env_policy=env_policy,
                   full_access=full_access, root_readable=root_readable,
                   allow_weaker=allow_weaker, allow_weaker_source=allow_weaker_source,
                   explicit_writes=explicit_writes, bwrap=bwrap,
                   corral_home=corral_home if corral_home is not None else _corral_home(),
-                  locked=locked, keep_terminal=keep_terminal)
+                  locked=locked, keep_terminal=keep_terminal, max_processes=max_processes)
 
     def replace(self, **changes: object) -> SandboxPlan:
         """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""
@@ -150,6 +155,7 @@ def build_plan(
     tmpdir: str | None = None,
     corral_home_dir: Path | None = None,
     locked: Sequence[Locked] = (),
+    max_processes: int | None = None,
 ) -> SandboxPlan:
     """Resolve a profile into a plan. Raises CorralError on anything it cannot honour.
     ``locked``: paths kept read-only even if missing (see ``corral.sandbox.locked``)."""
@@ -221,6 +227,7 @@ def build_plan(
         root_readable=root_readable, allow_weaker=tuple(allow_weaker),
         allow_weaker_source=allow_weaker_source, explicit_writes=explicit,
         bwrap=bwrap or "/usr/bin/bwrap", corral_home=home_dir, locked=tuple(locked),
+        max_processes=max_processes,
     )
 
 
@@ -320,4 +327,14 @@ def plan_from_config(
         exclude_slash_tmp=bool(cfg.get("sandbox.exclude_slash_tmp", False)),
         user_profiles=user_profiles, allow_weaker=weaker, allow_weaker_source=src,
         corral_home_dir=getattr(cfg, "corral_home", None),
+        max_processes=_max_processes(cfg.get("sandbox.max_processes")),
     )
+
+
+def _max_processes(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CorralError("sandbox", f"sandbox.max_processes must be a whole number >= 0, "
+                          f"got {value!r}", "0 turns the cap off")
+    return value

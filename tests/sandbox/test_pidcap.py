@@ -1,0 +1,152 @@
+"""sandbox.max_processes (issue 21.7d): a fork bomb inside the sandbox is bounded, the host's
+process table is not touched beyond the cap, and a cap that cannot be enforced is said so (or
+refused when the user asked for it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from corral.errors import CorralError
+from corral.sandbox import pidcap
+from tests.sandbox.conftest import Box
+
+FORKS = r"""
+import os, sys, time
+n = 0
+for _ in range(int(sys.argv[1])):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(5)
+        os._exit(0)
+    n += 1
+print(n, flush=True)
+"""
+
+
+def _host_tasks() -> int:
+    return sum(1 for d in os.listdir("/proc") if d.isdigit())
+
+
+def _in_namespace_of(pid: int) -> int:
+    """Tasks in the pid namespace of ``pid``'s child (the sandbox's), counted from the host."""
+    try:
+        child = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
+        ns = os.readlink(f"/proc/{child}/ns/pid")
+    except (OSError, IndexError):
+        return 0
+    n = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                n += os.readlink(f"/proc/{d}/ns/pid") == ns
+    return n
+
+
+def test_a_fork_bomb_is_bounded_and_the_host_stays_fine(box: Box) -> None:
+    assert pidcap.probe().kind, pidcap.probe().why_not  # this host enforces a cap
+    before = _host_tasks()
+    sb = box.sandbox(max_processes=64)
+    bomb = sb.spawn(["bash", "-c", "b() { b | b & }; b; sleep 30"], box.ws,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True)
+    try:
+        peak = host_peak = 0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            peak = max(peak, _in_namespace_of(bomb.pid))
+            host_peak = max(host_peak, _host_tasks() - before)
+            time.sleep(0.05)
+        cg = bomb.corral_cgroup
+        if cg is not None:
+            assert int((cg / "pids.current").read_text()) <= 64
+        assert 30 < peak <= 64, peak  # it did fork, up to the cap
+        assert host_peak < 64 + 40, host_peak  # (other work on the host adds some)
+        # and the host can still start processes
+        assert subprocess.run(["true"], timeout=10).returncode == 0
+    finally:
+        bomb.send_signal(signal.SIGKILL)
+        bomb.wait(10)
+    sb.close()
+    time.sleep(0.3)
+    assert _host_tasks() - before < 30
+    if cg is not None:
+        assert not cg.exists()  # removed after the run
+
+
+def test_the_cap_is_on_by_default_and_0_turns_it_off(box: Box) -> None:
+    out = box.py(FORKS.replace("int(sys.argv[1])", "300"))
+    assert out.returncode == 0 and 250 < int(out.stdout) <= 300  # below the default 4096
+    capped = box.py(FORKS.replace("int(sys.argv[1])", "300"), max_processes=40)
+    assert 30 <= int(capped.stdout) < 40, capped.stdout
+    sb = box.sandbox()
+    proc = sb.spawn(["true"], box.ws)
+    cg = proc.corral_cgroup
+    if cg is not None:
+        assert (cg / "pids.max").read_text().strip() == str(pidcap.DEFAULT_MAX)
+    proc.wait()
+    off = box.sandbox(max_processes=0).spawn(["true"], box.ws)
+    assert off.corral_cgroup is None and "prlimit" not in " ".join(off.args)
+    off.wait()
+
+
+def test_an_unenforceable_cap_is_refused_when_asked_for_and_off_by_default(
+        box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pidcap, "_probed", pidcap.Mechanism("", None, "no way here"))
+    with pytest.raises(CorralError) as e:
+        box.sandbox(max_processes=10)
+    assert "cannot cap processes at 10: no way here" in str(e.value.message)
+    assert box.sh("echo ok").stdout == "ok\n"  # the default cap is best effort
+
+
+def test_corral_sandbox_takes_the_cap_from_config(box: Box) -> None:
+    r = subprocess.run([sys.executable, "-m", "corral", "-c", "sandbox.max_processes=40",
+                        "sandbox", "--", "python3", "-c", FORKS, "200"], cwd=box.ws,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert 30 <= int(r.stdout) < 40, r.stdout
+    bad = subprocess.run([sys.executable, "-m", "corral", "-c", "sandbox.max_processes=-1",
+                          "sandbox", "--", "true"], cwd=box.ws, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "max_processes" in bad.stderr
+
+
+def test_as_a_regular_user_rlimit_nproc_caps_only_the_sandbox() -> None:
+    """No writable cgroup for an unprivileged user here: RLIMIT_NPROC, lowered inside the
+    sandbox's user namespace, is what binds (counting the sandbox's tasks only)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.fail("needs root and setpriv to become a regular user")
+    tmp_path = Path(tempfile.mkdtemp(prefix="corral-nproc-"))  # pytest's tmp is root-only
+    tmp_path.chmod(0o777)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ws.chmod(0o777)
+    src = Path(__file__).resolve().parents[2] / "src"
+    code = (f"import sys; sys.path.insert(0, {str(src)!r})\n"
+            "from corral.sandbox import Sandbox, build_plan, pidcap\n"
+            "print(pidcap.probe().kind, flush=True)\n"
+            f"sb = Sandbox(build_plan(':workspace', {str(ws)!r}, max_processes=30))\n"
+            f"r = sb.run(['python3', '-c', {FORKS!r}, '200'], {str(ws)!r}, {{}})\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(ws), "CORRAL_HOME": str(tmp_path / "ch")}
+    try:
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=60, cwd=ws)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert r.returncode == 0, r.stderr
+    kind, forked = r.stdout.split()
+    assert kind == "rlimit"
+    assert 20 <= int(forked) < 30, r.stdout
