@@ -65,6 +65,17 @@ def test_two_different_commands_never_display_the_same(a: str, b: str) -> None:
         assert shown(a) != shown(b)
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=4), st.lists(st.text(), min_size=1, max_size=4))
+def test_grant_patterns_are_shown_safely_and_distinctly(a: list[str], b: list[str]) -> None:
+    from corral.approvals.broad import shown as pattern_shown
+
+    for p in (a, b):
+        assert not FORBIDDEN.search(pattern_shown(p))
+    if a != b:
+        assert pattern_shown(a) != pattern_shown(b)
+
+
 def test_plain_commands_read_as_typed() -> None:
     for text in ("git status", "grep 'a\\.b' *.py", "echo café ünïcødé", "ls \\", "x\\y"):
         assert shown(text) == text

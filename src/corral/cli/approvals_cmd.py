@@ -64,7 +64,8 @@ def grants_list(
     if show_all:
         table.add_column("state")
     for g in grants:
-        where = g.project or (f"session {g.session_id}" if g.session_id else "everywhere")
+        # the pattern is already shown safely (pattern_text); the place may be the agent's text
+        where = shown(g.project or (f"session {g.session_id}" if g.session_id else "everywhere"))
         row = [g.id, g.scope.value, g.kind.value, g.pattern_text(), g.granted_by,
                fmt_time(g.granted_at), fmt_time(g.expires_at) if g.expires_at else "never",
                where]
@@ -72,7 +73,7 @@ def grants_list(
             row.append("revoked" if g.revoked_at else "used" if g.consumed_at else
                        "active" if g.active() else "expired")
         # Text, not markup: a pattern or path holding `[conceal]` must not style the table.
-        table.add_row(*(Text(shown(cell)) for cell in row))
+        table.add_row(*(Text(cell) for cell in row))
     Console(highlight=False, width=200 if not sys.stdout.isatty() else None).print(table)
 
 
