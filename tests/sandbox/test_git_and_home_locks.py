@@ -158,3 +158,21 @@ def test_any_config_outside_the_plain_keys_is_a_risk(tmp_path: Path, kv: list[tu
     with cfg.open("ab") as f:
         f.write(junk)
     gitguard.risk_of(cfg)
+
+
+def test_gitguard_never_moves_anything_outside_the_workspace(tmp_path: Path) -> None:
+    """A `.git` pointer planted in the workspace may name the user's own repository elsewhere:
+    the pointer is moved aside, the repository it names is left exactly as it was."""
+    ws, mine = tmp_path / "ws", tmp_path / "mine"
+    ws.mkdir()
+    _repo(mine)
+    (mine / ".git/config").open("a").write("[core]\n\tpager = less -R\n")
+    (mine / ".git/hooks/pre-commit").write_text("#!/bin/sh\n")
+    before = gitguard.snapshot(ws)
+    (ws / ".git").write_text(f"gitdir: {mine / '.git'}\n")
+    (ws / "sub").mkdir()
+    (ws / "sub/.git").write_text(f"gitdir: {mine / '.git'}\n")
+    findings = {f.path: f for f in gitguard.review(before)}
+    assert set(findings) == {".git", "sub/.git"}, findings
+    assert all(f.moved_to for f in findings.values())
+    assert (mine / ".git/config").exists() and (mine / ".git/hooks/pre-commit").exists()

@@ -221,6 +221,8 @@ def _unit(key: str, root: Path, gitdirs: dict[str, Path]) -> Path | None:
     if not inner or label != ".git" or label not in gitdirs:
         return root / label
     gitdir = gitdirs[label]
+    if not gitdir.is_relative_to(root):  # the root's .git points outside: that pointer
+        return root / label
     parts = inner.split("/")
     if parts[0] == "worktrees" and len(parts) > 2:
         return gitdir / "worktrees" / parts[1]
@@ -267,7 +269,8 @@ def review(before: GitSnapshot, quarantine: bool = True) -> list[Finding]:
         judged.append((u, kind, risk))
     findings: list[Finding] = []
     for u, kind, risk in judged:
-        moved = _move_aside(u) if risk and quarantine else ""
+        # never anything outside the workspace (a pointer's target may be the user's own repo)
+        moved = _move_aside(u) if risk and quarantine and u.is_relative_to(root) else ""
         findings.append(Finding(_key(u, root), kind, risk, _key(Path(moved), root) if moved
                                 else ""))
     return findings
