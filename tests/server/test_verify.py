@@ -105,7 +105,7 @@ def test_rewrite_behind_a_checkpoint_with_recomputed_chain(tmp_path: Path) -> No
     for i, (seq, leaf) in enumerate(rows):
         if seq == 2:
             leaf = leaf.replace(b"approved", b"denied")
-        prev = it.chain_link(prev, leaf)
+        prev = it.chain_link(prev, it.leaf_hash(leaf))
         tree = it.completed_nodes(i, it.leaf_hash(leaf), frontier)
         c.execute("UPDATE events SET leaf = ?, chain = ?, tree = ? WHERE seq = ?",
                   (leaf, prev, tree, seq))

@@ -1,8 +1,9 @@
 """Integrity of the server's log: hash chain, RFC 6962 Merkle tree, C2SP signed checkpoints.
 
-Every stored event is a leaf: its canonical bytes. The chain link is
-``sha256(prev_hex_ascii + leaf)`` (the same rule as the machine journal), the tree leaf hash is
-``sha256(0x00 + leaf)`` and interior nodes ``sha256(0x01 + left + right)`` (RFC 6962 §2.1).
+Every stored event is a leaf: its canonical bytes. The tree leaf hash is ``sha256(0x00 +
+leaf)`` and interior nodes ``sha256(0x01 + left + right)`` (RFC 6962 §2.1). The chain link is
+``sha256(prev_link_hex_ascii + leaf_hash)``: it commits to the leaf through its tree hash, so
+each leaf (~2 KB) is hashed once, not twice (verify over a million events is hash-bound).
 
 Nodes are addressed ``(level, index)``: node (k, j) covers leaves ``[j*2^k, (j+1)*2^k)``. A node
 is complete once leaf ``(j+1)*2^k - 1`` is appended, so each leaf row stores the nodes it
@@ -28,8 +29,8 @@ GENESIS = "0" * 64
 _sha = hashlib.sha256
 
 
-def chain_link(prev_hex: str, leaf: bytes) -> str:
-    return _sha(prev_hex.encode("ascii") + leaf).hexdigest()
+def chain_link(prev_hex: str, leaf_h: bytes) -> str:
+    return _sha(prev_hex.encode("ascii") + leaf_h).hexdigest()
 
 
 def leaf_hash(leaf: bytes) -> bytes:

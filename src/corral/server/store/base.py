@@ -10,6 +10,7 @@ Everything is insert-only: token revocations and journal key pins are rows of th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -160,7 +161,8 @@ def checkpoint_signature_ok(cp: JournalCheckpoint, pinned_key: str) -> bool:
 
 
 def record_hash_ok(link: JournalLink, body: str) -> bool:
-    return it.chain_link(link.prev_hash, body.encode("utf-8")) == link.hash
+    """The machine journal's rule: sha256(prev_hash_hex + body)."""
+    return hashlib.sha256(link.prev_hash.encode() + body.encode("utf-8")).hexdigest() == link.hash
 
 
 @dataclass
@@ -250,8 +252,9 @@ def append_batch(tx: Tx, items: list[Incoming], received_ns: int) -> AppendResul
         size += 1
         leaf = leaf_doc(size, item if eid == item.event_id else _renamed(item, eid),
                         received_ns, flags)
-        chain = it.chain_link(chain, leaf)
-        tree = it.completed_nodes(size - 1, it.leaf_hash(leaf), frontier)
+        lh = it.leaf_hash(leaf)
+        chain = it.chain_link(chain, lh)
+        tree = it.completed_nodes(size - 1, lh, frontier)
         rows.append((size, eid, received_ns, item.device_id, jid, jseq, jhash, item.kind,
                      item.name, item.time_unix_nano, flags[0] if flags else None, leaf, chain,
                      tree))
