@@ -168,6 +168,33 @@ def test_after_the_breaker_only_a_person_decides(tmp_path: Path, answer: Choice 
         s.close()
 
 
+def test_after_the_breaker_corral_approve_can_step_in(session: Session) -> None:
+    """With the queue on, the breaker's stop becomes a question in `corral approve` (a real
+    `python -m corral approve` from outside): the person's yes runs it and starts over."""
+    import threading
+
+    session.pipe.queue_timeout = 30
+    assert [session.decide(FORCE_PUSH)["verdict"] for _ in range(2)] == ["denied", "denied"]
+    third: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: third.update(session.decide(FORCE_PUSH)))
+    t.start()
+    env = dict(os.environ, CORRAL_HOME=str(session.home), PYTHONPATH=SRC)
+    pending: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    while not pending and time.monotonic() < deadline:
+        r = subprocess.run([sys.executable, "-m", "corral", "approve", "--json"], env=env,
+                           capture_output=True, text=True, timeout=30)
+        pending = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        time.sleep(0.1)
+    assert pending and pending[0]["action"]["argv"] == FORCE_PUSH
+    r = subprocess.run([sys.executable, "-m", "corral", "approve", str(pending[0]["id"]),
+                        "--once"], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    t.join(30)
+    assert third["allowed"] and third["verdict"] == "approved", third
+    assert session.pipe.breaker.tripped is None
+
+
 # -- item 3: forged records -------------------------------------------------------------------
 
 

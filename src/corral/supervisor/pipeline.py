@@ -248,7 +248,9 @@ class Pipeline:
             tripped = self.breaker.record(review)
             if tripped and not self._person_reachable():
                 return refuse(EXIT_DENIED, "abort", "automated_reviewer", tripped,
-                              f"corral: review: stopping this turn: {tripped}")
+                              f"corral: review: stopping this turn: {tripped}; nobody can be "
+                              "asked in this session (with approvals.queue_timeout_seconds "
+                              "set, `corral approve` can answer)")
             if tripped:  # only a person may go on: the reviewer's verdict no longer counts
                 return self._after_breaker(call_id, kind, argv, cwd, rule_decision, reason,
                                            source, cmdline, tool, review, tripped)
