@@ -94,17 +94,38 @@ def socket_parent(home: Path) -> Path:
     return private_runtime_dir()
 
 
+def _runtime_candidates() -> list[Path]:
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    bases = [Path(xdg) / "corral"] if xdg.startswith("/") else []
+    return [*bases, Path("/tmp") / f"corral-{os.geteuid()}"]
+
+
+def runtime_dirs_to_hide() -> list[Path]:
+    """Every private runtime directory a session of this user may use, for the sandbox to deny.
+    Made (0700) when missing, so a sandbox started before the first long-home session still
+    has it hidden (a directory created later in a writable /tmp would show up inside)."""
+    out = []
+    for d in _runtime_candidates():
+        try:
+            d.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(d)
+        except OSError:
+            continue
+        # only ours: denying another user's symlink would hide whatever it points at
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            out.append(d)
+    return out
+
+
 def private_runtime_dir() -> Path:
     """A short per-user directory for sockets: ``$XDG_RUNTIME_DIR/corral``, else
     ``/tmp/corral-<uid>``. Created 0700; refused unless it is a real directory of ours that
     nobody else can enter (another user could have made it first). Callers hide it inside the
-    sandbox (``corral run`` denies it in its plan)."""
+    sandbox (every sandbox plan denies :func:`runtime_dirs_to_hide`)."""
     from corral.errors import CorralError
 
     uid = os.geteuid()
-    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
-    bases = [Path(xdg) / "corral"] if xdg.startswith("/") else []
-    bases.append(Path("/tmp") / f"corral-{uid}")
+    bases = _runtime_candidates()
     d = next((b for b in bases if len(str(b)) <= SOCKET_PARENT_MAX), bases[-1])
     try:
         d.mkdir(mode=0o700, exist_ok=True)

@@ -455,6 +455,13 @@ def test_long_corral_home_sockets_are_private_under_corral_run(tmp_path: Path) -
         assert r.returncode == 0, r.stderr
         seen = json.loads(r.stdout.strip().splitlines()[-1])
         assert seen == {"found": [], "unlinked": []}, seen
+        # nor from a plain `corral sandbox` command, whatever its own CORRAL_HOME
+        r = subprocess.run([sys.executable, "-m", "corral", "sandbox", "--", str(aagent)],
+                           cwd=awork, env=dict(aenv, CORRAL_HOME=str(tmp_path / "short")),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1]) == {"found": [], "unlinked": []}
         assert all(os.path.exists(p) for p in theirs)  # the victim's sockets are intact
         for p in theirs:
             assert len(p) < 108 and p.startswith(f"/tmp/corral-{os.geteuid()}/")

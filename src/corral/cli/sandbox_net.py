@@ -37,8 +37,10 @@ def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str]) -> Iterat
     if policy.managed_only:
         extra = [r for r in extra if r.verdict != "allow"]
     policy = replace(policy, rules=policy.rules + tuple(extra))
-    base = Path(getattr(cfg, "corral_home", None) or os.path.expanduser("~/.corral")) / "state"
-    base.mkdir(parents=True, exist_ok=True)
+    from corral.paths import socket_parent  # a long CORRAL_HOME: a private runtime dir
+
+    base = socket_parent(Path(getattr(cfg, "corral_home", None) or
+                              os.path.expanduser("~/.corral")))
     rundir = Path(tempfile.mkdtemp(prefix="proxy-", dir=base))
     sock = rundir / "proxy.sock"
     proxy = Proxy(policy, None, listen=Listen(http=None, socks=None, unix=str(sock)))

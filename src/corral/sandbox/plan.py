@@ -12,6 +12,7 @@ from pathlib import Path
 
 from corral.errors import CorralError
 from corral.paths import corral_home as _corral_home
+from corral.paths import runtime_dirs_to_hide as _runtime_dirs_to_hide
 from corral.record import Frozen
 from corral.sandbox.envpolicy import EnvPolicy
 from corral.sandbox.homelock import home_locks
@@ -200,6 +201,8 @@ def build_plan(
     entries += resolve_entries(((d, Access.DENY) for d in literal_denies), ctx)
     entries += resolve_entries(((d, Access.DENY) for d in enforced_literal), ctx, enforced=True)
     entries.append(FsEntry(home_dir, Access.DENY, enforced=True))
+    # sessions' sockets when a long CORRAL_HOME puts them in a private runtime dir (#21.7b)
+    entries += [FsEntry(d, Access.DENY, enforced=True) for d in _runtime_dirs_to_hide()]
     globs = tuple(
         _glob_abs(g, ctx) for g in [*denies, *enforced_deny_read] if has_glob(g)
     )
