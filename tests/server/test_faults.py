@@ -131,3 +131,38 @@ def test_server_killed_mid_stream_then_restarted(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout
     assert json.loads(corral("server", "status", "--data", str(data), "--json").stdout)[
         "events"] == 4004
+
+
+def test_overload_gets_429_with_retry_after_then_everything_lands(tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    init_server(data)
+    cfg = data / "config.toml"
+    cfg.write_text(cfg.read_text() + "max_queue_events = 600\n")
+    tok = token(data, "ingest")
+    journals = [journal(tmp_path, 512, session=f"m{i}") for i in range(6)]
+    srv = ServerProc(data)
+    seen: list[int] = []
+    try:
+        barrier = threading.Barrier(6)
+
+        def machine(j: Journal) -> None:
+            body = forward_request(j)
+            barrier.wait()
+            while True:
+                r = post(srv.url, body, tok)
+                seen.append(r.status_code)
+                if r.status_code == 200:
+                    return
+                assert r.status_code == 429 and r.headers["retry-after"] == "1"
+                threading.Event().wait(0.2)
+
+        threads = [threading.Thread(target=machine, args=(j,)) for j in journals]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        srv.stop()
+    assert 429 in seen and seen.count(200) == 6
+    ids = _stored_ids(data)
+    assert len(ids) == len(set(ids)) == 6 * 512

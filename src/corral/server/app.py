@@ -60,7 +60,7 @@ class Writer:
                 await self._task
 
     async def submit(self, items: list[Incoming]) -> AppendResult:
-        if self.pending + len(items) > self.max_queue:
+        if self.pending and self.pending + len(items) > self.max_queue:  # one big batch passes
             raise Overloaded
         job = _Job(items)
         self.pending += len(items)
