@@ -151,6 +151,36 @@ def test_a_replaced_journal_starts_over_rather_than_skip(home: Path, peer: Peer,
     assert cursors.cursor_file(db, peer.url).read_text() != jid_cursor
 
 
+def test_a_journal_that_lost_its_tail_is_not_skipped(home: Path, peer: Peer,
+                                                     store: Store) -> None:
+    """Power cut: SQLite (synchronous=NORMAL) loses the last commits after the cursor was saved.
+    Same journal id, and new events now sit at the seqs the cursor already passed."""
+    import shutil
+    import sqlite3
+
+    db = journal_file(home)
+    kept = fill(home, 20)
+    backup = home / "backup.db"
+    src = sqlite3.connect(db)
+    dst = sqlite3.connect(backup)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    lost = fill(home, 30)
+    fwd = _fwd(home, peer)
+    fwd.catch_up()
+    fwd.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    shutil.copy(backup, db)  # the journal as the disk had it: seq 20
+    new = fill(home, 30)  # seqs 21..50 again, other events
+    fwd = _fwd(home, peer)
+    fwd.catch_up()
+    fwd.close()
+    assert set(store.ids()) == set(kept + lost + new)
+    assert len(store.ids()) == 80
+
+
 def test_concurrent_forwarders_never_move_the_cursor_back(home: Path, peer: Peer,
                                                           store: Store) -> None:
     ids = fill(home, 3000)
