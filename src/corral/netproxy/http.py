@@ -1,7 +1,10 @@
-"""HTTP/1.1 proxy side: absolute-form forwarding and CONNECT tunnels, with strict parsing.
+"""HTTP/1.1 proxy side: absolute-form forwarding and CONNECT tunnels.
 
-Parsing is deliberately strict (CRLF only, no obs-fold, one framing header, limited sizes): a
-proxy that is lenient where the server is strict invites request smuggling.
+Message framing is h11's, and every request and response is written out again by h11 rather
+than passed through as raw bytes: the proxy and the server cannot disagree about where a
+message ends, which is what request smuggling needs. The proxy stays stricter than h11 where a
+lenient reader could be fooled (CRLF only, no obsolete line folding, no Transfer-Encoding
+together with Content-Length, limited head size and header count).
 """
 
 from __future__ import annotations
@@ -10,17 +13,23 @@ import asyncio
 import base64
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import h11
 
 from corral.netproxy.gate import Blocked, Gate, Target
 from corral.netproxy.relay import relay
 from corral.netproxy.timeouts import within as _within
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HOP_BY_HOP = {
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
     b"proxy-authenticate", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 }
+# Names a trailer section must not carry (framing, routing, hop-by-hop).
+_NOT_TRAILERS = _HOP_BY_HOP | {b"content-length", b"host"}
+_HAS_HOST = re.compile(rb"\r\nhost:", re.IGNORECASE)
+_QUOTED = re.compile(r":\s*b?['\"].*", re.DOTALL)
+_READ = 1 << 18
 
 
 class HttpError(Exception):
@@ -40,15 +49,6 @@ class Limits:
     idle_timeout: float | None = 300.0  # bodies and tunnels that move nothing; None: no limit
 
 
-@dataclass
-class Head:
-    start: tuple[bytes, bytes, bytes]
-    headers: list[tuple[bytes, bytes]]
-
-    def get(self, name: bytes) -> list[bytes]:
-        return [v for k, v in self.headers if k.lower() == name]
-
-
 _REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed",
     407: "Proxy Authentication Required", 408: "Request Timeout",
@@ -57,10 +57,62 @@ _REASONS = {
 }
 
 
-async def read_head(
+def unread(reader: asyncio.StreamReader, data: bytes) -> None:
+    """Put bytes back in front of the reader's buffer (StreamReader has no unread())."""
+    buf = reader._buffer  # type: ignore[attr-defined]
+    buf[0:0] = data
+
+
+def _why(exc: h11.ProtocolError) -> str:
+    """h11's message without the peer's bytes it quotes."""
+    return _QUOTED.sub("", str(exc)) or "malformed message"
+
+
+@dataclass
+class Request:
+    """One parsed request head and the h11 connection that will answer it."""
+
+    conn: h11.Connection
+    event: h11.Request
+    synthetic_host: bool = False
+
+    def get(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.event.headers if k == name]
+
+
+@dataclass
+class Upstream:
+    """A connection to a server, with the h11 state that frames it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _tokens(values: list[bytes]) -> set[bytes]:
+    return {tok.strip().lower() for v in values for tok in v.split(b",")}
+
+
+def _check_framing(headers: list[tuple[bytes, bytes]], status: int, who: str) -> bool:
+    """Refuse Transfer-Encoding with Content-Length (h11 would let TE win); True if chunked."""
+    names = [k for k, _ in headers]
+    chunked = b"transfer-encoding" in names
+    if chunked and b"content-length" in names:
+        raise HttpError(status, f"{who} has both Transfer-Encoding and Content-Length")
+    return chunked
+
+
+async def read_request(
     reader: asyncio.StreamReader, limits: Limits, timeout: float | None
-) -> Head | None:
-    """Read one message head; None on clean EOF before any byte."""
+) -> Request | None:
+    """Read one request head; None on clean EOF before any byte.
+
+    The head is read up to its blank line and no further, so whatever follows (a body, a
+    pipelined request, a tunnel's first bytes) stays in ``reader``.
+    """
     try:
         raw = await _within(reader.readuntil(b"\r\n\r\n"), timeout)
     except asyncio.IncompleteReadError as exc:
@@ -71,88 +123,62 @@ async def read_head(
         raise HttpError(431, "request head over the size limit") from None
     except TimeoutError:
         raise HttpError(408, "request head not received in time") from None
-    lines = raw[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not all(parts):
-        raise HttpError(400, "malformed start line")
-    headers: list[tuple[bytes, bytes]] = []
-    for line in lines[1:]:
-        if not line or line[:1] in (b" ", b"\t"):
-            raise HttpError(400, "malformed header (obsolete line folding)")
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name) or b"\n" in value or b"\r" in value or b"\0" in value:
-            raise HttpError(400, "malformed header")
-        headers.append((name, value.strip(b" \t")))
-    if len(headers) > limits.max_headers:
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        raise HttpError(400, "malformed head (bare LF)")
+    if b"\r\n " in raw or b"\r\n\t" in raw:
+        raise HttpError(400, "malformed header (obsolete line folding)")
+    synthetic = _HAS_HOST.search(raw) is None
+    if synthetic:  # h11 insists on Host; a proxy request names its host in the target
+        raw = raw[:-2] + b"Host: \r\n\r\n"
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
+    conn.receive_data(raw)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise HttpError(exc.error_status_hint, f"malformed request: {_why(exc)}") from None
+    if not isinstance(event, h11.Request):
+        raise HttpError(400, "malformed request")
+    if len(event.headers) - synthetic > limits.max_headers:
         raise HttpError(431, "too many headers")
-    return Head((parts[0], parts[1], parts[2]), headers)
+    if event.http_version not in (b"1.0", b"1.1"):
+        raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    _check_framing(list(event.headers), 400, "request")
+    return Request(conn, event, synthetic)
 
 
-def _framing(head: Head, is_request: bool) -> tuple[str, int]:
-    """('chunked', 0) | ('length', n) | ('none', 0) | ('close', 0)."""
-    te = head.get(b"transfer-encoding")
-    cl = head.get(b"content-length")
-    if te:
-        if cl:
-            raise HttpError(400, "both Transfer-Encoding and Content-Length")
-        if len(te) != 1 or te[0].strip().lower() != b"chunked":
-            raise HttpError(501, "unsupported Transfer-Encoding")
-        return "chunked", 0
-    if cl:
-        values = {v.strip() for v in b",".join(cl).split(b",")}
-        if len(values) != 1:
-            raise HttpError(400, "conflicting Content-Length")
-        v = values.pop()
-        if not v.isdigit() or len(v) > 18:
-            raise HttpError(400, "bad Content-Length")
-        return "length", int(v)
-    return ("none", 0) if is_request else ("close", 0)
-
-
-async def _copy_exact(
-    r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int, t: float | None
-) -> None:
-    while n > 0:
-        chunk = await _within(r.read(min(n, 1 << 18)), t)
-        if not chunk:
-            raise ConnectionError("peer closed mid-body")
-        w.write(chunk)
-        n -= len(chunk)
-        await w.drain()
-
-
-async def _copy_chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter, t: float | None) -> None:
+async def _next_event(
+    conn: h11.Connection, reader: asyncio.StreamReader, timeout: float | None, status: int,
+) -> h11.Event:
+    """The next h11 event, reading as needed; a framing error becomes HttpError(status)."""
     while True:
-        line = await _within(r.readuntil(b"\r\n"), t)
-        size_text = line[:-2].split(b";", 1)[0].strip()
-        if not size_text or len(size_text) > 16 or any(
-            c not in b"0123456789abcdefABCDEF" for c in size_text
-        ):
-            raise HttpError(400, "bad chunk size")
-        size = int(size_text, 16)
-        w.write(line)
-        if size == 0:
-            while True:  # trailers, then the empty line
-                trailer = await _within(r.readuntil(b"\r\n"), t)
-                w.write(trailer)
-                if trailer == b"\r\n":
-                    await w.drain()
-                    return
-        await _copy_exact(r, w, size + 2, t)
+        try:
+            ev = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            who = "request" if status < 500 else "upstream response"
+            raise HttpError(status, f"malformed {who}: {_why(exc)}") from None
+        if ev is not h11.NEED_DATA:
+            assert not isinstance(ev, type)  # PAUSED: never asked for past a message's end
+            return ev
+        conn.receive_data(await _within(reader.read(_READ), timeout))
 
 
-async def _copy_body(
-    r: asyncio.StreamReader, w: asyncio.StreamWriter, framing: tuple[str, int], t: float | None
+async def _pump(
+    src: h11.Connection, reader: asyncio.StreamReader, dst: h11.Connection,
+    writer: asyncio.StreamWriter, timeout: float | None, status: int, trailers: bool,
 ) -> None:
-    kind, n = framing
-    if kind == "length":
-        await _copy_exact(r, w, n, t)
-    elif kind == "chunked":
-        await _copy_chunked(r, w, t)
-    elif kind == "close":
-        while chunk := await _within(r.read(1 << 18), t):
-            w.write(chunk)
-            await w.drain()
+    """Stream one message body from ``src`` to ``dst`` (re-framed), one read at a time."""
+    while True:
+        ev = await _next_event(src, reader, timeout, status)
+        if isinstance(ev, h11.Data):
+            writer.write(dst.send(ev) or b"")
+            await writer.drain()
+        elif isinstance(ev, h11.EndOfMessage):
+            keep = [(k, v) for k, v in ev.headers.raw_items()
+                    if k.lower() not in _NOT_TRAILERS] if trailers else []
+            writer.write(dst.send(h11.EndOfMessage(headers=keep)) or b"")
+            return
+        else:
+            raise ConnectionError("peer closed mid-body")
 
 
 def split_authority(netloc: str, default_port: int | None) -> tuple[str, int]:
@@ -209,12 +235,12 @@ def blocked_response(b: Blocked, protocol: str) -> bytes:
     return error_response(403, text, [("x-corral-block", b.reason)])
 
 
-Pool = dict[tuple[str, int, bool], tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+Pool = dict[tuple[str, int, bool], Upstream]
 
 
 def close_pool(pool: Pool) -> None:
-    for _r, w in pool.values():
-        w.close()
+    for up in pool.values():
+        up.close()
     pool.clear()
 
 
@@ -230,10 +256,10 @@ class HttpHandler:
         self.credentials = credentials
         self.mitm = mitm
 
-    def _authorised(self, head: Head) -> bool:
+    def _authorised(self, req: Request) -> bool:
         if self.credentials is None:
             return True
-        for v in head.get(b"proxy-authorization"):
+        for v in req.get(b"proxy-authorization"):
             scheme, _, token = v.partition(b" ")
             if scheme.lower() != b"basic":
                 continue
@@ -250,21 +276,22 @@ class HttpHandler:
     ) -> None:
         pool: Pool = {}
         try:
-            await self._serve(reader, writer, client, pool)
+            await self.serve_requests(reader, writer, client, pool, via=None)
         finally:
             close_pool(pool)
 
-    async def _serve(
+    async def serve_requests(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None,
-        pool: Pool,
+        pool: Pool, via: Target | None,
     ) -> None:
-        timeout = self.limits.head_timeout
+        """Requests on one client connection until either side ends it (``via``: inside an
+        intercepted tunnel to that target)."""
         while True:
             try:
-                head = await read_head(reader, self.limits, timeout)
-                if head is None:
+                req = await read_request(reader, self.limits, self.limits.head_timeout)
+                if req is None:
                     return
-                keep = await self._one(head, reader, writer, client, pool)
+                keep = await self._one(req, reader, writer, client, pool, via)
             except HttpError as exc:
                 writer.write(error_response(exc.status, f"corral: network: {exc.text}"))
                 await writer.drain()
@@ -274,37 +301,37 @@ class HttpHandler:
                     writer.write(error_response(502, f"corral: network: {b.detail}",
                                                 [("x-corral-block", b.reason)]))
                 else:
-                    writer.write(blocked_response(b, "http"))
+                    writer.write(blocked_response(b, "http" if via is None else "https"))
                 await writer.drain()
                 return
             if not keep:
                 return
 
     async def _one(
-        self, head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        client: str | None, pool: Pool,
+        self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        client: str | None, pool: Pool, via: Target | None,
     ) -> bool:
-        method_b, target_b, version = head.start
-        if not _TOKEN.match(method_b):
-            raise HttpError(400, "malformed method")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-            raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
-        if not self._authorised(head):
+        method = req.event.method.decode("ascii")
+        try:
+            target_s = req.event.target.decode("ascii")
+        except UnicodeDecodeError:
+            raise HttpError(400, "non-ASCII request target") from None
+        if via is not None:
+            if not target_s.startswith("/"):
+                raise HttpError(400, "requests inside a tunnel must be origin-form (/path)")
+            return await self._forward(method, target_s, req, reader, writer, client,
+                                       via=via, pool=pool)
+        if not self._authorised(req):
             writer.write(error_response(
                 407, "corral: network: proxy credentials required",
                 [("Proxy-Authenticate", 'Basic realm="corral"')],
             ))
             await writer.drain()
             return False
-        method = method_b.decode("ascii")
-        try:
-            target_s = target_b.decode("ascii")
-        except UnicodeDecodeError:
-            raise HttpError(400, "non-ASCII request target") from None
         if method == "CONNECT":
             await self._connect(target_s, reader, writer, client)
             return False
-        return await self._forward(method, target_s, head, reader, writer, client, pool=pool)
+        return await self._forward(method, target_s, req, reader, writer, client, pool=pool)
 
     async def _connect(
         self, authority: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -339,9 +366,9 @@ class HttpHandler:
         await intercept(self, target, reader, writer, client)
 
     async def _forward(
-        self, method: str, target_s: str, head: Head, reader: asyncio.StreamReader,
+        self, method: str, target_s: str, req: Request, reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter, client: str | None, *, via: Target | None = None,
-        pool: Pool | None = None,
+        pool: Pool,
     ) -> bool:
         if via is None:
             if not target_s.lower().startswith("http://"):
@@ -357,118 +384,111 @@ class HttpHandler:
                 raise HttpError(400, "request URL must not carry credentials")
             host, port = split_authority(netloc, default_port=80)
             t = await self.gate.authorize(host, port, "http", method, client)
+            host_value = netloc.encode()
         else:
             t = via
             self.gate.check_method(t, method, client)
-            netloc, path = "", target_s
-        req_framing = _framing(head, is_request=True)
-        version = head.start[2]
-        conn_tokens = {
-            tok.strip().lower() for v in head.get(b"connection") for tok in v.split(b",")
-        }
-        client_keep = (version == b"HTTP/1.1" and b"close" not in conn_tokens) or (
-            version == b"HTTP/1.0" and b"keep-alive" in conn_tokens
-        )
-        expect = [v.lower() for v in head.get(b"expect")]
-        out = [f"{method} {path} HTTP/1.1".encode()]
-        host_value = netloc.encode() if netloc else (head.get(b"host") or [b""])[0]
-        out.append(b"Host: " + host_value)
-        for k, v in head.headers:
+            path = target_s
+            given = b"" if req.synthetic_host else req.get(b"host")[0]
+            host_value = given or t.host.name.encode()
+        ev = req.event
+        conn_tokens = _tokens(req.get(b"connection"))
+        chunked = bool(req.get(b"transfer-encoding"))
+        has_body = chunked or req.get(b"content-length")[:1] not in ([], [b"0"])
+        headers = [(b"Host", host_value)]
+        for k, v in ev.headers.raw_items():
             lk = k.lower()
             if lk in _HOP_BY_HOP or lk in conn_tokens or lk in (b"host", b"expect"):
                 continue
-            out.append(k + b": " + v)
-        if req_framing[0] == "chunked":
-            out.append(b"Transfer-Encoding: chunked")
-        out.append(b"Connection: keep-alive" if pool is not None else b"Connection: close")
-        payload = b"\r\n".join(out) + b"\r\n\r\n"
+            headers.append((k, v))
+        if chunked:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        headers.append((b"Connection", b"keep-alive"))
+        try:
+            out = h11.Request(method=ev.method, target=path.encode(), headers=headers)
+        except h11.LocalProtocolError as exc:
+            raise HttpError(400, f"malformed request: {_why(exc)}") from None
         key = (t.host.name, t.port, via is not None)
-        up = pool.pop(key, None) if pool is not None else None
-        if up is not None and up[0].at_eof():
-            up[1].close()
+        up = pool.pop(key, None)
+        if up is not None and up.reader.at_eof():
+            up.close()
             up = None
         reused = up is not None
         if up is None:
             up = await self._open_upstream(t, via, client)
-        if b"100-continue" in expect and req_framing[0] != "none":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if has_body and req.conn.they_are_waiting_for_100_continue:
+            writer.write(req.conn.send(
+                h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b"")
         pooled = False
         try:
             try:
-                resp = await self._exchange(up, payload, reader, req_framing, writer)
+                resp = await self._exchange(up, out, req, reader, writer, chunked)
             except (ConnectionError, asyncio.IncompleteReadError, HttpError):
-                if not reused or req_framing[0] != "none":
+                if not reused or has_body:
                     raise
-                up[1].close()  # a kept-alive upstream went stale: one fresh try, no body to redo
+                up.close()  # a kept-alive upstream went stale: one fresh try, no body to redo
                 up = await self._open_upstream(t, via, client)
-                resp = await self._exchange(up, payload, reader, req_framing, writer)
-            status = resp.start[1]
-            if status == b"101":
-                raise HttpError(502, "protocol upgrades are not supported through the proxy")
-            no_body = method == "HEAD" or status in (b"204", b"304")
-            framing = ("none", 0) if no_body else _framing(resp, is_request=False)
-            keep = client_keep and framing[0] != "close"
-            writer.write(_emit_head(resp, keep, chunked=framing[0] == "chunked"))
-            await _copy_body(up[0], writer, framing, self.limits.idle_timeout)
+                resp = await self._exchange(up, out, req, reader, writer, chunked)
+            resp_tokens = _tokens([v for k, v in resp.headers if k == b"connection"])
+            resp_chunked = _check_framing(list(resp.headers), 502, "upstream response")
+            back = [(k, v) for k, v in resp.headers.raw_items()
+                    if k.lower() not in _HOP_BY_HOP and k.lower() not in resp_tokens]
+            if resp_chunked:
+                back.append((b"Transfer-Encoding", b"chunked"))
+            writer.write(req.conn.send(h11.Response(
+                status_code=resp.status_code, headers=back, reason=resp.reason)) or b"")
+            await _pump(up.conn, up.reader, req.conn, writer, self.limits.idle_timeout, 502,
+                        trailers=resp_chunked and ev.http_version == b"1.1")
             await writer.drain()
-            resp_tokens = {
-                tok.strip().lower() for v in resp.get(b"connection") for tok in v.split(b",")
-            }
-            if (keep and pool is not None and framing[0] != "close"
-                    and resp.start[0] == b"HTTP/1.1" and b"close" not in resp_tokens):
+            keep = req.conn.our_state is h11.DONE and req.conn.their_state is h11.DONE
+            if (keep and up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE
+                    and not up.conn.trailing_data[0]):
+                up.conn.start_next_cycle()
                 pool[key] = up
                 pooled = True
             return keep
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError,
                 asyncio.LimitOverrunError) as exc:
             raise HttpError(502, f"upstream error: {type(exc).__name__}") from None
+        except h11.LocalProtocolError as exc:  # what the upstream sent cannot be re-framed
+            raise HttpError(502, f"upstream response: {_why(exc)}") from None
         finally:
             if not pooled:
-                up[1].close()
+                up.close()
 
     async def _exchange(
-        self, up: tuple[asyncio.StreamReader, asyncio.StreamWriter], payload: bytes,
-        reader: asyncio.StreamReader, req_framing: tuple[str, int], writer: asyncio.StreamWriter,
-    ) -> Head:
+        self, up: Upstream, out: h11.Request, req: Request, reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter, chunked: bool,
+    ) -> h11.Response:
         """Send the request (head and body) and return the final response head."""
-        up_r, up_w = up
-        up_w.write(payload)
-        await _copy_body(reader, up_w, req_framing, self.limits.idle_timeout)
-        await up_w.drain()
+        up.writer.write(up.conn.send(out) or b"")
+        await _pump(req.conn, reader, up.conn, up.writer, self.limits.idle_timeout, 400,
+                    trailers=chunked)
+        left, _closed = req.conn.trailing_data
+        if left:  # the next pipelined request, read along with the body
+            unread(reader, bytes(left))
+        await up.writer.drain()
         while True:
-            resp = await read_head(up_r, self.limits, self.limits.idle_timeout)
-            if resp is None:
-                raise HttpError(502, "upstream closed without a response")
-            status = resp.start[1]
-            if not status.startswith(b"1") or status == b"101":
-                return resp
-            writer.write(_emit_head(resp, keep=None))  # interim (1xx) responses are relayed
+            ev = await _next_event(up.conn, up.reader, self.limits.idle_timeout, 502)
+            if isinstance(ev, h11.Response):
+                if len(ev.headers) > self.limits.max_headers:
+                    raise HttpError(502, "upstream response has too many headers")
+                return ev
+            if isinstance(ev, h11.InformationalResponse):  # interim (1xx) responses are relayed
+                if ev.status_code == 101:
+                    raise HttpError(502, "protocol upgrades are not supported through the proxy")
+                info = [(k, v) for k, v in ev.headers.raw_items()
+                        if k.lower() not in _HOP_BY_HOP]
+                writer.write(req.conn.send(h11.InformationalResponse(
+                    status_code=ev.status_code, headers=info, reason=ev.reason)) or b"")
+                continue
+            raise HttpError(502, "upstream closed without a response")
 
-    async def _open_upstream(
-        self, t: Target, via: Target | None, client: str | None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open_upstream(self, t: Target, via: Target | None, client: str | None) -> Upstream:
         if via is None:
-            return await self.gate.open(t, client)
-        return await self._mitm_upstream(t, client)
+            r, w = await self.gate.open(t, client)
+        else:
+            from corral.netproxy.mitm import open_tls_upstream
 
-    async def _mitm_upstream(
-        self, target: Target, client: str | None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        from corral.netproxy.mitm import open_tls_upstream
-
-        return await open_tls_upstream(self, target, client)
-
-
-def _emit_head(resp: Head, keep: bool | None, chunked: bool = False) -> bytes:
-    parts = [b" ".join(resp.start)]
-    conn_tokens = {t.strip().lower() for v in resp.get(b"connection") for t in v.split(b",")}
-    for k, v in resp.headers:
-        lk = k.lower()
-        if lk in _HOP_BY_HOP or lk in conn_tokens:
-            continue
-        parts.append(k + b": " + v)
-    if chunked:
-        parts.append(b"Transfer-Encoding: chunked")
-    if keep is not None:
-        parts.append(b"Connection: keep-alive" if keep else b"Connection: close")
-    return b"\r\n".join(parts) + b"\r\n\r\n"
+            r, w = await open_tls_upstream(self, t, client)
+        return Upstream(r, w, h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_head))

@@ -15,7 +15,7 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from corral.errors import CorralError
 
@@ -166,40 +166,9 @@ async def intercept(
         return  # client refused our certificate: nothing more to say in the clear
     pool: Pool = {}
     try:
-        await _serve_tunnel(handler, target, reader, writer, client, pool)
+        await handler.serve_requests(reader, writer, client, pool, via=target)
     finally:
         close_pool(pool)
-
-
-async def _serve_tunnel(
-    handler: HttpHandler, target: Target, reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter, client: str | None, pool: dict[Any, Any],
-) -> None:
-    from corral.netproxy.gate import Blocked
-    from corral.netproxy.http import HttpError, blocked_response, error_response, read_head
-
-    while True:
-        try:
-            head = await read_head(reader, handler.limits, handler.limits.head_timeout)
-            if head is None:
-                return
-            path = head.start[1].decode("ascii", "replace")
-            if not path.startswith("/"):
-                raise HttpError(400, "requests inside a tunnel must be origin-form (/path)")
-            keep = await handler._forward(
-                head.start[0].decode("ascii", "replace"), path, head, reader, writer, client,
-                via=target, pool=pool,
-            )
-        except HttpError as exc:
-            writer.write(error_response(exc.status, f"corral: network: {exc.text}"))
-            await writer.drain()
-            return
-        except Blocked as b:
-            writer.write(blocked_response(b, "https"))
-            await writer.drain()
-            return
-        if not keep:
-            return
 
 
 async def open_tls_upstream(

@@ -20,7 +20,7 @@ from pathlib import Path
 from corral.errors import CorralError
 from corral.netproxy.decide import AskCallback
 from corral.netproxy.gate import Connector, DecisionHook, Gate, Resolver
-from corral.netproxy.http import HttpHandler, Limits, error_response
+from corral.netproxy.http import HttpHandler, Limits, error_response, unread
 from corral.netproxy.policy import NetworkPolicy
 from corral.netproxy.socks import SocksHandler
 from corral.netproxy.timeouts import within as _within
@@ -255,7 +255,7 @@ class Proxy:
                 return
             if not first:
                 return
-            _unread(reader, first)
+            unread(reader, first)
             if first in (b"\x05", b"\x04"):
                 await self._socks.serve(reader, writer, client)
             elif not (first.isalpha() and first.isascii()):
@@ -277,8 +277,3 @@ class Proxy:
                     await _within(writer.drain(), 1.0)
             writer.close()
 
-
-def _unread(reader: asyncio.StreamReader, data: bytes) -> None:
-    # Put the sniffed byte back in front of the buffer (StreamReader has no unread()).
-    buf = reader._buffer  # type: ignore[attr-defined]
-    buf[0:0] = data
