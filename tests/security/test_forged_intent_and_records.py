@@ -457,6 +457,56 @@ def test_receiver_connections_are_capped(tmp_path: Path) -> None:
         tel.close()
 
 
+# -- item 7c: the receiver's token on a command line -------------------------------------------
+
+_POST = """import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=20)
+c.request("POST", "/v1/logs", open(sys.argv[2], "rb").read(),
+          {"Content-Type": "application/x-protobuf"})
+print(c.getresponse().status)
+"""
+
+
+def test_codex_on_tcp_gets_no_token_and_other_users_are_refused(tmp_path: Path) -> None:
+    from corral.integrations.session import AgentSession
+
+    work = tmp_path / "work"
+    work.mkdir()
+    body = tmp_path / "rec.pb"
+    body.write_bytes(otlp(FORGED_IMPORT[:1]))
+    cfg = load_config(work, home=tmp_path / "home", system=tmp_path / "etc")
+    with AgentSession.open(cfg, "codex") as s:
+        assert "Bearer" not in " ".join(s.args) and "headers" not in " ".join(s.args)
+        port = s.endpoint.rsplit(":", 1)[1]
+        # this user's process, over real loopback TCP: no token needed
+        r = subprocess.run([sys.executable, "-I", "-c", _POST, port, str(body)],
+                           capture_output=True, text=True, timeout=30, check=True)
+        assert r.stdout.strip() == "200" and s.receiver.accepted == 1
+        # another user's (the uid /proc/net/tcp names), or one that cannot be found: refused
+        for uid in (os.getuid() + 1, None):
+            status, _, msg = s.receiver.handle_http(
+                "/v1/logs", {"Content-Type": "application/json"}, b"{}", peer_uid=uid)
+            assert status == 403 and b"not this user's" in msg
+        assert s.receiver.accepted == 1
+
+
+def test_loopback_peer_uid_finds_the_connecting_process(tmp_path: Path) -> None:
+    from corral.integrations.otlp_receiver import loopback_peer_uid
+
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as srv:
+            try:
+                srv.bind((host, 0))
+            except OSError:
+                continue  # no IPv6 loopback here
+            srv.listen(1)
+            with socket.socket(family) as cli:
+                cli.connect(srv.getsockname()[:2])
+                conn, _ = srv.accept()
+                with conn:
+                    assert loopback_peer_uid(conn) == os.getuid()
+
+
 # -- the whole class under `corral run`, with a plain script as the agent ----------------------
 
 AGENT = r'''#!/usr/bin/env python3

@@ -134,10 +134,14 @@ class Receiver:
 
     def __init__(self, telemetry: Any, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, unix_socket: Path | None = None,
-                 max_connections: int = MAX_CONNECTIONS, quota: Any = None) -> None:
+                 max_connections: int = MAX_CONNECTIONS, quota: Any = None,
+                 same_user_only: bool = False) -> None:
         from corral.telemetry.quota import Quota
 
         self.telemetry = telemetry
+        # On TCP: only processes of our own uid may export (looked up in /proc/net/tcp), so
+        # an agent can be pointed here without a token on its command line.
+        self.same_user_only = same_user_only
         self.max_connections = max_connections
         # Per session: records and bytes the agent's telemetry may add to the journal.
         self.quota = quota or Quota(telemetry, "import")
@@ -177,8 +181,11 @@ class Receiver:
                 pass
 
             def do_POST(self) -> None:
+                uid = None
+                if receiver.same_user_only and receiver.unix_socket is None:
+                    uid = loopback_peer_uid(self.connection)
                 status, ctype, payload = receiver.handle_http(
-                    self.path, dict(self.headers.items()), self._body())
+                    self.path, dict(self.headers.items()), self._body(), peer_uid=uid)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
@@ -234,8 +241,9 @@ class Receiver:
     # -- requests -------------------------------------------------------------------------
 
     def handle_http(self, path: str, headers: dict[str, str], body: bytes | None,
-                    ) -> tuple[int, str, bytes]:
-        """(status, content type, body) for one request; no sockets involved."""
+                    peer_uid: int | None = None) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one request; no sockets involved (``peer_uid``:
+        who sent it over TCP, when ``same_user_only``)."""
         h = {k.lower(): v for k, v in headers.items()}
         ctype = (h.get("content-type") or _PROTOBUF).split(";")[0].strip().lower()
         reply_type = _JSON if ctype == _JSON else _PROTOBUF
@@ -246,6 +254,8 @@ class Receiver:
                 return status, _JSON, json.dumps({"code": status, "message": line}).encode()
             return status, _PROTOBUF, _rpc_status(status, line)
 
+        if self.same_user_only and self.unix_socket is None and peer_uid != os.getuid():
+            return error(403, "OTLP receiver: the exporting process is not this user's")
         if self.token:
             auth = h.get("authorization", "")
             if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
@@ -312,6 +322,36 @@ class Receiver:
         its ids in their own namespace."""
         self.telemetry.emit(m.name, m.attributes, call_id=_import_id(m.call_id),
                             turn_id=_import_id(m.turn_id), content=m.content, origin="import")
+
+
+def loopback_peer_uid(conn: socket.socket) -> int | None:
+    """The uid owning the other end of a loopback TCP connection, from /proc/net/tcp{,6} (the
+    row whose local address is our peer and remote address is us), or None if not found."""
+    try:
+        peer, local = conn.getpeername(), conn.getsockname()
+    except OSError:
+        return None
+    v6 = conn.family == socket.AF_INET6
+    want = (_proc_addr(peer[0], peer[1], v6), _proc_addr(local[0], local[1], v6))
+    try:
+        with open(f"/proc/net/tcp{'6' if v6 else ''}") as f:
+            next(f, None)
+            for line in f:
+                cols = line.split()
+                if len(cols) > 7 and (cols[1], cols[2]) == want:
+                    return int(cols[7])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _proc_addr(host: str, port: int, v6: bool) -> str:
+    """``host:port`` as /proc/net/tcp spells it: 32-bit words in host byte order, in hex."""
+    if v6:
+        words = struct.unpack("=4I", socket.inet_pton(socket.AF_INET6, host))
+        return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+    (word,) = struct.unpack("=I", socket.inet_aton(host))
+    return f"{word:08X}:{port:04X}"
 
 
 def _import_id(value: str | None) -> str | None:

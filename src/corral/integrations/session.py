@@ -90,9 +90,14 @@ class AgentSession:
             if receive_telemetry:
                 # On a socket no token is needed (its mode and the peer uid authenticate), so
                 # none reaches Codex's command line, which every local user can read.
+                # On TCP, Codex (whose exporter only takes `-c` arguments) gets no token
+                # either: the receiver takes only this user's processes instead.
+                codex_tcp = agent == "codex" and not receiver_on_socket
                 receiver = Receiver(tel, unix_socket=rundir / "otlp.sock"
                                     if receiver_on_socket else None,
-                                    quota=Quota(tel, "import", *limits_from_config(cfg)))
+                                    quota=Quota(tel, "import", *limits_from_config(cfg)),
+                                    token="" if codex_tcp else None,
+                                    same_user_only=codex_tcp)
             return cls(agent, tel, pipe, api, receiver, rundir)
         except BaseException:
             if api is not None:
