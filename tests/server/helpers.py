@@ -130,7 +130,7 @@ def init_server(data: Path, database: str | None = None, interval: float = 0.3) 
         args += ["--database", database]
     corral(*args)
     cfg = data / "config.toml"
-    cfg.write_text(cfg.read_text().replace("checkpoint_interval = 5.0",
+    cfg.write_text(cfg.read_text().replace("checkpoint_interval = 30.0",
                                            f"checkpoint_interval = {interval}"))
 
 

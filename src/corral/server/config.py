@@ -38,7 +38,7 @@ class ServerConfig:
     data: Path
     origin: str
     database: str = "sqlite"
-    checkpoint_interval: float = 5.0
+    checkpoint_interval: float = 30.0
     max_body_bytes: int = 16 * 1024 * 1024
     max_queue_events: int = 200_000
     max_batch_events: int = 8192
@@ -72,7 +72,7 @@ def init(data: Path, database: str | None = None, origin: str | None = None) -> 
         "# corral server: see docs/server.md\n"
         f'origin = "{_toml_str(origin)}"\n'
         f'database = "{_toml_str(db)}"\n'
-        "checkpoint_interval = 5.0\n"
+        "checkpoint_interval = 30.0\n"
         f"max_body_bytes = {16 * 1024 * 1024}\n")
     cfg = load(data, database)
     open_store(cfg).close()
@@ -94,7 +94,7 @@ def load(data: Path, database: str | None = None) -> ServerConfig:
         return ServerConfig(
             data=data, origin=str(doc["origin"]), database=database or str(doc.get(
                 "database", "sqlite")),
-            checkpoint_interval=float(doc.get("checkpoint_interval", 5.0)),
+            checkpoint_interval=float(doc.get("checkpoint_interval", 30.0)),
             max_body_bytes=int(doc.get("max_body_bytes", 16 * 1024 * 1024)),
             max_queue_events=int(doc.get("max_queue_events", 200_000)))
     except (KeyError, TypeError, ValueError) as exc:
