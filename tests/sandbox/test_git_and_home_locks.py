@@ -176,3 +176,19 @@ def test_gitguard_never_moves_anything_outside_the_workspace(tmp_path: Path) -> 
     assert set(findings) == {".git", "sub/.git"}, findings
     assert all(f.moved_to for f in findings.values())
     assert (mine / ".git/config").exists() and (mine / ".git/hooks/pre-commit").exists()
+
+
+def test_a_configured_hooks_path_inside_the_workspace_is_read_only(box: Box) -> None:
+    """core.hooksPath (repository or global config) moves the hooks into the worktree, e.g.
+    `.githooks`: git runs them on the user's next commit, so they are locked like .git/hooks."""
+    _git("init", "-q", cwd=box.ws)
+    _git("config", "core.hooksPath", ".githooks", cwd=box.ws)
+    (box.ws / ".githooks").mkdir()
+    (box.ws / ".githooks" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    (box.home / ".gitconfig").write_text('[Core]\n\thooksPath = "tools/hooks"  # team hooks\n')
+    out = _try(box, [box.ws / ".githooks/pre-commit", box.ws / ".githooks",
+                     box.ws / "tools/hooks", box.ws / "src/ok.txt"])
+    assert out.pop(str(box.ws / "src/ok.txt")) == "written"
+    assert all(v in (EROFS, 2) for v in out.values()), out  # ENOENT: tools/ cannot be made
+    assert (box.ws / ".githooks/pre-commit").read_text() == "#!/bin/sh\nexit 0\n"
+    assert not (box.ws / "tools" / "hooks").exists()

@@ -165,22 +165,71 @@ def protected_paths(root: Path, *, placeholders: bool = True, home: Path | None 
     st = _lstat(dotgit)
     if st is None:
         return out
+    gitdir: Path | None = None
     if stat.S_ISDIR(st.st_mode):
         # Pin .git itself so it cannot be renamed away and replaced by a fresh one.
         out.append(Protected(dotgit, True, True, "git directory", pin=True))
-        _git_protected(dotgit, out)
+        gitdir = dotgit
     elif stat.S_ISREG(st.st_mode):
         # A gitdir pointer file (worktree/submodule): the pointer itself is read-only.
         out.append(Protected(dotgit, False, True))
-        target = _read_gitdir(dotgit)
-        if target is not None and target.is_dir():
-            _git_protected(target, out)
+        gitdir = _read_gitdir(dotgit)
     elif stat.S_ISLNK(st.st_mode):
-        target = Path(os.path.realpath(dotgit))
-        if target.is_dir():
-            _git_protected(target, out)
+        gitdir = Path(os.path.realpath(dotgit))
+    if gitdir is not None and gitdir.is_dir():
+        _git_protected(gitdir, out)
+        for hooks in _hooks_paths(root, gitdir, home):
+            # a missing one: the placeholder goes where creating it would start
+            top = next((a for a in reversed(hooks.parents) if a.is_relative_to(root)
+                        and a != root and not os.path.lexists(a)), hooks)
+            e = _entry(top, want_dir=placeholders)
+            if e is not None:
+                out.append(e)
     if not placeholders:
         out = [p for p in out if p.exists]
+    return out
+
+
+def _hooks_paths(root: Path, gitdir: Path, home: Path | None) -> list[Path]:
+    """Directories ``core.hooksPath`` names inside ``root`` (``.githooks``...), from the
+    repository's config (locked, so stable for the run) and the user's global config: git runs
+    hooks from there instead of ``.git/hooks``, so they are kept read-only the same way."""
+    files = [gitdir / "config"]
+    with contextlib.suppress(OSError):
+        common = (gitdir / "commondir").read_text().strip()
+        if common:
+            files.append(Path(os.path.normpath(gitdir / common)) / "config")
+    h = home or Path(os.path.expanduser("~"))
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(h / ".config")
+    files += [h / ".gitconfig", Path(xdg) / "git" / "config"]
+    out: list[Path] = []
+    for f in files:
+        for value in _core_hookspath(f):
+            if value == "~" or value.startswith("~/"):
+                value = str(h) + value[1:]
+            p = Path(os.path.normpath(root / value))
+            if p.is_relative_to(root) and p != root and p not in out:
+                out.append(p)
+    return out
+
+
+def _core_hookspath(config: Path) -> list[str]:
+    """Values of ``core.hooksPath`` in one config file (a plain reading of git's syntax)."""
+    try:
+        text = config.read_text(errors="replace")
+    except OSError:
+        return []
+    section, out = "", []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line[1:].split("]", 1)[0].strip().lower()
+            line = line.split("]", 1)[1].strip() if "]" in line else ""
+        key, eq, value = line.partition("=")
+        if section == "core" and eq and key.strip().lower() == "hookspath":
+            value = value.split(" #")[0].split(" ;")[0].strip().strip('"')
+            if value:
+                out.append(value)
     return out
 
 
