@@ -47,6 +47,14 @@ DANGEROUS = [
      "/var/log/system.log (system logs)"),
     ("chattr -i /var/spool/cron/crontabs/root", "permissions",
      "removes the immutable/append-only protection"),
+    ("python3 -c \"open('/home/dev/.bash_history','w').close()\"", "anti-forensics",
+     "changes (inline python3 code) ~/.bash_history"),
+    ("perl -e 'unlink glob(\"/var/log/*.log\")'", "anti-forensics", "/var/log/*.log"),
+    ("python3 -c \"import os; os.system('systemctl stop auditd')\"", "security-tools",
+     "(in inline python3 code)"),
+    ("awk 'BEGIN{system(\"rm -rf ~/.codex\")}'", "tampering", "(in awk code)"),
+    ("docker stop falco", "security-tools", "security tool container falco"),
+    ("./xmr -c config.json --donate-level=0", "mining", "cryptocurrency miner"),
     ("systemctl stop auditd", "security-tools", "disables the security service auditd"),
     ("pkill falcon-sensor", "security-tools", "kills the security tool falcon-sensor"),
     ("kill -9 $(pidof osqueryd)", "security-tools", "kills the security tool osqueryd"),
@@ -121,6 +129,10 @@ LOOK_ALIKES = [
     "eval \"$(ssh-agent -s)\"", "eval \"$(pyenv init -)\"", "source <(kubectl completion bash)",
     "eval $(minikube docker-env)", "touch -d yesterday build/.stamp", "touch -r src/a.c src/a.o",
     "chattr +i build/release.tar.gz", "osascript -e 'display notification \"done\"'",
+    "python3 -c \"print(open('/var/log/syslog').read()[:100])\"",
+    "python3 -c \"open('out.txt','w').write('x')\"", "python3 -c \"import os; os.system('ls')\"",
+    "node -e \"console.log(/a(b)/.exec('ab'))\"", "awk -F: '{print $1 | \"sort\"}' /etc/passwd",
+    "docker stop web db",
 ]
 
 

@@ -126,6 +126,16 @@ def test_hiding_a_harmful_command_among_benign_ones_does_not_help(
     "chmod +" + "w" * 100_000 + "x f",
     'psql -c "DELETE FROM ' + "a" * 100_000 + '"',
     "cat " + "/" * 100_000 + "~/.aws/credentials",
+    # issue 20: inline code, awk, AppleScript, miners, history assignments, eval set-up
+    "python3 -c \"exec(os.system('" + "a" * 100_000 + "\"",
+    "python3 -c \"open('/" + "a/" * 50_000 + "','w')\"",
+    "awk 'BEGIN{system(\"" + "\\\"" * 50_000 + "\")}'",
+    "osascript -e 'do shell script \"" + "x " * 50_000 + "\"'",
+    "node -e \"eval(Buffer.from(" + "(" * 50_000 + "\"",
+    "./xmrig" + "-" * 100_000, "HISTFILE=" + "/" * 100_000 + " bash",
+    "eval \"$(ssh-agent " + "-s " * 30_000 + ")\"",
+    "kill $(pidof " + "a" * 100_000 + ")",
+    "awk 'BEGIN{print | \"" + "\"x" * 60_000 + "'", "perl -e '" + "`" * 100_000 + "'",
 ])
 def test_hostile_sizes_do_not_hang_the_reviewer(script: str) -> None:
     r = REVIEWER.review(ReviewRequest(("bash", "-lc", script), "/home/dev/proj"))

@@ -8,7 +8,15 @@ import posixpath
 import re
 from collections.abc import Callable
 
-from corral.review import scan_code, scan_guard, scan_net, scan_perm, scan_sys, scan_tamper
+from corral.review import (
+    scan_code,
+    scan_embed,
+    scan_guard,
+    scan_net,
+    scan_perm,
+    scan_sys,
+    scan_tamper,
+)
 from corral.review.findings import Cmd, Scan
 from corral.review.places import (
     CORRAL_VAR,
@@ -493,33 +501,5 @@ _HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
     "mkswap": _disk, "blkdiscard": _disk, "mke2fs": _disk, "gdisk": _disk,
 }
 
-_APPLESCRIPT_SHELL = re.compile(r'do shell script\s{1,8}"((?:[^"\\]|\\.){1,4000})"'
-                                r'(\s{1,8}with administrator privileges)?')
-_APPLESCRIPT_DELETE = re.compile(r'\bdelete\s{1,8}\(?\s{0,8}POSIX file\s{1,8}"([^"]{1,4096})"')
-
-
-def _osascript(cmd: Cmd, place: Place, scan: Scan) -> None:
-    """``osascript -e 'do shell script "rm …"'``: AppleScript that runs a shell or deletes a
-    file is judged as that shell command (as root with administrator privileges)."""
-    code = "\n".join(cmd.args[i + 1] for i in range(len(cmd.args) - 1)
-                     if cmd.args[i] == "-e")[:100_000]
-    if scan.depth >= 3:
-        scan.add("unanalysable", "high", "AppleScript shell commands nest too deeply")
-        return
-    scan.depth += 1
-    try:
-        for m in _APPLESCRIPT_SHELL.finditer(code):
-            script = m.group(1).replace('\\"', '"').replace("\\\\", "\\")
-            if m.group(2):
-                scan.add("security", "high", f"runs `{script[:40]}` as root (osascript with "
-                         "administrator privileges)", ("sudo", "as root", "admin"), ())
-            scan_shell(("sh", "-c", script), place, scan)
-        for m in _APPLESCRIPT_DELETE.finditer(code):
-            scan_shell(("rm", "--", m.group(1)), place, scan)
-    finally:
-        scan.depth -= 1
-
-
-_HANDLERS["osascript"] = _osascript
 _TABLES = (_HANDLERS, scan_sys.HANDLERS, scan_net.HANDLERS, scan_guard.HANDLERS,
-           scan_perm.HANDLERS, scan_tamper.HANDLERS)
+           scan_perm.HANDLERS, scan_tamper.HANDLERS, scan_embed.HANDLERS)

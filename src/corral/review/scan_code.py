@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 
+from corral.review import scan_embed
 from corral.review.findings import Cmd, Scan
 from corral.review.places import Place
 
@@ -172,6 +173,7 @@ def inline_code(cmd: Cmd, place: Place, scan: Scan) -> None:
     code = cmd.value("-c", "-e", "--eval", "-E", "-r", "--command") or ""
     if not code or len(code) > 100_000:
         return
+    scan_embed.inline(cmd, code, place, scan)
     run = _RUN_TEXT.search(code)
     dec = _DECODE_TEXT.search(code)
     if run is not None and dec is not None:
@@ -214,7 +216,7 @@ _POOLS = re.compile(
     r"prohashing\.com|zergpool\.com|woolypooly\.com|kryptex\.network|p2pool\.io|"
     r"monerohash\.com|flypool\.org|mining-dutch\.nl|xmrfast\.com|hashcity\.org|"
     r"gulf\.moneroocean\.stream|rplant\.xyz|zephyr\.herominers\.com)(?::\d+)?(?:/|$)", re.I)
-_MINER_OPTS = re.compile(r"^(--donate-level|--cpu-max-threads-hint|--randomx-[\w-]+|"
+_MINER_OPTS = re.compile(r"^(--donate-level(=\d{1,3})?|--cpu-max-threads-hint|--randomx-[\w-]+|"
                          r"--coin=?(monero|xmr)|(-a|--algo)=?(rx/\w+|cryptonight[\w/-]*|"
                          r"randomx|ethash|etchash|kawpow|yespower\w*|ghostrider|argon2\w*/\w+|"
                          r"cn/\w+))$", re.I)

@@ -83,6 +83,18 @@ def _uninstall(cmd: Cmd, place: Place, scan: Scan) -> None:
         _off(scan, f"uninstalls the security tool {sec[0]} (`{cmd.name}`)", *sec)
 
 
+def _container(cmd: Cmd, place: Place, scan: Scan) -> None:
+    """``docker stop falco``: a security tool that runs as a container."""
+    words = [t for t in cmd.args if not t.startswith("-")]
+    if words[:1] in (["stop"], ["kill"], ["rm"], ["pause"]) or words[:2] in (
+            ["container", "stop"], ["container", "kill"], ["container", "rm"]):
+        sec = [w for w in words[1:] if w not in ("container", "stop", "kill", "rm") and
+               is_guard(w)]
+        if sec:
+            _off(scan, f"stops the security tool container {sec[0]} (`{cmd.name} "
+                 f"{words[0]}`)", *sec)
+
+
 def _launchctl(cmd: Cmd, place: Place, scan: Scan) -> None:
     if cmd.sub() in ("unload", "bootout", "disable", "remove", "kill", "stop") and any(
             is_guard(t) for t in cmd.args):
@@ -193,6 +205,7 @@ HANDLERS: dict[str, Callable[[Cmd, Place, Scan], None]] = {
     "kill": _kill, "pkill": _kill, "killall": _kill,
     **{n: _uninstall for n in _REMOVE},
     "launchctl": _launchctl,
+    **{n: _container for n in ("docker", "podman", "nerdctl")},
     **{n: _vendor for n in (*_VENDOR, *_SERVICE_TOOLS)},
     **{n: _firewall for n in ("setenforce", "ufw", "iptables", "ip6tables", "iptables-legacy",
                               "iptables-nft", "nft", "firewall-cmd", "aa-teardown",
