@@ -192,3 +192,16 @@ def test_a_configured_hooks_path_inside_the_workspace_is_read_only(box: Box) -> 
     assert all(v in (EROFS, 2) for v in out.values()), out  # ENOENT: tools/ cannot be made
     assert (box.ws / ".githooks/pre-commit").read_text() == "#!/bin/sh\nexit 0\n"
     assert not (box.ws / "tools" / "hooks").exists()
+
+
+def test_a_repository_made_where_there_was_none_is_one_finding(tmp_path: Path) -> None:
+    """`git init` in a workspace without one (or a whole .git swapped in): one unit, the .git."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    before = gitguard.snapshot(ws)
+    _repo(ws)
+    (ws / ".git/config").open("a").write("[core]\n\tfsmonitor = /x\n")
+    (ws / ".git/commondir").write_text("/tmp\n")
+    findings = gitguard.review(before)
+    assert [(f.path, f.kind, f.moved_to) for f in findings] == [
+        (".git", "created", ".git.corral-quarantine")], findings

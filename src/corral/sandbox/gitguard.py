@@ -254,8 +254,10 @@ def review(before: GitSnapshot, quarantine: bool = True) -> list[Finding]:
     kinds: dict[Path, set[str]] = {}
     own: dict[Path, str] = {}  # the unit's own entry changed (a .git created or replaced)
     shown: dict[Path, str] = {}
+    replaced = {k[:-1] for k in changed if k.endswith(SEP)}  # .git entries new or replaced
     for k, kind in changed.items():
-        u = _unit(k, root, gitdirs)
+        label = k.split(SEP, 1)[0]
+        u = root / label if SEP in k and label in replaced else _unit(k, root, gitdirs)
         if u is None:
             u = root / k.replace(SEP, "/").rstrip("/")
             shown[u] = "-"
