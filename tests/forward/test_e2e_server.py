@@ -155,3 +155,35 @@ def test_token_revoked_mid_stream(tmp_path: Path) -> None:
         _all_there(data, home)
     finally:
         srv.stop()
+
+
+def test_kill_9_of_a_session_then_corral_forward(tmp_path: Path) -> None:
+    """The supervisor (a `corral exec` session, forwarder thread and all) is SIGKILLed while its
+    command runs; `corral forward` afterwards completes the server's copy."""
+    data = tmp_path / "srv"
+    init_server(data)
+    tok = token(data, "ingest")
+    srv = ServerProc(data)
+    try:
+        home = tmp_path / "home"
+        home.mkdir()
+        _fill(home, 3000)  # a backlog from before, for the session's forwarder to work on
+        (home / "config.toml").write_text(f'[server]\nurl = "{srv.url}"\n')
+        env = _env(tmp_path, home, tok)
+        work = tmp_path / "work"
+        work.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "corral", "exec", "--", "sleep", "60"],
+                                cwd=work, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while len(_server_events(data)[0]) < 500:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        r = subprocess.run([sys.executable, "-m", "corral", "forward"], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        _all_there(data, home)
+    finally:
+        srv.stop()

@@ -97,3 +97,38 @@ def test_server_down_does_not_hold_up_the_session(tmp_path: Path, home: Path) ->
         assert store.ids() == _journal(home)[0]
     finally:
         live.close()
+
+
+@pytest.mark.slow
+def test_hook_session_forwards_while_the_agent_works(tmp_path: Path, home: Path, peer: Peer,
+                                                      store: Store) -> None:
+    """The session behind ``corral run`` and the agents' hooks (``AgentSession``): a hook call
+    answered by the supervisor reaches the server while the session is still open."""
+    import json
+
+    from corral.config import load_config
+    from corral.integrations.session import AgentSession
+
+    (home / "config.toml").write_text(f'[server]\nurl = "{peer.url}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    cfg = load_config(work, home=home, system=tmp_path / "etc")
+    session = AgentSession.open(cfg, "codex", receive_telemetry=False)
+    try:
+        payload = json.dumps({"session_id": "s1", "turn_id": "t1", "transcript_path": None,
+                              "cwd": str(work), "hook_event_name": "PreToolUse", "model": "m",
+                              "permission_mode": "default", "tool_name": "Bash",
+                              "tool_input": {"command": "ls -la"}, "tool_use_id": "tu-1"})
+        r = subprocess.run([sys.executable, "-I", "-m", "corral.integrations.hook_main",
+                            "codex"], input=payload, capture_output=True, text=True,
+                           env={**os.environ, **session.env}, cwd=work, timeout=30)
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 10
+        while "agent.tool.decision" not in [row[1] for row in store.rows()]:
+            assert time.monotonic() < deadline, "the hook's decision was not forwarded"
+            time.sleep(0.05)
+    finally:
+        session.close()
+    ids, cps = _journal(home)
+    assert store.ids() == ids and len(store.checkpoints()) == cps
