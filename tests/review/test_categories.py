@@ -248,3 +248,19 @@ def test_mode_changes_in_the_workspace_that_open_nothing_are_allowed(mode: str, 
                                                                      how: str) -> None:
     outcome, _r, rationale, _c = review(f"{how} {mode} {target}")
     assert outcome == "allow", (mode, rationale)
+
+
+def test_patches_and_network_requests_use_the_same_categories() -> None:
+    def patch(path: str) -> tuple[str, str]:
+        r = REVIEWER.review(ReviewRequest((), CWD, kind="patch", details={"files": [path]}))
+        return r.outcome, r.risk_level
+
+    assert patch(".claude/settings.json") == ("deny", "high")
+    assert patch(".codex/config.toml") == ("deny", "high")
+    assert patch(".mcp.json") == ("deny", "high")
+    assert patch("~/.bash_history") == ("deny", "high")
+    assert patch("~/.corral/config.toml") == ("deny", "critical")
+    assert patch("AGENTS.md") == ("allow", "low")
+    pool = REVIEWER.review(ReviewRequest((), CWD, kind="network", details={
+        "host": "pool.supportxmr.com", "port": 443}))
+    assert pool.outcome == "deny" and "mining pool" in pool.rationale

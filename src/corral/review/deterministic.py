@@ -15,11 +15,11 @@ import re
 import time
 from typing import Any
 
-from corral.review import hosts
+from corral.review import hosts, scan_code, scan_tamper
 from corral.review.findings import Finding, Scan, strongest
 from corral.review.intent import authorization
 from corral.review.model import RISK_LEVELS, Authorization, Review, ReviewRequest, RiskLevel
-from corral.review.places import Place, corral_state, credential, persistence
+from corral.review.places import Place, credential, persistence
 from corral.review.scan import scan_shell
 
 NAME = "deterministic"
@@ -173,9 +173,8 @@ def _patch(details: dict[str, Any], place: Place, scan: Scan) -> None:
             scan.add("unanalysable", "high", f"edits a file whose path is not literal ({f})")
             continue
         shown = place.show(p)
-        if corral_state(p):
-            scan.add("security", "critical", f"edits corral's own state {shown}")
-            continue
+        if scan_tamper.changed(p, place, scan, "edits"):
+            continue  # corral's state, a record of what ran, an agent's configuration
         per = persistence(p)
         if per is not None:
             label, risk = per
@@ -213,6 +212,9 @@ def _network(details: dict[str, Any], place: Place, scan: Scan) -> None:
         scan.add("unanalysable", "high", "a network request without a host")
     kind = hosts.kind(host) if host != "?" else "other"
     at = f"{host}:{port}" if port else host
+    if scan_code.is_pool(host):
+        scan.add("mining", "high", f"connects to the cryptocurrency mining pool {at}",
+                 ("mine", "mining", "miner"), (host,))
     if kind == "metadata":
         scan.add("credentials", "critical", f"reaches the cloud metadata service {at} "
                  "(instance credentials)")

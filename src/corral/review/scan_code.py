@@ -216,6 +216,11 @@ _POOLS = re.compile(
     r"prohashing\.com|zergpool\.com|woolypooly\.com|kryptex\.network|p2pool\.io|"
     r"monerohash\.com|flypool\.org|mining-dutch\.nl|xmrfast\.com|hashcity\.org|"
     r"gulf\.moneroocean\.stream|rplant\.xyz|zephyr\.herominers\.com)(?::\d+)?(?:/|$)", re.I)
+def is_pool(host: str) -> bool:
+    """A well-known cryptocurrency mining pool (a network request's host)."""
+    return _POOLS.search(host[:300].lower() + "/") is not None
+
+
 _MINER_OPTS = re.compile(r"^(--donate-level(=\d{1,3})?|--cpu-max-threads-hint|--randomx-[\w-]+|"
                          r"--coin=?(monero|xmr)|(-a|--algo)=?(rx/\w+|cryptonight[\w/-]*|"
                          r"randomx|ethash|etchash|kawpow|yespower\w*|ghostrider|argon2\w*/\w+|"
