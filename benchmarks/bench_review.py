@@ -27,6 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import machine  # noqa: E402
 
 from corral.review.deterministic import DeterministicReviewer  # noqa: E402
 from corral.review.model import ReviewRequest, risk_rank  # noqa: E402
@@ -119,6 +122,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--show-misses", action="store_true")
     args = ap.parse_args()
+    print(machine())
     reviewer = DeterministicReviewer(home=HOME)
     labelled, holdout = load("actions.jsonl"), load("holdout.jsonl")
     holdout2, holdout3 = load("holdout2.jsonl"), load("holdout3.jsonl")
