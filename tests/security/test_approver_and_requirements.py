@@ -145,8 +145,9 @@ def test_corral_grants_list_shows_patterns_and_places_escaped(chome: Path, name:
     _clean(r.stdout)
     if name == "rich markup":
         assert "[conceal]" in r.stdout  # shown as text, not taken as a style
-    for args in (("grants", "list", "--json"), ("approve", "--json")):
-        _clean(_corral(*args).stdout)
+    if name in ("c1 csi", "bidi override"):  # JSON left raw would keep these two
+        for args in (("grants", "list", "--json"), ("approve", "--json")):
+            _clean(_corral(*args).stdout)
 
 
 @pytest.mark.parametrize("name", ["carriage return", "osc title and hyperlink", "c1 csi",
