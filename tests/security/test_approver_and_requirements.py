@@ -201,6 +201,15 @@ def test_corral_exec_prompt_and_refusal_on_a_real_terminal(chome: Path, tmp_path
     assert refusal.startswith("corral: approvals: ") and "denied by the user" in refusal
 
 
+@pytest.mark.parametrize("name", ["erase line", "bidi override"])
+def test_policy_decide_and_review_show_the_command_escaped(chome: Path, name: str) -> None:
+    for args in (("policy", "decide", "--", "echo", HOSTILE[name]),
+                 ("review", "--", "echo", HOSTILE[name])):
+        r = _corral(*args)
+        _clean(r.stdout + r.stderr)
+        assert "echo" in r.stdout
+
+
 def test_refusal_lines_quote_hostile_patterns_visibly(chome: Path) -> None:
     r = _corral("grants", "add", "--scope", "session", "--session", "s1", "--",
                 "bash\x1b[2K", "-c")

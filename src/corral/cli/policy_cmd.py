@@ -74,10 +74,12 @@ def decide_cmd(
     if as_json:
         print(result.to_json())
     else:
-        print(f"{result.decision.value}: {result.reason}")
+        from corral.display import shown  # the command may be an agent's (issue 21.4)
+
+        print(shown(f"{result.decision.value}: {result.reason}"))
         for m in result.matches:
             why = f" ({m.justification})" if m.justification else ""
-            print(f"  {m.decision.value:9} {m.source}: {' '.join(m.command)}{why}")
+            print(shown(f"  {m.decision.value:9} {m.source}: {' '.join(m.command)}{why}"))
 
 
 @policy_app.command("test")
@@ -145,10 +147,12 @@ def replay_cmd(
         print(json.dumps({"checked": result.checked, "changes": [c.__dict__ for c in result.changes],
                           "unreadable": [list(u) for u in result.unreadable]}, ensure_ascii=False))
         return
+    from corral.display import shown  # recorded commands are the agents' (issue 21.4)
+
     for change in result.changes:
-        print(change.line())
+        print(shown(change.line()))
     for seq, text in result.unreadable:
-        print(f"#{seq} cannot split the recorded command line: {text}")
+        print(shown(f"#{seq} cannot split the recorded command line: {text}"))
     print(f"{len(result.changes)} of {result.checked} recorded command(s) would be decided "
           "differently", file=sys.stderr)
 

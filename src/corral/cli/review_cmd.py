@@ -40,6 +40,8 @@ def review_command(
     if as_json:
         print(review.to_json())
     else:
-        print(f"{review.outcome} (risk {review.risk_level}, user authorization "
-              f"{review.user_authorization}): {review.rationale}")
+        from corral.display import shown  # the rationale quotes the command (issue 21.4)
+
+        print(shown(f"{review.outcome} (risk {review.risk_level}, user authorization "
+                    f"{review.user_authorization}): {review.rationale}"))
     raise typer.Exit(0 if review.outcome == "allow" else 1)
