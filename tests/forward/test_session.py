@@ -132,3 +132,23 @@ def test_hook_session_forwards_while_the_agent_works(tmp_path: Path, home: Path,
         session.close()
     ids, cps = _journal(home)
     assert store.ids() == ids and len(store.checkpoints()) == cps
+
+
+@pytest.mark.slow
+def test_a_hanging_server_does_not_hold_up_the_session(tmp_path: Path, home: Path) -> None:
+    """A server that accepts and never answers: the session still ends about CLOSE_SECONDS
+    after its command, not when the forwarder's HTTP timeout (10 s) runs out."""
+    import socket
+
+    env = _exec_env(tmp_path, home)
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as hang:  # never accepts
+        (home / "config.toml").write_text(
+            f'[server]\nurl = "http://127.0.0.1:{hang.getsockname()[1]}"\n')
+        work = tmp_path / "work"
+        work.mkdir()
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "corral", "exec", "--", "true"], cwd=work,
+                           env=env, capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert elapsed < 8.0, elapsed  # with a pool worker thread for the POST: 12 s

@@ -15,6 +15,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,29 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float:
     return max(0.0, min(when - (now if now is not None else time.time()), _MAX_RETRY_AFTER))
 
 
+class _Post(threading.Thread):
+    """One POST on a daemon thread (a pool's worker would hold up interpreter exit for as long
+    as a hanging server keeps the request open)."""
+
+    def __init__(self, post: Callable[[bytes, int], None], body: bytes, count: int) -> None:
+        super().__init__(name="corral-forward-post", daemon=True)
+        self._args = (post, body, count)
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        post, body, count = self._args
+        try:
+            post(body, count)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
+
+
 class Forwarder:
     """Forwards one journal to one server. Not thread-safe: one forwarder per thread (several
     forwarders on one journal are safe; they share the cursor without moving it back)."""
@@ -126,7 +150,6 @@ class Forwarder:
         self._synced = 0.0
         self._unsynced = False
         self._next: tuple[cursors.Cursor, Batch, bytes] | None = None
-        self._pool: Any = None
 
     # -- one step --------------------------------------------------------------------------
 
@@ -180,11 +203,7 @@ class Forwarder:
             if fresh is None:
                 return 0, 0
             batch, body = fresh, gzipped(fresh.body)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="corral-forward-post")
-        sent = self._pool.submit(self._post, body, batch.records + batch.checkpoints)
+        sent = _Post(self._post, body, batch.records + batch.checkpoints)
         try:
             nxt = next_batch(conn, batch.after, src, self.batch_size)
             if nxt is not None:
@@ -310,9 +329,6 @@ class Forwarder:
 
     def close(self) -> None:
         self.sync()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
         if self._client is not None:
             self._client.close()
             self._client = None
