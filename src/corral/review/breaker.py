@@ -2,6 +2,7 @@
 
 Codex's rule: 3 consecutive denials, or 10 denials among the last 50 reviews, interrupt the
 turn. A failed review (timeout, garbage) counts as a denial: it did not let the action run.
+Once tripped, the supervisor lets only a person decide (see ``Pipeline._after_breaker``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class CircuitBreaker:
         return self.tripped
 
     def reset(self) -> None:
-        """A new turn (the user spoke again) starts with a clean slate."""
+        """A clean slate, when a person stepped in: an answer given just now at the terminal or
+        through `corral approve`, or a new request corral itself took from the user. Never for
+        a prompt the agent reports (hooks, session API, import): the agent could forge it."""
         self._recent.clear()
         self._consecutive = 0
         self.tripped = None
