@@ -124,3 +124,33 @@ def test_bad_exported_checkpoint_signature(tmp_path: Path) -> None:
     code, out = _verify(data)
     assert code == 1
     assert any("checkpoint signature is invalid" in line for line in out), out
+
+
+def test_parallel_verify_finds_the_same_problems(tmp_path: Path) -> None:
+    """Split over processes, a deletion right at a part boundary and an edit inside a part are
+    still found, and a clean log is still clean."""
+    import functools
+
+    from corral.server.verify import verify
+
+    data = _log(tmp_path)
+    cfg = sconfig.load(data)
+    name, pub = sconfig.verifier(cfg)
+    opener = functools.partial(sconfig.open_store, cfg, readonly=True)
+
+    def run(parts: int) -> list[str]:
+        st = opener()
+        try:
+            return verify(st, name, pub, cfg.origin, [], opener=opener, parts=parts,
+                          min_parallel=1).problems
+        finally:
+            st.close()
+
+    assert run(3) == [] and run(1) == []
+    _tamper(data, "DELETE FROM events WHERE seq = 11",  # 33 rows in 3 parts: 1-11, 12-22, 23-
+            "UPDATE events SET leaf = CAST(replace(leaf, 'approved', 'denied') AS BLOB) "
+            "WHERE seq = 15")
+    for problems in (run(1), run(3)):  # the follow-on lines after a deletion may differ
+        assert "seq 11..11: events missing (deleted)" in problems, problems
+        assert any(p.startswith("seq 15 (event ev-s1-00000013): hash does not match")
+                   for p in problems), problems

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -132,7 +134,9 @@ def verify(data: Path, database: str | None, checkpoints: list[Path]) -> int:
         raise _err(f"cannot read checkpoint: {exc}") from exc
     store = sconfig.open_store(cfg, readonly=True)
     try:
-        rep = run_verify(store, name, pub, cfg.origin, extra)
+        rep = run_verify(store, name, pub, cfg.origin, extra,
+                         opener=functools.partial(sconfig.open_store, cfg, readonly=True),
+                         parts=min(4, os.cpu_count() or 1))
     finally:
         store.close()
     for line in rep.problems:

@@ -70,7 +70,7 @@ class Row(NamedTuple):
     seq: int
     event_id: str
     leaf: bytes
-    chain: str
+    chain: bytes  # the link's hex digits as ASCII bytes
     tree: bytes
     journal_id: str | None
     journal_seq: int | None
@@ -291,7 +291,11 @@ class Store(ABC):
     def leaf(self, seq: int) -> bytes | None: ...
 
     @abstractmethod
-    def rows(self, after: int = 0) -> Iterator[Row]: ...
+    def rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]: ...
+
+    @abstractmethod
+    def chain_before(self, seq: int) -> str:
+        """The chain link of the last row before ``seq`` (genesis when there is none)."""
 
     @abstractmethod
     def add_checkpoint(self, size: int, note: str, t_ns: int) -> None: ...

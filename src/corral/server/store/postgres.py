@@ -203,14 +203,21 @@ class PostgresStore(Store):
             row = conn.execute("SELECT leaf FROM events WHERE seq = %s", (seq,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def rows(self, after: int = 0) -> Iterator[Row]:
+    def rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
         with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(name="corral_verify")
             cur.itersize = 20_000
-            cur.execute("SELECT seq, event_id, leaf, chain, tree, journal_id, journal_seq, "
-                        "journal_hash, kind, flag FROM events WHERE seq > %s ORDER BY seq",
-                        (after,))
+            cur.execute("SELECT seq, event_id, leaf, convert_to(chain, 'UTF8'), tree, "
+                        "journal_id, journal_seq, journal_hash, kind, flag FROM events "
+                        "WHERE seq > %s AND seq <= %s ORDER BY seq",
+                        (after, 2**62 if until is None else until))
             yield from cur
+
+    def chain_before(self, seq: int) -> str:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT chain FROM events WHERE seq < %s ORDER BY seq DESC "
+                               "LIMIT 1", (seq,)).fetchone()
+        return "0" * 64 if row is None else str(row[0])
 
     def add_checkpoint(self, size: int, note: str, t_ns: int) -> None:
         with self.pool.connection() as conn:

@@ -162,11 +162,17 @@ class SqliteStore(Store):
         row = self._c.execute("SELECT leaf FROM events WHERE seq = ?", (seq,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def rows(self, after: int = 0) -> Iterator[Row]:
+    def rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
         cur = self._c.execute(
-            "SELECT seq, event_id, leaf, chain, tree, journal_id, journal_seq, journal_hash, "
-            "kind, flag FROM events WHERE seq > ? ORDER BY seq", (after,))
+            "SELECT seq, event_id, leaf, CAST(chain AS BLOB), tree, journal_id, journal_seq, "
+            "journal_hash, kind, flag FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (after, 2**62 if until is None else until))
         yield from cur  # plain tuples in Row's order: verify reads a million of them
+
+    def chain_before(self, seq: int) -> str:
+        row = self._c.execute("SELECT chain FROM events WHERE seq < ? ORDER BY seq DESC LIMIT 1",
+                              (seq,)).fetchone()
+        return "0" * 64 if row is None else str(row[0])
 
     def add_checkpoint(self, size: int, note: str, t_ns: int) -> None:
         self._c.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?)", (size, note, t_ns))
