@@ -15,7 +15,13 @@ Reference party: haproxy (C, ``option splice-auto``) as a plain TCP forwarder to
 CONNECT handshake, no policy: strictly less work than a CONNECT proxy), to show what one userspace
 TCP hop costs on this machine at all. Included when ``haproxy`` is on PATH (scripts/setup --dev).
 
+With ``--compare-src DIR`` a second corral proxy runs from another source tree (for example
+``git archive BASE src | tar -x -C DIR``), as the party "base", in the same run: before/after
+numbers for a change. HTTP requests are then measured in RUNS interleaved rounds (direct, corral,
+base, direct, ...) and reported as medians of the rounds.
+
 Usage: .venv/bin/python benchmarks/bench_proxy.py [--size-mib 1024] [--runs 3] [--quick]
+       [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine  # noqa: E402
+
 ROOT = HERE.parent
 CHUNK = 1 << 20
 
@@ -79,9 +88,10 @@ asyncio.run(main())
 """
 
 
-def start(cmd: list[str], *, from_stderr: bool = False) -> tuple[subprocess.Popen[str], int]:
+def start(cmd: list[str], *, from_stderr: bool = False, env: dict[str, str] | None = None
+          ) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
     )
     stream = proc.stderr if from_stderr else proc.stdout
     assert stream is not None
@@ -239,6 +249,8 @@ def main() -> int:
     ap.add_argument("--per-tunnel-mib", type=int, default=4)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script works")
+    ap.add_argument("--compare-src", metavar="DIR",
+                    help="also run corral's proxy from DIR/src (party 'base'), same run")
     a = ap.parse_args()
     if a.quick:
         a.size_mib, a.runs, a.tunnels, a.concurrent, a.per_tunnel_mib, a.requests = 64, 1, 200, 50, 1, 200
@@ -251,14 +263,28 @@ def main() -> int:
             [str(Path(py).parent / "corral"), "proxy", "--no-config", "--listen", "127.0.0.1:0",
              "--allow", "127.0.0.1", "--allow-local", "127.0.0.1:*"], from_stderr=True)
         procs.append(corral)
+        base_port = None
+        if a.compare_src:
+            env = {**os.environ, "PYTHONPATH": str(Path(a.compare_src).resolve() / "src")}
+            base, base_port = start(
+                [py, "-m", "corral", "proxy", "--no-config", "--listen", "127.0.0.1:0",
+                 "--allow", "127.0.0.1", "--allow-local", "127.0.0.1:*"], from_stderr=True,
+                env=env)
+            procs.append(base)
         srt_port = None
         if (ROOT / ".tools/node/node_modules/@anthropic-ai/sandbox-runtime").is_dir():
             srt, srt_port = start(["node", str(HERE / "srt_proxy.mjs")])
             procs.append(srt)
         parties: list[tuple[str, int | None]] = [("direct", None), ("corral", cport)]
+        if base_port:
+            parties.append(("base", base_port))
         if srt_port:
             parties.append(("srt", srt_port))
-        pids = {"corral": corral.pid, **({"srt": procs[-1].pid} if srt_port else {})}
+        pids = {"corral": corral.pid}
+        if base_port:
+            pids["base"] = base.pid
+        if srt_port:
+            pids["srt"] = srt.pid
         tmp = tempfile.mkdtemp(prefix="bench-proxy-")
         hap = start_haproxy(backend, tmp)
         if hap is not None:
@@ -267,7 +293,8 @@ def main() -> int:
             pids["haproxy"] = hap[0].pid
         handshake = {"haproxy": False}  # a TCP forwarder: no CONNECT
         size = a.size_mib << 20
-        print(f"# bench_proxy: {os.cpu_count()} cpus, python {sys.version.split()[0]}, "
+        print(machine())
+        print(f"# bench_proxy: "
               f"bulk {a.size_mib} MiB x {a.runs}, {a.tunnels} tunnels, {a.concurrent} concurrent x "
               f"{a.per_tunnel_mib} MiB, {a.requests} HTTP requests")
         results: dict[str, dict[str, float]] = {name: {} for name, _ in parties}
@@ -289,22 +316,48 @@ def main() -> int:
             results[name]["bulk_ratio"] = statistics.median(ratios[name])
             if name in cpu:
                 results[name]["bulk_cpu_s_per_GiB"] = statistics.median(cpu[name])
+        # New tunnels: RUNS rounds interleaved across the parties, percentiles over all samples.
+        lats: dict[str, list[float]] = {name: [] for name, _ in parties}
+        per_round = max(1, a.tunnels // a.runs)
+        setup_cpu: dict[str, list[float]] = {name: [] for name in pids}
+        for _ in range(a.runs):
+            for name, port in parties:
+                c0 = proc_cpu(pids[name]) if name in pids else 0.0
+                lats[name] += setup_latency(port, backend, per_round, handshake.get(name, True))
+                if name in pids:
+                    setup_cpu[name].append((proc_cpu(pids[name]) - c0) / per_round * 1e6)
         for name, port in parties:
             r = results[name]
-            lat = setup_latency(port, backend, a.tunnels, handshake.get(name, True))
+            lat = sorted(lats[name])
             r["setup_median_ms"] = statistics.median(lat) * 1e3
-            r["setup_p99_ms"] = sorted(lat)[int(len(lat) * 0.99) - 1] * 1e3
+            r["setup_p99_ms"] = lat[int(len(lat) * 0.99) - 1] * 1e3
+            if name in setup_cpu:
+                r["setup_cpu_us"] = statistics.median(setup_cpu[name])
             r["concurrent_MBps"] = asyncio.run(
                 concurrent(port, backend, a.concurrent, a.per_tunnel_mib << 20,
                            handshake.get(name, True)))
-            if name not in ("srt", "haproxy"):  # the references are only compared on tunnels
+        # HTTP forwarding: RUNS rounds interleaved across direct and the corral parties, medians.
+        http_parties = [(n, p) for n, p in parties if n not in ("srt", "haproxy")]
+        rps: dict[str, list[float]] = {n: [] for n, _ in http_parties}
+        med: dict[str, list[float]] = {n: [] for n, _ in http_parties}
+        http_cpu: dict[str, list[float]] = {n: [] for n, _ in http_parties if n in pids}
+        for _ in range(a.runs):
+            for name, port in http_parties:
+                c0 = proc_cpu(pids[name]) if name in pids else 0.0
                 req = http_requests(port, backend, a.requests)
-                r["http_rps"] = len(req) / sum(req)
-                r["http_median_ms"] = statistics.median(req) * 1e3
-            results[name] = r
-            print(name, {k: round(v, 3) for k, v in r.items()}, flush=True)
+                if name in pids:
+                    http_cpu[name].append((proc_cpu(pids[name]) - c0) / a.requests * 1e6)
+                rps[name].append(len(req) / sum(req))
+                med[name].append(statistics.median(req))
+        for name, _ in http_parties:
+            results[name]["http_rps"] = statistics.median(rps[name])
+            results[name]["http_median_ms"] = statistics.median(med[name]) * 1e3
+            if name in http_cpu:
+                results[name]["http_cpu_us"] = statistics.median(http_cpu[name])
+        for name, _ in parties:
+            print(name, {k: round(v, 3) for k, v in results[name].items()}, flush=True)
         d, c = results["direct"], results["corral"]
-        refs = [n for n in ("srt", "haproxy") if n in results]
+        refs = [n for n in ("base", "srt", "haproxy") if n in results]
         print("\n| measure | direct | corral | " + " | ".join(refs) + " | corral vs direct |")
         print("|---|---|---|" + "---|" * len(refs) + "---|")
 
@@ -321,11 +374,14 @@ def main() -> int:
         row("new tunnel + echo, median ms", "setup_median_ms", ".3f",
             f"+{c['setup_median_ms'] - d['setup_median_ms']:.3f} ms")
         row("new tunnel + echo, p99 ms", "setup_p99_ms", ".3f", "")
+        row("new tunnel, proxy CPU µs", "setup_cpu_us", ".0f", "", direct=False)
         row(f"{a.concurrent} concurrent tunnels, MB/s", "concurrent_MBps", ".0f",
             f"{c['concurrent_MBps'] / d['concurrent_MBps']:.0%}")
         row("HTTP keep-alive GET, req/s", "http_rps", ".0f", f"{c['http_rps'] / d['http_rps']:.0%}")
         row("HTTP keep-alive GET, median ms", "http_median_ms", ".3f",
             f"+{c['http_median_ms'] - d['http_median_ms']:.3f} ms")
+        row("HTTP keep-alive GET, proxy CPU µs per request", "http_cpu_us", ".0f", "",
+            direct=False)
     finally:
         for p in procs:
             p.terminate()
