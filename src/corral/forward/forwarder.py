@@ -11,6 +11,7 @@ failures (connection errors, 408/429/5xx) back off exponentially with jitter and
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import sqlite3
 import threading
@@ -39,6 +40,7 @@ _MAX_RETRY_AFTER = 600.0
 # The cursor is renamed into place after every acknowledgement (atomic against kill -9) but
 # fsynced at most this often: a power cut can then only move it back, which re-sends.
 SYNC_SECONDS = 1.0
+MAX_RESPONSE = 1 << 20  # an acknowledgement is a few bytes; never buffer a hostile server's
 
 
 class Retryable(Exception):
@@ -242,36 +244,55 @@ class Forwarder:
 
         url = self.settings.logs_url
         try:
-            resp = self._http().post(url, content=body)
+            with self._http().stream("POST", url, content=body) as resp:
+                status, headers = resp.status_code, resp.headers
+                data = bytearray()
+                for chunk in resp.iter_bytes():
+                    data += chunk
+                    if len(data) > MAX_RESPONSE:
+                        break
+        except httpx.ProtocolError as exc:
+            raise Retryable(f"server {self.settings.url} answered with broken HTTP: "
+                            f"{_printable(str(exc)) or type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise Retryable(f"server {self.settings.url} unreachable: "
                             f"{_printable(str(exc)) or type(exc).__name__}") from exc
-        status = resp.status_code
-        why = _printable(resp.text) if status != 200 else ""
         if status == 200:
-            self._check_ack(resp, count)
+            self._check_ack(bytes(data), headers.get("Content-Type", ""), count)
             return
+        text = _printable(bytes(data[:4096]).decode("utf-8", "replace"))
+        why = f"HTTP {status}: {text}" if text else f"HTTP {status}"
         if status in _RETRY_STATUS:
-            raise Retryable(f"server busy or failing (HTTP {status}{': ' + why if why else ''})",
-                            retry_after_seconds(resp.headers.get("Retry-After")))
+            raise Retryable(f"server busy or failing ({why})",
+                            retry_after_seconds(headers.get("Retry-After")))
         if status in (401, 403):
             raise ForwardError("forward", f"server {self.settings.url} refused the token "
-                               f"(HTTP {status}{': ' + why if why else ''})",
+                               f"({why})",
                                hint="corral login --server URL, or set CORRAL_SERVER_TOKEN")
         if status == 413:
             raise ForwardError("forward", f"server {self.settings.url} refused a batch of "
                                f"{count} records as too large (HTTP 413)")
-        raise ForwardError("forward", f"server {self.settings.url} refused the batch "
-                           f"(HTTP {status}{': ' + why if why else ''})")
+        raise ForwardError("forward", f"server {self.settings.url} refused the batch ({why})")
 
-    def _check_ack(self, resp: Any, count: int) -> None:
-        """HTTP 200 is an acknowledgement only without rejected records."""
+    def _check_ack(self, data: bytes, ctype: str, count: int) -> None:
+        """HTTP 200 is an acknowledgement only as an OTLP response without rejected records
+        (a 200 from something else, a captive portal or a wrong URL, is not one)."""
+        kind = ctype.split(";")[0].strip().lower()
+        if kind not in ("application/x-protobuf", "application/json"):
+            raise ForwardError("forward", f"server {self.settings.url} answered 200 without an "
+                               f"OTLP acknowledgement (Content-Type {_printable(ctype, 60)!r})",
+                               hint="is server.url the corral server?")
+        if len(data) > MAX_RESPONSE:
+            raise Retryable(f"server {self.settings.url} sent an acknowledgement over "
+                            f"{MAX_RESPONSE} bytes")
         rejected, message = 0, ""
-        ctype = resp.headers.get("Content-Type", "")
         try:
-            if ctype.startswith("application/json"):
-                data = resp.json() if resp.content else {}
-                ps = data.get("partialSuccess") or data.get("partial_success") or {}
+            if kind == "application/json":
+                doc = json.loads(data) if data.strip() else {}
+                ps = (doc.get("partialSuccess") or doc.get("partial_success") or {}) \
+                    if isinstance(doc, dict) else None
+                if not isinstance(ps, dict):
+                    raise ValueError("not an ExportLogsServiceResponse")
                 rejected = int(ps.get("rejectedLogRecords") or ps.get("rejected_log_records")
                                or 0)
                 message = str(ps.get("errorMessage") or ps.get("error_message") or "")
@@ -280,7 +301,7 @@ class Forwarder:
                     ExportLogsServiceResponse,
                 )
 
-                ack = ExportLogsServiceResponse.FromString(resp.content)
+                ack = ExportLogsServiceResponse.FromString(data)
                 rejected = ack.partial_success.rejected_log_records
                 message = ack.partial_success.error_message
         except Exception as exc:
