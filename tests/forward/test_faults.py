@@ -96,6 +96,9 @@ def test_kill_9_of_the_forwarder_mid_stream(home: Path, peer_proc: PeerProcess) 
     cur = json.loads(cursors.cursor_file(journal_file(home), peer_proc.url).read_text())
     assert cur["seq"] <= len(got)  # the cursor never runs ahead of what the server stored
     peer_proc.set(tokens=[TOKEN], mode="ok")
+    lag = corral(home, "forward", "--server", peer_proc.url, "--status")
+    assert lag.stdout.strip() == (f"{peer_proc.url}: acknowledged through seq {cur['seq']} of "
+                                  f"6000 ({6000 - cur['seq']} records behind)")
     done = corral(home, "forward", "--server", peer_proc.url)
     assert done.returncode == 0, done.stderr
     _exactly_once(peer_proc, ids)

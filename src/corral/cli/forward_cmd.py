@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         ] = 30.0,
         journal: Annotated[Path | None, typer.Option(
             "--journal", help="Journal file (default $CORRAL_HOME/journal/journal.db).")] = None,
+        status: Annotated[bool, typer.Option(
+            "--status", help="Only say how far the server has acknowledged; send nothing.")
+        ] = False,
     ) -> None:
         """Forward the journal to corral server now; exit 0 once all of it is acknowledged."""
         from corral.cli.common import load_effective_config
@@ -34,6 +37,14 @@ def register(app: typer.Typer) -> None:
         settings = resolve(cfg, home, server)
         path = journal or journal_file(home)
         fwd = Forwarder(settings, path, home=home)
+        if status:
+            try:
+                lag = fwd.lag()
+            finally:
+                fwd.close()
+            print(f"{settings.url}: acknowledged through seq {lag[0]} of {lag[1]} "
+                  f"({lag[1] - lag[0]} records behind)")
+            return
         try:
             stats = fwd.catch_up(retry_for)
         finally:

@@ -186,6 +186,14 @@ class Forwarder:
                                force=True)
         return cur
 
+    def lag(self) -> tuple[int, int]:
+        """(acknowledged seq, journal head seq)."""
+        cur = self.position()
+        if cur is None or self._conn is None:
+            return 0, 0
+        row = self._conn.execute("SELECT MAX(seq) FROM events").fetchone()
+        return cur.seq, int(row[0] or 0)
+
     def step(self) -> tuple[int, int]:
         """Send the next batch; (records, checkpoints) acknowledged, (0, 0) when caught up.
         Raises ``Retryable`` or ``ForwardError``.
