@@ -12,7 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import h11
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from corral.netproxy import PolicyInputs
 
@@ -29,6 +32,7 @@ class Recorder:
     def __init__(self, reply: bytes = CANNED) -> None:
         self.reply = reply
         self.received: list[bytes] = []
+        self.proxy_port: int | None = None  # a proxy in front of it, shared across examples
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
@@ -225,3 +229,42 @@ def test_bodies_stream_without_waiting_for_the_end(make_proxy: ProxyFactory) -> 
             assert got.startswith(b"HTTP/1.1 200 ")
     finally:
         rec.close()
+
+
+_CHUNKISH = st.lists(st.sampled_from([
+    b"5\r\nhello\r\n", b"0\r\n\r\n", b"0\r\n", b"3;x=y\r\nabc\r\n", b"\r\n", b"\n", b"\r",
+    b"X-T: 1\r\n", b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"ff\r\n", b"z" * 7,
+    b"1\r\n", b"a", b" ", b"-1\r\n", b"0x5\r\n", b"Content-Length: 3\r\n",
+]), max_size=12).map(b"".join)
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=_CHUNKISH)
+def test_what_reaches_the_server_is_one_well_framed_request(
+    body: bytes, recorder: Recorder, make_proxy: ProxyFactory
+) -> None:
+    # Whatever chunked body a client sends, the server sees one request that a strict parser
+    # accepts (or a clean prefix of one, when the proxy refused the rest): never a second one.
+    proxy = _shared_proxy(recorder, make_proxy)
+    before = len(recorder.received)
+    exchange(proxy, _post(recorder.port, body, b"Connection: close\r\n"), half_close=True)
+    time.sleep(0.02)  # the recorder's thread may still be appending the last bytes
+    for seen in recorder.received[before:]:
+        conn = h11.Connection(h11.SERVER)
+        conn.receive_data(seen)
+        events = []
+        while (ev := conn.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
+            events.append(type(ev).__name__)
+        assert events.count("Request") <= 1, (body, seen)
+        if "EndOfMessage" in events:
+            assert not conn.trailing_data[0], (body, seen)
+
+
+def _shared_proxy(recorder: Recorder, make_proxy: ProxyFactory) -> int:
+    """One proxy per recorder for all of a hypothesis test's examples."""
+    if recorder.proxy_port is None:
+        proxy, _ = make_proxy(local(recorder.port))
+        assert proxy.endpoints and proxy.endpoints.http
+        recorder.proxy_port = proxy.endpoints.http[1]
+    return recorder.proxy_port
