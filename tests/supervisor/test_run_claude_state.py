@@ -102,8 +102,9 @@ def test_the_claude_preset_locks_its_state_file_and_legacy_config(tmp_path: Path
     home = home_with(tmp_path, USER_STATE)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
-    plan = _lock_files(build_plan(":workspace", tmp_path, home=home), PRESETS["claude"], home)
-    got = {lk.path: lk.content for lk in plan.locked}
+    base = build_plan(":workspace", tmp_path, home=home)  # home is writable here: its own locks
+    plan = _lock_files(base, PRESETS["claude"], home)
+    got = {lk.path: lk.content for lk in plan.locked[len(base.locked):]}
     cdir = home / ".claude"
     assert got == {cdir / "settings.json": b"{}", cdir / "settings.local.json": b"{}",
                    cdir / "managed-settings.json": b"{}", cdir / ".config.json": b"",
@@ -115,8 +116,9 @@ def test_the_claude_preset_locks_its_state_file_and_legacy_config(tmp_path: Path
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(moved))
-    plan = _lock_files(build_plan(":workspace", tmp_path, home=home), PRESETS["claude"], home)
-    got = {lk.path: lk.content for lk in plan.locked}
+    base = build_plan(":workspace", tmp_path, home=home)  # home is writable here: its own locks
+    plan = _lock_files(base, PRESETS["claude"], home)
+    got = {lk.path: lk.content for lk in plan.locked[len(base.locked):]}
     assert got == {moved / "settings.json": b"{}", moved / "settings.local.json": b"{}",
                    moved / "managed-settings.json": b"{}", moved / ".config.json": b"",
                    **{moved / d: None for d in ("commands", "agents", "skills", "plugins")},

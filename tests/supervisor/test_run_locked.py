@@ -89,8 +89,9 @@ def test_a_symlinked_permission_file_is_named_as_only_partly_locked(tmp_path: Pa
     (home / ".codex" / "config.toml").symlink_to(tmp_path / "dotfiles" / "config.toml")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("CODEX_HOME", raising=False)
-    plan = _lock_files(build_plan(":workspace", tmp_path, home=home), PRESETS["codex"], home)
-    assert {lk.path.name for lk in plan.locked} == {
+    base = build_plan(":workspace", tmp_path, home=home)  # home is writable here: its own locks
+    plan = _lock_files(base, PRESETS["codex"], home)
+    assert {lk.path.name for lk in plan.locked[len(base.locked):]} == {
         "config.toml", "hooks.json", "requirements.toml", "managed_config.toml", "rules"}
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"corral: sandbox: warning: {home / '.codex' / 'config.toml'} is a symlink: "

@@ -16,7 +16,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from corral.sandbox.locked import Locked
+from corral.sandbox.locked import Locked, is_file_placeholder
+from corral.sandbox.protected import is_placeholder
 
 # (path under the home directory, placeholder content; None: a directory)
 HOME_PERSISTENCE: tuple[tuple[str, bytes | None], ...] = (
@@ -39,19 +40,9 @@ HOME_PERSISTENCE: tuple[tuple[str, bytes | None], ...] = (
 )
 
 
-# Made when missing (empty, as any desktop session would), so that what is inside them can be
-# locked without making the whole directory read-only.
-_COMMON = frozenset({".config", ".local"})
-
-
-def _make_dir(p: Path) -> bool:
-    try:
-        p.mkdir(mode=0o700)
-    except FileExistsError:
-        return True
-    except OSError:
-        return False
-    return True
+def _leftover(p: Path) -> bool:
+    """A placeholder left by a killed run: locked again here, so that this run removes it."""
+    return is_placeholder(p) or is_file_placeholder(p, b"") or is_file_placeholder(p, b"{}")
 
 
 def _under(path: Path, parent: Path) -> bool:
@@ -65,7 +56,7 @@ def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
     already). A path whose directory is missing locks the highest missing directory instead
     (a placeholder can only be made in an existing one)."""
     roots = [w for w in writable if w != Path("/")]
-    deny = [d for d in denied if os.path.lexists(d)]
+    deny = [d for d in denied if os.path.lexists(d) and not _leftover(d)]
     out: dict[Path, Locked] = {}
     for rel, content in HOME_PERSISTENCE:
         full = home / rel
@@ -74,7 +65,7 @@ def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
         target, data = full, content
         for parent in reversed(full.relative_to(home).parents[:-1]):  # outermost first
             p = home / parent
-            if not os.path.lexists(p) and not (str(parent) in _COMMON and _make_dir(p)):
+            if not os.path.lexists(p) or _leftover(p):
                 target, data = p, None
                 break
         if any(_under(target, d) for d in deny):
