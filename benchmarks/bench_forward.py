@@ -54,11 +54,8 @@ class H(BaseHTTPRequestHandler):
                 if kv.key == "event.id":
                     seen.add(kv.value.string_value)
                     break
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(ACK)))
-        self.end_headers()
-        self.wfile.write(ACK)
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(ACK), ACK))
 s = ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
