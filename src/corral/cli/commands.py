@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "untrust": ("corral.cli.config_cmd", "Mark a project untrusted: ignore its .corral/."),
     "doctor": ("corral.cli.config_cmd", "What this machine can enforce, partial controls too."),
     "server": ("corral.cli.server_cmd", "The compliance log service: ingest, verify, proofs."),
+    "stats": ("corral.cli.stats_cmd", "Adoption, decisions, network, sandbox; what to tune."),
+    "dashboard": ("corral.cli.stats_cmd", "Charts of `corral stats` on 127.0.0.1 (team-level)."),
 }
 
 # The root options, as the Typer callback in corral.cli.app declares them.

@@ -265,6 +265,12 @@ CONFIG_SCHEMA = Table({
     # corral server (issue 12): where the journal is forwarded, where login keeps the token
     "server": Table({"url": Str()}),
     "credentials": Table({"store": Enum(("keyring", "file"))}),
+    # corral stats / dashboard (issue 15): team -> users, or the event attribute naming a team
+    "analytics": Table({
+        "teams": Map(List(Str())),
+        "team_attribute": Str(),
+        "suggest_min_count": Num(1, 1_000_000),
+    }),
     "managed": Table({
         "requirements_bundle_url": Str(),
         "requirements_bundle_public_key": Str(),
@@ -287,6 +293,7 @@ PROJECT_FORBIDDEN = (
     ("managed",),
     ("server",),
     ("credentials",),
+    ("analytics",),  # a repository may not move its users into another team
 )
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
