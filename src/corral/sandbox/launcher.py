@@ -212,7 +212,7 @@ class Sandbox:
                 print("corral: sandbox: the terminal stays detached (new session): without the "
                       "seccomp filter, keystroke injection (TIOCSTI) could not be blocked",
                       file=sys.stderr)
-        self._pidcap = _process_cap(plan.max_processes)
+        self._pidcap = pidcap.cap_for(plan.max_processes)
 
     def _weaker_or_refuse(self, mode: str, problem: str, fix: str) -> None:
         if mode in self.plan.allow_weaker or (
@@ -558,21 +558,6 @@ class Sandbox:
             violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd)
         return SandboxResult(rc, self.weaker_mode, violations, text if explain else None,
                              warnings)
-
-
-def _process_cap(limit: int | None) -> tuple[pidcap.Mechanism, int] | None:
-    """The cap to apply at each spawn: the default where this host can enforce one; a limit
-    the user set, or a refusal when it cannot be enforced."""
-    n = pidcap.DEFAULT_MAX if limit is None else limit
-    if n == 0:
-        return None
-    mech = pidcap.probe()
-    if mech.kind:
-        return mech, n
-    if limit is None:
-        return None  # the default is best effort; corral doctor says it is not enforced
-    raise CorralError("sandbox", f"cannot cap processes at {n}: {mech.why_not}",
-                      "set sandbox.max_processes = 0 to run without a cap")
 
 
 def _wait_interruptible(proc: subprocess.Popen[bytes]) -> int:

@@ -152,6 +152,23 @@ def _remove_stale(base: Path) -> None:
                         os.rmdir(e.path)
 
 
+def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
+    """The cap to apply at each spawn: the default where this host can enforce one; a limit
+    the user set, or a refusal (CorralError) when it cannot be enforced."""
+    n = DEFAULT_MAX if limit is None else limit
+    if n == 0:
+        return None
+    mech = probe()
+    if mech.kind:
+        return mech, n
+    if limit is None:
+        return None  # the default is best effort; corral doctor says it is not enforced
+    from corral.errors import CorralError
+
+    raise CorralError("sandbox", f"cannot cap processes at {n}: {mech.why_not}",
+                      "set sandbox.max_processes = 0 to run without a cap")
+
+
 def new_cgroup(base: Path, limit: int) -> Path:
     """A fresh cgroup with ``pids.max`` = ``limit``; raises OSError if it cannot be made."""
     cg = base / f"{_PREFIX}{os.getpid()}-{next(_counter)}"
