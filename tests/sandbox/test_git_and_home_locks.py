@@ -205,3 +205,19 @@ def test_a_repository_made_where_there_was_none_is_one_finding(tmp_path: Path) -
     findings = gitguard.review(before)
     assert [(f.path, f.kind, f.moved_to) for f in findings] == [
         (".git", "created", ".git.corral-quarantine")], findings
+
+
+def test_what_git_itself_makes_is_reported_but_never_moved(tmp_path: Path) -> None:
+    """A linked worktree and a submodule made by git: their gitdirs hold only what git writes."""
+    ws, lib = tmp_path / "ws", tmp_path / "lib"
+    for d in (ws, lib):
+        _repo(d)
+        _git("commit", "-q", "--allow-empty", "-m", "i", cwd=d)
+    before = gitguard.snapshot(ws)
+    _git("worktree", "add", "-q", "wt", cwd=ws)
+    _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib", cwd=ws)
+    findings = gitguard.review(before)
+    # (.git/config changes here because this runs on the host; in the sandbox it is read-only)
+    assert {f.path for f in findings} == {".git/worktrees/wt", ".git/modules/lib", "lib/.git",
+                                          "wt/.git", ".gitmodules", ".git/config"}, findings
+    assert not [f for f in findings if f.risk or f.moved_to], findings
