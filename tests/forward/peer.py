@@ -143,7 +143,7 @@ class Peer:
     """The ingest peer. ``control`` is a dict (in-process) or read from ``control_file``."""
 
     def __init__(self, store: Store, port: int = 0, control_file: Path | None = None,
-                 in_process: bool = True) -> None:
+                 in_process: bool = True, tls: Any = None) -> None:
         self.store = store
         self.control_file = control_file
         self.control: dict[str, Any] = {"tokens": ["tok"], "mode": "ok"}
@@ -164,12 +164,16 @@ class Peer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        self.tls = tls
+        if tls is not None:  # an ssl.SSLContext for the server side
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.server.handle_error = lambda *a: None  # type: ignore[method-assign]
         self.port = self.server.server_address[1]
         self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Peer:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),

@@ -263,7 +263,7 @@ CONFIG_SCHEMA = Table({
     "profiles": Map(PROFILE_SCHEMA),
     "projects": Map(Table({"trust_level": Enum(("trusted", "untrusted"))})),
     # corral server (issue 12): where the journal is forwarded, where login keeps the token
-    "server": Table({"url": Str()}),
+    "server": Table({"url": Str(), "ca_file": Str()}),
     "credentials": Table({"store": Enum(("keyring", "file"))}),
     # corral stats / dashboard (issue 15): team -> users, or the event attribute naming a team
     "analytics": Table({
@@ -333,7 +333,7 @@ REQUIREMENTS_SCHEMA = Table({
         "content_tier": Num(0, 2),
         "exporter": EXPORTER,
     }),
-    "server": Table({"url": Str()}),  # forwarding every machine's journal is not optional
+    "server": Table({"url": Str(), "ca_file": Str()}),  # forwarding every machine's journal is not optional
 })
 
 

@@ -238,9 +238,17 @@ class Forwarder:
 
     def _http(self) -> Any:
         if self._client is None:
+            import ssl
+
             import httpx  # here, not at import: a session that never forwards never pays for it
 
+            try:  # the system's trust store (where an organisation installs its CA), plus ca_file
+                tls = ssl.create_default_context(cafile=self.settings.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ForwardError("forward", f"server.ca_file {self.settings.ca_file!r} is "
+                                   f"unusable: {exc}") from exc
             self._client = httpx.Client(
+                verify=tls,
                 timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
                 headers={"Authorization": f"Bearer {self.settings.token}",
                          "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",

@@ -39,6 +39,7 @@ class ServerSettings:
     url: str
     token: str
     token_source: str  # "environment", "keyring" or "file"
+    ca_file: str | None = None  # extra trust anchor for https (default: the system's)
 
     @property
     def logs_url(self) -> str:
@@ -46,20 +47,44 @@ class ServerSettings:
 
 
 def normalize_url(url: str) -> str:
-    """``http(s)://host[:port][/prefix]`` without a trailing slash; anything else is refused."""
+    """``http(s)://host[:port][/prefix]`` without a trailing slash; anything else is refused,
+    and so is plain http beyond loopback (the token and the journal would cross the network
+    in the clear)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ForwardError("forward", f"server URL {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ForwardError("forward", f"server URL {url!r} is plain http to another machine: "
+                           "the token and the journal would cross the network in the clear",
+                           hint="use https:// (corral server run --tls-cert/--tls-key, or a TLS "
+                           "proxy in front of it)")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ForwardError("forward", f"server URL {url!r} must not carry a query, fragment or "
                            "credentials")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _setting(cfg: Any, key: str) -> Any:
+    """A ``server.*`` value: requirements win over config."""
+    if cfg is None:
+        return None
+    return cfg.requirements.get(key) or cfg.get(key)
+
+
 def configured_url(cfg: Any) -> str | None:
     """``server.url`` from requirements (wins) or config, normalised; None when unset."""
-    forced = cfg.requirements.get("server.url") if cfg is not None else None
-    url = forced or (cfg.get("server.url") if cfg is not None else None)
+    url = _setting(cfg, "server.url")
     return normalize_url(str(url)) if url else None
 
 
@@ -74,15 +99,17 @@ def resolve(cfg: Any, home: Path, url: str | None = None) -> ServerSettings:
     if not url:
         raise ForwardError("forward", "no server configured",
                            hint='set [server] url = "https://..." in config.toml')
+    ca = _setting(cfg, "server.ca_file")
+    ca_file = str(ca) if ca else None
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
-        return ServerSettings(url, env, "environment")
+        return ServerSettings(url, env, "environment", ca_file)
     store = credentials_store(cfg)
     token = _file_get(home, url) if store == "file" else _keyring_get(url)
     if not token:
         raise ForwardError("forward", f"no token for {url}",
                            hint=f"run `corral login --server {url}` or set {TOKEN_ENV}")
-    return ServerSettings(url, token, store)
+    return ServerSettings(url, token, store, ca_file)
 
 
 # -- the OS keyring ----------------------------------------------------------------------------
