@@ -8,6 +8,7 @@ turns problems into at least ``prompt``. Words only seen as data (``echo rm``) a
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +19,26 @@ MAX_NODES = 10_000
 MAX_NESTING = 200
 _SNIP = 240
 
-_parser: Any = None
+# One parser and one source buffer per thread: a session's API serves hook calls on concurrent
+# threads, and a tree-sitter parser (and the buffer ``_snip`` reads) must not be shared.
+_local = threading.local()
+_language: Any = None
 
 
 def _get_parser() -> Any:
-    global _parser
-    if _parser is None:
-        import tree_sitter
+    try:
+        return _local.parser
+    except AttributeError:
+        pass
+    global _language
+    import tree_sitter
+
+    if _language is None:
         import tree_sitter_bash
 
-        _parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bash.language()))
-    return _parser
+        _language = tree_sitter.Language(tree_sitter_bash.language())
+    _local.parser = parser = tree_sitter.Parser(_language)
+    return parser
 
 
 def _dec(b: bytes) -> str:
@@ -39,10 +49,7 @@ def _snip(node: Any) -> str:
     """A node's source text, cut short: display only, and O(1) even for huge nodes."""
     if node.end_byte - node.start_byte <= _SNIP:
         return _dec(node.text)
-    return _dec(_source[0][node.start_byte: node.start_byte + _SNIP]) + "..."
-
-
-_source: list[bytes] = [b""]
+    return _dec(_local.source[node.start_byte: node.start_byte + _SNIP]) + "..."
 
 
 @dataclass(slots=True)
@@ -345,7 +352,7 @@ def parse_script(script: str) -> ScriptParse:
                 break
             data = blanked
             tree = _get_parser().parse(data)
-    _source[0] = data
+    _local.source = data
     root = tree.root_node
     if root.has_error:
         out.problems.append((short, "script does not parse completely (syntax error, "
