@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("corral.cli.server_cmd", "The compliance log service: ingest, verify, proofs."),
     "stats": ("corral.cli.stats_cmd", "Adoption, decisions, network, sandbox; what to tune."),
     "dashboard": ("corral.cli.stats_cmd", "Charts of `corral stats` on 127.0.0.1 (team-level)."),
+    "triage": ("corral.cli.triage_cmd", "Explain an endpoint alert with the agents' journal."),
 }
 
 # The root options, as the Typer callback in corral.cli.app declares them.

@@ -242,6 +242,16 @@ _settings: dict[str, Spec] = {
         "max_consecutive_denials": Num(1, 1000),
         "on_failure": Enum(("deny", "ask_user")),
     }),
+    # issue 14: AI security triage (docs/triage.md)
+    "triage": Table({
+        "model": Str(),
+        "base_url": Str(),
+        "api_key_env": Str(),
+        "timeout_seconds": Num(0, 3600, integer=False),
+        "min_confidence": Num(0, 1, integer=False),
+        "window_seconds": Num(1, 86_400 * 7, integer=False),
+        "history_events": Num(0, 10_000_000),
+    }),
     "login": Table({
         "method": Str(),
         "workspace_id": Str(),
@@ -286,6 +296,9 @@ PROJECT_FORBIDDEN = (
     ("review", "base_url"),
     ("review", "api_key_env"),
     ("review", "model"),
+    ("triage", "base_url"),
+    ("triage", "api_key_env"),
+    ("triage", "model"),
     ("login",),
     ("projects",),
     ("profiles",),
