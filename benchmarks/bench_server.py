@@ -3,8 +3,8 @@
 1. Sustained OTLP/HTTP protobuf ingest: batches of 512 realistic forwarded journal records
    (tool decisions with a 200-character command line, ~900 bytes each), sent over 4 keep-alive
    connections to a real ``corral server run``; a request counts when its 200 came back, i.e.
-   committed with chain, tree and (SQLite) fsync. SQLite, then PostgreSQL 15 (fsync on) with
-   one server and with two servers on the same database.
+   committed with chain, tree and (SQLite) fsync. SQLite with one server process and with two
+   on the same file, then PostgreSQL 15 (fsync on) with one and two servers on one database.
 2. ``corral server verify`` over a store of 1,000,000 forwarded records (wall clock of the CLI).
 3. An inclusion proof at tree size 1,000,000: in-process, and over HTTP (GET
    /v1/proofs/inclusion, medians of 300 random leaves).
@@ -135,13 +135,14 @@ def main() -> None:
     print(f"ingest: {args.batches} batches x {BATCH} events, {len(bodies[0]) // BATCH} bytes "
           f"per event on the wire, {CONNS} connections, median of {args.runs} runs")
 
-    rates = []
-    for r in range(args.runs):
-        data = tmp / f"sqlite{r}"
-        init_server(data, interval=5)
-        rates.append(ingest_run(data, bodies, 1, None))
-    print(f"  SQLite, 1 server:            {statistics.median(rates):9,.0f} events/s  "
-          f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
+    for servers in (1, 2):  # 2: two processes on one SQLite file (BEGIN IMMEDIATE)
+        rates = []
+        for r in range(args.runs):
+            data = tmp / f"sqlite{servers}{r}"
+            init_server(data, interval=5)
+            rates.append(ingest_run(data, bodies, servers, None))
+        print(f"  SQLite, {servers} server(s):         {statistics.median(rates):9,.0f} events/s  "
+              f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
 
     if not args.skip_postgres:
         import psycopg

@@ -121,6 +121,9 @@ class SqliteStore(Store):
                                       check_same_thread=False)
         else:
             self._c = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            # rows are ~1.5 KB: 4 KB pages hold two (a quarter wasted); 16 KB pages hold ten
+            # (only takes effect when the file is created)
+            self._c.execute("PRAGMA page_size=16384")
             self._c.execute("PRAGMA journal_mode=WAL")
             # FULL: a 200 to the sender means on disk, power cut included; group commit
             # amortizes the fsync
