@@ -130,13 +130,18 @@ def make_app(source: EventSource, store: RollupStore, settings: Settings, *,
         events = st.source.session(request.path_params["sid"])
         if not events:
             return _refuse(404, "no such session")
-        if not st.investigator(request):
-            hidden = "(user hidden)"
-            events = [dataclasses.replace(ev, user=hidden) for ev in events]
+        names: set[str] = set()
+        if not st.investigator(request):  # the person: user, host, and both inside attributes
+            names = {n for ev in events for n in (ev.user, ev.host) if len(n) > 1}
+            events = [dataclasses.replace(ev, user="(user hidden)", host="(host hidden)")
+                      for ev in events]
         tree = session_tree(events)
         console = Console(record=True, width=140, color_system=None, file=io.StringIO())
         console.print(tree)
-        return PlainTextResponse(console.export_text())
+        text = console.export_text()
+        for n in sorted(names, key=len, reverse=True):
+            text = text.replace(n, "(hidden)")
+        return PlainTextResponse(text)
 
     @locked
     def opts(request: Request) -> Response:
