@@ -78,7 +78,7 @@ def check(ctx: typer.Context,
         v = triage(alert, source, model=mdl,
                    min_confidence=float(cfg.get("triage.min_confidence", 0.7)),
                    window_s=float(cfg.get("triage.window_seconds", 600)),
-                   history_events=int(cfg.get("triage.history_events", 20_000)))
+                   history_events=int(cfg.get("triage.history_events", 5_000)))
     finally:
         if mdl is not None:
             mdl.close()

@@ -171,11 +171,11 @@ def links_for(alert: Alert, events: list[Event]) -> list[Link]:
         if ev.name == "agent.network.decision" and dests:
             host = str(a.get("server.address", "")).lower()
             if host in dests:
-                port = a.get("server.port")
-                if alert.network is None or alert.network.port in (None, port) or port is None:
-                    out.append(Link(ev, "destination", MEDIUM,
-                                    f"network decision for {host}: "
-                                    f"{a.get('network.policy.decision')}"))
+                port = a.get("server.port")  # EDRs see ports differently: host decides
+                out.append(Link(ev, "destination", MEDIUM,
+                                f"network decision for {host}"
+                                f"{f':{port}' if port else ''}: "
+                                f"{a.get('network.policy.decision')}"))
     return out
 
 

@@ -16,7 +16,7 @@ from corral.triage.correlate import ORIGIN, Correlation, normalise
 from corral.triage.source import EventSource
 
 MAX_ITEMS = 60  # per section: the model's context is bounded, the pack says what it left out
-HISTORY_EVENTS = 20_000
+HISTORY_EVENTS = 5_000  # JSON-decoding these dominates the time when a session is found
 
 
 def _origin(ev: Event) -> str:
@@ -50,6 +50,8 @@ class EvidencePack:
     results: list[dict[str, Any]] = field(default_factory=list)
     sandbox: list[dict[str, Any]] = field(default_factory=list)
     network: list[dict[str, Any]] = field(default_factory=list)
+    # results of the session's other calls (earlier output is where an injection arrives)
+    context: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     prior: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -57,11 +59,12 @@ class EvidencePack:
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
             "session_id", "call_ids", "agent", "workspace", "policy", "requests", "decisions",
-            "results", "sandbox", "network", "links", "prior", "notes")}
+            "results", "sandbox", "network", "context", "links", "prior", "notes")}
 
     def event_ids(self) -> set[str]:
         ids = {lk["event_id"] for lk in self.links}
-        for sec in (self.requests, self.decisions, self.results, self.sandbox, self.network):
+        for sec in (self.requests, self.decisions, self.results, self.sandbox, self.network,
+                    self.context):
             ids |= {r["event_id"] for r in sec}
         return ids
 
@@ -102,7 +105,12 @@ def gather(corr: Correlation, source: EventSource, *,
         pack.notes.append("the session has no session.start of corral's own")
     # the turn(s) the matched calls belong to: their prompts are "the user request"
     turns = {ev.turn_id for ev in events if ev.call_id in calls and ev.turn_id}
-    reqs, decs, ress, sbx, net = [], [], [], [], []
+    reqs: list[dict[str, Any]] = []
+    decs: list[dict[str, Any]] = []
+    ress: list[dict[str, Any]] = []
+    sbx: list[dict[str, Any]] = []
+    net: list[dict[str, Any]] = []
+    ctx: list[dict[str, Any]] = []
     for ev in events:
         n = ev.name
         in_call = ev.call_id in calls if calls else True
@@ -116,8 +124,8 @@ def gather(corr: Correlation, source: EventSource, *,
             decs.append(_pick(ev, "gen_ai.tool.name", "agent.decision", "agent.decision.source",
                               "agent.decision.rule", "agent.decision.rationale",
                               "process.command_line"))
-        elif n == "agent.tool.result" and in_call:
-            ress.append(_pick(ev, "gen_ai.tool.name", "gen_ai.tool.type", "process.command_line",
+        elif n == "agent.tool.result":
+            (ress if in_call else ctx).append(_pick(ev, "gen_ai.tool.name", "gen_ai.tool.type", "process.command_line",
                               "process.exit.code", "agent.tool.success", "agent.patch.files",
                               "mcp.server.name", "gen_ai.tool.call.result",
                               "gen_ai.tool.call.result.length",
@@ -128,11 +136,19 @@ def gather(corr: Correlation, source: EventSource, *,
         elif n == "agent.network.decision":
             net.append(_pick(ev, "network.policy.decision", "server.address", "server.port",
                              "network.policy.source", "network.policy.reason", "process.pid"))
+    if reqs and not any(r["for_matched_call"] for r in reqs) and calls:
+        # no turn ids (prompts reported through the session API have none): the request is
+        # the last prompt before the first matched call
+        t_call = min((ev.time_unix_nano for ev in events if ev.call_id in calls), default=None)
+        before = [r for r in reqs if t_call is not None and r["time_unix_nano"] <= t_call]
+        if before:
+            before[-1]["for_matched_call"] = True
     pack.requests = _bounded(reqs, "prompts", pack.notes)
     pack.decisions = _bounded(decs, "decisions", pack.notes)
     pack.results = _bounded(ress, "results", pack.notes)
     pack.sandbox = _bounded(sbx, "sandbox outcomes", pack.notes)
     pack.network = _bounded(net, "network decisions", pack.notes)
+    pack.context = _bounded(ctx, "results of other calls", pack.notes)
     pack.prior = _prior(corr, source, pack, history_events)
     return pack
 

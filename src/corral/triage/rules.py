@@ -22,7 +22,7 @@ CREDENTIALS = re.compile(
     r"\.gnupg/|\.npmrc$|\.pypirc$|\.config/gcloud/|\.azure/|\.password-store/|"
     r"\.vault-token$|Login Data$|Cookies$|keychain|\.local/share/keyrings/|"
     r"etc/shadow$|etc/gshadow$|\.config/corral/|\.corral/keys/)", re.I)
-CRED_WORDS = re.compile(r"(\.aws/credentials|\.ssh/id_|\.netrc|\.git-credentials|"
+CRED_WORDS = re.compile(r"(\.aws\b|\.ssh\b|\.aws/credentials|\.ssh/id_|\.netrc|\.git-credentials|"
                         r"gh/hosts\.yml|\.docker/config\.json|\.kube/config|/etc/shadow|"
                         r"\.gnupg|\.password-store|\.vault-token|keyring get|"
                         r"security find-generic-password|\.corral/keys)", re.I)
@@ -131,6 +131,13 @@ def hard_rules(alert: Alert, corr: Correlation, pack: EvidencePack) -> list[Rule
             if m and not (rule == "credential_access" and ws and ws in cmd
                           and not _cred_outside(cmd, ws)):
                 hits.append(RuleHit(rule, f"command {why} ({m.group(0)[:60]!r})", ids))
+        for word in _paths(cmd):
+            if not _outside(word, ws):
+                continue
+            for rule, rx in (("credential_access", CREDENTIALS), ("persistence", PERSISTENCE)):
+                if rx.search(word):
+                    hits.append(RuleHit(rule, f"command names {word[:80]} outside the "
+                                              "workspace", ids))
         if EXFIL.search(cmd):
             allowed = {str(n.get("server.address", "")).lower() for n in pack.network
                        if n.get("trusted") and n.get("network.policy.decision") == "allow"}
@@ -140,7 +147,7 @@ def hard_rules(alert: Alert, corr: Correlation, pack: EvidencePack) -> list[Rule
                                                     "destination corral did not allow", ids))
     if corr.marker_problem:
         hits.append(RuleHit("stamp_problem", corr.marker_problem))
-    for r in pack.results + pack.requests:
+    for r in pack.results + pack.context + pack.requests:
         text = r.get("gen_ai.tool.call.result") or r.get("prompt")
         if isinstance(text, str) and (m := INJECTION.search(text)):
             hits.append(RuleHit("prompt_injection", f"recorded {r['name']} text reads like an "
@@ -157,8 +164,34 @@ def hard_rules(alert: Alert, corr: Correlation, pack: EvidencePack) -> list[Rule
     return list(unique.values())
 
 
+def _paths(cmd: str) -> list[str]:
+    """Absolute or home-relative path words of a command line (inside ``sh -c`` too)."""
+    out = []
+    for w in re.split(r"[\s'\"=;&|<>()]+", cmd):
+        if w.startswith(("/", "~/", "$HOME/")) and len(w) > 2:
+            out.append(w.rstrip(".,"))
+    return out
+
+
 def _cred_outside(cmd: str, ws: str) -> bool:
     return any(CRED_WORDS.search(w) and _outside(w, ws) for w in cmd.split())
+
+
+NETWORK_WORDS = ("fetch", "download", "install", "update", "upgrade", "http", "url", "web",
+                 "api", "online", "internet", "latest", "curl", "wget", "request", "upload",
+                 "publish", "push", "pull", "clone", "deploy", "ping", "connect", "docs",
+                 "package", "registry", "site", "server", "endpoint", "network")
+
+
+def _unrequested(dest: str, pack: EvidencePack) -> bool:
+    """The recorded request (text only, tier 2) calls for no network at all and does not name
+    the destination: an outbound attempt nobody asked for (injected instructions look so)."""
+    asked_for = [r for r in pack.requests if r.get("for_matched_call")] or pack.requests
+    texts = [str(r["prompt"]).lower() for r in asked_for if r.get("prompt")]
+    if not texts:
+        return False
+    text = " ".join(texts)
+    return dest.lower() not in text and not any(w in text for w in NETWORK_WORDS)
 
 
 def _network(alert: Alert, corr: Correlation, pack: EvidencePack) -> list[RuleHit]:
@@ -171,9 +204,15 @@ def _network(alert: Alert, corr: Correlation, pack: EvidencePack) -> list[RuleHi
             and str(n.get("server.address", "")).lower() in dests]
     if any(n.get("network.policy.decision") == "allow" for n in seen):
         return []
-    if seen:  # asked or denied, never allowed: the proxy stopped it (contained, not a rule)
+    dest = alert.network.host or alert.network.ip or ""
+    if seen:  # asked or denied, never allowed: the proxy stopped it (contained, unless the
+        #       request never called for the network)
+        if _unrequested(dest, pack):
+            return [RuleHit("unrequested_destination", f"the agent tried to reach {dest}, "
+                                                       "which the user's request did not call "
+                                                       "for (the proxy refused it)",
+                            tuple(n["event_id"] for n in seen))]
         return []
-    dest = alert.network.host or alert.network.ip
     return [RuleHit("unapproved_destination", f"the agent's session reached {dest}, which no "
                                               "network decision of corral's allowed (the "
                                               "managed proxy was bypassed)")]
@@ -215,14 +254,15 @@ def contained(alert: Alert, pack: EvidencePack) -> list[str]:
 def mistake_signals(pack: EvidencePack) -> list[tuple[str, str]]:
     """(event id, why) for destructive or installing commands the recorded request does not
     mention (only when a request text is recorded)."""
-    texts = [str(r.get("prompt", "")).lower() for r in pack.requests if r.get("prompt")]
+    asked_for = [r for r in pack.requests if r.get("for_matched_call")] or pack.requests
+    texts = [str(r.get("prompt", "")).lower() for r in asked_for if r.get("prompt")]
     if not texts:
         return []
     asked = " ".join(texts)
     out = []
     for d in pack.decisions:
         cl = str(d.get("process.command_line", ""))
-        if not d.get("trusted") or not cl:
+        if not d.get("trusted") or not cl or d.get("call_id") not in pack.call_ids:
             continue
         for rx, what, words in ((DESTRUCTIVE, "destructive", ("delete", "remove", "clean",
                                                                "reset", "wipe", "drop", "rm ",
@@ -247,15 +287,15 @@ def rules_verdict(alert: Alert, corr: Correlation, pack: EvidencePack,
         if alert.time_unix_nano is None:
             why += " (the alert has no time, so only corral's stamp could have linked it)"
         return {"verdict": "not_agent", "confidence": 0.8, "rationale": why}
+    signals = mistake_signals(pack)  # not asked for, even if corral then stopped it
+    if signals:
+        return {"verdict": "mistake", "confidence": 0.6,
+                "rationale": "; ".join(w for _, w in signals), "cited": [i for i, _ in signals]}
     blocked = contained(alert, pack)
     if blocked:
         return {"verdict": "expected", "confidence": 0.85,
                 "rationale": "the agent tried it and corral's policy blocked it as designed",
                 "cited": blocked}
-    signals = mistake_signals(pack)
-    if signals:
-        return {"verdict": "mistake", "confidence": 0.6,
-                "rationale": "; ".join(w for _, w in signals), "cited": [i for i, _ in signals]}
     approved = [d for d in pack.decisions if d.get("trusted")
                 and str(d.get("agent.decision", "")).startswith(("approved", "auto_approved"))]
     if approved:
