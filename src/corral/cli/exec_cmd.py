@@ -38,32 +38,25 @@ def exec_command(
     ] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Print the decision and its source on stderr.")] = False,
+    allow_domain: Annotated[list[str] | None, typer.Option(
+        "--allow-domain", help="With a proxy network: also allow this host.")] = None,
+    deny_domain: Annotated[list[str] | None, typer.Option(
+        "--deny-domain", help="With a proxy network: deny this host.")] = None,
 ) -> None:
     from corral.cli.common import pipeline_command
-    from corral.supervisor.pipeline import Pipeline
-    from corral.telemetry import SessionStart, Telemetry
+    from corral.supervisor.session import Session
 
     cmd, workdir, cfg, terminal = pipeline_command(
         ctx, "exec", cmd, "corral exec -- CMD [ARGS...]", cwd=cwd, profile=profile,
         approval_policy=approval_policy, reviewer=reviewer)
-    policy_value = cfg.get("approval_policy")
-    policy_name = policy_value if isinstance(policy_value, str) else "granular"
-    tel = Telemetry.open(cfg, agent="corral-exec")
-    try:
-        pipeline = Pipeline(
-            cfg, tel, approval_policy=policy_value,
-            terminal=terminal,
-            reviewer=str(cfg.get("approvals_reviewer")), sandbox_profile=profile, intent=intent)
-        tel.emit_event(SessionStart.from_summary(
-            {"approval_policy": policy_value, "reviewer": pipeline.reviewer_name,
-             "profile": pipeline.plan.profile, "network": pipeline.plan.network.mode.value,
-             "rules": pipeline.policy.rule_count},
-            approval_policy=policy_name, sandbox_profile=pipeline.plan.profile,
-            network_mode=pipeline.plan.network.mode.value,
-            config_sources=tuple(cfg.sources + cfg.requirements.sources), cwd=str(workdir)))
-        outcome = pipeline.run(cmd, workdir, escalate=escalate)
-    finally:
-        tel.close()
+    # One action, one session: no API socket; with a proxy network the managed proxy runs for
+    # this action and asks its network questions through the same approval channels.
+    with Session.open(cfg, "corral-exec", approval_policy=cfg.get("approval_policy"),
+                      asker=terminal, sandbox_profile=profile,
+                      reviewer=str(cfg.get("approvals_reviewer")), intent=intent, api=False,
+                      allow_domains=tuple(allow_domain or ()),
+                      deny_domains=tuple(deny_domain or ())) as session:
+        outcome = session.pipeline.run(cmd, workdir, escalate=escalate)
     if verbose:
         print(f"corral: decision: {outcome.decision} -> {outcome.verdict}", file=sys.stderr)
     from corral.display import shown  # the agent chose the command and paths in these lines

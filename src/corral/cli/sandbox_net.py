@@ -12,45 +12,27 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from corral.sandbox import NetworkMode, NetworkPlan
-
-HTTP_PORT, SOCKS_PORT = 3128, 1080  # inside the sandbox's own network namespace
+from corral.sandbox import NetworkPlan
 
 
 @contextlib.contextmanager
 def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str]) -> Iterator[NetworkPlan]:
-    from corral.errors import CorralError
-    from corral.netproxy import Listen, Proxy, policy_from_config, proxy_env
-    from corral.netproxy.policy import DomainPattern, DomainRule
-
-    policy = policy_from_config(cfg)
-    try:
-        extra = [DomainRule(DomainPattern.parse(d), "allow", "--allow-domain") for d in allow]
-        extra += [DomainRule(DomainPattern.parse(d), "deny", "--deny-domain") for d in deny]
-    except (ValueError, CorralError) as exc:
-        msg = exc.message if isinstance(exc, CorralError) else str(exc)
-        raise CorralError("network", f"bad domain pattern: {msg}") from None
-    if policy.managed_only:
-        extra = [r for r in extra if r.verdict != "allow"]
-    policy = replace(policy, rules=policy.rules + tuple(extra))
     from corral.paths import socket_parent  # a long CORRAL_HOME: a private runtime dir
+    from corral.supervisor.network import start_proxy
 
     base = socket_parent(Path(getattr(cfg, "corral_home", None) or
                               os.path.expanduser("~/.corral")))
     rundir = Path(tempfile.mkdtemp(prefix="proxy-", dir=base))
-    sock = rundir / "proxy.sock"
-    proxy = Proxy(policy, None, listen=Listen(http=None, socks=None, unix=str(sock)))
-    proxy.start()
     try:
-        yield NetworkPlan(
-            mode=NetworkMode.PROXY, proxy_socket=sock,
-            proxy_env=proxy_env(HTTP_PORT, SOCKS_PORT), bridge_ports=(HTTP_PORT, SOCKS_PORT),
-            allow_domains=tuple(allow), deny_domains=tuple(deny),
-        )
+        proxy, net = start_proxy(cfg, rundir / "proxy.sock", allow=allow, deny=deny)
+    except BaseException:
+        shutil.rmtree(rundir, ignore_errors=True)
+        raise
+    try:
+        yield net
     finally:
         proxy.stop()
         shutil.rmtree(rundir, ignore_errors=True)

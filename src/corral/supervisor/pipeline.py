@@ -102,7 +102,7 @@ class Pipeline:
     def __init__(self, cfg: Any, telemetry: Any, *, approval_policy: Any,
                  terminal: TerminalAsker | None = None, reviewer: str = "user",
                  sandbox_profile: str | None = None, queue_timeout: float | None = None,
-                 intent: str | None = None, grants: Any = None) -> None:
+                 intent: str | None = None, grants: Any = None, network: Any = None) -> None:
         from corral.approvals import ApprovalPolicy, GrantStore
         from corral.rules import load_policy
         from corral.sandbox import Sandbox, plan_from_config
@@ -128,7 +128,10 @@ class Pipeline:
             self.reviewer = reviewer_from_config(cfg)
             self.breaker = breaker_from_config(cfg)
         self.policy = load_policy(cfg)
-        self.plan = plan_from_config(cfg, cfg.cwd, profile=sandbox_profile)
+        # ``network``: the session's running managed proxy (a NetworkPlan), used when the
+        # profile's network mode is proxy.
+        self.plan = plan_from_config(cfg, cfg.cwd, profile=sandbox_profile, proxy=network,
+                                     network=None if network is None else "proxy")
         self.sandbox = Sandbox(self.plan)
         self.project = str(cfg.project_root or cfg.cwd)
         self._calls = 0
@@ -229,6 +232,32 @@ class Pipeline:
         return self._resolve_prompt(call_id, "mcp", argv, self.plan.cwd, "prompt",
                                     "approval policy untrusted asks before MCP tool calls",
                                     None, line, details={"server": server, "tool": tool})
+
+    def decide_network(self, q: Any) -> Any:
+        """A host the network policy does not know (the managed proxy's question): grants, the
+        terminal or the `corral approve` queue, under the session's approval policy. The proxy
+        records its decision through :meth:`record_network`."""
+        from corral.approvals import Kind, Question, request
+        from corral.netproxy import AskAnswer
+
+        question = Question(kind=Kind.NETWORK, argv=(q.host, str(q.port), q.protocol),
+                            reason=f"unfamiliar host {q.host}:{q.port} ({q.protocol})",
+                            cwd=str(self.plan.cwd), session_id=self.telemetry.session_id,
+                            project=self.project)
+        verdict = request(question, policy=self.approvals, store=self.grants,
+                          category="network", terminal=self.terminal,
+                          queue_timeout=self.queue_timeout)
+        return AskAnswer(allow=verdict.approved, source=verdict.who or "user",
+                         reason=verdict.message)
+
+    def record_network(self, decision: Any) -> None:
+        """Journal one of the managed proxy's decisions (``agent.network.decision``)."""
+        import sys
+
+        try:
+            self.telemetry.emit("agent.network.decision", dict(decision.attributes()))
+        except Exception as exc:  # the proxy already decided; say the record failed
+            print(f"corral: telemetry: {exc}", file=sys.stderr)
 
     def _resolve_prompt(self, call_id: str, kind: str, argv: tuple[str, ...], cwd: Path,
                         rule_decision: str, reason: str, source: str | None, cmdline: str,

@@ -31,13 +31,18 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from corral.supervisor.session import Integration
+
+from corral.supervisor.network import HTTP_PORT, SOCKS_PORT
+
+PROXY_PORTS = (HTTP_PORT, SOCKS_PORT)  # the managed proxy's loopback ports inside the sandbox
 SESSION_API_PORT = 7878  # inside the sandbox's own network namespace
 OTLP_PORT = 4318
-HTTP_PORT, SOCKS_PORT = 3128, 1080
 
 
 @dataclass(frozen=True)
@@ -205,11 +210,14 @@ def _config_env(preset: AgentPreset) -> dict[str, str]:
 
 
 class RunSession:
-    """One agent run: session API + managed proxy + sandboxed agent process."""
+    """One agent run: a ``supervisor.Session`` (journal, pipeline, session API, managed proxy,
+    the agent's integration) plus the sandboxed agent process."""
 
     def __init__(self, cfg: Any, argv: list[str], *, approval_policy: Any, reviewer: str,
                  profile: str | None, allow_domains: tuple[str, ...] = (),
-                 terminal: Any = None, keep_terminal: bool | None = None) -> None:
+                 deny_domains: tuple[str, ...] = (), terminal: Any = None,
+                 keep_terminal: bool | None = None, intent: str | None = None,
+                 integration: Integration | None = None) -> None:
         self.cfg = cfg
         self.argv = argv
         self.preset = preset_for(argv[0])
@@ -217,9 +225,14 @@ class RunSession:
         self.reviewer = reviewer
         self.profile = profile
         self.allow_domains = allow_domains
+        self.deny_domains = deny_domains
         self.terminal = terminal
         # None: the agent keeps the terminal when it is interactive and there is one.
         self.keep_terminal = keep_terminal
+        self.intent = intent  # the user's request, from corral's own command line (trusted)
+        # codex / claude-code: their telemetry import (the caller plugs it in: the supervisor
+        # does not import corral.integrations)
+        self.integration = integration
 
     def _agent_has_terminal(self) -> bool:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -229,13 +242,11 @@ class RunSession:
         return self.preset.interactive(self.argv)
 
     def run(self) -> int:
-        from corral.integrations.session import AgentSession, agent_of, with_agent_args
-        from corral.netproxy import proxy_env
-        from corral.sandbox import NetworkMode, NetworkPlan, Sandbox, gitguard, plan_from_config
+        from corral.sandbox import NetworkPlan, Sandbox, gitguard, plan_from_config
         from corral.sandbox.audit import snapshot
+        from corral.supervisor.session import Session
 
         cfg = self.cfg
-        integration = agent_of(self.argv[0])  # codex / claude-code: hooks and OTel import
         keep_terminal = self._agent_has_terminal()
         asker = self.terminal
         if keep_terminal:  # a full-screen agent owns the keyboard: corral must not prompt on it
@@ -245,23 +256,24 @@ class RunSession:
             print("corral: run: the agent has this terminal; answer corral's questions with "
                   "`corral approve` in another one", file=sys.stderr)
         sockets = _socket_parent(cfg)
-        session = AgentSession.open(
-            cfg, integration or self.preset.name, approval_policy=self.approval_policy,
-            asker=asker, sandbox_profile=self.profile, reviewer=self.reviewer,
-            receive_telemetry=integration is not None, receiver_on_socket=True,
-            socket_dir=sockets, network_mode="proxy")
-        proxy = None
+        agent = self.integration.agent if self.integration is not None else self.preset.name
+        session = Session.open(
+            cfg, agent, approval_policy=self.approval_policy, asker=asker,
+            sandbox_profile=self.profile, reviewer=self.reviewer, intent=self.intent,
+            integration=self.integration, socket_dir=sockets, network="proxy",
+            allow_domains=self.allow_domains, deny_domains=self.deny_domains,
+            preset=(self.preset.name, self.preset.hosts), summary={"agent": agent})
         # The agent shares the terminal's foreground process group, so Ctrl-C and Ctrl-\ reach
         # this process too: the agent decides what they mean, and the journal is closed properly
         # even when they come while it is being shut down. (A handler, not SIG_IGN: the agent
         # starts with the default disposition, which exec resets handlers to.)
         restore = _hold_terminal_signals() if keep_terminal else {}
         try:
-            proxy = self._start_proxy(session.pipeline, session.rundir / "p.sock")
+            proxied = session.network
             net = NetworkPlan(
-                mode=NetworkMode.PROXY, proxy_socket=session.rundir / "p.sock",
-                proxy_env=proxy_env(HTTP_PORT, SOCKS_PORT), bridge_ports=(HTTP_PORT, SOCKS_PORT),
-                allow_domains=self.allow_domains,
+                mode=proxied.mode, proxy_socket=proxied.proxy_socket,
+                proxy_env=proxied.proxy_env, bridge_ports=proxied.bridge_ports,
+                allow_domains=proxied.allow_domains, deny_domains=proxied.deny_domains,
                 extra_bridges=session.bridges(SESSION_API_PORT, OTLP_PORT),
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
@@ -272,8 +284,9 @@ class RunSession:
                    **_config_env(self.preset),
                    **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
-            argv = with_agent_args(self.argv, integration, session.args_in_sandbox(OTLP_PORT)) \
-                if integration else list(self.argv)
+            extra = session.args_in_sandbox(OTLP_PORT)
+            # Codex takes ``-c`` globally: the integration's arguments go right after the program
+            argv = [self.argv[0], *extra, *self.argv[1:]]
             before = snapshot(Path(cfg.cwd))
             git_before = gitguard.snapshot(Path(cfg.cwd))
             plan = plan.replace(locked=plan.locked + gitguard.locks(git_before))
@@ -285,56 +298,9 @@ class RunSession:
             _report_nested_config(before, session.telemetry)
             return int(result.returncode)
         finally:
-            if proxy is not None:
-                proxy.stop()
             session.close()
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
-
-    def _start_proxy(self, pipeline: Any, sock: Path) -> Any:
-        from corral.netproxy import (
-            AskAnswer,
-            DomainPattern,
-            Listen,
-            NetworkQuestion,
-            Proxy,
-            policy_from_config,
-        )
-        from corral.netproxy.policy import DomainRule
-
-        policy = policy_from_config(self.cfg)
-        extra = [DomainRule(DomainPattern.parse(h), "allow", f"preset {self.preset.name}")
-                 for h in self.preset.hosts]
-        extra += [DomainRule(DomainPattern.parse(d), "allow", "--allow-domain")
-                  for d in self.allow_domains]
-        if policy.managed_only:
-            extra = []
-        policy = replace(policy, rules=policy.rules + tuple(extra))
-        tel = pipeline.telemetry
-
-        def ask(q: NetworkQuestion) -> AskAnswer:
-            from corral.approvals import Kind, Question, request
-
-            question = Question(kind=Kind.NETWORK, argv=(q.host, str(q.port), q.protocol),
-                                reason=f"unfamiliar host {q.host}:{q.port} ({q.protocol})",
-                                cwd=str(self.cfg.cwd), session_id=tel.session_id,
-                                project=pipeline.project)
-            verdict = request(question, policy=pipeline.approvals, store=pipeline.grants,
-                              category="network", terminal=pipeline.terminal,
-                              queue_timeout=pipeline.queue_timeout)
-            return AskAnswer(allow=verdict.approved, source=verdict.who or "user",
-                             reason=verdict.message)
-
-        def on_decision(d: Any) -> None:
-            try:
-                tel.emit("agent.network.decision", dict(d.attributes()))
-            except Exception as exc:  # the proxy already decided; say the record failed
-                print(f"corral: telemetry: {exc}", file=sys.stderr)
-
-        proxy = Proxy(policy, ask, on_decision=on_decision,
-                      listen=Listen(http=None, socks=None, unix=str(sock)))
-        proxy.start()
-        return proxy
 
 
 def _socket_parent(cfg: Any) -> Path:

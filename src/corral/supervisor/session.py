@@ -1,0 +1,202 @@
+"""``Session``: one supervised session, the same object for ``corral exec`` (one action), ``corral
+run`` (a whole agent in the sandbox) and an agent's hooks (a session behind an agent outside
+corral's sandbox).
+
+It owns the journal, the decision pipeline, and as asked for: the local API socket the hooks
+call, the managed proxy (when the permission profile's network is ``proxy``, its unknown hosts
+are the pipeline's network questions and its decisions go to the journal), and an agent
+integration (the OTLP import receiver) plugged in through :class:`Integration`, so the
+supervisor never imports ``corral.integrations``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+BRIDGE_API_PORT, BRIDGE_OTLP_PORT = 7070, 4318  # loopback ports inside the sandbox
+
+
+class Integration(Protocol):
+    """What an agent integration adds to a session (``corral.integrations.session`` implements
+    it for Codex and Claude Code: their OpenTelemetry export, imported as claims)."""
+
+    agent: str
+
+    def start(self, session: Session) -> None:
+        """Start serving (after the journal and the pipeline exist)."""
+
+    def stop(self) -> None:
+        """Stop serving; called before the journal closes."""
+
+    def sockets(self) -> tuple[Path, ...]:
+        """Unix sockets the agent inside the sandbox reaches through loopback bridges."""
+
+    def env(self, endpoint: str | None = None) -> dict[str, str]:
+        """The agent's environment for exporting to ``endpoint`` (None: where it listens)."""
+
+    def args(self, endpoint: str | None = None) -> list[str]:
+        """Extra agent arguments (put after the program name) for the same."""
+
+
+class Session:
+    """Open with ``Session.open(cfg, agent, ...)``; always ``close()`` (or use ``with``)."""
+
+    def __init__(self, agent: str, telemetry: Any, pipeline: Any, api: Any, rundir: Path,
+                 proxy: Any = None, integration: Integration | None = None) -> None:
+        self.agent = agent
+        self.telemetry = telemetry
+        self.pipeline = pipeline
+        self.api = api
+        self.rundir = rundir
+        self.proxy = proxy
+        self.integration = integration
+
+    @classmethod
+    def open(cls, cfg: Any, agent: str, *, approval_policy: Any = "on-request",
+             asker: Any | None = None, sandbox_profile: str | None = None,
+             reviewer: str = "user", intent: str | None = None, api: bool = True,
+             integration: Integration | None = None, socket_dir: Path | None = None,
+             network: str | None = None, allow_domains: Sequence[str] = (),
+             deny_domains: Sequence[str] = (),
+             preset: tuple[str, Sequence[str]] | None = None,
+             summary: dict[str, Any] | None = None) -> Session:
+        """Start the journal, the managed proxy (when the resolved network mode is proxy), the
+        pipeline, the API socket (``api``) and the integration.
+
+        ``asker`` answers prompts at the terminal (default: nobody; `corral approve` may still
+        answer when ``approvals.queue_timeout_seconds`` is set). ``network`` is an explicit
+        mode (a flag); ``preset`` is (agent name, model API hosts) allowed for an agent.
+        ``intent`` is the user's request as given to corral itself: the only request the
+        reviewer trusts. Sockets live in a private directory under ``socket_dir`` (default:
+        ``corral.paths.socket_parent``), never where the sandbox could list them."""
+        from corral.paths import socket_parent
+        from corral.sandbox import NetworkMode, network_mode
+        from corral.supervisor.api import SessionAPI
+        from corral.supervisor.network import start_proxy
+        from corral.supervisor.pipeline import Pipeline, no_terminal
+        from corral.telemetry import SessionStart, Telemetry
+
+        tel = Telemetry.open(cfg, agent=agent)
+        parent = socket_dir or socket_parent(Path(cfg.corral_home))
+        rundir = Path(tempfile.mkdtemp(prefix="corral-session-", dir=parent))
+        server = proxy = None
+        try:
+            mode = network_mode(cfg, sandbox_profile, network)
+            net = None
+            holder: list[Any] = []
+            if mode is NetworkMode.PROXY:
+                proxy, net = start_proxy(
+                    cfg, rundir / "p.sock", allow=allow_domains, deny=deny_domains,
+                    preset=preset, ask=lambda q: holder[0].decide_network(q),
+                    on_decision=lambda d: holder[0].record_network(d))
+            pipe = Pipeline(cfg, tel, approval_policy=approval_policy,
+                            terminal=asker or no_terminal, sandbox_profile=sandbox_profile,
+                            reviewer=reviewer, intent=intent, network=net)
+            holder.append(pipe)
+            policy_name = approval_policy if isinstance(approval_policy, str) else "granular"
+            tel.emit_event(SessionStart.from_summary(
+                {**(summary or {}), "approval_policy": approval_policy, "reviewer": reviewer,
+                 "profile": pipe.plan.profile, "network": mode.value,
+                 "rules": pipe.policy.rule_count},
+                approval_policy=policy_name, sandbox_profile=pipe.plan.profile,
+                network_mode=mode.value, cwd=str(pipe.plan.cwd),
+                config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=api)
+            if api:
+                server = SessionAPI(pipe, rundir / "session.sock")
+                server.start()
+            session = cls(agent, tel, pipe, server, rundir, proxy, integration)
+            if integration is not None:
+                integration.start(session)
+            return session
+        except BaseException:
+            if server is not None:
+                server.stop()
+            if proxy is not None:
+                proxy.stop()
+            shutil.rmtree(rundir, ignore_errors=True)
+            tel.close()
+            raise
+
+    @property
+    def network(self) -> Any:
+        """The sandbox's network plan for this session (the managed proxy's when running)."""
+        return self.pipeline.plan.network
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Variables for the agent's process outside a sandbox: the supervisor socket and token
+        for its hooks, and the integration's telemetry export."""
+        env = dict(self.api.env) if self.api is not None else {}
+        env["CORRAL_SESSION_ID"] = self.telemetry.session_id
+        if self.integration is not None:
+            env.update(self.integration.env())
+        return env
+
+    @property
+    def args(self) -> list[str]:
+        """Extra agent arguments (Codex: ``-c otel.…`` overrides) to put after the program."""
+        return self.integration.args() if self.integration is not None else []
+
+    # -- an agent inside the sandbox: it reaches the sockets through loopback bridges -------
+
+    def bridges(self, api_port: int = BRIDGE_API_PORT, otlp_port: int = BRIDGE_OTLP_PORT,
+                ) -> tuple[tuple[int, Path], ...]:
+        """(loopback port inside the sandbox, host unix socket) pairs for the sandbox's
+        ``NetworkPlan.extra_bridges``: the session API and the integration's socket."""
+        out: list[tuple[int, Path]] = []
+        if self.api is not None:
+            out.append((api_port, Path(self.api.socket_path)))
+        if self.integration is not None:
+            out += [(otlp_port, p) for p in self.integration.sockets()[:1]]
+        return tuple(out)
+
+    def env_in_sandbox(self, api_port: int = BRIDGE_API_PORT,
+                       otlp_port: int = BRIDGE_OTLP_PORT) -> dict[str, str]:
+        """``env`` as seen from inside the sandbox (the bridges' loopback addresses)."""
+        env = dict(self.env)
+        if self.api is not None:
+            env["CORRAL_SUPERVISOR_SOCKET"] = f"tcp:127.0.0.1:{api_port}"  # as supervisor.api
+        if self.integration is not None and self.integration.sockets():
+            env.update(self.integration.env(f"http://127.0.0.1:{otlp_port}"))
+        return env
+
+    def args_in_sandbox(self, otlp_port: int = BRIDGE_OTLP_PORT) -> list[str]:
+        if self.integration is None:
+            return []
+        if not self.integration.sockets():
+            return self.integration.args()
+        return self.integration.args(f"http://127.0.0.1:{otlp_port}")
+
+    def close(self) -> None:
+        """Stop the integration, the API and the proxy, then commit and sign the journal."""
+        if self.integration is not None:
+            with contextlib.suppress(Exception):
+                self.integration.stop()
+        if self.api is not None:
+            with contextlib.suppress(Exception):
+                self.api.stop()
+        if self.proxy is not None:
+            with contextlib.suppress(Exception):
+                self.proxy.stop()
+        shutil.rmtree(self.rundir, ignore_errors=True)
+        self.telemetry.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def environ_without_session(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: ours) without another session's supervisor variables."""
+    base = dict(os.environ if env is None else env)
+    for key in ("CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN", "CORRAL_SESSION_ID"):
+        base.pop(key, None)
+    return base
