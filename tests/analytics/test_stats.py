@@ -5,6 +5,7 @@ filters and breakdowns, through the real CLI (a subprocess of ``python -m corral
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -65,6 +66,10 @@ def check(s: dict[str, Any], t: dict[str, Any]) -> None:
     if t["waits"]:
         assert w["mean"] == pytest.approx(sum(t["waits"]) / len(t["waits"]), abs=1e-3)
         assert w["max"] == pytest.approx(max(t["waits"]), abs=1e-3)
+        xs = sorted(t["waits"])
+        for p, got in ((0.5, w["p50"]), (0.95, w["p95"])):
+            true = xs[max(0, math.ceil(p * len(xs)) - 1)]
+            assert true <= got + 0.05 and got <= true * 1.1 + 0.05  # histogram: within 10%
     rules = sorted(" ".join(x["pattern"]) for x in s["suggestions"] if x["kind"] == "prefix_rule")
     domains = sorted(x["domain"] for x in s["suggestions"] if x["kind"] == "network_domain")
     assert rules == t["suggest_rules"]

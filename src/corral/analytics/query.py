@@ -17,13 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from corral.analytics.rollup import HOUR_NS, RollupStore, Settings
+from corral.analytics.rollup import HOUR_NS, RollupStore, Settings, bucket_ms
 
 BY = ("team", "agent", "repo", "user")
 TOP = 10
 _HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
-Row = tuple[Any, ...]  # user, ident, agent, aver, repo, metric, k1, k2, k3, k4, n, vsum, vmax
+Row = tuple[Any, ...]  # rollup rows: (group,) metric, k1, k2, k3, k4, n, vsum, vmax
 
 
 @dataclass(frozen=True)
@@ -37,71 +37,112 @@ class Query:
     by: str | None = None
 
 
-def _window(q: Query) -> tuple[str, list[Any], str, list[Any]]:
-    """SQL conditions for whole hours (on ``roll``/``roll_sess``) and for the edges (on
-    ``facts``), with their parameters."""
-    lo, hi = q.since_ns, q.until_ns
-    hs = None if lo is None else -(-lo // HOUR_NS)  # first whole hour
-    he = None if hi is None else hi // HOUR_NS  # first hour not wholly inside
-    if hs is not None and he is not None and hs >= he:  # inside one or two partial hours
-        return "0", [], "t >= ? AND t < ?", [lo, hi]
-    full, fp = [], []
-    if hs is not None:
-        full.append("hour >= ?")
-        fp.append(hs)
-    if he is not None:
-        full.append("hour < ?")
-        fp.append(he)
-    edges, ep = [], []
-    if lo is not None and hs is not None and lo < hs * HOUR_NS:
-        edges.append("(hour = ? AND t >= ?)")
-        ep += [hs - 1, lo]
-    if hi is not None and he is not None and hi > he * HOUR_NS:
-        edges.append("(hour = ? AND t < ?)")
-        ep += [he, hi]
-    return " AND ".join(full) or "1", fp, " OR ".join(edges) or "0", ep
+DAY_NS = 24 * HOUR_NS
+_KEYS = "metric, k1, k2, k3, k4"
 
 
-def _dims(q: Query) -> tuple[str, list[Any]]:
+def _plan(q: Query) -> str | None:
+    """The rollup dimension answering ``q`` (``all``, ``team``, ``agent``, ``repo``), or None
+    when only the facts can (a user, or filters on two dimensions)."""
+    filters = [d for d, v in (("team", q.team), ("agent", q.agent), ("repo", q.repo))
+               if v is not None]
+    if q.user is not None or q.by == "user" or len(filters) > 1:
+        return None
+    if filters and q.by is not None and q.by != filters[0]:
+        return None
+    if filters:
+        return filters[0]
+    return q.by or "all"
+
+
+def _filters(q: Query) -> tuple[str, list[Any]]:
+    """Conditions on the columns facts and roll_sess share."""
     cond, params = [], []
-    for col, val in (("agent", q.agent), ("repo", q.repo), ("user", q.user)):
+    for col, val in (("team", q.team), ("agent", q.agent), ("repo", q.repo), ("user", q.user)):
         if val is not None:
             cond.append(f"{col} = ?")
             params.append(val)
     return " AND ".join(cond) or "1", params
 
 
-_COLS = "user, ident, agent, aver, repo, metric, k1, k2, k3, k4"
+def _span(q: Query) -> tuple[str, list[Any], str, list[Any]]:
+    """Whole days (on ``day``) and the partial days at the edges (on facts' ``hour``/``t``)."""
+    lo, hi = q.since_ns, q.until_ns
+    ds = None if lo is None else -(-lo // DAY_NS)  # first whole day
+    de = None if hi is None else hi // DAY_NS  # first day not wholly inside
+    if lo is not None and hi is not None and ds is not None and de is not None and ds >= de:
+        return "0", [], "(hour >= ? AND hour <= ? AND t >= ? AND t < ?)", [
+            lo // HOUR_NS, hi // HOUR_NS, lo, hi]
+    full, fp = [], []
+    if ds is not None:
+        full.append("day >= ?")
+        fp.append(ds)
+    if de is not None:
+        full.append("day < ?")
+        fp.append(de)
+    edges, ep = [], []
+    if lo is not None and ds is not None and lo < ds * DAY_NS:
+        edges.append("(hour >= ? AND hour < ? AND t >= ?)")
+        ep += [lo // HOUR_NS, ds * 24, lo]
+    if hi is not None and de is not None and hi > de * DAY_NS:
+        edges.append("(hour >= ? AND hour <= ? AND t < ?)")
+        ep += [de * 24, hi // HOUR_NS, hi]
+    return " AND ".join(full) or "1", fp, " OR ".join(edges) or "0", ep
+
+
+def _facts_window(q: Query) -> tuple[str, list[Any]]:
+    cond, params = [], []
+    if q.since_ns is not None:
+        cond += ["hour >= ?", "t >= ?"]
+        params += [q.since_ns // HOUR_NS, q.since_ns]
+    if q.until_ns is not None:
+        cond += ["hour <= ?", "t < ?"]
+        params += [q.until_ns // HOUR_NS, q.until_ns]
+    f, fp = _filters(q)
+    return " AND ".join([*cond, f]), [*params, *fp]
 
 
 def _rows(store: RollupStore, q: Query) -> list[Row]:
-    full, fp, edge, ep = _window(q)
-    dims, dp = _dims(q)
-    sql = f"""SELECT {_COLS}, sum(n), sum(vsum), max(vmax) FROM (
-        SELECT {_COLS}, n, vsum, vmax FROM roll WHERE ({full}) AND {dims} AND metric != 'event'
+    """(group, metric, k1, k2, k3, k4, n, vsum, vmax) for the window, grouped by ``q.by``."""
+    grp = q.by or "''"
+    dim = _plan(q)
+    if dim is None:
+        cond, params = _facts_window(q)
+        sql = f"""SELECT {grp}, {_KEYS}, count(*), coalesce(sum(v), 0), max(v) FROM facts
+            WHERE {cond} AND metric != 'event' GROUP BY {grp}, {_KEYS}"""
+        return store.conn.execute(sql, params).fetchall()
+    full, fp, edge, ep = _span(q)
+    f, fpar = _filters(q)
+    val = {"all": None, "team": q.team, "agent": q.agent, "repo": q.repo}[dim]
+    vcond = "" if val is None else " AND val = ?"
+    vpar = [] if val is None else [val]
+    sql = f"""SELECT g, {_KEYS}, sum(n), sum(vsum), max(vmax) FROM (
+        SELECT {"val" if q.by else "''"} AS g, {_KEYS}, n, vsum, vmax FROM roll
+          WHERE dim = ?{vcond} AND ({full}) AND metric != 'event'
         UNION ALL
-        SELECT {_COLS}, 1, coalesce(v, 0), v FROM facts WHERE ({edge}) AND {dims}
-          AND metric != 'event')
-        GROUP BY {_COLS}"""
-    return store.conn.execute(sql, [*fp, *dp, *ep, *dp]).fetchall()
+        SELECT {grp} AS g, {_KEYS}, 1, coalesce(v, 0), v FROM facts
+          WHERE ({edge}) AND {f} AND metric != 'event')
+        GROUP BY g, {_KEYS}"""
+    return store.conn.execute(sql, [dim, *vpar, *fp, *ep, *fpar]).fetchall()
 
 
 def _sessions(store: RollupStore, q: Query) -> list[Row]:
-    """(hour, sid, user, ident, agent, aver, repo) for every hour a session was active."""
-    full, fp, edge, ep = _window(q)
-    dims, dp = _dims(q)
-    cols = "hour, sid, user, ident, agent, aver, repo"
-    sql = f"""SELECT {cols} FROM roll_sess WHERE ({full}) AND {dims}
-        UNION SELECT DISTINCT {cols} FROM facts WHERE ({edge}) AND {dims}"""
-    return store.conn.execute(sql, [*fp, *dp, *ep, *dp]).fetchall()
+    """(group, day, sid, user, agent, aver) for every day a session was active."""
+    grp = q.by or "''"
+    full, fp, edge, ep = _span(q)
+    f, fpar = _filters(q)
+    sql = f"""SELECT {grp}, day, sid, user, agent, aver FROM roll_sess WHERE ({full}) AND {f}
+        UNION SELECT DISTINCT {grp}, hour / 24, sid, user, agent, aver FROM facts
+          WHERE ({edge}) AND {f}"""
+    return store.conn.execute(sql, [*fp, *fpar, *ep, *fpar]).fetchall()
 
 
-def _day(hour: int) -> str:
-    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%d")
+def _day(day: int) -> str:
+    return dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")
 
 
-def _week(hour: int) -> str:
-    y, w, _ = dt.datetime.fromtimestamp(hour * 3600, dt.UTC).isocalendar()
+def _week(day: int) -> str:
+    y, w, _ = dt.datetime.fromtimestamp(day * 86400, dt.UTC).isocalendar()
     return f"{y}-W{w:02d}"
 
 
@@ -137,14 +178,16 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
     claims: Counter[str] = Counter()
     prompted: dict[str, Counter[str]] = defaultdict(Counter)
     wait_n, wait_sum, wait_max = 0, 0.0, None
+    waits: Counter[str] = Counter()
     turns = 0
-    for _u, _i, _a, _v, _r, metric, k1, k2, k3, k4, n, vsum, vmax in rows:
+    for metric, k1, k2, k3, k4, n, vsum, vmax in rows:
         if metric == "decision":
             dec[k1] += n
             by_source[k2][k1] += n
             outcomes[k3] += n
             kinds[k4] += n
         elif metric == "wait":
+            waits[k3] += n
             wait_n += n
             wait_sum += vsum
             wait_max = vmax if wait_max is None or (vmax is not None and vmax > wait_max) \
@@ -193,11 +236,11 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
     users: set[str] = set()
     per_day: dict[str, set[str]] = defaultdict(set)
     per_week: dict[str, set[str]] = defaultdict(set)
-    for hour, sid, user, _ident, agent, aver, _repo in sess:
+    for day, sid, user, agent, aver in sess:
         sids[sid] = (agent, aver)
         users.add(user)
-        per_day[_day(hour)].add(user)
-        per_week[_week(hour)].add(user)
+        per_day[_day(day)].add(user)
+        per_week[_week(day)].add(user)
     calls = sum(dec.values())
     agents = Counter(a for a, _ in sids.values())
     versions = Counter(f"{a} {v}".strip() for a, v in sids.values())
@@ -222,7 +265,8 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
                       "outcomes": dict(outcomes.most_common())},
         "approval_wait_ms": {"count": wait_n,
                              "mean": round(wait_sum / wait_n, 3) if wait_n else None,
-                             "max": round(wait_max, 3) if wait_max is not None else None},
+                             "max": round(wait_max, 3) if wait_max is not None else None,
+                             "p50": _pct(waits, 0.5), "p95": _pct(waits, 0.95)},
         "grants": {"by_scope": dict(grants.most_common()),
                    "by_grantor": dict(grants_by.most_common())},
         "network": {"allow": net["allow"], "deny": net["deny"], "ask": net["ask"],
@@ -238,6 +282,20 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
         "claims": dict(claims.most_common()),
         "suggestions": suggestions(prompted, asked, asked_allowed, min_count),
     }
+
+
+def _pct(hist: Counter[str], p: float) -> float | None:
+    """A percentile from the wait histogram: its bucket's upper bound (within 10%)."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = p * total
+    seen = 0
+    for b in sorted(hist, key=int):
+        seen += hist[b]
+        if seen >= rank:
+            return round(bucket_ms(b), 1)
+    return None
 
 
 def suggestions(prompted: dict[str, Counter[str]], asked: Counter[str],
@@ -262,76 +320,26 @@ def suggestions(prompted: dict[str, Counter[str]], asked: Counter[str],
     return out
 
 
-def _group_key(by: str, settings: Settings, user: str, ident: str, agent: str,
-               repo: str) -> str:
-    if by == "team":
-        return settings.team(user, ident)
-    return {"agent": agent, "repo": repo or "(none)", "user": user}[by]
-
-
-def compute(store: RollupStore, q: Query, settings: Settings,
-            *, percentiles: bool = True) -> dict[str, Any]:
+def compute(store: RollupStore, q: Query, settings: Settings) -> dict[str, Any]:
     """The whole `corral stats` JSON for a query (``groups`` when ``q.by`` is set)."""
     rows = _rows(store, q)
     sess = _sessions(store, q)
-    if q.team is not None:
-        rows = [r for r in rows if settings.team(r[0], r[1]) == q.team]
-        sess = [s for s in sess if settings.team(s[2], s[3]) == q.team]
-    out = numbers(rows, sess, settings.suggest_min_count)
+    out = numbers([r[1:] for r in rows], [s[1:] for s in sess], settings.suggest_min_count)
     out["window"] = {"since_ns": q.since_ns, "until_ns": q.until_ns}
-    if percentiles:
-        out["approval_wait_ms"].update(_wait_percentiles(store, q, settings))
-        out["mcp_first_seen"] = _first_seen(store, q, settings)
+    out["mcp_first_seen"] = {
+        str(k): dt.datetime.fromtimestamp(t / 1e9, dt.UTC).isoformat(timespec="seconds")
+        for k, t in store.conn.execute(
+            "SELECT key, t FROM first_seen WHERE kind = 'mcp' ORDER BY t")}
     if q.by is not None:
         gr: dict[str, list[Row]] = defaultdict(list)
         gs: dict[str, list[Row]] = defaultdict(list)
         for r in rows:
-            gr[_group_key(q.by, settings, r[0], r[1], r[2], r[4])].append(r)
+            gr[r[0] or "(none)"].append(r[1:])
         for s in sess:
-            gs[_group_key(q.by, settings, s[2], s[3], s[4], s[6])].append(s)
+            gs[s[0] or "(none)"].append(s[1:])
         out["by"] = q.by
         out["groups"] = {k: numbers(gr.get(k, []), gs.get(k, []), settings.suggest_min_count)
                          for k in sorted(set(gr) | set(gs))}
-    return out
-
-
-def _facts_window(q: Query) -> tuple[str, list[Any]]:
-    cond, params = [], []
-    if q.since_ns is not None:
-        cond += ["hour >= ?", "t >= ?"]
-        params += [q.since_ns // HOUR_NS, q.since_ns]
-    if q.until_ns is not None:
-        cond += ["hour <= ?", "t < ?"]
-        params += [q.until_ns // HOUR_NS, q.until_ns]
-    dims, dp = _dims(q)
-    return " AND ".join([*cond, dims]), [*params, *dp]
-
-
-def _wait_percentiles(store: RollupStore, q: Query, settings: Settings) -> dict[str, Any]:
-    cond, params = _facts_window(q)
-    vals = sorted(float(v) for user, ident, v in store.conn.execute(
-        f"SELECT user, ident, v FROM facts WHERE metric = 'wait' AND {cond}", params)
-        if q.team is None or settings.team(user, ident) == q.team)
-    if not vals:
-        return {"p50": None, "p95": None}
-
-    def pct(p: float) -> float:
-        return round(vals[min(len(vals) - 1, int(p * len(vals)))], 3)
-
-    return {"p50": pct(0.5), "p95": pct(0.95)}
-
-
-def _first_seen(store: RollupStore, q: Query, settings: Settings) -> dict[str, str]:
-    """When each MCP server was first called (ever, not only in the window)."""
-    out: dict[str, str] = {}
-    for server, user, ident, t in store.conn.execute(
-            "SELECT k1, user, ident, min(t) FROM facts WHERE metric = 'mcp' "
-            "GROUP BY k1, user, ident"):
-        if q.team is not None and settings.team(user, ident) != q.team:
-            continue
-        iso = dt.datetime.fromtimestamp(t / 1e9, dt.UTC).isoformat(timespec="seconds")
-        if server not in out or iso < out[server]:
-            out[server] = iso
     return out
 
 
@@ -340,22 +348,35 @@ SERIES = (("decision", "allow"), ("decision", "prompt"), ("decision", "forbidden
 
 
 def series(store: RollupStore, q: Query, settings: Settings) -> dict[str, Any]:
-    """Counts over time for the charts: per day, or per hour for windows of two days or less."""
-    full, fp, edge, ep = _window(q)
-    dims, dp = _dims(q)
-    sql = f"""SELECT hour, user, ident, metric, k1, k4, n FROM roll WHERE ({full}) AND {dims}
-          AND metric IN ('decision', 'net', 'sandbox')
-        UNION ALL SELECT hour, user, ident, metric, k1, k4, 1 FROM facts WHERE ({edge})
-          AND {dims} AND metric IN ('decision', 'net', 'sandbox')"""
-    rows = store.conn.execute(sql, [*fp, *dp, *ep, *dp]).fetchall()
-    hours = [r[0] for r in rows]
-    span = (max(hours) - min(hours)) if hours else 0
-    per_hour = span <= 48
+    """Counts over time for the charts: per day, or per hour when the window (or, without
+    one, the data) spans two days or less."""
+    f, fpar = _filters(q)
+    lo, hi = store.conn.execute(
+        f"SELECT min(day), max(day) FROM roll_sess WHERE {f}", fpar).fetchone()
+    first = q.since_ns // DAY_NS if q.since_ns is not None else lo
+    last = (q.until_ns - 1) // DAY_NS if q.until_ns is not None else hi
+    per_hour = first is not None and last is not None and last - first < 2
+    metrics = "metric IN ('decision', 'net', 'sandbox')"
+    dim = _plan(q)
+    if per_hour or dim is None:
+        cond, params = _facts_window(q)
+        unit = "hour" if per_hour else "hour / 24"
+        rows = store.conn.execute(
+            f"SELECT {unit}, metric, k1, k4, count(*) FROM facts WHERE {cond} AND {metrics} "
+            f"GROUP BY 1, metric, k1, k4", params).fetchall()
+    else:
+        full, fp, edge, ep = _span(q)
+        val = {"all": None, "team": q.team, "agent": q.agent, "repo": q.repo}[dim]
+        vcond, vpar = ("", []) if val is None else (" AND val = ?", [val])
+        rows = store.conn.execute(
+            f"""SELECT d, metric, k1, k4, sum(n) FROM (
+                SELECT day AS d, metric, k1, k4, n FROM roll WHERE dim = ?{vcond} AND ({full})
+                  AND {metrics}
+                UNION ALL SELECT hour / 24, metric, k1, k4, 1 FROM facts WHERE ({edge})
+                  AND {f} AND {metrics}) GROUP BY d, metric, k1, k4""",
+            [dim, *vpar, *fp, *ep, *fpar]).fetchall()
     data: dict[str, Counter[int]] = defaultdict(Counter)
-    for hour, user, ident, metric, k1, k4, n in rows:
-        if q.team is not None and settings.team(user, ident) != q.team:
-            continue
-        b = hour if per_hour else hour // 24
+    for b, metric, k1, k4, n in rows:
         if metric != "net":
             data[f"{metric}:{k1}"][b] += n
             continue
@@ -364,7 +385,8 @@ def series(store: RollupStore, q: Query, settings: Settings) -> dict[str, Any]:
         if k1 == "deny":
             data["net:deny"][b] += n
     buckets = sorted({b for c in data.values() for b in c})
-    labels = [dt.datetime.fromtimestamp(b * (3600 if per_hour else 86400), dt.UTC)
+    step = 3600 if per_hour else 86400
+    labels = [dt.datetime.fromtimestamp(b * step, dt.UTC)
               .strftime("%Y-%m-%d %H:00" if per_hour else "%Y-%m-%d") for b in buckets]
     return {"unit": "hour" if per_hour else "day", "labels": labels,
             "series": {f"{m}:{k}": [data[f"{m}:{k}"][b] for b in buckets] for m, k in SERIES}}
@@ -386,14 +408,11 @@ def drill(store: RollupStore, q: Query, settings: Settings, metric: str | None,
         cond += f" AND {k} = ?"
         params.append(v)
     rows = store.conn.execute(
-        f"SELECT sid, user, ident, agent, repo, count(*), min(t), max(t) FROM facts "
-        f"WHERE {cond} GROUP BY sid, user, ident, agent, repo ORDER BY min(t) LIMIT 5000",
+        f"SELECT sid, user, team, agent, repo, count(*), min(t), max(t) FROM facts "
+        f"WHERE {cond} GROUP BY sid, user, team, agent, repo ORDER BY min(t) LIMIT 5000",
         params).fetchall()
     out = []
-    for sid, user, ident, agent, repo, n, t0, t1 in rows:
-        team = settings.team(user, ident)
-        if q.team is not None and team != q.team:
-            continue
+    for sid, user, team, agent, repo, n, t0, t1 in rows:
         item = {"session_id": sid, "team": team, "agent": agent, "repo": repo, "count": n,
                 "first": dt.datetime.fromtimestamp(t0 / 1e9, dt.UTC).isoformat(timespec="seconds"),
                 "last": dt.datetime.fromtimestamp(t1 / 1e9, dt.UTC).isoformat(timespec="seconds")}
@@ -406,8 +425,8 @@ def drill(store: RollupStore, q: Query, settings: Settings, metric: str | None,
 def options(store: RollupStore, settings: Settings) -> dict[str, Sequence[str]]:
     """Values for the dashboard's filters."""
     conn = store.conn
-    users = conn.execute("SELECT DISTINCT user, ident FROM roll_sess").fetchall()
-    return {"teams": sorted({settings.team(u, i) for u, i in users}),
+    return {"teams": [r[0] for r in conn.execute(
+                "SELECT DISTINCT team FROM roll_sess ORDER BY 1")],
             "agents": [r[0] for r in conn.execute(
                 "SELECT DISTINCT agent FROM roll_sess ORDER BY 1")],
             "repos": [r[0] for r in conn.execute(

@@ -1,20 +1,23 @@
-"""The rollup database: events folded into hourly counts, maintained from a cursor.
+"""The rollup database: events folded into daily counts, maintained from a cursor.
 
 One SQLite file next to the journal (``analytics.db``). Each refresh reads only the records
 after the cursor, turns every event into one or more *facts* (metric, keys, value) with SQL
 inside SQLite (``->>`` on the stored canonical JSON: no per-record parsing in Python), keeps the
-facts (for drill-down and for the partial hours at the edges of a time window) and adds them to
-``roll``: counts per (hour, user, team attribute, agent, version, repository, metric, keys).
-A query then reads a few thousand rollup rows instead of a million events.
+facts (for drill-down, per-user views and the partial days at the edges of a time window) and
+adds them to ``roll``: counts per day and metric, once for everyone (``dim = 'all'``) and once
+per team, per agent and per repository. So the default view and any one filter or breakdown
+read a few thousand rows however large the journal; a combination of filters reads the facts.
 
 The cursor remembers the journal id and the chain hash at its seq: another journal, a journal
-that lost its tail or a changed team attribute rebuilds the rollups from the start.
+that lost its tail, or another team map or team attribute rebuilds the rollups from the start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import re
 import shlex
 import sqlite3
@@ -25,7 +28,7 @@ from typing import Any
 
 from corral.analytics.source import EventSource, JournalSource
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 BATCH = 100_000
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -36,21 +39,23 @@ CREATE TABLE IF NOT EXISTS sess (
     first_t INTEGER NOT NULL, last_t INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS facts (
     seq INTEGER NOT NULL, t INTEGER NOT NULL, hour INTEGER NOT NULL, sid TEXT NOT NULL,
-    user TEXT NOT NULL, ident TEXT NOT NULL, agent TEXT NOT NULL, aver TEXT NOT NULL,
+    user TEXT NOT NULL, team TEXT NOT NULL, agent TEXT NOT NULL, aver TEXT NOT NULL,
     repo TEXT NOT NULL, metric TEXT NOT NULL, k1 TEXT NOT NULL, k2 TEXT NOT NULL,
     k3 TEXT NOT NULL, k4 TEXT NOT NULL, v REAL);
 CREATE INDEX IF NOT EXISTS facts_hour ON facts(hour);
 CREATE INDEX IF NOT EXISTS facts_metric ON facts(metric, k1, hour);
 CREATE TABLE IF NOT EXISTS roll (
-    hour INTEGER NOT NULL, user TEXT NOT NULL, ident TEXT NOT NULL, agent TEXT NOT NULL,
-    aver TEXT NOT NULL, repo TEXT NOT NULL, metric TEXT NOT NULL, k1 TEXT NOT NULL,
-    k2 TEXT NOT NULL, k3 TEXT NOT NULL, k4 TEXT NOT NULL,
+    dim TEXT NOT NULL, val TEXT NOT NULL, day INTEGER NOT NULL, metric TEXT NOT NULL,
+    k1 TEXT NOT NULL, k2 TEXT NOT NULL, k3 TEXT NOT NULL, k4 TEXT NOT NULL,
     n INTEGER NOT NULL, vsum REAL NOT NULL, vmax REAL,
-    PRIMARY KEY (hour, user, ident, agent, aver, repo, metric, k1, k2, k3, k4)) WITHOUT ROWID;
+    PRIMARY KEY (dim, val, day, metric, k1, k2, k3, k4)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS roll_sess (
-    hour INTEGER NOT NULL, sid TEXT NOT NULL, user TEXT NOT NULL, ident TEXT NOT NULL,
+    day INTEGER NOT NULL, sid TEXT NOT NULL, user TEXT NOT NULL, team TEXT NOT NULL,
     agent TEXT NOT NULL, aver TEXT NOT NULL, repo TEXT NOT NULL,
-    PRIMARY KEY (hour, sid)) WITHOUT ROWID;
+    PRIMARY KEY (day, sid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS first_seen (
+    kind TEXT NOT NULL, key TEXT NOT NULL, t INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)) WITHOUT ROWID;
 """
 
 # One staged row per record: the envelope and the few attributes its event name needs.
@@ -113,16 +118,16 @@ _X = """(SELECT b.*, s.repo AS repo, s.ident AS sident,
    coalesce(lag(b.t) OVER (PARTITION BY b.sid ORDER BY b.seq), nullif(s.last_t, 0)) AS pt
    FROM b JOIN sess s ON s.sid = b.sid)"""
 
-_F = f"seq, t, t / {HOUR_NS} AS hour, sid, user, sident, agent, aver, repo"
+_F = f"seq, t, t / {HOUR_NS} AS hour, sid, user, team_of(user, sident), agent, aver, repo"
 
 # Every event becomes at least one fact; decisions become several (class, wait, command).
 _FACTS = f"""
-INSERT INTO temp.f (seq, t, hour, sid, user, ident, agent, aver, repo, metric, k1, k2, k3, k4, v)
+INSERT INTO temp.f (seq, t, hour, sid, user, team, agent, aver, repo, metric, k1, k2, k3, k4, v)
 WITH x AS {_X}
 SELECT {_F}, 'decision', dclass(a1, a2), coalesce(a2, ''), coalesce(a1, ''),
        tool_kind(a5, a3), NULL FROM x WHERE name = 'agent.tool.decision' AND origin = 'pipeline'
 UNION ALL
-SELECT {_F}, 'wait', a2, '', '', '', (t - pt) / 1e6 FROM x
+SELECT {_F}, 'wait', a2, '', wait_bucket((t - pt) / 1e6), '', (t - pt) / 1e6 FROM x
   WHERE name = 'agent.tool.decision' AND origin = 'pipeline' AND a2 IN ('user', 'hook')
     AND dclass(a1, a2) = 'prompt' AND pt IS NOT NULL
 UNION ALL
@@ -170,24 +175,40 @@ SELECT {_F}, 'event', name, '', '', '', NULL FROM x
     'triage.verdict', 'agent.user_prompt')
 """
 
-_DIMS = "hour, user, ident, agent, aver, repo, metric, k1, k2, k3, k4"
+_KEYS = "metric, k1, k2, k3, k4"
 _ROLL = f"""
-INSERT INTO roll ({_DIMS}, n, vsum, vmax)
-SELECT {_DIMS}, count(*), coalesce(sum(v), 0), max(v) FROM temp.f
-GROUP BY {_DIMS}
-ON CONFLICT ({_DIMS}) DO UPDATE SET n = roll.n + excluded.n, vsum = roll.vsum + excluded.vsum,
+INSERT INTO roll (dim, val, day, {_KEYS}, n, vsum, vmax)
+SELECT * FROM (
+  SELECT 'all', '', hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
+    FROM temp.f GROUP BY day, {_KEYS}
+  UNION ALL SELECT 'team', team, hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0),
+    max(v) FROM temp.f GROUP BY team, day, {_KEYS}
+  UNION ALL SELECT 'agent', agent, hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0),
+    max(v) FROM temp.f GROUP BY agent, day, {_KEYS}
+  UNION ALL SELECT 'repo', repo, hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0),
+    max(v) FROM temp.f GROUP BY repo, day, {_KEYS}
+) WHERE true
+ON CONFLICT (dim, val, day, {_KEYS}) DO UPDATE SET n = roll.n + excluded.n,
+  vsum = roll.vsum + excluded.vsum,
   vmax = CASE WHEN roll.vmax IS NULL THEN excluded.vmax WHEN excluded.vmax IS NULL
               THEN roll.vmax ELSE max(roll.vmax, excluded.vmax) END
 """
 
 _ROLL_SESS = """
-INSERT OR IGNORE INTO roll_sess (hour, sid, user, ident, agent, aver, repo)
-SELECT DISTINCT hour, sid, user, ident, agent, aver, repo FROM temp.f
+INSERT OR IGNORE INTO roll_sess (day, sid, user, team, agent, aver, repo)
+SELECT DISTINCT hour / 24, sid, user, team, agent, aver, repo FROM temp.f
+"""
+
+_FIRST_SEEN = """
+INSERT INTO first_seen (kind, key, t)
+SELECT * FROM (SELECT metric, k1, min(t) FROM temp.f WHERE metric = 'mcp' GROUP BY metric, k1)
+WHERE true
+ON CONFLICT (kind, key) DO UPDATE SET t = min(first_seen.t, excluded.t)
 """
 
 _LAST_T = """
-UPDATE sess SET last_t = max(last_t, (SELECT max(t) FROM b WHERE b.sid = sess.sid))
-WHERE sid IN (SELECT DISTINCT sid FROM b)
+INSERT INTO sess (sid, first_t, last_t) SELECT sid, min(t), max(t) FROM b GROUP BY sid
+ON CONFLICT (sid) DO UPDATE SET last_t = max(sess.last_t, excluded.last_t)
 """
 
 # Prefixes a rule must never allow wholesale: they run whatever follows them.
@@ -243,6 +264,22 @@ def repo_of(path: str | None) -> str:
     return Path(path).name if path else ""
 
 
+WAIT_BASE = 1.1  # wait-time histogram buckets: each 10% wider than the last
+
+
+def wait_bucket(ms: float | None) -> str:
+    """The histogram bucket of a wait (percentiles come from these, within 10%)."""
+    if ms is None or ms <= 1:
+        return "0"
+    return str(math.ceil(math.log(ms, WAIT_BASE)))
+
+
+def bucket_ms(bucket: str) -> float:
+    """The upper bound of a bucket, in ms."""
+    b = int(bucket)
+    return 1.0 if b <= 0 else float(WAIT_BASE ** b)
+
+
 @dataclass(frozen=True)
 class Settings:
     """``[analytics]`` config: who is in which team, the event attribute naming a team."""
@@ -289,11 +326,15 @@ class RollupStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA temp_store=MEMORY")
+        if conn.execute("PRAGMA user_version").fetchone()[0] != int(SCHEMA_VERSION):
+            for table in ("meta", "sess", "facts", "roll", "roll_sess", "first_seen"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")  # an older layout: start over
+            conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
         conn.executescript(_SCHEMA)
         for name, fn in (("dclass", dclass), ("tool_kind", tool_kind)):
             conn.create_function(name, 2, fn, deterministic=True)
         for name, fn1 in (("cmd_prefix", cmd_prefix), ("denial_kind", denial_kind),
-                          ("repo_of", repo_of)):
+                          ("repo_of", repo_of), ("wait_bucket", wait_bucket)):
             conn.create_function(name, 1, fn1, deterministic=True)
         return cls(conn, path)
 
@@ -316,10 +357,11 @@ class RollupStore:
             raise CorralError("analytics", f"analytics.team_attribute {attr!r} is not an "
                               "attribute name", hint="dotted lower-case, like user.team")
         conn = self.conn
+        conn.create_function("team_of", 2, settings.team, deterministic=True)
         with self._attached(source) as src:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                self._check_identity(source, attr)
+                self._check_identity(source, settings)
                 after, last = self.cursor(), source.last_seq()
                 done = 0
                 while after < last:
@@ -340,14 +382,17 @@ class RollupStore:
     def _set(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def _check_identity(self, source: EventSource, attr: str) -> None:
-        ident = f"{SCHEMA_VERSION}:{source.identity()}:{attr}"
+    def _check_identity(self, source: EventSource, settings: Settings) -> None:
+        """Teams are resolved when folding: another journal, a journal that lost its tail, or
+        another team map or attribute starts over."""
+        teams = hashlib.sha256(json.dumps(sorted(settings.teams.items())).encode()).hexdigest()
+        ident = f"{SCHEMA_VERSION}:{source.identity()}:{settings.team_attribute}:{teams[:16]}"
         cur = self.cursor()
         same = self.meta("identity") == ident and (
             cur == 0 or (source.hash_at(cur) or "") == self.meta("cursor_hash"))
         if same:
             return
-        for table in ("meta", "sess", "facts", "roll", "roll_sess"):
+        for table in ("meta", "sess", "facts", "roll", "roll_sess", "first_seen"):
             self.conn.execute(f"DELETE FROM {table}")
         self._set("identity", ident)
 
@@ -370,6 +415,7 @@ class RollupStore:
             conn.execute("INSERT INTO facts SELECT * FROM temp.f")
             conn.execute(_ROLL)
             conn.execute(_ROLL_SESS)
+            conn.execute(_FIRST_SEEN)
         finally:
             conn.execute("DROP TABLE temp.b")
             conn.execute("DROP TABLE temp.f")
