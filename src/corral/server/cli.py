@@ -136,7 +136,8 @@ def verify(data: Path, database: str | None, checkpoints: list[Path]) -> int:
     try:
         rep = run_verify(store, name, pub, cfg.origin, extra,
                          opener=functools.partial(sconfig.open_store, cfg, readonly=True),
-                         parts=min(4, os.cpu_count() or 1))
+                         # forked workers must not inherit a live PostgreSQL pool
+                         parts=min(4, os.cpu_count() or 1) if store.engine == "sqlite" else 1)
     finally:
         store.close()
     for line in rep.problems:
