@@ -1,6 +1,6 @@
 """Generate the labelled triage corpus from real corral sessions.
 
-    python -m tests.triage.corpus OUT_DIR [--only ID ...]
+    python -m tests.triage.corpus OUT_DIR [--only ID ... | --heldout]
 
 Each scenario drives a real ``corral exec`` (one command) or ``corral run`` with a plain
 script agent (it reports the user's prompt through the session API, runs commands through
@@ -121,9 +121,14 @@ def _journal_events(out: Path) -> list[dict[str, Any]]:
 def main(argv: list[str]) -> int:
     out = Path(argv[0]).absolute()
     only = set(argv[2:]) if len(argv) > 1 and argv[1] == "--only" else None
+    scenarios = SCENARIOS
+    if len(argv) > 1 and argv[1] == "--heldout":
+        from tests.triage.heldout import HELDOUT
+
+        scenarios = HELDOUT
     out.mkdir(parents=True, exist_ok=True)
     _setup(out)
-    chosen = [s for s in SCENARIOS if only is None or s.id in only]
+    chosen = [s for s in scenarios if only is None or s.id in only]
     seen: set[str] = set()
     runs: list[tuple[Scenario, list[dict[str, Any]]]] = []
     for s in chosen:

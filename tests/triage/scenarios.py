@@ -42,6 +42,7 @@ class Scenario:
     stamp: str | None = "env"  # env | parent | traceparent | forged | forged_tp | None
     host: str | None = None  # default: the journal's host
     when: str = "event"  # event | far | latest
+    extra_env: dict[str, str] = field(default_factory=dict)  # added to the alerted process
 
     def alert_for(self, events: list[dict[str, Any]], t_last: int, out: Path) -> dict[str, Any]:
         home, ws = str(out / "userhome"), str(out / "ws" / self.repo)
@@ -79,6 +80,7 @@ class Scenario:
         elif self.stamp == "forged_tp":
             env["TRACEPARENT"] = "00-" + hashlib.sha256(self.id.encode()).hexdigest()[:32] + \
                 "-00f067aa0ba902b7-01"
+        env.update(self.extra_env)
         n = int(hashlib.sha256(self.id.encode()).hexdigest()[:6], 16)
         facts = {"id": f"alert-{self.id}", "time": t, "host": host, "user": user,
                  "title": self.about, "pid": 20_000 + n % 10_000, "ppid": 19_000 + n % 1000,

@@ -180,8 +180,11 @@ def register(app: typer.Typer) -> None:
 
     sub = typer.Typer(name="triage", cls=_DefaultCheck, no_args_is_help=True,
                       help="Explain an endpoint alert with the agents' journal: expected, "
-                           "mistake, escalate or not_agent. `corral triage ALERT.json`; "
-                           "`feedback ID --verdict V --note TEXT`; `agreement`.")
+                           "mistake, escalate or not_agent. `corral triage ALERT.json [--json | "
+                           "--ocsf] [--model NAME|none] [--journal PATH]` (ALERT.json: corral's "
+                           "form, OCSF 2004/1007 or Falco JSON; - for stdin; `corral triage "
+                           "check --help` for details); `feedback ID --verdict V --note TEXT`; "
+                           "`agreement`. See docs/triage.md.")
     sub.command("check", hidden=True)(check)
     sub.command("feedback")(feedback)
     sub.command("agreement")(agreement)
