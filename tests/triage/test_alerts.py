@@ -94,6 +94,8 @@ def test_falco_output() -> None:
     ({"rule": "r", "priority": "p"}, "output_fields"),
     ({"rule": "r", "output_fields": {"proc.pid": True}}, "output_fields.proc.pid"),
     ({"process": {"command_line": "a\x00b"}}, "process.command_line"),
+    ({"time": "\u00b2", "process": {"pid": 1}}, "time"),  # isdigit() but not int(): crashed
+    ({"process": {"pid": "\u00b2"}}, "process.pid"),
 ])
 def test_malformed_names_the_field(doc: dict, field: str) -> None:
     with pytest.raises(AlertError) as info:

@@ -111,7 +111,7 @@ def _int(obj: dict[str, Any], key: str, where: str, lo: int = 0, hi: int = 2**31
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.match(value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise AlertError(f"{where}{key}", f"expected an integer, got {_kind(value)}")
@@ -135,6 +135,7 @@ def _kind(value: Any) -> str:
                                                                          type(value).__name__)
 
 
+_DIGITS = re.compile(r"^[0-9]{1,30}$")
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?"
                   r"(Z|[+-]\d{2}:?\d{2})?$")
 
@@ -153,7 +154,7 @@ def parse_time(value: Any, where: str) -> int | None:
     if not isinstance(value, str):
         raise AlertError(where, f"expected a time, got {_kind(value)}")
     text = value.strip()
-    if text.isdigit():
+    if _DIGITS.match(text):  # ASCII digits only: str.isdigit() accepts '²', int() does not
         return parse_time(int(text), where)
     m = _ISO.match(text)
     if not m:

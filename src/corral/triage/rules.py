@@ -300,9 +300,12 @@ def rules_verdict(alert: Alert, corr: Correlation, pack: EvidencePack,
                 and str(d.get("agent.decision", "")).startswith(("approved", "auto_approved"))]
     if approved:
         src = sorted({str(d.get("agent.decision.source")) for d in approved})
-        conf = 0.75 if corr.strength >= STRONG else 0.6
-        return {"verdict": "expected", "confidence": conf,
-                "rationale": f"the agent did it and corral approved it ({', '.join(src)})",
+        content = any(lk.trusted and lk.key != "marker" for lk in corr.links)
+        conf = 0.75 if corr.strength >= STRONG and content else 0.6 if content else 0.55
+        why = f"the agent did it and corral approved it ({', '.join(src)})"
+        if not content:  # a child the call started, or a stamp copied from one
+            why += "; linked by corral's stamp only, nothing in the call names what the alert saw"
+        return {"verdict": "expected", "confidence": conf, "rationale": why,
                 "cited": [d["event_id"] for d in approved]}
     if pack.network and alert.network is not None:
         return {"verdict": "expected", "confidence": 0.6,
