@@ -222,3 +222,16 @@ def test_hostile_alert_fields_never_crash(busy: Path, cmd: str, path: str, host:
     v = run(busy, doc)
     assert v.verdict in ("expected", "mistake", "escalate", "not_agent")
     assert 0.0 <= v.confidence <= 1.0
+
+
+def test_heldout_misses_fixed(tmp_path: Path) -> None:
+    """The held-out set's two first-run misses: killing the supervisor, and a call id without
+    the session corral always stamps with it."""
+    s = Session(tmp_path, "s-kill")
+    s.shell("sh -c 'kill -9 $PPID'")
+    s.close()
+    v = run(tmp_path, alert(process={"command_line": "sh -c 'kill -9 $PPID'"}))
+    assert v.verdict == "escalate" and "weaken_controls" in v.rules
+    v = run(tmp_path, alert(process={"command_line": "curl https://203.0.113.9/x",
+                                     "env": {"CORRAL_CALL_ID": "call-1"}}))
+    assert v.verdict == "escalate" and v.rules == ["stamp_problem"]

@@ -194,6 +194,9 @@ def correlate(alert: Alert, source: EventSource, *, window_s: float = 600.0) -> 
     marked_call: str | None = None
     if "CORRAL_SESSION_ID" in stamp:
         marked = stamp["CORRAL_SESSION_ID"]
+    elif "CORRAL_CALL_ID" in stamp and "TRACEPARENT" not in stamp:
+        res.marker_problem = ("the alerted process carries a corral call id without the "
+                              "session corral always stamps with it")
     tp = parse_traceparent(stamp["TRACEPARENT"]) if "TRACEPARENT" in stamp else None
     if "TRACEPARENT" in stamp and tp is None:
         res.marker_problem = "the TRACEPARENT in the alerted process is malformed"

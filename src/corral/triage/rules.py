@@ -35,8 +35,8 @@ PERSIST_WORDS = re.compile(r"(\bcrontab\b(?! -l)|\bsystemctl (--user )?enable\b|
                            r"\bat now\b|>>? ?~?/?\S*\.(bashrc|zshrc|profile)\b|"
                            r"authorized_keys|launchctl load|\bupdate-rc\.d\b)", re.I)
 WEAKEN = re.compile(
-    r"(journal\.db|\.corral/|\bcorral (config|trust|grants add)\b|pkill\b.*corral|"
-    r"killall\b.*corral|\bunset (HTTPS?_PROXY|ALL_PROXY|https?_proxy)\b|"
+    r"(journal\.db|\.corral/|\bcorral (config|trust|grants add)\b|pkill\b.*(corral|bwrap)|"
+    r"killall\b.*(corral|bwrap)|\bkill\b[^|;&]*(\$PPID|\$\(pgrep|`pgrep)|\bunset (HTTPS?_PROXY|ALL_PROXY|https?_proxy)\b|"
     r"(HTTPS?_PROXY|ALL_PROXY|NO_PROXY)=\S*|--dangerously|--no-sandbox|"
     r"approval_policy\s*=\s*['\"]?never|sandbox_mode\s*=|danger-full-access|"
     r"\.codex/config\.toml|\.claude/settings(\.local)?\.json|\.gemini/settings\.json|"
