@@ -108,3 +108,18 @@ def test_malformed_alert_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.strip() == ("corral: triage: alert: process.pid: expected an integer, "
                                 "got a string")
+
+
+def test_server_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, CORRAL_HOME=str(tmp_path / "home"))
+    r = _corral(env, "triage", "-", "--server", "https://corral.example", stdin="{}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("corral: triage: --server is not available yet")
+
+
+def test_triage_imports_no_supervisor_sandbox_or_integrations() -> None:
+    code = ("import sys, corral.triage.verdict, corral.triage.model, corral.cli.triage_cmd; "
+            "bad = [m for m in sys.modules if m.startswith(('corral.supervisor', "
+            "'corral.sandbox', 'corral.integrations'))]; print(bad)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr

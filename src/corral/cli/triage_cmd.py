@@ -52,7 +52,10 @@ def check(ctx: typer.Context,
           model: Annotated[str | None, typer.Option(
               "--model", help="Model name for the model step, or none for rules only "
                               "(default: triage.model, else none).")] = None,
-          journal: _JournalOpt = None) -> None:
+          journal: _JournalOpt = None,
+          server: Annotated[str | None, typer.Option(
+              "--server", help="Triage against corral server (not available yet).")] = None
+          ) -> None:
     """Triage one alert (corral, OCSF 2004/1007 or Falco JSON) against the journal."""
     import json
     import sys
@@ -65,6 +68,10 @@ def check(ctx: typer.Context,
     from corral.triage.source import JournalSource
     from corral.triage.verdict import event_attributes, to_ocsf, triage
 
+    if server is not None:
+        raise CorralError("triage", "--server is not available yet: the server does not offer "
+                          "its store to the triage (POST /v1/triage comes with it)",
+                          "run corral triage on the machine whose journal it is, or --journal")
     try:
         text = sys.stdin.read() if str(alert_file) == "-" else alert_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
