@@ -71,25 +71,33 @@ class Writer:
             self.pending -= len(items)
 
     async def _run(self) -> None:
-        while True:
-            jobs = [await self._queue.get()]
-            n = len(jobs[0].items)
-            while n < self.max_batch and not self._queue.empty():
-                job = self._queue.get_nowait()
-                jobs.append(job)
-                n += len(job.items)
-            items = [i for j in jobs for i in j.items]
+        while True:  # never dies: a dead writer would leave every later request waiting
             try:
-                res = await asyncio.to_thread(self.store.append, items, time.time_ns())
+                await self._one()
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                for j in jobs:
-                    if not j.done.done():
-                        j.done.set_exception(exc)
-                continue
-            self.metrics.stored(res)
+                self.metrics.reject(f"writer:{type(exc).__name__}")
+
+    async def _one(self) -> None:
+        jobs = [await self._queue.get()]
+        n = len(jobs[0].items)
+        while n < self.max_batch and not self._queue.empty():
+            job = self._queue.get_nowait()
+            jobs.append(job)
+            n += len(job.items)
+        items = [i for j in jobs for i in j.items]
+        try:
+            res = await asyncio.to_thread(self.store.append, items, time.time_ns())
+        except Exception as exc:
             for j in jobs:
                 if not j.done.done():
-                    j.done.set_result(res)
+                    j.done.set_exception(exc)
+            return
+        for j in jobs:
+            if not j.done.done():
+                j.done.set_result(res)
+        self.metrics.stored(res)
 
 
 class Server:

@@ -25,7 +25,7 @@ from corral.server import integrity as it
 JOURNAL_GENESIS = "0" * 64
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ is 1.7 µs, this 0.25 µs (hot path)
 class JournalLink:
     """Where a forwarded record sits in its machine's journal (from the wire contract)."""
 
@@ -47,7 +47,7 @@ class JournalCheckpoint:
     signature: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ is 1.7 µs, this 0.25 µs (hot path)
 class Incoming:
     """One event to store. ``record`` is the JSON value kept verbatim in the leaf (for a
     forwarded journal record: its canonical JSON text, so the machine's chain can be
