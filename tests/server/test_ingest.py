@@ -195,3 +195,17 @@ def test_healthz_metrics_and_status(served: Served, tmp_path: Path) -> None:
     assert int(lines["corral_server_store_bytes"]) > 0
     status = json.loads(corral("server", "status", "--data", str(served.data), "--json").stdout)
     assert status["events"] == 12 and status["verifier_key"].startswith(status["origin"] + "+")
+
+
+def test_batches_out_of_order_fill_the_gap_and_verify_clean(served: Served,
+                                                            tmp_path: Path) -> None:
+    j = journal(tmp_path, 10)
+    assert post(served.url, forward_request(j, 6, 10), served.ingest).status_code == 200
+    assert post(served.url, forward_request(j, 1, 5), served.ingest).status_code == 200
+    assert post(served.url, forward_request(j, 3, 7), served.ingest).status_code == 200
+    evs = _events(served)
+    assert len(evs) == 10
+    assert evs[0]["flags"] == [f"gap: journal {j.id} seqs 1..5 are missing"]
+    assert evs[5]["flags"] == [f"late: journal {j.id} seq 1 arrived after seq 10"]
+    res = _verify(served.data)
+    assert res.returncode == 0, res.stdout  # the journal is whole now: nothing to report

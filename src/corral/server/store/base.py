@@ -224,8 +224,14 @@ def append_batch(tx: Tx, items: list[Incoming], received_ns: int) -> AppendResul
             if link.seq > st.seq + 1:
                 flags.append(f"gap: journal {jid} seqs {st.seq + 1}..{link.seq - 1} are missing")
             elif link.seq <= st.seq and not flags:
-                flags.append(f"rewritten history: journal {jid} seq {link.seq} arrived after "
-                             f"seq {st.seq}")
+                at = st.hashes.get(link.seq) or tx.journal_hash_at(jid, link.seq)
+                if at is None:  # batches out of order: it fills a gap, nothing rewritten
+                    flags.append(f"late: journal {jid} seq {link.seq} arrived after seq "
+                                 f"{st.seq}")
+                else:
+                    flags.append(f"rewritten history: journal {jid} seq {link.seq} was "
+                                 "already stored" + ("" if at == link.hash else
+                                                     " with other content"))
             elif link.seq == st.seq + 1 and link.prev_hash != st.hash:
                 flags.append(f"rewritten history: journal {jid} seq {link.seq} does not "
                              "continue the chain (prev_hash differs)")
