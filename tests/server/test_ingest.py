@@ -209,3 +209,21 @@ def test_batches_out_of_order_fill_the_gap_and_verify_clean(served: Served,
     assert evs[5]["flags"] == [f"late: journal {j.id} seq 1 arrived after seq 10"]
     res = _verify(served.data)
     assert res.returncode == 0, res.stdout  # the journal is whole now: nothing to report
+
+
+def test_forged_journal_checkpoint_is_flagged(served: Served, tmp_path: Path) -> None:
+    j = journal(tmp_path, 10, checkpoint_every=5)
+    req = ExportLogsServiceRequest.FromString(forward_request(j))
+    forged = 0
+    for lr in req.resource_logs[0].scope_logs[0].log_records:
+        for kv in lr.attributes:
+            if kv.key == "corral.journal.checkpoint.head_hash" and forged == 0:
+                kv.value.string_value = "f" * 64  # claims another head, signature now invalid
+                forged += 1
+    assert post(served.url, req.SerializeToString(), served.ingest).status_code == 200
+    cp = next(e for e in _events(served) if e["kind"] == "checkpoint")
+    assert any("checkpoint 5: signature invalid" in f for f in cp["flags"])  # type: ignore[union-attr]
+    res = _verify(served.data)
+    assert res.returncode == 1
+    assert (f"corral: server verify: journal {j.id} (device {j.id}): checkpoint 5 (server seq 6):"
+            " signature invalid or by another key") in res.stdout
