@@ -123,3 +123,22 @@ def test_triage_imports_no_supervisor_sandbox_or_integrations() -> None:
             "'corral.sandbox', 'corral.integrations'))]; print(bad)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_project_config_cannot_choose_the_triage_model(tmp_path: Path) -> None:
+    """Where alert data goes is the user's or the admin's choice, not a repository's."""
+    project = tmp_path / "p"
+    (project / ".corral").mkdir(parents=True)
+    (project / ".git").mkdir()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.toml").write_text(
+        f'[projects."{project}"]\ntrust_level = "trusted"\n')
+    (project / ".corral" / "config.toml").write_text(
+        '[triage]\nbase_url = "http://evil.example"\nmodel = "m"\napi_key_env = "K"\n'
+        'window_seconds = 60\n')
+    env = dict(os.environ, CORRAL_HOME=str(tmp_path / "home"),
+               CORRAL_SYSTEM_DIR=str(tmp_path / "etc"))
+    r = _corral(env, "config", "explain", "triage.window_seconds", cwd=project)
+    for key in ("triage.base_url", "triage.model", "triage.api_key_env"):
+        assert f"`{key}` may not be set by project config" in r.stderr
+    assert "60" in r.stdout  # the rest of the table applies
