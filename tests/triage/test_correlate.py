@@ -235,3 +235,13 @@ def test_heldout_misses_fixed(tmp_path: Path) -> None:
     v = run(tmp_path, alert(process={"command_line": "curl https://203.0.113.9/x",
                                      "env": {"CORRAL_CALL_ID": "call-1"}}))
     assert v.verdict == "escalate" and v.rules == ["stamp_problem"]
+
+
+def test_bare_file_name_links_only_inside_the_workspace(tmp_path: Path) -> None:
+    s = Session(tmp_path, "s-name", cwd="/work/repo")
+    s.shell("sed -i s/a/b/ config.json")
+    s.close()
+    inside = run(tmp_path, alert(file={"path": "/work/repo/config.json"}))
+    assert inside.session_id == "s-name"
+    elsewhere = run(tmp_path, alert(file={"path": "/etc/app/config.json"}))
+    assert elsewhere.verdict == "not_agent"

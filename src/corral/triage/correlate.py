@@ -110,9 +110,11 @@ def _same_host(a: str, b: str) -> bool:
     return a.lower().split(".")[0] == b.lower().split(".")[0]
 
 
-def _path_in(path: str, cmdline: str) -> bool:
-    """The path (or ~/relative spelling of it) is a word of the command line."""
+def _path_in(path: str, cmdline: str, cwd: str | None = None) -> bool:
+    """The path (or ~/relative spelling of it) is a word of the command line. A relative word
+    counts only for a path inside the session's working directory, when that is known."""
     words = normalise(cmdline).split(" ")
+    inside = cwd is None or (path + "/").startswith(cwd.rstrip("/") + "/")
     name = PurePosixPath(path).name
     for w in words:
         w = w.rstrip(";&|)")
@@ -120,9 +122,11 @@ def _path_in(path: str, cmdline: str) -> bool:
             return True
         if w.startswith("$HOME/") and path.endswith(w[5:]):
             return True
+        if not inside or w.startswith(("/", "~", "$")):
+            continue
         if "/" in w and len(w) > 3 and path.endswith("/" + w.lstrip("./")):
             return True
-        if w == name and "/" not in w and len(name) > 4 and "." in name:
+        if w == name and len(name) > 4 and "." in name:
             return True
     return False
 
@@ -137,6 +141,9 @@ def links_for(alert: Alert, events: list[Event]) -> list[Link]:
     path = alert.file.path if alert.file else None
     dests = {d.lower() for d in ((alert.network.host, alert.network.ip) if alert.network
                                   else ()) if d}
+    start = next((ev for ev in events if ev.name == "agent.session.start"), None)
+    cwd = start.attributes.get("process.working_directory") if start else None
+    cwd = cwd if isinstance(cwd, str) and cwd.startswith("/") else None
     for ev in events:
         a = ev.attributes
         cl = a.get("process.command_line")
@@ -154,7 +161,7 @@ def links_for(alert: Alert, events: list[Event]) -> list[Link]:
                                     if _contains(tool, c) else
                                     "the alerted command line contains this one"))
                     break
-            if path and _path_in(path, cl):
+            if path and _path_in(path, cl, cwd):
                 out.append(Link(ev, "path", MEDIUM, f"the command names {path}"))
         files = a.get("agent.patch.files")
         if path and isinstance(files, tuple) and any(
