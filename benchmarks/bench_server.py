@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/bench_server.py [--runs 3] [--batches 120]
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import subprocess
@@ -50,9 +51,19 @@ BATCH = 512
 CONNS = 4
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: list[float] = []  # events per server-process CPU second, per run
+
+
 def ingest_run(data: Path, bodies: list[bytes], servers: int, database: str | None) -> float:
     tok = token(data, "ingest", database)
     procs = [ServerProc(data, database) for _ in range(servers)]
+    cpu0 = sum(cpu_seconds(p.proc.pid) for p in procs)
     try:
         lock = threading.Lock()
         queue = list(range(len(bodies)))
@@ -80,6 +91,7 @@ def ingest_run(data: Path, bodies: list[bytes], servers: int, database: str | No
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        CPU.append(len(bodies) * BATCH / (sum(cpu_seconds(p.proc.pid) for p in procs) - cpu0))
         size = httpx.get(procs[0].url + "/healthz").json()["size"]
         assert size == len(bodies) * BATCH, size
     finally:
@@ -142,7 +154,8 @@ def main() -> None:
             init_server(data, interval=5)
             rates.append(ingest_run(data, bodies, servers, None))
         print(f"  SQLite, {servers} server(s):         {statistics.median(rates):9,.0f} events/s  "
-              f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
+              f"(runs: {', '.join(f'{x:,.0f}' for x in rates)}); "
+              f"{statistics.median(CPU[-args.runs:]):,.0f} events per server CPU-second")
 
     if not args.skip_postgres:
         import psycopg
@@ -161,7 +174,9 @@ def main() -> None:
                     rates.append(ingest_run(data, bodies, servers, dburl))
                 print(f"  PostgreSQL 15, {servers} server(s):  "
                       f"{statistics.median(rates):9,.0f} events/s  "
-                      f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
+                      f"(runs: {', '.join(f'{x:,.0f}' for x in rates)}); "
+                      f"{statistics.median(CPU[-args.runs:]):,.0f} events per server CPU-second"
+                      " (PostgreSQL's own CPU not counted)")
 
     n = args.verify_events
     data = tmp / "big"
