@@ -114,4 +114,5 @@ def test_write_into_git_hooks_is_refused_before_claude_writes(claude, session, t
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     assert not hook.exists()
     out = srv.tool_outputs()[0]
-    assert "corral: sandbox: Write refused:" in out and ".git/hooks is a protected path" in out
+    assert "corral: sandbox: edit refused:" in out  # the session's pipeline decided
+    assert ".git/hooks/pre-commit is a protected path" in out

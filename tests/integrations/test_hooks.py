@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corral.integrations import hooks
-from corral.integrations.hooks import Verdict, classify, handle, protected_target, render
+from corral.integrations.hooks import Verdict, classify, handle, render
 
 
 def pre(tool: str, tool_input: object, cwd: Path, event: str = "PreToolUse") -> str:
@@ -70,9 +70,14 @@ def test_prompt_inside_corral_run_is_denied_not_deferred(session):
     corral could not put to anyone is refused, as the journal records it."""
     cmd = {"command": "git push --force origin main"}
     env = dict(session.env, CORRAL_SANDBOX="1")
+    session.api.pipeline.defer_to_agent = False  # corral run's session never defers
     r = out(session.run_hook("codex", pre("Bash", cmd, session.work), env=env))
     assert r["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert "nobody could be asked" in r["hookSpecificOutput"]["permissionDecisionReason"]
+    assert [e.attributes["agent.decision"] for e in session.events()
+            if e.name == "agent.tool.decision"] == ["denied"]
+    # and a hook inside corral's sandbox never defers, whatever the session answers
+    session.api.pipeline.defer_to_agent = True
     r = out(session.run_hook("claude-code", pre("Bash", cmd, session.work), env=env))
     assert r["hookSpecificOutput"]["permissionDecision"] == "deny"
 
@@ -134,7 +139,7 @@ def test_edits_to_protected_paths_are_denied(session):
              "*** End Patch\n")
     r = out(session.run_hook("codex", pre("apply_patch", {"command": patch}, session.work)))
     reason = r["hookSpecificOutput"]["permissionDecisionReason"]
-    assert reason.startswith("corral: sandbox: apply_patch refused:") and ".git/hooks" in reason
+    assert reason.startswith("corral: sandbox: edit refused:") and ".git/hooks" in reason
     r = out(session.run_hook("claude-code", pre("Write", {"file_path": str(
         session.work / ".claude" / "settings.json"), "content": "{}"}, session.work)))
     assert r["hookSpecificOutput"]["permissionDecision"] == "deny"
@@ -193,22 +198,35 @@ def test_tool_names_map_to_action_kinds(tool, tool_input, kind, argv, files):
     assert (call.kind, call.argv, call.files) == (kind, argv, files)
 
 
-def test_protected_names_match_the_sandbox():
-    from corral.sandbox import protected
+def test_edits_are_decided_by_the_pipeline_not_the_hook(session):
+    """The hook keeps no list of protected names: a patch goes to the session's pipeline, which
+    refuses protected paths (also through a symlink) and records the decision."""
+    assert not hasattr(hooks, "PROTECTED_NAMES") and not hasattr(hooks, "protected_target")
+    (session.work / ".git" / "hooks").mkdir(parents=True, exist_ok=True)
+    (session.work / "tools").symlink_to(session.work / ".git" / "hooks")
+    for path in (".codex/config.toml", "tools/pre-commit", "sub/.envrc"):
+        r = out(session.run_hook("claude-code", pre("Write", {"file_path": path},
+                                                     session.work)))
+        spec = r["hookSpecificOutput"]
+        assert spec["permissionDecision"] == "deny", path
+        assert spec["permissionDecisionReason"].startswith("corral: sandbox: edit refused: ")
+    r = session.run_hook("codex", pre("apply_patch", {"command": "*** Add File: src/x.py\n"},
+                                      session.work))
+    assert r.returncode == 0 and r.stdout == ""  # inside the workspace: the agent goes on
+    decisions = [(e.attributes["gen_ai.tool.name"], e.attributes["agent.decision"])
+                 for e in session.events() if e.name == "agent.tool.decision"]
+    assert decisions == [("apply_patch", "forbidden")] * 3 + [("apply_patch", "auto_approved")]
 
-    assert hooks.PROTECTED_NAMES == protected.PROTECTED_NAMES
-    assert tuple(n for n, _ in protected.GIT_PROTECTED) == hooks.GIT_PROTECTED
-    assert protected_target("../x/.git/config", "/w/p") == \
-        "/w/x/.git/config is a protected path (git config)"
-    assert protected_target("src/git/hooks.py", "/w") is None
 
-
-def test_protected_paths_through_symlinks(tmp_path):
-    (tmp_path / ".git" / "hooks").mkdir(parents=True)
-    (tmp_path / "tools").symlink_to(tmp_path / ".git" / "hooks")
-    why = protected_target("tools/pre-commit", str(tmp_path))
-    assert why == f"{tmp_path}/.git/hooks is a protected path (git hooks)"
-    assert protected_target("src/x.py", str(tmp_path)) is None
+def test_prompt_without_channel_is_recorded_as_deferred_to_the_agent(session):
+    """What the journal says matches what happens: outside corral run, a prompt nobody could
+    answer is left to the agent's own approval, recorded as such (not as denied)."""
+    cmd = {"command": "git push --force origin main"}
+    r = session.run_hook("codex", pre("Bash", cmd, session.work))
+    assert r.returncode == 0 and r.stdout == ""
+    (dec,) = [e.attributes for e in session.events() if e.name == "agent.tool.decision"]
+    assert (dec["agent.decision"], dec["agent.decision.source"]) == ("deferred_to_agent",
+                                                                     "agent")
 
 
 def test_render_native_formats():

@@ -293,8 +293,8 @@ def test_imported_records_are_claims_whatever_their_names(session: Session,
                           session.tel.session_id], env=env, capture_output=True, text=True,
                          timeout=60, check=True).stdout
     lines = out.splitlines()
-    forged = [ln for ln in lines if "approved_persistent" in ln or "result True" in ln
-              or "sandbox success" in ln or "evil.example" in ln]
+    forged = [ln for ln in lines if "approved_persistent" in ln or "tool_result" in ln
+              or "sandbox_outcome" in ln or "evil.example" in ln]
     assert len(forged) == 4, out
     assert all("claimed by the agent (imported telemetry)" in ln for ln in forged), out
     ours = [ln for ln in lines if "denied by automated_reviewer" in ln]

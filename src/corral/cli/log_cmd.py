@@ -39,12 +39,15 @@ def show(
         int | None, typer.Option("--last", min=1, help="Only the last N sessions.")
     ] = None,
     journal: _JournalOpt = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show imported agent records in full (raw form).")] = False,
 ) -> None:
     """Timeline per session: each prompt, then each action with its decision, source and result."""
     if ctx.invoked_subcommand is not None:
         return
     from rich.console import Console
 
+    from corral.display import shown
     from corral.telemetry.journal import Journal
     from corral.telemetry.timeline import describe, session_tree, to_json_line
 
@@ -65,7 +68,7 @@ def show(
                     print(to_json_line(ev))
     else:
         for sid in sessions:
-            tree = session_tree(j.events(sid, until_seq=head))
+            tree = session_tree(j.events(sid, until_seq=head), verbose=verbose)
             if tree is None:
                 console.print(f"no events for session {sid}")
                 continue
@@ -84,8 +87,9 @@ def show(
                 if as_json:
                     print(to_json_line(ev), flush=True)
                 else:
-                    line = describe(ev)
-                    line.append(f"  [{ev.session_id} {ev.call_id or ''}]", style="dim")
+                    line = describe(ev, verbose=verbose)
+                    line.append(f"  [{shown(ev.session_id)} {shown(ev.call_id or '')}]",
+                                style="dim")
                     console.print(line)
                     sys.stdout.flush()
     except KeyboardInterrupt:

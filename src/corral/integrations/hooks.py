@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 
 AGENTS = ("codex", "claude-code")
 TOOL_EVENTS = ("PreToolUse", "PermissionRequest")
-# Names protected under every writable root (kept equal to corral.sandbox.protected by a test;
-# not imported from there so a hook call does not load the sandbox package).
-PROTECTED_NAMES = (".corral", ".codex", ".claude", ".gemini", ".agents", ".vscode", ".idea",
-                   ".mcp.json", ".envrc")
-GIT_PROTECTED = ("hooks", "config")
 DEFAULT_TIMEOUT = 590.0  # below the agents' own 600 s hook timeout, so our deny is what they see
 NO_SUPERVISOR_HINT = ("start the agent under `corral run`, or take the hooks out with "
                       "`corral install-hooks AGENT --remove`")
@@ -152,22 +147,6 @@ def classify(tool_name: str, tool_input: Any) -> ToolCall:
     return ToolCall(tool_name, "other", arguments=args)
 
 
-def protected_target(path: str, cwd: str) -> str | None:
-    """Why writing ``path`` (relative to ``cwd``) is refused, or None: agent and tool configs
-    and git hooks make code run later outside any sandbox."""
-    joined = os.path.join(cwd, os.path.expanduser(path))
-    # As written and with symlinks resolved: a link to .git/hooks is .git/hooks.
-    for full in (os.path.normpath(joined), os.path.realpath(joined)):
-        parts = full.split(os.sep)
-        for i, part in enumerate(parts):
-            if part in PROTECTED_NAMES:
-                return f"{os.sep.join(parts[:i + 1])} is a protected path (agent/tool " \
-                       "configuration)"
-            if part == ".git" and i + 1 < len(parts) and parts[i + 1] in GIT_PROTECTED:
-                return f"{os.sep.join(parts[:i + 2])} is a protected path (git {parts[i + 1]})"
-    return None
-
-
 # -- the supervisor connection ------------------------------------------------------------------
 
 
@@ -252,63 +231,53 @@ def _str(payload: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _cannot_ask(reply: dict[str, Any]) -> bool:
-    """The supervisor's rules said prompt but it had nobody to ask (exit status 242)."""
-    return reply.get("exit_code") == 242
-
-
 def _agent_may_decide() -> bool:
     """Whether a prompt corral could not put to anyone may go to the agent's own approval.
 
-    Not under `corral run` (the agent runs in corral's sandbox, CORRAL_SANDBOX=1): there corral
-    owns the approval channels, the agent's own approval may be off (`codex exec` runs with
-    approval `never`), and the journal already records the action as denied, so deferring would
-    let a command run that the record says was refused."""
+    The supervisor decides (it records ``deferred_to_agent`` only in a hook session outside
+    `corral run`); this is a second check: never under `corral run` (the agent runs in corral's
+    sandbox, CORRAL_SANDBOX=1), where the agent's own approval may be off (`codex exec` runs
+    with approval `never`)."""
     return os.environ.get("CORRAL_SANDBOX") != "1"
 
 
-def _decide_shell(call: ToolCall, cwd: str | None, send: Transport) -> Verdict:
-    fields: dict[str, Any] = {"argv": list(call.argv)}
-    if cwd:
-        fields["cwd"] = cwd
+def _decide(fields: dict[str, Any], send: Transport, shown_as: str | None = None) -> Verdict:
+    """Ask the session's pipeline (shell, patch or MCP action) and answer as it decided. An
+    allowed edit or MCP call is not an "allow" to the agent: its own prompts for those still
+    apply (corral only adds refusals there)."""
     reply = send("decide", fields)
     if not reply.get("ok"):
         return Verdict("deny", str(reply.get("error") or "corral: supervisor: request refused"))
     if reply.get("allowed"):
+        if fields.get("kind", "shell") != "shell":
+            return Verdict("none")
         return Verdict("allow", f"corral: allowed ({reply.get('verdict', 'approved')})")
-    if _cannot_ask(reply) and _agent_may_decide():
-        return Verdict("defer", f"corral: rules: `{call.command_line}` needs approval and this "
-                                "session has no corral approval channel; the agent's own "
-                                "approval decides")
-    return Verdict("deny", str(reply.get("message") or "corral: denied by policy"))
+    message = str(reply.get("message") or "corral: denied by policy")
+    if reply.get("verdict") == "deferred_to_agent" and _agent_may_decide():
+        what = shown_as or "this action"
+        return Verdict("defer", f"corral: rules: `{what}` needs approval and this session has "
+                                "no corral approval channel; the agent's own approval decides")
+    return Verdict("deny", message)
 
 
 def _tool_verdict(call: ToolCall, payload: dict[str, Any], send: Transport) -> Verdict:
     cwd = _str(payload, "cwd")
+    fields: dict[str, Any] = {"cwd": cwd} if cwd else {}
     if call.kind == "shell":
         inp = payload.get("tool_input")
         workdir = inp.get("workdir") if isinstance(inp, dict) else None
         if isinstance(workdir, str) and workdir:  # Codex's exec_command may run elsewhere
-            cwd = os.path.normpath(os.path.join(cwd or os.getcwd(), workdir))
-        return _decide_shell(call, cwd, send)
-    if call.kind == "patch":
-        for f in call.files:
-            why = protected_target(f, cwd or os.getcwd())
-            if why:
-                return Verdict("deny", f"corral: sandbox: {call.tool_name} refused: {why}; do not "
-                               "try to achieve the same effect another way")
+            fields["cwd"] = os.path.normpath(os.path.join(cwd or os.getcwd(), workdir))
+        return _decide({**fields, "argv": list(call.argv)}, send, call.command_line)
+    if call.kind == "patch" and call.files:  # protected paths, the workspace: the pipeline's
+        return _decide({**fields, "kind": "patch", "files": list(call.files)}, send)
     if call.kind == "mcp":
-        reply = send("event", {"name": "agent.mcp.call", "call_id": _str(payload, "tool_use_id"),
-                               "attributes": {"mcp.server.name": call.mcp_server,
-                                              "gen_ai.tool.name": call.mcp_tool,
-                                              "mcp.method.name": "tools/call"},
-                               "content": {"arguments": call.arguments or ""}})
-        if not reply.get("ok"):
-            return Verdict("deny", str(reply.get("error")))
-    else:  # no supervisor round trip needed, but a session must exist: fail closed if not
-        reply = send("ping", {})
-        if not reply.get("ok"):
-            return Verdict("deny", str(reply.get("error")))
+        return _decide({"kind": "mcp", "server": call.mcp_server, "tool": call.mcp_tool,
+                        "arguments": call.arguments or ""}, send)
+    # no decision needed, but a session must exist: fail closed if not
+    reply = send("ping", {})
+    if not reply.get("ok"):
+        return Verdict("deny", str(reply.get("error")))
     return Verdict("none")
 
 

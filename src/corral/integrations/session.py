@@ -110,7 +110,7 @@ class AgentSession(Session):
                                sandbox_profile=sandbox_profile, reviewer=reviewer,
                                intent=intent, integration=integration,
                                socket_dir=socket_dir or Path(tempfile.gettempdir()),
-                               summary={"agent": agent})
+                               summary={"agent": agent}, defer_to_agent=True)
         assert isinstance(session, AgentSession)
         return session
 
@@ -132,5 +132,7 @@ def make_pipeline(cfg: Any, tel: Any, approval_policy: Any, asker: Any | None,
     """The session's pipeline; ``asker`` answers at the terminal (default: nobody there)."""
     from corral.supervisor.pipeline import Pipeline, no_terminal
 
-    return Pipeline(cfg, tel, approval_policy=approval_policy, terminal=asker or no_terminal,
+    pipe = Pipeline(cfg, tel, approval_policy=approval_policy, terminal=asker or no_terminal,
                     sandbox_profile=sandbox_profile, reviewer=reviewer, intent=intent)
+    pipe.defer_to_agent = True  # a hook session: the agent has its own approval
+    return pipe

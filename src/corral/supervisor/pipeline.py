@@ -14,6 +14,7 @@ agent not to work around it.
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import subprocess
 import threading
@@ -93,6 +94,19 @@ def _event_source(source: str | None) -> str:
     return "rule"
 
 
+def _protected_edit(path: Path, roots: tuple[Path, ...]) -> bool:
+    """A protected path of a writable root, or an agent/tool config name or git hooks/config at
+    any depth (a nested ``.codex`` or ``.envrc`` runs code when a tool starts there)."""
+    from corral.sandbox.protected import GIT_PROTECTED, PROTECTED_NAMES, is_protected_name
+
+    if is_protected_name(path, roots):
+        return True
+    parts = path.parts
+    git = {name for name, _ in GIT_PROTECTED}
+    return any(p in PROTECTED_NAMES or (p == ".git" and i + 1 < len(parts) and
+                                        parts[i + 1] in git) for i, p in enumerate(parts))
+
+
 class Pipeline:
     """Runs actions for one session: the policy, sandbox plan and journal are loaded once.
 
@@ -117,6 +131,10 @@ class Pipeline:
         self.queue_timeout = queue_timeout if queue_timeout is not None else float(
             cfg.get("approvals.queue_timeout_seconds", 0) or 0)
         self.intent = intent  # the user's request as corral recorded it (trusted)
+        # A prompt nobody can answer goes to the agent's own approval (recorded as
+        # deferred_to_agent) instead of being denied: set by hook sessions outside corral run,
+        # never under corral run (the agent's approval may be off there) or corral exec.
+        self.defer_to_agent = False
         self.claimed_intent: str | None = None  # what the agent reports the user asked
         self.grants = grants or GrantStore(home=cfg.corral_home)
         self.reviewer_name = reviewer
@@ -190,14 +208,13 @@ class Pipeline:
         """A file edit the agent will make itself (apply_patch, Edit, Write): allowed inside the
         writable roots, forbidden on protected paths (they would run code later, outside the
         sandbox), and a question anywhere else or under ``untrusted``."""
-        from corral.sandbox.protected import is_protected_name
-
         call_id = self._next_call_id()
-        paths = tuple(str((cwd / f).resolve()) if not Path(f).is_absolute() else
-                      str(Path(f).resolve()) for f in files)
+        written = tuple(os.path.normpath(cwd / os.path.expanduser(f)) for f in files)
+        paths = tuple(str(Path(p).resolve()) for p in written)
         line = "patch " + " ".join(paths)
         roots = tuple(self.plan.writable_roots)
-        protected = [p for p in paths if is_protected_name(Path(p), roots)]
+        protected = [p for p, w in zip(paths, written, strict=True)
+                     if _protected_edit(Path(p), roots) or _protected_edit(Path(w), roots)]
         if protected:
             why = f"{protected[0]} is a protected path (it would run code outside the sandbox)"
             self._decision(call_id, "forbidden", "rule", "sandbox:protected", why, line,
@@ -301,6 +318,16 @@ class Pipeline:
             code = {"denied": EXIT_DENIED, "refused": EXIT_FORBIDDEN}.get(
                 verdict.outcome, EXIT_CANNOT_ASK)
             waited = verdict.outcome == "cannot_ask" and self.queue_timeout > 0
+            if verdict.outcome == "cannot_ask" and not waited and self.defer_to_agent:
+                # Nobody corral can ask, and the agent has its own approval (a hook session
+                # outside corral run): corral does not run it, and the record says the agent's
+                # approval decides, not that corral denied what the agent may then run.
+                why = "nobody corral can ask; the agent's own approval decides"
+                self._decision(call_id, "deferred_to_agent", "agent", source,
+                               f"{reason}; {why}" if reason else why, cmdline, tool=tool)
+                return Gate(call_id, argv, cwd, rule_decision, "deferred_to_agent", False,
+                            EXIT_CANNOT_ASK, f"corral: approvals: `{cmdline}` needs approval "
+                            f"({reason}): {why}")
             return refuse(code, "timed_out" if waited else "denied", verdict.who or who,
                           verdict.message or reason,
                           f"corral: approvals: `{cmdline}` needs approval ({reason}): "

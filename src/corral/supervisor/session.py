@@ -65,7 +65,7 @@ class Session:
              network: str | None = None, allow_domains: Sequence[str] = (),
              deny_domains: Sequence[str] = (),
              preset: tuple[str, Sequence[str]] | None = None,
-             summary: dict[str, Any] | None = None) -> Session:
+             summary: dict[str, Any] | None = None, defer_to_agent: bool = False) -> Session:
         """Start the journal, the managed proxy (when the resolved network mode is proxy), the
         pipeline, the API socket (``api``) and the integration.
 
@@ -73,7 +73,9 @@ class Session:
         answer when ``approvals.queue_timeout_seconds`` is set). ``network`` is an explicit
         mode (a flag); ``preset`` is (agent name, model API hosts) allowed for an agent.
         ``intent`` is the user's request as given to corral itself: the only request the
-        reviewer trusts. Sockets live in a private directory under ``socket_dir`` (default:
+        reviewer trusts. ``defer_to_agent``: a prompt nobody can answer goes to the agent's own
+        approval, recorded as ``deferred_to_agent`` (hook sessions outside ``corral run`` only).
+        Sockets live in a private directory under ``socket_dir`` (default:
         ``corral.paths.socket_parent``), never where the sandbox could list them."""
         from corral.paths import socket_parent
         from corral.sandbox import NetworkMode, network_mode
@@ -98,6 +100,7 @@ class Session:
             pipe = Pipeline(cfg, tel, approval_policy=approval_policy,
                             terminal=asker or no_terminal, sandbox_profile=sandbox_profile,
                             reviewer=reviewer, intent=intent, network=net)
+            pipe.defer_to_agent = defer_to_agent
             holder.append(pipe)
             policy_name = approval_policy if isinstance(approval_policy, str) else "granular"
             tel.emit_event(SessionStart.from_summary(

@@ -23,9 +23,10 @@ AttrValue = Union[str, int, float, bool, tuple[str, ...]]  # noqa: UP007 (runtim
 
 DECISIONS = (
     "approved", "approved_for_session", "approved_for_project", "approved_persistent",
-    "denied", "abort", "timed_out", "auto_approved", "forbidden",
+    "denied", "abort", "timed_out", "auto_approved", "forbidden", "deferred_to_agent",
 )
-DECISION_SOURCES = ("rule", "heuristic", "requirements", "automated_reviewer", "user", "hook")
+DECISION_SOURCES = ("rule", "heuristic", "requirements", "automated_reviewer", "user", "hook",
+                    "agent")
 TOOL_KINDS = ("shell", "patch", "mcp", "web")
 SANDBOX_OUTCOMES = (
     "success", "failure", "sandbox_denied", "escalation_requested", "escalation_approved",

@@ -35,14 +35,48 @@ CLAIMS = {"session_api": "claimed by the agent (session API): ",
           "import": "claimed by the agent (imported telemetry): "}
 
 
-def describe(ev: Event) -> Text:
-    """One line for one event."""
+def _imported(t: Text, ev: Event, a: dict[str, Any], verbose: bool) -> Text:
+    """An imported record in one summarised line (what it was, its call, its outcome); the raw
+    record only with ``verbose``."""
+    t.append(str(a.get("agent.import.event") or ev.name), style="bold")
+    if ev.call_id:
+        t.append(f" call {safe(ev.call_id)}")
+    dec = a.get("agent.decision")
+    if dec is not None:
+        t.append(f" {dec}")
+        if a.get("agent.decision.source"):
+            t.append(f" by {a['agent.decision.source']}")
+    if a.get("agent.sandbox.outcome"):
+        t.append(f" {a['agent.sandbox.outcome']}")
+    if a.get("network.policy.decision"):
+        port = f":{a['server.port']}" if a.get("server.port") else ""
+        t.append(f" {a['network.policy.decision']} {a.get('server.address')}{port}")
+    ok = a.get("agent.tool.success")
+    if isinstance(ok, bool):
+        t.append(" ok" if ok else " failed", style="green" if ok else "red")
+    elif a.get("process.exit.code") is not None:
+        t.append(f" exit {a['process.exit.code']}")
+    dur = a.get("agent.tool.duration_ms")
+    if isinstance(dur, int | float) and not isinstance(dur, bool):
+        t.append(f" {dur:.0f} ms")
+    tool = a.get("gen_ai.tool.name")
+    if tool and ev.name != "agent.user_prompt":
+        t.append(f" {tool}", style="dim")
+    if verbose and a.get("agent.import.raw"):
+        t.append(f" {a['agent.import.raw']}", style="dim")
+    return t
+
+
+def describe(ev: Event, *, verbose: bool = False) -> Text:
+    """One line for one event (``verbose``: imported records with their raw form)."""
     a = {k: safe(v) if isinstance(v, str) else v for k, v in ev.attributes.items()}  # #21.4
     n = ev.name
     t = Text(_time(ev.time_unix_nano)[11:] + " ", style="dim")
     claim = CLAIMS.get(str(a.get(ORIGIN_ATTR)))
     if claim:
         t.append(claim, style="bold yellow")
+    if a.get(ORIGIN_ATTR) == "import" or "agent.import.event" in a:
+        return _imported(t, ev, a, verbose)
     if n == "agent.session.start":
         t.append("session start", style="bold")
         for key, label in (("agent.policy.approval", "approval"), ("agent.policy.sandbox",
@@ -58,7 +92,10 @@ def describe(ev: Event) -> Text:
         dec = str(a.get("agent.decision"))
         style = "green" if dec.startswith(("approved", "auto")) else "bold red"
         t.append(f"{a.get('gen_ai.tool.name')} ", style="bold")
-        t.append(dec, style=style).append(f" by {a.get('agent.decision.source')}")
+        if dec == "deferred_to_agent":  # corral did not decide: the agent's approval did
+            t.append("deferred to the agent's own approval", style="yellow")
+        else:
+            t.append(dec, style=style).append(f" by {a.get('agent.decision.source')}")
         if a.get("agent.decision.rule"):
             t.append(f" ({a['agent.decision.rule']})", style="dim")
         if a.get("agent.decision.rationale"):
@@ -97,33 +134,36 @@ def describe(ev: Event) -> Text:
     return t
 
 
-def session_tree(events: Iterable[Event]) -> Tree | None:
-    """A tree for one session's events: turns (prompts) hold actions, actions hold their events."""
+def session_tree(events: Iterable[Event], *, verbose: bool = False) -> Tree | None:
+    """A tree for one session's events: turns (prompts) hold actions, actions hold their events.
+    Everything an agent could choose (its name and version, call ids) is shown escaped."""
     evs = list(events)
     if not evs:
         return None
     first = evs[0]
-    agent = f"{first.agent_name} {first.agent_version}".strip()
-    root = Tree(Text.assemble(("session ", "bold"), (first.session_id, "bold magenta"),
-                              f"  {agent}  {first.user}@{first.host}  {_time(first.time_unix_nano)}"))
+    agent = safe(f"{first.agent_name} {first.agent_version}".strip())
+    root = Tree(Text.assemble(("session ", "bold"), (safe(first.session_id), "bold magenta"),
+                              f"  {agent}  {safe(first.user)}@{safe(first.host)}  "
+                              f"{_time(first.time_unix_nano)}"))
     turn: Tree = root
     calls: dict[tuple[str | None, str], Tree] = {}
     for ev in evs:
-        if ev.name == "agent.user_prompt":
-            turn = root.add(describe(ev))
+        if ev.name == "agent.user_prompt" and ev.attributes.get(ORIGIN_ATTR) != "import":
+            turn = root.add(describe(ev, verbose=verbose))
             continue
         if ev.call_id:
             key = (ev.turn_id, ev.call_id)
             node = calls.get(key)
             if node is None:
-                node = turn.add(Text(f"call {ev.call_id}", style="bold blue"))
+                node = turn.add(Text(f"call {safe(ev.call_id)}", style="bold blue"))
                 calls[key] = node
-            node.add(describe(ev))
+            node.add(describe(ev, verbose=verbose))
         else:
-            turn.add(describe(ev))
+            turn.add(describe(ev, verbose=verbose))
     return root
 
 
 def to_json_line(ev: Event) -> str:
     rec: dict[str, Any] = ev.to_record()
-    return json.dumps(rec, sort_keys=True, ensure_ascii=False)
+    # ASCII only: an agent's text (escape sequences, bidi controls) never reaches a terminal raw
+    return json.dumps(rec, sort_keys=True, ensure_ascii=True)
