@@ -126,6 +126,17 @@ def _rows(store: RollupStore, q: Query) -> list[Row]:
     return store.conn.execute(sql, [dim, *vpar, *fp, *ep, *fpar]).fetchall()
 
 
+def _domains(store: RollupStore, q: Query) -> list[Row]:
+    """Denied and asked domains, from the facts (rows shaped like ``_rows``)."""
+    grp = q.by or "''"
+    cond, params = _facts_window(q)
+    sql = f"""SELECT {grp}, CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END,
+          k1, k2, '', '', count(*), 0, NULL FROM facts
+        WHERE ((metric = 'net' AND k1 = 'deny') OR metric = 'ask') AND {cond}
+        GROUP BY {grp}, metric, k1, k2"""
+    return store.conn.execute(sql, params).fetchall()
+
+
 def _sessions(store: RollupStore, q: Query) -> list[Row]:
     """(group, day, sid, user, agent, aver) for every day a session was active."""
     grp = q.by or "''"
@@ -198,16 +209,17 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
             reviewer[k1] += n
             if k2 == "fail_closed":
                 reviewer["fail_closed"] += n
-        elif metric == "net":
+        elif metric == "net":  # counts only: domains come from the facts (domain_*)
             if k1 in ("allow", "deny"):
                 net[k1] += n
-            if k1 == "deny":
-                denied[k2] += n
             if k4 == "asked":
                 net["ask"] += n
-                asked[k2] += n
-                if k1 == "allow":
-                    asked_allowed[k2] += n
+        elif metric == "domain_deny":
+            denied[k2] += n
+        elif metric == "domain_ask":
+            asked[k2] += n
+            if k1 == "allow":
+                asked_allowed[k2] += n
         elif metric == "sandbox":
             sandbox[k1] += n
             if k1 == "sandbox_denied":
@@ -322,7 +334,7 @@ def suggestions(prompted: dict[str, Counter[str]], asked: Counter[str],
 
 def compute(store: RollupStore, q: Query, settings: Settings) -> dict[str, Any]:
     """The whole `corral stats` JSON for a query (``groups`` when ``q.by`` is set)."""
-    rows = _rows(store, q)
+    rows = _rows(store, q) + _domains(store, q)
     sess = _sessions(store, q)
     out = numbers([r[1:] for r in rows], [s[1:] for s in sess], settings.suggest_min_count)
     out["window"] = {"since_ns": q.since_ns, "until_ns": q.until_ns}

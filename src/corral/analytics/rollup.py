@@ -28,7 +28,7 @@ from typing import Any
 
 from corral.analytics.source import EventSource, JournalSource
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 BATCH = 100_000
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -144,6 +144,10 @@ SELECT {_F}, 'net', coalesce(a1, ''), coalesce(a2, ''), coalesce(a3, ''),
        CASE WHEN a1 = 'ask' OR a3 = 'user' THEN 'asked' ELSE '' END, NULL
   FROM x WHERE name = 'agent.network.decision' AND origin = 'pipeline'
 UNION ALL
+SELECT {_F}, 'ask', coalesce(a1, ''), coalesce(a2, ''), '', '', NULL
+  FROM x WHERE name = 'agent.network.decision' AND origin = 'pipeline'
+    AND (a1 = 'ask' OR a3 = 'user')
+UNION ALL
 SELECT {_F}, 'sandbox', coalesce(a1, ''),
        CASE WHEN a1 = 'sandbox_denied' THEN denial_kind(a2) ELSE '' END, '', '', NULL
   FROM x WHERE name = 'agent.sandbox.outcome' AND origin = 'pipeline'
@@ -176,17 +180,23 @@ SELECT {_F}, 'event', name, '', '', '', NULL FROM x
 """
 
 _KEYS = "metric, k1, k2, k3, k4"
+# Domains are not rolled up (hundreds of them would multiply every row): the top lists come
+# from the facts, through the (metric, k1, hour) index.
 _ROLL = f"""
 INSERT INTO roll (dim, val, day, {_KEYS}, n, vsum, vmax)
+WITH g AS (SELECT hour / 24 AS day, team, agent, repo, metric, k1,
+                  CASE WHEN metric = 'net' THEN '' ELSE k2 END AS k2,
+                  CASE WHEN metric = 'net' THEN '' ELSE k3 END AS k3, k4, v
+           FROM temp.f WHERE metric != 'ask')
 SELECT * FROM (
-  SELECT 'all', '', hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
-    FROM temp.f GROUP BY day, {_KEYS}
-  UNION ALL SELECT 'team', team, hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0),
-    max(v) FROM temp.f GROUP BY team, day, {_KEYS}
-  UNION ALL SELECT 'agent', agent, hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0),
-    max(v) FROM temp.f GROUP BY agent, day, {_KEYS}
-  UNION ALL SELECT 'repo', repo, hour / 24 AS day, {_KEYS}, count(*), coalesce(sum(v), 0),
-    max(v) FROM temp.f GROUP BY repo, day, {_KEYS}
+  SELECT 'all', '', day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY day, {_KEYS}
+  UNION ALL SELECT 'team', team, day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY team, day, {_KEYS}
+  UNION ALL SELECT 'agent', agent, day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY agent, day, {_KEYS}
+  UNION ALL SELECT 'repo', repo, day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY repo, day, {_KEYS}
 ) WHERE true
 ON CONFLICT (dim, val, day, {_KEYS}) DO UPDATE SET n = roll.n + excluded.n,
   vsum = roll.vsum + excluded.vsum,
