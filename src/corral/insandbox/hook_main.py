@@ -1,5 +1,5 @@
 """Entry point the installed hook configuration runs: ``python -m corral.integrations.hook_main
-AGENT``. Reads one hook call on stdin and answers; no CLI framework is loaded, so a call costs one
+AGENT`` (a thin alias of this module: installed hooks name that path). Reads one hook call on stdin and answers; no CLI framework is loaded, so a call costs one
 interpreter start and one socket round trip.
 
 Anything unexpected (unreadable stdin, a crash) exits 2 with one line on stderr, which both agents
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corral: integrations: hook input is not JSON ({exc}); refusing", file=sys.stderr)
         return 2
     try:
-        from corral.integrations.hooks import handle
+        from corral.insandbox.hooks import handle
 
         out, code = handle(args[0], payload)
     except Exception as exc:  # fail closed: exit 2 blocks the action in both agents

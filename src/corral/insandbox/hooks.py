@@ -161,7 +161,7 @@ def socket_transport(timeout: float | None = None) -> Transport:
     limit = timeout if timeout is not None else _env_timeout()
 
     def send(op: str, fields: dict[str, Any]) -> dict[str, Any]:
-        from corral.supervisor.client import ClientError, exchange
+        from corral.insandbox.client import ClientError, exchange
 
         if not path or not token:
             raise NoSupervisor("no corral supervisor for this session "

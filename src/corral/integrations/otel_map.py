@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from corral.integrations.hooks import ToolCall, classify, kind_of
+from corral.insandbox.hooks import ToolCall, classify, kind_of
 
 CONTENT_FIELDS = ("prompt", "output", "arguments", "tool_input", "tool_output", "body",
                   "response", "request")

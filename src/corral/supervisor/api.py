@@ -257,7 +257,7 @@ def call(op: str, *, socket_path: str | None = None, token: str | None = None,
          timeout: float = 600.0, **fields: Any) -> dict[str, Any]:
     """Client side: one request to the session named by the environment (or the arguments)."""
     from corral.errors import CorralError
-    from corral.supervisor.client import ClientError, exchange
+    from corral.insandbox.client import ClientError, exchange
 
     path = socket_path or os.environ.get("CORRAL_SUPERVISOR_SOCKET")
     tok = token or os.environ.get("CORRAL_SUPERVISOR_TOKEN")
