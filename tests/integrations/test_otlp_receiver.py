@@ -227,6 +227,30 @@ def test_refusals_are_one_line_and_nothing_is_journaled(tel):
     assert _events(t) == []
 
 
+def test_error_bodies_are_rpc_status_with_grpc_codes(tel):
+    """OTLP/HTTP: a 4xx/5xx body is a google.rpc.Status whose code is a gRPC code (the hand
+    encoding put the HTTP status there: 401 is no gRPC code, UNAUTHENTICATED is 16)."""
+    from google.protobuf.json_format import Parse
+    from google.rpc import code_pb2, status_pb2
+
+    t = tel(1)
+    with Receiver(t) as rx:
+        url = f"{rx.endpoint}/v1/logs"
+        auth = {"Authorization": f"Bearer {rx.token}"}
+        cases = [({}, b"", 401, code_pb2.UNAUTHENTICATED),
+                 (auth, b"\xff\x00garbage", 400, code_pb2.INVALID_ARGUMENT),
+                 ({**auth, "Content-Type": "text/plain"}, b"x", 415, code_pb2.INVALID_ARGUMENT)]
+        for headers, body, http_status, code in cases:
+            r = httpx.post(url, content=body, headers=headers)
+            assert r.status_code == http_status
+            st_ = status_pb2.Status.FromString(r.content)
+            assert st_.code == code and st_.message.startswith("corral: telemetry: OTLP ")
+        r = httpx.post(f"{rx.endpoint}/v2/logs", headers={**auth,
+                                                          "Content-Type": "application/json"})
+        st_ = Parse(r.text, status_pb2.Status())
+        assert (r.status_code, st_.code) == (404, code_pb2.NOT_FOUND)
+
+
 def test_journal_failure_is_503_so_the_agent_retries(tel):
     t = tel(1)
     with Receiver(t, token="") as rx:

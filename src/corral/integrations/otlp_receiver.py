@@ -249,10 +249,8 @@ class Receiver:
         reply_type = _JSON if ctype == _JSON else _PROTOBUF
 
         def error(status: int, message: str) -> tuple[int, str, bytes]:
-            line = f"corral: telemetry: {message}"
-            if reply_type == _JSON:
-                return status, _JSON, json.dumps({"code": status, "message": line}).encode()
-            return status, _PROTOBUF, _rpc_status(status, line)
+            return status, reply_type, _rpc_status(status, f"corral: telemetry: {message}",
+                                                   reply_type)
 
         if self.same_user_only and self.unix_socket is None and peer_uid != os.getuid():
             return error(403, "OTLP receiver: the exporting process is not this user's")
@@ -417,20 +415,24 @@ class _UnixHTTPServer(_Capped, socketserver.ThreadingUnixStreamServer):
         return conn, ("unix", 0)  # BaseHTTPRequestHandler expects a (host, port) address
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+# The gRPC code an OTLP error body carries for each HTTP status we answer with (OTLP/HTTP: the
+# body of a 4xx/5xx is a google.rpc.Status, whose code is a google.rpc.Code, not the HTTP one).
+_GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+               404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 415: "INVALID_ARGUMENT",
+               429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
 
 
-def _rpc_status(code: int, message: str) -> bytes:
-    """A ``google.rpc.Status`` {code, message} in protobuf wire format (the OTLP error body);
-    encoded by hand because googleapis-common-protos is not a dependency."""
-    data = message.encode()
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(data)) + data
+def _rpc_status(http_status: int, message: str, reply_type: str = _PROTOBUF) -> bytes:
+    """The OTLP error body: a ``google.rpc.Status`` {code, message}, protobuf or JSON."""
+    from google.rpc import code_pb2, status_pb2
+
+    status = status_pb2.Status(
+        code=code_pb2.Code.Value(_GRPC_CODES.get(http_status, "INTERNAL")), message=message)
+    if reply_type == _JSON:
+        from google.protobuf.json_format import MessageToJson
+
+        return MessageToJson(status).encode()
+    return bytes(status.SerializeToString())
 
 
 def _gunzip(body: bytes) -> bytes:
