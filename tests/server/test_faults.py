@@ -166,3 +166,33 @@ def test_overload_gets_429_with_retry_after_then_everything_lands(tmp_path: Path
     assert 429 in seen and seen.count(200) == 6
     ids = _stored_ids(data)
     assert len(ids) == len(set(ids)) == 6 * 512
+
+
+def test_two_servers_on_one_sqlite_directory_keep_one_chain(tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    init_server(data)
+    tok = token(data, "ingest")
+    servers = [ServerProc(data), ServerProc(data)]
+    journals = [journal(tmp_path, 400, session=f"m{i}") for i in range(4)]
+    statuses: list[int] = []
+    try:
+        def machine(i: int) -> None:
+            for k, first in enumerate(range(1, 401, 50)):
+                r = post(servers[(i + k) % 2].url, forward_request(journals[i], first,
+                                                                   first + 49), tok)
+                statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=machine, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in servers:
+            s.stop()
+    assert statuses == [200] * 32
+    ids = _stored_ids(data)
+    assert len(ids) == len(set(ids)) == 1600
+    res = corral("server", "verify", "--data", str(data), check=False)
+    assert res.returncode == 0, res.stdout
+    assert "4 machine journals continuous" in res.stdout
