@@ -62,6 +62,8 @@ EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
         d, "INSERT INTO events SELECT 1000, 'forged', received_ns, device_id, NULL, NULL, "
            "NULL, kind, name, time_unix_nano, flag, leaf, chain, tree FROM events WHERE "
            "seq = 3"), "seq 1000 (event forged): hash does not match the chain"),
+    "journal column": (lambda d: _tamper(d, "UPDATE events SET journal_seq = 99 WHERE seq = 8"),
+                       "seq 8 (event ev-s1-00000007): journal columns do not match the event"),
     "reordered": (lambda d: _tamper(
         d, "UPDATE events SET seq = -1 WHERE seq = 4", "UPDATE events SET seq = 4 WHERE "
            "seq = 5", "UPDATE events SET seq = 5 WHERE seq = -1"),

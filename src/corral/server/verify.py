@@ -185,6 +185,15 @@ def _scan(store: Store, lo: int, hi: int | None, sizes: list[int]) -> _Part:
         if count in want:
             part.roots[count] = it.root_from_frontier(frontier)
         if jid is not None:
+            # the journal columns drive the per-machine checks: they must be the leaf's own
+            at = leaf.find(b'"journal":{"hash":' + quote(jhash or "").encode() + b',"id":'
+                           + quote(jid).encode() + b',')
+            end = leaf.find(b'},"kind":"' + kind.encode() + b'",', at)
+            if at < 0 or end < 0 or (leaf.rfind(b'"seq":%d}' % (jseq or 0), at, end + 1) < 0
+                                     and leaf.find(b'"seq":%d,"signature":' % (jseq or 0), at,
+                                                   end) < 0):
+                add(f"seq {seq} (event {eid}): journal columns do not match the event "
+                    "(journal id, seq, hash or kind edited)")
             j = journals.get(jid)
             if j is None:
                 j = journals[jid] = _Journal()
