@@ -252,6 +252,8 @@ _settings: dict[str, Spec] = {
         "window_seconds": Num(1, 86_400 * 7, integer=False),
         "history_events": Num(0, 10_000_000),
     }),
+    # corral run: an agent whose hooks never call in (not installed, or not trusted)
+    "integrations": Table({"hooks_missing": Enum(("warn", "stop"))}),
     "login": Table({
         "method": Str(),
         "workspace_id": Str(),

@@ -22,6 +22,7 @@ import socketserver
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,11 @@ class Receiver:
     def __init__(self, telemetry: Any, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, unix_socket: Path | None = None,
                  max_connections: int = MAX_CONNECTIONS, quota: Any = None,
-                 same_user_only: bool = False) -> None:
+                 same_user_only: bool = False,
+                 on_record: Callable[[Mapped], None] | None = None) -> None:
         from corral.telemetry.quota import Quota
+
+        self.on_record = on_record  # told of each record journaled (after it is)
 
         self.telemetry = telemetry
         # On TCP: only processes of our own uid may export (looked up in /proc/net/tcp), so
@@ -320,6 +324,8 @@ class Receiver:
         its ids in their own namespace."""
         self.telemetry.emit(m.name, m.attributes, call_id=_import_id(m.call_id),
                             turn_id=_import_id(m.turn_id), content=m.content, origin="import")
+        if self.on_record is not None:
+            self.on_record(m)
 
 
 def loopback_peer_uid(conn: socket.socket) -> int | None:

@@ -65,7 +65,8 @@ class TelemetryImport:
                                  if self.on_socket else None,
                                  quota=Quota(tel, "import", *limits_from_config(
                                      session.pipeline.cfg)),
-                                 token="" if codex_tcp else None, same_user_only=codex_tcp)
+                                 token="" if codex_tcp else None, same_user_only=codex_tcp,
+                                 on_record=lambda m: _tool_call(session, m))
         self.endpoint = self.receiver.start()
 
     def stop(self) -> None:
@@ -91,6 +92,12 @@ class TelemetryImport:
         if url is None or self.receiver is None:
             return []
         return args_for_agent(self.agent, url, token=self.receiver.token, tier=self._tier)
+
+
+def _tool_call(session: Any, m: Any) -> None:
+    """An imported record of a tool the agent ran: the session checks its hooks called in."""
+    if m.name == "agent.tool.result":
+        session.agent_tool_call(str(m.attributes.get("agent.import.event") or m.name))
 
 
 class AgentSession(Session):

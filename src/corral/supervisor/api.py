@@ -86,6 +86,7 @@ class SessionAPI:
                                     *limits_from_config(pipeline.cfg))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.calls = 0  # authenticated requests: whether the agent's hooks ever called in
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": self._ping, "decide": self._decide, "exec": self._exec, "event": self._event,
         }
@@ -161,6 +162,7 @@ class SessionAPI:
         token = req.get("token")
         if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
             return {"ok": False, "error": "corral: supervisor: bad or missing session token"}
+        self.calls += 1
         op = self._ops.get(str(req.get("op")))
         if op is None:
             return {"ok": False, "error": f"corral: supervisor: unknown op {req.get('op')!r}"}

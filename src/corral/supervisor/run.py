@@ -291,6 +291,7 @@ class RunSession:
             git_before = gitguard.snapshot(Path(cfg.cwd))
             plan = plan.replace(locked=plan.locked + gitguard.locks(git_before))
             with Sandbox(plan) as sb:
+                session.stop_agent = _stopper(sb)
                 result = sb.run(argv, cfg.cwd, env)
             for v in result.violations:
                 print(v.line(), file=sys.stderr)
@@ -301,6 +302,27 @@ class RunSession:
             session.close()
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
+
+
+def _stopper(sb: Any) -> Any:
+    """A function that ends the agent ``sb.run`` is about to start (SIGTERM to the sandbox's
+    bwrap, which takes its whole process tree with it): the run's spawn is remembered."""
+    spawned: list[Any] = []
+    spawn = sb.spawn
+
+    def remembering(*args: Any, **kwargs: Any) -> Any:
+        proc = spawn(*args, **kwargs)
+        spawned.append(proc)
+        return proc
+
+    sb.spawn = remembering
+
+    def stop() -> None:
+        for proc in spawned:
+            if proc.poll() is None:
+                proc.terminate()
+
+    return stop
 
 
 def _socket_parent(cfg: Any) -> Path:

@@ -15,7 +15,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +57,11 @@ class Session:
         self.rundir = rundir
         self.proxy = proxy
         self.integration = integration
+        # Called (once) when integrations.hooks_missing = "stop" finds the hooks inactive:
+        # ends the agent (set by corral run).
+        self.stop_agent: Callable[[], None] | None = None
+        self._hooks_reported = False
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, cfg: Any, agent: str, *, approval_policy: Any = "on-request",
@@ -125,6 +131,35 @@ class Session:
             shutil.rmtree(rundir, ignore_errors=True)
             tel.close()
             raise
+
+    def agent_tool_call(self, evidence: str) -> None:
+        """The agent's own telemetry shows a tool call. If no hook has called this session's
+        API by then, the hooks are not active (not installed, or not trusted by the agent): its
+        tool calls bypass corral's rules and approvals. Said once on the terminal and in the
+        journal (``agent.hooks.inactive``); with ``integrations.hooks_missing = "stop"`` the
+        agent is ended. Best effort: any command inside holding the session token also counts
+        as a call."""
+        if self.api is None or self.api.calls:
+            return
+        with self._lock:
+            if self._hooks_reported:
+                return
+            self._hooks_reported = True
+        action = str(self.pipeline.cfg.get("integrations.hooks_missing", "warn") or "warn")
+        stop = action == "stop" and self.stop_agent is not None
+        line = (f"corral: integrations: {self.agent} ran a tool ({evidence}) but its corral "
+                "hooks never called in: its actions bypass corral's rules and approvals "
+                f"(`corral install-hooks {self.agent}`, then trust the hooks in the agent)")
+        if stop:
+            line += '; stopping the agent (integrations.hooks_missing = "stop")'
+        import sys
+
+        print(line, file=sys.stderr, flush=True)
+        self.telemetry.emit("agent.hooks.inactive", {
+            "gen_ai.agent.name": self.agent, "agent.hooks.action": "stop" if stop else "warn",
+            "agent.hooks.evidence": evidence}, wait=True)
+        if stop and self.stop_agent is not None:
+            self.stop_agent()
 
     @property
     def network(self) -> Any:
