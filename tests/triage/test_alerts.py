@@ -7,7 +7,7 @@ import contextlib
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from corral.triage.alerts import AlertError, load_alert, parse_alert, parse_time
@@ -148,6 +148,8 @@ def test_fuzz_only_alert_errors(doc: object) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
+@example("²")  # non-ASCII digits crashed the time and pid parsers (found by this test)
+@example("١٢٣")
 def test_fuzz_text(text: str) -> None:
     with contextlib.suppress(AlertError):
         load_alert(text)
