@@ -123,7 +123,9 @@ class Telemetry:
             raise CorralError("telemetry", f"cannot open journal {path}: {exc}",
                               hint="corral records every action and will not run without it"
                               ) from exc
-        if sink is None and export and cfg is not None:
+        if sink is None and export and cfg is not None and (
+                cfg.get("telemetry.exporter") or cfg.requirements.get("telemetry.exporter")):
+            # only then: the exporter pulls in protobuf, urllib and ssl (~30 ms per action)
             from corral.telemetry.otlp import exporter_from_config
 
             try:
