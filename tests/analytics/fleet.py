@@ -146,7 +146,7 @@ def generate(home: Path, *, days: int = 3, seed: int = 7, sessions_per_day: int 
                         add("agent.mcp.call", {"mcp.server.name": server,
                                                "gen_ai.tool.name": mtool,
                                                "mcp.method.name": "tools/call"},
-                            "mcp", {"server": server}, call=call, turn=turn)
+                            "mcp", {"server": server, "tool": mtool}, call=call, turn=turn)
                     if decision.startswith("approved") and source == "user" and \
                             rng.random() < 0.5:
                         scope = GRANTS[rng.randrange(len(GRANTS))]
@@ -194,6 +194,15 @@ def generate(home: Path, *, days: int = 3, seed: int = 7, sessions_per_day: int 
     return Fleet(recs, path)
 
 
+def _per_day(sel: list[Rec]) -> dict[str, set[str]]:
+    import datetime as dt
+
+    out: dict[str, set[str]] = defaultdict(set)
+    for r in sel:
+        out[dt.datetime.fromtimestamp(r.t / 1e9, dt.UTC).strftime("%Y-%m-%d")].add(r.user)
+    return out
+
+
 def tally(recs: list[Rec], since: int | None = None, until: int | None = None,
           team: str | None = None, agent: str | None = None, repo: str | None = None,
           min_count: int = 3) -> dict[str, Any]:
@@ -238,7 +247,9 @@ def tally(recs: list[Rec], since: int | None = None, until: int | None = None,
             c["sandbox"][d["outcome"]] += 1
             if d["denial"]:
                 c["denial"][d["denial"].split()[3]] += 1
-        elif r.kind in ("grant", "mcp", "triage", "turn", "session", "claim"):
+        if r.kind == "mcp":
+            c["mcp_tools"][f"{d['server']}.{d['tool']}"] += 1
+        if r.kind in ("grant", "mcp", "triage", "turn", "session", "claim"):
             key = {"grant": "scope", "mcp": "server", "triage": "verdict",
                    "session": "approval", "claim": "name"}.get(r.kind)
             c[r.kind][d[key] if key else ""] += 1
@@ -260,6 +271,11 @@ def tally(recs: list[Rec], since: int | None = None, until: int | None = None,
         "reviewer": dict(c["reviewer"]), "grants": dict(c["grant"]),
         "mcp": dict(c["mcp"]), "triage": dict(c["triage"]),
         "agents": dict(Counter(sessions.values())), "policies": dict(c["session"]),
+        "agent_versions": dict(Counter(f"{a} {dict(AGENTS)[a]}" for a in sessions.values())),
+        "mcp_tools": dict(c["mcp_tools"]),
+        "users_per_day": {day: len(us) for day, us in sorted(_per_day(sel).items())},
+        "first_seen": {srv: min(r.t for r in recs if r.kind == "mcp" and
+                                r.data["server"] == srv) for srv in c["mcp"]},
         "claims": sum(c["claim"].values()),
         "waits": waits, "suggest_rules": sugg_rules, "suggest_domains": sugg_domains,
     }

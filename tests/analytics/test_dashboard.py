@@ -151,6 +151,17 @@ def test_page_in_a_real_browser(fleet: Fleet, home: Path, tmp_path: Path) -> Non
         assert n["network.deny"] == str(t["network"]["deny"])
         assert n["sessions"] == str(t["sessions"])
         page.screenshot(path=str(tmp_path / "team.png"), full_page=True)
+        # and a time window with partial days at both ends
+        page.fill("input[name=since]", "2026-11-02T07:30")
+        page.fill("input[name=until]", "2026-11-03T12:10")
+        page.click("#filters button")
+        wait_ready(page)
+        t = tally(fleet.recs, BASE + 7 * HOUR + 30 * 60 * 10**9,
+                  BASE + 36 * HOUR + 10 * 60 * 10**9, team="payments")
+        n = numbers(page)
+        assert n["tool_calls"] == str(t["tool_calls"])
+        assert n["decisions.prompt"] == str(t["decisions"]["prompt"])
+        assert n["network.ask"] == str(t["network"]["ask"])
         assert not outside, outside  # works offline: nothing but the dashboard is fetched
         assert not errors, errors
     assert (tmp_path / "overview.png").stat().st_size > 10_000

@@ -39,6 +39,10 @@ def test_stats_of_real_exec_runs(tmp_path: Path) -> None:
     assert s["sandbox"]["denials_by_kind"] == {"write": 1}
     assert s["agents"] == {"corral-exec": 4}
     assert s["tools"]["by_kind"] == {"shell": 4}
+    assert s["tools"]["results"] == {"shell": 3} and s["tools"]["failures"] == {"shell": 2}
+    assert s["policies"]["approval"] == {"on-request": 3, "never": 1}
+    assert s["network"] == {"allow": 0, "deny": 0, "ask": 0,
+                            "per_100_tool_calls": {"allow": 0.0, "deny": 0.0, "ask": 0.0}}
     assert list(s["groups"]) == ["webshop"] and s["groups"]["webshop"]["tool_calls"] == 4
     # a second run reads only what is new: one more call
     assert _corral(["exec", "--", "true"], home, repo).returncode == 0

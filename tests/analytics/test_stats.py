@@ -4,6 +4,7 @@ filters and breakdowns, through the real CLI (a subprocess of ``python -m corral
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -57,6 +58,14 @@ def check(s: dict[str, Any], t: dict[str, Any]) -> None:
     assert {k: v for k, v in s["reviewer"].items() if v} == t["reviewer"]
     assert s["grants"]["by_scope"] == t["grants"]
     assert s["mcp_servers"] == t["mcp"]
+    assert s["mcp_tools"] == t["mcp_tools"]  # first seen: ever, not only in the window
+    assert s["active_users_per_day"] == t["users_per_day"]
+    assert s["agent_versions"] == t["agent_versions"]
+    assert s["policies"]["sandbox"] == ({":workspace": sum(t["policies"].values())}
+                                        if t["policies"] else {})
+    for srv, first in t["first_seen"].items() if "mcp_first_seen" in s else ():
+        assert s["mcp_first_seen"][srv] == dt.datetime.fromtimestamp(
+            first // 10**9, dt.UTC).isoformat(timespec="seconds")
     assert s["triage"] == t["triage"]
     assert s["agents"] == t["agents"]
     assert s["policies"]["approval"] == t["policies"]
