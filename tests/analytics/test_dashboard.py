@@ -128,6 +128,15 @@ def test_page_in_a_real_browser(fleet: Fleet, home: Path, tmp_path: Path) -> Non
         assert page.locator("canvas").count() == 4
         assert 'prefix_rule(pattern = ["git", "push"], decision = "allow")' in \
             page.inner_text("#t-suggest")
+        # team-level breakdown by default
+        page.wait_for_selector("body[data-groups='1']", state="attached")
+        rows = page.eval_on_selector_all(
+            "#t-groups tr[data-group]",
+            "rs => rs.map(r => [r.dataset.group, r.cells[3].textContent])")
+        assert {g: int(n) for g, n in rows} == {
+            team: tally(fleet.recs, team=team)["tool_calls"]
+            for team in ("payments", "search", "unassigned")}
+        assert "user" not in page.eval_on_selector_all("#by option", "os => os.map(o => o.value)")
         # drill down: the number of forbidden decisions -> its sessions -> one timeline
         page.click("[data-num='decisions.forbidden']")
         page.wait_for_selector("body[data-drilled]", state="attached")
@@ -181,4 +190,13 @@ def test_page_with_the_investigator_token(fleet: Fleet, home: Path, tmp_path: Pa
         page.wait_for_selector("body[data-drilled]", state="attached")
         heads = page.eval_on_selector_all("#t-sessions th", "hs => hs.map(h => h.textContent)")
         assert "user" in heads
+        page.select_option("#by", "user")
+        page.wait_for_selector("body[data-groups='1'] #t-groups tr[data-group='dave']",
+                               state="attached")
+        rows = page.eval_on_selector_all(
+            "#t-groups tr[data-group]",
+            "rs => rs.map(r => [r.dataset.group, r.cells[3].textContent])")
+        assert {g: int(n) for g, n in rows} == {
+            u: sum(1 for r in fleet.recs if r.kind == "decision" and r.user == u)
+            for u in ("alice", "bob", "carol", "dave")}
         page.screenshot(path=str(tmp_path / "investigator.png"), full_page=True)

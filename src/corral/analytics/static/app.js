@@ -154,18 +154,63 @@ async function load() {
   }
 }
 
+const GROUP_COLS = [["sessions", "sessions"], ["active users", "active_users"],
+  ["tool calls", "tool_calls"], ["prompted", "decisions.prompt"],
+  ["forbidden", "decisions.forbidden"], ["network denied", "network.deny"],
+  ["network asked", "network.ask"], ["sandbox denials", "sandbox.outcomes.sandbox_denied"]];
+
+async function loadGroups() {
+  document.body.dataset.groups = "0";
+  const by = document.getElementById("by").value;
+  const p = filters();
+  p.set("by", by);
+  const s = await api("/api/stats", p);
+  const t = document.getElementById("t-groups");
+  t.replaceChildren();
+  const head = el("tr");
+  head.append(el("th", by));
+  for (const [label] of GROUP_COLS) head.append(el("th", label));
+  t.append(head);
+  for (const [name, g] of Object.entries(s.groups)) {
+    const tr = el("tr");
+    tr.dataset.group = name;
+    const td = el("td");
+    if (by === "user") td.textContent = name;
+    else {  // narrow the whole page to this group
+      const a = el("a", name);
+      a.onclick = () => {
+        const sel = document.querySelector(`select[name=${by}]`);
+        if (sel) { sel.value = name; load().then(loadGroups); }
+      };
+      td.append(a);
+    }
+    tr.append(td);
+    for (const [, path] of GROUP_COLS) tr.append(el("td", pick(g, path) ?? 0, "n"));
+    t.append(tr);
+  }
+  document.body.dataset.groups = "1";
+}
+
 async function init() {
   const o = await api("/api/options");
   for (const [name, values] of [["team", o.teams], ["agent", o.agents], ["repo", o.repos]]) {
     const sel = document.querySelector(`select[name=${name}]`);
     for (const v of values) sel.append(new Option(v, v));
   }
-  if (o.investigator) document.getElementById("scope").textContent = "investigator view (per-user)";
+  if (o.investigator) {
+    document.getElementById("scope").textContent = "investigator view (per-user)";
+    document.getElementById("by").append(new Option("user", "user"));
+  }
+  document.getElementById("by").onchange = loadGroups;
   for (const b of document.querySelectorAll("[data-drill]")) {
     b.onclick = () => drill(b.dataset.drill, b.nextElementSibling.textContent);
   }
-  document.getElementById("filters").onsubmit = (ev) => { ev.preventDefault(); load(); };
+  document.getElementById("filters").onsubmit = (ev) => {
+    ev.preventDefault();
+    load().then(loadGroups);
+  };
   await load();
+  await loadGroups();  // after the overview: the page is usable first
 }
 
 init();
