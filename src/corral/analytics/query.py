@@ -1,10 +1,11 @@
 """Numbers from the rollups: ``compute`` (what `corral stats` and the dashboard show) and
 ``drill`` (the sessions behind one number).
 
-A time window reads whole hours from ``roll`` and the partial hours at its two edges from
-``facts``, so any ``--since``/``--until`` is exact. Teams are resolved here, not in the rollup
-(a changed ``[analytics.teams]`` needs no rebuild): the team attribute on the session's events
-wins, else the configured map, else ``unassigned``.
+A time window reads whole days from ``roll`` and the partial days at its two edges from
+``facts``, so any ``--since``/``--until`` is exact. No filter, or one filter or breakdown (team,
+agent, repository), reads the matching rollup; a user, or filters on two dimensions, read the
+facts. Domain lists always come from the facts (through the metric index). Teams were resolved
+when folding (``Settings.team``).
 """
 
 from __future__ import annotations
