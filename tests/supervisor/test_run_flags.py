@@ -29,9 +29,13 @@ def test_managed_only_keeps_denials_and_voids_allows() -> None:
     assert policy.evaluate("extra.example", "https").action == "deny"
     assert policy.evaluate("api.openai.com", "https").action == "deny"
     assert policy.evaluate("ok.example", "https").action == "allow"
-    assert warnings == ["corral: network: warning: extra.example, the codex preset's hosts not "
+    assert warnings == ["corral: network: warning: api.openai.com, extra.example not "
                         "allowed: network.managed_domains_only (only the administrator's "
                         "domains may be allowed)"]
+    # hosts the administrator allows are not reported as void
+    _, warnings = with_domains(_managed("api.openai.com"), allow=["api.openai.com"],
+                               preset=("codex", ("api.openai.com",)))
+    assert warnings == []
 
 
 def test_without_managed_only_all_extra_rules_apply() -> None:

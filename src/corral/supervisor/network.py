@@ -39,7 +39,9 @@ def with_domains(policy: Any, allow: Sequence[str] = (), deny: Sequence[str] = (
     extra += [rule(d, "deny", "--deny-domain") for d in deny]
     warnings: list[str] = []
     if policy.managed_only:
-        void = list(allow) + ([f"the {name} preset's hosts"] if hosts else [])
+        # what the administrator's own list does not allow anyway (a wildcard always counts)
+        void = [d for d in (*hosts, *allow)
+                if "*" in d or policy.evaluate(d.lower(), "https").action != "allow"]
         if void:
             warnings.append(f"corral: network: warning: {', '.join(void)} not allowed: "
                             "network.managed_domains_only (only the administrator's domains "
