@@ -53,11 +53,15 @@ def token_create(
     name: Annotated[str | None, typer.Option("--name")] = None,
     expires_days: Annotated[int | None, typer.Option("--expires-days", min=1)] = None,
     database: _Db = None,
+    event_type: Annotated[list[str] | None, typer.Option(
+        "--event-type", help="Read tokens: only these event types (repeatable).")] = None,
+    content: Annotated[bool, typer.Option(
+        "--content", help="Read tokens: prompts and outputs unredacted.")] = False,
 ) -> None:
     """Print a new token (one line; only its hash is stored)."""
     from corral.server.cli import token_create as do
 
-    do(data, database, scope, name, expires_days)
+    do(data, database, scope, name, expires_days, event_type or [], content)
 
 
 @token_app.command("list")

@@ -113,6 +113,9 @@ class Server:
         self.writer = Writer(self.writer_store, cfg.max_queue_events, cfg.max_batch_events,
                              self.metrics)
         self._cp_task: asyncio.Task[None] | None = None
+        from corral.server.api import ComplianceApi
+
+        self.api = ComplianceApi(self)
 
     # -- checkpoints ------------------------------------------------------------------------
     def cut_checkpoint(self) -> int | None:
@@ -142,10 +145,12 @@ class Server:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.writer.start()
         self._cp_task = asyncio.get_running_loop().create_task(self._checkpoints())
+        self.api.start()
         try:
             yield
         finally:
             self._cp_task.cancel()
+            await self.api.stop()
             await self.writer.stop()
             with contextlib.suppress(Exception):
                 self.cut_checkpoint()
@@ -311,5 +316,6 @@ def build(cfg: sconfig.ServerConfig) -> tuple[Starlette, Server]:
         Route("/v1/events/{seq}", srv.event, methods=["GET"]),
         Route("/healthz", srv.healthz, methods=["GET"]),
         Route("/metrics", srv.metrics_page, methods=["GET"]),
+        *srv.api.routes(),
     ]
     return Starlette(routes=routes, lifespan=srv.lifespan), srv

@@ -55,14 +55,18 @@ def run(data: Path, listen: str, database: str | None, tls_cert: Path | None,
 
 
 def token_create(data: Path, database: str | None, scope: str, name: str | None,
-                 expires_days: int | None) -> None:
+                 expires_days: int | None, event_types: list[str] | None = None,
+                 content: bool = False) -> None:
     from corral.server import tokens
 
     if scope not in tokens.SCOPES:
         raise _err(f"unknown scope {scope!r}", "use ingest, read or admin")
     store = sconfig.open_store(sconfig.load(data, database))
     try:
-        print(tokens.create(store, scope, name or "", expires_days))
+        try:
+            print(tokens.create(store, scope, name or "", expires_days, event_types, content))
+        except ValueError as exc:
+            raise _err(str(exc)) from None
     finally:
         store.close()
 

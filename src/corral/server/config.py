@@ -42,6 +42,10 @@ class ServerConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     max_queue_events: int = 200_000
     max_batch_events: int = 8192
+    compliance_window: int = 3600  # seconds per compliance log file window
+    compliance_grace: float = 60.0  # wait this long after a window closes before cutting it
+    read_rate: float = 50.0  # compliance API requests per second per token (token bucket)
+    read_burst: int = 100
 
     @property
     def export_dir(self) -> Path:
@@ -96,9 +100,20 @@ def load(data: Path, database: str | None = None) -> ServerConfig:
                 "database", "sqlite")),
             checkpoint_interval=float(doc.get("checkpoint_interval", 30.0)),
             max_body_bytes=int(doc.get("max_body_bytes", 16 * 1024 * 1024)),
-            max_queue_events=int(doc.get("max_queue_events", 200_000)))
+            max_queue_events=int(doc.get("max_queue_events", 200_000)),
+            compliance_window=_positive_int(doc.get("compliance_window", 3600)),
+            compliance_grace=float(doc.get("compliance_grace", 60.0)),
+            read_rate=float(doc.get("read_rate", 50.0)),
+            read_burst=_positive_int(doc.get("read_burst", 100)))
     except (KeyError, TypeError, ValueError) as exc:
         raise _err(f"{data / 'config.toml'}: bad value ({exc})") from exc
+
+
+def _positive_int(v: object) -> int:
+    n: int = int(v)  # type: ignore[call-overload]
+    if n < 1:
+        raise ValueError(f"{v} must be a positive integer")
+    return n
 
 
 def signing_key(cfg: ServerConfig) -> Ed25519PrivateKey:

@@ -97,6 +97,34 @@ class Token:
     revoked_ns: int | None = None
 
 
+@dataclass(frozen=True)
+class ComplianceFile:
+    """One immutable compliance log file: the events of one type in one seq range, cut when
+    its receive-time window closed (docs/compliance-api.md)."""
+
+    id: str
+    event_type: str
+    start_ns: int
+    end_ns: int
+    first_seq: int
+    last_seq: int
+    count: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A bounded read of the log in seq order (the cursor API)."""
+
+    after: int
+    upto: int
+    limit: int
+    names: tuple[str, ...] = ()
+    device: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+
+
 class Tx(Protocol):
     """What ``append_batch`` needs inside one serialized write transaction."""
 
@@ -273,6 +301,28 @@ def append_batch(tx: Tx, items: list[Incoming], received_ns: int) -> AppendResul
     return res
 
 
+def scan_sql(q: Scan, ph: str) -> tuple[str, list[Any]]:
+    """The cursor query for both engines (``ph`` is the placeholder: ``?`` or ``%s``); every
+    value is a bound parameter."""
+    where = [f"seq > {ph}", f"seq <= {ph}"]
+    args: list[Any] = [q.after, q.upto]
+    if q.names:
+        where.append(f"name IN ({','.join([ph] * len(q.names))})")
+        args += q.names
+    if q.device is not None:
+        where.append(f"device_id = {ph}")
+        args.append(q.device)
+    if q.since_ns is not None:
+        where.append(f"time_unix_nano >= {ph}")
+        args.append(q.since_ns)
+    if q.until_ns is not None:
+        where.append(f"time_unix_nano < {ph}")
+        args.append(q.until_ns)
+    args.append(q.limit)
+    return (f"SELECT seq, leaf FROM events WHERE {' AND '.join(where)} ORDER BY seq "
+            f"LIMIT {ph}", args)
+
+
 def _renamed(item: Incoming, eid: str) -> Incoming:
     from dataclasses import replace
 
@@ -326,6 +376,40 @@ class Store(ABC):
 
     @abstractmethod
     def size_bytes(self) -> int: ...
+
+    # -- reads for the compliance API (corral.server.query, corral.server.compliance) -------
+    @abstractmethod
+    def scan(self, q: Scan) -> list[tuple[int, bytes]]:
+        """(seq, leaf) of matching events with ``q.after < seq <= q.upto``, at most
+        ``q.limit``, in seq order."""
+
+    @abstractmethod
+    def last_seq_before(self, received_ns: int, after: int) -> int:
+        """The highest seq above ``after`` received before ``received_ns`` (``after`` if
+        none)."""
+
+    @abstractmethod
+    def received_at(self, seq: int) -> int | None: ...
+
+    @abstractmethod
+    def name_counts(self, first: int, last: int) -> dict[str, int]: ...
+
+    @abstractmethod
+    def add_compliance_cut(self, start_ns: int, end_ns: int, last_seq: int,
+                           files: list[ComplianceFile]) -> bool:
+        """Record one window's files in one transaction; False when the window was cut
+        already (another replica): files are never rewritten."""
+
+    @abstractmethod
+    def last_compliance_cut(self) -> tuple[int, int] | None:
+        """(window end ns, last seq) of the latest cut."""
+
+    @abstractmethod
+    def compliance_files(self, event_type: str | None, after_ns: int,
+                         limit: int) -> list[ComplianceFile]: ...
+
+    @abstractmethod
+    def compliance_file(self, file_id: str) -> ComplianceFile | None: ...
 
     @abstractmethod
     def close(self) -> None: ...

@@ -22,20 +22,25 @@ from psycopg_pool import ConnectionPool
 from corral.server.store.base import (
     COLUMNS,
     AppendResult,
+    ComplianceFile,
     Incoming,
     Row,
+    Scan,
     Store,
     Token,
     append_batch,
+    scan_sql,
 )
 
 APPEND_LOCK = 0x636F7272616C01  # "corral" + 1: the advisory lock serializing appends
+CUT_LOCK = 0x636F7272616C03  # serializes compliance file cuts across replicas
 MIGRATE_LOCK = 0x636F7272616C02
 SCHEMA_VERSION = 1
 ROLE = "corral_ingest"
 _TYPES = ["int8", "text", "int8", "text", "text", "int8", "text", "text", "text", "int8", "text",
           "bytea", "text", "bytea"]  # COLUMNS, in order
-_TABLES = ("events", "event_ids", "journals", "checkpoints", "tokens", "token_revocations")
+_TABLES = ("events", "event_ids", "journals", "checkpoints", "tokens", "token_revocations",
+           "compliance_cuts", "compliance_files")
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS corral_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -61,6 +66,13 @@ CREATE TABLE IF NOT EXISTS tokens (
     id text PRIMARY KEY, digest text NOT NULL UNIQUE, name text NOT NULL, scope text NOT NULL,
     created_ns bigint NOT NULL, expires_ns bigint);
 CREATE TABLE IF NOT EXISTS token_revocations (id text PRIMARY KEY, revoked_ns bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS compliance_cuts (
+    end_ns bigint PRIMARY KEY, start_ns bigint NOT NULL, last_seq bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS compliance_files (
+    id text PRIMARY KEY, event_type text NOT NULL, start_ns bigint NOT NULL,
+    end_ns bigint NOT NULL, first_seq bigint NOT NULL, last_seq bigint NOT NULL,
+    count bigint NOT NULL, sha256 text NOT NULL);
+CREATE INDEX IF NOT EXISTS compliance_files_end ON compliance_files (end_ns, event_type);
 CREATE OR REPLACE FUNCTION corral_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the log is append-only'; END $$;
 DO $$ BEGIN
@@ -266,6 +278,68 @@ class PostgresStore(Store):
         with self.pool.connection() as conn:
             row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         return int(row[0]) if row else 0
+
+    def scan(self, q: Scan) -> list[tuple[int, bytes]]:
+        sql, args = scan_sql(q, "%s")
+        with self.pool.connection() as conn:
+            return [(int(s), bytes(b)) for s, b in conn.execute(sql, args)]
+
+    def last_seq_before(self, received_ns: int, after: int) -> int:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT max(seq) FROM events WHERE seq > %s AND "
+                               "received_ns < %s", (after, received_ns)).fetchone()
+        return after if row is None or row[0] is None else int(row[0])
+
+    def received_at(self, seq: int) -> int | None:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT received_ns FROM events WHERE seq = %s",
+                               (seq,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def name_counts(self, first: int, last: int) -> dict[str, int]:
+        with self.pool.connection() as conn:
+            return {str(n): int(c) for n, c in conn.execute(
+                "SELECT name, count(*) FROM events WHERE seq >= %s AND seq <= %s "
+                "GROUP BY name", (first, last))}
+
+    def add_compliance_cut(self, start_ns: int, end_ns: int, last_seq: int,
+                           files: list[ComplianceFile]) -> bool:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CUT_LOCK,))
+            if conn.execute("SELECT 1 FROM compliance_cuts WHERE end_ns >= %s",
+                            (end_ns,)).fetchone():
+                return False
+            conn.execute("INSERT INTO compliance_cuts VALUES (%s, %s, %s)",
+                         (end_ns, start_ns, last_seq))
+            conn.cursor().executemany(
+                "INSERT INTO compliance_files VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [(f.id, f.event_type, f.start_ns, f.end_ns, f.first_seq, f.last_seq, f.count,
+                  f.sha256) for f in files])
+        return True
+
+    def last_compliance_cut(self) -> tuple[int, int] | None:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT end_ns, last_seq FROM compliance_cuts ORDER BY end_ns "
+                               "DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def compliance_files(self, event_type: str | None, after_ns: int,
+                         limit: int) -> list[ComplianceFile]:
+        with self.pool.connection() as conn:
+            if event_type is None:
+                rows = conn.execute("SELECT * FROM compliance_files WHERE end_ns > %s ORDER BY "
+                                    "end_ns, event_type LIMIT %s", (after_ns, limit))
+            else:
+                rows = conn.execute("SELECT * FROM compliance_files WHERE end_ns > %s AND "
+                                    "event_type = %s ORDER BY end_ns LIMIT %s",
+                                    (after_ns, event_type, limit))
+            return [ComplianceFile(*r) for r in rows]
+
+    def compliance_file(self, file_id: str) -> ComplianceFile | None:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT * FROM compliance_files WHERE id = %s",
+                               (file_id,)).fetchone()
+        return None if row is None else ComplianceFile(*row)
 
     def close(self) -> None:
         self.pool.close()

@@ -11,11 +11,14 @@ from typing import Any
 
 from corral.server.store.base import (
     AppendResult,
+    ComplianceFile,
     Incoming,
     Row,
+    Scan,
     Store,
     Token,
     append_batch,
+    scan_sql,
 )
 
 _SCHEMA = """
@@ -47,8 +50,16 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_ns INTEGER NOT NULL, expires_ns INTEGER) STRICT;
 CREATE TABLE IF NOT EXISTS token_revocations (
     id TEXT PRIMARY KEY, revoked_ns INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS compliance_cuts (
+    end_ns INTEGER PRIMARY KEY, start_ns INTEGER NOT NULL, last_seq INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS compliance_files (
+    id TEXT PRIMARY KEY, event_type TEXT NOT NULL, start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL, sha256 TEXT NOT NULL) STRICT;
+CREATE INDEX IF NOT EXISTS compliance_files_end ON compliance_files(end_ns, event_type);
 """
-_APPEND_ONLY = ("events", "journals", "checkpoints", "tokens", "token_revocations")
+_APPEND_ONLY = ("events", "journals", "checkpoints", "tokens", "token_revocations",
+                "compliance_cuts", "compliance_files")
 
 
 class _Tx:
@@ -217,6 +228,58 @@ class SqliteStore(Store):
             with contextlib.suppress(OSError):
                 total += Path(str(self.path) + suffix).stat().st_size
         return total
+
+    def scan(self, q: Scan) -> list[tuple[int, bytes]]:
+        sql, args = scan_sql(q, "?")
+        return self._c.execute(sql, args).fetchall()
+
+    def last_seq_before(self, received_ns: int, after: int) -> int:
+        row = self._c.execute("SELECT max(seq) FROM events WHERE seq > ? AND received_ns < ?",
+                              (after, received_ns)).fetchone()
+        return after if row is None or row[0] is None else int(row[0])
+
+    def received_at(self, seq: int) -> int | None:
+        row = self._c.execute("SELECT received_ns FROM events WHERE seq = ?",
+                              (seq,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def name_counts(self, first: int, last: int) -> dict[str, int]:
+        return {str(n): int(c) for n, c in self._c.execute(
+            "SELECT name, count(*) FROM events WHERE seq >= ? AND seq <= ? GROUP BY name",
+            (first, last))}
+
+    def add_compliance_cut(self, start_ns: int, end_ns: int, last_seq: int,
+                           files: list[ComplianceFile]) -> bool:
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM compliance_cuts WHERE end_ns >= ?",
+                         (end_ns,)).fetchone():
+                return False
+            c.execute("INSERT INTO compliance_cuts VALUES (?,?,?)", (end_ns, start_ns, last_seq))
+            c.executemany("INSERT INTO compliance_files VALUES (?,?,?,?,?,?,?,?)", [
+                (f.id, f.event_type, f.start_ns, f.end_ns, f.first_seq, f.last_seq, f.count,
+                 f.sha256) for f in files])
+        return True
+
+    def last_compliance_cut(self) -> tuple[int, int] | None:
+        row = self._c.execute("SELECT end_ns, last_seq FROM compliance_cuts ORDER BY end_ns "
+                              "DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def compliance_files(self, event_type: str | None, after_ns: int,
+                         limit: int) -> list[ComplianceFile]:
+        if event_type is None:
+            rows = self._c.execute("SELECT * FROM compliance_files WHERE end_ns > ? ORDER BY "
+                                   "end_ns, event_type LIMIT ?", (after_ns, limit))
+        else:
+            rows = self._c.execute("SELECT * FROM compliance_files WHERE end_ns > ? AND "
+                                   "event_type = ? ORDER BY end_ns LIMIT ?",
+                                   (after_ns, event_type, limit))
+        return [ComplianceFile(*r) for r in rows]
+
+    def compliance_file(self, file_id: str) -> ComplianceFile | None:
+        row = self._c.execute("SELECT * FROM compliance_files WHERE id = ?",
+                              (file_id,)).fetchone()
+        return None if row is None else ComplianceFile(*row)
 
     def close(self) -> None:
         self._c.close()

@@ -1,0 +1,280 @@
+"""The compliance API: the event cursor, compliance log files, per-token rate limits, and an
+access record in the log for every read.
+
+Reads of compliance data are themselves evidence: each one is appended to the log as a
+``server.access`` event (token, endpoint, filters, count) before the data is sent, and if that
+append fails the read is refused (503), so there is no unrecorded read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from corral.server import compliance, query, tokens
+from corral.server import config as sconfig
+from corral.server.store.base import Incoming, Scan, Store, Token
+
+if TYPE_CHECKING:
+    from corral.server.app import Server
+
+SCAN_WINDOW = 100_000  # seqs one filtered request may scan; next_cursor resumes after them
+ACCESS = "server.access"
+
+
+def _fail(status: int, reason: str, retry: int | None = None) -> Response:
+    headers = {"Retry-After": str(retry)} if retry else None
+    return Response(f"corral: server: {reason}\n", status_code=status, headers=headers,
+                    media_type="text/plain")
+
+
+class Buckets:
+    """Token buckets per token id: ``rate`` requests a second, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._b: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 when allowed, else the seconds until a request would be."""
+        now = time.monotonic() if now is None else now
+        level, last = self._b.get(key, (float(self.burst), now))
+        level = min(float(self.burst), level + (now - last) * self.rate)
+        if level >= 1:
+            self._b[key] = (level - 1, now)
+            return 0.0
+        self._b[key] = (level, now)
+        return (1 - level) / self.rate if self.rate > 0 else 3600.0
+
+
+class ComplianceApi:
+    def __init__(self, srv: Server) -> None:
+        self.srv = srv
+        self.cfg = srv.cfg
+        self.buckets = Buckets(srv.cfg.read_rate, srv.cfg.read_burst)
+        self._cut_store: Store | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/events", self.events, methods=["GET"]),
+                Route("/v1/compliance/logs", self.files, methods=["GET"]),
+                Route("/v1/compliance/logs/{file_id}", self.file, methods=["GET"])]
+
+    # -- background cutting -------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._cuts())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._cut_store is not None and self._cut_store is not self.srv.writer_store:
+            self._cut_store.close()
+
+    def cut_now(self, now_ns: int | None = None) -> int:
+        if self._cut_store is None:
+            self._cut_store = (sconfig.open_store(self.cfg) if self.cfg.database == "sqlite"
+                               else self.srv.writer_store)
+        return compliance.cut(self._cut_store, now_ns or time.time_ns(),
+                              self.cfg.compliance_window, self.cfg.compliance_grace)
+
+    async def _cuts(self) -> None:
+        every = max(0.2, min(self.cfg.compliance_window / 4, 10.0))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.cut_now)
+            except Exception as exc:  # the next round retries; ingest is unaffected
+                self.srv.metrics.reject(f"compliance_cut:{type(exc).__name__}")
+
+    # -- access -------------------------------------------------------------------------------
+    def _admit(self, request: Request) -> tuple[Token, tokens.Grant] | Response:
+        status, reason, tok = tokens.check(self.srv.reader, request.headers.get("authorization"),
+                                           "read")
+        if status != 200 or tok is None:
+            self.srv.metrics.reject("auth")
+            return _fail(status, reason)
+        wait = self.buckets.take(tok.id)
+        if wait:
+            self.srv.metrics.reject("rate")
+            return _fail(429, f"token {tok.name} is over its rate limit "
+                              f"({self.cfg.read_rate:g} requests/s)", retry=math.ceil(wait))
+        return tok, tokens.grant(tok.scope)
+
+    async def _audit(self, tok: Token, endpoint: str, filters: dict[str, Any],
+                     count: int) -> Response | None:
+        now = time.time_ns()
+        rec = {"token": tok.name, "token_id": tok.id, "endpoint": endpoint,
+               "filters": filters, "count": count}
+        item = Incoming(f"access-{uuid.uuid4().hex}", ACCESS, now, "server", "corral.server",
+                        rec)
+        try:
+            await self.srv.writer.submit([item])
+        except Exception as exc:
+            self.srv.metrics.reject("audit")
+            return _fail(503, f"cannot record this read in the log, refused "
+                              f"({type(exc).__name__})", retry=5)
+        return None
+
+    # -- GET /v1/events -----------------------------------------------------------------------
+    async def events(self, request: Request) -> Response:
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        try:
+            q = query.parse_events(_params(request))
+            fmt = _format(request)
+        except query.BadQuery as exc:
+            return _fail(400, str(exc))
+        names = q.names
+        if grant.types is not None:
+            outside = [n for n in names if n not in grant.types]
+            if outside:
+                return _fail(403, f"token {tok.name} may not read {outside[0]} events")
+            names = names or tuple(sorted(grant.types))
+        data, nxt, more = self.page(q, names, grant.content)
+        denied = await self._audit(tok, "/v1/events", {**q.filters(), "format": fmt},
+                                   len(data))
+        if denied:
+            return denied
+        body = (b'{"data":[' + b",".join(data) + b'],"next_cursor":"' +
+                query.cursor(nxt).encode() + b'","has_more":' +
+                (b"true" if more else b"false") + b"}")
+        return Response(body, media_type="application/json")
+
+    def page(self, q: query.EventQuery, names: tuple[str, ...],
+             content: bool) -> tuple[list[bytes], int, bool]:
+        """Events after the cursor; the cursor is a seq, and seqs commit in order (one append
+        transaction at a time), so nothing below a returned cursor can appear later."""
+        st = self.srv.reader
+        head = st.head()[0]
+        bound = min(head, q.after + SCAN_WINDOW)
+        post = q.session_id is not None or q.user is not None
+        after = q.after
+        out: list[bytes] = []
+        while len(out) < q.limit and after < bound:
+            want = 2000 if post else q.limit - len(out)
+            rows = st.scan(Scan(after, bound, want, names, q.device, q.since_ns, q.until_ns))
+            for seq, leaf in rows:
+                after = seq
+                doc: dict[str, Any] | None = None
+                if post:
+                    doc = json.loads(leaf)
+                    sess, user = query.subject(doc)
+                    if (q.session_id is not None and sess != q.session_id) or (
+                            q.user is not None and user != q.user):
+                        continue
+                out.append(leaf if content else _redacted(leaf, doc))
+                if len(out) == q.limit:
+                    break
+            if len(rows) < want:
+                after = bound if len(out) < q.limit else after
+                break
+        return out, after, after < head
+
+    # -- GET /v1/compliance/logs ---------------------------------------------------------------
+    async def files(self, request: Request) -> Response:
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        try:
+            et, after_ns, limit = query.parse_file_list(_params(request))
+        except query.BadQuery as exc:
+            return _fail(400, str(exc))
+        if et is not None and grant.types is not None and et not in grant.types:
+            return _fail(403, f"token {tok.name} may not read {et} events")
+        page, more = compliance.listing(self.srv.reader, et, after_ns, limit)
+        if grant.types is not None:
+            page = [f for f in page if f.event_type in grant.types]
+        filters: dict[str, Any] = {"event_type": et, "after_ns": after_ns, "limit": limit}
+        denied = await self._audit(tok, "/v1/compliance/logs", filters, len(page))
+        if denied:
+            return denied
+        return JSONResponse({"data": [compliance.describe(f) for f in page], "has_more": more,
+                             "last_end_time": compliance.iso(page[-1].end_ns) if page else None})
+
+    async def file(self, request: Request) -> Response:
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        try:
+            query._check_keys(_params(request), query.FILE_PARAMS)
+            _format(request)
+        except query.BadQuery as exc:
+            return _fail(400, str(exc))
+        fid = request.path_params["file_id"]
+        f = self.srv.reader.compliance_file(fid) if len(fid) <= 200 else None
+        if f is None:
+            return _fail(404, "no such compliance log file")
+        if grant.types is not None and f.event_type not in grant.types:
+            return _fail(403, f"token {tok.name} may not read {f.event_type} events")
+        if not grant.content:
+            return _fail(403, f"token {tok.name} lacks the content scope: compliance files "
+                              "hold the events exactly as stored (use /v1/events for the "
+                              "redacted view)")
+        etag = f'"{f.sha256}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        body = await asyncio.to_thread(self._render, f)
+        import hashlib
+
+        if hashlib.sha256(body).hexdigest() != f.sha256:
+            self.srv.metrics.reject("compliance_file_mismatch")
+            return _fail(500, f"compliance file {f.id} no longer matches its recorded sha256: "
+                              "the log was altered (run corral server verify)")
+        denied = await self._audit(tok, "/v1/compliance/logs/{id}", {"id": f.id}, f.count)
+        if denied:
+            return denied
+        return Response(body, media_type="application/x-ndjson",
+                        headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, "
+                                 "immutable"})
+
+    def _render(self, f: Any) -> bytes:
+        st = sconfig.open_store(self.cfg) if self.cfg.database == "sqlite" else self.srv.reader
+        try:
+            return compliance.render(st, f)
+        finally:
+            if st is not self.srv.reader:
+                st.close()
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if len(request.url.query) > 8192:
+        raise query.BadQuery("query string longer than 8192 bytes")
+    for k, v in request.query_params.multi_items():
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _format(request: Request) -> str:
+    fmt = request.query_params.get("format", "json")
+    if fmt != "json":
+        shown = fmt[:40] if fmt.isprintable() else repr(fmt[:40])
+        raise query.BadQuery(f"format {shown} is not available (json)")
+    return fmt
+
+
+def _redacted(leaf: bytes, doc: dict[str, Any] | None) -> bytes:
+    if not query.may_hold_content(leaf):
+        return leaf
+    parsed = doc if doc is not None else json.loads(leaf)
+    red, hit = query.redact(parsed)
+    if not hit:
+        return leaf
+    red["redacted"] = True
+    return json.dumps(red, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
