@@ -140,3 +140,14 @@ def test_decision_from_shared_provenance(source: str, expected: tuple) -> None:
                                       command_line="rm -rf /")
     assert (ev.source, ev.rule) == expected and ev.rationale == "because"
     assert validate(ev.NAME, ev.attributes()) is None
+
+
+def test_events_carry_the_installed_distribution_version() -> None:
+    """The envelope's version comes from corral.__version__ (fast); it must be what pip
+    installed, so pyproject.toml and the constant cannot drift apart."""
+    from importlib.metadata import version
+
+    import corral
+    from corral.telemetry.api import _corral_version
+
+    assert _corral_version() == corral.__version__ == version("corral")

@@ -50,12 +50,11 @@ class EventSink(Protocol):
 
 
 def _corral_version() -> str:
-    try:
-        from importlib.metadata import version
+    """The package's own version constant: importlib.metadata scans every installed
+    distribution (~30 ms on each action). tests/telemetry checks the two agree."""
+    from corral import __version__
 
-        return version("corral")
-    except Exception:
-        return "0+unknown"
+    return __version__
 
 
 class Telemetry:
