@@ -74,7 +74,8 @@ def _span(q: Query) -> tuple[str, list[Any], str, list[Any]]:
     if lo is not None and hi is not None and ds is not None and de is not None and ds >= de:
         return "0", [], "(hour >= ? AND hour <= ? AND t >= ? AND t < ?)", [
             lo // HOUR_NS, hi // HOUR_NS, lo, hi]
-    full, fp = [], []
+    full: list[str] = ["day >= 0"]  # day -1 holds the all-time totals
+    fp: list[Any] = []
     if ds is not None:
         full.append("day >= ?")
         fp.append(ds)
@@ -88,7 +89,7 @@ def _span(q: Query) -> tuple[str, list[Any], str, list[Any]]:
     if hi is not None and de is not None and hi > de * DAY_NS:
         edges.append("(hour >= ? AND hour <= ? AND t < ?)")
         ep += [de * 24, hi // HOUR_NS, hi]
-    return " AND ".join(full) or "1", fp, " OR ".join(edges) or "0", ep
+    return " AND ".join(full), fp, " OR ".join(edges) or "0", ep
 
 
 def _facts_window(q: Query) -> tuple[str, list[Any]]:
@@ -113,6 +114,8 @@ def _rows(store: RollupStore, q: Query) -> list[Row]:
             WHERE {cond} AND metric != 'event' GROUP BY {grp}, {_KEYS}"""
         return store.conn.execute(sql, params).fetchall()
     full, fp, edge, ep = _span(q)
+    if q.since_ns is None and q.until_ns is None:  # all time: the totals, domains included
+        full, fp, edge, ep = "day = -1", [], "0", []
     f, fpar = _filters(q)
     val = {"all": None, "team": q.team, "agent": q.agent, "repo": q.repo}[dim]
     vcond = "" if val is None else " AND val = ?"
@@ -130,10 +133,13 @@ def _rows(store: RollupStore, q: Query) -> list[Row]:
 def _domains(store: RollupStore, q: Query) -> list[Row]:
     """Denied and asked domains, from the facts (rows shaped like ``_rows``)."""
     grp = q.by or "''"
+    if _plan(q) is not None and q.since_ns is None and q.until_ns is None:
+        return []  # in the all-time totals
     cond, params = _facts_window(q)
     sql = f"""SELECT {grp}, CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END,
           k1, k2, '', '', count(*), 0, NULL FROM facts
-        WHERE ((metric = 'net' AND k1 = 'deny') OR metric = 'ask') AND {cond}
+        WHERE metric IN ('net', 'ask') AND ((metric = 'net' AND k1 = 'deny') OR metric = 'ask')
+          AND {cond}
         GROUP BY {grp}, metric, k1, k2"""
     return store.conn.execute(sql, params).fetchall()
 

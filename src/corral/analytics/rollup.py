@@ -28,7 +28,7 @@ from typing import Any
 
 from corral.analytics.source import EventSource, JournalSource
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 BATCH = 100_000
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS facts (
     k3 TEXT NOT NULL, k4 TEXT NOT NULL, v REAL);
 CREATE INDEX IF NOT EXISTS facts_hour ON facts(hour);
 CREATE INDEX IF NOT EXISTS facts_metric ON facts(metric, k1, hour);
+CREATE INDEX IF NOT EXISTS facts_domain ON facts(metric, k1, hour, k2, team, agent, repo, user, t)
+    WHERE metric IN ('net', 'ask');
 CREATE TABLE IF NOT EXISTS roll (
     dim TEXT NOT NULL, val TEXT NOT NULL, day INTEGER NOT NULL, metric TEXT NOT NULL,
     k1 TEXT NOT NULL, k2 TEXT NOT NULL, k3 TEXT NOT NULL, k4 TEXT NOT NULL,
@@ -180,29 +182,39 @@ SELECT {_F}, 'event', name, '', '', '', NULL FROM x
 """
 
 _KEYS = "metric, k1, k2, k3, k4"
-# Domains are not rolled up (hundreds of them would multiply every row): the top lists come
-# from the facts, through the (metric, k1, hour) index.
-_ROLL = f"""
-INSERT INTO roll (dim, val, day, {_KEYS}, n, vsum, vmax)
-WITH g AS (SELECT hour / 24 AS day, team, agent, repo, metric, k1,
+# Two rollups in one table: per day (``day >= 0``), and all-time totals (``day = -1``) that
+# answer the most common question, "everything so far", in one row per key. Domains are only
+# in the totals (per day, hundreds of them would multiply every row): windows read them from the
+# facts, through a covering index.
+_ROLL = """
+INSERT INTO roll (dim, val, day, {keys}, n, vsum, vmax)
+WITH g AS (SELECT {day} AS day, team, agent, repo, metric, k1,
                   CASE WHEN metric = 'net' THEN '' ELSE k2 END AS k2,
                   CASE WHEN metric = 'net' THEN '' ELSE k3 END AS k3, k4, v
-           FROM temp.f WHERE metric != 'ask')
+           FROM temp.f WHERE metric != 'ask'
+           {domains})
 SELECT * FROM (
-  SELECT 'all', '', day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY day, {_KEYS}
-  UNION ALL SELECT 'team', team, day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY team, day, {_KEYS}
-  UNION ALL SELECT 'agent', agent, day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY agent, day, {_KEYS}
-  UNION ALL SELECT 'repo', repo, day, {_KEYS}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY repo, day, {_KEYS}
+  SELECT 'all', '', day, {keys}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY day, {keys}
+  UNION ALL SELECT 'team', team, day, {keys}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY team, day, {keys}
+  UNION ALL SELECT 'agent', agent, day, {keys}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY agent, day, {keys}
+  UNION ALL SELECT 'repo', repo, day, {keys}, count(*), coalesce(sum(v), 0), max(v)
+    FROM g GROUP BY repo, day, {keys}
 ) WHERE true
-ON CONFLICT (dim, val, day, {_KEYS}) DO UPDATE SET n = roll.n + excluded.n,
+ON CONFLICT (dim, val, day, {keys}) DO UPDATE SET n = roll.n + excluded.n,
   vsum = roll.vsum + excluded.vsum,
   vmax = CASE WHEN roll.vmax IS NULL THEN excluded.vmax WHEN excluded.vmax IS NULL
               THEN roll.vmax ELSE max(roll.vmax, excluded.vmax) END
 """
+_DOMAIN_FACTS = """UNION ALL
+           SELECT -1, team, agent, repo,
+                  CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END, k1, k2, '',
+                  '', NULL
+           FROM temp.f WHERE (metric = 'net' AND k1 = 'deny') OR metric = 'ask'"""
+_ROLL_DAYS = _ROLL.format(keys=_KEYS, day="hour / 24", domains="")
+_ROLL_TOTAL = _ROLL.format(keys=_KEYS, day="-1", domains=_DOMAIN_FACTS)
 
 _ROLL_SESS = """
 INSERT OR IGNORE INTO roll_sess (day, sid, user, team, agent, aver, repo)
@@ -423,7 +435,8 @@ class RollupStore:
             conn.execute(_FACTS)
             conn.execute(_LAST_T)
             conn.execute("INSERT INTO facts SELECT * FROM temp.f")
-            conn.execute(_ROLL)
+            conn.execute(_ROLL_DAYS)
+            conn.execute(_ROLL_TOTAL)
             conn.execute(_ROLL_SESS)
             conn.execute(_FIRST_SEEN)
         finally:
