@@ -200,3 +200,22 @@ def test_page_with_the_investigator_token(fleet: Fleet, home: Path, tmp_path: Pa
             u: sum(1 for r in fleet.recs if r.kind == "decision" and r.user == u)
             for u in ("alice", "bob", "carol", "dave")}
         page.screenshot(path=str(tmp_path / "investigator.png"), full_page=True)
+
+
+def test_the_app_works_mounted_under_a_prefix(fleet: Fleet) -> None:
+    """What `corral server run` will do: the page and its API under /analytics/."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    store = RollupStore.open(rollup_path(fleet.path))
+    try:
+        inner = make_app(JournalSource(fleet.path), store, SETTINGS)
+        outer = Starlette(routes=[Mount("/analytics", app=inner)])
+        with TestClient(outer, base_url="http://127.0.0.1") as c:
+            page = c.get("/analytics/").text
+            assert 'src="static/app.js"' in page and 'href="/' not in page
+            assert c.get("/analytics/static/app.js").status_code == 200
+            assert c.get("/analytics/api/stats").json()["tool_calls"] == \
+                tally(fleet.recs)["tool_calls"]
+    finally:
+        store.close()

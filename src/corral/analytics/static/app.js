@@ -1,5 +1,5 @@
-// corral dashboard: reads /api/*, draws with Chart.js, never puts event text into HTML
-// (every string from the journal goes through textContent).
+// corral dashboard: reads api/* (relative: the page works under any mount prefix), draws with Chart.js,
+// never puts event text into HTML (every string from the journal goes through textContent).
 "use strict";
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const headers = token ? { Authorization: "Bearer " + token } : {};
@@ -61,7 +61,7 @@ async function drill(query, title) {
   box.hidden = false;
   document.getElementById("drill-title").textContent = "sessions behind: " + title;
   document.getElementById("timeline").textContent = "";
-  const data = await api("/api/sessions", p);
+  const data = await api("api/sessions", p);
   const t = document.getElementById("t-sessions");
   t.replaceChildren();
   const head = el("tr");
@@ -87,7 +87,7 @@ async function drill(query, title) {
 }
 
 async function timeline(sid) {
-  const r = await fetch("/api/session/" + encodeURIComponent(sid), { headers });
+  const r = await fetch("api/session/" + encodeURIComponent(sid), { headers });
   document.getElementById("timeline").textContent = await r.text();
   document.body.dataset.timeline = sid;
 }
@@ -98,7 +98,7 @@ async function load() {
   err.textContent = "";
   try {
     const p = filters();
-    const [s, ts] = await Promise.all([api("/api/stats", p), api("/api/series", p)]);
+    const [s, ts] = await Promise.all([api("api/stats", p), api("api/series", p)]);
     for (const b of document.querySelectorAll("[data-num]")) {
       const v = pick(s, b.dataset.num);
       b.textContent = v === undefined || v === null ? "–" : String(v);
@@ -164,7 +164,7 @@ async function loadGroups() {
   const by = document.getElementById("by").value;
   const p = filters();
   p.set("by", by);
-  const s = await api("/api/stats", p);
+  const s = await api("api/stats", p);
   const t = document.getElementById("t-groups");
   t.replaceChildren();
   const head = el("tr");
@@ -192,7 +192,7 @@ async function loadGroups() {
 }
 
 async function init() {
-  const o = await api("/api/options");
+  const o = await api("api/options");
   for (const [name, values] of [["team", o.teams], ["agent", o.agents], ["repo", o.repos]]) {
     const sel = document.querySelector(`select[name=${name}]`);
     for (const v of values) sel.append(new Option(v, v));
