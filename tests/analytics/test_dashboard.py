@@ -219,3 +219,22 @@ def test_the_app_works_mounted_under_a_prefix(fleet: Fleet) -> None:
                 tally(fleet.recs)["tool_calls"]
     finally:
         store.close()
+
+
+def test_a_busy_port_is_one_line(fleet: Fleet, home: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "corral", "dashboard", "--port", str(port),
+                              "--journal", str(fleet.path)], capture_output=True, text=True,
+                             env={**os.environ, "CORRAL_HOME": str(home)}, timeout=60)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"corral: analytics: cannot listen on 127.0.0.1:{port}: ")

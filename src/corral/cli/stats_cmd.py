@@ -86,8 +86,15 @@ def register(app: typer.Typer) -> None:
         store.refresh(source, settings)  # fail before listening: a missing journal is one line
         token = secrets.token_urlsafe(32) if investigator else None
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            store.close()
+            from corral.errors import CorralError
+
+            raise CorralError("analytics", f"cannot listen on 127.0.0.1:{port}: "
+                              f"{exc.strerror or exc}", hint="choose another --port, or 0") from None
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
         print(f"corral dashboard: {url}" + (f"#token={token}" if token else ""), flush=True)
         app_ = make_app(source, store, settings, investigator_token=token)
