@@ -110,3 +110,60 @@ def render(checks: list[Check], as_json: bool) -> str:
     lines.append("all controls enforceable" if not partial
                  else f"partially enforced: {', '.join(partial)}")
     return "\n".join(lines)
+
+
+def secrets_report(cwd: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``corral doctor --secrets``: the catalogue's credential files present on this machine
+    and the secret-bearing environment variables, each with whether the sandbox (the default
+    profile's plan, here) hides it. Never a value."""
+    from pathlib import Path
+
+    from corral.config import load_config
+    from corral.sandbox import plan_from_config
+    from corral.sandbox.credentials import found
+    from corral.sandbox.envpolicy import DEFAULT_EXCLUDES, _matches, build_env
+    from corral.sandbox.profiles import Access, effective_access, normalise
+    from corral.sandbox.secretvalues import kind
+
+    cfg = load_config(Path(cwd) if cwd else None)
+    plan = plan_from_config(cfg, cfg.cwd)
+    entries = normalise(list(plan.entries))
+    import fnmatch
+
+    def hides(p: Path) -> bool:
+        if plan.full_access:
+            return False
+        if any(fnmatch.fnmatchcase(str(p), g) for g in plan.deny_read_globs):
+            return True
+        return effective_access(p, entries) is Access.DENY or (
+            p.is_symlink() and effective_access(p.resolve(), entries) is Access.DENY)
+
+    files = [{"path": str(p), "id": c.id, "tool": c.tool, "why": c.reason, "hidden": hides(p)}
+             for c, p in found(Path.home(), os.environ)]
+    passed = build_env(plan.env_policy, os.environ) if not plan.full_access else dict(os.environ)
+    env = []
+    for name, value in sorted(os.environ.items()):
+        named = value and _matches(name, DEFAULT_EXCLUDES)
+        why = kind(name, value) or ("name matches a default exclude" if named else None)
+        if why is not None:
+            env.append({"name": name, "why": why, "hidden": name not in passed})
+    return {"files": files, "env": env}
+
+
+def render_secrets(report: dict[str, list[dict[str, Any]]], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(report, indent=2)
+    lines = [f"credential files found: {len(report['files'])}"]
+    for f in report["files"]:
+        mark = "hidden " if f["hidden"] else "VISIBLE"
+        lines.append(f"[{mark}] {f['path']}  ({f['id']}: {f['tool']}, {f['why']})")
+    lines.append(f"secret-bearing environment variables: {len(report['env'])}")
+    for e in report["env"]:
+        mark = "dropped" if e["hidden"] else "PASSES "
+        lines.append(f"[{mark}] {e['name']}  ({e['why']})")
+    visible = sum(not x["hidden"] for x in [*report["files"], *report["env"]])
+    lines.append("")
+    lines.append("every credential found is hidden from sandboxed commands" if not visible
+                 else f"{visible} visible to sandboxed commands (re-allowed by a profile, "
+                 "shell_environment_policy or the profile in force)")
+    return "\n".join(lines)

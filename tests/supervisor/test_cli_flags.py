@@ -147,3 +147,41 @@ def test_approve_and_grants_use_the_database_named_by_db(cli, tmp_path: Path):
     assert cli("exec", "--", "make", "deploy").returncode == 242
     assert other.exists() and sqlite3.connect(other).execute(
         "SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+
+
+# -- the typer-free exec path --------------------------------------------------------------------
+
+def test_exec_fast_path_behaves_like_the_typer_command(cli):
+    """`corral exec` is served without typer (an agent pays its start on every action); run
+    through the Typer app directly, every case must give the same status, stdout and stderr."""
+    (cli.work / "sub").mkdir()
+    (cli.home / "rules" / "team.rules").write_text(
+        'prefix_rule(pattern=["git", "push"], decision="forbidden", justification="no")\n')
+    env = dict(os.environ, CORRAL_HOME=str(cli.home),
+               CORRAL_SYSTEM_DIR=str(cli.home.parent / "etc"))
+    typer_side = ("import sys; sys.argv = ['corral', *sys.argv[1:]]; "
+                  "from corral.cli.app import main; main()")
+    cases = [
+        ["exec", "-v", "--", "sh", "-c", "echo hi; echo err >&2; exit 3"],
+        ["exec", "--approval-policy", "never", "--", "git", "push", "--force"],
+        ["exec", "-C", "sub", "--", "pwd"],
+        ["exec", "--cwd=sub", "--intent", "list files", "--verbose", "ls"],
+        ["exec", "--", "git", "push"],
+        ["-c", "approval_policy=never", "exec", "--", "git", "push", "--force", "origin"],
+        ["exec", "-C", "missing-dir", "--", "true"],
+        ["exec", "--approval-policy", "sometimes", "--", "true"],
+    ]
+    for args in cases:
+        fast = subprocess.run([sys.executable, "-m", "corral", *args], cwd=cli.work, env=env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        full = subprocess.run([sys.executable, "-c", typer_side, *args], cwd=cli.work, env=env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            full.returncode, full.stdout, full.stderr), args
+    probe = ("import sys; sys.argv = ['corral', 'exec', '--', 'true']\n"
+             "from corral.cli.entry import main\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "print(code, 'typer' in sys.modules, 'click' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=cli.work, env=env,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.stderr.strip().splitlines()[-1] == "0 False False", r.stderr

@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from corral.cli.actions import pipeline_flags, workdir_of
+
 if TYPE_CHECKING:
     from corral.config import EffectiveConfig
+
+__all__ = ["pipeline_flags", "workdir_of"]  # shared with the typer-free fast paths
 
 
 # Options shared by the commands that run actions through the pipeline (exec, run).
@@ -55,30 +59,6 @@ def load_effective_config(
     return cfg
 
 
-def pipeline_flags(profile: str | None, approval_policy: str | None,
-                   reviewer: str | None) -> dict[str, tuple[str, object]]:
-    """The config keys that `corral exec`/`corral run` flags set explicitly (so requirements
-    refuse them by name instead of silently replacing them)."""
-    flags: dict[str, tuple[str, object]] = {}
-    if approval_policy is not None:
-        flags["approval_policy"] = ("--approval-policy", approval_policy)
-    if reviewer is not None:
-        flags["approvals_reviewer"] = ("--reviewer", reviewer)
-    if profile is not None:
-        flags["default_permissions"] = ("--profile", profile)
-    return flags
-
-
-def workdir_of(control: str, cwd: Path | None) -> Path:
-    """The resolved working directory for a command, refused unless it is a directory."""
-    from corral.errors import CorralError
-
-    workdir = (cwd or Path.cwd()).resolve()
-    if not workdir.is_dir():
-        raise CorralError(control, f"--cwd {workdir}: not a directory")
-    return workdir
-
-
 def pipeline_command(
     ctx: typer.Context, control: str, cmd: list[str], usage: str, *, cwd: Path | None,
     profile: str | None, approval_policy: str | None, reviewer: str | None,
@@ -86,9 +66,8 @@ def pipeline_command(
     """What `corral exec` and `corral run` share: the command after ``--`` (refused when
     empty), the working directory, the config with the explicit flags, and who answers at the
     terminal (nobody when stdin is not a terminal)."""
-    from corral.approvals import ask_terminal
+    from corral.cli.actions import terminal_asker
     from corral.errors import CorralError
-    from corral.supervisor.pipeline import no_terminal
 
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -96,4 +75,4 @@ def pipeline_command(
         raise CorralError(control, "nothing to run", usage)
     workdir = workdir_of(control, cwd)
     cfg = load_effective_config(ctx, workdir, pipeline_flags(profile, approval_policy, reviewer))
-    return cmd, workdir, cfg, ask_terminal if sys.stdin.isatty() else no_terminal
+    return cmd, workdir, cfg, terminal_asker()

@@ -1,11 +1,12 @@
 """The ``corral`` entry point.
 
-The root help page and the two commands that run once per agent action skip typer and click
-(~70 ms of imports); the root help comes from ``corral.cli.commands``:
-``corral sandbox -- CMD`` through ``corral.cli.sandbox_fast`` and ``corral policy check``
-through ``corral.rules.check_fast`` (which must match the native ``codex execpolicy check``
-closely in wall time). Both accept exactly the same grammar as the Typer commands and hand
-anything else (help, usage errors, every other command) to the full app.
+The root help page and the commands that run once per agent action skip typer and click (~70 ms
+of imports): the root help comes from ``corral.cli.commands``, ``corral exec -- CMD`` goes
+through ``corral.cli.exec_fast``, ``corral sandbox -- CMD`` through ``corral.cli.sandbox_fast``
+and ``corral policy check`` through ``corral.rules.check_fast`` (which must match the native
+``codex execpolicy check`` closely in wall time). Each accepts exactly the same grammar as its
+Typer command and hands anything else (help, usage errors, every other command) to the full
+app.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def main() -> None:
         from corral.rules.check_fast import main as check_main
 
         sys.exit(check_main(argv[2:]))
+    if "exec" in argv:
+        from corral.cli.exec_fast import main as exec_main
+
+        status = exec_main(argv)
+        if status is not None:
+            sys.exit(status)
     if "sandbox" in argv:
         from corral.cli.sandbox_fast import main as sandbox_main
 

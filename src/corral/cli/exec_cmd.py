@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -43,29 +42,15 @@ def exec_command(
     deny_domain: Annotated[list[str] | None, typer.Option(
         "--deny-domain", help="With a proxy network: deny this host.")] = None,
 ) -> None:
+    from corral.cli.actions import run_exec
     from corral.cli.common import pipeline_command
-    from corral.supervisor.session import Session
 
     cmd, workdir, cfg, terminal = pipeline_command(
         ctx, "exec", cmd, "corral exec -- CMD [ARGS...]", cwd=cwd, profile=profile,
         approval_policy=approval_policy, reviewer=reviewer)
-    # One action, one session: no API socket; with a proxy network the managed proxy runs for
-    # this action and asks its network questions through the same approval channels.
-    with Session.open(cfg, "corral-exec", approval_policy=cfg.get("approval_policy"),
-                      asker=terminal, sandbox_profile=profile,
-                      reviewer=str(cfg.get("approvals_reviewer")), intent=intent, api=False,
-                      allow_domains=tuple(allow_domain or ()),
-                      deny_domains=tuple(deny_domain or ())) as session:
-        outcome = session.pipeline.run(cmd, workdir, escalate=escalate)
-    if verbose:
-        print(f"corral: decision: {outcome.decision} -> {outcome.verdict}", file=sys.stderr)
-    from corral.display import shown  # the agent chose the command and paths in these lines
-
-    if outcome.message:
-        print(shown(outcome.message), file=sys.stderr)
-    for v in outcome.violations:
-        print(shown(str(v)), file=sys.stderr)
-    raise typer.Exit(outcome.exit_code)
+    raise typer.Exit(run_exec(cfg, cmd, workdir, terminal=terminal, profile=profile,
+                              intent=intent, escalate=escalate, verbose=verbose,
+                              allow_domains=allow_domain or (), deny_domains=deny_domain or ()))
 
 
 def demo(

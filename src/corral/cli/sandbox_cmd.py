@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
 
 def sandbox(
     ctx: typer.Context,
-    cmd: Annotated[list[str], typer.Argument(metavar="-- CMD...", show_default=False)],
+    cmd: Annotated[list[str] | None,
+                   typer.Argument(metavar="-- CMD...", show_default=False)] = None,
     profile: Annotated[
         str | None,
         typer.Option("--profile", "-P", "--permission-profile",
@@ -42,6 +43,10 @@ def sandbox(
     deny_domain: Annotated[
         list[str] | None, typer.Option("--deny-domain", help="Deny a domain (proxy mode).")
     ] = None,
+    explain_env: Annotated[
+        bool, typer.Option("--explain-env", help="Name each environment variable left out "
+                           "and why (never its value); CMD is then optional.")
+    ] = False,
 ) -> None:
     from corral.cli.common import load_effective_config
     from corral.cli.sandbox_fast import run_sandbox
@@ -49,9 +54,10 @@ def sandbox(
 
     if network is not None and network not in ("none", "proxy", "host"):
         raise CorralError("sandbox", f"--network must be none, proxy or host, got {network!r}")
+    cmd = cmd or []
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    if not cmd:
+    if not cmd and not explain_env:
         raise CorralError("sandbox", "no command given", "corral sandbox -- CMD [ARGS...]")
     workdir = (cwd or Path.cwd()).resolve()
     if not workdir.is_dir():
@@ -63,4 +69,5 @@ def sandbox(
     raise typer.Exit(run_sandbox(
         cfg, workdir, cmd, profile=profile, writable_roots=writable_root or (),
         network=network, allow_domains=allow_domain or (), deny_domains=deny_domain or (),
+        explain_env=explain_env,
     ))

@@ -21,31 +21,44 @@ _SB_OPTS = {
     "--profile": "profile", "-P": "profile", "--permission-profile": "profile",
     "--cwd": "cwd", "-C": "cwd", "--writable-root": "writable_root", "--network": "network",
     "--allow-domain": "allow_domain", "--deny-domain": "deny_domain",
+    "--explain-env": "explain_env",
 }
 _REPEATABLE = {"config", "writable_root", "allow_domain", "deny_domain"}
+_FLAGS = {"explain_env"}
 
 
-def _take(argv: list[str], i: int, table: dict[str, str], into: dict[str, list[str]]
-          ) -> int | None:
+def _take(argv: list[str], i: int, table: dict[str, str], into: dict[str, list[str]],
+          flags: frozenset[str] | set[str] = _FLAGS,
+          repeatable: frozenset[str] | set[str] = _REPEATABLE) -> int | None:
     """Parse one option at argv[i]; the index after it, or None if not ours/invalid."""
     arg = argv[i]
     name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
     key = table.get(name)
     if key is None:
         return None
+    if key in flags:
+        if eq:
+            return None
+        into[key] = ["1"]
+        return i + 1
     if not eq:
         if i + 1 >= len(argv):
             return None
         value = argv[i + 1]
         i += 1
-    if key not in _REPEATABLE and key in into:
+    if key not in repeatable and key in into:
         into[key] = []  # last one wins, as in click
     into.setdefault(key, []).append(value)
     return i + 1
 
 
-def parse(argv: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]] | None:
-    """(root options, sandbox options, command) or None when this is not a plain sandbox call."""
+def parse_command(argv: list[str], command: str, table: dict[str, str],
+                  flags: frozenset[str] | set[str] = _FLAGS,
+                  repeatable: frozenset[str] | set[str] = _REPEATABLE,
+                  ) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]] | None:
+    """(root options, the command's options, the command line after them) for
+    ``corral [ROOT OPTIONS] COMMAND [OPTIONS] [--] CMD...``, or None when anything else is
+    there (help, an unknown or combined option): the full CLI answers those."""
     root: dict[str, list[str]] = {}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
@@ -53,19 +66,27 @@ def parse(argv: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]], 
         if nxt is None:
             return None
         i = nxt
-    if i >= len(argv) or argv[i] != "sandbox":
+    if i >= len(argv) or argv[i] != command:
         return None
     i += 1
     opts: dict[str, list[str]] = {}
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
-        nxt = _take(argv, i, _SB_OPTS, opts)
+        nxt = _take(argv, i, table, opts, flags, repeatable)
         if nxt is None:
             return None  # --help, unknown option: let the full CLI answer
         i = nxt
     if i < len(argv) and argv[i] == "--":
         i += 1
-    cmd = argv[i:]
-    return (root, opts, cmd) if cmd else None
+    return root, opts, argv[i:]
+
+
+def parse(argv: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]] | None:
+    """(root options, sandbox options, command) or None when this is not a plain sandbox call."""
+    parsed = parse_command(argv, "sandbox", _SB_OPTS)
+    if parsed is None:
+        return None
+    root, opts, cmd = parsed
+    return (root, opts, cmd) if cmd or "explain_env" in opts else None
 
 
 def main(argv: list[str]) -> int | None:
@@ -109,13 +130,17 @@ def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str])
     return run_sandbox(cfg, workdir, cmd, profile=profile,
                        writable_roots=[Path(p) for p in opts.get("writable_root", [])],
                        network=network, allow_domains=opts.get("allow_domain", []),
-                       deny_domains=opts.get("deny_domain", []))
+                       deny_domains=opts.get("deny_domain", []),
+                       explain_env="explain_env" in opts)
 
 
 def run_sandbox(cfg: Any, workdir: Path, cmd: list[str], *, profile: str | None,
                 writable_roots: Sequence[Path], network: str | None,
-                allow_domains: Sequence[str], deny_domains: Sequence[str]) -> int:
-    """Plan, start the managed proxy if the network mode is ``proxy``, run, report."""
+                allow_domains: Sequence[str], deny_domains: Sequence[str],
+                explain_env: bool = False) -> int:
+    """Plan, start the managed proxy if the network mode is ``proxy``, run, report.
+    ``explain_env``: first name each variable the environment policy leaves out and why
+    (never a value); without ``cmd``, only that."""
     from corral.errors import CorralError
     from corral.sandbox import NetworkMode, Sandbox, network_mode, plan_from_config
 
@@ -123,6 +148,17 @@ def run_sandbox(cfg: Any, workdir: Path, cmd: list[str], *, profile: str | None,
         return plan_from_config(cfg, workdir, profile=profile, writable_roots=writable_roots,
                                 network=network, allow_domains=allow_domains,
                                 deny_domains=deny_domains, proxy=proxy)
+
+    if explain_env:
+        import os
+
+        from corral.sandbox.envpolicy import dropped
+
+        p = plan()
+        for name, why in ([] if p.full_access else dropped(p.env_policy, os.environ)):
+            print(f"corral: sandbox: env: {name} left out: {why}", file=sys.stderr)
+        if not cmd:
+            return 0
 
     if network_mode(cfg, profile, network) is not NetworkMode.PROXY:
         if allow_domains or deny_domains:

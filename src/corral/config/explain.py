@@ -56,7 +56,10 @@ def explain_rows(cfg: EffectiveConfig, key: str | None = None) -> list[ExplainRo
 
 
 def render_explain(cfg: EffectiveConfig, key: str | None, as_json: bool) -> str:
+    from corral.sandbox.credentials import reallow_warnings
+
     rows = explain_rows(cfg, key)
+    warnings = [*cfg.warnings, *reallow_warnings(cfg.get("permissions"))]
     if as_json:
         return json.dumps(
             {
@@ -66,7 +69,7 @@ def render_explain(cfg: EffectiveConfig, key: str | None, as_json: bool) -> str:
                 "restrictive_reason": cfg.requirements.restrictive_reason,
                 "project_root": str(cfg.project_root) if cfg.project_root else None,
                 "project_trusted": cfg.project_trusted,
-                "warnings": cfg.warnings,
+                "warnings": warnings,
             },
             indent=2,
             default=str,
@@ -86,6 +89,7 @@ def render_explain(cfg: EffectiveConfig, key: str | None, as_json: bool) -> str:
     if cfg.requirements.restrictive_reason:
         lines.append(f"REQUIREMENTS REFUSED: {cfg.requirements.restrictive_reason}; "
                      "most restrictive settings apply")
+    lines += [f"warning: {w}" for w in warnings[len(cfg.warnings):]]
     return "\n".join(lines)
 
 

@@ -187,7 +187,11 @@ _permission_profile = Table({
     "filesystem": Map(Enum(("read", "write", "deny"))),
     "network": Table({"mode": Enum(("none", "proxy", "host")), "domains": Map(DOMAIN_DECISION)}),
     "description": Str(),
+    "allow_credentials": List(Str()),  # credential catalogue ids re-allowed (docs/sandbox.md)
 })
+
+_CREDENTIAL_FILE = Table({"id": Str(), "path": Str(), "paths": List(Str()), "tool": Str(),
+                          "reason": Str()})
 
 _settings: dict[str, Spec] = {
     "approval_policy": OneOf((
@@ -209,6 +213,7 @@ _settings: dict[str, Spec] = {
         "include_only": List(Str()),
         "set": Map(Str()),
         "ignore_default_excludes": Bool(),
+        "keep_secrets": List(Str()),  # names kept although their value looks like a secret
     }),
     "sandbox": Table({
         "network": Enum(("none", "proxy", "host")),
@@ -218,6 +223,7 @@ _settings: dict[str, Spec] = {
         "allow_weaker": List(Str()),
         # tasks (processes and threads) one sandboxed command may have; 0 = no cap
         "max_processes": Num(0, 4_194_304),
+        "credential_files": List(_CREDENTIAL_FILE),  # more for the credential catalogue
     }),
     "network": Table({
         "domains": Map(DOMAIN_DECISION),
@@ -342,6 +348,8 @@ REQUIREMENTS_SCHEMA = Table({
         })),
     }),
     "filesystem": Table({"deny_read": List(Str())}),
+    # credential files hidden everywhere; no profile can re-allow them
+    "sandbox": Table({"credential_files": List(_CREDENTIAL_FILE)}),
     "allow_managed_hooks_only": Bool(),
     "review": Table({"policy": Str()}),  # the admin's policy text for the LLM reviewer
     "telemetry": Table({

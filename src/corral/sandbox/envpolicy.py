@@ -1,12 +1,14 @@
 """``shell_environment_policy``: which environment variables reach a sandboxed command.
 
 Order (Codex-compatible): inherit (all|core|none) -> default excludes (unless ignored) ->
-exclude -> set -> include_only. Then corral's markers are added, which no policy can remove.
+exclude -> secret values (corral: ``corral.sandbox.secretvalues``, unless the name is in
+``keep_secrets``) -> set -> include_only. Then corral's markers are added, which no policy can
+remove. ``dropped`` names what was left out and why, never a value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from corral.errors import CorralError
 from corral.record import Frozen
@@ -21,18 +23,23 @@ PASSTHROUGH_IDS = ("CORRAL_SESSION_ID", "CORRAL_CALL_ID", "TRACEPARENT")
 
 
 class EnvPolicy(Frozen):
-    _fields = ("inherit", "exclude", "include_only", "set", "ignore_default_excludes")
+    _fields = ("inherit", "exclude", "include_only", "set", "ignore_default_excludes",
+               "keep_secrets")
     inherit: str
     exclude: tuple[str, ...]
     include_only: tuple[str, ...]
     set: Mapping[str, str]
     ignore_default_excludes: bool
+    # Name patterns kept although their value looks like a credential (the user's choice).
+    keep_secrets: tuple[str, ...]
 
     def __init__(self, inherit: str = "all", exclude: tuple[str, ...] = (),
                  include_only: tuple[str, ...] = (), set: Mapping[str, str] | None = None,
-                 ignore_default_excludes: bool = False) -> None:
+                 ignore_default_excludes: bool = False, keep_secrets: tuple[str, ...] = ()
+                 ) -> None:
         self._set(inherit=inherit, exclude=exclude, include_only=include_only,
-                  set={} if set is None else set, ignore_default_excludes=ignore_default_excludes)
+                  set={} if set is None else set, ignore_default_excludes=ignore_default_excludes,
+                  keep_secrets=keep_secrets)
         if self.inherit not in ("all", "core", "none"):
             raise CorralError(
                 "sandbox", f"shell_environment_policy.inherit must be all|core|none, "
@@ -60,6 +67,7 @@ class EnvPolicy(Frozen):
             include_only=strs("include_only"),
             set={str(k): str(v) for k, v in sets.items()},
             ignore_default_excludes=bool(t.get("ignore_default_excludes", False)),
+            keep_secrets=strs("keep_secrets"),
         )
 
 
@@ -79,18 +87,27 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+def dropped(policy: EnvPolicy, source: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(name, why) for each variable of ``source`` the policy leaves out, in order."""
+    out: list[tuple[str, str]] = []
+    build_env(policy, source, why=out)
+    return out
+
+
 def build_env(
     policy: EnvPolicy,
     source: Mapping[str, str],
     extra: Mapping[str, str] | None = None,
     *,
     sandboxed: bool = True,
+    why: list[tuple[str, str]] | None = None,
 ) -> dict[str, str]:
     """The environment for a sandboxed process.
 
     ``extra`` holds values the caller (supervisor) sets for this call: CORRAL_SESSION_ID,
     CORRAL_CALL_ID, TRACEPARENT and, later, proxy variables. They bypass the filters because
-    corral chose them, not the user's shell.
+    corral chose them, not the user's shell. ``why`` receives (name, reason) for each variable
+    of ``source`` left out.
     """
     if policy.inherit == "all":
         env = dict(source)
@@ -98,13 +115,31 @@ def build_env(
         env = {k: source[k] for k in CORE_VARS if k in source}
     else:
         env = {}
+    if why is not None and policy.inherit != "all":
+        why += [(k, f"inherit = {policy.inherit}") for k in source if k not in env]
+
+    def drop(test: Callable[[str, str], str | None]) -> None:
+        for k, v in list(env.items()):
+            reason = test(k, v)
+            if reason is not None:
+                del env[k]
+                if why is not None:
+                    why.append((k, reason))
+
     if not policy.ignore_default_excludes:
-        env = {k: v for k, v in env.items() if not _matches(k, DEFAULT_EXCLUDES)}
+        drop(lambda k, v: "name matches a default exclude (*KEY*, *SECRET*, *TOKEN*, "
+             "*PASSWORD*)" if _matches(k, DEFAULT_EXCLUDES) else None)
     if policy.exclude:
-        env = {k: v for k, v in env.items() if not _matches(k, policy.exclude)}
+        drop(lambda k, v: "shell_environment_policy.exclude" if _matches(k, policy.exclude)
+             else None)
+    from corral.sandbox.secretvalues import kind
+
+    keep = policy.keep_secrets
+    drop(lambda k, v: None if keep and _matches(k, keep) else (
+        None if (found := kind(k, v)) is None else f"secret value: {found}"))
     env.update(policy.set)
     if policy.include_only:
-        env = {k: v for k, v in env.items() if _matches(k, policy.include_only)}
+        drop(lambda k, v: None if _matches(k, policy.include_only) else "not in shell_environment_policy.include_only")
     for key in (*PASSTHROUGH_IDS, "CORRAL_SANDBOX"):
         env.pop(key, None)
     if extra:

@@ -14,6 +14,8 @@ from corral.errors import CorralError
 from corral.paths import corral_home as _corral_home
 from corral.paths import runtime_dirs_to_hide as _runtime_dirs_to_hide
 from corral.record import Frozen
+from corral.sandbox import credentials as _credentials
+from corral.sandbox.credentials import Credential
 from corral.sandbox.envpolicy import EnvPolicy
 from corral.sandbox.homelock import home_locks
 from corral.sandbox.locked import Locked
@@ -157,9 +159,12 @@ def build_plan(
     corral_home_dir: Path | None = None,
     locked: Sequence[Locked] = (),
     max_processes: int | None = None,
+    credentials: tuple[Sequence[str], Sequence[Credential], Sequence[Credential]] = ((), (), ()),
 ) -> SandboxPlan:
     """Resolve a profile into a plan. Raises CorralError on anything it cannot honour.
-    ``locked``: paths kept read-only even if missing (see ``corral.sandbox.locked``)."""
+    ``locked``: paths kept read-only even if missing (see ``corral.sandbox.locked``).
+    ``credentials``: (ids re-allowed, entries added by config, entries added by requirements)
+    for the credential catalogue (``corral.sandbox.credentials``), hidden unless re-allowed."""
     cwd_p = _abs(cwd or os.getcwd(), Path(os.getcwd()))
     home_p = home or Path(os.path.expanduser("~"))
     prof: Profile = resolve_profile(profile, user_profiles)
@@ -195,7 +200,11 @@ def build_plan(
     if writable_roots and not prof.full_access:
         entries += [FsEntry(r, Access.WRITE) for r in ctx.writable_roots]
     home_dir = corral_home_dir or _corral_home()
-    denies = [*DEFAULT_DENY_READ, *deny_read]
+    creds, enforced_creds = ([], []) if prof.full_access else _credentials.hidden(
+        home_p, os.environ, [*prof.allow_credentials, *credentials[0]], credentials[1],
+        credentials[2])
+    denies = [*DEFAULT_DENY_READ, *deny_read, *(p for p, _ in creds)]
+    enforced_deny_read = [*enforced_deny_read, *(p for p, _ in enforced_creds)]
     literal_denies = [d for d in denies if not has_glob(d)]
     enforced_literal = [d for d in enforced_deny_read if not has_glob(d)]
     entries += resolve_entries(((d, Access.DENY) for d in literal_denies), ctx)
@@ -222,6 +231,9 @@ def build_plan(
     locked = [*locked, *(lk for lk in home_locks(
         home_p, [e.path for e in entries if e.access is Access.WRITE],
         [e.path for e in entries if e.access is Access.DENY]) if lk.path not in explicit)]
+    # Missing credential paths where a command could create them: read-only placeholders.
+    locked += [lk for lk in _credentials.locks([*creds, *enforced_creds], writable)
+               if lk.path not in explicit and lk.path not in {x.path for x in locked}]
     root_readable = any(e.path == Path("/") for e in entries if e.access is not Access.DENY)
     return SandboxPlan(
         profile=profile, cwd=cwd_p, entries=tuple(entries), writable_roots=writable,
@@ -331,6 +343,10 @@ def plan_from_config(
         user_profiles=user_profiles, allow_weaker=weaker, allow_weaker_source=src,
         corral_home_dir=getattr(cfg, "corral_home", None),
         max_processes=_max_processes(cfg.get("sandbox.max_processes")),
+        credentials=((), _credentials.user_entries(
+            cfg.get("sandbox.credential_files"), "sandbox.credential_files"),
+            _credentials.user_entries(reqs.get("sandbox.credential_files"),
+                                      "requirements sandbox.credential_files")),
     )
 
 

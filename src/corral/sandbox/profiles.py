@@ -49,18 +49,21 @@ TOKENS = (":root", ":workspace_roots", ":cwd", ":tmpdir", ":slash_tmp", ":minima
 class Profile(Frozen):
     """A resolved permission profile (``extends`` already merged, parent first)."""
 
-    _fields = ("name", "filesystem", "network", "full_access", "description")
+    _fields = ("name", "filesystem", "network", "full_access", "description",
+               "allow_credentials")
     name: str
     filesystem: tuple[tuple[str, Access], ...]
     network: NetworkMode | None
     full_access: bool
     description: str
+    # credential catalogue ids this profile re-allows (``corral.sandbox.credentials``)
+    allow_credentials: tuple[str, ...]
 
     def __init__(self, name: str, filesystem: tuple[tuple[str, Access], ...],
                  network: NetworkMode | None = None, full_access: bool = False,
-                 description: str = "") -> None:
+                 description: str = "", allow_credentials: tuple[str, ...] = ()) -> None:
         self._set(name=name, filesystem=filesystem, network=network, full_access=full_access,
-                  description=description)
+                  description=description, allow_credentials=allow_credentials)
 
 
 def _builtin(name: str) -> Profile:
@@ -123,6 +126,7 @@ def resolve_profile(name: str, user_profiles: Mapping[str, Any] | None = None) -
     fs = list(base.filesystem)
     network = base.network
     description = base.description
+    allowed: list[str] = []
     for pname in reversed(chain):
         table = user_profiles[pname]
         entries = table.get("filesystem", {}) or {}
@@ -140,7 +144,13 @@ def resolve_profile(name: str, user_profiles: Mapping[str, Any] | None = None) -
                     f"got {net['mode']!r}",
                 ) from None
         description = str(table.get("description", description))
-    return Profile(name, tuple(fs), network, base.full_access and not chain, description)
+        allow = table.get("allow_credentials", [])
+        if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+            raise CorralError("sandbox", f"permissions.{pname}.allow_credentials must be a "
+                              "list of credential catalogue ids")
+        allowed += allow
+    return Profile(name, tuple(fs), network, base.full_access and not chain, description,
+                   tuple(dict.fromkeys(allowed)))
 
 
 class FsEntry(Frozen):

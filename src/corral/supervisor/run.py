@@ -70,6 +70,9 @@ class AgentPreset:
     # flag anywhere): without one, the agent gets the terminal when corral has one.
     batch_commands: tuple[str, ...] = ()
     batch_flags: tuple[str, ...] = ()
+    # Its login files in the config dir: hidden from every sandbox by the credential catalogue,
+    # re-allowed for the agent's own run only (it cannot reach its model without them).
+    login_files: tuple[str, ...] = ()
 
     def interactive(self, argv: list[str]) -> bool:
         if not (self.batch_commands or self.batch_flags):
@@ -93,7 +96,7 @@ PRESETS: dict[str, AgentPreset] = {
         batch_commands=("exec", "e", "login", "logout", "mcp", "mcp-server", "app-server",
                         "completion", "sandbox", "debug", "apply", "a", "execpolicy",
                         "features", "help"),
-        batch_flags=("--help", "-h", "--version", "-V")),
+        batch_flags=("--help", "-h", "--version", "-V"), login_files=("auth.json",)),
     "claude": AgentPreset(
         "claude-code", ("api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com"),
         "~/.claude", ("settings.json", "settings.local.json", "managed-settings.json",
@@ -104,12 +107,14 @@ PRESETS: dict[str, AgentPreset] = {
         empty_locked=(".config.json",),
         batch_commands=("mcp", "config", "doctor", "update", "install", "setup-token",
                         "migrate-installer", "plugin"),
-        batch_flags=("-p", "--print", "--help", "-h", "--version", "-v")),
+        batch_flags=("-p", "--print", "--help", "-h", "--version", "-v"),
+        login_files=(".credentials.json",)),
     "gemini": AgentPreset(
         "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
                    "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",),
         credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-        batch_flags=("-p", "--prompt", "--help", "-h", "--version", "-v")),
+        batch_flags=("-p", "--prompt", "--help", "-h", "--version", "-v"),
+        login_files=("oauth_creds.json", "google_accounts.json")),
 }
 
 
@@ -195,6 +200,20 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
     return plan.replace(entries=plan.entries + tuple(extra), locked=plan.locked + locked)
 
 
+def _own_login(plan: Any, preset: AgentPreset) -> Any:
+    """Re-allow exactly this agent's login files (in the config dir it uses) from the credential
+    catalogue: other agents' logins and every other credential stay hidden. Until corral holds
+    the login itself (issue 18 item 4), the agent's commands can read this file too."""
+    from corral.sandbox.credentials import reallow
+
+    if preset.config_dir is None or not preset.login_files:
+        return plan
+    cdir = _moved_config_dir(preset) or Path(
+        os.path.abspath(os.path.expanduser(preset.config_dir)))
+    entries, locked = reallow(plan.entries, plan.locked, [cdir / f for f in preset.login_files])
+    return plan.replace(entries=entries, locked=locked)
+
+
 def _moved_config_dir(preset: AgentPreset) -> Path | None:
     """The config dir the user's ``config_env`` names (absolute), or None if it is not set."""
     moved = os.environ.get(preset.config_env or "")
@@ -278,7 +297,8 @@ class RunSession:
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
-            plan = _hide_sockets(_lock_files(plan, self.preset, Path.home()), sockets).replace(
+            plan = _hide_sockets(_lock_files(_own_login(plan, self.preset), self.preset,
+                                             Path.home()), sockets).replace(
                 keep_terminal=keep_terminal)
             env = {**{k: os.environ[k] for k in self.preset.credential_env if k in os.environ},
                    **_config_env(self.preset),

@@ -109,10 +109,15 @@ class Session:
             pipe.defer_to_agent = defer_to_agent
             holder.append(pipe)
             policy_name = approval_policy if isinstance(approval_policy, str) else "granular"
+            from corral.sandbox.envpolicy import dropped
+
+            # the variables the sandbox leaves out and why: names only, never a value
+            left_out = {} if pipe.plan.full_access else dict(
+                dropped(pipe.plan.env_policy, os.environ))
             tel.emit_event(SessionStart.from_summary(
                 {**(summary or {}), "approval_policy": approval_policy, "reviewer": reviewer,
                  "profile": pipe.plan.profile, "network": mode.value,
-                 "rules": pipe.policy.rule_count},
+                 "rules": pipe.policy.rule_count, "env_dropped": left_out},
                 approval_policy=policy_name, sandbox_profile=pipe.plan.profile,
                 network_mode=mode.value, cwd=str(pipe.plan.cwd),
                 config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=api)
