@@ -79,7 +79,9 @@ EVERYDAY_VALUES: st.SearchStrategy[str] = st.one_of(
     st.builds(lambda a, b: f"{a} {b}", WORD, WORD),
 )
 SECRET_NAMES = chars(string.ascii_uppercase + "_", 1, 20).filter(
-    lambda n: not any(w in n for w in ("KEY", "SECRET", "TOKEN", "PASSWORD")))
+    lambda n: not any(w in n for w in ("KEY", "SECRET", "TOKEN", "PASSWORD"))
+    and n not in ("EDITOR", "CORRAL_SANDBOX", "CORRAL_SESSION_ID", "CORRAL_CALL_ID",
+                  "TRACEPARENT"))
 
 
 @settings(max_examples=400, deadline=None)
