@@ -50,7 +50,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cl
                                         "the epoch"),
     ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
      "until must be after since"),
-    ({"format": "xml"}, "format xml is not available (json)"),
+    ({"format": "xml"}, "format xml is not available (json, ocsf, ecs, otlp-json)"),
     ({"sort": "seq desc"}, "unknown parameter sort (allowed: after, device, format, limit, "
                            "name, session_id, since, until, user)"),
 ])

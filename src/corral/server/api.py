@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import time
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from corral.server import compliance, query, tokens
+from corral.server import compliance, formats, query, tokens
 from corral.server import config as sconfig
 from corral.server.store.base import Incoming, Scan, Store, Token
 
@@ -144,6 +145,8 @@ class ComplianceApi:
                 return _fail(403, f"token {tok.name} may not read {outside[0]} events")
             names = names or tuple(sorted(grant.types))
         data, nxt, more = self.page(q, names, grant.content)
+        if fmt != "json":
+            data = [e for leaf in data for e in formats.encode(leaf, fmt)]
         denied = await self._audit(tok, "/v1/events", {**q.filters(), "format": fmt},
                                    len(data))
         if denied:
@@ -212,7 +215,7 @@ class ComplianceApi:
         tok, grant = admitted
         try:
             query._check_keys(_params(request), query.FILE_PARAMS)
-            _format(request)
+            fmt = _format(request)
         except query.BadQuery as exc:
             return _fail(400, str(exc))
         fid = request.path_params["file_id"]
@@ -225,21 +228,26 @@ class ComplianceApi:
             return _fail(403, f"token {tok.name} lacks the content scope: compliance files "
                               "hold the events exactly as stored (use /v1/events for the "
                               "redacted view)")
-        etag = f'"{f.sha256}"'
-        if request.headers.get("if-none-match") == etag:
+        etag = f'"{f.sha256}"' if fmt == "json" else None
+        if etag and request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         body = await asyncio.to_thread(self._render, f)
-        import hashlib
-
         if hashlib.sha256(body).hexdigest() != f.sha256:
             self.srv.metrics.reject("compliance_file_mismatch")
             return _fail(500, f"compliance file {f.id} no longer matches its recorded sha256: "
                               "the log was altered (run corral server verify)")
-        denied = await self._audit(tok, "/v1/compliance/logs/{id}", {"id": f.id}, f.count)
+        if fmt != "json":  # derived from the verified bytes, so as immutable as they are
+            body = b"".join(e + b"\n" for ln in body.splitlines()
+                            for e in formats.encode(_event_of(ln), fmt))
+            etag = f'"{hashlib.sha256(body).hexdigest()}"'
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+        denied = await self._audit(tok, "/v1/compliance/logs/{id}",
+                                   {"id": f.id, "format": fmt}, f.count)
         if denied:
             return denied
         return Response(body, media_type="application/x-ndjson",
-                        headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, "
+                        headers={"ETag": etag or "", "Cache-Control": "public, max-age=31536000, "
                                  "immutable"})
 
     def _render(self, f: Any) -> bytes:
@@ -262,10 +270,15 @@ def _params(request: Request) -> dict[str, list[str]]:
 
 def _format(request: Request) -> str:
     fmt = request.query_params.get("format", "json")
-    if fmt != "json":
+    if fmt not in formats.FORMATS:
         shown = fmt[:40] if fmt.isprintable() else repr(fmt[:40])
-        raise query.BadQuery(f"format {shown} is not available (json)")
+        raise query.BadQuery(f"format {shown} is not available ({', '.join(formats.FORMATS)})")
     return fmt
+
+
+def _event_of(line: bytes) -> bytes:
+    """The stored leaf inside a compliance file line (``{"seq":…,"leaf_hash":…,"event":LEAF}``)."""
+    return line[line.index(b'"event":') + 8:-1]
 
 
 def _redacted(leaf: bytes, doc: dict[str, Any] | None) -> bytes:
