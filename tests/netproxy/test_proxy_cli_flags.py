@@ -62,6 +62,10 @@ def test_allow_and_allow_local_flags_open_a_local_host(tmp_path: Path, web: tupl
     with corral_proxy(tmp_path, "--no-config", "--allow", "localhost") as (proxy, _):
         r = fetch(proxy, url)  # the name is allowed, but a loopback address needs --allow-local
         assert status(r) == 403 and "x-corral-block" in r.stdout.lower()
+    with corral_proxy(tmp_path, "--no-config", "--allow-local", f"localhost:{port}") as (
+            proxy, _):
+        r = fetch(proxy, url)  # the exact host:port in allow_local is enough on its own
+        assert status(r) == 200 and "hello" in r.stdout, r.stdout + r.stderr
 
 
 @pytest.mark.slow
@@ -82,8 +86,10 @@ def test_ask_flag_asks_on_the_terminal_and_obeys_the_answer(tmp_path: Path,
     port, _ = web
     url = f"http://localhost:{port}/hello.txt"
     for answer, expected in (("y", 200), ("n", 403)):
+        # any port (``*``): the address check opens, the host is still asked about (an exact
+        # entry alone would be allowed without a question)
         with corral_proxy(tmp_path, "--no-config", "--ask",
-                          "--allow-local", f"localhost:{port}") as (proxy, proc):
+                          "--allow-local", "localhost:*") as (proxy, proc):
             assert proc.stdin is not None and proc.stderr is not None
             proc.stdin.write(answer + "\n")
             proc.stdin.flush()
@@ -92,8 +98,7 @@ def test_ask_flag_asks_on_the_terminal_and_obeys_the_answer(tmp_path: Path,
             proc.terminate()
             err = proc.stderr.read()
         assert "corral: network:" in err and "localhost" in err and "[y/N/s(ession)]" in err
-    with corral_proxy(tmp_path, "--no-config", "--allow-local", f"localhost:{port}") as (
-            proxy, _):
+    with corral_proxy(tmp_path, "--no-config", "--allow-local", "localhost:*") as (proxy, _):
         assert status(fetch(proxy, url)) == 403  # --no-ask (default): unknown hosts are denied
 
 

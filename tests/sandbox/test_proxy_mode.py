@@ -130,3 +130,60 @@ def test_cli_network_proxy_with_the_real_managed_proxy(box: Box, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["hello via corral proxy", "403", "direct-blocked"], r.stdout
     assert not list((box.corral_home / "state").glob("proxy-*"))  # private socket dir removed
+
+
+def test_a_loopback_allow_local_entry_is_reachable_at_the_same_address_inside(
+        box: Box, fake_proxy: tuple[Path, list[bytes]], tmp_path: Path) -> None:
+    """The forward corral run sets up for `allow_local = ["127.0.0.1:PORT"]`: the real proxy's
+    forward socket, bridged to the same port inside. The host server answers there; a host
+    listener on another loopback port stays unreachable (the sandbox's own loopback)."""
+    from corral.netproxy import PolicyInputs, Proxy, build_policy
+    from corral.netproxy.local import LocalForward
+
+    sock, _ = fake_proxy
+    server = socket.create_server(("127.0.0.1", 0))
+    other = socket.create_server(("127.0.0.1", 0))
+    port, other_port = server.getsockname()[1], other.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nlocal-ok")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    events: list[object] = []
+    proxy = Proxy(build_policy(PolicyInputs(allow_local=[f"127.0.0.1:{port}"])),
+                  on_decision=events.append, listen=_unix_only(tmp_path))
+    proxy.start()
+    fwd = tmp_path / "fwd.sock"
+    proxy.forward(LocalForward("127.0.0.1", port, True), str(fwd))
+    plan = NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock, extra_bridges=((port, fwd),))
+    code = ("import socket, urllib.request as u, errno\n"
+            f"print(u.urlopen('http://127.0.0.1:{port}/', timeout=5).read().decode())\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {other_port}), 2)\n"
+            "except OSError as e:\n    print('other', errno.errorcode.get(e.errno, e))\n")
+    try:
+        r = box.py(code, network=plan)
+    finally:
+        proxy.stop()
+        server.close()
+        other.close()
+    assert r.stdout.split() == ["local-ok", "other", "ECONNREFUSED"], r.stdout + r.stderr
+    assert len(events) == 1
+
+
+def test_a_port_that_cannot_be_opened_inside_is_one_corral_line(
+        box: Box, fake_proxy: tuple[Path, list[bytes]]) -> None:
+    sock, _ = fake_proxy
+    plan = NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock, extra_bridges=((80, sock),))
+    r = box.sh("echo never", network=plan)
+    assert r.returncode == 126 and "never" not in r.stdout
+    assert r.stderr.strip().splitlines() == [
+        "corral: sandbox: cannot listen on 127.0.0.1:80 inside the sandbox: Permission denied"]
+
+
+def _unix_only(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from corral.netproxy import Listen
+
+    return Listen(http=None, socks=None, unix=str(tmp_path / "p.sock"))

@@ -188,7 +188,7 @@ class Gate:
             raise self._deny(name, port, protocol, method, client, "udp_not_allowed", "policy")
         if host.ip is not None:
             self._check_address(host, host.ip, port, protocol, method, client)
-        verdict = self.policy.evaluate(name, protocol)
+        verdict = self.policy.evaluate_target(host, port, protocol)
         source, reason = verdict.source, verdict.reason
         if verdict.action == "deny":
             raise self._deny(name, port, protocol, method, client, reason, source)

@@ -1,7 +1,8 @@
 """Domain policy: which hosts are allowed, denied, limited to read-only methods, or must be asked.
 
 Plain data in (patterns from config, requirements and ``network_rule`` entries), a verdict out.
-Deny beats everything; ``limited`` beats ``allow`` (narrowing wins); no match means ``ask``.
+Deny beats everything; ``limited`` beats ``allow`` (narrowing wins); no match means ``ask``,
+except for the exact ``host:port`` of an ``allow_local`` entry, which needs no domain rule.
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ class LocalGrant:
             return False
         return self.host.name == name or (self.host.ip is not None and self.host.ip == ip)
 
+    def names_exactly(self, host: Host, port: int) -> bool:
+        """This entry is ``host:port`` as asked for (same spelling class, same port): a name
+        that merely resolves to the listed address, or a ``*`` port, does not count."""
+        return self.port == port and (
+            self.host.name == host.name if host.ip is None else self.host.ip == host.ip)
+
 
 @dataclass(frozen=True)
 class PolicyVerdict:
@@ -169,6 +176,18 @@ class NetworkPolicy:
         if allows:
             return PolicyVerdict("allow", allows[0].source, "allowed")
         return PolicyVerdict("ask", "policy", "not_allowed")
+
+    def evaluate_target(self, host: Host, port: int, protocol: str) -> PolicyVerdict:
+        """``evaluate`` for ``host:port``. An ``allow_local`` entry naming exactly this host and
+        port is enough when no domain rule matched: listing a local server is the user's whole
+        intent (a deny or prompt rule, or a limited one, still applies)."""
+        verdict = self.evaluate(host.name, protocol)
+        if verdict.reason not in ("not_allowed", "not_allowed_managed"):
+            return verdict
+        for g in self.allow_local:
+            if g.names_exactly(host, port):
+                return PolicyVerdict("allow", g.source, "allow_local")
+        return verdict
 
     def local_grant(self, name: str, ip: object, port: int) -> LocalGrant | None:
         for g in self.allow_local:

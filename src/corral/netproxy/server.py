@@ -16,11 +16,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from corral.errors import CorralError
 from corral.netproxy.decide import AskCallback
 from corral.netproxy.gate import Connector, DecisionHook, Gate, Resolver
 from corral.netproxy.http import HttpHandler, Limits, error_response, unread
+from corral.netproxy.local import Forwarder, LocalForward, Report
 from corral.netproxy.policy import NetworkPolicy
 from corral.netproxy.socks import SocksHandler
 from corral.netproxy.timeouts import within as _within
@@ -97,6 +99,8 @@ class Proxy:
         self._socks = SocksHandler(self.gate, self.limits.head_timeout, credentials,
                                    self.limits.idle_timeout)
         self._servers: list[asyncio.AbstractServer] = []
+        self._forwarder: Forwarder | None = None
+        self._forward_paths: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -167,6 +171,23 @@ class Proxy:
         else:
             swap()
 
+    def forward(self, fwd: LocalForward, path: str, report: Report | None = None) -> None:
+        """Serve ``fwd`` (``corral.netproxy.local``) on the unix socket ``path`` (mode 0600):
+        each connection is a tunnel to ``fwd``'s address, decided by the gate. Thread-safe;
+        ``report`` gets the one-line refusals (default: stderr)."""
+        if self._forwarder is None:
+            self._forwarder = Forwarder(self.gate, self.limits.idle_timeout,
+                                        *(() if report is None else (report,)))
+        loop = self._loop
+        if loop is None or self._thread is None:
+            raise CorralError("network", "start() the proxy before adding a forward")
+        coro = self._unix(path, self._forwarder.handler(fwd))
+        try:
+            asyncio.run_coroutine_threadsafe(coro, loop).result(10)
+        except OSError as exc:
+            raise CorralError("network", f"cannot listen for {fwd.address}: {exc}") from exc
+        self._forward_paths.append(path)
+
     async def serve(self) -> None:
         """Run on the current loop until cancelled."""
         await self.start_servers()
@@ -185,7 +206,7 @@ class Proxy:
             if lst.socks is not None:
                 socks_ep = await self._tcp(lst.socks)
             if lst.unix is not None:
-                await self._unix(lst.unix)
+                await self._unix(lst.unix, self._accept)
         except OSError as exc:
             await self.close()
             raise CorralError("network", f"cannot listen: {exc.strerror or exc}") from exc
@@ -210,14 +231,14 @@ class Proxy:
         sock = srv.sockets[0].getsockname()
         return str(sock[0]), int(sock[1])
 
-    async def _unix(self, path: str) -> None:
+    async def _unix(self, path: str, handler: Callable[..., Any]) -> None:
         p = Path(path)
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(p.lstat().st_mode):
                 p.unlink()
         old = os.umask(0o177)
         try:
-            srv = await asyncio.start_unix_server(self._accept, path, limit=self.limits.max_head)
+            srv = await asyncio.start_unix_server(handler, path, limit=self.limits.max_head)
         finally:
             os.umask(old)
         self._servers.append(srv)
@@ -226,6 +247,8 @@ class Proxy:
         for srv in self._servers:
             srv.close()
         tasks = list(self.stats.tasks)
+        if self._forwarder is not None:
+            tasks += list(self._forwarder.tasks)
         for t in tasks:
             t.cancel()
         for srv in self._servers:
@@ -234,9 +257,9 @@ class Proxy:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._servers.clear()
-        if self.listen.unix:
+        for path in [*([self.listen.unix] if self.listen.unix else []), *self._forward_paths]:
             with contextlib.suppress(OSError):
-                os.unlink(self.listen.unix)
+                os.unlink(path)
 
     # --- connections -------------------------------------------------------------------------
 

@@ -315,7 +315,12 @@ def main(argv: list[str]) -> int:
     for port, path, socks in [(p, to, True) for p in ports] + [(p, b, False) for p, b in bridges]:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            print(f"corral: sandbox: cannot listen on 127.0.0.1:{port} inside the sandbox: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 126
         s.listen(128)
         s.set_inheritable(False)
         listeners.append((s, path, socks))

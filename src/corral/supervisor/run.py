@@ -261,6 +261,7 @@ class RunSession:
         return self.preset.interactive(self.argv)
 
     def run(self) -> int:
+        from corral.netproxy.local import for_agent as local_forwards  # allow_local on loopback
         from corral.sandbox import NetworkPlan, Sandbox, gitguard, plan_from_config
         from corral.sandbox.audit import snapshot
         from corral.supervisor.session import Session
@@ -293,7 +294,9 @@ class RunSession:
                 mode=proxied.mode, proxy_socket=proxied.proxy_socket,
                 proxy_env=proxied.proxy_env, bridge_ports=proxied.bridge_ports,
                 allow_domains=proxied.allow_domains, deny_domains=proxied.deny_domains,
-                extra_bridges=session.bridges(SESSION_API_PORT, OTLP_PORT),
+                extra_bridges=session.bridges(SESSION_API_PORT, OTLP_PORT) + local_forwards(
+                    session.proxy, session.rundir, self.argv, self.preset,
+                    (HTTP_PORT, SOCKS_PORT, SESSION_API_PORT, OTLP_PORT)),
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
