@@ -15,9 +15,11 @@ Names are imported lazily so ``corral policy check`` does not pay for the shell 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # importing typing costs ~5 ms of `corral policy check`'s cold start
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.rules.model import NetworkRule as NetworkRule
     from corral.rules.model import Policy as Policy
     from corral.rules.model import PrefixRule as PrefixRule

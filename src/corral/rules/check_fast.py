@@ -12,8 +12,11 @@ import json
 import os
 import sys
 import zlib
-from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~5 ms here, a quarter of this path's own imports
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 CACHE_FORMAT = 1
 _SEVERITY = {"allow": 0, "prompt": 1, "forbidden": 2}
