@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from corral.errors import CorralError
@@ -105,11 +105,29 @@ def test_the_agents_loopback_model_url_is_found_where_it_is_configured(tmp_path:
     assert len(urls) == 4 and not any("api.example.com" in a for a, _, _ in got)
 
 
-@given(st.text(max_size=200))
-def test_hostile_config_text_never_breaks_the_scan(text: str) -> None:
-    pol = build_policy(PolicyInputs())
-    for f in unlisted_forwards(model_urls(["agent", text], {"X_BASE_URL": text}), pol):
-        assert f.host in ("127.0.0.1", "localhost") and 0 < f.port < 65536
+_HOSTS = st.sampled_from([
+    "127.0.0.1", "localhost", "127.1", "0x7f.1", "[::1]", "LOCALHOST", "127.0.0.2", "evil.example",
+    "[::ffff:127.0.0.1]", "2130706433", "127.0.0.1.", "localhost.evil.example", "", "[",
+    "127.0.0.1%00", "127.0.0.1 ", "ex\u00e4mple", "0177.0.0.1", "1.2.3.4.5"])
+
+
+@given(_HOSTS,
+       st.one_of(st.integers(1024, 65535).map(str), st.integers(1024, 65535).map(str),
+                 st.sampled_from(["", "0", "80", "65536", "99999", "-1", "80x", ":"])),
+       st.sampled_from(["/v1", "", "/", "@evil.example/", "#x", "/\x00"]) | st.text(max_size=40),
+       st.sampled_from(["http", "https", "HTTP", "ftp"]))
+def test_hostile_config_text_never_breaks_the_scan(host: str, port: str, rest: str,
+                                                   scheme: str) -> None:
+    """Whatever the agent's config says, the scan yields only well-formed forwards, to
+    127.0.0.1 or localhost on an unprivileged port, never one an exact entry covers."""
+    url = f"{scheme}://{host}:{port}{rest}"
+    pol = build_policy(PolicyInputs(allow_local=["127.0.0.1:11434"]))
+    text = f'base_url = "{url}"\n{{"ANTHROPIC_BASE_URL": "{url}"}}'
+    found = unlisted_forwards(model_urls(["agent", text], {"X_BASE_URL": url}), pol)
+    event("forwarded" if found else "nothing to forward")
+    for f in found:
+        assert f.host in ("127.0.0.1", "localhost") and 1024 <= f.port < 65536, f
+        assert f.address != "127.0.0.1:11434" and not f.listed
 
 
 def test_a_forward_on_a_port_corral_uses_inside_is_refused() -> None:
