@@ -64,6 +64,8 @@ class ComplianceApi:
         self.buckets = Buckets(srv.cfg.read_rate, srv.cfg.read_burst)
         self._cut_store: Store | None = None
         self._task: asyncio.Task[None] | None = None
+        self.sinks: list[Any] = []
+        self._sink_tasks: list[asyncio.Task[None]] = []
 
     def routes(self) -> list[Route]:
         return [Route("/v1/events", self.events, methods=["GET"]),
@@ -72,13 +74,27 @@ class ComplianceApi:
 
     # -- background cutting -------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._cuts())
+        from corral.server.sinks import Sink
+
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._cuts())
+        for sc in self.cfg.sinks:
+            st = (sconfig.open_store(self.cfg) if self.cfg.database == "sqlite"
+                  else self.srv.writer_store)
+            sink = Sink(sc, self.cfg.data, st)
+            self.sinks.append(sink)
+            self._sink_tasks.append(loop.create_task(sink.run()))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for t in [self._task, *self._sink_tasks]:
+            if t:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        for sink in self.sinks:
+            sink.close()
+            if sink.store is not self.srv.writer_store:
+                sink.store.close()
         if self._cut_store is not None and self._cut_store is not self.srv.writer_store:
             self._cut_store.close()
 

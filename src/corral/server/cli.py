@@ -44,6 +44,9 @@ def run(data: Path, listen: str, database: str | None, tls_cert: Path | None,
         raise _err("--tls-cert and --tls-key go together")
     host, port = parse_listen(listen)
     cfg = sconfig.load(data, database)
+    for sc in cfg.sinks:  # refuse to start rather than run a sink that can never send
+        if sc.kind == "hec" and not sc.token and not os.environ.get(sc.token_env):
+            raise _err(f"sink {sc.name}: environment variable {sc.token_env} is not set")
     app, _ = build(cfg)
     scheme = "https" if tls_cert else "http"
     print(f"corral server: listening on {scheme}://{listen} (log {cfg.origin})",

@@ -46,6 +46,7 @@ class ServerConfig:
     compliance_grace: float = 60.0  # wait this long after a window closes before cutting it
     read_rate: float = 50.0  # compliance API requests per second per token (token bucket)
     read_burst: int = 100
+    sinks: tuple[Any, ...] = ()  # corral.server.sinks.SinkConfig, from [[sinks]]
 
     @property
     def export_dir(self) -> Path:
@@ -104,9 +105,18 @@ def load(data: Path, database: str | None = None) -> ServerConfig:
             compliance_window=_positive_int(doc.get("compliance_window", 3600)),
             compliance_grace=float(doc.get("compliance_grace", 60.0)),
             read_rate=float(doc.get("read_rate", 50.0)),
-            read_burst=_positive_int(doc.get("read_burst", 100)))
+            read_burst=_positive_int(doc.get("read_burst", 100)),
+            sinks=tuple(_sinks(doc.get("sinks", []))))
     except (KeyError, TypeError, ValueError) as exc:
         raise _err(f"{data / 'config.toml'}: bad value ({exc})") from exc
+
+
+def _sinks(doc: Any) -> list[Any]:
+    from corral.server.sinks import parse
+
+    if not isinstance(doc, list):
+        raise ValueError("sinks must be an array of tables ([[sinks]])")
+    return list(parse(doc))
 
 
 def _positive_int(v: object) -> int:

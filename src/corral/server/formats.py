@@ -16,7 +16,7 @@ from typing import Any
 
 OCSF_VERSION = "1.8.0"
 FORMATS = ("json", "ocsf", "ecs", "otlp-json")
-_ALLOWED = {"approved", "approved_for_session", "approved_for_project", "approved_persistent",
+ALLOWED = {"approved", "approved_for_session", "approved_for_project", "approved_persistent",
             "auto_approved", "allow"}
 _HTTP_METHODS = {"CONNECT": 1, "DELETE": 2, "GET": 3, "HEAD": 4, "OPTIONS": 5, "POST": 6,
                  "PUT": 7, "TRACE": 8, "PATCH": 9}
@@ -112,7 +112,7 @@ def _src(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _disposition(ev: dict[str, Any], decision: str) -> None:
-    allowed = decision in _ALLOWED
+    allowed = decision in ALLOWED
     ev["disposition_id"] = 1 if allowed else 2
     ev["action_id"] = 1 if allowed else 2
     ev["status_id"] = 1 if allowed else 2
@@ -235,8 +235,8 @@ def ecs(doc: dict[str, Any]) -> dict[str, Any]:
     cat, typ = ["process"], ["info"]
     decision = str(a.get("agent.decision") or a.get("network.policy.decision") or "")
     if decision:
-        out["event"]["outcome"] = "success" if decision in _ALLOWED else "failure"
-        typ = ["allowed" if decision in _ALLOWED else "denied"]
+        out["event"]["outcome"] = "success" if decision in ALLOWED else "failure"
+        typ = ["allowed" if decision in ALLOWED else "denied"]
     if name == "agent.network.decision":
         cat = ["network"]
         out["destination"] = {"domain": a.get("server.address")}
