@@ -65,12 +65,19 @@ class ComplianceApi:
         self._cut_store: Store | None = None
         self._task: asyncio.Task[None] | None = None
         self.sinks: list[Any] = []
+        self._fold: Any = None
         self._sink_tasks: list[asyncio.Task[None]] = []
 
     def routes(self) -> list[Route]:
         return [Route("/v1/events", self.events, methods=["GET"]),
                 Route("/v1/compliance/logs", self.files, methods=["GET"]),
-                Route("/v1/compliance/logs/{file_id}", self.file, methods=["GET"])]
+                Route("/v1/compliance/logs/{file_id}", self.file, methods=["GET"]),
+                Route("/v1/sessions", self.stateful, methods=["GET"]),
+                Route("/v1/sessions/{session_id}", self.session, methods=["GET"]),
+                Route("/v1/users", self.stateful, methods=["GET"]),
+                Route("/v1/devices", self.stateful, methods=["GET"]),
+                Route("/v1/mcp-servers", self.stateful, methods=["GET"]),
+                Route("/v1/tools", self.stateful, methods=["GET"])]
 
     # -- background cutting -------------------------------------------------------------------
     def start(self) -> None:
@@ -95,6 +102,8 @@ class ComplianceApi:
             sink.close()
             if sink.store is not self.srv.writer_store:
                 sink.store.close()
+        if self._fold is not None and self._fold.store is not self.srv.writer_store:
+            self._fold.store.close()
         if self._cut_store is not None and self._cut_store is not self.srv.writer_store:
             self._cut_store.close()
 
@@ -201,6 +210,81 @@ class ComplianceApi:
                 after = bound if len(out) < q.limit else after
                 break
         return out, after, after < head
+
+    # -- the stateful API ---------------------------------------------------------------------
+    def _state(self) -> Any:
+        if self._fold is None:
+            from corral.server.state import State
+
+            st = (sconfig.open_store(self.cfg) if self.cfg.database == "sqlite"
+                  else self.srv.writer_store)
+            self._fold = State(st)
+        return self._fold
+
+    async def stateful(self, request: Request) -> Response:
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        if grant.types is not None:
+            return _fail(403, f"token {tok.name} is limited to some event types; the state is "
+                              "derived from all of them")
+        kind = request.url.path.rsplit("/", 1)[-1]
+        try:
+            params = _params(request)
+            query._check_keys(params, {"limit", "after"})
+            limit = query.parse_limit(query._one(params, "limit"))
+            after = query._one(params, "after")
+            if after is not None and not query._IDENT.fullmatch(after):
+                raise query.BadQuery("after must be an id from the previous page")
+        except query.BadQuery as exc:
+            return _fail(400, str(exc))
+        state = self._state()
+        await asyncio.to_thread(state.refresh)
+        rows = state.listing(kind)
+        key = "id" if kind in ("sessions", "devices") else "name"
+        if after is not None:
+            rows = [r for r in rows if str(r[key]) > after]
+        page, more = rows[:limit], len(rows) > limit
+        denied = await self._audit(tok, f"/v1/{kind}", {"limit": limit, "after": after},
+                                   len(page))
+        if denied:
+            return denied
+        return JSONResponse({"data": page, "has_more": more,
+                             "next_after": page[-1][key] if page and more else None})
+
+    async def session(self, request: Request) -> Response:
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        if grant.types is not None:
+            return _fail(403, f"token {tok.name} is limited to some event types; a session "
+                              "timeline holds all of them")
+        sid = request.path_params["session_id"]
+        try:
+            query._check_keys(_params(request), set())
+        except query.BadQuery as exc:
+            return _fail(400, str(exc))
+        if not query._IDENT.fullmatch(sid):
+            return _fail(400, "session id has characters or a length it cannot have")
+        state = self._state()
+        await asyncio.to_thread(state.refresh)
+        got = state.session(sid)
+        if got is None:
+            return _fail(404, f"no session {sid}")
+        summary, seqs = got
+        events = []
+        for seq in seqs:
+            leaf = self.srv.reader.leaf(seq)
+            if leaf is not None:
+                events.append(leaf if grant.content else _redacted(leaf, None))
+        denied = await self._audit(tok, "/v1/sessions/{id}", {"session_id": sid}, len(events))
+        if denied:
+            return denied
+        head = json.dumps({"session": summary}, separators=(",", ":")).encode()[:-1]
+        return Response(head + b',"events":[' + b",".join(events) + b"]}",
+                        media_type="application/json")
 
     # -- GET /v1/compliance/logs ---------------------------------------------------------------
     async def files(self, request: Request) -> Response:
