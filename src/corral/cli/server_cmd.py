@@ -124,5 +124,32 @@ def verify_proof(
     raise typer.Exit(do(event, proof, checkpoint, key))
 
 
+@server_app.command("export")
+def export(
+    data: _Data,
+    user: Annotated[str, typer.Option("--user", help="Whose events.")],
+    out: Annotated[Path, typer.Option("--out", help="A new directory for the bundle.")],
+    since: Annotated[str | None, typer.Option("--since", help="ISO-8601 or ns.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO-8601 or ns.")] = None,
+    database: _Db = None,
+) -> None:
+    """eDiscovery: a user's events with a checkpoint and inclusion proofs (self-verifying)."""
+    from corral.server.cli import export_bundle as do
+
+    do(data, database, user, since, until, out)
+
+
+@server_app.command("verify-bundle")
+def verify_bundle(
+    bundle: Annotated[Path, typer.Argument(help="The bundle directory.")],
+    key: Annotated[str | None, typer.Option(
+        "--key", help="The verifier key you trust (file or text); default: the bundle's.")] = None,
+) -> None:
+    """Check an eDiscovery bundle offline: hashes, signature, every inclusion proof."""
+    from corral.server.cli import verify_bundle as do
+
+    raise typer.Exit(do(bundle, key))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(server_app)

@@ -168,3 +168,42 @@ def verify_proof(event: Path, proof: Path, checkpoint: Path, key: str) -> int:
         return 1
     print(f"ok: {line}")
     return 0
+
+
+def export_bundle(data: Path, database: str | None, user: str, since: str | None,
+                  until: str | None, out: Path) -> None:
+    from corral.server import ediscovery, query
+
+    try:
+        lo = query.parse_time("--since", since) if since else None
+        hi = query.parse_time("--until", until) if until else None
+    except query.BadQuery as exc:
+        raise _err(str(exc)) from None
+    if out.exists():
+        raise _err(f"{out} exists", "export into a new directory")
+    cfg = sconfig.load(data, database)
+    store = sconfig.open_store(cfg)
+    try:
+        m = ediscovery.export(cfg, store, user, lo, hi, out)
+    except ValueError as exc:
+        raise _err(str(exc)) from None
+    finally:
+        store.close()
+    print(f"corral server: exported {m['count']} events of {user} to {out} "
+          f"(tree size {m['tree_size']})")
+
+
+def verify_bundle(bundle: Path, key: str | None) -> int:
+    from corral.server import ediscovery
+
+    vkey = None
+    if key:
+        vkey = Path(key).read_text().strip() if Path(key).is_file() else key
+    problems, m = ediscovery.verify_bundle(bundle, vkey)
+    for line in problems:
+        print(f"corral: server verify-bundle: {line}")
+    if problems:
+        return 1
+    print(f"ok: {m['count']} events of {m['user']}, every one in {m['origin']} at tree size "
+          f"{m['tree_size']} (signed checkpoint and inclusion proofs checked)")
+    return 0
