@@ -40,6 +40,10 @@ class Query:
 
 DAY_NS = 24 * HOUR_NS
 _KEYS = "metric, k1, k2, k3, k4"
+# denied and asked domains, as rollup keys, from network facts (the covering index's terms)
+_DOMAIN_KEYS = "CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END, k1, k2, '', ''"
+_DOMAIN_WHERE = ("metric IN ('net', 'ask') AND ((metric = 'net' AND k1 = 'deny') "
+                 "OR metric = 'ask')")
 
 
 def _plan(q: Query) -> str | None:
@@ -120,27 +124,30 @@ def _rows(store: RollupStore, q: Query) -> list[Row]:
     val = {"all": None, "team": q.team, "agent": q.agent, "repo": q.repo}[dim]
     vcond = "" if val is None else " AND val = ?"
     vpar = [] if val is None else [val]
+    # everyone's domains are rolled up per day: the edges add theirs from the facts
+    dom = "" if dim != "all" else f"""UNION ALL
+        SELECT {grp}, {_DOMAIN_KEYS}, 1, 0, NULL FROM facts
+          WHERE ({edge}) AND {f} AND {_DOMAIN_WHERE}"""
     sql = f"""SELECT g, {_KEYS}, sum(n), sum(vsum), max(vmax) FROM (
         SELECT {"val" if q.by else "''"} AS g, {_KEYS}, n, vsum, vmax FROM roll
           WHERE dim = ?{vcond} AND ({full}) AND metric != 'event'
         UNION ALL
         SELECT {grp} AS g, {_KEYS}, 1, coalesce(v, 0), v FROM facts
-          WHERE ({edge}) AND {f} AND metric != 'event')
+          WHERE ({edge}) AND {f} AND metric NOT IN ('event', 'ask') {dom})
         GROUP BY g, {_KEYS}"""
-    return store.conn.execute(sql, [dim, *vpar, *fp, *ep, *fpar]).fetchall()
+    params = [dim, *vpar, *fp, *ep, *fpar] + ([*ep, *fpar] if dom else [])
+    return store.conn.execute(sql, params).fetchall()
 
 
 def _domains(store: RollupStore, q: Query) -> list[Row]:
     """Denied and asked domains, from the facts (rows shaped like ``_rows``)."""
     grp = q.by or "''"
-    if _plan(q) is not None and q.since_ns is None and q.until_ns is None:
-        return []  # in the all-time totals
+    plan = _plan(q)
+    if plan == "all" or (plan is not None and q.since_ns is None and q.until_ns is None):
+        return []  # in the rollups
     cond, params = _facts_window(q)
-    sql = f"""SELECT {grp}, CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END,
-          k1, k2, '', '', count(*), 0, NULL FROM facts
-        WHERE metric IN ('net', 'ask') AND ((metric = 'net' AND k1 = 'deny') OR metric = 'ask')
-          AND {cond}
-        GROUP BY {grp}, metric, k1, k2"""
+    sql = f"""SELECT {grp}, {_DOMAIN_KEYS}, count(*), 0, NULL FROM facts
+        WHERE {_DOMAIN_WHERE} AND {cond} GROUP BY {grp}, metric, k1, k2"""
     return store.conn.execute(sql, params).fetchall()
 
 

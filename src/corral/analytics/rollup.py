@@ -28,7 +28,7 @@ from typing import Any
 
 from corral.analytics.source import EventSource, JournalSource
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 BATCH = 100_000
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -183,38 +183,38 @@ SELECT {_F}, 'event', name, '', '', '', NULL FROM x
 
 _KEYS = "metric, k1, k2, k3, k4"
 # Two rollups in one table: per day (``day >= 0``), and all-time totals (``day = -1``) that
-# answer the most common question, "everything so far", in one row per key. Domains are only
-# in the totals (per day, hundreds of them would multiply every row): windows read them from the
-# facts, through a covering index.
+# answer the most common question, "everything so far", in one row per key. Domains (hundreds of
+# them would multiply every row) are rolled up per day only for everyone; per team, agent and
+# repository only in the totals, and windows read them from the facts through a covering index.
 _ROLL = """
 INSERT INTO roll (dim, val, day, {keys}, n, vsum, vmax)
 WITH g AS (SELECT {day} AS day, team, agent, repo, metric, k1,
                   CASE WHEN metric = 'net' THEN '' ELSE k2 END AS k2,
                   CASE WHEN metric = 'net' THEN '' ELSE k3 END AS k3, k4, v
            FROM temp.f WHERE metric != 'ask'
-           {domains})
+           UNION ALL
+           SELECT {day}, team, agent, repo,
+                  CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END, k1, k2, '',
+                  '', NULL
+           FROM temp.f WHERE (metric = 'net' AND k1 = 'deny') OR metric = 'ask')
 SELECT * FROM (
   SELECT 'all', '', day, {keys}, count(*), coalesce(sum(v), 0), max(v)
     FROM g GROUP BY day, {keys}
   UNION ALL SELECT 'team', team, day, {keys}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY team, day, {keys}
+    FROM g {narrow} GROUP BY team, day, {keys}
   UNION ALL SELECT 'agent', agent, day, {keys}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY agent, day, {keys}
+    FROM g {narrow} GROUP BY agent, day, {keys}
   UNION ALL SELECT 'repo', repo, day, {keys}, count(*), coalesce(sum(v), 0), max(v)
-    FROM g GROUP BY repo, day, {keys}
+    FROM g {narrow} GROUP BY repo, day, {keys}
 ) WHERE true
 ON CONFLICT (dim, val, day, {keys}) DO UPDATE SET n = roll.n + excluded.n,
   vsum = roll.vsum + excluded.vsum,
   vmax = CASE WHEN roll.vmax IS NULL THEN excluded.vmax WHEN excluded.vmax IS NULL
               THEN roll.vmax ELSE max(roll.vmax, excluded.vmax) END
 """
-_DOMAIN_FACTS = """UNION ALL
-           SELECT -1, team, agent, repo,
-                  CASE metric WHEN 'net' THEN 'domain_deny' ELSE 'domain_ask' END, k1, k2, '',
-                  '', NULL
-           FROM temp.f WHERE (metric = 'net' AND k1 = 'deny') OR metric = 'ask'"""
-_ROLL_DAYS = _ROLL.format(keys=_KEYS, day="hour / 24", domains="")
-_ROLL_TOTAL = _ROLL.format(keys=_KEYS, day="-1", domains=_DOMAIN_FACTS)
+_ROLL_DAYS = _ROLL.format(keys=_KEYS, day="hour / 24",
+                          narrow="WHERE metric NOT IN ('domain_deny', 'domain_ask')")
+_ROLL_TOTAL = _ROLL.format(keys=_KEYS, day="-1", narrow="")
 
 _ROLL_SESS = """
 INSERT OR IGNORE INTO roll_sess (day, sid, user, team, agent, aver, repo)
