@@ -172,3 +172,33 @@ def test_doctor_secrets_lists_what_is_found_and_whether_it_is_hidden(tmp_path: P
     assert f"[hidden ] {home}/.config/gh/hosts.yml  (gh: GitHub CLI" in proc.stdout
     assert "[dropped] DATABASE_URL  (URL with a password)" in proc.stdout
     assert "EDITOR" not in proc.stdout and "pw-very-secret" not in proc.stdout
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_corral_run_re_allows_exactly_the_agents_own_login(
+        box: Box, moved: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codex under ``corral run`` reads its own ``auth.json`` (in ``$CODEX_HOME`` when set);
+    Claude Code's login, and Codex's default one when the directory is moved, stay hidden."""
+    from corral.sandbox import Sandbox, build_plan
+    from corral.supervisor.run import PRESETS, _own_login
+
+    default = _plant(box, ".codex/auth.json", "codex-default")
+    claude = _plant(box, ".claude/.credentials.json", "claude")
+    own = default
+    if moved:
+        own = _plant(box, "cx/auth.json", "codex-moved")
+        monkeypatch.setenv("CODEX_HOME", str(own.parent))
+    else:
+        monkeypatch.delenv("CODEX_HOME", raising=False)
+    plan = _own_login(build_plan(":workspace", box.ws, home=box.home, exclude_slash_tmp=True,
+                                 exclude_tmpdir=True), PRESETS["codex"])
+    sb = Sandbox(plan)
+    proc = sb.spawn([sys.executable, "-c", READ, str(own), str(default), str(claude)], box.ws,
+                    None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    sb.close()
+    seen = json.loads(out)
+    assert seen[str(own)] == own.read_text(), err
+    assert seen[str(claude)] != "claude"
+    if moved:
+        assert seen[str(default)] != "codex-default"

@@ -130,3 +130,21 @@ def test_explain_env_names_each_dropped_variable_never_its_value(
     assert not set(EVERYDAY_ENV) & named
     for v in SECRET_ENV.values():
         assert v not in proc.stderr and v not in proc.stdout
+
+
+def test_session_start_event_names_the_dropped_variables_never_their_values(
+        planted: tuple[Path, Path, dict[str, str]]) -> None:
+    _, project, env = planted
+    run = subprocess.run([sys.executable, "-m", "corral", "exec", "--", "true"], cwd=project,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    log = subprocess.run([sys.executable, "-m", "corral", "log", "--json"], cwd=project,
+                         env=env, capture_output=True, text=True, timeout=60)
+    starts = [e for e in map(json.loads, log.stdout.splitlines())
+              if e["name"] == "agent.session.start"]
+    summary = json.loads(starts[-1]["attributes"]["agent.policy.summary"])
+    assert set(SECRET_ENV) <= set(summary["env_dropped"])
+    assert summary["env_dropped"]["DATABASE_URL"] == "secret value: URL with a password"
+    assert not set(EVERYDAY_ENV) & set(summary["env_dropped"])
+    for v in SECRET_ENV.values():
+        assert v not in log.stdout

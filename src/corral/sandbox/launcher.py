@@ -88,6 +88,15 @@ def _key(path: Path, roots: Sequence[Path]) -> Path:
     return max((r for r in roots if is_under(path, r)), key=lambda r: len(r.parts), default=path)
 
 
+def _ancestors(path: str) -> list[str]:
+    """``/a/b/c`` -> ``/a/b``, ``/a``, ``/`` (strings: pathlib's ``parents`` is far slower)."""
+    out = []
+    while (i := path.rfind("/")) > 0:
+        path = path[:i]
+        out.append(path)
+    return [*out, "/"] if path != "/" else out
+
+
 def _which(name: str) -> str:
     import shutil
 
@@ -286,9 +295,11 @@ class Sandbox:
             for d in _MINIMAL_RO:
                 args += ["--ro-bind-try", d, d]
         args += ["--dev", "/dev", "--proc", "/proc"]
-        deny_dirs = [str(e.path) for e in entries if e.access is Access.DENY]
-        reopened = {d for d in deny_dirs for e in entries
-                    if e.access is not Access.DENY and is_under(e.path, d) and str(e.path) != d}
+        # denied directories with something re-opened below them (parents walked, not pairs:
+        # the credential catalogue brings over a hundred deny entries)
+        deny_dirs = {str(e.path) for e in entries if e.access is Access.DENY}
+        reopened = {a for e in entries if e.access is not Access.DENY
+                    for a in _ancestors(str(e.path)) if a in deny_dirs}
         remount: list[str] = []
         for e in entries:
             path = str(e.path)
