@@ -202,3 +202,30 @@ def test_corral_run_re_allows_exactly_the_agents_own_login(
     assert seen[str(claude)] != "claude"
     if moved:
         assert seen[str(default)] != "codex-default"
+
+
+def test_config_and_requirements_files_extend_the_catalogue_through_the_cli(box: Box) -> None:
+    """``[[sandbox.credential_files]]`` from the user's config.toml and the admin's
+    requirements.toml, read by the real ``corral sandbox``; the admin's entry stays hidden
+    under a profile that tries to re-allow it."""
+    system = box.home / "etc-corral"
+    system.mkdir()
+    (system / "requirements.toml").write_text(
+        '[[sandbox.credential_files]]\nid = "corp"\npath = "~/.corp/sso.json"\n'
+        'tool = "corp SSO"\nreason = "SSO session"\n')
+    (box.corral_home / "config.toml").write_text(
+        '[[sandbox.credential_files]]\nid = "mine"\npaths = ["~/.mytool/token"]\n\n'
+        '[permissions.loose]\nextends = ":workspace"\nallow_credentials = ["corp", "pgpass"]\n')
+    for rel in (".corp/sso.json", ".mytool/token", ".pgpass"):
+        _plant(box, rel, "secret-" + rel)
+    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
+               CORRAL_SYSTEM_DIR=str(system))
+    paths = [str(box.home / r) for r in (".corp/sso.json", ".mytool/token", ".pgpass")]
+    proc = subprocess.run([sys.executable, "-m", "corral", "sandbox", "-P", "loose", "--",
+                           sys.executable, "-c", READ, *paths], cwd=box.ws, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen[paths[0]] != "secret-.corp/sso.json"  # enforced
+    assert seen[paths[1]] != "secret-.mytool/token"   # added by the user
+    assert seen[paths[2]] == "secret-.pgpass"         # re-allowed by the profile
