@@ -13,7 +13,9 @@ sha256, so a file never changes and an altered log is refused rather than served
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
+import time
 from collections.abc import Iterator
 
 from corral.server import integrity as it
@@ -22,9 +24,9 @@ from corral.server.store.base import ComplianceFile, Scan, Store
 _CHUNK = 10_000
 
 
+@functools.lru_cache(maxsize=4096)  # a window's bounds repeat for every type in it
 def iso(ns: int) -> str:
-    dt = datetime.datetime.fromtimestamp(ns // 10**9, datetime.UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 10**9))
 
 
 def file_id(event_type: str, start_ns: int) -> str:
