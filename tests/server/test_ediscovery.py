@@ -8,7 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.server.compliance_helpers import mixed_journal, server_with, start
+import httpx
+
+from tests.server.compliance_helpers import auth, mixed_journal, read_token, server_with, start
 from tests.server.helpers import corral, forward_request, post, token
 
 
@@ -40,6 +42,21 @@ def test_export_verify_and_tampering(tmp_path: Path) -> None:
         assert "exported 20 events of alice" in r.stdout
         bob = tmp_path / "bob"
         corral("server", "export", "--data", str(data), "--user", "bob", "--out", str(bob))
+        # the same through the API: a content token gets the files, writes them, verifies
+        full, meta = read_token(data, "--content"), read_token(data, name="meta")
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            r = c.get("/v1/ediscovery/bundle", params={"user": "alice"}, headers=auth(full))
+            assert r.status_code == 200, r.text
+            api = tmp_path / "api"
+            api.mkdir()
+            for name, text in r.json()["files"].items():
+                (api / name).write_text(text)
+            assert c.get("/v1/ediscovery/bundle", params={"user": "alice"},
+                         headers=auth(meta)).status_code == 403
+            r = c.get("/v1/ediscovery/bundle", headers=auth(full))
+            assert r.status_code == 400 and "user is required" in r.text
+        ok = corral("server", "verify-bundle", str(api))
+        assert ok.stdout.startswith("ok: 40 events of alice")
     finally:
         srv.stop()
     m = json.loads((out / "manifest.json").read_text())

@@ -77,7 +77,8 @@ class ComplianceApi:
                 Route("/v1/users", self.stateful, methods=["GET"]),
                 Route("/v1/devices", self.stateful, methods=["GET"]),
                 Route("/v1/mcp-servers", self.stateful, methods=["GET"]),
-                Route("/v1/tools", self.stateful, methods=["GET"])]
+                Route("/v1/tools", self.stateful, methods=["GET"]),
+                Route("/v1/ediscovery/bundle", self.bundle, methods=["GET"])]
 
     # -- background cutting -------------------------------------------------------------------
     def start(self) -> None:
@@ -285,6 +286,55 @@ class ComplianceApi:
         head = json.dumps({"session": summary}, separators=(",", ":")).encode()[:-1]
         return Response(head + b',"events":[' + b",".join(events) + b"]}",
                         media_type="application/json")
+
+    # -- GET /v1/ediscovery/bundle ------------------------------------------------------------
+    async def bundle(self, request: Request) -> Response:
+        """The files of ``corral server export`` as one JSON object (write each to a directory
+        and run ``corral server verify-bundle`` on it)."""
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        if grant.types is not None or not grant.content:
+            return _fail(403, f"token {tok.name} needs the content scope and every event type "
+                              "for an eDiscovery bundle")
+        try:
+            params = _params(request)
+            query._check_keys(params, {"user", "since", "until"})
+            user = query._one(params, "user")
+            if user is None or not query._USER.fullmatch(user):
+                raise query.BadQuery("user is required (the OS user or user.name to export)")
+            since, until = query._one(params, "since"), query._one(params, "until")
+            lo = query.parse_time("since", since) if since is not None else None
+            hi = query.parse_time("until", until) if until is not None else None
+        except query.BadQuery as exc:
+            return _fail(400, str(exc))
+        files = await asyncio.to_thread(self._bundle, user, lo, hi)
+        manifest = json.loads(files["manifest.json"])
+        denied = await self._audit(tok, "/v1/ediscovery/bundle",
+                                   {"user": user, "since_ns": lo, "until_ns": hi},
+                                   int(manifest["count"]))
+        if denied:
+            return denied
+        return JSONResponse({"files": files})
+
+    def _bundle(self, user: str, lo: int | None, hi: int | None) -> dict[str, str]:
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from corral.server import ediscovery
+
+        tmp = Path(tempfile.mkdtemp(prefix="corral-bundle-"))
+        st = sconfig.open_store(self.cfg) if self.cfg.database == "sqlite" else self.srv.reader
+        try:
+            ediscovery.export(self.cfg, st, user, lo, hi, tmp / "b")
+            return {f: (tmp / "b" / f).read_text() for f in (*ediscovery.FILES,
+                                                             "manifest.json")}
+        finally:
+            if st is not self.srv.reader:
+                st.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
     # -- GET /v1/compliance/logs ---------------------------------------------------------------
     async def files(self, request: Request) -> Response:
