@@ -385,8 +385,10 @@ class Store(ABC):
 
     @abstractmethod
     def last_seq_before(self, received_ns: int, after: int) -> int:
-        """The highest seq above ``after`` received before ``received_ns`` (``after`` if
-        none)."""
+        """The seq before the first event above ``after`` received at or after
+        ``received_ns`` (the head when there is none). Receive times rise with seq, so this
+        reads only the window's rows; an event received earlier but stored after that one (a
+        slow transaction on another replica) goes into the next window."""
 
     @abstractmethod
     def received_at(self, seq: int) -> int | None: ...

@@ -286,9 +286,12 @@ class PostgresStore(Store):
 
     def last_seq_before(self, received_ns: int, after: int) -> int:
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT max(seq) FROM events WHERE seq > %s AND "
-                               "received_ns < %s", (after, received_ns)).fetchone()
-        return after if row is None or row[0] is None else int(row[0])
+            row = conn.execute("SELECT seq FROM events WHERE seq > %s AND received_ns >= %s "
+                               "ORDER BY seq LIMIT 1", (after, received_ns)).fetchone()
+            if row is not None:
+                return int(row[0]) - 1
+            top = conn.execute("SELECT max(seq) FROM events").fetchone()
+        return after if top is None or top[0] is None else max(after, int(top[0]))
 
     def received_at(self, seq: int) -> int | None:
         with self.pool.connection() as conn:

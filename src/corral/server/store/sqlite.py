@@ -234,9 +234,12 @@ class SqliteStore(Store):
         return self._c.execute(sql, args).fetchall()
 
     def last_seq_before(self, received_ns: int, after: int) -> int:
-        row = self._c.execute("SELECT max(seq) FROM events WHERE seq > ? AND received_ns < ?",
-                              (after, received_ns)).fetchone()
-        return after if row is None or row[0] is None else int(row[0])
+        row = self._c.execute("SELECT seq FROM events WHERE seq > ? AND received_ns >= ? "
+                              "ORDER BY seq LIMIT 1", (after, received_ns)).fetchone()
+        if row is not None:
+            return int(row[0]) - 1
+        top = self._c.execute("SELECT max(seq) FROM events").fetchone()
+        return after if top is None or top[0] is None else max(after, int(top[0]))
 
     def received_at(self, seq: int) -> int | None:
         row = self._c.execute("SELECT received_ns FROM events WHERE seq = ?",
