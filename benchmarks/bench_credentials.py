@@ -86,7 +86,8 @@ def in_process(ws: Path, home: Path, n: int) -> None:
 
 
 def whole_process(ws: Path, home: Path, before: str, runs: int) -> None:
-    old = Path(tempfile.mkdtemp(prefix="corral-before-"))
+    old = home.parent / "before"  # inside the run's temporary directory, removed with it
+    old.mkdir()
     subprocess.run(f"git -C {ROOT} archive {before} src | tar -x -C {old}", shell=True,
                    check=True)
     # byte-compiled like the tree it is compared with (PYTHONDONTWRITEBYTECODE may be set)
