@@ -121,13 +121,14 @@ def _rows(store: RollupStore, q: Query) -> list[Row]:
     if q.since_ns is None and q.until_ns is None:  # all time: the totals, domains included
         full, fp, edge, ep = "day = -1", [], "0", []
     f, fpar = _filters(q)
-    val = {"all": None, "team": q.team, "agent": q.agent, "repo": q.repo}[dim]
+    val = {"all": "", "team": q.team, "agent": q.agent, "repo": q.repo}[dim]  # day range
     vcond = "" if val is None else " AND val = ?"
     vpar = [] if val is None else [val]
     # everyone's domains are rolled up per day: the edges add theirs from the facts
     dom = "" if dim != "all" else f"""UNION ALL
         SELECT {grp}, {_DOMAIN_KEYS}, 1, 0, NULL FROM facts
-          WHERE ({edge}) AND {f} AND {_DOMAIN_WHERE}"""
+          WHERE ({edge}) AND {f} AND +metric IN ('net', 'ask')
+            AND ((+metric = 'net' AND k1 = 'deny') OR +metric = 'ask')"""  # by hour, not metric
     sql = f"""SELECT g, {_KEYS}, sum(n), sum(vsum), max(vmax) FROM (
         SELECT {"val" if q.by else "''"} AS g, {_KEYS}, n, vsum, vmax FROM roll
           WHERE dim = ?{vcond} AND ({full}) AND metric != 'event'
@@ -392,7 +393,7 @@ def series(store: RollupStore, q: Query, settings: Settings) -> dict[str, Any]:
             f"GROUP BY 1, metric, k1, k4", params).fetchall()
     else:
         full, fp, edge, ep = _span(q)
-        val = {"all": None, "team": q.team, "agent": q.agent, "repo": q.repo}[dim]
+        val = {"all": "", "team": q.team, "agent": q.agent, "repo": q.repo}[dim]  # day range
         vcond, vpar = ("", []) if val is None else (" AND val = ?", [val])
         rows = store.conn.execute(
             f"""SELECT d, metric, k1, k4, sum(n) FROM (
