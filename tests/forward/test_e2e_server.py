@@ -130,7 +130,7 @@ def test_token_revoked_mid_stream(tmp_path: Path) -> None:
     token_id = corral("server", "token", "list", "--data", str(data)).stdout.split()[0]
     home = tmp_path / "home"
     home.mkdir()
-    _fill(home, 4000)
+    _fill(home, 12000)
     srv = ServerProc(data)
     try:
         env = _env(tmp_path, home, tok)
@@ -141,12 +141,18 @@ def test_token_revoked_mid_stream(tmp_path: Path) -> None:
         while len(_server_events(data)[0]) < 500:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
-        corral("server", "token", "revoke", "--data", str(data), token_id)
+        # Freeze the forwarder mid-stream while the token is revoked (the CLI takes about a
+        # second to start, longer than the rest of the stream takes), then let it go on.
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            corral("server", "token", "revoke", "--data", str(data), token_id)
+        finally:
+            proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 1, err
         assert len(err.splitlines()) == 1
         assert err.startswith(f"corral: forward: server {srv.url} refused the token (HTTP 401")
-        assert len(_server_events(data)[0]) < 4000
+        assert len(_server_events(data)[0]) < 12000
         new = token(data, "ingest")
         r = subprocess.run([sys.executable, "-m", "corral", "forward", "--server", srv.url],
                            env={**env, "CORRAL_SERVER_TOKEN": new}, cwd=home,

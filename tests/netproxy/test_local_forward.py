@@ -139,7 +139,11 @@ def _through(sock: Path, payload: bytes, timeout: float = 5.0) -> bytes:
     c = socket.socket(socket.AF_UNIX)
     c.settimeout(timeout)
     c.connect(str(sock))
-    c.sendall(payload)
+    try:
+        c.sendall(payload)
+    except (BrokenPipeError, ConnectionResetError):  # refused before the request was read
+        c.close()
+        return b""
     out = b""
     try:
         while chunk := c.recv(65536):
