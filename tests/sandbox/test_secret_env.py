@@ -8,9 +8,11 @@ import base64
 import json
 import string
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corral.sandbox import secretvalues
 from corral.sandbox.envpolicy import EnvPolicy, build_env, dropped
 from corral.sandbox.secretvalues import kind
 
@@ -122,3 +124,23 @@ def test_callers_extra_is_never_filtered() -> None:
     """``corral run`` passes the agent's own key as ``extra``: corral chose it."""
     key = "sk-ant-api03-" + "x" * 40
     assert build_env(EnvPolicy(), {}, {"ANTHROPIC_API_KEY": key})["ANTHROPIC_API_KEY"] == key
+
+
+@pytest.mark.parametrize("label,rx", secretvalues.TOKENS, ids=[t[0] for t in secretvalues.TOKENS])
+def test_the_cheap_token_filter_never_hides_a_format(label: str, rx: str) -> None:
+    """A run of token characters is only tried against the formats when it passes
+    ``may_be_token``; every string any format matches must pass it (and be found)."""
+    import re
+
+    from hypothesis import HealthCheck
+
+    # lookaheads: hypothesis cannot generate them; \d: values are ASCII token runs here
+    generator = re.sub(r"\(\?![^)]*\)", "", rx).replace(r"\d", "[0-9]")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.from_regex(generator, fullmatch=True))
+    def check(token: str) -> None:
+        assert secretvalues.may_be_token(token), (label, token)
+        assert secretvalues.kind("SOME_SETTING", token) is not None, (label, token)
+
+    check()

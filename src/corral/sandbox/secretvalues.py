@@ -12,6 +12,7 @@ and settings cost a few microseconds; values shorter than 8 characters are never
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Shapes found anywhere in a value, each only looked for when its mark is in it:
@@ -86,16 +87,31 @@ EVERYDAY_VALUES = frozenset({"0", "1", "true", "false", "yes", "no", "none", "of
 # A run of token characters (no ``:``, ``=``, ``@``: separators in settings and URLs) long
 # enough for the shortest format above (``xoxb-`` and 10 more).
 _TOKEN = re.compile(r"[A-Za-z0-9_.~+/-]{15,}")
-_compiled: tuple[list[tuple[str, str, re.Pattern[str]]], re.Pattern[str]] | None = None
+# Every token format above starts with one of these, or contains one of the infixes (Azure
+# secrets, Terraform tokens): a run without them is not tried, and the alternation is compiled
+# only the first time a run could match (compiling it costs ~10 ms of every sandbox spawn).
+# tests/sandbox/test_secret_env.py checks generated examples of every format pass this filter.
+TOKEN_STARTS = (
+    "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA",
+    "ASCA", "AIza", "ya29.", "GOCSPX-", "1//0", "gh", "github_pat_", "gl", "GR1348941", "xox", "xapp-", "npm_",
+    "pypi-", "hf_", "api_org_", "sk-", "sk_", "rk_", "SG.", "do", "hv", "pul-", "dp.", "ATATT3",
+    "shp", "dapi", "sntr", "lin_api_", "PMAK-", "NRAK-", "gsk_", "r8_", "xai-", "pplx-", "SK",
+)
+TOKEN_INFIXES = ("Q~", ".atlasv1.")
 
 
-def _regexes() -> tuple[list[tuple[str, str, re.Pattern[str]]], re.Pattern[str]]:
-    global _compiled
-    if _compiled is None:
-        shapes = [(label, mark, re.compile(rx, re.MULTILINE)) for label, mark, rx in SHAPES]
-        tokens = re.compile("|".join(f"(?P<t{i}>{rx})" for i, (_, rx) in enumerate(TOKENS)))
-        _compiled = shapes, tokens
-    return _compiled
+def may_be_token(run: str) -> bool:
+    return run.startswith(TOKEN_STARTS) or any(i in run for i in TOKEN_INFIXES)
+
+
+@functools.cache
+def _shape(i: int) -> re.Pattern[str]:
+    return re.compile(SHAPES[i][2], re.MULTILINE)
+
+
+@functools.cache
+def _tokens() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?P<t{i}>{rx})" for i, (_, rx) in enumerate(TOKENS)))
 
 
 def kind(name: str, value: str) -> str | None:
@@ -106,12 +122,13 @@ def kind(name: str, value: str) -> str | None:
         return "secret-bearing name"
     if len(value) < 8:
         return None
-    shapes, tokens = _regexes()
-    for label, mark, rx in shapes:
-        if mark in value and rx.search(value):
+    for i, (label, mark, _rx) in enumerate(SHAPES):
+        if mark in value and _shape(i).search(value):
             return label
     for run in _TOKEN.finditer(value):
-        m = tokens.match(value, run.start(), run.end())
+        if not may_be_token(run.group()):
+            continue
+        m = _tokens().match(value, run.start(), run.end())
         if m is not None:
             return TOKENS[int(str(m.lastgroup)[1:])][0]
     return None
