@@ -559,9 +559,11 @@ class Sandbox:
         else:
             rc = _wait_interruptible(proc)
         text = "".join(lines)
-        from corral.sandbox.gitguard import audit_new_repo
+        warnings: list[str] = []
+        if proc.corral_fresh_git:  # only then: gitguard costs ~5 ms to import on every action
+            from corral.sandbox.gitguard import audit_new_repo
 
-        warnings = [w for root in proc.corral_fresh_git for w in audit_new_repo(root)]
+            warnings = [w for root in proc.corral_fresh_git for w in audit_new_repo(root)]
         violations: list[Violation] = []
         if explain and rc != 0:
             from corral.sandbox.feedback import explain_stderr

@@ -85,7 +85,6 @@ class Session:
         ``corral.paths.socket_parent``), never where the sandbox could list them."""
         from corral.paths import socket_parent
         from corral.sandbox import NetworkMode, network_mode
-        from corral.supervisor.api import SessionAPI
         from corral.supervisor.network import start_proxy
         from corral.supervisor.pipeline import Pipeline, no_terminal
         from corral.telemetry import SessionStart, Telemetry
@@ -121,7 +120,9 @@ class Session:
                 approval_policy=policy_name, sandbox_profile=pipe.plan.profile,
                 network_mode=mode.value, cwd=str(pipe.plan.cwd),
                 config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=api)
-            if api:
+            if api:  # imported only here: `corral exec` has no socket (~10 ms of its start)
+                from corral.supervisor.api import SessionAPI
+
                 server = SessionAPI(pipe, rundir / "session.sock")
                 server.start()
             session = cls(agent, tel, pipe, server, rundir, proxy, integration)
