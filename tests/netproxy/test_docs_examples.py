@@ -44,6 +44,11 @@ def test_toml_example_parses_and_fits_the_schema(where: str, body: str) -> None:
         pytest.fail(f"{where}: not valid TOML: {exc}")
     as_config = validate(data, CONFIG_SCHEMA)
     as_requirements = validate(data, REQUIREMENTS_SCHEMA)
+    if as_config and as_requirements and "sinks" in data:  # a `corral server` config.toml
+        from corral.server.config import check_document
+
+        assert not check_document(data), f"{where}: {check_document(data)}"
+        return
     assert not as_config or not as_requirements, (
         f"{where}: fits neither config.toml ({as_config}) nor requirements.toml "
         f"({as_requirements})")

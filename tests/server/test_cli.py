@@ -96,3 +96,21 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("corral."))))
                  or (m.startswith("corral.integrations.") and m not in (
                      "corral.integrations.otel_map", "corral.integrations.hooks"))]
     assert forbidden == []
+
+
+def test_a_misspelt_server_config_key_is_refused_not_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from corral.errors import CorralError
+    from corral.server import config as server_config
+
+    data = tmp_path / "srv"
+    server_config.init(data)
+    text = (data / "config.toml").read_text()
+    (data / "config.toml").write_text(text + "checkpoint_intervall = 5\n")
+    with pytest.raises(CorralError, match="unknown key `checkpoint_intervall`"):
+        server_config.load(data)
+    (data / "config.toml").write_text(
+        text + '[[sinks]]\nname = "soc"\ntype = "syslog"\nurl = "tcp://127.0.0.1:1"\nbatchsize = 9\n')
+    with pytest.raises(CorralError, match=r"sinks\[0\]: unknown key `batchsize`"):
+        server_config.load(data)

@@ -88,6 +88,33 @@ def _toml_str(s: str) -> str:
     return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# Every key a server's config.toml may hold; anything else is refused (a misspelt key must not
+# leave a setting at its default in silence).
+SERVER_KEYS = frozenset({
+    "origin", "database", "checkpoint_interval", "max_body_bytes", "max_queue_events",
+    "compliance_window", "compliance_grace", "read_rate", "read_burst", "sinks",
+})
+SINK_KEYS = frozenset({
+    "name", "type", "url", "payload", "token", "token_env", "ca_file", "directory",
+    "event_types", "batch", "interval", "max_backoff",
+})
+
+
+def check_document(doc: dict[str, Any]) -> list[str]:
+    """Problems in a server config document (unknown keys, bad sinks); empty when fine."""
+    problems = [f"unknown key `{k}`" for k in doc if k not in SERVER_KEYS]
+    sinks = doc.get("sinks", [])
+    if isinstance(sinks, list):
+        for i, t in enumerate(sinks):
+            if isinstance(t, dict):
+                problems += [f"sinks[{i}]: unknown key `{k}`" for k in t if k not in SINK_KEYS]
+    try:
+        _sinks(sinks)
+    except (TypeError, ValueError) as exc:
+        problems.append(str(exc))
+    return problems
+
+
 def load(data: Path, database: str | None = None) -> ServerConfig:
     try:
         doc: dict[str, Any] = tomllib.loads((data / "config.toml").read_text())
@@ -95,6 +122,9 @@ def load(data: Path, database: str | None = None) -> ServerConfig:
         raise _err(f"no server at {data}", f"run: corral server init --data {data}") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise _err(f"cannot read {data / 'config.toml'}: {exc}") from exc
+    problems = check_document(doc)
+    if problems:
+        raise _err(f"{data / 'config.toml'}: {problems[0]}")
     try:
         return ServerConfig(
             data=data, origin=str(doc["origin"]), database=database or str(doc.get(
