@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from corral.cli.sandbox_fast import parse_command
+from corral.cli.sandbox_fast import parse_command, run_parsed
 
 _EXEC_OPTS = {
     "--profile": "profile", "-P": "profile", "--approval-policy": "approval_policy",
@@ -29,14 +29,7 @@ def main(argv: list[str]) -> int | None:
     parsed = parse_command(argv, "exec", _EXEC_OPTS, _FLAGS, _REPEATABLE)
     if parsed is None or not parsed[2]:
         return None
-    root, opts, cmd = parsed
-    from corral.errors import CorralError
-
-    try:
-        return _run(root, opts, cmd)
-    except CorralError as exc:
-        print(exc.line(), file=sys.stderr)
-        return exc.exit_code
+    return run_parsed(parsed, _run)
 
 
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:

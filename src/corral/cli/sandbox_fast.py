@@ -9,7 +9,7 @@ also produces the usage errors. Wire it in before importing ``corral.cli.app``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
@@ -89,19 +89,25 @@ def parse(argv: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]], 
     return (root, opts, cmd) if cmd or "explain_env" in opts else None
 
 
-def main(argv: list[str]) -> int | None:
-    """Run ``corral sandbox`` without typer; None if ``argv`` is not for this path."""
-    parsed = parse(argv)
-    if parsed is None:
-        return None
-    root, opts, cmd = parsed
+Parsed = tuple[dict[str, list[str]], dict[str, list[str]], list[str]]
+
+
+def run_parsed(parsed: Parsed, run: Callable[[dict[str, list[str]], dict[str, list[str]],
+                                             list[str]], int]) -> int:
+    """Run a fast path's command; a refusal is its one line and exit status, as in the CLI."""
     from corral.errors import CorralError
 
     try:
-        return _run(root, opts, cmd)
+        return run(*parsed)
     except CorralError as exc:
         print(exc.line(), file=sys.stderr)
         return exc.exit_code
+
+
+def main(argv: list[str]) -> int | None:
+    """Run ``corral sandbox`` without typer; None if ``argv`` is not for this path."""
+    parsed = parse(argv)
+    return None if parsed is None else run_parsed(parsed, _run)
 
 
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
