@@ -138,6 +138,18 @@ class ComplianceApi:
                               f"({self.cfg.read_rate:g} requests/s)", retry=math.ceil(wait))
         return tok, tokens.grant(tok.scope)
 
+    def _admit_all_types(self, request: Request, holds: str
+                         ) -> tuple[Token, tokens.Grant] | Response:
+        """``_admit`` for answers derived from every event type (the state, a timeline): a token
+        limited to some types is refused, naming what the answer ``holds``."""
+        admitted = self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        tok, grant = admitted
+        if grant.types is not None:
+            return _fail(403, f"token {tok.name} is limited to some event types; {holds}")
+        return admitted
+
     async def _audit(self, tok: Token, endpoint: str, filters: dict[str, Any],
                      count: int) -> Response | None:
         now = time.time_ns()
@@ -223,13 +235,10 @@ class ComplianceApi:
         return self._fold
 
     async def stateful(self, request: Request) -> Response:
-        admitted = self._admit(request)
+        admitted = self._admit_all_types(request, "the state is derived from all of them")
         if isinstance(admitted, Response):
             return admitted
-        tok, grant = admitted
-        if grant.types is not None:
-            return _fail(403, f"token {tok.name} is limited to some event types; the state is "
-                              "derived from all of them")
+        tok, _grant = admitted
         kind = request.url.path.rsplit("/", 1)[-1]
         try:
             params = _params(request)
@@ -255,13 +264,10 @@ class ComplianceApi:
                              "next_after": page[-1][key] if page and more else None})
 
     async def session(self, request: Request) -> Response:
-        admitted = self._admit(request)
+        admitted = self._admit_all_types(request, "a session timeline holds all of them")
         if isinstance(admitted, Response):
             return admitted
         tok, grant = admitted
-        if grant.types is not None:
-            return _fail(403, f"token {tok.name} is limited to some event types; a session "
-                              "timeline holds all of them")
         sid = request.path_params["session_id"]
         try:
             query._check_keys(_params(request), set())
