@@ -1,6 +1,7 @@
 """``load_config``: build the effective configuration from every layer, then apply requirements.
 
-Layers, lowest to highest: built-in defaults; system ``/etc/corral/config.toml``; user
+Layers, lowest to highest: built-in defaults; system ``/etc/corral/config.toml``; the
+enrolment (``server.url`` and ``server.ca_file`` of the corral server ``corral enroll`` joined); user
 ``$CORRAL_HOME/config.toml``; the selected profile (``[profiles.NAME]``); trusted project
 ``.corral/config.toml`` files from the project root down to the working directory; ``-c``
 overrides; explicit command-line flags. Everything is computed in memory and validated before
@@ -128,9 +129,17 @@ def load_config(
 
     merge_into(values, origins, deepcopy(DEFAULTS), OriginMaker("default"))
 
+    from corral.config.enrolment import enrolment_file, read_enrolment
+
+    enrolment = read_enrolment(home)
     system_tf = _read_optional(system / "config.toml")
     user_tf = _read_optional(home / "config.toml")
     for name, tf in (("system", system_tf), ("user", user_tf)):
+        if name == "user" and enrolment is not None:
+            server = {"url": enrolment.server,
+                      **({"ca_file": enrolment.ca_file} if enrolment.ca_file else {})}
+            merge_into(values, origins, {"server": server},
+                       OriginMaker(f"enrolment {enrolment_file(home)}"))
         if tf is None:
             continue
         _check(tf, CONFIG_SCHEMA)
@@ -204,7 +213,8 @@ def load_config(
     req_warnings: list[str] = []
     req = load_requirements(
         system, system_tf.data if system_tf else {}, home / "state", euid=euid,
-        warnings=req_warnings,
+        warnings=req_warnings, enrolment=enrolment,
+        credential=(lambda: _device_token(values, home, enrolment)) if enrolment else None,
     )
     warnings.extend(req_warnings)
     if req.restrictive_reason:
@@ -234,6 +244,15 @@ def load_config(
         corral_home=home,
         system_dir=system,
     )
+
+
+def _device_token(values: dict[str, Any], home: Path, enrolment: Any) -> str | None:
+    """The enrolled device's credential for fetching its policy (only when a fetch is due)."""
+    from corral import credentials
+    from corral.config.enrolment import TOKEN_SERVICE
+
+    token, _ = credentials.get(values, home, TOKEN_SERVICE, enrolment.server, "fleet")
+    return token or os.environ.get("CORRAL_SERVER_TOKEN") or None
 
 
 def _present(path: Path) -> bool:

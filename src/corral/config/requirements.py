@@ -1,6 +1,7 @@
 """Admin requirements: constraints users cannot override.
 
-Sources, lowest to highest: ``/etc/corral/requirements.toml``, ``/etc/corral/managed/*.toml``
+Sources, lowest to highest: the policy of the corral server this machine is enrolled with
+(``corral enroll``: a signed bundle, key pinned at enrolment), ``/etc/corral/requirements.toml``, ``/etc/corral/managed/*.toml``
 (sorted; the Linux counterpart of macOS managed preferences), then the signed cloud bundle named
 in the system config. Composition is "every constraint holds": allowed-value lists intersect,
 deny lists and prefix rules accumulate, flags like ``managed_domains_only`` are OR-ed, and other
@@ -25,7 +26,10 @@ from corral.errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    from corral.config.enrolment import Enrolment
 
 MOST_RESTRICTIVE: dict[str, Any] = {
     "allowed_approval_policies": ["untrusted"],
@@ -34,6 +38,7 @@ MOST_RESTRICTIVE: dict[str, Any] = {
     "default_permissions": ":read-only",
     "network": {"managed_domains_only": True, "domains": {}},
     "allow_managed_hooks_only": True,
+    "mcp": {"allowed_servers": []},
 }
 
 _INTERSECT = ("allowed_approval_policies", "allowed_approvals_reviewers",
@@ -107,6 +112,14 @@ def _compose(base: dict[str, Any], origins: dict[str, str], layer: dict[str, Any
             if "allow_local" in value:
                 net["allow_local"] = list(value["allow_local"])
                 origins["network.allow_local"] = src
+        elif key == "mcp" and "allowed_servers" in value:  # every source's list holds
+            mcp = base.setdefault("mcp", {})
+            new = list(value["allowed_servers"])
+            if "allowed_servers" in mcp:
+                new = [v for v in mcp["allowed_servers"] if v in new]
+            mcp["allowed_servers"] = new
+            origins["mcp.allowed_servers"] = src if "mcp.allowed_servers" not in origins \
+                else f"{origins['mcp.allowed_servers']} + {src}"
         elif key == "allow_managed_hooks_only":
             base[key] = bool(base.get(key, False) or value)
             origins[key] = src
@@ -158,13 +171,21 @@ def load_requirements(
     *,
     euid: int | None = None,
     warnings: list[str] | None = None,
+    enrolment: Enrolment | None = None,
+    credential: Callable[[], str | None] | None = None,
 ) -> Requirements:
-    """Compose every requirements source; see the module docstring for the fail-closed rules."""
+    """Compose every requirements source; see the module docstring for the fail-closed rules.
+    ``credential()`` gives the enrolled device's token, asked only when a fetch is due."""
     euid = os.geteuid() if euid is None else euid
     warnings = warnings if warnings is not None else []
     data: dict[str, Any] = {}
     origins: dict[str, str] = {}
     sources: list[str] = []
+    if enrolment is not None:
+        problem = _server_policy(enrolment, credential, cache_dir, data, origins, sources,
+                                 warnings)
+        if problem:
+            return restrictive(problem, sources, data, origins)
     files = [system_dir / "requirements.toml"]
     managed = system_dir / "managed"
     try:
@@ -220,3 +241,38 @@ def load_requirements(
                 f"cloud requirements bundle unusable: {exc.message}", sources, data, origins
             )
     return Requirements(data=data, origins=origins, sources=sources)
+
+
+def _server_policy(enrolment: Enrolment, credential: Callable[[], str | None] | None,
+                   cache_dir: Path, data: dict[str, Any], origins: dict[str, str],
+                   sources: list[str], warnings: list[str]) -> str | None:
+    """Compose the enrolled server's policy bundle; the reason when it cannot be used."""
+    from corral.config.bundle import Bundle, BundleRefused, load_cloud_bundle
+    from corral.config.enrolment import POLICY_CACHE
+
+    def headers(cached: Bundle | None) -> dict[str, str]:
+        from corral import __version__
+
+        token = credential() if credential else None
+        out = {"X-Corral-Version": __version__,
+               "X-Corral-Policy-Applied": str(cached.version if cached else 0)}
+        if token:
+            out["Authorization"] = f"Bearer {token}"
+        return out
+
+    try:
+        bundle = load_cloud_bundle(
+            enrolment.policy_url, enrolment.policy_public_key, cache_dir / POLICY_CACHE,
+            ca_file=enrolment.ca_file, refresh_seconds=enrolment.refresh_seconds,
+            warnings=warnings, headers=headers, audience=enrolment.device_id,
+            label="server policy", loopback_http=True)
+        tf = parse_toml_text(bundle.requirements_toml, bundle.source)
+        _compose(data, origins, _validated(tf), bundle.source)
+        sources.append(bundle.source)
+    except BundleRefused as exc:
+        return f"server policy refused: {exc}"
+    except ConfigError as exc:
+        return f"server policy unusable: {exc.message}"
+    except Exception as exc:  # e.g. the keyring failed while asking for the token
+        return f"server policy unusable: {exc}"
+    return None

@@ -181,6 +181,7 @@ EXPORTER = Table({
 })
 
 DOMAIN_DECISION = Enum(("allow", "deny", "limited"))
+MCP_DECISION = Enum(("allow", "prompt", "forbidden"))
 
 _permission_profile = Table({
     "extends": Str(),
@@ -266,6 +267,14 @@ _settings: dict[str, Spec] = {
         "credentials_store": Enum(("keyring", "file", "auto", "ephemeral")),
     }),
     "project_root_markers": List(Str()),
+    # issue 17: the MCP gateway (`corral mcp proxy NAME`, docs/mcp.md)
+    "mcp": Table({"servers": Map(Table({
+        "default": MCP_DECISION,
+        "tools": Map(MCP_DECISION),  # tool name pattern (fnmatch) -> decision
+        "profile": Str(),  # permission profile a stdio server runs under
+        "timeout_seconds": Num(0, 86_400, integer=False),  # per request; 0: no limit
+        "max_message_bytes": Num(1024, 1 << 30),
+    }))}),
     "approvals": Table({
         # How long a question waits for `corral approve` when no terminal is attached
         # (0: do not queue; the action is refused as "nobody could be asked").
@@ -282,7 +291,7 @@ CONFIG_SCHEMA = Table({
     "projects": Map(Table({"trust_level": Enum(("trusted", "untrusted"))})),
     # corral server (issue 12): where the journal is forwarded, where login keeps the token
     "server": Table({"url": Str(), "ca_file": Str()}),
-    "credentials": Table({"store": Enum(("keyring", "file"))}),
+    "credentials": Table({"store": Enum(("keyring", "file", "auto"))}),
     # corral stats / dashboard (issue 15): team -> users, or the event attribute naming a team
     "analytics": Table({
         "teams": Map(List(Str())),
@@ -336,6 +345,8 @@ REQUIREMENTS_SCHEMA = Table({
     "login": Table({
         "forced_method": Str(),
         "forced_workspace_id": OneOf((Str(), List(Str()))),
+        # the ID-token claim that names the organisation or workspace (docs/fleet.md)
+        "workspace_claim": Str(),
     }),
     "rules": Table({
         "prefix_rules": List(Table({
@@ -357,6 +368,7 @@ REQUIREMENTS_SCHEMA = Table({
         "exporter": EXPORTER,
     }),
     "server": Table({"url": Str(), "ca_file": Str()}),  # forwarding every machine's journal is not optional
+    "mcp": Table({"allowed_servers": List(Str())}),  # MCP servers the gateway may start
 })
 
 
