@@ -129,9 +129,13 @@ def load_config(
 
     merge_into(values, origins, deepcopy(DEFAULTS), OriginMaker("default"))
 
-    from corral.config.enrolment import enrolment_file, read_enrolment
+    enrolment = None
+    # the record's module (dataclasses, json: ~10 ms) only on an enrolled machine: every
+    # `corral sandbox`/`exec` loads the config (path as corral.config.enrolment.enrolment_file)
+    if _present(home / "fleet" / "enrolment.json"):
+        from corral.config.enrolment import enrolment_file, read_enrolment
 
-    enrolment = read_enrolment(home)
+        enrolment = read_enrolment(home)
     system_tf = _read_optional(system / "config.toml")
     user_tf = _read_optional(home / "config.toml")
     for name, tf in (("system", system_tf), ("user", user_tf)):
