@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from corral.netproxy.addresses import (
     Host,
@@ -43,6 +44,7 @@ BLOCK_TEXT = {
     "resolve_failed": "name did not resolve",
     "connect_failed": "connection failed",
     "udp_not_allowed": "UDP is not allowed",
+    "credential_exfiltration": "carries a brokered credential's placeholder",
 }
 
 
@@ -155,6 +157,9 @@ class Gate:
         self._connect = connector or direct_connector
         self._connect_timeout = connect_timeout
         self.mitm_available = mitm_available
+        # the credential broker (``corral.netproxy.broker.Broker``), set by the Proxy: host
+        # names carrying a placeholder are refused here, before any DNS lookup
+        self.broker: Any = None
 
     def emit(self, d: NetworkDecision) -> None:
         if self._hook is None:
@@ -182,6 +187,11 @@ class Gate:
             safe = raw_host[:80].encode("ascii", "backslashreplace").decode()
             raise self._deny(safe, port, protocol, method, client, "bad_host", "proxy") from None
         name = host.name
+        leaked = self.broker.in_name(name) if self.broker is not None else None
+        if leaked is not None:
+            masked = Host(self.broker.masked(name))
+            raise self.leak(Target(masked, port, protocol, False), method, client, leaked.name,
+                            leaked.hosts, "the host name")
         if not self.policy.port_allowed(name, port):
             raise self._deny(name, port, protocol, method, client, "bad_port", "policy")
         if protocol == "socks5_udp" and not self.policy.allow_udp:
@@ -208,6 +218,19 @@ class Gate:
                 raise self._deny(name, port, protocol, method, client, "method_not_allowed", source)
         self.emit(NetworkDecision(name, port, protocol, method, "allow", source, reason, client))
         return Target(host, port, protocol, verdict.limited)
+
+    def leak(self, target: Target, method: str | None, client: str | None, credential: str,
+             hosts: str, where: str) -> Blocked:
+        """A brokered credential's placeholder on its way where it does not belong: one
+        journaled refusal naming the credential (never the placeholder or a secret)."""
+        name, port = target.host.name, target.port
+        if len(name) > 80:
+            name = name[:77] + "..."
+        self.emit(NetworkDecision(name, port, target.protocol, method, "deny",
+                                  f"broker:{credential}", "credential_exfiltration", client))
+        detail = (f"{where} carries the placeholder of the brokered credential {credential}, "
+                  f"which only {hosts} may receive")
+        return Blocked("credential_exfiltration", name, port, detail, target.protocol)
 
     def check_method(self, target: Target, method: str, client: str | None = None) -> None:
         """For requests inside an intercepted tunnel: enforce limited mode per request."""

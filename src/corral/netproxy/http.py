@@ -14,10 +14,12 @@ import base64
 import hmac
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import h11
 
-from corral.netproxy.gate import Blocked, Gate, Target
+from corral.netproxy.broker import USED, Broker, Leak
+from corral.netproxy.gate import Blocked, Gate, NetworkDecision, Target
 from corral.netproxy.relay import relay
 from corral.netproxy.timeouts import within as _within
 
@@ -30,6 +32,15 @@ _NOT_TRAILERS = _HOP_BY_HOP | {b"content-length", b"host"}
 _HAS_HOST = re.compile(rb"\r\nhost:", re.IGNORECASE)
 _QUOTED = re.compile(r":\s*b?['\"].*", re.DOTALL)
 _READ = 1 << 18
+
+
+class Filter(Protocol):
+    """A body stream filter (``corral.netproxy.broker``): ``feed`` each chunk (may hold some
+    back or raise), ``flush`` at the end, ``value`` for a single header or trailer value."""
+
+    def feed(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+    def value(self, data: bytes) -> bytes: ...
 
 
 class HttpError(Exception):
@@ -165,15 +176,25 @@ async def _next_event(
 async def _pump(
     src: h11.Connection, reader: asyncio.StreamReader, dst: h11.Connection,
     writer: asyncio.StreamWriter, timeout: float | None, status: int, trailers: bool,
+    transform: Filter | None = None,
 ) -> None:
-    """Stream one message body from ``src`` to ``dst`` (re-framed), one read at a time."""
+    """Stream one message body from ``src`` to ``dst`` (re-framed), one read at a time,
+    through ``transform`` when given."""
     while True:
         ev = await _next_event(src, reader, timeout, status)
         if isinstance(ev, h11.Data):
-            writer.write(dst.send(ev) or b"")
+            if transform is None:
+                writer.write(dst.send(ev) or b"")
+            else:
+                data = transform.feed(bytes(ev.data))
+                if data:
+                    writer.write(dst.send(h11.Data(data=data)) or b"")
             await writer.drain()
         elif isinstance(ev, h11.EndOfMessage):
-            keep = [(k, v) for k, v in ev.headers.raw_items()
+            if transform is not None and (tail := transform.flush()):
+                writer.write(dst.send(h11.Data(data=tail)) or b"")
+            keep = [(k, v if transform is None else transform.value(v))
+                    for k, v in ev.headers.raw_items()
                     if k.lower() not in _NOT_TRAILERS] if trailers else []
             writer.write(dst.send(h11.EndOfMessage(headers=keep)) or b"")
             return
@@ -221,6 +242,8 @@ _HINTS = {
     "method_not_allowed": "this host is read-only (limited mode): use GET, HEAD or OPTIONS",
     "mitm_required": "limited mode needs HTTPS interception; ask the user to enable it",
     "bad_port": "this port is not allowed",
+    "credential_exfiltration": "placeholders of brokered credentials only work on their own "
+    "hosts; corral attaches the real credential there",
 }
 
 
@@ -249,12 +272,13 @@ class HttpHandler:
 
     def __init__(
         self, gate: Gate, limits: Limits, credentials: tuple[str, str] | None = None,
-        mitm: object | None = None,
+        mitm: object | None = None, broker: Broker | None = None,
     ) -> None:
         self.gate = gate
         self.limits = limits
         self.credentials = credentials
         self.mitm = mitm
+        self.broker = broker or None
 
     def _authorised(self, req: Request) -> bool:
         if self.credentials is None:
@@ -339,7 +363,7 @@ class HttpHandler:
     ) -> None:
         host, port = split_authority(authority, default_port=None)
         target = await self.gate.authorize(host, port, "https", None, client)
-        if target.limited:
+        if target.limited or self.brokered(target):
             await self._intercept(target, reader, writer, client)
             return
         try:
@@ -352,6 +376,20 @@ class HttpHandler:
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
         await relay(reader, writer, up_r, up_w, self.limits.idle_timeout)
+
+    def brokered(self, target: Target) -> bool:
+        """A credential's destination: its HTTPS is intercepted to attach the secret."""
+        return self.broker is not None and self.broker.covers(target.host.name, target.port)
+
+    async def intercept_stream(self, target: Target, reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter, client: str | None) -> None:
+        """TLS from a raw forward (``corral.netproxy.local``) to a brokered destination:
+        terminated and served like an intercepted CONNECT."""
+        from dataclasses import replace
+
+        from corral.netproxy.mitm import intercept
+
+        await intercept(self, replace(target, protocol="https"), reader, writer, client)
 
     async def _intercept(
         self, target: Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -387,7 +425,8 @@ class HttpHandler:
             host_value = netloc.encode()
         else:
             t = via
-            self.gate.check_method(t, method, client)
+            if t.limited:
+                self.gate.check_method(t, method, client)
             path = target_s
             given = b"" if req.synthetic_host else req.get(b"host")[0]
             host_value = given or t.host.name.encode()
@@ -401,6 +440,11 @@ class HttpHandler:
             if lk in _HOP_BY_HOP or lk in conn_tokens or lk in (b"host", b"expect"):
                 continue
             headers.append((k, v))
+        guard: Filter | None = None
+        redact: Filter | None = None
+        if self.broker is not None:
+            path, headers, guard, redact = self._broker_head(t, via is not None, method, path,
+                                                             headers, client)
         if chunked:
             headers.append((b"Transfer-Encoding", b"chunked"))
         headers.append((b"Connection", b"keep-alive"))
@@ -422,23 +466,24 @@ class HttpHandler:
         pooled = False
         try:
             try:
-                resp = await self._exchange(up, out, req, reader, writer, chunked)
+                resp = await self._exchange(up, out, req, reader, writer, chunked, guard)
             except (ConnectionError, asyncio.IncompleteReadError, HttpError):
                 if not reused or has_body:
                     raise
                 up.close()  # a kept-alive upstream went stale: one fresh try, no body to redo
                 up = await self._open_upstream(t, via, client)
-                resp = await self._exchange(up, out, req, reader, writer, chunked)
+                resp = await self._exchange(up, out, req, reader, writer, chunked, guard)
             resp_tokens = _tokens([v for k, v in resp.headers if k == b"connection"])
             resp_chunked = _check_framing(list(resp.headers), 502, "upstream response")
-            back = [(k, v) for k, v in resp.headers.raw_items()
+            back = [(k, v if redact is None else redact.value(v))
+                    for k, v in resp.headers.raw_items()
                     if k.lower() not in _HOP_BY_HOP and k.lower() not in resp_tokens]
             if resp_chunked:
                 back.append((b"Transfer-Encoding", b"chunked"))
             writer.write(req.conn.send(h11.Response(
                 status_code=resp.status_code, headers=back, reason=resp.reason)) or b"")
             await _pump(up.conn, up.reader, req.conn, writer, self.limits.idle_timeout, 502,
-                        trailers=resp_chunked and ev.http_version == b"1.1")
+                        trailers=resp_chunked and ev.http_version == b"1.1", transform=redact)
             await writer.drain()
             keep = req.conn.our_state is h11.DONE and req.conn.their_state is h11.DONE
             if (keep and up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE
@@ -452,18 +497,39 @@ class HttpHandler:
             raise HttpError(502, f"upstream error: {type(exc).__name__}") from None
         except h11.LocalProtocolError as exc:  # what the upstream sent cannot be re-framed
             raise HttpError(502, f"upstream response: {_why(exc)}") from None
+        except Leak as lk:  # a placeholder in the body: the rest never reaches the server
+            raise self.gate.leak(t, method, client, lk.credential.name, lk.credential.hosts,
+                                 lk.where) from None
         finally:
             if not pooled:
                 up.close()
 
+    def _broker_head(
+        self, t: Target, tls: bool, method: str, path: str, headers: list[tuple[bytes, bytes]],
+        client: str | None,
+    ) -> tuple[str, list[tuple[bytes, bytes]], Filter | None, Filter | None]:
+        """The credential broker on one request head: secrets attached for their own
+        destination (one journaled decision naming them), placeholders anywhere else refused;
+        the request body's guard and the response's redactor."""
+        assert self.broker is not None
+        host, port = t.host.name, t.port
+        ob = self.broker.outbound(host, port, path, headers, tls)
+        if ob.leaked is not None:
+            raise self.gate.leak(t, method, client, ob.leaked.name, ob.leaked.hosts, ob.where)
+        if ob.used:
+            self.gate.emit(NetworkDecision(host, port, t.protocol, method, "allow",
+                                           f"broker:{','.join(ob.used)}", USED, client))
+        redact = self.broker.redactor(host, port, ob.injected) if tls else None
+        return ob.target, ob.headers, self.broker.body_guard(host, port, tls), redact
+
     async def _exchange(
         self, up: Upstream, out: h11.Request, req: Request, reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter, chunked: bool,
+        writer: asyncio.StreamWriter, chunked: bool, guard: Filter | None = None,
     ) -> h11.Response:
         """Send the request (head and body) and return the final response head."""
         up.writer.write(up.conn.send(out) or b"")
         await _pump(req.conn, reader, up.conn, up.writer, self.limits.idle_timeout, 400,
-                    trailers=chunked)
+                    trailers=chunked, transform=guard)
         left, _closed = req.conn.trailing_data
         if left:  # the next pipelined request, read along with the body
             unread(reader, bytes(left))

@@ -23,7 +23,7 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from corral.errors import CorralError
 from corral.netproxy.addresses import Host, HostError, normalize_host
-from corral.netproxy.gate import Blocked, Gate
+from corral.netproxy.gate import Blocked, Gate, Target
 from corral.netproxy.policy import NetworkPolicy
 from corral.netproxy.relay import relay
 
@@ -154,6 +154,10 @@ class Forwarder:
         self.report = report
         self._said: set[tuple[str, str]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        # (is this target brokered?, serve it intercepted): set by the Proxy with a broker
+        self.intercept: tuple[Callable[[Target], bool], Callable[
+            [Target, asyncio.StreamReader, asyncio.StreamWriter, str | None],
+            Awaitable[None]]] | None = None
 
     def handler(self, fwd: LocalForward) -> Callable[
             [asyncio.StreamReader, asyncio.StreamWriter], object]:
@@ -175,6 +179,9 @@ class Forwarder:
                      writer: asyncio.StreamWriter) -> None:
         try:
             target = await self.gate.authorize(fwd.host, fwd.port, "socks5_tcp", None, "sandbox")
+            if self.intercept is not None and self.intercept[0](target):
+                await self.intercept[1](target, reader, writer, "sandbox")
+                return
             up_r, up_w = await self.gate.open(target, "sandbox")
         except Blocked as b:
             if (fwd.address, b.reason) not in self._said:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
+from corral.netproxy.broker import Broker
 from corral.netproxy.decide import AskCallback
 from corral.netproxy.gate import Connector, DecisionHook, Gate, Resolver
 from corral.netproxy.http import HttpHandler, Limits, error_response, unread
@@ -88,14 +89,20 @@ class Proxy:
         credentials: tuple[str, str] | None = None,
         mitm: object | None = None,
         connect_timeout: float = 10.0,
+        broker: Broker | None = None,
     ) -> None:
+        if broker and mitm is None:
+            raise CorralError("network", "the credential broker needs HTTPS interception "
+                              "(a Mitm) to attach credentials")
         self.listen = listen or Listen()
         self.limits = limits or Limits(idle_timeout=policy.idle_timeout or None)
         self.gate = Gate(
             policy, ask, on_decision, resolver, connector, connect_timeout,
             mitm_available=mitm is not None,
         )
-        self._http = HttpHandler(self.gate, self.limits, credentials, mitm)
+        self.broker = broker or None
+        self.gate.broker = self.broker
+        self._http = HttpHandler(self.gate, self.limits, credentials, mitm, self.broker)
         self._socks = SocksHandler(self.gate, self.limits.head_timeout, credentials,
                                    self.limits.idle_timeout)
         self._servers: list[asyncio.AbstractServer] = []
@@ -178,6 +185,8 @@ class Proxy:
         if self._forwarder is None:
             self._forwarder = Forwarder(self.gate, self.limits.idle_timeout,
                                         *(() if report is None else (report,)))
+            if self.broker is not None:  # TLS to a brokered local server: intercepted
+                self._forwarder.intercept = (self._http.brokered, self._http.intercept_stream)
         loop = self._loop
         if loop is None or self._thread is None:
             raise CorralError("network", "start() the proxy before adding a forward")
