@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grants": ("corral.cli.approvals_cmd", "Standing approvals: list, add, revoke."),
     "hook": ("corral.cli.integrations_cmd", "Answer one agent hook call (JSON on stdin)."),
     "install-hooks": ("corral.cli.integrations_cmd", "Install corral's hooks into an agent."),
+    "mcp": ("corral.cli.mcp_cmd", "The MCP gateway: govern the tools agents call over MCP."),
+    "install-mcp": ("corral.cli.mcp_cmd", "Route an agent's MCP servers through corral."),
     "log": ("corral.cli.log_cmd", "What agents did and why (the journal); `log verify`."),
     "forward": ("corral.cli.forward_cmd", "Forward the journal to corral server now (catch up)."),
     "login": ("corral.cli.forward_cmd", "Store a corral server token (stdin) in the OS keyring."),

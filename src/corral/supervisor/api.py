@@ -89,6 +89,7 @@ class SessionAPI:
         self.calls = 0  # authenticated requests: whether the agent's hooks ever called in
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": self._ping, "decide": self._decide, "exec": self._exec, "event": self._event,
+            "mcp_tools": self._mcp_tools,
         }
 
     @property
@@ -202,7 +203,11 @@ class SessionAPI:
             server, tool, args = req["server"], req["tool"], req.get("arguments")
             if not isinstance(server, str) or not isinstance(tool, str):
                 raise ValueError("server and tool must be strings")
-            gate = self.pipeline.decide_mcp(server, tool, args if isinstance(args, str) else None)
+            ann = req.get("annotations")
+            gate = self.pipeline.decide_mcp(
+                server, tool, args if isinstance(args, str) else None,
+                record_call=req.get("record", True) is not False,
+                annotations=ann if isinstance(ann, dict) else None)
         elif kind == "shell":
             argv, cwd = self._argv_cwd(req)
             gate = self.pipeline.decide(argv, cwd)
@@ -211,6 +216,17 @@ class SessionAPI:
         return {"allowed": gate.allowed, "decision": gate.decision, "verdict": gate.verdict,
                 "message": gate.message, "call_id": gate.call_id,
                 "exit_code": gate.exit_code}
+
+    def _mcp_tools(self, req: dict[str, Any]) -> dict[str, Any]:
+        """An MCP gateway saw ``tools`` (name -> definition hash) from ``server``: compared
+        with the server's pin (``supervisor.mcp``); changed tools ask again before a call."""
+        server, tools = req["server"], req["tools"]
+        if not isinstance(server, str) or not isinstance(tools, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tools.items()):
+            raise ValueError("server must be a string and tools an object of strings")
+        d = self.pipeline.mcp.tools_seen(server, tools, req.get("complete", True) is True)
+        return {"first": d.first, "added": list(d.added), "changed": list(d.changed),
+                "removed": list(d.removed)}
 
     def _exec(self, req: dict[str, Any]) -> dict[str, Any]:
         argv, cwd = self._argv_cwd(req)

@@ -156,6 +156,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._recent: list[Any] = []  # recent tool calls and results: context for the reviewer
         self._escalated: Any = None
+        self._mcp: Any = None
 
     def _next_call_id(self) -> str:
         with self._lock:
@@ -232,23 +233,25 @@ class Pipeline:
         return self._resolve_prompt(call_id, "patch", paths, cwd, "prompt", reason, None, line,
                                     details={"files": list(paths)})
 
-    def decide_mcp(self, server: str, tool: str, arguments: str | None = None) -> Gate:
-        """An MCP tool call: recorded (arguments at the content tier), and a question under
-        ``untrusted``."""
-        from corral.telemetry import McpCall
+    def decide_mcp(self, server: str, tool: str, arguments: str | None = None, *,
+                   record_call: bool = True, annotations: dict[str, Any] | None = None) -> Gate:
+        """An MCP tool call: ``[mcp.servers.NAME]`` rules, a changed tool definition asks
+        again, the approval policy (``untrusted`` asks); see ``corral.supervisor.mcp``.
+        ``record_call``: also record ``agent.mcp.call`` now (hooks; the MCP gateway records
+        it when the call ends, with its outcome)."""
+        gate: Gate = self.mcp.decide(server, tool, arguments, record_call=record_call,
+                                     annotations=annotations)
+        return gate
 
-        call_id = self._next_call_id()
-        self.telemetry.emit_event(McpCall(server=server, tool_name=tool, method="tools/call",
-                                          arguments=arguments), call_id=call_id)
-        line = f"mcp {server}.{tool}"
-        argv = (server, tool)
-        if self.approvals.name != "untrusted":
-            self._decision(call_id, "auto_approved", "rule", None,
-                           f"approval policy {self.approvals.name}", line, tool=tool)
-            return Gate(call_id, argv, self.plan.cwd, "allow", "auto_approved", True)
-        return self._resolve_prompt(call_id, "mcp", argv, self.plan.cwd, "prompt",
-                                    "approval policy untrusted asks before MCP tool calls",
-                                    None, line, details={"server": server, "tool": tool})
+    @property
+    def mcp(self) -> Any:
+        """MCP decisions, tool pins and call records (``supervisor.mcp.McpDecisions``)."""
+        with self._lock:
+            if self._mcp is None:
+                from corral.supervisor.mcp import McpDecisions
+
+                self._mcp = McpDecisions(self)
+            return self._mcp
 
     def decide_network(self, q: Any) -> Any:
         """A host the network policy does not know (the managed proxy's question): grants, the

@@ -29,6 +29,7 @@ from corral.telemetry.schema import (
     ConfigChange,
     Event,
     McpCall,
+    McpTools,
     NetworkDecision,
     SandboxOutcome,
     SessionStart,
@@ -41,7 +42,8 @@ from corral.telemetry.stamp import stamp_env, traceparent
 
 __all__ = [
     "ApprovalGrant", "ApprovalRevoke", "ConfigChange", "Event", "Journal", "McpCall",
-    "NetworkDecision", "Problem", "SandboxOutcome", "SessionStart", "Telemetry", "TelemetryDrop",
+    "McpTools", "NetworkDecision", "Problem", "SandboxOutcome", "SessionStart", "Telemetry",
+    "TelemetryDrop",
     "ToolDecision", "ToolResult", "UserPrompt", "VerifyResult", "journal_file",
     "load_public_key", "stamp_env", "traceparent",
 ]

@@ -38,6 +38,8 @@ NETWORK_PROTOCOLS = ("http", "https_connect", "socks5_tcp", "socks5_udp")
 GRANT_SCOPES = ("once", "session", "project", "persistent")
 GRANTERS = ("user", "automated_reviewer", "requirements", "hook")
 DROP_REASONS = ("queue_full", "export_failed")
+MCP_OUTCOMES = ("success", "tool_error", "refused", "timeout", "server_error")
+MCP_TOOLS_CHANGES = ("pinned", "changed", "approved")
 # Who put an event in the journal. Set by ``Telemetry.emit`` itself, never by the caller's
 # attributes: ``pipeline`` (corral's own decisions, results and outcomes), ``session_api`` (what
 # the agent reported through the session API: claims) and ``import`` (the agent's own OTLP
@@ -211,10 +213,32 @@ class McpCall(EventBody):
     server: str = attr("mcp.server.name", doc="MCP server name from config")
     tool_name: str = attr("gen_ai.tool.name", doc="MCP tool called")
     method: str = attr("mcp.method.name", doc="MCP method (tools/call, resources/read, …)")
+    outcome: str | None = opt("agent.mcp.outcome", MCP_OUTCOMES,
+                              doc="how the call ended (the MCP gateway)")
+    duration_ms: float | None = opt("agent.mcp.duration_ms",
+                                    doc="wall time from the agent's request to the answer")
+    error: str | None = opt("agent.mcp.error", doc="why it was refused or failed", redact=True)
     arguments: str | None = None
 
     def content(self) -> dict[str, str]:
         return {} if self.arguments is None else {"arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class McpTools(EventBody):
+    """An MCP server's tool list compared with its pin (the tool definitions approved before):
+    pinned the first time, recorded whenever it changes, re-pinned tool by tool on approval."""
+
+    NAME: ClassVar[str] = "agent.mcp.tools"
+    server: str = attr("mcp.server.name", doc="MCP server name from config")
+    change: str = attr("agent.mcp.tools.change", MCP_TOOLS_CHANGES,
+                       doc="first pin, a change against the pin, or a changed tool approved")
+    tools_hash: str = attr("agent.mcp.tools.hash", doc="SHA-256 over the tool list as seen")
+    count: int = attr("agent.mcp.tools.count", doc="tools in the list as seen")
+    added: tuple[str, ...] | None = opt("agent.mcp.tools.added", doc="tools not pinned")
+    changed: tuple[str, ...] | None = opt(
+        "agent.mcp.tools.changed", doc="tools whose definition (description, schema) changed")
+    removed: tuple[str, ...] | None = opt("agent.mcp.tools.removed", doc="pinned tools gone")
 
 
 @dataclass(frozen=True)
@@ -276,7 +300,7 @@ class ImportQuotaExceeded(EventBody):
 
 EVENT_TYPES: tuple[type[EventBody], ...] = (
     SessionStart, UserPrompt, ToolDecision, ToolResult, SandboxOutcome, NetworkDecision, McpCall,
-    ApprovalGrant, ApprovalRevoke, ConfigChange, TelemetryDrop, ImportQuotaExceeded,
+    McpTools, ApprovalGrant, ApprovalRevoke, ConfigChange, TelemetryDrop, ImportQuotaExceeded,
 )
 
 
