@@ -112,6 +112,7 @@ class Enforcer:
         self.deny_read()
         self.telemetry()
         self.login()
+        self.secrets()
 
     def approval_policy(self) -> None:
         allowed = self.req.get("allowed_approval_policies")
@@ -240,6 +241,20 @@ class Enforcer:
             self.constraints["telemetry.exporter"] = Constraint(
                 "telemetry.exporter", src, (), "forced exporter"
             )
+
+    def secrets(self) -> None:
+        """``secrets.broker.required``: the broker cannot be turned off."""
+        if not self.req.get("secrets.broker.required"):
+            return
+        key, src = "secrets.broker.enabled", self.req.source_of("secrets.broker.required")
+        if self._get(key) is False:
+            if key in self.explicit:
+                raise RequirementsError(f"{self.explicit[key]} is not allowed: the credential "
+                                        f"broker is required by {src}")
+            self.warnings.append(f"`{key}` = false from {self._where(key)} is overridden: "
+                                 f"the credential broker is required by {src}")
+        self._set(key, True, src)
+        self.constraints[key] = Constraint(key, src, ("true",), "forced")
 
     def login(self) -> None:
         forced = self.req.get("login.forced_method")

@@ -194,6 +194,16 @@ _permission_profile = Table({
 _CREDENTIAL_FILE = Table({"id": Str(), "path": Str(), "paths": List(Str()), "tool": Str(),
                           "reason": Str()})
 
+# issue 18: the credential broker at the managed proxy (docs/network.md)
+_BROKERED = Table({
+    "kind": Enum(("api_key", "git", "npm", "pip")),
+    "hosts": List(Str()),
+    "source": Str(),  # env:NAME | keyring:SERVICE/USER
+    "env": Str(),
+    "username": Str(),
+    "index_url": Str(),
+})
+
 _settings: dict[str, Spec] = {
     "approval_policy": OneOf((
         Enum(APPROVAL_POLICIES),
@@ -292,6 +302,11 @@ CONFIG_SCHEMA = Table({
     # corral server (issue 12): where the journal is forwarded, where login keeps the token
     "server": Table({"url": Str(), "ca_file": Str()}),
     "credentials": Table({"store": Enum(("keyring", "file", "auto"))}),
+    "secrets": Table({"broker": Table({
+        "enabled": Bool(),
+        "upstream_ca_file": Str(),
+        "credentials": Map(_BROKERED),
+    })}),
     # corral stats / dashboard (issue 15): team -> users, or the event attribute naming a team
     "analytics": Table({
         "teams": Map(List(Str())),
@@ -323,6 +338,7 @@ PROJECT_FORBIDDEN = (
     ("managed",),
     ("server",),
     ("credentials",),
+    ("secrets",),  # where a secret may be sent is the user's and the admin's to say
     ("analytics",),  # a repository may not move its users into another team
 )
 
@@ -367,6 +383,8 @@ REQUIREMENTS_SCHEMA = Table({
         "content_tier": Num(0, 2),
         "exporter": EXPORTER,
     }),
+    # the agent's key stays outside the sandbox (docs/network.md, the credential broker)
+    "secrets": Table({"broker": Table({"required": Bool()})}),
     "server": Table({"url": Str(), "ca_file": Str()}),  # forwarding every machine's journal is not optional
     "mcp": Table({"allowed_servers": List(Str())}),  # MCP servers the gateway may start
 })

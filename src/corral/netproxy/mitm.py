@@ -96,9 +96,10 @@ class Mitm:
             f.write(pem_key)
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    def bundle(self) -> Path:
-        """System trust plus this CA: what SSL_CERT_FILE & co. point at (they replace, not add)."""
-        out = self.dir / "bundle.pem"
+    def bundle(self, out: Path | None = None) -> Path:
+        """System trust plus this CA: what SSL_CERT_FILE & co. point at (they replace, not add).
+        Written to ``out`` (default ``bundle.pem`` next to the CA)."""
+        out = out or self.dir / "bundle.pem"
         system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
         parts = [self.cert_path.read_bytes()]
         with contextlib.suppress(OSError):

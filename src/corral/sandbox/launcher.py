@@ -450,6 +450,8 @@ class Sandbox:
                 inside = f"/dev/corral/bridge-{port}.sock"
                 extra += ["--bind", str(host_sock), inside]
                 ports += ["--bridge", f"{port}={inside}"]
+            for name, host_file in net_plan.ro_files:  # e.g. the credential broker's CA
+                extra += ["--ro-bind", str(host_file), f"/dev/corral/{name}"]
             # -I -S: stdlib only, nothing from the workspace or PYTHON* variables can shadow it
             argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("proxyinit.py")),
                     *ports, "--to", PROXY_SOCKET, "--bpf-fd", "{strict}", "--", *argv]

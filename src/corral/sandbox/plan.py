@@ -52,10 +52,12 @@ class NetworkPlan(Frozen):
     each of ``bridge_ports`` and relays to it. ``proxy_env`` (HTTP(S)_PROXY, ALL_PROXY, ...,
     pointing at those ports) is added to the command's environment. ``allow_domains`` and
     ``deny_domains`` are for the proxy's policy; the sandbox only records them.
+    ``ro_files`` are (name, host file) pairs mounted read-only at ``/dev/corral/<name>`` (the
+    credential broker's CA bundle).
     """
 
     _fields = ("mode", "proxy_socket", "proxy_env", "bridge_ports", "allow_domains",
-               "deny_domains", "extra_bridges")
+               "deny_domains", "extra_bridges", "ro_files")
     mode: NetworkMode
     proxy_socket: Path | None
     proxy_env: Mapping[str, str]
@@ -64,16 +66,18 @@ class NetworkPlan(Frozen):
     deny_domains: tuple[str, ...]
     # More (loopback port inside, unix socket outside) relays, e.g. the session API for hooks.
     extra_bridges: tuple[tuple[int, Path], ...]
+    ro_files: tuple[tuple[str, Path], ...]
 
     def __init__(self, mode: NetworkMode = NetworkMode.NONE, proxy_socket: Path | None = None,
                  proxy_env: Mapping[str, str] | None = None,
                  bridge_ports: tuple[int, ...] = (3128, 1080),
                  allow_domains: tuple[str, ...] = (), deny_domains: tuple[str, ...] = (),
-                 extra_bridges: tuple[tuple[int, Path], ...] = ()) -> None:
+                 extra_bridges: tuple[tuple[int, Path], ...] = (),
+                 ro_files: tuple[tuple[str, Path], ...] = ()) -> None:
         self._set(mode=mode, proxy_socket=proxy_socket,
                   proxy_env={} if proxy_env is None else proxy_env, bridge_ports=bridge_ports,
                   allow_domains=allow_domains, deny_domains=deny_domains,
-                  extra_bridges=extra_bridges)
+                  extra_bridges=extra_bridges, ro_files=ro_files)
 
 
 class SandboxPlan(Frozen):

@@ -9,8 +9,9 @@ their allows (only the administrator's list may allow) and keeps their denials, 
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -52,20 +53,133 @@ def with_domains(policy: Any, allow: Sequence[str] = (), deny: Sequence[str] = (
 def start_proxy(cfg: Any, sock: Path, *, allow: Sequence[str] = (), deny: Sequence[str] = (),
                 preset: tuple[str, Sequence[str]] | None = None,
                 ask: Callable[[Any], Any] | None = None,
-                on_decision: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
+                on_decision: Callable[[Any], None] | None = None,
+                model_urls: Sequence[tuple[str, str]] = ()) -> tuple[Any, Any]:
     """(running proxy, the sandbox's ``NetworkPlan`` for it). ``ask`` answers unknown hosts
-    (None: denied); ``on_decision`` records each decision."""
+    (None: denied); ``on_decision`` records each decision. The credential broker holds the
+    agent's (``preset``'s) key and the configured credentials; ``model_urls`` are the agent's
+    configured model URLs ((url, where) pairs), which its key must be able to reach."""
     from corral.netproxy import Listen, Proxy, policy_from_config, proxy_env
     from corral.sandbox import NetworkMode, NetworkPlan
 
     policy, warnings = with_domains(policy_from_config(cfg), allow, deny, preset)
     for w in warnings:
         print(w, file=sys.stderr)
-    proxy = Proxy(policy, ask, on_decision=on_decision,
-                  listen=Listen(http=None, socks=None, unix=str(sock)))
+    broker, placeholders = held_credentials(cfg, preset[0] if preset else None, model_urls)
+    mitm = ca = None
+    if broker:
+        mitm, ca = _interception(cfg, sock.parent / "ca.pem")
+    proxy = Proxy(policy, ask, on_decision=_reporting(on_decision),
+                  listen=Listen(http=None, socks=None, unix=str(sock)), mitm=mitm,
+                  broker=broker)
     proxy.start()
-    net = NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock,
-                      proxy_env=proxy_env(HTTP_PORT, SOCKS_PORT),
+    from corral.netproxy.brokerconfig import CA_INSIDE
+
+    env = {**proxy_env(HTTP_PORT, SOCKS_PORT, ca_bundle=CA_INSIDE if ca else None),
+           **placeholders}
+    net = NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock, proxy_env=env,
                       bridge_ports=(HTTP_PORT, SOCKS_PORT), allow_domains=tuple(allow),
-                      deny_domains=tuple(deny))
+                      deny_domains=tuple(deny),
+                      ro_files=(("ca.pem", ca),) if ca is not None else ())
     return proxy, net
+
+
+def _reporting(on_decision: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    """``on_decision`` plus one line on the terminal per refused placeholder (once per
+    credential and host): the control, what it refused and why."""
+    said: set[tuple[str, str]] = set()
+
+    def decided(d: Any) -> None:
+        if d.reason == "credential_exfiltration" and (d.source, d.host) not in said:
+            said.add((d.source, d.host))
+            print(f"corral: network: refused {d.protocol} to {d.host}:{d.port}: it carries the "
+                  f"placeholder of the brokered credential {d.source.removeprefix('broker:')}, "
+                  "which works only on its own hosts (an exfiltration attempt, journaled)",
+                  file=sys.stderr, flush=True)
+        if on_decision is not None:
+            on_decision(d)
+
+    return decided
+
+
+def _interception(cfg: Any, bundle: Path) -> tuple[Any, Path]:
+    """corral's CA (``$CORRAL_HOME/proxy-ca``) for the brokered hosts, verifying the real
+    servers against the system's trust plus ``secrets.broker.upstream_ca_file``; and the
+    bundle (system trust + corral's CA) the sandbox trusts, written to ``bundle``."""
+    from corral.errors import CorralError
+    from corral.netproxy.mitm import Mitm
+
+    extra = cfg.get("secrets.broker.upstream_ca_file")
+    if extra and not Path(str(extra)).is_file():
+        raise CorralError("secrets", f"`secrets.broker.upstream_ca_file`: {extra} is not a file")
+    mitm = Mitm(Path(cfg.corral_home) / "proxy-ca", str(extra) if extra else None)
+    if extra:
+        mitm.upstream.load_default_certs()  # an extra anchor, not the only one
+    return mitm, mitm.bundle(bundle)
+
+
+def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str, str]] = (),
+                     environ: Mapping[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+    """(the ``Broker``, or None when it holds nothing; the variables that present its
+    placeholders inside the sandbox). The agent's preset key is held only when every model URL
+    it is configured with is one of the key's hosts over https; otherwise it is passed as
+    before and one line says why (refused instead when requirements make the broker
+    required). A configured credential whose secret is missing is an error."""
+    from corral.errors import CorralError
+    from corral.netproxy.broker import Broker, Credential
+    from corral.netproxy.brokerconfig import enabled, required, sandbox_env, specs
+
+    if not enabled(cfg):
+        return None, {}
+    env = os.environ if environ is None else environ
+    held: list[Any] = []
+    items: list[tuple[Any, str, Sequence[str]]] = []
+    for spec in specs(cfg, agent):
+        secret = _secret(cfg, spec, env)
+        if secret is None:
+            if spec.preset:
+                continue  # the agent has no such key here: nothing to hold
+            where = (f"${spec.source[1]}" if spec.source[0] == "env"
+                     else f"the keyring ({spec.source[1]})")
+            raise CorralError("secrets", f"credential {spec.name} ({spec.origin}) has no secret "
+                              f"in {where}", "set it, or remove the credential from "
+                              "[secrets.broker.credentials]")
+        cred = Credential.new(spec.name, spec.hosts, secret)
+        off = [(u, w) for u, w in model_urls if not _reaches(cred, u)] if spec.preset else []
+        if off:
+            url, where = off[0]
+            line = (f"corral: secrets: {spec.source[1]} is not brokered: the agent's model URL "
+                    f"{url} (from {where}) is not one of its hosts ({cred.hosts}) over https")
+            fix = f"add the host to [secrets.broker.credentials.{spec.name}] hosts"
+            if required(cfg):
+                raise CorralError("secrets", line.removeprefix("corral: secrets: ") +
+                                  f"; the broker is required by {required(cfg)}", fix)
+            print(f"{line}, so the agent and its commands see the real key; {fix}",
+                  file=sys.stderr)
+            continue
+        held.append(cred)
+        items.append((spec, cred.placeholder, [str(d) for d in cred.destinations]))
+    return (Broker(held) if held else None), sandbox_env(items)
+
+
+def _reaches(cred: Any, url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError:
+        return False
+    return parts.scheme == "https" and cred.goes_to((parts.hostname or "").lower(), port)
+
+
+def _secret(cfg: Any, spec: Any, env: Mapping[str, str]) -> str | None:
+    """The secret from corral's own environment or the OS keyring (``credentials.store``)."""
+    kind, where = spec.source
+    if kind == "env":
+        return env.get(where, "").strip() or None
+    from corral.credentials import get
+
+    service, _, user = where.rpartition("/")
+    value, _ = get(cfg, Path(cfg.corral_home), service, user, control="secrets")
+    return value.strip() if value else None

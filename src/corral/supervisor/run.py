@@ -282,7 +282,8 @@ class RunSession:
             sandbox_profile=self.profile, reviewer=self.reviewer, intent=self.intent,
             integration=self.integration, socket_dir=sockets, network="proxy",
             allow_domains=self.allow_domains, deny_domains=self.deny_domains,
-            preset=(self.preset.name, self.preset.hosts), summary={"agent": agent})
+            preset=(self.preset.name, self.preset.hosts), summary={"agent": agent},
+            model_urls=_model_urls(self.argv, self.preset))
         # The agent shares the terminal's foreground process group, so Ctrl-C and Ctrl-\ reach
         # this process too: the agent decides what they mean, and the journal is closed properly
         # even when they come while it is being shut down. (A handler, not SIG_IGN: the agent
@@ -297,13 +298,17 @@ class RunSession:
                 extra_bridges=session.bridges(SESSION_API_PORT, OTLP_PORT) + local_forwards(
                     session.proxy, session.rundir, self.argv, self.preset,
                     (HTTP_PORT, SOCKS_PORT, SESSION_API_PORT, OTLP_PORT)),
+                ro_files=proxied.ro_files,
             )
             plan = plan_from_config(cfg, cfg.cwd, profile=self.profile, network="proxy",
                                     proxy=net)
             plan = _hide_sockets(_lock_files(_own_login(plan, self.preset), self.preset,
                                              Path.home()), sockets).replace(
                 keep_terminal=keep_terminal)
-            env = {**{k: os.environ[k] for k in self.preset.credential_env if k in os.environ},
+            # the agent's key, unless the credential broker holds it (then the proxy
+            # variables carry its placeholder under the same name)
+            env = {**{k: os.environ[k] for k in self.preset.credential_env
+                      if k in os.environ and k not in proxied.proxy_env},
                    **_config_env(self.preset),
                    **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
@@ -325,6 +330,15 @@ class RunSession:
             session.close()
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
+
+
+def _model_urls(argv: list[str], preset: AgentPreset) -> list[tuple[str, str]]:
+    """The model URLs the agent is configured with (its arguments, config file, *_BASE_URL
+    variables): the credential broker holds its key only if they are the key's hosts."""
+    from corral.netproxy.local import agent_config_files, model_urls
+
+    return model_urls(argv, os.environ, agent_config_files(preset.config_dir,
+                                                           preset.config_env))
 
 
 def _stopper(sb: Any) -> Any:

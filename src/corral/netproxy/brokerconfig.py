@@ -1,0 +1,210 @@
+"""What the credential broker holds: the agents' presets and ``[secrets.broker]`` in config.
+
+Plain data: ``specs(cfg, agent)`` says which credentials to broker, where each one's secret is
+read (an environment variable of corral's own process, or the OS keyring) and how the sandbox
+presents its placeholder (``sandbox_env``). Reading the secrets is the supervisor's edge
+(``corral.supervisor.network``); nothing here touches the environment or the keyring.
+
+```toml
+[secrets.broker]
+enabled = true                      # default: corral run brokers the agent's own key
+upstream_ca_file = "/etc/corp/ca.pem"   # extra trust for the real servers (optional)
+
+[secrets.broker.credentials.openai]     # a preset's credential: only its hosts change
+hosts = ["llm-gateway.corp.example"]
+
+[secrets.broker.credentials.github]
+kind = "git"                        # git over https: a credential helper inside
+hosts = ["github.com"]
+source = "keyring:corral-broker/github"
+username = "x-access-token"
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from corral.errors import CorralError
+
+KINDS = ("api_key", "git", "npm", "pip")
+KEYRING_SERVICE = "corral-broker"
+CA_INSIDE = "/dev/corral/ca.pem"  # where the sandbox finds corral's CA bundle
+
+
+@dataclass(frozen=True)
+class CredentialSpec:
+    """One credential to broker. ``source`` is ``("env", NAME)`` or ``("keyring",
+    "SERVICE/USER")``; ``env`` names the variables that carry the placeholder inside."""
+
+    name: str
+    kind: str
+    hosts: tuple[str, ...]
+    source: tuple[str, str]
+    env: tuple[str, ...] = ()
+    username: str = ""
+    index_url: str = ""
+    preset: str = ""  # the agent preset it comes from ("" for config)
+    origin: str = ""  # where it was configured (for messages)
+
+    @property
+    def key(self) -> str:
+        return f"secrets.broker.credentials.{self.name}"
+
+
+def _api(name: str, var: str, hosts: tuple[str, ...], agent: str) -> CredentialSpec:
+    return CredentialSpec(name, "api_key", hosts, ("env", var), (var,), preset=agent,
+                          origin=f"the {agent} preset")
+
+
+_OPENAI = ("api.openai.com",)
+_ANTHROPIC = ("api.anthropic.com",)
+_GOOGLE = ("generativelanguage.googleapis.com",)
+
+# The agents' own credentials, brokered when corral's environment holds them.
+AGENT_PRESETS: dict[str, tuple[CredentialSpec, ...]] = {
+    "codex": (_api("openai", "OPENAI_API_KEY", _OPENAI, "codex"),
+              _api("codex-api-key", "CODEX_API_KEY", _OPENAI, "codex")),
+    "claude-code": (_api("anthropic", "ANTHROPIC_API_KEY", _ANTHROPIC, "claude-code"),
+                    _api("anthropic-auth-token", "ANTHROPIC_AUTH_TOKEN", _ANTHROPIC,
+                         "claude-code"),
+                    _api("claude-oauth-token", "CLAUDE_CODE_OAUTH_TOKEN", _ANTHROPIC,
+                         "claude-code")),
+    "gemini": (_api("gemini", "GEMINI_API_KEY", _GOOGLE, "gemini"),
+               _api("google", "GOOGLE_API_KEY", _GOOGLE, "gemini")),
+}
+
+
+def enabled(cfg: Any) -> bool:
+    """``secrets.broker.enabled`` (default true); requirements may force it on."""
+    if bool(cfg.requirements.get("secrets.broker.required", False)):
+        return True
+    return bool(cfg.get("secrets.broker.enabled", True))
+
+
+def required(cfg: Any) -> str | None:
+    """The requirements source that forces the broker on, if any."""
+    if bool(cfg.requirements.get("secrets.broker.required", False)):
+        return str(cfg.requirements.source_of("secrets.broker.required"))
+    return None
+
+
+def _bad(key: str, msg: str, hint: str = "") -> CorralError:
+    return CorralError("secrets", f"`{key}`: {msg}", hint)
+
+
+def parse_source(key: str, text: str) -> tuple[str, str]:
+    """``env:NAME`` or ``keyring:SERVICE/USER`` (``keyring:USER`` uses the service
+    ``corral-broker``)."""
+    kind, sep, rest = text.partition(":")
+    if not sep or not rest.strip():
+        raise _bad(f"{key}.source", f"{text!r} is not env:NAME or keyring:SERVICE/USER")
+    if kind == "env":
+        if not rest.replace("_", "").isalnum() or not rest.isascii():
+            raise _bad(f"{key}.source", f"{rest!r} is not a variable name")
+        return "env", rest
+    if kind == "keyring":
+        service, slash, user = rest.rpartition("/")
+        return "keyring", f"{service if slash else KEYRING_SERVICE}/{user}"
+    raise _bad(f"{key}.source", f"unknown source {kind!r}", "use env:NAME or "
+               "keyring:SERVICE/USER")
+
+
+def _configured(name: str, table: Mapping[str, Any], origin: str) -> CredentialSpec:
+    key = f"secrets.broker.credentials.{name}"
+    kind = str(table.get("kind", "api_key"))
+    hosts = tuple(str(h) for h in table.get("hosts", ()))
+    index_url = str(table.get("index_url", ""))
+    if kind == "pip":
+        if not index_url:
+            raise _bad(key, 'kind = "pip" needs index_url = "https://host/simple/"')
+        parts = urlsplit(index_url)
+        if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+            raise _bad(f"{key}.index_url", f"{index_url!r} must be an https:// URL without "
+                       "credentials (corral adds them)")
+        own = parts.netloc if parts.port else parts.hostname
+        hosts = hosts or (own,)
+    elif index_url:
+        raise _bad(f"{key}.index_url", f'only for kind = "pip", not {kind!r}')
+    if not hosts:
+        raise _bad(f"{key}.hosts", "no host: a credential must name the hosts it belongs to")
+    source = parse_source(key, str(table["source"])) if "source" in table else (
+        "keyring", f"{KEYRING_SERVICE}/{name}")
+    env_default = {"npm": "NPM_TOKEN", "pip": "PIP_INDEX_URL", "api_key": ""}.get(kind, "")
+    env = str(table.get("env", env_default))
+    if kind == "git" and "env" in table:
+        raise _bad(f"{key}.env", 'kind = "git" presents the placeholder through a credential '
+                   "helper, not a variable")
+    username = str(table.get("username", {"git": "x-access-token", "pip": "__token__"}
+                             .get(kind, "")))
+    if username and (":" in username or not username.isprintable()):
+        raise _bad(f"{key}.username", f"{username!r} cannot hold ':' or control characters")
+    return CredentialSpec(name, kind, hosts, source, (env,) if env else (), username,
+                          index_url, origin=origin)
+
+
+def specs(cfg: Any, agent: str | None) -> list[CredentialSpec]:
+    """The credentials to broker for a session of ``agent`` (None: no agent preset): the
+    agent's preset, with hosts (and source) overridden by a config table of the same name,
+    then every other configured credential."""
+    table = cfg.get("secrets.broker.credentials", {}) or {}
+    out: dict[str, CredentialSpec] = {}
+    for spec in AGENT_PRESETS.get(agent or "", ()):
+        over = table.get(spec.name)
+        if over is not None:
+            key = spec.key
+            if over.get("kind", "api_key") != "api_key" or "index_url" in over:
+                raise _bad(key, f"{spec.name} is the {agent} preset's API key: only hosts, "
+                           "source and env may be set")
+            spec = replace(
+                spec, hosts=tuple(over.get("hosts", spec.hosts)) or spec.hosts,
+                source=parse_source(key, over["source"]) if "source" in over else spec.source,
+                env=(str(over["env"]),) if "env" in over else spec.env,
+                origin=_origin(cfg, key))
+        out[spec.name] = spec
+    presets = {s.name for specs_ in AGENT_PRESETS.values() for s in specs_}
+    for name, t in table.items():
+        if name in out or name in presets:
+            continue  # another agent's preset credential: only for that agent's runs
+        out[name] = _configured(name, t, _origin(cfg, f"secrets.broker.credentials.{name}"))
+    return list(out.values())
+
+
+def _origin(cfg: Any, key: str) -> str:
+    origin = cfg.origin(f"{key}.hosts") or cfg.origin(f"{key}.source") or cfg.origin(key)
+    return origin.describe() if origin is not None else "config"
+
+
+def git_helper(username: str, placeholder: str) -> str:
+    """A git credential helper answering ``get`` with the placeholder (nothing else is
+    stored or erased: the secret never exists inside)."""
+    return (f"!f() {{ test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' "
+            f"'{username}' '{placeholder}'; }}; f")
+
+
+def sandbox_env(items: Sequence[tuple[CredentialSpec, str, Sequence[str]]]
+                ) -> dict[str, str]:
+    """The variables that present placeholders inside: for each (spec, placeholder, the
+    credential's hosts as ``host`` or ``host:port``)."""
+    env: dict[str, str] = {}
+    git: list[tuple[str, str]] = []
+    for spec, placeholder, hosts in items:
+        if spec.kind == "pip":
+            parts = urlsplit(spec.index_url)
+            value = parts._replace(netloc=f"{spec.username}:{placeholder}@{parts.netloc}")
+            env.update(dict.fromkeys(spec.env, value.geturl()))
+        elif spec.kind == "git":
+            for h in hosts:
+                url = f"credential.https://{h.removesuffix(':443')}.helper"
+                git += [(url, ""), (url, git_helper(spec.username, placeholder))]
+        else:
+            env.update(dict.fromkeys(spec.env, placeholder))
+    if git:
+        env["GIT_CONFIG_COUNT"] = str(len(git))
+        for i, (k, v) in enumerate(git):
+            env[f"GIT_CONFIG_KEY_{i}"] = k
+            env[f"GIT_CONFIG_VALUE_{i}"] = v
+    return env
