@@ -150,3 +150,63 @@ def test_as_a_regular_user_rlimit_nproc_caps_only_the_sandbox() -> None:
     kind, forked = r.stdout.split()
     assert kind == "rlimit"
     assert 20 <= int(forked) < 30, r.stdout
+
+
+def _pids_cgroup_of(pid: int) -> str:
+    """The pids cgroup ``pid`` is in, as /proc shows it (v1 pids line, else the v2 line)."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    v1 = [ln for ln in lines if "pids" in ln.split(":")[1].split(",")]
+    return (v1 or [ln for ln in lines if ln.startswith("0::")])[0].split(":", 2)[2]
+
+
+def test_bwrap_starts_inside_its_cgroup_and_outlives_the_thread_that_started_it(
+        box: Box) -> None:
+    mech = pidcap.probe()
+    assert mech.kind == "cgroup", mech.why_not
+    pidcap.prepare()  # as the CLI does before reading the config
+    prepared = pidcap._ready
+    if not mech.threads:  # cgroup v2: no thread of ours can enter the cgroup; a shell does
+        assert prepared is None
+    sb = box.sandbox(max_processes=50)
+    proc = sb.spawn(["sleep", "5"], box.ws)
+    try:
+        cg = proc.corral_cgroup
+        assert cg is not None
+        if prepared is not None:
+            assert cg == prepared.cgroup  # the prepared cgroup, with the plan's cap
+        assert _pids_cgroup_of(proc.pid).endswith("/" + cg.name)  # bwrap itself is counted
+        assert (cg / "pids.max").read_text().strip() == "50"
+        time.sleep(0.3)
+        # --die-with-parent fires when the thread that forked bwrap ends: it must not have
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    sb.close()
+    assert not cg.exists()
+    if prepared is not None:
+        assert not prepared._thread.is_alive()  # released once bwrap was reaped
+
+
+def test_a_prepared_cgroup_takes_the_cap_the_config_sets(box: Box) -> None:
+    pidcap.prepare()  # made with the default cap, 4096
+    capped = box.py(FORKS.replace("int(sys.argv[1])", "200"), max_processes=40)
+    assert capped.returncode == 0, capped.stderr
+    assert 30 <= int(capped.stdout) < 40, capped.stdout
+
+
+def test_later_spawns_of_one_sandbox_find_their_cgroup_ready(box: Box) -> None:
+    mech = pidcap.probe()
+    sb = box.sandbox()
+    for _ in range(2):
+        assert sb.spawn(["true"], box.ws).wait() == 0
+    prepared = pidcap._ready
+    if not mech.threads:
+        assert prepared is None
+        return
+    assert prepared is not None  # made during the second run, for the third
+    third = sb.spawn(["true"], box.ws)
+    assert third.corral_cgroup == prepared.cgroup
+    assert third.wait() == 0
+    sb.close()
+    pidcap._discard_ready()

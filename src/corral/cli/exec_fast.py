@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from corral.cli.sandbox_fast import parse_command, run_parsed
+from corral.cli.sandbox_fast import parse_command, prepare_cap, run_parsed
 
 _EXEC_OPTS = {
     "--profile": "profile", "-P": "profile", "--approval-policy": "approval_policy",
@@ -35,6 +35,8 @@ def main(argv: list[str]) -> int | None:
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
     from corral.cli.actions import pipeline_flags, run_exec, terminal_asker, workdir_of
     from corral.config import load_config
+
+    prepare_cap()
 
     def one(key: str) -> str | None:
         v = opts.get(key)

@@ -110,9 +110,21 @@ def main(argv: list[str]) -> int | None:
     return None if parsed is None else run_parsed(parsed, _run)
 
 
+def prepare_cap() -> None:
+    """Start entering a pids cgroup for the command now (``corral.sandbox.pidcap.prepare``):
+    the kernel's ~10 ms wait for that passes while the config is read and the plan made."""
+    if sys.platform == "linux":
+        from corral.sandbox import pidcap
+
+        pidcap.prepare()
+
+
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
     from corral.config import load_config
     from corral.errors import CorralError
+
+    if cmd:
+        prepare_cap()
 
     def one(key: str) -> str | None:
         v = opts.get(key)

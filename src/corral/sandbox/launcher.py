@@ -62,7 +62,7 @@ class _Layout(Record):
     """One spawn's mounts, and the placeholders to remove after it: ``lock_fds`` maps each
     directory holding some to the shared lock on it; ``held`` are the locked-path ones."""
 
-    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held", "cgroup")
+    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held", "cgroup", "ready")
 
     def __init__(self, args: list[str], lock_fds: dict[Path, int], roots: list[Path],
                  protected: list[Protected], fresh_git: list[Path] | None = None,
@@ -74,6 +74,7 @@ class _Layout(Record):
         self.fresh_git: list[Path] = [] if fresh_git is None else fresh_git
         self.held: list[Held] = [] if held is None else held
         self.cgroup: Path | None = None  # the pids cgroup, removed with the placeholders
+        self.ready: pidcap.Ready | None = None  # the thread in it that started the run
 
     def pending(self, key: Path) -> list[Path | Held]:
         """What to remove once ``key`` is no longer shared with another run."""
@@ -170,6 +171,7 @@ class Sandbox:
         self._bpf: bytes | None = None
         self._strict_bpf: bytes | None = None
         self._pidcap: tuple[pidcap.Mechanism, int] | None = None
+        self._spawned = False
         self._static = normalise(list(plan.entries))
         self._roots = [e.path for e in self._static
                        if e.access is Access.WRITE and e.path != Path("/")]
@@ -395,6 +397,9 @@ class Sandbox:
 
     def _cleanup(self, layout: _Layout) -> None:
         cg, layout.cgroup = layout.cgroup, None
+        ready, layout.ready = layout.ready, None
+        if ready is not None:
+            ready.release()
         if cg is not None:
             pidcap.remove_cgroup(cg)
         if not layout.lock_fds:
@@ -487,21 +492,22 @@ class Sandbox:
                 cmd = [str(sfd) if a == "{strict}" else a for a in cmd]
         cmd = ["none" if a == "{strict}" else a for a in cmd]  # accepted weaker 'no-seccomp'
         cgroup: Path | None = None
+        ready: pidcap.Ready | None = None  # a thread in the cgroup, to start bwrap from
         if lay is not None and self._pidcap is not None and self._pidcap[0].base is not None:
+            (mech, limit), base = self._pidcap, self._pidcap[0].base
             try:
-                cgroup = pidcap.new_cgroup(self._pidcap[0].base, self._pidcap[1])
-                cmd = pidcap.enter_cgroup_argv(cgroup, cmd)
+                if mech.threads:
+                    ready = pidcap.take(base, limit)
+                    cgroup = ready.cgroup
+                else:
+                    cgroup = pidcap.new_cgroup(base, limit)
+                    cmd = pidcap.enter_cgroup_argv(cgroup, cmd)
             except OSError as exc:
-                why = (f"cannot cap processes at {self._pidcap[1]}: a pids cgroup could not be "
-                       f"made in {self._pidcap[0].base} ({exc.strerror})")
-                if self.plan.max_processes is not None:  # asked for: refused without it
+                if (refusal := self._uncapped(exc)) is not None:
                     for fd in fds:
                         os.close(fd)
                     self._cleanup(lay)
-                    raise CorralError("sandbox", why, "set sandbox.max_processes = 0 to run "
-                                      "without a cap") from None
-                print(f"corral: sandbox: warning: {why}; running without the default cap",
-                      file=sys.stderr)
+                    raise refusal from None
 
         # Sharing the terminal, bwrap and proxyinit are in its foreground process group: they
         # start with Ctrl-C / Ctrl-\ ignored so those reach only the command, which proxyinit
@@ -511,11 +517,23 @@ class Sandbox:
                   and threading.current_thread() is threading.main_thread())
         held = {s: signal.signal(s, signal.SIG_IGN)
                 for s in (signal.SIGINT, signal.SIGQUIT)} if shield else {}
-        try:
-            proc = SandboxedProcess(
+
+        def start() -> SandboxedProcess:
+            return SandboxedProcess(
                 cmd, env=env, pass_fds=fds,
                 cwd=str(cwd) if lay is None and cwd is not None else None, **popen,
             )
+
+        try:
+            try:
+                proc = start() if ready is None else ready.run(start)
+            except pidcap.NotEntered as exc:  # the job did not run
+                if (refusal := self._uncapped(exc)) is not None:
+                    raise refusal from None
+                if cgroup is not None:
+                    pidcap.remove_cgroup(cgroup, 0)
+                cgroup = ready = None
+                proc = start()
         except BaseException:
             if lay is not None:
                 self._cleanup(lay)
@@ -527,12 +545,30 @@ class Sandbox:
                 signal.signal(sig, handler)
             for fd in fds:
                 os.close(fd)
+        if ready is not None:
+            if self._spawned:  # more spawns to come: the next cgroup's wait passes meanwhile
+                pidcap.prepare(ready.limit)
+            self._spawned = True
         if lay is not None and (lay.lock_fds or cgroup is not None):
             lay.cgroup = cgroup
+            lay.ready = ready
             proc._corral_cleanup = lambda: self._after(lay)
         proc.corral_fresh_git = lay.fresh_git if lay is not None else []
         proc.corral_cgroup = cgroup
         return proc
+
+    def _uncapped(self, exc: OSError) -> CorralError | None:
+        """No cgroup for this spawn: the refusal if the cap was asked for, else None after a
+        warning."""
+        assert self._pidcap is not None
+        why = (f"cannot cap processes at {self._pidcap[1]}: a pids cgroup could not be "
+               f"made in {self._pidcap[0].base} ({exc.strerror})")
+        if self.plan.max_processes is not None:  # asked for: refused without it
+            return CorralError("sandbox", why, "set sandbox.max_processes = 0 to run "
+                               "without a cap")
+        print(f"corral: sandbox: warning: {why}; running without the default cap",
+              file=sys.stderr)
+        return None
 
     def run(
         self,

@@ -5,8 +5,10 @@ Two mechanisms, the first that works here:
 
 - a **pids cgroup** per spawn (cgroup v1 ``pids`` hierarchy, or cgroup v2 where ``pids`` is
   enabled for the children of this process's cgroup): ``pids.max`` counts every task in it,
-  whatever its uid, root included. bwrap is started through ``/bin/sh`` that first moves itself
-  into the cgroup, so nothing forks before it is counted;
+  whatever its uid, root included. Nothing forks before it is counted: with cgroup v1 a thread
+  of ours moves itself into the cgroup and starts bwrap from there (``Ready``); with v2, where a
+  thread cannot leave its process's cgroup, bwrap is started through ``/bin/sh`` that first
+  moves itself in;
 - **RLIMIT_NPROC**, lowered *inside* the sandbox's user namespace by ``prlimit`` (the kernel
   counts it per user namespace since Linux 5.14, so only the sandbox's own tasks count; set
   before bwrap it would also count the user's tasks on the host). It never binds real root
@@ -21,21 +23,38 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import platform
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from corral.record import Frozen
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 DEFAULT_MAX = 4096
 _PREFIX = "corral-"
 _counter = itertools.count()
 
 
-@dataclass(frozen=True)
-class Mechanism:
-    kind: str  # "cgroup" | "rlimit" | ""
-    base: Path | None = None  # the cgroup directory children are made in
-    why_not: str = ""  # when kind == ""
+class Mechanism(Frozen):
+    """``kind``: "cgroup" | "rlimit" | ""; ``base``: the cgroup directory children are made in;
+    ``why_not``: when kind == ""; ``threads``: a single thread can be moved into a child cgroup
+    (cgroup v1), so a spawn needs no shell to enter it."""
+
+    _fields = ("kind", "base", "why_not", "threads")
+    kind: str
+    base: Path | None
+    why_not: str
+    threads: bool
+
+    def __init__(self, kind: str, base: Path | None = None, why_not: str = "",
+                 threads: bool = False) -> None:
+        self._set(kind=kind, base=base, why_not=why_not, threads=threads)
 
     def describe(self) -> str:
         if self.kind == "cgroup":
@@ -60,13 +79,14 @@ def _mounts() -> list[tuple[str, str, str]]:
     return out
 
 
-def _cgroup_candidates() -> list[Path]:
+def _cgroup_candidates() -> list[tuple[Path, bool]]:
+    """(cgroup directory, is cgroup v1) where pids can be capped, v1 first."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return []
     mounts = _mounts()
-    out: list[Path] = []
+    out: list[tuple[Path, bool]] = []
     for line in lines:
         parts = line.split(":", 2)
         if len(parts) != 3:
@@ -75,13 +95,13 @@ def _cgroup_candidates() -> list[Path]:
         for point, fstype, opts in mounts:
             if fstype == "cgroup" and "pids" in controllers.split(",") and \
                     "pids" in opts.split(","):
-                out.append(Path(point + path.rstrip("/")))
+                out.append((Path(point + path.rstrip("/")), True))
             elif fstype == "cgroup2" and controllers == "":
                 base = Path(point + path.rstrip("/"))
                 with contextlib.suppress(OSError):
                     if "pids" in (base / "cgroup.subtree_control").read_text().split():
-                        out.append(base)
-    return out
+                        out.append((base, False))
+    return sorted(out, key=lambda c: not c[1])
 
 
 def _works(base: Path) -> bool:
@@ -101,7 +121,7 @@ def _works(base: Path) -> bool:
 
 def _kernel_at_least(major: int, minor: int) -> bool:
     try:
-        nums = [int(x) for x in platform.release().split("-")[0].split(".")[:2]]
+        nums = [int(x) for x in os.uname().release.split("-")[0].split(".")[:2]]
     except ValueError:
         return False
     return tuple(nums) >= (major, minor)
@@ -115,16 +135,16 @@ def probe() -> Mechanism:
     global _probed
     if _probed is not None:
         return _probed
-    for base in _cgroup_candidates():
+    for base, v1 in _cgroup_candidates():
         if _works(base):
             _remove_stale(base)
-            _probed = Mechanism("cgroup", base)
+            _probed = Mechanism("cgroup", base, threads=v1)
             return _probed
     if os.geteuid() == 0:
         why = ("no writable pids cgroup, and RLIMIT_NPROC does not bind root "
                "(run as a regular user, or delegate a cgroup with the pids controller)")
     elif not _kernel_at_least(5, 14):
-        why = (f"no writable pids cgroup, and Linux {platform.release()} counts RLIMIT_NPROC "
+        why = (f"no writable pids cgroup, and Linux {os.uname().release} counts RLIMIT_NPROC "
                "across the whole user, not per sandbox (needs 5.14)")
     elif _which("prlimit") is None:
         why = "no writable pids cgroup, and prlimit (util-linux) is not installed"
@@ -205,3 +225,137 @@ def remove_cgroup(cg: Path, wait: float = 2.0) -> None:
             if time.monotonic() > deadline:
                 return  # left for _remove_stale of a later run
             time.sleep(0.002)
+
+
+class NotEntered(OSError):
+    """The thread could not move into the cgroup."""
+
+
+class Ready:
+    """A fresh pids cgroup with a thread of ours already moved into it (cgroup v1 only: v2
+    keeps a process's threads in one cgroup). ``run(job)`` calls ``job`` on that thread, so
+    the processes it starts are born in the cgroup: counted from their first fork, with no
+    shell to move them in. The thread then waits for ``release()``: it must outlive what it
+    started, whose ``--die-with-parent`` (PR_SET_PDEATHSIG) fires when the *thread* that forked
+    it exits. It is one of the cgroup's tasks meanwhile, so it takes one of ``pids.max``.
+
+    Moving a task into a cgroup waits for an RCU grace period (the kernel's
+    ``cgroup_threadgroup_rwsem``): ~10 ms here, every time. Made early (``prepare``), that wait
+    passes while the caller still plans the spawn, instead of in front of it."""
+
+    def __init__(self, base: Path, limit: int) -> None:
+        self.base = base
+        self.cgroup = new_cgroup(base, limit)
+        self.limit = limit
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._release = threading.Event()
+        self._job: Callable[[], object] | None = None
+        self._result: object = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="corral-pidcap", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            fd = os.open(self.cgroup / "tasks", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, f"{threading.get_native_id()}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._error = NotEntered(exc.errno, exc.strerror)
+        self._go.wait()
+        job = self._job
+        if job is not None and self._error is None:
+            try:
+                self._result = job()
+            except BaseException as exc:  # handed to the caller of run()
+                self._error = exc
+        self._done.set()
+        self._release.wait()
+
+    def run(self, job: Callable[[], T]) -> T:
+        """``job()`` on the thread inside the cgroup; its exception is raised here, and
+        ``NotEntered`` if the thread could not enter the cgroup (then ``job`` does not run).
+        After a result, ``release()`` once what ``job`` started has been reaped."""
+        self._job = job
+        self._go.set()
+        try:
+            self._done.wait()
+        finally:
+            while not self._done.wait(1):  # interrupted: what the job started is still ours
+                pass
+        if self._error is not None:
+            self.release()
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+    def release(self) -> None:
+        """Let the thread end (and leave the cgroup); waits for it."""
+        self._release.set()
+        self._go.set()
+        self._thread.join()
+
+    def discard(self) -> None:
+        """Not used: let the thread go; the cgroup is removed once empty (or by a later run's
+        ``_remove_stale``), without waiting here for the move to finish."""
+        self._release.set()
+        self._go.set()
+        if not self._thread.is_alive():
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroup)
+
+
+_ready: Ready | None = None
+_ready_lock = threading.Lock()
+_at_exit = False
+
+
+def prepare(limit: int = DEFAULT_MAX) -> None:
+    """Start moving a thread into a fresh cgroup now, for this process's next spawn
+    (``take``). Best effort: without a v1 pids cgroup, or if it cannot be made, nothing
+    happens here and the spawn makes its own (and reports what fails)."""
+    global _ready, _at_exit
+    if limit == 0:
+        return
+    mech = probe()
+    if mech.kind != "cgroup" or not mech.threads or mech.base is None:
+        return
+    with _ready_lock:
+        if _ready is not None:
+            return
+        try:
+            _ready = Ready(mech.base, limit)
+        except OSError:
+            return
+        if _at_exit:
+            return
+        _at_exit = True
+    import atexit
+
+    atexit.register(_discard_ready)
+
+
+def _discard_ready() -> None:
+    global _ready
+    with _ready_lock:
+        r, _ready = _ready, None
+    if r is not None:
+        r.discard()
+
+
+def take(base: Path, limit: int) -> Ready:
+    """The prepared cgroup, with ``limit``, or a fresh one (raises OSError if it cannot be
+    made)."""
+    global _ready
+    with _ready_lock:
+        r, _ready = _ready, None
+    if r is not None and r.base == base:
+        if r.limit != limit:
+            (r.cgroup / "pids.max").write_text(f"{limit}\n")
+            r.limit = limit
+        return r
+    if r is not None:
+        r.discard()
+    return Ready(base, limit)
