@@ -38,7 +38,7 @@ def _verify(data: Path, *extra: str) -> tuple[int, list[str]]:
 
 def _tamper(data: Path, *sql: str) -> None:
     c = sqlite3.connect(data / "store" / "log.db")
-    for t in ("events_no_update", "events_no_delete", "checkpoints_no_delete"):
+    for t in ("events_expiry_only", "events_no_delete", "checkpoints_no_delete"):
         c.execute(f"DROP TRIGGER {t}")
     for s in sql:
         c.execute(s)
@@ -60,7 +60,7 @@ EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
                 "seq 7..7: events missing (deleted)"),
     "inserted": (lambda d: _tamper(
         d, "INSERT INTO events SELECT 1000, 'forged', received_ns, device_id, NULL, NULL, "
-           "NULL, kind, name, time_unix_nano, flag, leaf, chain, tree FROM events WHERE "
+           "NULL, kind, name, time_unix_nano, flag, leaf, chain, tree, NULL FROM events WHERE "
            "seq = 3"), "seq 1000 (event forged): hash does not match the chain"),
     "journal column": (lambda d: _tamper(d, "UPDATE events SET journal_seq = 99 WHERE seq = 8"),
                        "seq 8 (event ev-s1-00000007): journal columns do not match the event"),
@@ -101,7 +101,7 @@ def test_rewrite_behind_a_checkpoint_with_recomputed_chain(tmp_path: Path) -> No
     from corral.server import integrity as it
 
     c = sqlite3.connect(data / "store" / "log.db")
-    c.execute("DROP TRIGGER events_no_update")
+    c.execute("DROP TRIGGER events_expiry_only")
     rows = c.execute("SELECT seq, leaf FROM events ORDER BY seq").fetchall()
     prev, frontier = it.GENESIS, []
     for i, (seq, leaf) in enumerate(rows):

@@ -12,6 +12,9 @@ server_app = typer.Typer(name="server", help="The compliance log service.",
 token_app = typer.Typer(name="token", help="Bearer tokens: create, list, revoke.",
                         no_args_is_help=True)
 server_app.add_typer(token_app)
+hold_app = typer.Typer(name="hold", help="Legal holds: create, list, release.",
+                       no_args_is_help=True)
+server_app.add_typer(hold_app)
 
 _Data = Annotated[Path, typer.Option("--data", help="The server's data directory.")]
 _Db = Annotated[
@@ -149,6 +152,77 @@ def verify_bundle(
     from corral.server.cli import verify_bundle as do
 
     raise typer.Exit(do(bundle, key))
+
+
+_Since = Annotated[str | None, typer.Option("--since", help="Event time, ISO-8601 or ns.")]
+_Until = Annotated[str | None, typer.Option("--until", help="Event time, ISO-8601 or ns.")]
+_Reason = Annotated[str, typer.Option("--reason", help="Why (case number, request id).")]
+
+
+@hold_app.command("create")
+def hold_create(
+    data: _Data,
+    reason: _Reason,
+    user: Annotated[str | None, typer.Option("--user", help="The OS user or user.name.")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="A session id.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="A device id.")] = None,
+    since: _Since = None,
+    until: _Until = None,
+    database: _Db = None,
+) -> None:
+    """Keep matching events from retention and erasure (every criterion given must match)."""
+    from corral.server.cli import hold_create as do
+
+    do(data, database, reason, user, session, device, since, until)
+
+
+@hold_app.command("list")
+def hold_list(data: _Data, database: _Db = None,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Holds: id, state, who placed them, criteria, reason (the listing is logged)."""
+    from corral.server.cli import hold_list as do
+
+    do(data, database, as_json)
+
+
+@hold_app.command("release")
+def hold_release(
+    hold_id: Annotated[str, typer.Argument(help="Hold id (from hold list).")],
+    data: _Data,
+    database: _Db = None,
+) -> None:
+    """Release a hold: its events fall under retention again."""
+    from corral.server.cli import hold_release as do
+
+    do(data, database, hold_id)
+
+
+@server_app.command("retention")
+def retention(
+    data: _Data,
+    database: _Db = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+) -> None:
+    """Delete compliance files past retention now (signed tombstones; `run` does it too)."""
+    from corral.server.cli import retention_run as do
+
+    do(data, database, dry_run)
+
+
+@server_app.command("erase")
+def erase(
+    data: _Data,
+    user: Annotated[str, typer.Option("--user", help="Whose events.")],
+    reason: _Reason,
+    since: _Since = None,
+    until: _Until = None,
+    database: _Db = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
+) -> None:
+    """Erase a user's events (content cleared, signed tombstone); refused under a hold."""
+    from corral.server.cli import erase as do
+
+    do(data, database, user, since, until, reason, dry_run)
 
 
 def register(app: typer.Typer) -> None:

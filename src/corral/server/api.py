@@ -15,6 +15,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -117,12 +118,30 @@ class ComplianceApi:
 
     async def _cuts(self) -> None:
         every = max(0.2, min(self.cfg.compliance_window / 4, 10.0))
+        last_retention = 0.0
         while True:
             await asyncio.sleep(every)
             try:
                 await asyncio.to_thread(self.cut_now)
             except Exception as exc:  # the next round retries; ingest is unaffected
                 self.srv.metrics.reject(f"compliance_cut:{type(exc).__name__}")
+            if time.monotonic() - last_retention >= self.cfg.retention_interval:
+                last_retention = time.monotonic()
+                try:
+                    await asyncio.to_thread(self.retention_now)
+                except Exception as exc:  # nothing deleted this round; retried next round
+                    self.srv.metrics.reject(f"retention:{type(exc).__name__}")
+
+    def retention_now(self, now_ns: int | None = None) -> Any:
+        """One retention round on the cutting store handle (corral.server.retention)."""
+        from corral.server import retention
+
+        self.cut_now(now_ns)  # opens the handle; files are cut before anything expires
+        assert self._cut_store is not None
+        return retention.run(self._cut_store, self.cfg.retention or retention.Policy(),
+                             retention.Signer(self.srv.name, self.srv.key),
+                             now_ns or time.time_ns(),
+                             wait=retention.sink_floor(self.cfg.sinks, self.cfg.data))
 
     # -- access -------------------------------------------------------------------------------
     def _admit(self, request: Request) -> tuple[Token, tokens.Grant] | Response:
@@ -134,6 +153,38 @@ class ComplianceApi:
         wait = self.buckets.take(tok.id)
         if wait:
             self.srv.metrics.reject("rate")
+            return _fail(429, f"token {tok.name} is over its rate limit "
+                              f"({self.cfg.read_rate:g} requests/s)", retry=math.ceil(wait))
+        return tok, tokens.grant(tok.scope)
+
+    def audited(self, handler: Callable[[Request], Awaitable[Response]], endpoint: str,
+                anonymous: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` (a single-item read: a proof, an event, a checkpoint, the metrics) with
+        the same admission, rate limit and ``server.access`` record as every other read. With
+        ``anonymous`` a caller without a token is let in, recorded as ``anonymous`` with its
+        address and rate-limited per address."""
+
+        async def read(request: Request) -> Response:
+            who = self._caller(request) if anonymous else self._admit(request)
+            if isinstance(who, Response):
+                return who
+            resp = await handler(request)
+            if resp.status_code != 200:
+                return resp
+            filters: dict[str, Any] = {**request.path_params, **request.query_params}
+            return await self._audit(who[0], endpoint, filters, 1) or resp
+
+        return read
+
+    def _caller(self, request: Request) -> tuple[Token, tokens.Grant] | Response:
+        """A token if one is presented and valid, else ``anonymous`` from this address."""
+        status, _, tok = tokens.check(self.srv.reader, request.headers.get("authorization"),
+                                      "read")
+        if tok is None or status == 401:
+            host = request.client.host if request.client else "unknown"
+            tok = Token(f"anonymous@{host}", "anonymous", "none", 0, None)
+        wait = self.buckets.take(tok.id)
+        if wait:
             return _fail(429, f"token {tok.name} is over its rate limit "
                               f"({self.cfg.read_rate:g} requests/s)", retry=math.ceil(wait))
         return tok, tokens.grant(tok.scope)
@@ -284,7 +335,7 @@ class ComplianceApi:
         events = []
         for seq in seqs:
             leaf = self.srv.reader.leaf(seq)
-            if leaf is not None:
+            if leaf:  # empty: its content expired or was erased since it was folded
                 events.append(leaf if grant.content else _redacted(leaf, None))
         denied = await self._audit(tok, "/v1/sessions/{id}", {"session_id": sid}, len(events))
         if denied:
@@ -378,6 +429,9 @@ class ComplianceApi:
         f = self.srv.reader.compliance_file(fid) if len(fid) <= 200 else None
         if f is None:
             return _fail(404, "no such compliance log file")
+        gone = self.srv.reader.withdrawn(fid)
+        if gone is not None:
+            return _fail(410, f"compliance file {fid} was deleted: {retention_line(gone)}")
         if grant.types is not None and f.event_type not in grant.types:
             return _fail(403, f"token {tok.name} may not read {f.event_type} events")
         if not grant.content:
@@ -413,6 +467,14 @@ class ComplianceApi:
         finally:
             if st is not self.srv.reader:
                 st.close()
+
+
+def retention_line(tombstone_leaf: bytes) -> str:
+    """What a tombstone event says, in one line (for a 410)."""
+    from corral.server.retention import describe
+
+    doc = json.loads(tombstone_leaf)
+    return f"{describe(doc.get('record') or {})} (tombstone {doc.get('id')}, seq {doc.get('seq')})"
 
 
 def _params(request: Request) -> dict[str, list[str]]:

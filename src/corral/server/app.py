@@ -233,10 +233,10 @@ class Server:
             return _fail(400, "corral: server: seq and tree_size must be integers")
         if not 0 < seq <= size or size > self.reader.head()[0]:
             return _fail(400, f"corral: server: seq {seq} is not in a tree of size {size}")
-        leaf = self.reader.leaf(seq)
+        lh = self.reader.leaf_hash(seq)  # stored: it outlives an expired event's content
         proof = self.reader.tree().inclusion(seq - 1, size)
         return JSONResponse({"seq": seq, "leaf_index": seq - 1, "tree_size": size,
-                             "leaf_hash": _b64(it.leaf_hash(leaf or b"")),
+                             "leaf_hash": _b64(lh or b""),
                              "hashes": [_b64(h) for h in proof]})
 
     async def consistency(self, request: Request) -> Response:
@@ -265,6 +265,12 @@ class Server:
         leaf = self.reader.leaf(seq)
         if leaf is None:
             return _fail(404, f"corral: server: no event {seq}")
+        if not leaf:  # its content expired under retention or was erased
+            from corral.server.api import retention_line
+
+            gone = self.reader.tombstone_for(seq)
+            return _fail(410, f"corral: server: event {seq} was deleted: "
+                              f"{retention_line(gone) if gone else 'no tombstone found'}")
         return Response(leaf, media_type="application/json")
 
     async def healthz(self, request: Request) -> Response:
@@ -310,12 +316,18 @@ def build(cfg: sconfig.ServerConfig) -> tuple[Starlette, Server]:
     srv = Server(cfg)
     routes = [
         Route("/v1/logs", srv.logs, methods=["POST"]),
-        Route("/v1/checkpoints/latest", srv.latest, methods=["GET"]),
-        Route("/v1/proofs/inclusion", srv.inclusion, methods=["GET"]),
-        Route("/v1/proofs/consistency", srv.consistency, methods=["GET"]),
-        Route("/v1/events/{seq}", srv.event, methods=["GET"]),
+        # every read but /healthz leaves a server.access record (ComplianceApi.audited)
+        Route("/v1/checkpoints/latest", srv.api.audited(srv.latest, "/v1/checkpoints/latest",
+                                                        anonymous=True), methods=["GET"]),
+        Route("/v1/proofs/inclusion", srv.api.audited(srv.inclusion, "/v1/proofs/inclusion"),
+              methods=["GET"]),
+        Route("/v1/proofs/consistency", srv.api.audited(srv.consistency,
+                                                        "/v1/proofs/consistency"),
+              methods=["GET"]),
+        Route("/v1/events/{seq}", srv.api.audited(srv.event, "/v1/events/{seq}"),
+              methods=["GET"]),
         Route("/healthz", srv.healthz, methods=["GET"]),
-        Route("/metrics", srv.metrics_page, methods=["GET"]),
+        Route("/metrics", srv.api.audited(srv.metrics_page, "/metrics"), methods=["GET"]),
         *srv.api.routes(),
     ]
     return Starlette(routes=routes, lifespan=srv.lifespan), srv

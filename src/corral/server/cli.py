@@ -8,10 +8,18 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from corral.errors import CorralError
 from corral.server import config as sconfig
+
+if TYPE_CHECKING:
+    from corral.server.retention import Signer
+    from corral.server.store.base import Hold, Store
+
+T = TypeVar("T")
 
 
 def _err(message: str, hint: str | None = None) -> CorralError:
@@ -63,7 +71,7 @@ def token_create(data: Path, database: str | None, scope: str, name: str | None,
     from corral.server import tokens
 
     if scope not in tokens.SCOPES:
-        raise _err(f"unknown scope {scope!r}", "use ingest, read or admin")
+        raise _err(f"unknown scope {scope!r}", f"use {', '.join(tokens.SCOPES)}")
     store = sconfig.open_store(sconfig.load(data, database))
     try:
         try:
@@ -147,11 +155,15 @@ def verify(data: Path, database: str | None, checkpoints: list[Path]) -> int:
                          parts=min(4, os.cpu_count() or 1) if store.engine == "sqlite" else 1)
     finally:
         store.close()
+    for line in rep.notes:
+        print(f"expired: {line}")
     for line in rep.problems:
         print(f"corral: server verify: {line}")
     if rep.problems:
         return 1
-    print(f"ok: {rep.events} events, chain and tree intact, {rep.checkpoints} checkpoint "
+    gone = (f" ({rep.expired} of them deleted under signed tombstones, their hashes kept)"
+            if rep.expired else "")
+    print(f"ok: {rep.events} events{gone}, chain and tree intact, {rep.checkpoints} checkpoint "
           f"signatures valid, {rep.journals} machine journals continuous")
     return 0
 
@@ -207,3 +219,110 @@ def verify_bundle(bundle: Path, key: str | None) -> int:
     print(f"ok: {m['count']} events of {m['user']}, every one in {m['origin']} at tree size "
           f"{m['tree_size']} (signed checkpoint and inclusion proofs checked)")
     return 0
+
+
+# -- retention, legal holds, erasure (corral.server.retention, corral.server.holds) ---------
+
+def _signer(cfg: sconfig.ServerConfig) -> Signer:
+    from corral.server.retention import Signer
+
+    name, _ = sconfig.verifier(cfg)
+    return Signer(name, sconfig.signing_key(cfg))
+
+
+def retention_run(data: Path, database: str | None, dry_run: bool) -> None:
+    from corral.server import retention
+
+    cfg = sconfig.load(data, database)
+    signer = _signer(cfg)
+    store = sconfig.open_store(cfg)
+    try:
+        out = retention.run(store, cfg.retention or retention.Policy(), signer, time.time_ns(),
+                            wait=retention.sink_floor(cfg.sinks, cfg.data), dry_run=dry_run)
+    finally:
+        store.close()
+    for line in out.lines():
+        print(line)
+    verb = "would delete" if dry_run else "deleted"
+    print(f"corral server: retention {verb} {len(out.expired)} compliance files, kept "
+          f"{len(out.held)} under legal hold and {len(out.waiting)} for other reasons")
+
+
+def _with_store(data: Path, database: str | None, op: Callable[[Store], T]) -> T:
+    from corral.server.holds import Refused
+
+    store = sconfig.open_store(sconfig.load(data, database))
+    try:
+        return op(store)
+    except Refused as exc:
+        raise _err(str(exc)) from None
+    finally:
+        store.close()
+
+
+def hold_create(data: Path, database: str | None, reason: str, user: str | None,
+                session: str | None, device: str | None, since: str | None,
+                until: str | None) -> None:
+    from corral.server import holds
+
+    def op(store: Store) -> Hold:
+        crit = holds.parse_criteria(user, session, device, since, until)
+        return holds.create(store, reason, crit, holds.operator(), time.time_ns())
+
+    h = _with_store(data, database, op)
+    print(f"corral server: hold {h.id} placed: {hold_line(h)}")
+
+
+def hold_line(h: Hold) -> str:
+    parts = [f"{k}={v}" for k, v in (("user", h.user), ("session", h.session_id),
+                                     ("device", h.device)) if v is not None]
+    parts += [f"{k}={_when(v)}" for k, v in (("since", h.since_ns), ("until", h.until_ns))
+              if v is not None]
+    return f"{' '.join(parts)}  reason: {h.reason}"
+
+
+def hold_list(data: Path, database: str | None, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from corral.server import holds
+
+    got = _with_store(data, database,
+                      lambda store: holds.listing(store, holds.operator(), time.time_ns()))
+    if as_json:
+        print(json.dumps([asdict(h) for h in got], indent=1))
+        return
+    for h in got:
+        state = (f"released {_when(h.released_ns)} by {h.released_by}" if h.released_ns
+                 else "active")
+        print(f"{h.id}  {state}  placed {_when(h.created_ns)} by {h.by}  {hold_line(h)}")
+
+
+def hold_release(data: Path, database: str | None, hold_id: str) -> None:
+    from corral.server import holds
+
+    _with_store(data, database,
+                lambda store: holds.release(store, hold_id, holds.operator(), time.time_ns()))
+    print(f"corral server: hold {hold_id} released")
+
+
+def erase(data: Path, database: str | None, user: str, since: str | None, until: str | None,
+          reason: str, dry_run: bool) -> None:
+    from corral.server import holds, query
+
+    try:
+        lo = query.parse_time("--since", since) if since else None
+        hi = query.parse_time("--until", until) if until else None
+    except query.BadQuery as exc:
+        raise _err(str(exc)) from None
+    if not query._USER.fullmatch(user):
+        raise _err("--user has characters or a length it cannot have")
+    signer = _signer(sconfig.load(data, database))
+    n, tid = _with_store(data, database, lambda store: holds.erase(
+        store, signer, user, lo, hi, reason, holds.operator(), time.time_ns(), dry_run))
+    if dry_run:
+        print(f"corral server: erase would clear {n} events of {user}")
+    elif n == 0:
+        print(f"corral server: no events of {user} to erase")
+    else:
+        print(f"corral server: erased the content of {n} events of {user} (tombstone {tid}, "
+              "signed; corral server verify still passes)")

@@ -47,6 +47,10 @@ class ServerConfig:
     read_rate: float = 50.0  # compliance API requests per second per token (token bucket)
     read_burst: int = 100
     sinks: tuple[Any, ...] = ()  # corral.server.sinks.SinkConfig, from [[sinks]]
+    retention: Any = None  # corral.server.retention.Policy, from [retention]; None: 30 days
+    retention_interval: float = 600.0  # seconds between retention rounds in `server run`
+    analytics: Any = None  # the [analytics] table (teams, team_attribute): docs/analytics.md
+    triage: Any = None  # the [triage] table (model, base_url, ...): docs/triage.md
 
     @property
     def export_dir(self) -> Path:
@@ -93,7 +97,11 @@ def _toml_str(s: str) -> str:
 SERVER_KEYS = frozenset({
     "origin", "database", "checkpoint_interval", "max_body_bytes", "max_queue_events",
     "compliance_window", "compliance_grace", "read_rate", "read_burst", "sinks",
+    "analytics", "triage",
 })
+ANALYTICS_KEYS = frozenset({"teams", "team_attribute", "suggest_min_count"})
+TRIAGE_KEYS = frozenset({"model", "base_url", "api_key_env", "timeout_seconds",
+                         "min_confidence", "window_seconds", "history_events"})
 SINK_KEYS = frozenset({
     "name", "type", "url", "payload", "token", "token_env", "ca_file", "directory",
     "event_types", "batch", "interval", "max_backoff",
@@ -112,6 +120,12 @@ def check_document(doc: dict[str, Any]) -> list[str]:
         _sinks(sinks)
     except (TypeError, ValueError) as exc:
         problems.append(str(exc))
+    for table, keys in (("analytics", ANALYTICS_KEYS), ("triage", TRIAGE_KEYS)):
+        t = doc.get(table, {})
+        if not isinstance(t, dict):
+            problems.append(f"{table} must be a table ([{table}])")
+        else:
+            problems += [f"{table}: unknown key `{k}`" for k in t if k not in keys]
     return problems
 
 
@@ -136,7 +150,8 @@ def load(data: Path, database: str | None = None) -> ServerConfig:
             compliance_grace=float(doc.get("compliance_grace", 60.0)),
             read_rate=float(doc.get("read_rate", 50.0)),
             read_burst=_positive_int(doc.get("read_burst", 100)),
-            sinks=tuple(_sinks(doc.get("sinks", []))))
+            sinks=tuple(_sinks(doc.get("sinks", []))), analytics=doc.get("analytics"),
+            triage=doc.get("triage"))
     except (KeyError, TypeError, ValueError) as exc:
         raise _err(f"{data / 'config.toml'}: bad value ({exc})") from exc
 
@@ -147,6 +162,18 @@ def _sinks(doc: Any) -> list[Any]:
     if not isinstance(doc, list):
         raise ValueError("sinks must be an array of tables ([[sinks]])")
     return list(parse(doc))
+
+
+def _retention(doc: Any) -> Any:
+    from corral.server.retention import parse_policy
+
+    return parse_policy(doc)
+
+
+def _positive_float(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+        raise ValueError(f"{v!r} must be a positive number of seconds")
+    return float(v)
 
 
 def _positive_int(v: object) -> int:

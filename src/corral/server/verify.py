@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from corral.server import integrity as it
+from corral.server import tombstones
 from corral.server.store.base import JournalCheckpoint, Store, checkpoint_signature_ok
 
 MAX_PROBLEMS = 1000
@@ -31,6 +32,8 @@ class Report:
     checkpoints: int = 0
     journals: int = 0
     problems: list[str] = field(default_factory=list)
+    expired: int = 0  # events whose content a tombstone cleared (hash material kept)
+    notes: list[str] = field(default_factory=list)  # what was removed, when, why, signed by
 
     def add(self, line: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -56,6 +59,8 @@ class _Part:
     problems: list[str] = field(default_factory=list)
     roots: dict[int, bytes] = field(default_factory=dict)
     journals: dict[str, _Journal] = field(default_factory=dict)
+    cleared: dict[str, tombstones.Cleared] = field(default_factory=dict)  # by tombstone id
+    tombstones: list[tombstones.Stone] = field(default_factory=list)
 
 
 def verify(store: Store, name: str, pub: Ed25519PublicKey, origin: str,
@@ -117,6 +122,9 @@ def verify(store: Store, name: str, pub: Ed25519PublicKey, origin: str,
                 j.rewritten.setdefault(js, set()).update(hs)
             j.checkpoints += pj.checkpoints
     rep.events = count
+    stones = [t for part in results for t in part.tombstones]
+    rep.expired = tombstones.check(rep, stones, tombstones.merge(
+        [part.cleared for part in results]), name, pub)
     for label, cp in parsed:
         if cp.size > count:
             rep.add(f"{label}: log truncated: the checkpoint covers {cp.size} events, the "
@@ -125,7 +133,9 @@ def verify(store: Store, name: str, pub: Ed25519PublicKey, origin: str,
             rep.add(f"{label}: tree root at size {cp.size} differs from the signed one "
                     "(events before it were rewritten)")
     rep.journals = len(journals)
+    keys = store.journal_keys([jid for jid, j in journals.items() if j.key is None])
     for jid, j in sorted(journals.items()):
+        j.key = j.key or keys.get(jid)  # its records' content expired: the pinned key
         _journal(rep, jid, j)
     return rep
 
@@ -159,17 +169,37 @@ def _scan(store: Store, lo: int, hi: int | None, sizes: list[int]) -> _Part:
     count = lo - 1  # leaves before this part
     journals = part.journals
     # The hot loop (a million rows in a few seconds): hashing inlined, no per-row objects.
-    for seq, eid, leaf, chain_b, tree, jid, jseq, jhash, kind, flag in store.rows(lo - 1, hi):
+    cleared = part.cleared
+    for (seq, eid, leaf, chain_b, tree, jid, jseq, jhash, kind, flag, name,
+         tomb) in store.rows(lo - 1, hi):
         if seq != expected:
             add(f"seq {expected}..{seq - 1}: events missing (deleted)")
-        h = sha(b"\x00" + leaf).digest()
+        gone = False
+        if tomb is not None:  # content cleared under a tombstone: the stored leaf hash stands
+            gone = True
+            h = tree[:32]
+            c = cleared.get(tomb)
+            if c is None:
+                c = cleared[tomb] = tombstones.Cleared()
+            c.add(seq, name, h)
+            if leaf:
+                add(f"seq {seq} (event {eid}): marked as deleted by {tomb} but still holds "
+                    "content")
+        elif not leaf:
+            add(f"seq {seq} (event {eid}): content deleted without a tombstone")
+            gone = True
+            h = tree[:32]
+        else:
+            h = sha(b"\x00" + leaf).digest()
         if sha(prev + h).hexdigest().encode() != chain_b:
             add(f"seq {seq} (event {eid}): hash does not match the chain: event edited, "
                 "inserted or reordered here")
-        elif (b',"seq":%d,"source":' % seq not in leaf
-              or b'],"id":' + quote(eid).encode() + b',' not in leaf):
+        elif not gone and (b',"seq":%d,"source":' % seq not in leaf
+                           or b'],"id":' + quote(eid).encode() + b',' not in leaf):
             add(f"seq {seq} (event {eid}): indexed columns do not match the event "
                 "(seq or id edited)")
+        if name == tombstones.TOMBSTONE and not gone:
+            part.tombstones.append(tombstones.Stone(seq, leaf, it.root_from_frontier(frontier)))
         ok = tree[:32] == h
         n = count + 1
         level = 1
@@ -185,15 +215,16 @@ def _scan(store: Store, lo: int, hi: int | None, sizes: list[int]) -> _Part:
         if count in want:
             part.roots[count] = it.root_from_frontier(frontier)
         if jid is not None:
-            # the journal columns drive the per-machine checks: they must be the leaf's own
-            at = leaf.find(b'"journal":{"hash":' + quote(jhash or "").encode() + b',"id":'
-                           + quote(jid).encode() + b',')
-            end = leaf.find(b'},"kind":"' + kind.encode() + b'",', at)
-            if at < 0 or end < 0 or (leaf.rfind(b'"seq":%d}' % (jseq or 0), at, end + 1) < 0
-                                     and leaf.find(b'"seq":%d,"signature":' % (jseq or 0), at,
-                                                   end) < 0):
-                add(f"seq {seq} (event {eid}): journal columns do not match the event "
-                    "(journal id, seq, hash or kind edited)")
+            if not gone:
+                # the journal columns drive the per-machine checks: they must be the leaf's own
+                at = leaf.find(b'"journal":{"hash":' + quote(jhash or "").encode() + b',"id":'
+                               + quote(jid).encode() + b',')
+                end = leaf.find(b'},"kind":"' + kind.encode() + b'",', at)
+                if at < 0 or end < 0 or (
+                        leaf.rfind(b'"seq":%d}' % (jseq or 0), at, end + 1) < 0
+                        and leaf.find(b'"seq":%d,"signature":' % (jseq or 0), at, end) < 0):
+                    add(f"seq {seq} (event {eid}): journal columns do not match the event "
+                        "(journal id, seq, hash or kind edited)")
             j = journals.get(jid)
             if j is None:
                 j = journals[jid] = _Journal()
@@ -202,11 +233,11 @@ def _scan(store: Store, lo: int, hi: int | None, sizes: list[int]) -> _Part:
                 first = j.hashes.setdefault(js, jhash or "")
                 if first != jhash:
                     j.rewritten.setdefault(js, {first}).add(jhash or "")
-                if j.key is None:
+                if j.key is None and not gone:
                     doc = json.loads(leaf)
                     j.key = str(doc["journal"]["public_key"])
                     j.device = str(doc["device"])
-            elif kind == "checkpoint":
+            elif kind == "checkpoint" and not gone:
                 j.checkpoints.append((seq, leaf))
         if flag and ("does not match its body" in flag or "signed by another key" in flag):
             add(f"seq {seq} (event {eid}): flagged at ingest: {flag}")

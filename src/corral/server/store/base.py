@@ -10,10 +10,11 @@ Everything is insert-only: token revocations and journal key pins are rows of th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -77,6 +78,8 @@ class Row(NamedTuple):
     journal_hash: str | None
     kind: str
     flag: str | None
+    name: str
+    tombstone: str | None  # the event id of the tombstone that cleared its content
 
 
 @dataclass
@@ -113,6 +116,43 @@ class ComplianceFile:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A legal hold: events matching every criterion given are kept (docs/compliance-api.md)."""
+
+    id: str
+    created_ns: int
+    by: str
+    reason: str
+    user: str | None = None
+    session_id: str | None = None
+    device: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    released_ns: int | None = None
+    released_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """What one tombstone clears: the events of ``name`` with ``first <= seq <= last`` (a
+    whole compliance file), or exactly ``seqs`` (an erasure); ``count`` must match."""
+
+    tombstone_id: str
+    make: Callable[[int, bytes], Incoming]  # (tree size, root) just before it -> the tombstone
+    count: int
+    files: tuple[str, ...] = ()
+    name: str | None = None
+    first: int = 0
+    last: int = 0
+    seqs: tuple[int, ...] = ()
+
+
+class Expired(Exception):
+    """The expiry did not apply as planned (already done by another replica, or the rows
+    differ); the transaction was rolled back."""
+
+
+@dataclass(frozen=True)
 class Scan:
     """A bounded read of the log in seq order (the cursor API)."""
 
@@ -126,7 +166,8 @@ class Scan:
 
 
 class Tx(Protocol):
-    """What ``append_batch`` needs inside one serialized write transaction."""
+    """What ``append_batch`` needs inside one serialized write transaction (plus ``run`` for
+    the few other writes made under the same lock: expiry, holds)."""
 
     def head(self) -> tuple[int, str]: ...
     def nodes(self, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
@@ -135,6 +176,10 @@ class Tx(Protocol):
     def journal_keys(self, ids: list[str]) -> dict[str, str]: ...
     def journal_hash_at(self, journal_id: str, seq: int) -> str | None: ...
     def insert(self, rows: list[tuple[Any, ...]], journals: list[tuple[str, str, str]]) -> None: ...
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Execute ``sql`` (``?`` placeholders); the number of rows it changed."""
+        ...
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 # Column order of ``events`` rows produced by append_batch.
@@ -319,8 +364,21 @@ def scan_sql(q: Scan, ph: str) -> tuple[str, list[Any]]:
         where.append(f"time_unix_nano < {ph}")
         args.append(q.until_ns)
     args.append(q.limit)
-    return (f"SELECT seq, leaf FROM events WHERE {' AND '.join(where)} ORDER BY seq "
-            f"LIMIT {ph}", args)
+    return (f"SELECT seq, leaf FROM events WHERE {' AND '.join(where)} AND tombstone IS NULL "
+            f"ORDER BY seq LIMIT {ph}", args)
+
+
+def files_sql(event_type: str | None, after_ns: int, limit: int, ph: str
+              ) -> tuple[str, list[Any]]:
+    """The compliance file listing for both engines: files a tombstone withdrew (expired under
+    retention, or holding erased events) are no longer listed."""
+    where = f"f.end_ns > {ph} AND NOT EXISTS (SELECT 1 FROM withdrawn_files w WHERE w.file_id = f.id)"
+    args: list[Any] = [after_ns]
+    if event_type is not None:
+        where += f" AND f.event_type = {ph}"
+        args.append(event_type)
+    return (f"SELECT f.* FROM compliance_files f WHERE {where} ORDER BY f.end_ns, "
+            f"f.event_type LIMIT {ph}", [*args, limit])
 
 
 def _renamed(item: Incoming, eid: str) -> Incoming:
@@ -418,3 +476,123 @@ class Store(ABC):
 
     def tree(self) -> it.Tree:
         return it.Tree(self.nodes)
+
+    # -- retention, erasure and legal holds (corral.server.retention, corral.server.holds) ----
+    # The engines provide a read (``_fetch``) and the serialized write transaction
+    # (``_write_tx``, holding the append lock); the statements are the same for both.
+    _ID_TABLE = "events"  # where an event id finds its seq (PostgreSQL: event_ids)
+
+    @abstractmethod
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read with ``?`` placeholders."""
+
+    @abstractmethod
+    def _write_tx(self) -> contextlib.AbstractContextManager[Tx]:
+        """One write transaction holding the append lock (rolled back on an exception)."""
+
+    def leaf_hash(self, seq: int) -> bytes | None:
+        """The stored RFC 6962 leaf hash of event ``seq`` (kept when its content expired)."""
+        rows = self._fetch("SELECT substr(tree, 1, 32) FROM events WHERE seq = ?", (seq,))
+        return bytes(rows[0][0]) if rows else None
+
+    def _tombstone_leaf(self, tombstone_id: str) -> bytes | None:
+        rows = self._fetch(f"SELECT leaf FROM events WHERE seq = (SELECT seq FROM "
+                           f"{self._ID_TABLE} WHERE event_id = ?)", (tombstone_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def tombstone_for(self, seq: int) -> bytes | None:
+        """The tombstone event (its leaf) that cleared event ``seq``; None while it is whole."""
+        rows = self._fetch("SELECT tombstone FROM events WHERE seq = ?", (seq,))
+        if not rows or rows[0][0] is None:
+            return None
+        return self._tombstone_leaf(str(rows[0][0]))
+
+    def withdrawn(self, file_id: str) -> bytes | None:
+        """The tombstone (its leaf) that withdrew compliance file ``file_id``, if any."""
+        rows = self._fetch("SELECT tombstone FROM withdrawn_files WHERE file_id = ?",
+                           (file_id,))
+        return self._tombstone_leaf(str(rows[0][0])) if rows else None
+
+    def expirable_files(self, ended_before_ns: int, limit: int = 1000) -> list[ComplianceFile]:
+        """Compliance files whose window ended at or before ``ended_before_ns`` and that no
+        tombstone withdrew yet, oldest first."""
+        return [ComplianceFile(*r) for r in self._fetch(
+            "SELECT f.id, f.event_type, f.start_ns, f.end_ns, f.first_seq, f.last_seq, f.count, "
+            "f.sha256 FROM compliance_files f WHERE f.end_ns <= ? AND NOT EXISTS (SELECT 1 "
+            "FROM withdrawn_files w WHERE w.file_id = f.id) ORDER BY f.end_ns, f.event_type "
+            "LIMIT ?", (ended_before_ns, limit))]
+
+    def files_of(self, names: Sequence[str]) -> list[ComplianceFile]:
+        """Every compliance file of these event types (withdrawn ones included)."""
+        if not names:
+            return []
+        return [ComplianceFile(*r) for r in self._fetch(
+            "SELECT id, event_type, start_ns, end_ns, first_seq, last_seq, count, sha256 FROM "
+            f"compliance_files WHERE event_type IN ({','.join('?' * len(names))}) "
+            "ORDER BY first_seq", list(names))]
+
+    def expire(self, exp: Expiry, now_ns: int) -> int:
+        """Append the tombstone and clear the content of what it names, in one transaction:
+        the rows keep their seq, ids, leaf hash, chain link and tree nodes, so the chain, the
+        tree and every proof still verify. Raises ``Expired`` (rolled back) when it does not
+        apply exactly."""
+        tid = exp.tombstone_id
+        with self._write_tx() as tx:
+            for f in exp.files:
+                if tx.fetch("SELECT 1 FROM withdrawn_files WHERE file_id = ?", (f,)):
+                    raise Expired(f"compliance file {f} was withdrawn already")
+            size, _ = tx.head()
+            edge = it.frontier_nodes(size)
+            got = tx.nodes(edge) if edge else {}
+            item = exp.make(size, it.root_from_frontier([got[n] for n in edge]))
+            if item.event_id != tid or append_batch(tx, [item], now_ns).stored != 1:
+                raise Expired(f"tombstone {tid} is stored already")
+            if exp.name is not None:
+                n = tx.run("UPDATE events SET leaf = ?, tombstone = ? WHERE seq >= ? AND "
+                           "seq <= ? AND name = ? AND tombstone IS NULL",
+                           (b"", tid, exp.first, exp.last, exp.name))
+            else:
+                n = 0
+                for i in range(0, len(exp.seqs), 500):
+                    part = exp.seqs[i:i + 500]
+                    n += tx.run(f"UPDATE events SET leaf = ?, tombstone = ? WHERE seq IN "
+                                f"({','.join('?' * len(part))}) AND tombstone IS NULL",
+                                (b"", tid, *part))
+            if n != exp.count:
+                raise Expired(f"{n} events matched, the tombstone records {exp.count}: the log "
+                              "changed under it (nothing was deleted)")
+            for f in exp.files:
+                tx.run("INSERT INTO withdrawn_files VALUES (?, ?, ?)", (f, tid, now_ns))
+        return n
+
+    def add_hold(self, hold: Hold, logged: Incoming) -> None:
+        """Store a hold and the event that records its creation, in one transaction."""
+        with self._write_tx() as tx:
+            append_batch(tx, [logged], hold.created_ns)
+            tx.run("INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                hold.id, hold.created_ns, hold.by, hold.reason, hold.user, hold.session_id,
+                hold.device, hold.since_ns, hold.until_ns))
+
+    def release_hold(self, hold_id: str, by: str, now_ns: int, logged: Incoming) -> str | None:
+        """Release a hold (a row of its own) and record it; the reason it cannot, or None."""
+        with self._write_tx() as tx:
+            if not tx.fetch("SELECT 1 FROM holds WHERE id = ?", (hold_id,)):
+                return f"no hold {hold_id}"
+            if tx.fetch("SELECT 1 FROM hold_releases WHERE id = ?", (hold_id,)):
+                return f"hold {hold_id} is released already"
+            append_batch(tx, [logged], now_ns)
+            tx.run("INSERT INTO hold_releases VALUES (?, ?, ?)", (hold_id, now_ns, by))
+        return None
+
+    def holds(self) -> list[Hold]:
+        return [Hold(*r) for r in self._fetch(
+            "SELECT h.id, h.created_ns, h.created_by, h.reason, h.user_name, h.session_id, "
+            "h.device, h.since_ns, h.until_ns, r.released_ns, r.released_by FROM holds h LEFT "
+            "JOIN hold_releases r ON r.id = h.id ORDER BY h.created_ns, h.id")]
+
+    def journal_keys(self, ids: Sequence[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        return {str(j): str(k) for j, k in self._fetch(
+            f"SELECT journal_id, public_key FROM journals WHERE journal_id IN "
+            f"({','.join('?' * len(ids))})", list(ids))}

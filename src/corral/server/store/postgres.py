@@ -12,8 +12,9 @@ refuse UPDATE and DELETE on the log for everyone else.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -29,18 +30,19 @@ from corral.server.store.base import (
     Store,
     Token,
     append_batch,
+    files_sql,
     scan_sql,
 )
 
 APPEND_LOCK = 0x636F7272616C01  # "corral" + 1: the advisory lock serializing appends
 CUT_LOCK = 0x636F7272616C03  # serializes compliance file cuts across replicas
 MIGRATE_LOCK = 0x636F7272616C02
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: retention (tombstone column, expiry trigger), holds
 ROLE = "corral_ingest"
 _TYPES = ["int8", "text", "int8", "text", "text", "int8", "text", "text", "text", "int8", "text",
           "bytea", "text", "bytea"]  # COLUMNS, in order
-_TABLES = ("events", "event_ids", "journals", "checkpoints", "tokens", "token_revocations",
-           "compliance_cuts", "compliance_files")
+_TABLES = ("event_ids", "journals", "checkpoints", "tokens", "token_revocations",
+           "compliance_cuts", "compliance_files", "withdrawn_files", "holds", "hold_releases")
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS corral_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -73,8 +75,36 @@ CREATE TABLE IF NOT EXISTS compliance_files (
     end_ns bigint NOT NULL, first_seq bigint NOT NULL, last_seq bigint NOT NULL,
     count bigint NOT NULL, sha256 text NOT NULL);
 CREATE INDEX IF NOT EXISTS compliance_files_end ON compliance_files (end_ns, event_type);
+ALTER TABLE events ADD COLUMN IF NOT EXISTS tombstone text;
+CREATE TABLE IF NOT EXISTS withdrawn_files (
+    file_id text PRIMARY KEY, tombstone text NOT NULL, time_ns bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (
+    id text PRIMARY KEY, created_ns bigint NOT NULL, created_by text NOT NULL,
+    reason text NOT NULL, user_name text, session_id text, device text, since_ns bigint,
+    until_ns bigint);
+CREATE TABLE IF NOT EXISTS hold_releases (
+    id text PRIMARY KEY, released_ns bigint NOT NULL, released_by text NOT NULL);
 CREATE OR REPLACE FUNCTION corral_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the log is append-only'; END $$;
+-- The one change the log allows: expiry clears an event's content (leaf) and names the
+-- tombstone event, already stored, that records it; a tombstone itself never expires.
+CREATE OR REPLACE FUNCTION corral_expiry_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND length(NEW.leaf) = 0 AND OLD.tombstone IS NULL
+       AND NEW.tombstone IS NOT NULL AND OLD.name <> 'server.tombstone'
+       AND (NEW.seq, NEW.event_id, NEW.received_ns, NEW.device_id, NEW.journal_id,
+            NEW.journal_seq, NEW.journal_hash, NEW.kind, NEW.name, NEW.time_unix_nano,
+            NEW.flag, NEW.chain, NEW.tree)
+           IS NOT DISTINCT FROM
+           (OLD.seq, OLD.event_id, OLD.received_ns, OLD.device_id, OLD.journal_id,
+            OLD.journal_seq, OLD.journal_hash, OLD.kind, OLD.name, OLD.time_unix_nano,
+            OLD.flag, OLD.chain, OLD.tree)
+       AND EXISTS (SELECT 1 FROM event_ids i JOIN events t ON t.seq = i.seq
+                   WHERE i.event_id = NEW.tombstone AND t.name = 'server.tombstone') THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'the log is append-only (only expiry under a stored tombstone may clear an event''s content)';
+END $$;
 DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN
         CREATE ROLE {ROLE} NOLOGIN;
@@ -111,6 +141,13 @@ def migrate(conn: psycopg.Connection[Any], months_ahead: int = 3) -> None:
                          "FOR EACH ROW EXECUTE FUNCTION corral_append_only()")
             conn.execute(f"REVOKE ALL ON {t} FROM {ROLE}")
             conn.execute(f"GRANT SELECT, INSERT ON {t} TO {ROLE}")
+        conn.execute("DROP TRIGGER IF EXISTS events_append_only ON events")
+        conn.execute("DROP TRIGGER IF EXISTS events_expiry_only ON events")
+        conn.execute("CREATE TRIGGER events_expiry_only BEFORE UPDATE OR DELETE ON events "
+                     "FOR EACH ROW EXECUTE FUNCTION corral_expiry_only()")
+        conn.execute(f"REVOKE ALL ON events FROM {ROLE}")
+        # ingest may insert events and, through the trigger, only expire them
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE (leaf, tombstone) ON events TO {ROLE}")
         conn.execute(f"GRANT SELECT ON corral_meta TO {ROLE}")
         conn.execute(f"GRANT {ROLE} TO CURRENT_USER")
         conn.execute("INSERT INTO corral_meta VALUES ('schema', %s) ON CONFLICT (key) DO "
@@ -168,6 +205,17 @@ class _Tx:
             cur.executemany("INSERT INTO journals VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                             journals)
 
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self.c.execute(_pg(sql), args).rowcount
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.c.execute(_pg(sql), args).fetchall()
+
+
+def _pg(sql: str) -> str:
+    """``?`` placeholders (the engine-neutral statements in store.base) as psycopg's."""
+    return sql.replace("?", "%s")
+
 
 def _nodes(c: psycopg.Connection[Any],
            need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -220,8 +268,8 @@ class PostgresStore(Store):
             cur = conn.cursor(name="corral_verify")
             cur.itersize = 20_000
             cur.execute("SELECT seq, event_id, leaf, convert_to(chain, 'UTF8'), tree, "
-                        "journal_id, journal_seq, journal_hash, kind, flag FROM events "
-                        "WHERE seq > %s AND seq <= %s ORDER BY seq",
+                        "journal_id, journal_seq, journal_hash, kind, flag, name, tombstone "
+                        "FROM events WHERE seq > %s AND seq <= %s ORDER BY seq",
                         (after, 2**62 if until is None else until))
             yield from cur
 
@@ -302,8 +350,8 @@ class PostgresStore(Store):
     def name_counts(self, first: int, last: int) -> dict[str, int]:
         with self.pool.connection() as conn:
             return {str(n): int(c) for n, c in conn.execute(
-                "SELECT name, count(*) FROM events WHERE seq >= %s AND seq <= %s "
-                "GROUP BY name", (first, last))}
+                "SELECT name, count(*) FROM events WHERE seq >= %s AND seq <= %s AND "
+                "tombstone IS NULL GROUP BY name", (first, last))}
 
     def add_compliance_cut(self, start_ns: int, end_ns: int, last_seq: int,
                            files: list[ComplianceFile]) -> bool:
@@ -329,20 +377,26 @@ class PostgresStore(Store):
     def compliance_files(self, event_type: str | None, after_ns: int,
                          limit: int) -> list[ComplianceFile]:
         with self.pool.connection() as conn:
-            if event_type is None:
-                rows = conn.execute("SELECT * FROM compliance_files WHERE end_ns > %s ORDER BY "
-                                    "end_ns, event_type LIMIT %s", (after_ns, limit))
-            else:
-                rows = conn.execute("SELECT * FROM compliance_files WHERE end_ns > %s AND "
-                                    "event_type = %s ORDER BY end_ns LIMIT %s",
-                                    (after_ns, event_type, limit))
-            return [ComplianceFile(*r) for r in rows]
+            sql, args = files_sql(event_type, after_ns, limit, "%s")
+            return [ComplianceFile(*r) for r in conn.execute(sql, args)]
 
     def compliance_file(self, file_id: str) -> ComplianceFile | None:
         with self.pool.connection() as conn:
             row = conn.execute("SELECT * FROM compliance_files WHERE id = %s",
                                (file_id,)).fetchone()
         return None if row is None else ComplianceFile(*row)
+
+    _ID_TABLE = "event_ids"
+
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.pool.connection() as conn:
+            return conn.execute(_pg(sql), args).fetchall()
+
+    @contextlib.contextmanager
+    def _write_tx(self) -> Iterator[_Tx]:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            yield _Tx(conn)
 
     def close(self) -> None:
         self.pool.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from corral.server.store.base import (
     Store,
     Token,
     append_batch,
+    files_sql,
     scan_sql,
 )
 
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     flag TEXT,
     leaf BLOB NOT NULL,
     chain TEXT NOT NULL,
-    tree BLOB NOT NULL
+    tree BLOB NOT NULL,
+    tombstone TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS events_journal ON events(journal_id, journal_seq)
     WHERE journal_id IS NOT NULL;
@@ -57,9 +59,38 @@ CREATE TABLE IF NOT EXISTS compliance_files (
     end_ns INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
     count INTEGER NOT NULL, sha256 TEXT NOT NULL) STRICT;
 CREATE INDEX IF NOT EXISTS compliance_files_end ON compliance_files(end_ns, event_type);
+CREATE TABLE IF NOT EXISTS withdrawn_files (
+    file_id TEXT PRIMARY KEY, tombstone TEXT NOT NULL, time_ns INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT PRIMARY KEY, created_ns INTEGER NOT NULL, created_by TEXT NOT NULL,
+    reason TEXT NOT NULL, user_name TEXT, session_id TEXT, device TEXT, since_ns INTEGER,
+    until_ns INTEGER) STRICT;
+CREATE TABLE IF NOT EXISTS hold_releases (
+    id TEXT PRIMARY KEY, released_ns INTEGER NOT NULL, released_by TEXT NOT NULL) STRICT;
 """
-_APPEND_ONLY = ("events", "journals", "checkpoints", "tokens", "token_revocations",
-                "compliance_cuts", "compliance_files")
+_APPEND_ONLY = ("journals", "checkpoints", "tokens", "token_revocations",
+                "compliance_cuts", "compliance_files", "withdrawn_files", "holds",
+                "hold_releases")
+_COLS = ("seq, event_id, received_ns, device_id, journal_id, journal_seq, journal_hash, kind, "
+         "name, time_unix_nano, flag, leaf, chain, tree")
+# The one change the log allows: expiry clears an event's content (leaf) and names the
+# tombstone event, already stored, that records it; every other column stays as it was, and a
+# tombstone itself never expires.
+_EXPIRY_ONLY = ("""
+CREATE TRIGGER IF NOT EXISTS events_expiry_only BEFORE UPDATE ON events WHEN NOT (
+    NEW.leaf = x'' AND OLD.tombstone IS NULL AND NEW.tombstone IS NOT NULL
+    AND OLD.name <> 'server.tombstone'
+    AND NEW.seq IS OLD.seq AND NEW.event_id IS OLD.event_id
+    AND NEW.received_ns IS OLD.received_ns AND NEW.device_id IS OLD.device_id
+    AND NEW.journal_id IS OLD.journal_id AND NEW.journal_seq IS OLD.journal_seq
+    AND NEW.journal_hash IS OLD.journal_hash AND NEW.kind IS OLD.kind AND NEW.name IS OLD.name
+    AND NEW.time_unix_nano IS OLD.time_unix_nano AND NEW.flag IS OLD.flag
+    AND NEW.chain IS OLD.chain AND NEW.tree IS OLD.tree
+    AND EXISTS (SELECT 1 FROM events t WHERE t.event_id = NEW.tombstone
+                AND t.name = 'server.tombstone'))
+BEGIN SELECT RAISE(ABORT, 'the log is append-only (only expiry under a stored tombstone may clear an event''s content)'); END;""",
+                """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events BEGIN
+    SELECT RAISE(ABORT, 'the log is append-only'); END;""")
 
 
 class _Tx:
@@ -105,9 +136,16 @@ class _Tx:
         return None if row is None else str(row[0])
 
     def insert(self, rows: list[tuple[Any, ...]], journals: list[tuple[str, str, str]]) -> None:
-        self.c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self.c.executemany(f"INSERT INTO events ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           rows)
         if journals:
             self.c.executemany("INSERT OR IGNORE INTO journals VALUES (?,?,?)", journals)
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self.c.execute(sql, args).rowcount
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.c.execute(sql, args).fetchall()
 
 
 def _nodes(c: sqlite3.Connection, need: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -143,12 +181,29 @@ class SqliteStore(Store):
         self._c.execute("PRAGMA busy_timeout=10000")
         if not readonly:
             self._c.executescript(_SCHEMA)
+            self._migrate()
             for t in _APPEND_ONLY:
                 self._c.executescript(
                     f"CREATE TRIGGER IF NOT EXISTS {t}_no_update BEFORE UPDATE ON {t} BEGIN "
                     "SELECT RAISE(ABORT, 'the log is append-only'); END;"
                     f"CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} BEGIN "
                     "SELECT RAISE(ABORT, 'the log is append-only'); END;")
+
+    def _migrate(self) -> None:
+        """Stores made before retention: the tombstone column, and the events trigger that
+        allows expiry (and nothing else) instead of refusing every update."""
+        if self._c.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = "
+                           "'events_expiry_only'").fetchone() and self._has_tombstones():
+            return
+        with self._write() as c:
+            if not self._has_tombstones():
+                c.execute("ALTER TABLE events ADD COLUMN tombstone TEXT")
+            c.execute("DROP TRIGGER IF EXISTS events_no_update")
+            for stmt in _EXPIRY_ONLY:
+                c.execute(stmt)
+
+    def _has_tombstones(self) -> bool:
+        return any(r[1] == "tombstone" for r in self._c.execute("PRAGMA table_info(events)"))
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -177,10 +232,11 @@ class SqliteStore(Store):
         return None if row is None else bytes(row[0])
 
     def rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
+        tomb = "tombstone" if self._has_tombstones() else "NULL"  # a store from before
         cur = self._c.execute(
             "SELECT seq, event_id, leaf, CAST(chain AS BLOB), tree, journal_id, journal_seq, "
-            "journal_hash, kind, flag FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
-            (after, 2**62 if until is None else until))
+            f"journal_hash, kind, flag, name, {tomb} FROM events WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq", (after, 2**62 if until is None else until))
         yield from cur  # plain tuples in Row's order: verify reads a million of them
 
     def chain_before(self, seq: int) -> str:
@@ -248,8 +304,8 @@ class SqliteStore(Store):
 
     def name_counts(self, first: int, last: int) -> dict[str, int]:
         return {str(n): int(c) for n, c in self._c.execute(
-            "SELECT name, count(*) FROM events WHERE seq >= ? AND seq <= ? GROUP BY name",
-            (first, last))}
+            "SELECT name, count(*) FROM events WHERE seq >= ? AND seq <= ? AND tombstone IS "
+            "NULL GROUP BY name", (first, last))}
 
     def add_compliance_cut(self, start_ns: int, end_ns: int, last_seq: int,
                            files: list[ComplianceFile]) -> bool:
@@ -270,19 +326,21 @@ class SqliteStore(Store):
 
     def compliance_files(self, event_type: str | None, after_ns: int,
                          limit: int) -> list[ComplianceFile]:
-        if event_type is None:
-            rows = self._c.execute("SELECT * FROM compliance_files WHERE end_ns > ? ORDER BY "
-                                   "end_ns, event_type LIMIT ?", (after_ns, limit))
-        else:
-            rows = self._c.execute("SELECT * FROM compliance_files WHERE end_ns > ? AND "
-                                   "event_type = ? ORDER BY end_ns LIMIT ?",
-                                   (after_ns, event_type, limit))
-        return [ComplianceFile(*r) for r in rows]
+        sql, args = files_sql(event_type, after_ns, limit, "?")
+        return [ComplianceFile(*r) for r in self._c.execute(sql, args)]
 
     def compliance_file(self, file_id: str) -> ComplianceFile | None:
         row = self._c.execute("SELECT * FROM compliance_files WHERE id = ?",
                               (file_id,)).fetchone()
         return None if row is None else ComplianceFile(*row)
+
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._c.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _write_tx(self) -> Iterator[_Tx]:
+        with self._write() as c:
+            yield _Tx(c)
 
     def close(self) -> None:
         self._c.close()
