@@ -97,7 +97,7 @@ def _toml_str(s: str) -> str:
 SERVER_KEYS = frozenset({
     "origin", "database", "checkpoint_interval", "max_body_bytes", "max_queue_events",
     "compliance_window", "compliance_grace", "read_rate", "read_burst", "sinks",
-    "analytics", "triage",
+    "analytics", "triage", "retention", "retention_interval",
 })
 ANALYTICS_KEYS = frozenset({"teams", "team_attribute", "suggest_min_count"})
 TRIAGE_KEYS = frozenset({"model", "base_url", "api_key_env", "timeout_seconds",
@@ -126,6 +126,10 @@ def check_document(doc: dict[str, Any]) -> list[str]:
             problems.append(f"{table} must be a table ([{table}])")
         else:
             problems += [f"{table}: unknown key `{k}`" for k in t if k not in keys]
+    try:
+        _retention(doc.get("retention"))
+    except ValueError as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -151,7 +155,8 @@ def load(data: Path, database: str | None = None) -> ServerConfig:
             read_rate=float(doc.get("read_rate", 50.0)),
             read_burst=_positive_int(doc.get("read_burst", 100)),
             sinks=tuple(_sinks(doc.get("sinks", []))), analytics=doc.get("analytics"),
-            triage=doc.get("triage"))
+            triage=doc.get("triage"), retention=_retention(doc.get("retention")),
+            retention_interval=_positive_float(doc.get("retention_interval", 600.0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise _err(f"{data / 'config.toml'}: bad value ({exc})") from exc
 
