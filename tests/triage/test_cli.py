@@ -110,11 +110,26 @@ def test_malformed_alert_is_one_line(tmp_path: Path) -> None:
                                 "got a string")
 
 
-def test_server_is_refused_in_one_line(tmp_path: Path) -> None:
-    env = dict(os.environ, CORRAL_HOME=str(tmp_path / "home"))
+def test_server_refusals_before_any_request_are_one_line(tmp_path: Path) -> None:
+    """(The server side itself: tests/server/test_fleet.py.) Nothing here reaches a network:
+    each refusal comes before a connection is opened."""
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_SERVER_TOKEN"}
+    env["CORRAL_HOME"] = str(tmp_path / "home")
+    alert = json.dumps({"process": {"pid": 7, "command_line": "ls"}})
+    for args, needle in (
+            (["--server", "https://corral.example"], "corral: triage: no token for "
+                                                     "https://corral.example"),
+            (["--server", "http://corral.example"], "corral: triage: server URL "
+                                                    "'http://corral.example' is plain http"),
+            (["--server", "https://corral.example", "--model", "gpt-x"],
+             "corral: triage: --model gpt-x cannot be chosen with --server"),
+            (["--server", "https://corral.example", "--journal", "j.db"],
+             "corral: triage: --server and --journal exclude each other")):
+        r = _corral(env, "triage", "-", *args, stdin=alert)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(needle), r.stderr
     r = _corral(env, "triage", "-", "--server", "https://corral.example", stdin="{}")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert r.stderr.startswith("corral: triage: --server is not available yet")
+    assert r.returncode == 2 and r.stderr.startswith("corral: triage: alert: ")
 
 
 def test_triage_imports_no_supervisor_sandbox_or_integrations() -> None:

@@ -14,10 +14,13 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_time(text: str, *, now_ns: int | None = None) -> int:
-    """``7d``/``24h``/``30m`` ago, a date (``2026-12-01``, UTC midnight) or an ISO time (UTC
-    unless it names an offset), as ns since the epoch."""
+    """``7d``/``24h``/``30m`` ago, a date (``2026-12-01``, UTC midnight), an ISO time (UTC
+    unless it names an offset) or nanoseconds since the epoch (what ``corral stats --server``
+    sends), as ns since the epoch."""
     now = time.time_ns() if now_ns is None else now_ns
     s = text.strip()
+    if s.isascii() and s.isdigit() and 16 <= len(s) <= 19:
+        return int(s)
     m = _REL.fullmatch(s)
     if m:
         return now - int(m.group(1)) * _UNIT[m.group(2)] * 1_000_000_000

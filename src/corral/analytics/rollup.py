@@ -314,12 +314,24 @@ class Settings:
     def from_config(cls, cfg: Any | None) -> Settings:
         if cfg is None:
             return cls()
+        return cls.from_table({k: cfg.get(f"analytics.{k}") for k in
+                               ("teams", "team_attribute", "suggest_min_count")})
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any] | None) -> Settings:
+        """From an ``[analytics]`` table (corral's config, or a server's config.toml)."""
+        table = table or {}
         teams: dict[str, str] = {}
-        for team, users in dict(cfg.get("analytics.teams") or {}).items():
+        for team, users in dict(table.get("teams") or {}).items():
+            if not isinstance(users, list | tuple) or not all(isinstance(u, str) for u in users):
+                from corral.errors import CorralError
+
+                raise CorralError("analytics", f"analytics.teams.{team} must be a list of "
+                                  "user names")
             for u in users:
-                teams[str(u)] = str(team)
-        return cls(teams=teams, team_attribute=str(cfg.get("analytics.team_attribute") or ""),
-                   suggest_min_count=int(cfg.get("analytics.suggest_min_count") or 3))
+                teams[u] = str(team)
+        return cls(teams=teams, team_attribute=str(table.get("team_attribute") or ""),
+                   suggest_min_count=int(table.get("suggest_min_count") or 3))
 
     def team(self, user: str, ident: str) -> str:
         return ident or self.teams.get(user, "unassigned")

@@ -6,8 +6,10 @@ are for tuning controls, not for ranking people. The token is compared in consta
 travels in the ``Authorization`` header (the page keeps it in the URL fragment, which browsers
 never send). Only Host headers naming loopback are served (no DNS rebinding from a web page).
 
-``make_app`` takes the event source and rollup store, so ``corral server run`` can mount the
-same app over its own store later.
+``make_app`` takes the event source, the rollup store and a ``Gate``: who may read and how a
+read is recorded. ``corral dashboard`` uses ``LocalGate`` (loopback, the one-time investigator
+token); ``corral server run`` mounts the same app over its store with a gate that checks the
+server's tokens (analyst, investigator) and records every data request as ``server.access``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import hmac
 import io
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,11 +41,51 @@ STATIC = Path(__file__).parent / "static"
 REFRESH_EVERY = 1.0  # seconds: at most one rollup refresh per second of requests
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who asked: whether per-user views are allowed, and what the gate needs to audit."""
+
+    investigator: bool
+    token: Any = None
+
+
+class Gate(Protocol):
+    investigator_hint: str  # how to get per-user views, for the 403
+
+    def admit(self, request: Request) -> Caller | Response:
+        """The caller, or the refusal to send."""
+        ...
+
+    def audit(self, caller: Caller, endpoint: str, filters: dict[str, Any],
+              count: int) -> Response | None:
+        """Record the read before its answer is sent; a refusal when that fails."""
+        ...
+
+
+class LocalGate:
+    """``corral dashboard``: whoever reaches 127.0.0.1 reads team-level numbers (the journal's
+    owner); per-user views need the one-time token printed at start. Nothing to audit."""
+
+    investigator_hint = "corral dashboard --investigator"
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def admit(self, request: Request) -> Caller:
+        if not self.token:
+            return Caller(False)
+        auth = request.headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else ""
+        return Caller(hmac.compare_digest(given.encode(), self.token.encode()))
+
+    def audit(self, caller: Caller, endpoint: str, filters: dict[str, Any],
+              count: int) -> Response | None:
+        return None
+
+
 class _State:
-    def __init__(self, source: EventSource, store: RollupStore, settings: Settings,
-                 investigator_token: str | None) -> None:
+    def __init__(self, source: EventSource, store: RollupStore, settings: Settings) -> None:
         self.source, self.store, self.settings = source, store, settings
-        self.token = investigator_token
         self.lock = threading.Lock()
         self.refreshed = 0.0
 
@@ -53,19 +96,15 @@ class _State:
             self.refreshed = now
         return self.store
 
-    def investigator(self, request: Request) -> bool:
-        if not self.token:
-            return False
-        auth = request.headers.get("authorization", "")
-        given = auth[7:] if auth.lower().startswith("bearer ") else ""
-        return hmac.compare_digest(given.encode(), self.token.encode())
+
+_AUDITED = ("since", "until", "team", "agent", "repo", "by", "user", "metric", *DRILL_KEYS)
 
 
 def _refuse(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": f"corral: analytics: {reason}"}, status_code=status)
 
 
-def _query(request: Request, st: _State) -> Query | JSONResponse:
+def _query(request: Request, caller: Caller, gate: Gate) -> Query | JSONResponse:
     p = request.query_params
     try:
         since = parse_time(p["since"]) if p.get("since") else None
@@ -76,53 +115,73 @@ def _query(request: Request, st: _State) -> Query | JSONResponse:
     if by is not None and by not in BY:
         return _refuse(400, f"by must be one of {', '.join(BY)}")
     user = p.get("user") or None
-    if (by == "user" or user is not None) and not st.investigator(request):
-        return _refuse(403, "per-user views need the investigator token "
-                       "(corral dashboard --investigator)")
+    if (by == "user" or user is not None) and not caller.investigator:
+        return _refuse(403, f"per-user views need the investigator token "
+                       f"({gate.investigator_hint})")
     return Query(since_ns=since, until_ns=until, team=p.get("team") or None,
                  agent=p.get("agent") or None, repo=p.get("repo") or None, user=user, by=by)
 
 
 def make_app(source: EventSource, store: RollupStore, settings: Settings, *,
-             investigator_token: str | None = None,
+             investigator_token: str | None = None, gate: Gate | None = None,
              allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Starlette:
-    st = _State(source, store, settings, investigator_token)
+    st = _State(source, store, settings)
+    g: Gate = gate if gate is not None else LocalGate(investigator_token)
 
-    def locked(fn: Any) -> Any:
-        def handler(request: Request) -> Response:
-            with st.lock:
-                try:
-                    return fn(request)  # type: ignore[no-any-return]
-                except CorralError as exc:
-                    return JSONResponse({"error": exc.line()}, status_code=503)
-        return handler
+    Answer = Callable[[Request, Caller], "Response | tuple[Response, int]"]
 
-    @locked
-    def stats(request: Request) -> Response:
-        q = _query(request, st)
+    def guarded(endpoint: str) -> Callable[[Answer], Callable[[Request], Response]]:
+        """Admit the caller, answer under the lock, record the read, then send it."""
+        def wrap(fn: Answer) -> Callable[[Request], Response]:
+            def handler(request: Request) -> Response:
+                caller = g.admit(request)
+                if isinstance(caller, Response):
+                    return caller
+                with st.lock:
+                    try:
+                        got = fn(request, caller)
+                    except CorralError as exc:
+                        return JSONResponse({"error": exc.line()}, status_code=503)
+                if isinstance(got, Response):
+                    return got
+                answer, count = got
+                filters = {k: v[:200] for k, v in request.query_params.items()
+                           if k in _AUDITED}
+                if "sid" in request.path_params:
+                    filters["session_id"] = request.path_params["sid"][:200]
+                denied = g.audit(caller, endpoint, filters, count)
+                return denied if denied is not None else answer
+            return handler
+        return wrap
+
+    @guarded("/api/stats")
+    def stats(request: Request, caller: Caller) -> Response | tuple[Response, int]:
+        q = _query(request, caller, g)
         if isinstance(q, JSONResponse):
             return q
-        return JSONResponse(compute(st.fresh(), q, settings))
+        out = compute(st.fresh(), q, settings)
+        return JSONResponse(out), int(out.get("sessions", 0))
 
-    @locked
-    def chart(request: Request) -> Response:
-        q = _query(request, st)
+    @guarded("/api/series")
+    def chart(request: Request, caller: Caller) -> Response | tuple[Response, int]:
+        q = _query(request, caller, g)
         if isinstance(q, JSONResponse):
             return q
-        return JSONResponse(series(st.fresh(), q, settings))
+        out = series(st.fresh(), q, settings)
+        return JSONResponse(out), len(out.get("labels", []))
 
-    @locked
-    def sessions(request: Request) -> Response:
-        q = _query(request, st)
+    @guarded("/api/sessions")
+    def sessions(request: Request, caller: Caller) -> Response | tuple[Response, int]:
+        q = _query(request, caller, g)
         if isinstance(q, JSONResponse):
             return q
         keys = {k: request.query_params[k] for k in DRILL_KEYS if k in request.query_params}
         metric = request.query_params.get("metric") or None
-        return JSONResponse({"sessions": drill(st.fresh(), q, settings, metric, keys,
-                                               with_users=st.investigator(request))})
+        rows = drill(st.fresh(), q, settings, metric, keys, with_users=caller.investigator)
+        return JSONResponse({"sessions": rows}), len(rows)
 
-    @locked
-    def timeline(request: Request) -> Response:
+    @guarded("/api/session/{id}")
+    def timeline(request: Request, caller: Caller) -> Response | tuple[Response, int]:
         from rich.console import Console
 
         from corral.telemetry.timeline import session_tree
@@ -131,7 +190,7 @@ def make_app(source: EventSource, store: RollupStore, settings: Settings, *,
         if not events:
             return _refuse(404, "no such session")
         names: set[str] = set()
-        if not st.investigator(request):  # the person: user, host, and both inside attributes
+        if not caller.investigator:  # the person: user, host, and both inside attributes
             names = {n for ev in events for n in (ev.user, ev.host) if len(n) > 1}
             events = [dataclasses.replace(ev, user="(user hidden)", host="(host hidden)")
                       for ev in events]
@@ -141,13 +200,13 @@ def make_app(source: EventSource, store: RollupStore, settings: Settings, *,
         text = console.export_text()
         for n in sorted(names, key=len, reverse=True):
             text = text.replace(n, "(hidden)")
-        return PlainTextResponse(text)
+        return PlainTextResponse(text), len(events)
 
-    @locked
-    def opts(request: Request) -> Response:
+    @guarded("/api/options")
+    def opts(request: Request, caller: Caller) -> Response | tuple[Response, int]:
         out: dict[str, Any] = dict(options(st.fresh(), settings))
-        out["investigator"] = st.investigator(request)
-        return JSONResponse(out)
+        out["investigator"] = caller.investigator
+        return JSONResponse(out), 0
 
     def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")

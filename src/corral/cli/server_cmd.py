@@ -52,7 +52,7 @@ def run(
 @token_app.command("create")
 def token_create(
     data: _Data,
-    scope: Annotated[str, typer.Option("--scope", help="ingest, read or admin")],
+    scope: Annotated[str, typer.Option("--scope", help="ingest, read, analyst, investigator or admin")],
     name: Annotated[str | None, typer.Option("--name")] = None,
     expires_days: Annotated[int | None, typer.Option("--expires-days", min=1)] = None,
     database: _Db = None,

@@ -32,8 +32,12 @@ def register(app: typer.Typer) -> None:
         repo: Annotated[str | None, typer.Option("--repo", help="Only this repository.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
         journal: _JournalOpt = None,
+        server: Annotated[str | None, typer.Option(
+            "--server", help="The fleet: corral server's store (an analyst token, investigator "
+                             "for --by user; CORRAL_SERVER_TOKEN or corral login).")] = None,
     ) -> None:
-        """Adoption, tools, decisions, network, sandbox and what to tune, from the journal."""
+        """Adoption, tools, decisions, network, sandbox and what to tune, from the journal
+        (or, with --server, from the fleet's log)."""
         import json
 
         from corral.analytics import JournalSource, Query, Settings, compute
@@ -44,17 +48,29 @@ def register(app: typer.Typer) -> None:
 
         if by is not None and by not in BY:
             raise CorralError("analytics", f"--by must be one of {', '.join(BY)}, got {by!r}")
-        settings = Settings.from_config(load_effective_config(ctx))
-        path = _journal(journal)
+        cfg = load_effective_config(ctx)
         q = Query(since_ns=parse_time(since) if since else None,
                   until_ns=parse_time(until) if until else None,
                   team=team, agent=agent, repo=repo, by=by)
-        store = _store(path)
-        try:
-            store.refresh(JournalSource(path), settings)
-            out = compute(store, q, settings)
-        finally:
-            store.close()
+        if server is not None:
+            if journal is not None:
+                raise CorralError("analytics", "--server and --journal exclude each other")
+            from corral.cli.server_client import request
+
+            params = {k: str(v) for k, v in (("since", q.since_ns), ("until", q.until_ns),
+                                              ("team", team), ("agent", agent), ("repo", repo),
+                                              ("by", by)) if v is not None}
+            out = request(cfg, "analytics", server, "GET", "/analytics/api/stats",
+                          params=params)
+        else:
+            settings = Settings.from_config(cfg)
+            path = _journal(journal)
+            store = _store(path)
+            try:
+                store.refresh(JournalSource(path), settings)
+                out = compute(store, q, settings)
+            finally:
+                store.close()
         if as_json:
             print(json.dumps(out, indent=2, sort_keys=True))
         else:

@@ -1,8 +1,9 @@
 """``corral triage ALERT.json``: explain an endpoint alert with the agents' journal;
 ``corral triage feedback ID`` and ``corral triage agreement`` for the analysts' side.
 
-``--server URL`` and ``POST /v1/triage`` (the same triage against the compliance log service)
-are not here yet: they need the server's store behind ``corral.triage.source.EventSource``.
+With ``--server URL`` the alert goes to ``POST /v1/triage`` of corral server, which runs the
+same triage over its store and records the verdict in its log (an investigator token:
+``CORRAL_SERVER_TOKEN`` or ``corral login --server URL``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def check(ctx: typer.Context,
                               "(default: triage.model, else none).")] = None,
           journal: _JournalOpt = None,
           server: Annotated[str | None, typer.Option(
-              "--server", help="Triage against corral server (not available yet).")] = None
+              "--server", help="Triage against corral server's store (POST /v1/triage; an "
+                               "investigator token from CORRAL_SERVER_TOKEN or corral login)."
+          )] = None
           ) -> None:
     """Triage one alert (corral, OCSF 2004/1007 or Falco JSON) against the journal."""
     import json
@@ -63,23 +66,56 @@ def check(ctx: typer.Context,
 
     from corral.cli.common import load_effective_config
     from corral.errors import CorralError
-    from corral.telemetry import Telemetry
     from corral.triage.alerts import load_alert
-    from corral.triage.source import JournalSource
-    from corral.triage.verdict import event_attributes, to_ocsf, triage
+    from corral.triage.verdict import Verdict, to_ocsf
 
-    if server is not None:
-        raise CorralError("triage", "--server is not available yet: the server does not offer "
-                          "its store to the triage (POST /v1/triage comes with it)",
-                          "run corral triage on the machine whose journal it is, or --journal")
+    if server is not None and journal is not None:
+        raise CorralError("triage", "--server and --journal exclude each other")
+    if server is not None and model not in (None, "none"):
+        raise CorralError("triage", f"--model {model} cannot be chosen with --server: the "
+                          "server's [triage] config names its model", "or --model none")
     try:
         text = sys.stdin.read() if str(alert_file) == "-" else alert_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise CorralError("triage", f"cannot read {alert_file}: {exc}") from None
     alert = load_alert(text)
     cfg = load_effective_config(ctx)
+    if server is not None:
+        from corral.cli.server_client import request
+
+        doc = request(cfg, "triage", server, "POST", "/v1/triage", body=text.encode(),
+                      params={"model": "none"} if model == "none" else None)
+        try:
+            v = Verdict(**{k: doc[k] for k in Verdict.__dataclass_fields__ if k in doc})
+        except TypeError:
+            raise CorralError("triage", f"{server} answered something that is not a "
+                              "verdict") from None
+    else:
+        v = _local(cfg, alert, journal, model)
+    if ocsf:
+        print(json.dumps(to_ocsf(v, alert, time.time_ns() // 1_000_000), indent=2))
+    elif as_json:
+        print(json.dumps(v.to_json(), indent=2))
+    else:
+        who = f"session {v.session_id}" + (f" call {v.call_id}" if v.call_id else "") \
+            if v.session_id else "no agent session"
+        print(f"{v.verdict} ({v.confidence:.2f}) — {who}\n{v.rationale}")
+        for e in v.evidence[:10]:
+            print(f"  {e['event_id']} {e['name']}: {e['why']}")
+        for a in v.recommended_actions:
+            print(f"  → {a}")
+        print(f"verdict {v.id}")
+
+
+def _local(cfg: Any, alert: Any, journal: Path | None, model: str | None) -> Any:
+    """Triage against this machine's journal and record the verdict there."""
+    from corral.telemetry import Telemetry
+    from corral.triage.source import JournalSource
+    from corral.triage.verdict import event_attributes, triage
+
     path, home = _journal(journal)
-    source = JournalSource(path)
+    source = JournalSource(path, area="triage")
+    source.last_seq()  # no journal: one line before any model is set up
     mdl = _model(cfg, model)
     try:
         v = triage(alert, source, model=mdl,
@@ -96,19 +132,7 @@ def check(ctx: typer.Context,
     finally:
         tel.close()
     v.id = ev.id
-    if ocsf:
-        print(json.dumps(to_ocsf(v, alert, time.time_ns() // 1_000_000), indent=2))
-    elif as_json:
-        print(json.dumps(v.to_json(), indent=2))
-    else:
-        who = f"session {v.session_id}" + (f" call {v.call_id}" if v.call_id else "") \
-            if v.session_id else "no agent session"
-        print(f"{v.verdict} ({v.confidence:.2f}) — {who}\n{v.rationale}")
-        for e in v.evidence[:10]:
-            print(f"  {e['event_id']} {e['name']}: {e['why']}")
-        for a in v.recommended_actions:
-            print(f"  → {a}")
-        print(f"verdict {v.id}")
+    return v
 
 
 def feedback(ctx: typer.Context,

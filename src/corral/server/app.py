@@ -116,6 +116,9 @@ class Server:
         from corral.server.api import ComplianceApi
 
         self.api = ComplianceApi(self)
+        from corral.server.analyst import Analyst
+
+        self.analyst = Analyst(self)  # POST /v1/triage and the /analytics dashboard
 
     # -- checkpoints ------------------------------------------------------------------------
     def cut_checkpoint(self) -> int | None:
@@ -146,10 +149,12 @@ class Server:
         self.writer.start()
         self._cp_task = asyncio.get_running_loop().create_task(self._checkpoints())
         self.api.start()
+        self.analyst.start()
         try:
             yield
         finally:
             self._cp_task.cancel()
+            await self.analyst.stop()
             await self.api.stop()
             await self.writer.stop()
             with contextlib.suppress(Exception):
@@ -329,5 +334,6 @@ def build(cfg: sconfig.ServerConfig) -> tuple[Starlette, Server]:
         Route("/healthz", srv.healthz, methods=["GET"]),
         Route("/metrics", srv.api.audited(srv.metrics_page, "/metrics"), methods=["GET"]),
         *srv.api.routes(),
+        *srv.analyst.routes(),
     ]
     return Starlette(routes=routes, lifespan=srv.lifespan), srv

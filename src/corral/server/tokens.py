@@ -1,6 +1,8 @@
 """Bearer tokens: random, shown once, stored only as a SHA-256 digest.
 
-Scopes: ``ingest`` (POST /v1/logs), ``read`` (events, proofs, checkpoints), ``admin`` (all).
+Scopes: ``ingest`` (POST /v1/logs), ``read`` (events, proofs, checkpoints), ``analyst``
+(the analytics, team-level: ``/v1/stats``, the dashboard), ``investigator`` (what an analyst
+may, plus per-user views and ``POST /v1/triage``), ``admin`` (all).
 A revocation is a row of its own (the store is insert-only), checked on every request, so a
 revoked token is refused from the next request on.
 
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 
 from corral.server.store.base import Store, Token
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "analyst", "investigator", "admin")
+# What each scope also allows beyond its own name (admin allows everything).
+IMPLIES = {"investigator": frozenset({"analyst"})}
 PREFIX = "corral_"
 
 
@@ -80,6 +84,6 @@ def check(store: Store, header: str | None, need: str) -> tuple[int, str, Token 
     if tok.expires_ns is not None and tok.expires_ns < time.time_ns():
         return 401, "token expired", tok
     base = tok.scope.split(";", 1)[0]
-    if base != need and base != "admin":
+    if base != need and base != "admin" and need not in IMPLIES.get(base, ()):
         return 403, f"token scope {base} does not allow {need}", tok
     return 200, "", tok

@@ -213,4 +213,7 @@ async function init() {
   await loadGroups();  // after the overview: the page is usable first
 }
 
-init();
+init().catch((e) => {  // a refused token (the server's dashboard) fails the first request
+  document.getElementById("error").textContent = e.message;
+  document.body.dataset.ready = "error";
+});
