@@ -5,6 +5,7 @@ so a test can read what the agent sent back (e.g. the tool output the model saw)
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,13 +43,28 @@ class ModelServer:
         self.raw: list[bytes] = []  # every request body, model turn or not
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.auth: list[str] = []  # every request's Authorization / x-api-key header
+        # HTTPS with this context when set (tests/integrations/test_run_broker.py)
+        self.tls: ssl.SSLContext | None = None
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
         assert self._server is not None
-        return f"http://{self.host}:{self._server.server_address[1]}/v1"
+        return f"{self.scheme}://{self.host}:{self._server.server_address[1]}/v1"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer((self.host, 0), handler)
+        self._server.daemon_threads = True
+        if self.tls is not None:  # HTTPS: handshakes in the handler threads, not in accept
+            self._server.socket = self.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def start(self) -> ModelServer:
         srv = self
@@ -61,6 +77,7 @@ class ModelServer:
 
             def do_GET(self) -> None:
                 srv.paths.append(f"GET {self.path}")
+                srv.auth.append(self.headers.get("Authorization") or "")
                 self._json({"object": "list", "data": [], "models": []})
 
             def _json(self, doc: dict[str, Any]) -> None:
@@ -72,6 +89,7 @@ class ModelServer:
                 self.wfile.write(body)
 
             def do_POST(self) -> None:
+                srv.auth.append(self.headers.get("Authorization") or "")
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 srv.paths.append(f"POST {self.path}")
@@ -104,9 +122,7 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._listen(Handler)
         return self
 
     def stop(self) -> None:
@@ -200,6 +216,8 @@ class AnthropicServer(ModelServer):
                 self._send("application/json", b'{"data": []}')
 
             def do_POST(self) -> None:
+                srv.auth.append(self.headers.get("x-api-key") or
+                                self.headers.get("Authorization") or "")
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 srv.paths.append(f"POST {self.path}")
                 srv.raw.append(raw)
@@ -226,15 +244,13 @@ class AnthropicServer(ModelServer):
                     "content": blocks, "stop_reason": "end_turn", "stop_sequence": None,
                     "usage": {"input_tokens": 10, "output_tokens": 5}}).encode())
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._listen(Handler)
         return self
 
     @property
     def root_url(self) -> str:
         assert self._server is not None
-        return f"http://{self.host}:{self._server.server_address[1]}"
+        return f"{self.scheme}://{self.host}:{self._server.server_address[1]}"
 
     def tool_outputs(self) -> list[str]:
         outs: list[str] = []

@@ -176,27 +176,28 @@ async def _next_event(
 async def _pump(
     src: h11.Connection, reader: asyncio.StreamReader, dst: h11.Connection,
     writer: asyncio.StreamWriter, timeout: float | None, status: int, trailers: bool,
-    transform: Filter | None = None,
+    transform: Filter | None = None, head: bytes = b"",
 ) -> None:
     """Stream one message body from ``src`` to ``dst`` (re-framed), one read at a time,
-    through ``transform`` when given."""
+    through ``transform`` when given. ``head`` (the message's head, already framed) goes out
+    with the first chunk that passed ``transform``, so a body refused at once sends nothing."""
     while True:
         ev = await _next_event(src, reader, timeout, status)
         if isinstance(ev, h11.Data):
             if transform is None:
-                writer.write(dst.send(ev) or b"")
+                writer.write(head + (dst.send(ev) or b""))
             else:
                 data = transform.feed(bytes(ev.data))
-                if data:
-                    writer.write(dst.send(h11.Data(data=data)) or b"")
+                writer.write(head + (dst.send(h11.Data(data=data)) or b"" if data else b""))
+            head = b""
             await writer.drain()
         elif isinstance(ev, h11.EndOfMessage):
             if transform is not None and (tail := transform.flush()):
-                writer.write(dst.send(h11.Data(data=tail)) or b"")
+                head += dst.send(h11.Data(data=tail)) or b""
             keep = [(k, v if transform is None else transform.value(v))
                     for k, v in ev.headers.raw_items()
                     if k.lower() not in _NOT_TRAILERS] if trailers else []
-            writer.write(dst.send(h11.EndOfMessage(headers=keep)) or b"")
+            writer.write(head + (dst.send(h11.EndOfMessage(headers=keep)) or b""))
             return
         else:
             raise ConnectionError("peer closed mid-body")
@@ -527,9 +528,12 @@ class HttpHandler:
         writer: asyncio.StreamWriter, chunked: bool, guard: Filter | None = None,
     ) -> h11.Response:
         """Send the request (head and body) and return the final response head."""
-        up.writer.write(up.conn.send(out) or b"")
+        head = up.conn.send(out) or b""
+        if guard is None:
+            up.writer.write(head)
+            head = b""
         await _pump(req.conn, reader, up.conn, up.writer, self.limits.idle_timeout, 400,
-                    trailers=chunked, transform=guard)
+                    trailers=chunked, transform=guard, head=head)
         left, _closed = req.conn.trailing_data
         if left:  # the next pipelined request, read along with the body
             unread(reader, bytes(left))
