@@ -73,7 +73,8 @@ class McpDecisions:
                       "schema) since it was approved: approve it again")
             gate = p._resolve_prompt(call_id, "mcp", argv, cwd, "prompt", reason,
                                      ruling.source, line,
-                                     details={**details, "definition_changed": True})
+                                     details={**details, "definition_changed": True},
+                                     standing=False)  # grants were for the old definition
             if gate.allowed:
                 self._approved_change(server, tool, new_hash)
             return gate

@@ -281,13 +281,16 @@ class Pipeline:
 
     def _resolve_prompt(self, call_id: str, kind: str, argv: tuple[str, ...], cwd: Path,
                         rule_decision: str, reason: str, source: str | None, cmdline: str,
-                        details: dict[str, Any] | None = None) -> Gate:
-        """A prompt: the reviewer first (when configured), then standing grants and a person."""
+                        details: dict[str, Any] | None = None, standing: bool = True) -> Gate:
+        """A prompt: the reviewer first (when configured), then standing grants (unless
+        ``standing`` is False) and a person."""
         who = _event_source(source)
         tool = {"shell": "shell", "patch": "apply_patch"}.get(kind, argv[-1] if argv else kind)
 
-        def refuse(code: int, verdict: str, by: str, why: str, message: str) -> Gate:
-            self._decision(call_id, verdict, by, source, why, cmdline, tool=tool)
+        def refuse(code: int, verdict: str, by: str, why: str, message: str,
+                   wait_ms: float | None = None) -> Gate:
+            self._decision(call_id, verdict, by, source, why, cmdline, tool=tool,
+                           wait_ms=wait_ms)
             return Gate(call_id, argv, cwd, rule_decision, verdict, False, code,
                         f"{message}; {DONT_BYPASS}")
 
@@ -316,7 +319,7 @@ class Pipeline:
                 return refuse(EXIT_DENIED, "denied", "automated_reviewer", review.rationale,
                               f"corral: review: the reviewer failed ({review.rationale}); "
                               "failing closed")
-        verdict = self._ask_person(kind, argv, cwd, reason, source, review)
+        verdict = self._ask_person(kind, argv, cwd, reason, source, review, standing)
         if not verdict.approved:
             code = {"denied": EXIT_DENIED, "refused": EXIT_FORBIDDEN}.get(
                 verdict.outcome, EXIT_CANNOT_ASK)
@@ -334,7 +337,7 @@ class Pipeline:
             return refuse(code, "timed_out" if waited else "denied", verdict.who or who,
                           verdict.message or reason,
                           f"corral: approvals: `{cmdline}` needs approval ({reason}): "
-                          f"{verdict.message}")
+                          f"{verdict.message}", verdict.wait_ms)
         return self._approved(call_id, argv, cwd, rule_decision, source, reason, cmdline,
                               tool, verdict)
 
@@ -366,10 +369,12 @@ class Pipeline:
 
             self.telemetry.emit_event(ApprovalGrant(**verdict.grant.event()), call_id=call_id)
         scope = verdict.grant.scope.value if verdict.grant is not None else "once"
-        decided = "approved" if scope == "once" else f"approved_for_{scope}"
+        # persistent grants of shell commands are rules; of MCP tools they are in the store
+        decided = {"once": "approved", "persistent": "approved_persistent"}.get(
+            scope, f"approved_for_{scope}")
         by = verdict.who if verdict.who in ("user", "automated_reviewer", "hook") else "user"
         self._decision(call_id, decided, by, source, verdict.message or reason, cmdline,
-                       tool=tool)
+                       tool=tool, wait_ms=verdict.wait_ms)
         return Gate(call_id, argv, cwd, rule_decision, decided, True)
 
     def _person_reachable(self) -> bool:
@@ -397,13 +402,13 @@ class Pipeline:
             code = EXIT_FORBIDDEN if verdict.outcome == "refused" else (
                 EXIT_DENIED if verdict.outcome == "denied" else EXIT_CANNOT_ASK)
             self._decision(call_id, "denied", verdict.who or "user", source,
-                           verdict.message, cmdline)
+                           verdict.message, cmdline, wait_ms=verdict.wait_ms)
             return Gate(call_id, argv, cwd, kind.value, "denied", False, code,
                         f"corral: approvals: escalation of `{cmdline}` refused: "
                         f"{verdict.message}; {DONT_BYPASS}")
         scope = verdict.grant.scope.value if verdict.grant is not None else "once"
         decided = "approved" if scope == "once" else f"approved_for_{scope}"
-        self._decision(call_id, decided, "user", source, why, cmdline)
+        self._decision(call_id, decided, "user", source, why, cmdline, wait_ms=verdict.wait_ms)
         return Gate(call_id, argv, cwd, kind.value, decided, True, escalated=True)
 
     def escalated_sandbox(self) -> Any:
@@ -471,7 +476,7 @@ class Pipeline:
         return "ask" if self._person_reachable() else "deny"
 
     def _ask_person(self, kind: str, argv: tuple[str, ...], cwd: Path, reason: str,
-                    source: str | None, review: Any) -> Any:
+                    source: str | None, review: Any, standing: bool = True) -> Any:
         from corral.approvals import Kind, Question, request
 
         question = Question(
@@ -483,7 +488,8 @@ class Pipeline:
         category = {"patch": "patch", "mcp": "mcp"}.get(
             kind, "heuristic" if _event_source(source) == "heuristic" else "rules")
         return request(question, policy=self.approvals, store=self.grants, category=category,
-                       terminal=self.terminal, queue_timeout=self.queue_timeout)
+                       terminal=self.terminal, queue_timeout=self.queue_timeout,
+                       standing=standing)
 
     def execute(self, gate: Gate, *, capture: bool = False) -> ExecOutcome:
         """Run an allowed action in the sandbox and record its result and sandbox outcome.
@@ -503,12 +509,19 @@ class Pipeline:
         ) if not capture else self._run_captured(gate, sink)
         duration = (time.perf_counter() - t0) * 1000
         violations = [v.line() for v in result.violations]
+        # Captured output (the session API's exec) is what goes back into the model, so it is
+        # journaled at the content tier like an agent's own tool result (hash and length at
+        # tier 1, the text at tier 2): where an injection arrives, triage can see it.
+        output = None
+        if capture:
+            out = getattr(result, "captured_stdout", None) or b""
+            output = out.decode("utf-8", "replace") + (sink.getvalue() if sink else "")
         self.telemetry.emit("agent.tool.result", {
             "gen_ai.tool.name": "shell", "gen_ai.tool.type": "shell",
             "process.command_line": cmdline, "process.exit.code": result.returncode,
             "agent.tool.duration_ms": round(duration, 3),
             "agent.tool.success": result.returncode == 0,
-        }, call_id=gate.call_id)
+        }, call_id=gate.call_id, content={"output": output} if output else None)
         outcome = "success" if result.returncode == 0 else (
             "sandbox_denied" if violations else "failure")
         attrs: dict[str, Any] = {
@@ -543,11 +556,13 @@ class Pipeline:
 
 
     def _decision(self, call_id: str, verdict: str, who: str, source: str | None, reason: str,
-                  cmdline: str, *, tool: str = "shell") -> None:
+                  cmdline: str, *, tool: str = "shell", wait_ms: float | None = None) -> None:
         attrs: dict[str, Any] = {
             "gen_ai.tool.name": tool, "agent.decision": verdict,
             "agent.decision.source": who, "process.command_line": cmdline,
         }
+        if wait_ms is not None:  # a person or hook answered: how long they took, exactly
+            attrs["agent.approval.wait_ms"] = wait_ms
         if source and who in ("rule", "requirements", "heuristic"):
             attrs["agent.decision.rule"] = source
         if reason:
