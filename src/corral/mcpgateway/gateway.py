@@ -275,6 +275,11 @@ class Gateway:
                     item = await self._answered(p, item)
             await self.agent.send(item)
         status = self.exit_status()
+        for _ in range(20):  # a server that closed its stdout is usually exiting: its status
+            if status is not None:
+                break
+            await anyio.sleep(0.05)
+            status = self.exit_status()
         why = "closed the connection" + (f" (exit status {status})" if status is not None
                                          else "")
         if self.pending:
