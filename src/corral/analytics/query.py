@@ -203,7 +203,7 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
     failures: Counter[str] = Counter()
     claims: Counter[str] = Counter()
     prompted: dict[str, Counter[str]] = defaultdict(Counter)
-    wait_n, wait_sum, wait_max = 0, 0.0, None
+    wait_n, wait_sum, wait_max, wait_exact = 0, 0.0, None, 0
     waits: Counter[str] = Counter()
     turns = 0
     for metric, k1, k2, k3, k4, n, vsum, vmax in rows:
@@ -215,6 +215,7 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
         elif metric == "wait":
             waits[k3] += n
             wait_n += n
+            wait_exact += n if k2 == "exact" else 0
             wait_sum += vsum
             wait_max = vmax if wait_max is None or (vmax is not None and vmax > wait_max) \
                 else wait_max
@@ -290,7 +291,7 @@ def numbers(rows: Iterable[Row], sess: Iterable[Row], min_count: int = 3) -> dic
                       "by_source": {s: {c: v[c] for c in ("allow", "prompt", "forbidden")}
                                     for s, v in sorted(by_source.items())},
                       "outcomes": dict(outcomes.most_common())},
-        "approval_wait_ms": {"count": wait_n,
+        "approval_wait_ms": {"count": wait_n, "exact": wait_exact,
                              "mean": round(wait_sum / wait_n, 3) if wait_n else None,
                              "max": round(wait_max, 3) if wait_max is not None else None,
                              "p50": _pct(waits, 0.5), "p95": _pct(waits, 0.95)},

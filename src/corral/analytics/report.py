@@ -53,7 +53,8 @@ def render(s: dict[str, Any], *, indent: str = "") -> list[str]:
         f"decisions: allow {d['allow']}, prompt {d['prompt']}, forbidden {d['forbidden']}",
         *(f"  {src}: {_kv(v)}" for src, v in d["by_source"].items()),
         f"  outcomes: {_kv(d['outcomes'])}",
-        f"  approval wait (ms, upper bound): {w['count']} answered, mean {w['mean']}, "
+        f"  approval wait (ms; {w.get('exact', 0)} measured from asking, the rest upper "
+        f"bounds): {w['count']} answered, mean {w['mean']}, "
         f"max {w['max']}" + (f", p50 {w['p50']}, p95 {w['p95']}" if "p50" in w else ""),
         f"  grants by scope: {_kv(s['grants']['by_scope'])}",
         f"network: allow {n['allow']}, deny {n['deny']}, ask {n['ask']} "

@@ -28,7 +28,7 @@ from typing import Any
 
 from corral.analytics.source import EventSource, JournalSource
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 BATCH = 100_000
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -98,6 +98,9 @@ SELECT e.seq AS seq, e.session_id AS sid, e.name AS name, e.time_unix_nano AS t,
   CASE e.name
     WHEN 'agent.tool.decision' THEN j ->> '$.attributes."gen_ai.tool.name"'
   END AS a5,
+  CASE e.name
+    WHEN 'agent.tool.decision' THEN j ->> '$.attributes."agent.approval.wait_ms"'
+  END AS a6,
   coalesce(CASE WHEN :attr = '' THEN '' ELSE j ->> ('$.attributes."' || :attr || '"') END, '')
     AS ident
 FROM (SELECT seq, session_id, name, time_unix_nano, CAST(body AS TEXT) AS j FROM {src}
@@ -129,9 +132,10 @@ WITH x AS {_X}
 SELECT {_F}, 'decision', dclass(a1, a2), coalesce(a2, ''), coalesce(a1, ''),
        tool_kind(a5, a3), NULL FROM x WHERE name = 'agent.tool.decision' AND origin = 'pipeline'
 UNION ALL
-SELECT {_F}, 'wait', a2, '', wait_bucket((t - pt) / 1e6), '', (t - pt) / 1e6 FROM x
+SELECT {_F}, 'wait', a2, CASE WHEN a6 IS NULL THEN 'bound' ELSE 'exact' END,
+       wait_bucket(coalesce(a6, (t - pt) / 1e6)), '', coalesce(a6, (t - pt) / 1e6) FROM x
   WHERE name = 'agent.tool.decision' AND origin = 'pipeline' AND a2 IN ('user', 'hook')
-    AND dclass(a1, a2) = 'prompt' AND pt IS NOT NULL
+    AND dclass(a1, a2) = 'prompt' AND (a6 IS NOT NULL OR pt IS NOT NULL)
 UNION ALL
 SELECT {_F}, 'prompt_cmd', cmd_prefix(a3), coalesce(a1, ''), '', '', NULL FROM x
   WHERE name = 'agent.tool.decision' AND origin = 'pipeline' AND a2 = 'user'

@@ -122,6 +122,11 @@ class Session:
                 approval_policy=policy_name, sandbox_profile=pipe.plan.profile,
                 network_mode=mode.value, cwd=str(pipe.plan.cwd),
                 config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=api)
+            if intent:  # the user's request as given to corral itself (`corral exec --intent`):
+                # corral's own record (origin pipeline), the request triage and review trust
+                from corral.telemetry import UserPrompt
+
+                tel.emit_event(UserPrompt(prompt=intent), wait=api)
             if api:  # imported only here: `corral exec` has no socket (~10 ms of its start)
                 from corral.supervisor.api import SessionAPI
 

@@ -136,6 +136,8 @@ class ToolDecision(EventBody):
         redact=True)
     command_line: str | None = opt(
         "process.command_line", doc="command line (secrets redacted)", redact=True)
+    wait_ms: float | None = opt(
+        "agent.approval.wait_ms", doc="a person's or hook's answer: ms from asking to the answer")
 
     @classmethod
     def from_provenance(cls, tool_name: str, decision: str, provenance: Any,
