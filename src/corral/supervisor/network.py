@@ -159,7 +159,19 @@ def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str
             continue
         held.append(cred)
         items.append((spec, cred.placeholder, [str(d) for d in cred.destinations]))
-    return (Broker(held) if held else None), sandbox_env(items)
+    return (Broker(held) if held else None), {**_masked_environ(held, env), **sandbox_env(items)}
+
+
+def _masked_environ(held: Sequence[Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Every variable of corral's environment that holds a brokered secret (its source, or
+    the same secret under another name), with the placeholder in its place: whatever the
+    environment policy lets through, no secret the broker holds enters the sandbox."""
+    out: dict[str, str] = {}
+    for k, v in env.items():
+        for c in held:
+            if c.secret in v:
+                v = out[k] = v.replace(c.secret, c.placeholder)
+    return out
 
 
 def _reaches(cred: Any, url: str) -> bool:
