@@ -206,6 +206,8 @@ class Gateway:
         if not self._track(msg.id, p):
             return
         self._tg.start_soon(self._deadline, _key(msg.id), p)
+        # re-encoded, not the raw line: the server reads the call that was decided (a
+        # duplicate key read one way here and another way there cannot slip through)
         await self._to_upstream(SessionMessage(msg))
 
     async def _deadline(self, key: str, p: _Pending) -> None:
@@ -303,6 +305,7 @@ class Gateway:
                              "tool_error" if failed else "success", p.started, None)
         elif p.method == "tools/list" and isinstance(msg, JSONRPCResponse):
             await self._tools_listed(p, msg)
+            return SessionMessage(msg)  # re-encoded: the agent reads the list that was hashed
         return item
 
     async def _tools_listed(self, p: _Pending, msg: JSONRPCResponse) -> None:

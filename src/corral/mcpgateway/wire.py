@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -57,10 +58,19 @@ def _request_id(head: bytes) -> Any:
     return None
 
 
+@dataclass
+class WireMessage(SessionMessage):
+    """A message as it came off the wire: passed on as those very bytes (checked, not
+    re-encoded) unless the gateway answers with one of its own."""
+
+    raw: bytes = b""
+
+
 def parse(line: bytes, who: str) -> SessionMessage | WireError:
     """One line off the wire: the SDK's message, or why it is not one."""
     try:
-        return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
+        return WireMessage(jsonrpc_message_adapter.validate_json(line, by_name=False),
+                           raw=line)
     except ValueError as exc:
         try:
             doc = json.loads(line)
@@ -148,7 +158,8 @@ class FdChannel:
                          f"{self.max_bytes} bytes; it was dropped", _request_id(head))
 
     async def send(self, message: SessionMessage) -> None:
-        data = memoryview(dump(message.message))
+        raw = message.raw if isinstance(message, WireMessage) else b""
+        data = memoryview(raw + b"\n" if raw else dump(message.message))
         async with self._lock:
             while data:
                 try:
