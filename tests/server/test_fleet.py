@@ -281,3 +281,44 @@ def test_mounted_dashboard_in_a_real_browser(stats_srv: FleetServer, fleet: Flee
                if e["record"]["endpoint"].startswith("/analytics/api/")]
     assert {"/analytics/api/stats", "/analytics/api/series", "/analytics/api/options"} <= \
         {a["endpoint"] for a in audited}
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_postgres_store_triage_and_stats(tmp_path: Path, pg_url: str, fleet: Fleet) -> None:
+    """The same two paths over a PostgreSQL store: the triage corpus and the generated fleet
+    forwarded into one log; triage verdicts equal the journal's, stats equal the ground truth
+    plus the corpus (and the triage verdicts recorded meanwhile)."""
+    home = copy_home(CORPUS / "home", tmp_path / "machine")
+    with fleet_server(tmp_path, home, database=pg_url, config=TEAMS_TOML) as s:
+        journal = JournalSource(home / "journal" / "journal.db")
+        labels = json.loads((CORPUS / "labels.json").read_text())[::8]
+        with httpx.Client(headers=_auth(s.tokens["investigator"]), timeout=60) as client:
+            for lab in labels:
+                text = (CORPUS / "alerts" / f"{lab['id']}.json").read_text()
+                r = client.post(s.url + "/v1/triage", content=text)
+                assert r.status_code == 200, (lab["id"], r.text)
+                _same(r.json(), triage(load_alert(text), journal))
+        alert = CORPUS / "alerts" / "e000.json"
+        out = json.loads(corral("triage", "--server", s.url, "--json", str(alert),
+                                env=s.env("investigator")).stdout)
+        assert out["id"] in {e["record"]["id"] for e in _events(s, "triage.verdict")}
+        # the fleet's journal too, then every number of it: filtered to its agents' team
+        other = copy_home(fleet.path.parent.parent, tmp_path / "fleet-machine")
+        corral("forward", "--server", s.url, "--retry-for", "30",
+               env={"CORRAL_HOME": str(other), "CORRAL_SERVER_TOKEN": s.tokens["ingest"]})
+        for team in ("payments", "search"):
+            got = json.loads(corral("stats", "--server", s.url, "--json", "--team", team,
+                                    env=s.env("analyst")).stdout)
+            check(got, tally(fleet.recs, team=team))
+        both = json.loads(corral("stats", "--server", s.url, "--json",
+                                 env=s.env("analyst")).stdout)
+        local = json.loads(corral("stats", "--json", "--journal",
+                                  str(home / "journal" / "journal.db"),
+                                  env={"CORRAL_HOME": str(tmp_path / "h")}).stdout)
+        assert both["tool_calls"] == tally(fleet.recs)["tool_calls"] + local["tool_calls"]
+        assert both["decisions"]["forbidden"] == (tally(fleet.recs)["decisions"]["forbidden"]
+                                                  + local["decisions"]["forbidden"])
+        assert both["triage"].get("expected", 0) >= 1
