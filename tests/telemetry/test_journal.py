@@ -199,6 +199,58 @@ def test_signing_key_is_private_and_refused_when_exposed(home: Path) -> None:
         Telemetry.open(None, "s2")
 
 
+def test_the_key_corral_wrote_is_read_without_cryptography_and_signs(home: Path) -> None:
+    """``corral exec`` opens the journal on every action: its key is checked at open without
+    importing cryptography (ms), and the checkpoints it signs later still verify."""
+    fill(home, 1)  # writes the key
+    code = ("import sys\n"
+            "from corral.telemetry import Telemetry\n"
+            "tel = Telemetry.open(None, 's2')\n"
+            "print('cryptography' in sys.modules, flush=True)\n"
+            "tel.emit('agent.custom.tick', {'i.n': 1}, wait=True)\n"
+            "tel.close()\n"
+            "print('cryptography.hazmat.primitives.serialization' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "CORRAL_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+    res = verify(home)
+    assert res.ok and res.checkpoints == 2
+
+
+def test_a_key_file_in_another_form_is_loaded_or_refused_at_open(home: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from corral.telemetry.keys import load_or_create_signing_key, public_hex
+
+    fill(home, 1)
+    key = home / "keys" / "journal-signing.key"
+    ed = Ed25519PrivateKey.generate()
+    key.write_bytes(ed.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.OpenSSH,
+                                     serialization.NoEncryption()))
+    with pytest.raises(CorralError, match="cannot use journal signing key"):
+        Telemetry.open(None, "s2")  # one line saying so, not a traceback
+    pem_ec = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    key.write_bytes(pem_ec)
+    with pytest.raises(CorralError, match="is not an Ed25519 key"):
+        Telemetry.open(None, "s3")
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\n!!not base64!!\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(CorralError, match="cannot use journal signing key"):
+        Telemetry.open(None, "s4")
+    # the PKCS#8 form, CRLF line ends: read without cryptography, the same key
+    key.write_bytes(ed.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).replace(b"\n", b"\r\n"))
+    loaded = load_or_create_signing_key(home)
+    assert public_hex(loaded.public_key()) == public_hex(ed.public_key())
+    ed.public_key().verify(loaded.sign(b"message"), b"message")
+
+
 def test_two_writers_share_one_chain(home: Path) -> None:
     a = Telemetry.open(None, "sa", checkpoint_every=7)
     b = Telemetry.open(None, "sb", checkpoint_every=7)

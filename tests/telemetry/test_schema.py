@@ -151,3 +151,19 @@ def test_events_carry_the_installed_distribution_version() -> None:
     from corral.telemetry.api import _corral_version
 
     assert _corral_version() == corral.__version__ == version("corral")
+
+
+def test_specs_read_from_annotation_strings_match_the_evaluated_types() -> None:
+    """SPECS are built from the fields' annotation strings without typing.get_type_hints (ms on
+    every corral exec); they must be what the evaluated annotations say."""
+    import typing
+    from dataclasses import fields
+
+    for cls in schema.EVENT_TYPES:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):  # type: ignore[arg-type]
+            name = f.metadata.get("attr")
+            if name:
+                types, required = schema._types_of(hints[f.name])
+                spec = schema.SPECS[cls.NAME][name]
+                assert (spec.types, spec.required) == (types, required), (cls.NAME, name)

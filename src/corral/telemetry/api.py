@@ -16,7 +16,6 @@ import getpass
 import os
 import queue
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -69,6 +68,7 @@ class Telemetry:
         self.tier_source = tier_source
         self._writer = writer
         self._envelope = (user, host, agent, agent_version, _corral_version())
+        self._who: dict[str, str] = {}  # corral.user.id, corral.device.id (docs/fleet.md)
         self._sink = sink
         self._queue: queue.SimpleQueue[tuple[int, Event] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -138,9 +138,10 @@ class Telemetry:
 
             sink = with_forwarder(sink, cfg, home, path)
         tel = cls(writer, session_id=sid, agent=agent, agent_version=agent_version, tier=tier,
-                  tier_source=tier_source, user=_user(), host=socket.gethostname(), sink=sink)
+                  tier_source=tier_source, user=_user(), host=os.uname().nodename, sink=sink)
         if sink is not None and hasattr(sink, "on_drop"):
             sink.on_drop = tel._record_drop
+        tel._who = who_stamps(home)
         return tel
 
     # -- emitting --------------------------------------------------------------------------
@@ -187,6 +188,8 @@ class Telemetry:
         user, host, agent, agent_version, corral_version = self._envelope
         attributes = apply_tier(event_name, attrs, content, self.tier)
         attributes[ORIGIN_ATTR] = origin
+        if self._who:
+            attributes.update(self._who)
         return Event(
             id=new_ulid(), name=event_name, time_unix_nano=time.time_ns(),
             session_id=self.session_id, turn_id=turn_id, call_id=call_id, user=user, host=host,
@@ -263,6 +266,7 @@ class Telemetry:
     def _run(self) -> None:
         q = self._queue
         stop = False
+        signer_ready = False
         while not stop:
             item = q.get()
             batch: list[tuple[int, Event]] = []
@@ -289,6 +293,9 @@ class Telemetry:
             with self._cond:
                 self._committed = batch[-1][0]
                 self._cond.notify_all()
+            if not signer_ready and q.empty():  # idle: the caller is on with its action
+                signer_ready = True
+                self._writer.prepare_signing()
             if self._sink is not None:
                 try:  # export problems never touch the journal or the agent
                     for (_, ev), seq in zip(batch, seqs, strict=True):
@@ -337,6 +344,25 @@ def _with_seq(ev: Event, seq: int) -> Event:
     from dataclasses import replace
 
     return replace(ev, seq=seq)
+
+
+def who_stamps(home: Path) -> dict[str, str]:
+    """The signed-in user and the enrolled device, stamped on every event of a session (two
+    small JSON records; nothing when the machine is neither enrolled nor signed in)."""
+    from corral.config.enrolment import read_enrolment, read_identity
+
+    out: dict[str, str] = {}
+    try:
+        ident = read_identity(home)
+        enr = read_enrolment(home)
+    except CorralError:
+        return out
+    if ident is not None:
+        out["corral.user.id"] = ident.display
+        out["corral.user.issuer"] = ident.issuer
+    if enr is not None:
+        out["corral.device.id"] = enr.device_id
+    return out
 
 
 def _user() -> str:

@@ -15,17 +15,22 @@ import json
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from corral.telemetry.keys import public_hex
 from corral.telemetry.schema import Event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # cryptography is imported where a key is used (ms per corral exec)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+    from corral.telemetry.keys import SigningKey
 
 GENESIS = "0" * 64
 DEFAULT_CHECKPOINT_EVERY = 1000
@@ -141,20 +146,25 @@ class JournalWriter:
     """Appends batches of events. Safe for several processes on one file: each batch reads the
     chain head inside a ``BEGIN IMMEDIATE`` transaction."""
 
-    def __init__(self, path: Path, key: Ed25519PrivateKey,
+    def __init__(self, path: Path, key: Ed25519PrivateKey | SigningKey,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
         self.path = path
         self._key = key
-        self._pub = public_hex(key.public_key())
+        self._pub_hex: str | None = None
         self.checkpoint_every = checkpoint_every
         self._conn = connect(path)
         with contextlib.suppress(OSError):  # best effort: never readable by other users
             os.chmod(path.parent, 0o700)
         self._conn.executescript(_SCHEMA)
-        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('journal_id', ?)",
-                           (str(uuid.uuid4()),))
-        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
         row = self._conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
+        if row is None:  # a new journal
+            import uuid
+
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('journal_id', ?)",
+                               (str(uuid.uuid4()),))
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key='journal_id'").fetchone()
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
         self.journal_id = str(row[0])
         self._pending: list[Checkpoint] = []
         self.signed: list[Checkpoint] = []  # committed since last read; for off-box export
@@ -222,6 +232,18 @@ class JournalWriter:
     def _last_checkpoint(self) -> int:
         row = self._conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+    def prepare_signing(self) -> None:
+        """Make the key object now (``keys.SigningKey`` imports cryptography on first use), so
+        that the checkpoint at close does not wait for it. A failure shows at that checkpoint."""
+        with contextlib.suppress(Exception):
+            _ = self._pub
+
+    @property
+    def _pub(self) -> str:
+        if self._pub_hex is None:
+            self._pub_hex = public_hex(self._key.public_key())
+        return self._pub_hex
 
     def _insert_checkpoint(self, seq: int, head: str, prev_cp: int) -> None:
         t_ns = time.time_ns()
@@ -308,6 +330,8 @@ class Journal:
 
 
 def _verify(conn: sqlite3.Connection, pub: Ed25519PublicKey | None, res: VerifyResult) -> None:
+    from cryptography.exceptions import InvalidSignature
+
     problems = res.problems
     row = conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
     journal_id = str(row[0]) if row else ""

@@ -3,34 +3,89 @@
 It lives under ``$CORRAL_HOME``, which the sandbox can neither read nor write, so an agent cannot
 forge checkpoints. The public half is also written to ``journal-signing.pub`` so that someone who
 may not read the private key can still verify.
+
+Every ``corral exec`` opens the journal, and ``cryptography`` costs milliseconds to import, so a
+key in the PKCS#8 form corral writes is read and checked without it at open (``SigningKey``);
+the key object is made at the first signature, usually by the journal's writer thread while the
+command runs. Any other PEM form is loaded (and refused if it is not Ed25519) at open.
 """
 
 from __future__ import annotations
 
+import binascii
 import os
 import stat
+import threading
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from corral.errors import CorralError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
 KEY_NAME = "journal-signing.key"
 PUB_NAME = "journal-signing.pub"
+# PKCS#8 PrivateKeyInfo for Ed25519 (RFC 8410): version 0, id-Ed25519, a 32-byte seed
+_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
 
 
 def key_dir(home: Path) -> Path:
     return home / "keys"
 
 
-def load_or_create_signing_key(home: Path) -> Ed25519PrivateKey:
+class SigningKey:
+    """An Ed25519 private key known by its 32-byte seed; ``sign`` and ``public_key`` as on
+    ``Ed25519PrivateKey``, which is made (importing ``cryptography``) on first use."""
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+        self._key: Ed25519PrivateKey | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Ed25519PrivateKey:
+        with self._lock:
+            if self._key is None:
+                from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+                self._key = Ed25519PrivateKey.from_private_bytes(self._seed)
+            return self._key
+
+    def sign(self, data: bytes) -> bytes:
+        return self.load().sign(data)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self.load().public_key()
+
+
+def _seed_of(pem: bytes) -> bytes | None:
+    """The seed of an unencrypted PKCS#8 Ed25519 PEM as corral writes it, else None."""
+    lines = pem.strip().splitlines()
+    if len(lines) < 3 or lines[0] != b"-----BEGIN PRIVATE KEY-----" \
+            or lines[-1] != b"-----END PRIVATE KEY-----":
+        return None
+    try:
+        der = binascii.a2b_base64(b"".join(lines[1:-1]))
+    except binascii.Error:
+        return None
+    if len(der) != len(_PKCS8_PREFIX) + 32 or not der.startswith(_PKCS8_PREFIX):
+        return None
+    return der[len(_PKCS8_PREFIX):]
+
+
+def load_or_create_signing_key(home: Path) -> SigningKey | Ed25519PrivateKey:
     """The signing key, created (0600, in a 0700 directory) on first use."""
     d = key_dir(home)
     path = d / KEY_NAME
     try:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
             key = Ed25519PrivateKey.generate()
             pem = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -49,13 +104,28 @@ def load_or_create_signing_key(home: Path) -> Ed25519PrivateKey:
             raise CorralError(
                 "telemetry", f"journal signing key {path} is accessible to other users "
                 f"(mode {stat.S_IMODE(mode):04o})", hint=f"chmod 600 {path}")
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        pem = path.read_bytes()
     except OSError as exc:
+        raise CorralError("telemetry", f"cannot use journal signing key {path}: {exc}") from exc
+    seed = _seed_of(pem)
+    loaded: SigningKey | Ed25519PrivateKey = SigningKey(seed) if seed is not None \
+        else _load_pem(path, pem)
+    if not (d / PUB_NAME).exists():
+        _write_public(d, loaded.public_key())
+    return loaded
+
+
+def _load_pem(path: Path, pem: bytes) -> Ed25519PrivateKey:
+    """A key file in another PEM form: through ``cryptography`` (refused unless Ed25519)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        loaded = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
         raise CorralError("telemetry", f"cannot use journal signing key {path}: {exc}") from exc
     if not isinstance(loaded, Ed25519PrivateKey):
         raise CorralError("telemetry", f"journal signing key {path} is not an Ed25519 key")
-    if not (d / PUB_NAME).exists():
-        _write_public(d, loaded.public_key())
     return loaded
 
 
@@ -66,15 +136,23 @@ def _write_public(d: Path, pub: Ed25519PublicKey) -> None:
 
 
 def public_hex(pub: Ed25519PublicKey) -> str:
-    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+    return pub.public_bytes_raw().hex()
 
 
 def load_public_key(home: Path) -> Ed25519PublicKey | None:
     """The trusted verification key: from the private key if readable, else the .pub file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
     d = key_dir(home)
     try:
         pem = (d / KEY_NAME).read_bytes()
-        key = serialization.load_pem_private_key(pem, password=None)
+        seed = _seed_of(pem)
+        key = (Ed25519PrivateKey.from_private_bytes(seed) if seed is not None
+               else serialization.load_pem_private_key(pem, password=None))
         if isinstance(key, Ed25519PrivateKey):
             return key.public_key()
     except (OSError, ValueError):

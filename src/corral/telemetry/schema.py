@@ -333,16 +333,31 @@ def _types_of(hint: Any) -> tuple[tuple[type, ...], bool]:
     return (hint,), True
 
 
+_PLAIN = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None),
+          "tuple[str, ...]": tuple[str, ...]}
+
+
+def _hint(annotation: Any, cls: type, field_name: str) -> Any:
+    """The field's type from its annotation string (``str | None`` ...) without evaluating
+    every class's annotations (``typing.get_type_hints``: ms on each ``corral exec``)."""
+    if isinstance(annotation, str):
+        parts = [p.strip() for p in annotation.split(" | ")]
+        if all(p in _PLAIN for p in parts):
+            ts = [_PLAIN[p] for p in parts]
+            return ts[0] if len(ts) == 1 else Union[tuple(ts)]  # noqa: UP007
+        return typing.get_type_hints(cls)[field_name]
+    return annotation
+
+
 def _build_specs() -> dict[str, dict[str, AttrSpec]]:
     specs: dict[str, dict[str, AttrSpec]] = {}
     for cls in EVENT_TYPES:
-        hints = typing.get_type_hints(cls)
         out: dict[str, AttrSpec] = {}
         for f in fields(cls):  # type: ignore[arg-type]
             name = f.metadata.get("attr")
             if not name:
                 continue
-            ts, required = _types_of(hints[f.name])
+            ts, required = _types_of(_hint(f.type, cls, f.name))
             out[name] = AttrSpec(name, ts, required, f.metadata["allowed"], f.metadata["doc"],
                                  f.metadata["redact"])
         specs[cls.NAME] = out
