@@ -120,6 +120,18 @@ class PendingQueue:
             db.execute("UPDATE pending SET answered = ?, answered_at = ? WHERE id = ? AND "
                        "answered IS NULL", (state, time.time(), pending_id))
 
+    def cancel(self, session_id: str, argv: tuple[str, ...] | None = None) -> int:
+        """Close the session's unanswered questions (only those about ``argv`` when given):
+        whoever waits on one gets no answer at once, and a late answer is refused. For an
+        action that can no longer happen (its process was killed, its session ended)."""
+        rows = self.store.query("SELECT id, action FROM pending WHERE session_id = ? AND "
+                                "answered IS NULL", (session_id,))
+        ids = [r[0] for r in rows
+               if argv is None or tuple(json.loads(r[1]).get("argv") or ()) == tuple(argv)]
+        for pending_id in ids:
+            self._close(pending_id, "cancelled")
+        return len(ids)
+
     def get(self, pending_id: str) -> PendingItem | None:
         rows = self.store.query("SELECT * FROM pending WHERE id = ?", (pending_id,))
         return _row_item(rows[0]) if rows else None

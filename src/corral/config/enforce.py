@@ -112,6 +112,10 @@ class Enforcer:
         self.deny_read()
         self.telemetry()
         self.login()
+        for key, order in (("exec_boundary", ("all", "top", "off")),
+                           ("exec_boundary_unavailable", ("refuse", "warn"))):
+            self._constrain_choice(f"rules.{key}", self.req.get(f"rules.allowed_{key}"), order,
+                                   f"rules.allowed_{key}")
         self.secrets()
 
     def approval_policy(self) -> None:

@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "network": {"domains": {}, "allow_local": []},
     "telemetry": {"content_tier": 1, "checkpoint_every": 100},
     "review": {"timeout_seconds": 90.0, "on_failure": "ask_user"},
+    "rules": {"exec_boundary": "top", "exec_boundary_unavailable": "refuse"},
 }
 
 

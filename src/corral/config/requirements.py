@@ -91,6 +91,12 @@ def _compose(base: dict[str, Any], origins: dict[str, str], layer: dict[str, Any
             existing = base.setdefault("rules", {}).setdefault("prefix_rules", [])
             base["rules"]["prefix_rules"] = tagged + existing  # higher sources first
             origins["rules.prefix_rules"] = src
+            for k in ("allowed_exec_boundary", "allowed_exec_boundary_unavailable"):
+                if k in value:  # allowed lists intersect, like the top-level ones
+                    cur = base["rules"].get(k)
+                    base["rules"][k] = [v for v in value[k] if cur is None or v in cur]
+                    where = f"rules.{k}"
+                    origins[where] = src if cur is None else f"{origins[where]} + {src}"
         elif key == "filesystem":
             deny = base.setdefault("filesystem", {}).setdefault("deny_read", [])
             for p in value.get("deny_read", []):

@@ -11,6 +11,8 @@ from collections.abc import Callable
 APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
 REVIEWERS = ("user", "auto_review")
 BUILTIN_PROFILES = (":read-only", ":workspace", ":danger-full-access")
+EXEC_BOUNDARY_MODES = ("off", "top", "all")
+EXEC_BOUNDARY_UNAVAILABLE = ("refuse", "warn")
 
 
 def _close_matches(word: str, options: Any, n: int = 1, cutoff: float = 0.6) -> list[str]:
@@ -277,6 +279,11 @@ _settings: dict[str, Spec] = {
         "credentials_store": Enum(("keyring", "file", "auto", "ephemeral")),
     }),
     "project_root_markers": List(Str()),
+    # corral run: decide the programs the agent starts at the exec boundary (docs/rules.md)
+    "rules": Table({
+        "exec_boundary": Enum(EXEC_BOUNDARY_MODES),
+        "exec_boundary_unavailable": Enum(EXEC_BOUNDARY_UNAVAILABLE),
+    }),
     # issue 17: the MCP gateway (`corral mcp proxy NAME`, docs/mcp.md)
     "mcp": Table({"servers": Map(Table({
         "default": MCP_DECISION,
@@ -373,6 +380,9 @@ REQUIREMENTS_SCHEMA = Table({
             ),
             "justification": Str(),
         })),
+        # the exec boundary: the modes a user may choose, and what happens where it is missing
+        "allowed_exec_boundary": List(Enum(EXEC_BOUNDARY_MODES)),
+        "allowed_exec_boundary_unavailable": List(Enum(EXEC_BOUNDARY_UNAVAILABLE)),
     }),
     "filesystem": Table({"deny_read": List(Str())}),
     # credential files hidden everywhere; no profile can re-allow them

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 
 PROXY_SOCKET = "/dev/corral/proxy.sock"  # inside the sandbox (/dev is bwrap's own tmpfs)
+EXEC_SOCKET = "/dev/corral/exec.sock"  # the exec boundary's listener goes to the supervisor
 _MINIMAL_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -455,11 +456,18 @@ class Sandbox:
                 inside = f"/dev/corral/bridge-{port}.sock"
                 extra += ["--bind", str(host_sock), inside]
                 ports += ["--bridge", f"{port}={inside}"]
-            for name, host_file in net_plan.ro_files:  # e.g. the credential broker's CA
-                extra += ["--ro-bind", str(host_file), f"/dev/corral/{name}"]
+            for name, host_file in net_plan.ro_files:  # the credential broker's CA, logins
+                dest = name if name.startswith("/") else f"/dev/corral/{name}"
+                extra += ["--ro-bind", str(host_file), dest]
+            if self.plan.exec_socket is not None:
+                extra += ["--bind", str(self.plan.exec_socket), EXEC_SOCKET]
+                ports += ["--exec-notify", EXEC_SOCKET]
             # -I -S: stdlib only, nothing from the workspace or PYTHON* variables can shadow it
             argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("proxyinit.py")),
                     *ports, "--to", PROXY_SOCKET, "--bpf-fd", "{strict}", "--", *argv]
+        elif self.plan.exec_socket is not None:
+            raise CorralError("sandbox", "the exec boundary needs the sandbox's init, which runs "
+                              "only with the managed proxy (network mode proxy)")
         if self._pidcap is not None and self._pidcap[0].kind == "rlimit":
             argv = pidcap.rlimit_argv(self._pidcap[1], list(argv))
         return [*head, *lay.args, *extra, "--chdir", chdir, "--", *argv], lay

@@ -86,7 +86,7 @@ class SandboxPlan(Frozen):
     _fields = ("profile", "cwd", "entries", "writable_roots", "deny_read_globs", "network",
                "env_policy", "full_access", "root_readable", "allow_weaker",
                "allow_weaker_source", "explicit_writes", "bwrap", "corral_home", "locked",
-               "keep_terminal", "max_processes")
+               "keep_terminal", "max_processes", "exec_socket")
     profile: str
     cwd: Path
     entries: tuple[FsEntry, ...]           # static filesystem entries (no protected paths yet)
@@ -111,6 +111,9 @@ class SandboxPlan(Frozen):
     # host can enforce one (``corral.sandbox.pidcap``), 0 none; a number set is enforced or the
     # spawn is refused.
     max_processes: int | None
+    # The supervisor's exec-boundary socket (``corral run`` with ``rules.exec_boundary``): the
+    # init passes it a seccomp listener for the command's execs (``sandbox.execnotify``).
+    exec_socket: Path | None
 
     def __init__(self, profile: str, cwd: Path, entries: tuple[FsEntry, ...],
                  writable_roots: tuple[Path, ...], deny_read_globs: tuple[str, ...],
@@ -119,14 +122,15 @@ class SandboxPlan(Frozen):
                  allow_weaker_source: str = "", explicit_writes: frozenset[Path] = frozenset(),
                  bwrap: str = "/usr/bin/bwrap", corral_home: Path | None = None,
                  locked: tuple[Locked, ...] = (), keep_terminal: bool = False,
-                 max_processes: int | None = None) -> None:
+                 max_processes: int | None = None, exec_socket: Path | None = None) -> None:
         self._set(profile=profile, cwd=cwd, entries=entries, writable_roots=writable_roots,
                   deny_read_globs=deny_read_globs, network=network, env_policy=env_policy,
                   full_access=full_access, root_readable=root_readable,
                   allow_weaker=allow_weaker, allow_weaker_source=allow_weaker_source,
                   explicit_writes=explicit_writes, bwrap=bwrap,
                   corral_home=corral_home if corral_home is not None else _corral_home(),
-                  locked=locked, keep_terminal=keep_terminal, max_processes=max_processes)
+                  locked=locked, keep_terminal=keep_terminal, max_processes=max_processes,
+                  exec_socket=exec_socket)
 
     def replace(self, **changes: object) -> SandboxPlan:
         """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""

@@ -20,6 +20,12 @@ other connection is relayed byte for byte.
 ``--bridge PORT=SOCK2`` adds another loopback port relayed to another bind-mounted socket (the
 supervisor's session API for hooks inside the sandbox, for example).
 
+``--exec-notify SOCK`` (the exec boundary, ``rules.exec_boundary``): the command, after its
+strict filter, also installs a seccomp filter that notifies on ``execve``/``execveat``
+(``execnotify.py``, loaded by path) and hands the listener to this process, which passes it to
+the supervisor on the bind-mounted SOCK (SCM_RIGHTS). The command execs only once the
+supervisor has it; if anything fails on the way the command does not start (126).
+
 This process is made non-dumpable, so the command cannot write into its memory through
 /proc/PID/mem and borrow its AF_UNIX capability. Stdlib only, to start fast.
 """
@@ -34,6 +40,10 @@ import signal
 import socket
 import sys
 import threading
+
+TYPE_CHECKING = False  # stdlib only and fast to start: typing only for mypy
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 4, 22, 2
 
@@ -282,10 +292,81 @@ async def _relay(listeners: list[tuple[socket.socket, str, bool]], done: asyncio
         srv.close()
 
 
+def _execnotify() -> Any:
+    """``execnotify.py`` next to this file (``-I`` keeps this directory off sys.path)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "execnotify.py")
+    spec = importlib.util.spec_from_file_location("corral_execnotify", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _exec_notify_pair() -> tuple[Any, socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    return _execnotify(), a, b
+
+
+def _child_hand_over(en: Any, mine: socket.socket, theirs: socket.socket) -> None:
+    """In the command, before its exec: install the exec filter, pass the listener up, and
+    wait until the supervisor holds it (else the first exec would wait for nobody)."""
+    mine.close()
+    try:
+        fd = en.install_listener()
+    except OSError as exc:
+        print(f"corral: rules: exec boundary: {exc.strerror or exc}; the command was not "
+              "started (rules.exec_boundary)", file=sys.stderr)
+        os._exit(126)
+    en.send_listener(theirs, fd)
+    os.close(fd)
+    reply = theirs.recv(1024)
+    if reply != b"k":
+        why = reply[1:].decode(errors="replace") or "the sandbox's init went away"
+        print(f"corral: rules: exec boundary: {why}; the command was not started "
+              "(rules.exec_boundary)", file=sys.stderr)
+        os._exit(126)
+    theirs.close()
+
+
+def _pass_listener(handover: tuple[Any, socket.socket, socket.socket], path: str
+                   ) -> socket.socket | None:
+    """In this process: the command's listener, passed on to the supervisor at ``path``."""
+    en, mine, theirs = handover
+    theirs.close()
+    conn = None
+    try:
+        mine.settimeout(30)
+        _, fd = en.recv_listener(mine)
+        if fd is None:
+            return None  # the command failed before (it said why)
+        try:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.settimeout(30)
+            conn.connect(path)
+            en.send_listener(conn, fd)
+        finally:
+            os.close(fd)
+        if conn.recv(16) != b"ok\n":
+            raise OSError("the supervisor did not take the exec listener")
+        mine.send(b"k")
+        return conn
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            mine.send(b"n" + str(exc.strerror or exc).encode())
+        if conn is not None:
+            conn.close()
+        return None
+    finally:
+        mine.close()
+
+
 def main(argv: list[str]) -> int:
     ports: list[int] = []
     bridges: list[tuple[int, str]] = []
     to = ""
+    exec_sock = ""
     bpf_fd = -1
     i = 0
     while i < len(argv) and argv[i] != "--":
@@ -296,6 +377,8 @@ def main(argv: list[str]) -> int:
         elif argv[i] == "--bridge":
             port_text, _, path = argv[i + 1].partition("=")
             bridges.append((int(port_text), path))
+        elif argv[i] == "--exec-notify":
+            exec_sock = argv[i + 1]
         elif argv[i] == "--bpf-fd":  # "none": the weaker mode 'no-seccomp' was accepted
             bpf_fd = -2 if argv[i + 1] == "none" else int(argv[i + 1])
         else:
@@ -325,6 +408,7 @@ def main(argv: list[str]) -> int:
         s.set_inheritable(False)
         listeners.append((s, path, socks))
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    handover = _exec_notify_pair() if exec_sock else None
     pid = os.fork()
     if pid == 0:
         try:
@@ -336,10 +420,13 @@ def main(argv: list[str]) -> int:
             signal.signal(signal.SIGQUIT, signal.SIG_DFL)
             if bpf:
                 load_filter(bpf)
+            if handover is not None:
+                _child_hand_over(*handover)
             os.execvp(cmd[0], cmd)
         except OSError as exc:
             print(f"corral: sandbox: {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
             os._exit(126 if isinstance(exc, PermissionError) else 127)
+    keep = _pass_listener(handover, exec_sock) if handover is not None else None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides what Ctrl-C means
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     loop = asyncio.new_event_loop()
@@ -355,6 +442,7 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(Exception):
         loop.run_until_complete(_relay(listeners, done))
     rc = status[0] if status else 1
+    del keep  # the supervisor's connection: open while the command runs
     return 128 - rc if rc < 0 else rc
 
 

@@ -87,6 +87,9 @@ class SessionAPI:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.calls = 0  # authenticated requests: whether the agent's hooks ever called in
+        # Told of every shell decision a hook asked for (the exec boundary remembers it for
+        # the exec that follows: ``corral.supervisor.execboundary``).
+        self.on_shell_decision: Callable[[list[str], Path, Any], None] | None = None
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": self._ping, "decide": self._decide, "exec": self._exec, "event": self._event,
             "mcp_tools": self._mcp_tools,
@@ -211,6 +214,8 @@ class SessionAPI:
         elif kind == "shell":
             argv, cwd = self._argv_cwd(req)
             gate = self.pipeline.decide(argv, cwd)
+            if self.on_shell_decision is not None:
+                self.on_shell_decision(argv, cwd, gate)
         else:
             raise ValueError(f"unknown kind {kind!r}")
         return {"allowed": gate.allowed, "decision": gate.decision, "verdict": gate.verdict,

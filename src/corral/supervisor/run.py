@@ -264,6 +264,7 @@ class RunSession:
         from corral.netproxy.local import for_agent as local_forwards  # allow_local on loopback
         from corral.sandbox import NetworkPlan, Sandbox, gitguard, plan_from_config
         from corral.sandbox.audit import snapshot
+        from corral.supervisor.execboundary import open_boundary
         from corral.supervisor.session import Session
 
         cfg = self.cfg
@@ -289,6 +290,7 @@ class RunSession:
         # even when they come while it is being shut down. (A handler, not SIG_IGN: the agent
         # starts with the default disposition, which exec resets handlers to.)
         restore = _hold_terminal_signals() if keep_terminal else {}
+        boundary = None
         try:
             proxied = session.network
             net = NetworkPlan(
@@ -313,6 +315,9 @@ class RunSession:
                    **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
             extra = session.args_in_sandbox(OTLP_PORT)
+            boundary = open_boundary(cfg, session, self.argv[0], (self.preset.name,))
+            if boundary is not None:
+                plan = plan.replace(exec_socket=boundary.socket_path)
             # Codex takes ``-c`` globally: the integration's arguments go right after the program
             argv = [self.argv[0], *extra, *self.argv[1:]]
             before = snapshot(Path(cfg.cwd))
@@ -327,6 +332,8 @@ class RunSession:
             _report_nested_config(before, session.telemetry)
             return int(result.returncode)
         finally:
+            if boundary is not None:
+                boundary.close()
             session.close()
             for sig, handler in restore.items():
                 signal.signal(sig, handler)

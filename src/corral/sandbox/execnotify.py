@@ -1,0 +1,349 @@
+"""Seccomp user notification for ``execve``/``execveat``: the kernel half of the exec boundary.
+
+Inside the sandbox, the init (``proxyinit``) forks the agent, which installs
+:func:`install_listener` (a filter answering ``SECCOMP_RET_USER_NOTIF`` for both exec calls,
+stacked on top of the sandbox's own filter, which stays) and hands the listener fd to the init
+over a socketpair; the init passes it to the supervisor over the session's exec socket
+(``SCM_RIGHTS``). From then on every exec in the agent's tree waits in the kernel until the
+supervisor answers: :func:`receive`, :func:`read_exec` (path and argv from ``/proc/PID/mem``),
+:func:`still_waiting` (``SECCOMP_IOCTL_NOTIF_ID_VALID``), :func:`answer`.
+
+The read race: the path and argv are read from the waiting process's memory, which another
+thread of that process (or a process sharing its memory) can change between the read and the
+kernel's own copy. The answer is therefore advice about what the agent asked for, not a
+security boundary: the sandbox (filesystem, network, seccomp) bounds what any exec can do.
+
+Stdlib only: ``proxyinit`` (started with ``python -I -S`` by path) loads this file by path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import socket
+import struct
+
+SECCOMP_SET_MODE_FILTER, SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES = 1, 2, 3
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+RET_ALLOW, RET_USER_NOTIF, RET_ERRNO = 0x7FFF0000, 0x7FC00000, 0x00050000
+FLAG_CONTINUE = 1
+IOCTL_RECV, IOCTL_SEND, IOCTL_ID_VALID = 0xC0502100, 0xC0182101, 0x40082102
+PR_SET_NO_NEW_PRIVS = 38
+AT_FDCWD = -100
+MAX_ARGS = 65536
+MAX_BYTES = 3 << 20  # above the kernel's own ARG_MAX in practice: argv is never truncated
+HELLO = b"corral-exec-listener\n"
+
+# machine -> (seccomp syscall nr, [(audit arch, (execve, execveat) numbers, 64-bit pointers)])
+_X32 = 0x40000000
+ARCHES: dict[str, tuple[int, tuple[tuple[int, tuple[int, ...], bool], ...]]] = {
+    "x86_64": (317, ((0xC000003E, (59, 322, _X32 | 520, _X32 | 545), True),
+                     (0x40000003, (11, 358), False))),
+    "aarch64": (277, ((0xC00000B7, (221, 281), True), (0x40000028, (11, 387), False))),
+}
+_EXECVEAT = {322, _X32 | 545, 358, 281, 387}
+
+
+class Unsupported(OSError):
+    """The kernel (or this architecture) cannot notify on exec."""
+
+
+def _arch() -> tuple[int, tuple[tuple[int, tuple[int, ...], bool], ...]]:
+    machine = platform.machine()
+    if machine not in ARCHES:
+        raise Unsupported(errno.ENOSYS, f"exec notification is not supported on {machine}")
+    return ARCHES[machine]
+
+
+def filter_program() -> bytes:
+    """The BPF program: exec calls of the native and compat ABIs -> USER_NOTIF, the rest
+    allowed (the sandbox's own filter, below this one, still decides them)."""
+    _, abis = _arch()
+    ld, jeq, ret = 0x20, 0x15, 0x06
+    out: list[tuple[int, int, int, int]] = []
+    for arch, nrs, _ in abis:
+        block = [(ld, 0, 0, 0)]  # A = nr
+        for i, nr in enumerate(nrs):
+            # jump to the USER_NOTIF return just after the block's ALLOW
+            block.append((jeq, len(nrs) - i, 0, nr))
+        block += [(ret, 0, 0, RET_ALLOW), (ret, 0, 0, RET_USER_NOTIF)]
+        out += [(ld, 0, 0, 4), (jeq, 0, len(block), arch), *block]  # A = arch
+    out.append((ret, 0, 0, RET_ERRNO | errno.EPERM))  # an ABI this kernel should not have
+    return b"".join(struct.pack("HBBI", *ins) for ins in out)
+
+
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class _Data(ctypes.Structure):
+    _fields_ = [("nr", ctypes.c_int), ("arch", ctypes.c_uint32), ("ip", ctypes.c_uint64),
+                ("args", ctypes.c_uint64 * 6)]
+
+
+class _Notif(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64), ("pid", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("data", _Data)]
+
+
+class _Resp(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64), ("val", ctypes.c_int64), ("error", ctypes.c_int32),
+                ("flags", ctypes.c_uint32)]
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def install_listener() -> int:
+    """Stack the exec filter onto this process (and everything it starts); the listener fd."""
+    nr, _ = _arch()
+    bpf = filter_program()
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _Fprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = _c()
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
+    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+                      ctypes.c_long(SECCOMP_FILTER_FLAG_NEW_LISTENER), ctypes.byref(prog))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise Unsupported(err, f"cannot install the exec notification filter: "
+                          f"{os.strerror(err)}")
+    return int(fd)
+
+
+def kernel_support() -> str | None:
+    """None when this kernel can notify on exec and let a call continue, else why not
+    (``SECCOMP_GET_ACTION_AVAIL`` for USER_NOTIF, ``SECCOMP_GET_NOTIF_SIZES``, the CONTINUE
+    flag of 5.5 and ``pidfd_getfd`` of 5.6, which the reason line needs)."""
+    try:
+        nr, _ = _arch()
+    except Unsupported as exc:
+        return exc.strerror
+    libc = _c()
+    action = ctypes.c_uint32(RET_USER_NOTIF)
+    if libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_GET_ACTION_AVAIL),
+                    ctypes.c_long(0), ctypes.byref(action)) != 0:
+        return f"seccomp user notification unavailable ({os.strerror(ctypes.get_errno())})"
+    sizes = (ctypes.c_uint16 * 3)()
+    if libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_GET_NOTIF_SIZES),
+                    ctypes.c_long(0), ctypes.byref(sizes)) != 0:
+        return f"seccomp notification sizes unavailable ({os.strerror(ctypes.get_errno())})"
+    if sizes[0] < ctypes.sizeof(_Notif) or sizes[1] < ctypes.sizeof(_Resp):
+        return f"unexpected seccomp notification sizes {tuple(sizes)}"
+    try:
+        major, minor = (int(x) for x in platform.release().split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) < (5, 9):
+        return (f"kernel {platform.release()} is older than 5.9 (needs the CONTINUE answer, "
+                "pidfd_getfd and the fixed ID_VALID ioctl)")
+    return None
+
+
+# --- passing the listener -----------------------------------------------------------------
+
+def send_listener(sock: socket.socket, fd: int, note: bytes = HELLO) -> None:
+    socket.send_fds(sock, [note], [fd])
+
+
+def recv_listener(sock: socket.socket) -> tuple[bytes, int | None]:
+    """(the note, the one fd passed) — extra fds are closed."""
+    msg, fds, _, _ = socket.recv_fds(sock, 256, 4)
+    for extra in fds[1:]:
+        os.close(extra)
+    return msg, (fds[0] if fds else None)
+
+
+def is_listener(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:seccomp notify"
+    except OSError:
+        return False
+
+
+# --- the supervisor's side ----------------------------------------------------------------
+
+class Notification:
+    __slots__ = ("arch", "args", "id", "nr", "pid")
+
+    def __init__(self, raw: _Notif) -> None:
+        self.id = int(raw.id)
+        self.pid = int(raw.pid)
+        self.nr = int(raw.data.nr)
+        self.arch = int(raw.data.arch)
+        self.args = tuple(int(a) for a in raw.data.args)
+
+
+def receive(listener: int) -> Notification | None:
+    """The next waiting exec (blocks; poll the fd first). None when the process went away
+    before it could be received."""
+    raw = _Notif()
+    if _c().ioctl(listener, ctypes.c_ulong(IOCTL_RECV), ctypes.byref(raw)) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOENT, errno.EINTR):
+            return None
+        raise OSError(err, f"seccomp notification receive: {os.strerror(err)}")
+    return Notification(raw)
+
+
+def still_waiting(listener: int, notif_id: int) -> bool:
+    value = ctypes.c_uint64(notif_id)
+    return bool(_c().ioctl(listener, ctypes.c_ulong(IOCTL_ID_VALID), ctypes.byref(value)) == 0)
+
+
+def answer(listener: int, notif_id: int, error: int = 0) -> bool:
+    """Let the exec continue (``error`` 0) or fail it with ``error`` (EACCES). False when the
+    process is no longer waiting (it died, or a signal interrupted the call)."""
+    resp = _Resp(notif_id, 0, -error if error else 0, 0 if error else FLAG_CONTINUE)
+    return bool(_c().ioctl(listener, ctypes.c_ulong(IOCTL_SEND), ctypes.byref(resp)) == 0)
+
+
+class ExecRequest:
+    """What a waiting exec asked for, as read from its memory (see the module's race note)."""
+
+    __slots__ = ("argv", "cwd", "path")
+
+    def __init__(self, path: str, argv: tuple[str, ...], cwd: str) -> None:
+        self.path, self.argv, self.cwd = path, argv, cwd
+
+
+def _read_cstr(fd: int, addr: int, limit: int) -> bytes:
+    out = bytearray()
+    while len(out) < limit:
+        n = min(4096 - (addr % 4096), limit - len(out))
+        chunk = os.pread(fd, n, addr)
+        if not chunk:
+            raise OSError(errno.EFAULT, "unreadable string")
+        end = chunk.find(b"\0")
+        if end >= 0:
+            return bytes(out + chunk[:end])
+        out += chunk
+        addr += len(chunk)
+    raise OSError(errno.E2BIG, "argument too long to read")
+
+
+def _abi(n: Notification) -> tuple[bool, bool]:
+    """(64-bit pointers, execveat) for this notification's ABI and call."""
+    for arch, nrs, wide in _arch()[1]:
+        if n.arch == arch and n.nr in nrs:
+            return wide, n.nr in _EXECVEAT
+    raise OSError(errno.ENOSYS, f"not an exec call (arch {n.arch:#x}, nr {n.nr})")
+
+
+def read_exec(n: Notification) -> ExecRequest:
+    """Path, argv and working directory of the waiting exec ``n``. Raises OSError when they
+    cannot be read (the caller refuses: nothing unread is allowed)."""
+    wide, at = _abi(n)
+    mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
+    path_ptr, argv_ptr = (n.args[1], n.args[2]) if at else (n.args[0], n.args[1])
+    fd = os.open(f"/proc/{n.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        raw_path = _read_cstr(fd, path_ptr & mask, 4096)
+        argv: list[bytes] = []
+        total = 0
+        size = 8 if wide else 4
+        fmt = "<Q" if wide else "<I"
+        addr = argv_ptr & mask
+        while addr:  # a NULL argv is an empty one (Linux allows it)
+            page = os.pread(fd, 4096 - (addr % 4096), addr)
+            if len(page) < size:
+                raise OSError(errno.EFAULT, "unreadable argv")
+            for off in range(0, len(page) - len(page) % size, size):
+                (ptr,) = struct.unpack_from(fmt, page, off)
+                if ptr == 0:
+                    addr = 0
+                    break
+                if len(argv) >= MAX_ARGS:
+                    raise OSError(errno.E2BIG, "too many arguments to read")
+                arg = _read_cstr(fd, ptr, MAX_BYTES - total)
+                total += len(arg) + 1
+                argv.append(arg)
+            else:
+                addr += len(page) - len(page) % size
+    finally:
+        os.close(fd)
+    cwd = os.readlink(f"/proc/{n.pid}/cwd")
+    path = os.fsdecode(raw_path)
+    if at:
+        dirfd = n.args[0] & 0xFFFFFFFF
+        if dirfd != AT_FDCWD & 0xFFFFFFFF and not path.startswith("/"):
+            base = os.readlink(f"/proc/{n.pid}/fd/{dirfd}")
+            path = os.path.join(base, path) if path else base
+    if path and not path.startswith("/") and "/" in path:
+        path = os.path.normpath(os.path.join(cwd, path))
+    return ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd)
+
+
+def proc_identity(pid: int) -> tuple[int, int, int]:
+    """(thread group id, parent's thread group id, start time) of ``pid``."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    # comm is in parentheses and may hold anything: split after the last ')'
+    fields = stat[stat.rindex(b")") + 2:].split()
+    ppid, start = int(fields[1]), int(fields[19])
+    tgid = pid
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                tgid = int(line.split()[1])
+                break
+    return tgid, ppid, start
+
+
+PIDFD_OPEN, PIDFD_GETFD = 434, 438  # the same on every architecture since 5.3
+
+
+def write_to_stderr(pid: int, text: str) -> bool:
+    """Write ``text`` to fd 2 of ``pid`` (``pidfd_getfd``: the reason a refused exec reaches
+    the command's own stderr). Best effort; False when it could not be written."""
+    libc = _c()
+    pidfd = libc.syscall(ctypes.c_long(PIDFD_OPEN), ctypes.c_long(pid), ctypes.c_long(0))
+    if pidfd < 0:
+        return False
+    try:
+        fd = libc.syscall(ctypes.c_long(PIDFD_GETFD), ctypes.c_long(pidfd), ctypes.c_long(2),
+                          ctypes.c_long(0))
+        if fd < 0:
+            return False
+        try:
+            return _write_nonblocking(fd, text.encode("utf-8", "replace")[:4096])
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+    finally:
+        os.close(pidfd)
+
+
+def _write_nonblocking(fd: int, data: bytes) -> bool:
+    """Write without ever blocking and without touching the shared file status flags (the
+    command still owns this file description): a pipe only when it has room for the whole
+    (atomic, at most PIPE_BUF) line, a socket with MSG_DONTWAIT, anything else directly."""
+    import fcntl
+    import stat
+    import termios
+
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode):
+        unread = ctypes.c_int(0)
+        size = fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
+        if fcntl.ioctl(fd, termios.FIONREAD, unread) != 0 or size - unread.value < len(data):
+            return False
+        return os.write(fd, data) == len(data)
+    if stat.S_ISSOCK(mode):
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            return s.send(data, socket.MSG_DONTWAIT) == len(data)
+        finally:
+            s.close()
+    return os.write(fd, data) == len(data)
