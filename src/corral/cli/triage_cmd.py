@@ -30,19 +30,6 @@ def _journal(journal: Path | None) -> tuple[Path, Path]:
     return journal_file(home), home
 
 
-def _model(cfg: Any, name: str | None) -> Any:
-    """The configured model, ``None`` for rules only (``--model none`` or nothing set)."""
-    chosen = name if name is not None else cfg.get("triage.model")
-    if not chosen or chosen == "none":
-        return None
-    from corral.triage.model import TriageModel, api_key
-
-    base_url = cfg.get("triage.base_url")
-    key = api_key(cfg.get("triage.api_key_env"), base_url)
-    return TriageModel(str(chosen), base_url, key,
-                       timeout=float(cfg.get("triage.timeout_seconds", 60.0) or 60.0))
-
-
 def check(ctx: typer.Context,
           alert_file: Annotated[Path, typer.Argument(metavar="ALERT.json",
                                                      help="The alert (- for stdin).")],
@@ -111,20 +98,12 @@ def _local(cfg: Any, alert: Any, journal: Path | None, model: str | None) -> Any
     """Triage against this machine's journal and record the verdict there."""
     from corral.telemetry import Telemetry
     from corral.triage.source import JournalSource
-    from corral.triage.verdict import event_attributes, triage
+    from corral.triage.verdict import event_attributes, run
 
     path, home = _journal(journal)
     source = JournalSource(path, area="triage")
     source.last_seq()  # no journal: one line before any model is set up
-    mdl = _model(cfg, model)
-    try:
-        v = triage(alert, source, model=mdl,
-                   min_confidence=float(cfg.get("triage.min_confidence", 0.7)),
-                   window_s=float(cfg.get("triage.window_seconds", 600)),
-                   history_events=int(cfg.get("triage.history_events", 5_000)))
-    finally:
-        if mdl is not None:
-            mdl.close()
+    v = run(alert, source, lambda key: cfg.get(f"triage.{key}"), model)
     tel = Telemetry.open(cfg, TRIAGE_SESSION, agent="corral-triage", home=home,
                          journal_path=path)
     try:

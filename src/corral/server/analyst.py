@@ -205,26 +205,11 @@ class Analyst:
         return JSONResponse(verdict.to_json())
 
     def _triage(self, alert: Any, with_model: bool) -> Any:
-        from corral.triage.verdict import triage
+        from corral.triage.verdict import run
 
-        t = dict(self.cfg.triage or {})
-        mdl = None
-        if with_model and t.get("model"):
-            from corral.triage.model import TriageModel, api_key
-
-            base_url = t.get("base_url")
-            mdl = TriageModel(str(t["model"]), base_url, api_key(t.get("api_key_env"), base_url),
-                              timeout=float(t.get("timeout_seconds", 60.0)))
-        try:
-            with self._lock:
-                return triage(alert, self.source(), model=mdl,
-                              model_name=str(t["model"]) if mdl is not None else None,
-                              min_confidence=float(t.get("min_confidence", 0.7)),
-                              window_s=float(t.get("window_seconds", 600)),
-                              history_events=int(t.get("history_events", 5_000)))
-        finally:
-            if mdl is not None:
-                mdl.close()
+        table = dict(self.cfg.triage or {})
+        with self._lock:
+            return run(alert, self.source(), table.get, None if with_model else "none")
 
 
 class TokenGate:

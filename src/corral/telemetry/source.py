@@ -131,12 +131,8 @@ class JournalSource:
         return str(row[0]) if row else ""
 
     def last_seq(self) -> int:
-        conn = self._conn()
-        try:
-            row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
-        finally:
-            conn.close()
-        return int(row[0]) if row and row[0] is not None else 0
+        self._conn().close()  # a missing journal is this source's one-line refusal
+        return self.journal.last_seq()
 
     def hash_at(self, seq: int) -> str | None:
         conn = self._conn()

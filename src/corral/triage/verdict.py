@@ -8,6 +8,7 @@ correlation (``not_agent`` for a linked session) is ``escalate``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,33 @@ def triage(alert: Alert, source: EventSource, *, model: TriageModel | None = Non
     if not v.recommended_actions or (v.verdict == "escalate" and v.model_failure):
         v.recommended_actions = list(ACTIONS[v.verdict])
     return v
+
+
+def run(alert: Alert, source: EventSource, setting: Callable[[str], Any],
+        model: str | None = None) -> Verdict:
+    """``triage`` with the ``[triage]`` settings (``setting("model")``, ``"base_url"``, ... from
+    corral's config or a server's config.toml). ``model``: a model name, ``"none"`` for rules
+    only, None for the configured one (or rules only when none is)."""
+    from corral.triage.model import TriageModel, api_key
+
+    chosen = model if model is not None else setting("model")
+    mdl = None
+    if chosen and chosen != "none":
+        base_url = setting("base_url")
+        mdl = TriageModel(str(chosen), base_url, api_key(setting("api_key_env"), base_url),
+                          timeout=float(setting("timeout_seconds") or 60.0))
+    try:
+        return triage(alert, source, model=mdl, model_name=str(chosen) if mdl else None,
+                      min_confidence=float(_or(setting("min_confidence"), 0.7)),
+                      window_s=float(_or(setting("window_seconds"), 600)),
+                      history_events=int(_or(setting("history_events"), HISTORY_EVENTS)))
+    finally:
+        if mdl is not None:
+            mdl.close()
+
+
+def _or(value: Any, default: float) -> Any:
+    return default if value is None else value
 
 
 def _combine(v: Verdict, answer: ModelAnswer, min_confidence: float) -> None:
