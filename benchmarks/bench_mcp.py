@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine  # noqa: E402
+from common import ROOT, machine
 
 SERVER = ROOT / "tests" / "mcpgateway" / "mcp_server.py"
 CONFIG = '[mcp.servers.notes]\ntools = { "read_*" = "allow" }\n'
