@@ -164,3 +164,66 @@ def test_claude_key_held_by_the_broker(claude, tmp_path):
         srv.stop()
         exfil.stop()
     _check(run, srv, exfil, outputs(srv), "anthropic")
+
+
+ACCESS, REFRESH = "REAL-chatgpt-access-0a9f3e", "REAL-chatgpt-refresh-77b1c4"
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    import base64
+
+    def enc(d: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    return f"{enc({'alg': 'RS256'})}.{enc(claims)}.REAL-signature-9d8c"
+
+
+def test_codex_chatgpt_login_held_by_the_broker(codex, tmp_path, monkeypatch):
+    """Codex signed in with ChatGPT (auth.json, no API key): the sandbox's auth.json has
+    placeholders for the access and refresh tokens and an identity token without its
+    signature; the model server gets the real access token."""
+    import datetime
+
+    from tests.integrations import test_run_e2e
+
+    plain = test_run_e2e.codex_config
+
+    def chatgpt(srv: ModelServer) -> list[tuple[str, str]]:
+        return [(k, v.replace("wire_api", "requires_openai_auth = true, wire_api"))
+                for k, v in plain(srv)]
+
+    monkeypatch.setattr(test_run_e2e, "codex_config", chatgpt)
+    ctx, pem = _tls(tmp_path)
+    srv = ModelServer([shell_call("cat ~/.codex/auth.json; echo; env | grep -ci chatgpt-access"
+                                  " || true", "c0"), message("Done.")], host="127.0.0.2")
+    srv.tls = ctx
+    srv.start()
+    run = BrokerRun(tmp_path, "chatgpt", [])
+    run.ca = pem
+    run.env.pop("OPENAI_API_KEY", None)
+    run.env.pop("CODEX_API_KEY", None)
+    auth = run.home / ".codex" / "auth.json"
+    idt = _jwt({"email": "dev@example.com", "https://api.openai.com/auth": {
+        "chatgpt_plan_type": "plus", "chatgpt_account_id": "acct-1"}})
+    now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+    doc = {"OPENAI_API_KEY": None, "tokens": {"id_token": idt, "access_token": ACCESS,
+                                              "refresh_token": REFRESH, "account_id": "acct-1"},
+           "last_refresh": now}
+    auth.write_text(json.dumps(doc))
+    try:
+        proc = run.codex(codex, srv, "show me your login")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    finally:
+        srv.stop()
+    out = outputs(srv)
+    seen = json.loads(out[0][out[0].index("{"):out[0].rindex("}") + 1])
+    tokens = seen["tokens"]
+    assert tokens["access_token"].startswith("corral-brokered-chatgpt-")
+    assert tokens["refresh_token"].startswith("corral-brokered-chatgpt-refresh-")
+    assert tokens["id_token"].endswith(".corral-brokered-signature-removed")
+    assert tokens["id_token"].split(".")[1] == idt.split(".")[1]  # the claims Codex reads
+    assert not any(s in o for o in out for s in (ACCESS, REFRESH, "REAL-signature"))
+    assert srv.auth and all(a == f"Bearer {ACCESS}" for a in srv.auth), srv.auth
+    assert json.loads(auth.read_text()) == doc  # the real file is untouched
+    files = [p for p in run.chome.rglob("*") if p.is_file()]
+    assert all(ACCESS.encode() not in p.read_bytes() for p in files)
+    run.verify()

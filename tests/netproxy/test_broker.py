@@ -126,10 +126,11 @@ def test_placeholder_refused_everywhere_else(tmp_path: Path, make_proxy: ProxyFa
              env=env)
     assert r.returncode == 0 and other.seen[-1]["headers"]["authorization"] == \
         f"token {OTHER_SECRET}"
-    # the other credential's placeholder in a body to openai's host: refused
-    r = curl("-i", "-d", gh.placeholder.upper(), own.url("/"), env=env)
-    assert "x-corral-block: credential_exfiltration" in r.stdout and \
-        "brokered credential github" in r.stdout
+    # the other credential's placeholder in a body to openai's host (an agent's tool output
+    # to its model): passed as is, never swapped (worthless there)
+    r = curl("-i", "-d", gh.placeholder, own.url("/"), env=env)
+    assert r.returncode == 0 and own.seen[-1]["body"] == gh.placeholder
+    assert OTHER_SECRET not in json.dumps(own.seen)
     # base64 of the placeholder in a body (any alignment)
     for pad in ("", "x", "xy"):
         blob = base64.b64encode((pad + ph).encode()).decode()

@@ -109,7 +109,8 @@ def test_body_guard_finds_a_split_placeholder(noise: bytes, cut: int, form: str)
     token = {"plain": ph, "upper": ph.upper(), "b64": base64.b64encode(b"k=" + ph)}[form]
     data = noise + token + noise
     guard = br.body_guard("evil.example", 443, True)
-    assert guard is not None
+    assert guard is not None and br.body_guard("api.openai.com", 443, True) is None
+    assert br.body_guard("api.openai.com", 443, False) is not None
     cut = cut % (len(data) + 1)
     with pytest.raises(Leak) as info:
         guard.feed(data[:cut])
@@ -181,12 +182,18 @@ def test_agent_presets_and_overrides(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, '[secrets.broker.credentials.openai]\nhosts = ["gw.example:8443"]\n'
                '[secrets.broker.credentials.anthropic]\nhosts = ["not.for.codex"]\n')
     got = {s.name: s for s in specs(cfg, "codex")}
-    assert set(got) == {"openai", "codex-api-key"}  # claude's credential: only for claude
+    # claude's credential is only for claude; Codex's login file (ChatGPT) fields too
+    assert set(got) == {"openai", "codex-api-key", "openai-login", "chatgpt", "chatgpt-refresh"}
+    assert got["chatgpt"].source == ("file", "auth.json:tokens.access_token")
+    assert got["chatgpt"].model and not got["chatgpt-refresh"].model
     assert got["openai"].hosts == ("gw.example:8443",) and got["openai"].source == (
         "env", "OPENAI_API_KEY")
     assert got["codex-api-key"].hosts == ("api.openai.com",)
     bad = _cfg(tmp_path, '[secrets.broker.credentials.openai]\nkind = "git"\n')
     with pytest.raises(CorralError, match="preset"):
+        specs(bad, "codex")
+    bad = _cfg(tmp_path, '[secrets.broker.credentials.chatgpt]\nsource = "env:X"\n')
+    with pytest.raises(CorralError, match="only hosts may be set"):
         specs(bad, "codex")
     env = sandbox_env([(got["openai"], "PH", ["gw.example:8443"])])
     assert env == {"OPENAI_API_KEY": "PH"}
@@ -214,3 +221,20 @@ def test_project_config_may_not_touch_the_broker_and_requirements_force_it(
     assert enabled(cfg) and any("broker is required" in w for w in cfg.warnings)
     with pytest.raises(Err, match="required"):
         _cfg(tmp_path, "", req, "secrets.broker.enabled=false")
+
+
+def test_login_file_placeholders() -> None:
+    from corral.netproxy.brokerconfig import LOGIN_FILES, login_field, placeholder_login
+
+    doc = {"OPENAI_API_KEY": None, "tokens": {"id_token": "h.claims.sig", "access_token": "A",
+                                              "refresh_token": "R", "account_id": "x"}}
+    lf = LOGIN_FILES["codex"]
+    out = placeholder_login(doc, lf, {"chatgpt": "PA", "chatgpt-refresh": "PR"})
+    assert out["tokens"] == {"id_token": "h.claims.corral-brokered-signature-removed",
+                             "access_token": "PA", "refresh_token": "PR", "account_id": "x"}
+    assert doc["tokens"]["access_token"] == "A"  # a copy
+    assert placeholder_login(doc, lf, {}) is None  # nothing held: no copy
+    assert placeholder_login({"tokens": "weird"}, lf, {"chatgpt": "PA"}) is None
+    assert login_field(doc, ("OPENAI_API_KEY",)) is None
+    assert login_field(doc, ("tokens", "access_token")) == "A"
+    assert login_field([1, 2], ("tokens",)) is None

@@ -231,10 +231,14 @@ class Broker:
                         injected=tuple(injected))
 
     def body_guard(self, host: str, port: int, tls: bool) -> BodyGuard | None:
-        """The request-body filter for ``host:port``: placeholders of credentials that do not
-        belong there are refused (None: nothing to look for)."""
-        foreign = tuple(c for c in self.credentials if not (tls and c.goes_to(host, port)))
-        return BodyGuard(Broker(foreign), self._longest) if foreign else None
+        """The request-body filter for ``host:port``: every placeholder is refused, except in
+        bodies to a brokered destination over intercepted TLS (None). Those hosts are the
+        user's own services (the model provider, a registry): an agent's tool output sent to
+        its model may quote any placeholder (``env``), which is worthless there and never
+        swapped into a body."""
+        if tls and self.covers(host, port):
+            return None
+        return BodyGuard(self, self._longest) if self.credentials else None
 
     def redactor(self, host: str, port: int, injected: Sequence[bytes] = ()) -> Redactor | None:
         """The response filter for a brokered destination: its secrets masked."""

@@ -49,6 +49,7 @@ class CredentialSpec:
     index_url: str = ""
     preset: str = ""  # the agent preset it comes from ("" for config)
     origin: str = ""  # where it was configured (for messages)
+    model: bool = False  # the agent sends it to its model URL (which must be one of hosts)
 
     @property
     def key(self) -> str:
@@ -57,7 +58,27 @@ class CredentialSpec:
 
 def _api(name: str, var: str, hosts: tuple[str, ...], agent: str) -> CredentialSpec:
     return CredentialSpec(name, "api_key", hosts, ("env", var), (var,), preset=agent,
-                          origin=f"the {agent} preset")
+                          origin=f"the {agent} preset", model=True)
+
+
+@dataclass(frozen=True)
+class LoginFile:
+    """An agent's login file (JSON) in its config dir: the string fields that are credentials
+    get placeholders in a copy the sandbox sees instead; ``signed`` fields (JWT identity
+    tokens the agent only decodes) keep header and claims but lose their signature."""
+
+    agent: str
+    config_dir: str
+    config_env: str
+    name: str
+    fields: tuple[tuple[tuple[str, ...], str, tuple[str, ...], bool], ...]  # path, cred, hosts, model
+    signed: tuple[tuple[str, ...], ...] = ()
+
+    def spec(self, path: tuple[str, ...], cred: str, hosts: tuple[str, ...],
+             model: bool) -> CredentialSpec:
+        return CredentialSpec(cred, "api_key", hosts, ("file", f"{self.name}:{'.'.join(path)}"),
+                              preset=self.agent, origin=f"the {self.agent} login file",
+                              model=model)
 
 
 _OPENAI = ("api.openai.com",)
@@ -75,6 +96,25 @@ AGENT_PRESETS: dict[str, tuple[CredentialSpec, ...]] = {
                          "claude-code")),
     "gemini": (_api("gemini", "GEMINI_API_KEY", _GOOGLE, "gemini"),
                _api("google", "GOOGLE_API_KEY", _GOOGLE, "gemini")),
+}
+
+
+# Logins kept in files (ChatGPT for Codex, Claude Code's OAuth, Gemini's Google login).
+LOGIN_FILES: dict[str, LoginFile] = {
+    "codex": LoginFile("codex", "~/.codex", "CODEX_HOME", "auth.json", (
+        (("OPENAI_API_KEY",), "openai-login", _OPENAI, True),
+        (("tokens", "access_token"), "chatgpt", ("chatgpt.com", *_OPENAI), True),
+        (("tokens", "refresh_token"), "chatgpt-refresh", ("auth.openai.com",), False)),
+        signed=(("tokens", "id_token"),)),
+    "claude-code": LoginFile("claude-code", "~/.claude", "CLAUDE_CONFIG_DIR",
+                             ".credentials.json", (
+        (("claudeAiOauth", "accessToken"), "claude-login", _ANTHROPIC, True),
+        (("claudeAiOauth", "refreshToken"), "claude-login-refresh", ("console.anthropic.com",),
+         False))),
+    "gemini": LoginFile("gemini", "~/.gemini", "", "oauth_creds.json", (
+        (("access_token",), "gemini-login", ("cloudcode-pa.googleapis.com", *_GOOGLE), True),
+        (("refresh_token",), "gemini-login-refresh", ("oauth2.googleapis.com",), False)),
+        signed=(("id_token",),)),
 }
 
 
@@ -152,13 +192,16 @@ def specs(cfg: Any, agent: str | None) -> list[CredentialSpec]:
     then every other configured credential."""
     table = cfg.get("secrets.broker.credentials", {}) or {}
     out: dict[str, CredentialSpec] = {}
-    for spec in AGENT_PRESETS.get(agent or "", ()):
+    login = LOGIN_FILES.get(agent or "")
+    logins = tuple(login.spec(*f) for f in login.fields) if login else ()
+    for spec in (*AGENT_PRESETS.get(agent or "", ()), *logins):
         over = table.get(spec.name)
         if over is not None:
             key = spec.key
-            if over.get("kind", "api_key") != "api_key" or "index_url" in over:
-                raise _bad(key, f"{spec.name} is the {agent} preset's API key: only hosts, "
-                           "source and env may be set")
+            if over.get("kind", "api_key") != "api_key" or "index_url" in over or (
+                    spec.source[0] == "file" and ("source" in over or "env" in over)):
+                raise _bad(key, f"{spec.name} is the {agent} preset's credential: only hosts"
+                           f"{'' if spec.source[0] == 'file' else ', source and env'} may be set")
             spec = replace(
                 spec, hosts=tuple(over.get("hosts", spec.hosts)) or spec.hosts,
                 source=parse_source(key, over["source"]) if "source" in over else spec.source,
@@ -166,6 +209,7 @@ def specs(cfg: Any, agent: str | None) -> list[CredentialSpec]:
                 origin=_origin(cfg, key))
         out[spec.name] = spec
     presets = {s.name for specs_ in AGENT_PRESETS.values() for s in specs_}
+    presets |= {f[1] for lf in LOGIN_FILES.values() for f in lf.fields}
     for name, t in table.items():
         if name in out or name in presets:
             continue  # another agent's preset credential: only for that agent's runs
@@ -176,6 +220,44 @@ def specs(cfg: Any, agent: str | None) -> list[CredentialSpec]:
 def _origin(cfg: Any, key: str) -> str:
     origin = cfg.origin(f"{key}.hosts") or cfg.origin(f"{key}.source") or cfg.origin(key)
     return origin.describe() if origin is not None else "config"
+
+
+def placeholder_login(doc: Any, login: LoginFile, placeholders: Mapping[str, str]) -> Any:
+    """The login file's JSON with each held field's placeholder (``placeholders``: credential
+    name -> placeholder) and signatures cut from ``signed`` tokens; None if nothing is held."""
+    import copy
+
+    out = copy.deepcopy(doc)
+    held = False
+    for path, cred, _hosts, _model in login.fields:
+        if cred in placeholders and _set(out, path, placeholders[cred]):
+            held = True
+    for path in login.signed:
+        value = _get(out, path)
+        if isinstance(value, str) and value.count(".") == 2:
+            _set(out, path, value.rsplit(".", 1)[0] + ".corral-brokered-signature-removed")
+    return out if held else None
+
+
+def login_field(doc: Any, path: tuple[str, ...]) -> str | None:
+    value = _get(doc, path)
+    return value if isinstance(value, str) and value else None
+
+
+def _get(doc: Any, path: tuple[str, ...]) -> Any:
+    for p in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(p)
+    return doc
+
+
+def _set(doc: Any, path: tuple[str, ...], value: str) -> bool:
+    parent = _get(doc, path[:-1])
+    if not isinstance(parent, dict) or not isinstance(parent.get(path[-1]), str):
+        return False
+    parent[path[-1]] = value
+    return True
 
 
 def git_helper(username: str, placeholder: str) -> str:

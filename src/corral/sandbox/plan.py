@@ -52,8 +52,9 @@ class NetworkPlan(Frozen):
     each of ``bridge_ports`` and relays to it. ``proxy_env`` (HTTP(S)_PROXY, ALL_PROXY, ...,
     pointing at those ports) is added to the command's environment. ``allow_domains`` and
     ``deny_domains`` are for the proxy's policy; the sandbox only records them.
-    ``ro_files`` are (name, host file) pairs mounted read-only at ``/dev/corral/<name>`` (the
-    credential broker's CA bundle).
+    ``ro_files`` are (name, host file) pairs mounted read-only at ``/dev/corral/<name>``, or
+    at ``name`` itself when it is an absolute path (the credential broker's CA bundle, and an
+    agent's login file with placeholders over the real one).
     """
 
     _fields = ("mode", "proxy_socket", "proxy_env", "bridge_ports", "allow_domains",

@@ -65,7 +65,8 @@ def start_proxy(cfg: Any, sock: Path, *, allow: Sequence[str] = (), deny: Sequen
     policy, warnings = with_domains(policy_from_config(cfg), allow, deny, preset)
     for w in warnings:
         print(w, file=sys.stderr)
-    broker, placeholders = held_credentials(cfg, preset[0] if preset else None, model_urls)
+    broker, placeholders, files = held_credentials(cfg, preset[0] if preset else None,
+                                                   model_urls, rundir=sock.parent)
     mitm = ca = None
     if broker:
         mitm, ca = _interception(cfg, sock.parent / "ca.pem")
@@ -80,7 +81,7 @@ def start_proxy(cfg: Any, sock: Path, *, allow: Sequence[str] = (), deny: Sequen
     net = NetworkPlan(mode=NetworkMode.PROXY, proxy_socket=sock, proxy_env=env,
                       bridge_ports=(HTTP_PORT, SOCKS_PORT), allow_domains=tuple(allow),
                       deny_domains=tuple(deny),
-                      ro_files=(("ca.pem", ca),) if ca is not None else ())
+                      ro_files=((("ca.pem", ca),) if ca is not None else ()) + files)
     return proxy, net
 
 
@@ -119,23 +120,29 @@ def _interception(cfg: Any, bundle: Path) -> tuple[Any, Path]:
 
 
 def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str, str]] = (),
-                     environ: Mapping[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+                     environ: Mapping[str, str] | None = None, rundir: Path | None = None,
+                     ) -> tuple[Any, dict[str, str], tuple[tuple[str, Path], ...]]:
     """(the ``Broker``, or None when it holds nothing; the variables that present its
-    placeholders inside the sandbox). The agent's preset key is held only when every model URL
-    it is configured with is one of the key's hosts over https; otherwise it is passed as
-    before and one line says why (refused instead when requirements make the broker
-    required). A configured credential whose secret is missing is an error."""
+    placeholders inside the sandbox; (path inside, file) pairs: the agent's login file with
+    placeholders, written to ``rundir``, mounted over the real one). The agent's key or login
+    is held only when every model URL it is configured with is one of the key's hosts over
+    https; otherwise it is passed as before and one line says why (refused instead when
+    requirements make the broker required). A configured credential whose secret is missing
+    is an error."""
     from corral.errors import CorralError
     from corral.netproxy.broker import Broker, Credential
     from corral.netproxy.brokerconfig import enabled, required, sandbox_env, specs
 
     if not enabled(cfg):
-        return None, {}
+        return None, {}, ()
     env = os.environ if environ is None else environ
     held: list[Any] = []
     items: list[tuple[Any, str, Sequence[str]]] = []
+    login = _login(agent, env)
     for spec in specs(cfg, agent):
-        secret = _secret(cfg, spec, env)
+        if spec.source[0] == "file" and login is None:
+            continue
+        secret = _secret(cfg, spec, env, login[1] if login else None)
         if secret is None:
             if spec.preset:
                 continue  # the agent has no such key here: nothing to hold
@@ -145,10 +152,14 @@ def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str
                               f"in {where}", "set it, or remove the credential from "
                               "[secrets.broker.credentials]")
         cred = Credential.new(spec.name, spec.hosts, secret)
-        off = [(u, w) for u, w in model_urls if not _reaches(cred, u)] if spec.preset else []
+        off = [(u, w) for u, w in model_urls if not _reaches(cred, u)] if spec.model else []
         if off:
             url, where = off[0]
-            line = (f"corral: secrets: {spec.source[1]} is not brokered: the agent's model URL "
+            what = spec.source[1] if spec.source[0] == "env" else (
+                f"the login in {login[0]}" if login else spec.name)
+            if spec.source[0] == "file":
+                login = None  # the whole file stays as it is
+            line = (f"corral: secrets: {what} is not brokered: the agent's model URL "
                     f"{url} (from {where}) is not one of its hosts ({cred.hosts}) over https")
             fix = f"add the host to [secrets.broker.credentials.{spec.name}] hosts"
             if required(cfg):
@@ -159,7 +170,55 @@ def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str
             continue
         held.append(cred)
         items.append((spec, cred.placeholder, [str(d) for d in cred.destinations]))
-    return (Broker(held) if held else None), {**_masked_environ(held, env), **sandbox_env(items)}
+    files: tuple[tuple[str, Path], ...] = ()
+    if login is not None and rundir is not None:
+        files = _login_copy(agent or "", login, held, rundir)
+    held = [c for c in held if c.name not in _login_names(agent) or files]
+    return ((Broker(held) if held else None), {**_masked_environ(held, env),
+                                                **sandbox_env(items)}, files)
+
+
+def _login(agent: str | None, env: Mapping[str, str]) -> tuple[Path, Any] | None:
+    """(path, parsed JSON) of the agent's login file, if it has one and it reads."""
+    import json
+
+    from corral.netproxy.brokerconfig import LOGIN_FILES
+
+    lf = LOGIN_FILES.get(agent or "")
+    if lf is None:
+        return None
+    base = env.get(lf.config_env, "") if lf.config_env else ""
+    path = Path(os.path.abspath(os.path.expanduser(base or lf.config_dir))) / lf.name
+    try:
+        if path.is_symlink() or path.stat().st_size > 1 << 20:
+            return None  # not a login file we rewrite: left to the credential catalogue
+        return path, json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _login_names(agent: str | None) -> set[str]:
+    from corral.netproxy.brokerconfig import LOGIN_FILES
+
+    lf = LOGIN_FILES.get(agent or "")
+    return {f[1] for f in lf.fields} if lf else set()
+
+
+def _login_copy(agent: str, login: tuple[Path, Any], held: Sequence[Any], rundir: Path,
+                ) -> tuple[tuple[str, Path], ...]:
+    """The login file with placeholders, written (0600) to ``rundir``, to mount over it."""
+    import json
+
+    from corral.netproxy.brokerconfig import LOGIN_FILES, placeholder_login
+
+    doc = placeholder_login(login[1], LOGIN_FILES[agent], {c.name: c.placeholder for c in held})
+    if doc is None:
+        return ()
+    out = rundir / f"login-{login[0].name}"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    return ((str(login[0]), out),)
 
 
 def _masked_environ(held: Sequence[Any], env: Mapping[str, str]) -> dict[str, str]:
@@ -185,11 +244,16 @@ def _reaches(cred: Any, url: str) -> bool:
     return parts.scheme == "https" and cred.goes_to((parts.hostname or "").lower(), port)
 
 
-def _secret(cfg: Any, spec: Any, env: Mapping[str, str]) -> str | None:
-    """The secret from corral's own environment or the OS keyring (``credentials.store``)."""
+def _secret(cfg: Any, spec: Any, env: Mapping[str, str], login: Any = None) -> str | None:
+    """The secret from corral's own environment, the agent's login file, or the OS keyring
+    (``credentials.store``)."""
     kind, where = spec.source
     if kind == "env":
         return env.get(where, "").strip() or None
+    if kind == "file":
+        from corral.netproxy.brokerconfig import login_field
+
+        return login_field(login, tuple(where.partition(":")[2].split(".")))
     from corral.credentials import get
 
     service, _, user = where.rpartition("/")
