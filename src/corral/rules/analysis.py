@@ -11,6 +11,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from corral.rules.argv import Argv
+from corral.rules.hidden_env import classify, is_hidden
+from corral.rules.inline import INTERPRETERS, interpreter_code
+from corral.rules.runners import RUNNERS
 from corral.rules.shell import ScriptParse, fast_split, parse_script
 from corral.rules.wrappers import (
     SCRIPT_OPTIONS,
@@ -29,7 +32,8 @@ MAX_UNWRAP = 32
 _KEYWORDS = frozenset({"{", "}", "(", ")", "if", "then", "else", "elif", "fi", "do", "done",
                        "while", "until", "for", "case", "esac", "select", "function", "[[",
                        "]]", "in"})
-_SPECIAL = frozenset(SHELLS | UNWRAPPERS.keys() | SCRIPT_OPTIONS.keys()
+_SPECIAL = frozenset(SHELLS | UNWRAPPERS.keys() | RUNNERS.keys() | SCRIPT_OPTIONS.keys()
+                     | INTERPRETERS
                      | {"eval", "source", ".", "alias", "trap", "git", "env"})
 MAX_TOTAL_SCRIPT = 160 * 1024  # bytes of script text parsed for one decision, nesting included
 _CACHE_SIZE = 4096
@@ -47,6 +51,12 @@ class Analysis:
     # such a command never skips the sandbox, whatever allow rules say
     indirect: bool = False
     script_bytes: int = 0
+    # shared objects the dynamic loader is told to map (LD_PRELOAD=...): (library, variable)
+    libraries: list[tuple[Argv, str]] = field(default_factory=list)
+    # what a package runner runs (``npx pkg args`` -> ``pkg args``): its deny rules and
+    # dangerous heuristics count; otherwise the runner's own command line is the judgement
+    runs: list[Argv] = field(default_factory=list)
+    covered: set[int] = field(default_factory=set)  # ids of queued runner payloads
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -82,12 +92,17 @@ def display(a: Argv, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def analyze(argv: list[str] | tuple[str, ...]) -> Analysis:
+def analyze(argv: list[str] | tuple[str, ...],
+            env: tuple[tuple[str, str], ...] = ()) -> Analysis:
+    """What ``argv`` runs; ``env`` holds variables of the environment it runs with that name
+    programs (``hidden_env.from_environment``), judged like ``VAR=value`` prefixes."""
     out = Analysis()
     if not argv:
         out.problems.append(("", "empty command"))
         return out
     queue: deque[tuple[Argv, int, str | None]] = deque([(Argv.of(tuple(argv)), 0, None)])
+    for name, value in env:
+        _hidden_env(name, value, f"{name}={value}", 0, out, queue)
     items = 0
     while queue:
         a, depth, stdin = queue.popleft()
@@ -125,14 +140,38 @@ def _env_split(a: Argv, value: str, depth: int, out: Analysis,
     except ValueError:
         out.problems.append((display(a), "env -S string does not split"))
         return
-    # operands after the -S option are appended to the split words
+    # operands after the -S option are appended to the split words; env reads the split words
+    # as its own (assignments, options, then the command)
     idx = next((i for i, t in enumerate(a.tokens) if t.startswith(("-S", "--split-string"))), 0)
     skip = 2 if a.tokens[idx] in ("-S", "--split-string") else 1
     rest = a.sub(idx + skip)
-    while len(rest) and rest.known(0) and "=" in rest.tokens[0]:
-        rest = rest.sub(1)
+    assigns = tuple(t for t in a.tokens[1:idx] if "=" in t and not t.startswith("-"))
     if words or len(rest):
-        queue.append((Argv(tuple(words) + rest.tokens), depth + 1, None))
+        queue.append((Argv(("env", *assigns, *words, *rest.tokens)), depth + 1, None))
+
+
+def _hidden_env(name: str, value: str | None, text: str, depth: int, out: Analysis,
+                queue: deque[tuple[Argv, int, str | None]]) -> None:
+    """An assignment to a variable that names a program another program runs."""
+    found = classify(name, value)
+    if found.problem is not None:
+        out.problems.append((text[:200], found.problem))
+    if found.script is not None:
+        out.indirect = True
+        _script(found.script, depth, out, queue)
+    for lib in found.libraries:
+        out.indirect = True
+        out.libraries.append((Argv((lib,)), name))
+
+
+def _assignments(a: Argv, end: int, depth: int, out: Analysis,
+                 queue: deque[tuple[Argv, int, str | None]]) -> None:
+    """``env NAME=value ... CMD`` / ``sudo NAME=value CMD``: words before ``end``."""
+    for i in range(1, min(end, len(a))):
+        tok = a.tokens[i]
+        name, eq, value = tok.partition("=")
+        if eq and is_hidden(name):
+            _hidden_env(name, value if a.known(i) else None, tok, depth, out, queue)
 
 
 def _script(text: str, depth: int, out: Analysis,
@@ -150,6 +189,8 @@ def _script(text: str, depth: int, out: Analysis,
     parsed = _cached_parse(text)
     out.problems.extend(parsed.problems)
     out.writes.extend(parsed.writes)
+    for name, value, assignment in parsed.env:
+        _hidden_env(name, value, assignment, depth + 1, out, queue)
     for cmd in parsed.commands:
         out.indirect = out.indirect or cmd.assigns
         queue.append((cmd.argv, depth + 1, cmd.stdin_script))
@@ -181,10 +222,18 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             return
         name = basename(a.tokens[0])
         if name not in _SPECIAL:  # the common case: an ordinary program
+            if out.covered and id(a) in out.covered:
+                out.covered.discard(id(a))
+                out.runs.append(a)
+                return
             out.commands.append(a)
             if name in _KEYWORDS or "=" in name:
                 out.problems.append((display(a), f"shell syntax `{name}` in command position "
                                                   "(a wrapper around shell syntax?)"))
+            return
+        if name in INTERPRETERS:
+            out.commands.append(a)  # the interpreter itself is judged, then what its code runs
+            _inline(a, name, depth, stdin, out, queue)
             return
         if name in SHELLS:
             how, text = _shell_c(a) or shell_script(a)
@@ -262,11 +311,17 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
                 out.wrappers.append(norm)
             out.commands.append(a)
             return
+        runner = RUNNERS.get(name)
+        if runner is not None:
+            _runner(a, runner(a), depth, out, queue)
+            return
         unwrap = UNWRAPPERS.get(name)
         if unwrap is None:
             out.commands.append(a)
             return
         inner = unwrap(a)
+        if inner and name in ("env", "sudo"):
+            _assignments(a, len(a) - len(inner[0]), depth, out, queue)
         if name == "coproc":
             out.wrappers.append(a)
             out.problems.append((display(a), "coproc is not fully analysed"))
@@ -291,3 +346,35 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
         else:
             out.wrappers.append(a)
         a = inner[0]
+
+
+def _inline(a: Argv, name: str, depth: int, stdin: str | None, out: Analysis,
+            queue: deque[tuple[Argv, int, str | None]]) -> None:
+    """Inline interpreter code (``python3 -c``, ``perl -e``, awk programs, ``make -f -``)."""
+    found = interpreter_code(a, name, stdin)
+    if found is None:
+        return  # runs a file or prints its version: judged as the program
+    shown = display(a)[:200]
+    for why in found.problems:
+        out.problems.append((shown, why))
+    if found.scripts or found.argvs:
+        out.indirect = True
+    for text in found.scripts:
+        _script(text, depth, out, queue)
+    for inner in found.argvs:
+        queue.append((inner, depth + 1, None))
+
+
+def _runner(a: Argv, inner: list[Argv] | None, depth: int, out: Analysis,
+            queue: deque[tuple[Argv, int, str | None]]) -> None:
+    """``npx``/``uvx``/``pipx run``/``uv run``...: the runner's command line is judged as
+    written (rules written for ``npx prettier`` keep working), and what it runs as well."""
+    out.commands.append(a)
+    if inner is None:
+        out.problems.append((display(a), f"the command run by {basename(a.tokens[0])} is "
+                                          "computed at run time"))
+        return
+    for sub in inner:
+        out.indirect = True  # fetched code never skips the sandbox
+        out.covered.add(id(sub))
+        queue.append((sub, depth + 1, None))

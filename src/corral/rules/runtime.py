@@ -12,13 +12,14 @@ import functools
 import json
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.rules.analysis import analyze, display
+from corral.rules.analysis import Analysis, analyze, display
 from corral.rules.argv import Argv
 from corral.rules.heuristics import Verdict, classify, dangerous_write
+from corral.rules.hidden_env import from_environment
 from corral.rules.model import Policy, PrefixRule, basename_of, normalize_abs
 from corral.types import Provenance, RuleDecision
 
@@ -143,7 +144,8 @@ def _heuristic(a: Argv, v: Verdict, approval_policy: str) -> Match:
 
 _CACHE_PER_POLICY = 2048
 _CACHE_MAX_ARGV = 8192  # characters; bigger command lines are decided afresh each time
-_Decider = Callable[[tuple[str, ...], str, str | None, int, int, int], RuntimeDecision]
+_Env = tuple[tuple[str, str], ...]
+_Decider = Callable[[tuple[str, ...], str, str | None, _Env, int, int, int], RuntimeDecision]
 # One bounded LRU per live policy; an entry goes when its policy is garbage.
 _deciders: weakref.WeakKeyDictionary[Policy, _Decider] = weakref.WeakKeyDictionary()
 _deciders_lock = threading.Lock()
@@ -156,33 +158,37 @@ def _decider(policy: Policy) -> _Decider:
     ref = weakref.ref(policy)  # the cache must not keep its own policy alive
 
     @functools.lru_cache(maxsize=_CACHE_PER_POLICY)
-    def cached(argv: tuple[str, ...], approval_policy: str, cwd: str | None,
+    def cached(argv: tuple[str, ...], approval_policy: str, cwd: str | None, env: _Env,
                _generation: int, _errors: int, _hosts: int) -> RuntimeDecision:
         p = ref()
         assert p is not None  # a caller holds the policy while deciding
-        return _decide(list(argv), p, approval_policy, cwd)
+        return _decide(list(argv), p, approval_policy, cwd, env)
 
     with _deciders_lock:
         return _deciders.setdefault(policy, cached)
 
 
 def decide(argv: list[str], policy: Policy, approval_policy: str = "on-request", *,
-           cwd: str | None = None) -> RuntimeDecision:
+           cwd: str | None = None, env: Mapping[str, str] | None = None) -> RuntimeDecision:
     """Judge ``argv`` (possibly ``bash -lc SCRIPT``) against ``policy`` and the heuristics.
 
     Decisions are pure functions of (argv, policy, approval policy) and are cached per policy
     (agents repeat commands); treat the result as read-only. ``cwd`` is where the command will
-    run (relative program paths such as ``./tool`` resolve against it; default: ours).
+    run (relative program paths such as ``./tool`` resolve against it; default: ours). ``env``
+    is the environment the program will get (the exec boundary sees it): its variables that
+    name programs (``GIT_SSH_COMMAND``, ``PAGER``, ``LD_PRELOAD``...) are judged as if written
+    ``VAR=value argv...``; pass only what differs from the session's starting environment.
     """
+    hidden = from_environment(env) if env else ()
     if sum(map(len, argv)) > _CACHE_MAX_ARGV:
-        return _decide(argv, policy, approval_policy, cwd)  # keep the cache's memory bounded
-    return _decider(policy)(tuple(argv), approval_policy, cwd, policy.generation,
+        return _decide(argv, policy, approval_policy, cwd, hidden)  # bounded cache memory
+    return _decider(policy)(tuple(argv), approval_policy, cwd, hidden, policy.generation,
                             len(policy.load_errors), len(policy.host_executables))
 
 
 def _decide(argv: list[str], policy: Policy, approval_policy: str,
-            cwd: str | None = None) -> RuntimeDecision:
-    an = analyze(argv)
+            cwd: str | None = None, env: _Env = ()) -> RuntimeDecision:
+    an = analyze(argv, env)
     matches: list[Match] = []
     all_allow_rules = bool(an.commands)
     for w in an.wrappers:
@@ -201,6 +207,9 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
         if not definite:
             all_allow_rules = False
             matches.append(_heuristic(a, classify(a), approval_policy))
+    if an.runs or an.libraries:
+        all_allow_rules = _hidden_matches(an, policy, approval_policy, cwd, matches) and (
+            all_allow_rules)
     for target, text in an.writes:
         v = dangerous_write(target)
         if v is not None:
@@ -224,9 +233,36 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
     if decision is PROMPT and approval_policy == "never":
         decision = FORBIDDEN
         reason = f"{reason}; approval required by policy, but approval_policy is never"
-    return RuntimeDecision(decision, tuple([a.tokens for a in an.commands]), matches, reason,
+    return RuntimeDecision(decision, tuple([a.tokens for a in an.commands + an.runs]), matches,
+                           reason,
                            all_allow_rules and decision is ALLOW and not an.indirect,
                            approval_policy)
+
+
+def _hidden_matches(an: Analysis, policy: Policy, approval_policy: str, cwd: str | None,
+                    matches: list[Match]) -> bool:
+    """Matches for what package runners run and for preloaded libraries; False when one of
+    them keeps the command from counting as allowed by rules alone."""
+    only_allow = not an.libraries
+    for a in an.runs:  # deny rules and dangerous heuristics; the runner's line is judged too
+        found = rule_matches(policy, a, cwd)
+        for m in found:
+            if m.decision is not ALLOW:
+                matches.append(m)
+                only_allow = False
+        if not any(m.kind == "rule" for m in found):
+            verdict = classify(a)
+            if verdict.kind == "dangerous":
+                matches.append(_heuristic(a, verdict, approval_policy))
+                only_allow = False
+    for lib, var in an.libraries:
+        found = rule_matches(policy, lib, cwd)
+        matches.extend(found)
+        if not any(m.kind == "rule" and m.decision is ALLOW for m in found):
+            matches.append(Match(lib.tokens, PROMPT, "heuristic:preload_library",
+                                 f"{var} makes every program load {lib.tokens[0]}; a rule that "
+                                 "allows that path lets it run without asking", (), "heuristic"))
+    return only_allow
 
 
 def _cmd_text(argv: list[str]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.rules.argv import Argv
+from corral.rules.hidden_env import is_hidden
 
 MAX_SCRIPT_BYTES = 128 * 1024
 MAX_NODES = 10_000
@@ -68,6 +69,9 @@ class ScriptParse:
     commands: list[ScriptCommand] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (text, reason)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (redirect target, text)
+    # assignments to variables that name programs (GIT_SSH_COMMAND=...): (name, value or None
+    # when computed at run time, text)
+    env: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
 _ESC = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
@@ -216,8 +220,10 @@ _FAST_PLAIN = re.compile(r"[A-Za-z0-9_./:,+=\- |&;]*\Z")
 _FAST_PLAIN_TOKENS = re.compile(r"&&|\|\||[|;&]|[^ |;&]+")
 _FAST_OPS = frozenset({"&&", "||", "|", ";", "&"})
 _FAST_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_RESERVED = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done",
-                       "case", "esac", "function", "select", "time", "coproc", "in", "!", "{",
+# (``export NAME=value`` and kin go to the parser: it reads assignments to variables that name
+# programs)
+_RESERVED = frozenset({"export", "declare", "typeset", "local", "readonly", "if", "then", "else",
+                       "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "function", "select", "time", "coproc", "in", "!", "{",
                        "}", "[[", "]]"})
 
 
@@ -358,6 +364,7 @@ def parse_script(script: str) -> ScriptParse:
         out.problems.append((short, "script does not parse completely (syntax error, "
                                     "unterminated quote or heredoc)"))
     stdin_for: dict[int, str | None] = {}
+    extra_for: dict[int, tuple[str, ...]] = {}
     writes_for: dict[int, list[str]] = {}
     stack = [(root, 0)]
     seen = 0
@@ -379,12 +386,17 @@ def parse_script(script: str) -> ScriptParse:
                 for child in node.children:
                     if child.type in ("heredoc_redirect", "herestring_redirect"):
                         stdin_for[body.id] = _redirect_script(child)
+                        gap = _local.source[body.end_byte:child.start_byte].split()
+                        if gap:  # tree-sitter drops a `-` word just before `<<` (no error)
+                            extra_for[body.id] = tuple(_dec(w) for w in gap)
                     elif child.type == "file_redirect":
                         writes_for.setdefault(body.id, []).extend(_write_target(child))
         elif t == "command":
-            _command(node, out, stdin_for, writes_for)
+            _command(node, out, stdin_for, writes_for, extra_for.get(node.id, ()))
         elif t == "file_redirect":
             out.writes.extend((w, _snip(node)) for w in _write_target(node))
+        elif t == "variable_assignment":
+            _assignment(node, out)
         elif t == "declaration_command" or t == "unset_command":
             words = [c for c in node.children if c.type in (
                 "word", "string", "raw_string", "concatenation", "variable_name",
@@ -401,7 +413,7 @@ def parse_script(script: str) -> ScriptParse:
 
 
 def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
-             writes_for: dict[int, list[str]]) -> None:
+             writes_for: dict[int, list[str]], extra: tuple[str, ...] = ()) -> None:
     name = node.child_by_field_name("name")
     text = _snip(node)
     if name is None:
@@ -421,6 +433,11 @@ def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
         elif field_name == "redirect" and child.type == "file_redirect":
             writes += _write_target(child)
     argv, name_glob = _argv_from(words)
+    if extra:
+        if all(w == "-" for w in extra):
+            argv = Argv(argv.tokens + extra, argv.unknown, argv.open_from)
+        else:
+            out.problems.append((text, f"words the parser skipped: `{' '.join(extra)[:80]}`"))
     if argv.known(0) and not argv.tokens[0]:
         out.problems.append((text, "empty command name"))
     if not argv.known(0):
@@ -428,6 +445,22 @@ def _command(node: Any, out: ScriptParse, stdin_for: dict[int, str | None],
     elif name_glob:
         out.problems.append((text, f"command name `{argv.tokens[0]}` is a glob or brace pattern"))
     out.commands.append(ScriptCommand(argv, text, stdin, tuple(writes), assigns))
+
+
+def _assignment(node: Any, out: ScriptParse) -> None:
+    """``NAME=value`` (as a command prefix, after ``export``/``declare``, or alone: an exported
+    variable keeps its new value for the children) for a variable that names a program."""
+    name = node.child_by_field_name("name")
+    if name is None or not is_hidden(_dec(name.text)):
+        return
+    value = node.child_by_field_name("value")
+    text: str | None
+    if value is None:
+        text = ""
+    else:
+        val, kind, _ = word_value(value)
+        text = val if kind == STATIC else None
+    out.env.append((_dec(name.text), text, _snip(node)))
 
 
 def _write_target(node: Any) -> list[str]:

@@ -229,15 +229,25 @@ def git_script(norm: Argv) -> tuple[str, str | None] | None:
     return None
 
 
+GIT_RISKY_CONFIG = (
+    "alias.", "core.pager", "core.editor", "core.sshcommand", "core.fsmonitor", "core.hookspath",
+    "diff.external", "credential.helper", "sequence.editor", "core.askpass", "pager.",
+    "gpg.program", "uploadpack.", "receivepack.", ".textconv", ".command", "ssh.variant",
+    "protocol.")
+
+
+def git_config_runs_program(key: str) -> bool:
+    """Whether setting the git configuration ``key`` can make git run a program."""
+    low = key.lower()
+    return any(r in low or low.startswith(r) for r in GIT_RISKY_CONFIG)
+
+
 def git_normalized(a: Argv) -> tuple[Argv | None, str | None]:
     """``git [global options] SUB ...`` as ``git SUB ...``, and a problem if a global option can
     make git run arbitrary programs (``-c alias.x=!cmd``, ``-c core.pager=...``)."""
     i = 1
     problem = None
-    risky = ("alias.", "core.pager", "core.editor", "core.sshcommand", "core.fsmonitor",
-             "core.hookspath", "diff.external", "credential.helper", "sequence.editor",
-             "core.askpass", "pager.", "gpg.program", "uploadpack.", "receivepack.",
-             ".textconv", ".command", "ssh.variant", "protocol.")
+    risky = GIT_RISKY_CONFIG
     while i < len(a):
         if not a.known(i):
             return None, "git global options are computed at run time"

@@ -1,0 +1,435 @@
+"""Code handed to an interpreter on its command line (or in a heredoc): what it runs.
+
+``interpreter_code(argv, stdin)`` reads the interpreter's options the way the interpreter does
+and returns what the inline code runs (an :class:`Inline`), or None when the program runs a
+file or prints its version (then it is judged as a program, as before). Python is parsed with
+``ast`` (``inline_python``); Perl, Ruby, node and awk are scanned (``inline_scan``); a makefile
+read from standard input or ``--eval`` is read here. Nothing is imported until an interpreter
+is seen.
+"""
+
+from __future__ import annotations
+
+import re
+
+from corral.rules.argv import Argv
+from corral.rules.hidden_env import NAMES as _HIDDEN_NAMES
+from corral.rules.inline_result import COMPUTED, Inline
+
+PYTHONS = frozenset({"python", "python2", "python3", "pypy", "pypy3"}
+                    | {f"python3.{k}" for k in range(0, 20)} | {"python2.7"})
+AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "original-awk", "busybox-awk"})
+MAKES = frozenset({"make", "gmake"})
+LANGS = {"perl": "perl", "ruby": "ruby", "node": "js", "nodejs": "js"}  # (``bun -e``: runners)
+INTERPRETERS = PYTHONS | AWKS | MAKES | LANGS.keys()
+# make variables whose value is a program make runs for recipes (``make SHELL=... CC=...``)
+_MAKE_PROGRAMS = frozenset({"SHELL", "CC", "CXX", "CPP", "LD", "AR", "AS", "FC", "RM", "MAKE"})
+_HIDDEN_RX = re.compile("|".join(sorted(_HIDDEN_NAMES)))
+
+
+class _Stdin(Exception):
+    """The interpreter reads its program from standard input."""
+
+
+def interpreter_code(a: Argv, name: str, stdin: str | None) -> Inline | None:
+    """What the inline code of interpreter ``name`` (a basename) in ``a`` runs; None when it
+    runs no inline code (a script file, ``--version``)."""
+    if name in AWKS:
+        return _awk(a)
+    if name in MAKES:
+        return _make(a, stdin)
+    lang = "python" if name in PYTHONS else "perl" if name == "perl" else (
+        "ruby" if name == "ruby" else "js")
+    try:
+        code = _OPTION_WALK[lang](a)
+    except _Stdin:
+        if stdin is None:
+            out = Inline()
+            out.problems.append(f"{name} reads its program from standard input (e.g. a pipe); "
+                                "what it runs cannot be checked")
+            return out
+        code = stdin
+    if code is None:
+        return None
+    if isinstance(code, Inline):
+        return code
+    return analyse(code, lang)
+
+
+def analyse(code: str, lang: str) -> Inline:
+    """What ``code`` in ``lang`` ("python", "perl", "ruby", "js", "awk", "make") runs."""
+    if lang == "python":
+        from corral.rules.inline_python import python_commands
+
+        out = python_commands(code)
+    elif lang == "make":
+        out = makefile_commands(code)
+    else:
+        from corral.rules.inline_scan import scan
+
+        out = scan(code, lang)
+    if (out.scripts or out.argvs) and _HIDDEN_RX.search(code):
+        var = _HIDDEN_RX.search(code)
+        assert var is not None
+        out.problems.append(f"inline code sets {var.group(0)}, which names a program another "
+                            "program runs; what it runs cannot be checked")
+    return out
+
+
+def _unknown(what: str) -> Inline:
+    out = Inline()
+    out.problems.append(what)
+    return out
+
+
+# ---- option walks: the first of these that names inline code wins --------------------------
+
+def _python(a: Argv) -> str | Inline | None:
+    i = 1
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            return _unknown("python's options are computed at run time")
+        tok = a.tokens[i]
+        if tok == "-":
+            raise _Stdin
+        if tok == "--" or not tok.startswith("-"):
+            return None  # a script file
+        if tok.startswith("--"):
+            if tok in ("--version", "--help", "--help-env", "--help-xoptions", "--help-all"):
+                return None
+            i += 2 if tok == "--check-hash-based-pycs" else 1
+            continue
+        for j, ch in enumerate(tok[1:], 2):
+            if ch == "c":
+                rest = tok[j:]
+                if rest:
+                    return rest
+                if i + 1 >= n:
+                    return _unknown("python -c has no code")
+                return a.tokens[i + 1] if a.known(i + 1) else _unknown(
+                    "python -c code is computed at run time")
+            if ch == "m" or ch in "Vh?":
+                return None  # a module (judged as the program) or help/version
+            if ch in "WX":
+                i += 0 if tok[j:] else 1
+                break
+        i += 1
+    raise _Stdin
+
+
+def _perl(a: Argv) -> str | Inline | None:
+    codes: list[str] = []
+    i = 1
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            return _unknown("perl's options are computed at run time")
+        tok = a.tokens[i]
+        if tok == "--":
+            i += 1
+            break
+        if tok == "-":
+            raise _Stdin
+        if not tok.startswith("-"):
+            break
+        j = 1
+        while j < len(tok):
+            ch = tok[j]
+            rest = tok[j + 1:]
+            if ch in "eE":
+                if rest:
+                    codes.append(rest)
+                elif i + 1 < n:
+                    i += 1
+                    if not a.known(i):
+                        return _unknown("perl -e code is computed at run time")
+                    codes.append(a.tokens[i])
+                break
+            if ch in "Mm":
+                if rest:
+                    codes.append(f"use {rest.lstrip('-')};")
+                break
+            if ch in "l0C":  # optional digits, then more switches
+                j += 1
+                while j < len(tok) and (tok[j].isdigit() or (ch == "0" and tok[j] in "xX")):
+                    j += 1
+                continue
+            if ch in "iIxdDF":  # the rest of the word is this switch's value
+                break
+            if ch in "vhV" and not codes:
+                return None
+            j += 1
+        i += 1
+    if codes:
+        return "\n".join(codes)
+    if i >= n:
+        raise _Stdin
+    return None
+
+
+def _ruby(a: Argv) -> str | Inline | None:
+    codes: list[str] = []
+    i = 1
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            return _unknown("ruby's options are computed at run time")
+        tok = a.tokens[i]
+        if tok == "--":
+            i += 1
+            break
+        if tok == "-":
+            raise _Stdin
+        if not tok.startswith("-"):
+            break
+        if tok in ("--version", "--help", "-h", "--copyright"):
+            return None
+        if tok.startswith("--"):
+            i += 1
+            continue
+        j = 1
+        while j < len(tok):
+            ch = tok[j]
+            rest = tok[j + 1:]
+            if ch == "e":
+                if rest:
+                    codes.append(rest)
+                elif i + 1 < n:
+                    i += 1
+                    if not a.known(i):
+                        return _unknown("ruby -e code is computed at run time")
+                    codes.append(a.tokens[i])
+                break
+            if ch in "rICEFix":
+                if not rest and ch in "rICE":
+                    i += 1
+                break
+            if ch in "0W":
+                break
+            j += 1
+        i += 1
+    if codes:
+        return "\n".join(codes)
+    if i >= n:
+        raise _Stdin
+    return None
+
+
+_NODE_VALUE = frozenset({"-r", "--require", "--import", "--loader", "--experimental-loader",
+                         "-C", "--conditions", "--title", "--env-file", "--inspect-port",
+                         "--input-type", "--stack-size"})
+_NODE_INFO = frozenset({"-v", "--version", "-h", "--help", "--v8-options", "-c", "--check",
+                        "--run", "--test"})
+
+
+def _node(a: Argv) -> str | Inline | None:
+    i = 1
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            return _unknown("node's options are computed at run time")
+        tok = a.tokens[i]
+        if tok in _NODE_INFO:
+            return None
+        if tok in ("-e", "--eval", "-p", "--print") or (
+                len(tok) > 2 and tok[0] == "-" and tok[1] != "-" and set(tok[1:]) & {"e", "p"}):
+            if i + 1 >= n:
+                return _unknown("node -e has no code")
+            return a.tokens[i + 1] if a.known(i + 1) else _unknown(
+                "node -e code is computed at run time")
+        if tok.startswith(("--eval=", "--print=")):
+            return tok.split("=", 1)[1]
+        if tok == "-":
+            raise _Stdin
+        if tok == "--" or not tok.startswith("-"):
+            return None
+        i += 2 if tok in _NODE_VALUE else 1
+    raise _Stdin
+
+
+def _awk(a: Argv) -> Inline | None:
+    programs: list[str] = []
+    from_file = False
+    i = 1
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            return _unknown("awk's options or program are computed at run time")
+        tok = a.tokens[i]
+        nxt = a.tokens[i + 1] if i + 1 < n else ""
+        if tok == "--":
+            i += 1
+            break
+        if tok in ("-f", "--file", "-E", "--exec", "-i", "--include") or tok.startswith(
+                ("--file=", "--exec=", "--include=")) or (tok[:2] in ("-f", "-E") and len(tok) > 2):
+            value = tok.split("=", 1)[1] if "=" in tok else (tok[2:] if len(tok) > 2 and tok[1] != "-"
+                                                             else nxt)
+            if value in ("-", "/dev/stdin"):
+                return _unknown("awk reads its program from standard input; what it runs "
+                                "cannot be checked")
+            from_file = True
+            i += 1 if ("=" in tok or (len(tok) > 2 and tok[1] != "-")) else 2
+            continue
+        if tok in ("-e", "--source") or tok.startswith("--source="):
+            if "=" in tok:
+                programs.append(tok.split("=", 1)[1])
+                i += 1
+            else:
+                if i + 1 < n and not a.known(i + 1):
+                    return _unknown("awk program text is computed at run time")
+                programs.append(nxt)
+                i += 2
+            continue
+        if tok in ("-l", "--load") or tok.startswith("--load=") or (tok[:2] == "-l" and len(tok) > 2):
+            return _unknown("awk loads a shared library (-l); what it runs cannot be checked")
+        if tok in ("-F", "-v", "--field-separator", "--assign", "-W"):
+            i += 2
+            continue
+        if tok.startswith("-") and len(tok) > 1:
+            i += 1
+            continue
+        break
+    if not programs and not from_file:
+        if i >= n:
+            return None  # usage error: awk runs nothing
+        if not a.known(i):
+            return _unknown("awk program text is computed at run time")
+        programs.append(a.tokens[i])
+    if not programs:
+        return None
+    return analyse("\n".join(programs), "awk")
+
+
+# ---- make -------------------------------------------------------------------------------------
+
+def _make(a: Argv, stdin: str | None) -> Inline | None:
+    out = Inline()
+    texts: list[str] = []
+    i = 1
+    n = len(a)
+    while i < n:
+        if not a.known(i):
+            out.problems.append("make's options are computed at run time")
+            i += 1
+            continue
+        tok = a.tokens[i]
+        nxt = a.tokens[i + 1] if i + 1 < n and a.known(i + 1) else None
+        value: str | None = None
+        if tok in ("-f", "--file", "--makefile"):
+            value, i = nxt, i + 2
+        elif tok.startswith(("--file=", "--makefile=")):
+            value, i = tok.split("=", 1)[1], i + 1
+        elif tok.startswith("-f") and len(tok) > 2:
+            value, i = tok[2:], i + 1
+        elif tok in ("--eval", "-E"):
+            texts.append(nxt or "")
+            if nxt is None:
+                out.problems.append("make --eval text is computed at run time")
+            i += 2
+            continue
+        elif tok.startswith("--eval="):
+            texts.append(tok.split("=", 1)[1])
+            i += 1
+            continue
+        elif tok in ("-C", "-I", "-o", "-W", "--directory", "--include-dir", "--old-file",
+                     "--new-file", "--what-if", "--assume-old", "--assume-new"):
+            i += 2
+            continue
+        else:
+            name, eq, val = tok.partition("=")
+            if eq and not tok.startswith("-"):
+                name = name.rstrip(":+?!").strip()
+                if name in _MAKE_PROGRAMS and val.strip():
+                    out.shell(val, False, f"make's {name}=")
+            i += 1
+            continue
+        if value in ("-", "/dev/stdin"):
+            if stdin is None:
+                out.problems.append("make reads its makefile from standard input; what it runs "
+                                    "cannot be checked")
+            else:
+                texts.append(stdin)
+    for text in texts:
+        found = makefile_commands(text)
+        out.scripts += found.scripts
+        out.argvs += found.argvs
+        out.problems += found.problems
+    return out if out else None
+
+
+_AUTOMATIC = re.compile(r"\$(?:[@<^?*+|%]|\([@<^?*+|%][DF]\)|\{[@<^?*+|%][DF]\})")
+_INCLUDE = re.compile(r"\s*-?s?include\s")
+_SETS_SHELL = re.compile(r"\s*(?:override\s+|export\s+)*(?:SHELL|\.SHELLFLAGS)\s*[:+?!]*=")
+
+
+def makefile_commands(text: str) -> Inline:
+    """Recipes and ``$(shell ...)`` calls of makefile text (read from stdin or ``--eval``)."""
+    out = Inline()
+    if len(text) > 64 * 1024:
+        out.problems.append("the makefile is longer than 64 KiB; not analysed")
+        return out
+    for raw in text.replace("\\\n", " ").split("\n"):
+        for inner in _shell_calls(raw, out):
+            _recipe(inner, out, "`$(shell ...)` in the makefile")
+        if raw.startswith("\t"):
+            _recipe(raw[1:].lstrip("@-+ \t"), out, "a makefile recipe")
+            continue
+        line = raw.split("#", 1)[0]
+        if not line.strip():
+            continue
+        if _INCLUDE.match(line):
+            out.problems.append("the makefile includes other makefiles; what they run cannot "
+                                "be checked")
+        elif _SETS_SHELL.match(line):
+            out.problems.append("the makefile sets SHELL; what runs its recipes cannot be "
+                                "checked")
+        elif "!=" in line and "=" not in line.split("!=", 1)[0]:
+            _recipe(line.split("!=", 1)[1].strip(), out, "a `!=` assignment in the makefile")
+        elif ";" in line and ":" in line.split(";", 1)[0] and "=" not in line.split(";", 1)[0]:
+            _recipe(line.split(";", 1)[1].lstrip("@-+ \t"), out, "a makefile recipe")
+        if "$(eval" in line or "${eval" in line:
+            out.problems.append("the makefile evaluates text built at run time ($(eval)); what "
+                                "it runs cannot be checked")
+    return out
+
+
+_SHELL_CALL = re.compile(r"\$[({]shell\s")
+
+
+def _shell_calls(line: str, out: Inline) -> list[str]:
+    """The commands of ``$(shell ...)`` calls in one line (one pass: nested calls are part of
+    the outer command's text)."""
+    found = []
+    pos = 0
+    while True:
+        m = _SHELL_CALL.search(line, pos)
+        if m is None:
+            return found
+        open_ = line[m.start() + 1]
+        close = ")" if open_ == "(" else "}"
+        depth = 1
+        k = m.end()
+        while k < len(line) and depth:
+            if line[k] == open_:
+                depth += 1
+            elif line[k] == close:
+                depth -= 1
+            k += 1
+        if depth:
+            out.problems.append("a `$(shell` call in the makefile is not closed")
+            return found
+        found.append(line[m.end():k - 1])
+        pos = k
+
+
+def _recipe(text: str, out: Inline, where: str) -> None:
+    """A recipe line as shell text: ``$$`` is a dollar for the shell; automatic variables
+    (``$@``, ``$<``) are unknown words; any other make expansion is computed at run time."""
+    text = _AUTOMATIC.sub(COMPUTED.replace("$", "\0"), text.replace("$$", "\1"))
+    dynamic = "$" in text
+    text = re.sub(r"\$(?:\([^()]*\)|\{[^{}]*\}|.)", "\0{computed}", text)
+    out.shell(text.replace("\0", "$").replace("\1", "$"), dynamic, where)
+
+
+_OPTION_WALK = {"python": _python, "perl": _perl, "ruby": _ruby, "js": _node}
