@@ -26,8 +26,8 @@ HANG_GUARD_S = 2.0
 LANGS = ("perl", "ruby", "js", "awk")
 # characters that matter to the readers, so random code hits their branches often
 _ALPHABET = st.sampled_from([
-    *"()[]{}'\"`$@%#|&;:.,=+-/\\\n\t ", "system", "exec", "qx", "open", "popen", "%x", "child_process", "require", "os", "import ",
-    "subprocess", "run", "shell=True", "getline", "print", "eval", "execSync", "spawn", "\0",
+    *"()[]{}'\"`$@%#|&;:.,=+-/\\\n\t ", "system", "exec", "qx", "open", "popen", "%x",
+    "child_process", "require", "os", "import ", "subprocess", "run", "shell=True", "getline", "print", "eval", "execSync", "spawn", "\0",
     "\udcff", "rm -rf x", "#{", "${", "s/a/b/e", "<<", "\u00e9"])
 _CODE = st.lists(_ALPHABET, max_size=60).map("".join) | st.text(max_size=200)
 _SETTINGS = settings(max_examples=150, deadline=None,

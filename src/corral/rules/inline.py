@@ -400,7 +400,7 @@ _SHELL_CALL = re.compile(r"\$[({]shell\s")
 def _shell_calls(line: str, out: Inline) -> list[str]:
     """The commands of ``$(shell ...)`` calls in one line (one pass: nested calls are part of
     the outer command's text)."""
-    found = []
+    found: list[str] = []
     pos = 0
     while True:
         m = _SHELL_CALL.search(line, pos)
