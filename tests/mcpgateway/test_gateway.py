@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import anyio
+import pytest
 
 from corral.approvals import GrantStore
 from tests.mcpgateway.conftest import Env, client
+
+pytestmark = pytest.mark.slow  # each test starts the gateway and the server (~10 s)
 
 
 def _calls(gw: Env, *calls: tuple[str, dict]) -> list[tuple[bool, str]]:
