@@ -2,7 +2,8 @@
 
 1. In-process decisions/second for 3-command ``bash -lc`` scripts against a 1,000-rule policy,
    single thread: *cold* (every script new: full tree-sitter parse) and *warm* (scripts repeat,
-   as an agent's do: parse cache hits). Median of several runs.
+   as an agent's do: parse cache hits), and *cold_inline* (one command hidden in ``python3 -c``,
+   ``perl -e``, ``node -e``, awk, ``GIT_PAGER`` or ``npx``, issue 19). Median of several runs.
 2. Whole-process ``corral policy check`` against the native ``codex execpolicy check`` on the same
    1,000-rule file, median wall time of >= 10 runs each (hyperfine when installed).
 
@@ -78,13 +79,34 @@ def scripts(n: int, seed: int, quoted: bool = False) -> list[list[str]]:
     return out
 
 
+def inline_scripts(n: int, seed: int) -> list[list[str]]:
+    """Commands hidden in inline code (issue 19): python -c, perl -e, node -e, awk, a
+    variable that names a program, npx; every one distinct."""
+    rng = random.Random(seed)
+    forms = [
+        "python3 -c 'import subprocess; subprocess.run([\"{p}\", \"{a}\", \"f{i}\"])'",
+        "python3 -c 'import os; os.system(\"{p} {a} f{i}\")'",
+        "perl -e 'system(\"{p}\", \"{a}\", \"f{i}\")'",
+        "node -e 'require(\"child_process\").execSync(\"{p} {a} f{i}\")'",
+        "awk 'BEGIN {{ system(\"{p} {a} f{i}\") }}'",
+        "GIT_PAGER='{p} {a} f{i}' git log",
+        "npx {p} {a} f{i}",
+    ]
+    return [["bash", "-lc", forms[i % len(forms)].format(p=rng.choice(PROGRAMS),
+                                                         a=rng.choice(ARGS), i=i)]
+            for i in range(n)]
+
+
 def bench_inprocess(rules: Path, runs: int) -> dict[str, float]:
     policy = load_policy(None, [rules], include_configured=False)
     assert policy.rule_count >= 1000 and not policy.load_errors
-    results: dict[str, list[float]] = {"cold": [], "cold_quoted": [], "warm": []}
+    results: dict[str, list[float]] = {"cold": [], "cold_quoted": [], "cold_inline": [],
+                                       "warm": []}
     for r in range(runs):
-        for kind, quoted in (("cold", False), ("cold_quoted", True)):
-            batch = scripts(3000, seed=100 + r, quoted=quoted)  # all distinct: nothing cached
+        for kind, quoted in (("cold", False), ("cold_quoted", True), ("cold_inline", None)):
+            # all distinct: nothing cached
+            batch = (inline_scripts(3000, seed=100 + r) if quoted is None
+                     else scripts(3000, seed=100 + r, quoted=quoted))
             clear_parse_cache()
             t = time.process_time()  # CPU time of this thread: "on one core", whatever else runs
             for argv in batch:
@@ -107,9 +129,10 @@ def bench_bad_input(runs: int) -> list[tuple[str, float]]:
 
     sys.path.insert(0, str(ROOT))
     from tests.rules.test_bad_input import BAD
+    from tests.rules.test_hidden_fuzz import HOSTILE
 
     out = []
-    for name, argv in BAD.items():
+    for name, argv in [*BAD.items(), *((f"inline:{k}", v) for k, v in HOSTILE.items())]:
         samples = []
         for _ in range(runs):
             policy = Policy()  # a fresh policy: no decision-cache hit
@@ -229,6 +252,7 @@ def main() -> None:
     print("in-process decisions per CPU-second (3-command bash -lc, 1 thread, goal >= 20,000):")
     print(f"  cold, plain words (shortcut lexer)  {ip['cold']:>12,.0f}")
     print(f"  cold, redirections (tree-sitter)    {ip['cold_quoted']:>12,.0f}")
+    print(f"  cold, hidden in inline code / env   {ip['cold_inline']:>12,.0f}")
     print(f"  warm (repeated scripts, cached)     {ip['warm']:>12,.0f}")
     print("hostile inputs, one decision each (goal <= 50 ms), slowest first:")
     for name, secs in bad[:5]:

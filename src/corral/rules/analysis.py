@@ -209,6 +209,12 @@ def _shell_c(a: Argv) -> tuple[str, str | None] | None:
 def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
          queue: deque[tuple[Argv, int, str | None]]) -> None:
     unwraps = 0
+    # a package runner's payload (``npx pkg`` -> ``pkg``), taken off the list now: ids are
+    # only unique while the object lives
+    payload: Argv | None = None
+    if out.covered and id(a) in out.covered:
+        out.covered.discard(id(a))
+        payload = a
     while True:
         if not a.tokens:
             return
@@ -222,8 +228,7 @@ def _one(a: Argv, depth: int, stdin: str | None, out: Analysis,
             return
         name = basename(a.tokens[0])
         if name not in _SPECIAL:  # the common case: an ordinary program
-            if out.covered and id(a) in out.covered:
-                out.covered.discard(id(a))
+            if a is payload:
                 out.runs.append(a)
                 return
             out.commands.append(a)

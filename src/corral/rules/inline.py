@@ -118,63 +118,40 @@ def _python(a: Argv) -> str | Inline | None:
     raise _Stdin
 
 
+class _Switches:
+    """How ``perl``/``ruby`` read their single-letter switches (clustered: ``-lne CODE``)."""
+
+    def __init__(self, code: str, module: str, digits: str, rest: str, next_if_empty: str,
+                 info: str, info_long: tuple[str, ...]) -> None:
+        self.code = code  # -e: code in the rest of the word or the next word
+        self.module = module  # perl -MMod: ``use Mod;`` is code too
+        self.digits = digits  # optional digits, then more switches (-l0, -0777)
+        self.rest = rest  # the rest of the word is this switch's value
+        self.next_if_empty = next_if_empty  # ... or the next word when nothing is attached
+        self.info = info  # prints help/version and runs nothing (unless code came first)
+        self.info_long = info_long
+
+
+_PERL = _Switches("eE", "Mm", "l0C", "iIxdDF", "", "vhV", ("--version", "--help"))
+_RUBY = _Switches("e", "", "0", "rICEFixW", "rICE", "h", ("--version", "--help", "-h",
+                                                           "--copyright"))
+
+
 def _perl(a: Argv) -> str | Inline | None:
-    codes: list[str] = []
-    i = 1
-    n = len(a)
-    while i < n:
-        if not a.known(i):
-            return _unknown("perl's options are computed at run time")
-        tok = a.tokens[i]
-        if tok == "--":
-            i += 1
-            break
-        if tok == "-":
-            raise _Stdin
-        if not tok.startswith("-"):
-            break
-        j = 1
-        while j < len(tok):
-            ch = tok[j]
-            rest = tok[j + 1:]
-            if ch in "eE":
-                if rest:
-                    codes.append(rest)
-                elif i + 1 < n:
-                    i += 1
-                    if not a.known(i):
-                        return _unknown("perl -e code is computed at run time")
-                    codes.append(a.tokens[i])
-                break
-            if ch in "Mm":
-                if rest:
-                    codes.append(f"use {rest.lstrip('-')};")
-                break
-            if ch in "l0C":  # optional digits, then more switches
-                j += 1
-                while j < len(tok) and (tok[j].isdigit() or (ch == "0" and tok[j] in "xX")):
-                    j += 1
-                continue
-            if ch in "iIxdDF":  # the rest of the word is this switch's value
-                break
-            if ch in "vhV" and not codes:
-                return None
-            j += 1
-        i += 1
-    if codes:
-        return "\n".join(codes)
-    if i >= n:
-        raise _Stdin
-    return None
+    return _switches(a, "perl", _PERL)
 
 
 def _ruby(a: Argv) -> str | Inline | None:
+    return _switches(a, "ruby", _RUBY)
+
+
+def _switches(a: Argv, name: str, sw: _Switches) -> str | Inline | None:
     codes: list[str] = []
     i = 1
     n = len(a)
     while i < n:
         if not a.known(i):
-            return _unknown("ruby's options are computed at run time")
+            return _unknown(f"{name}'s options are computed at run time")
         tok = a.tokens[i]
         if tok == "--":
             i += 1
@@ -183,7 +160,7 @@ def _ruby(a: Argv) -> str | Inline | None:
             raise _Stdin
         if not tok.startswith("-"):
             break
-        if tok in ("--version", "--help", "-h", "--copyright"):
+        if tok in sw.info_long and not codes:
             return None
         if tok.startswith("--"):
             i += 1
@@ -192,21 +169,30 @@ def _ruby(a: Argv) -> str | Inline | None:
         while j < len(tok):
             ch = tok[j]
             rest = tok[j + 1:]
-            if ch == "e":
+            if ch in sw.code:
                 if rest:
                     codes.append(rest)
                 elif i + 1 < n:
                     i += 1
                     if not a.known(i):
-                        return _unknown("ruby -e code is computed at run time")
+                        return _unknown(f"{name} -e code is computed at run time")
                     codes.append(a.tokens[i])
                 break
-            if ch in "rICEFix":
-                if not rest and ch in "rICE":
+            if ch in sw.module:
+                if rest:
+                    codes.append(f"use {rest.lstrip('-')};")
+                break
+            if ch in sw.digits:
+                j += 1
+                while j < len(tok) and (tok[j].isdigit() or (ch == "0" and tok[j] in "xX")):
+                    j += 1
+                continue
+            if ch in sw.rest:
+                if not rest and ch in sw.next_if_empty:
                     i += 1
                 break
-            if ch in "0W":
-                break
+            if ch in sw.info and not codes:
+                return None
             j += 1
         i += 1
     if codes:

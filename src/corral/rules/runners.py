@@ -63,20 +63,24 @@ def _npx(a: Argv, start: int = 1) -> list[Argv] | None:
                         ("-p", "--package"), ("-c", "--call"), npm_package)
 
 
-def _npm(a: Argv) -> list[Argv] | None:
+def _subcommand(a: Argv) -> str | None:
+    """The word after the program ("" when there is none), None when it is computed."""
     if len(a) < 2:
-        return []
-    if not a.known(1):
+        return ""
+    return a.tokens[1] if a.known(1) else None
+
+
+def _npm(a: Argv) -> list[Argv] | None:
+    sub = _subcommand(a)
+    if sub is None:
         return None
-    return _npx(a, 2) if a.tokens[1] in ("exec", "x") else []
+    return _npx(a, 2) if sub in ("exec", "x") else []
 
 
 def _pnpm(a: Argv) -> list[Argv] | None:
-    if len(a) < 2:
-        return []
-    if not a.known(1):
+    sub = _subcommand(a)
+    if sub is None:
         return None
-    sub = a.tokens[1]
     if sub == "dlx":
         rest = a.sub(1)
         if any(rest.known(k) and rest.tokens[k] in ("-c", "--shell-mode") for k in range(len(rest))):
@@ -89,26 +93,24 @@ def _pnpm(a: Argv) -> list[Argv] | None:
 
 
 def _yarn(a: Argv) -> list[Argv] | None:
-    if len(a) < 2:
-        return []
-    if not a.known(1):
+    sub = _subcommand(a)
+    if sub is None:
         return None
-    if a.tokens[1] == "dlx":
+    if sub == "dlx":
         return _run_package(a, 2, "p", ("--package",), ("-p", "--package"), (), npm_package)
-    if a.tokens[1] == "exec":  # yarn (berry) runs its arguments as a shell script
+    if sub == "exec":  # yarn (berry) runs its arguments as a shell script
         words = _after_options(a, 2)
         return None if words is None else _joined(words)
     return []
 
 
 def _bun(a: Argv) -> list[Argv] | None:
-    if len(a) < 2:
-        return []
-    if not a.known(1):
+    sub = _subcommand(a)
+    if sub is None:
         return None
-    if a.tokens[1] == "x":
+    if sub == "x":
         return _bunx(a, 2)
-    if a.tokens[1] in ("-e", "--eval", "-p", "--print"):
+    if sub in ("-e", "--eval", "-p", "--print"):
         return [Argv(("node", *a.tokens[1:]), a.unknown, a.open_from)]  # same as node -e
     return []
 
@@ -129,23 +131,21 @@ def _uvx(a: Argv, start: int = 1) -> list[Argv] | None:
 
 
 def _uv(a: Argv) -> list[Argv] | None:
-    if len(a) < 2:
-        return []
-    if not a.known(1):
+    sub = _subcommand(a)
+    if sub is None:
         return None
-    if a.tokens[1] == "tool" and len(a) > 2 and a.known(2) and a.tokens[2] == "run":
+    if sub == "tool" and len(a) > 2 and a.known(2) and a.tokens[2] == "run":
         return _uvx(a, 3)
-    if a.tokens[1] == "run":
+    if sub == "run":
         return _command_after(a, 2, "pw", _UV_VALUE)
     return []
 
 
 def _pipx(a: Argv) -> list[Argv] | None:
-    if len(a) < 2:
-        return []
-    if not a.known(1):
+    sub = _subcommand(a)
+    if sub is None:
         return None
-    if a.tokens[1] != "run":
+    if sub != "run":
         return []
     return _run_package(a, 2, "", ("--spec", "--python", "--pip-args", "--index-url"),
                         ("--spec",), (), python_package)
@@ -155,11 +155,10 @@ def _env_run(with_value: str, long_with_value: tuple[str, ...]) -> _Unwrap:
     """``poetry run CMD``, ``conda run -n ENV CMD``: the command, as written."""
 
     def unwrap(a: Argv) -> list[Argv] | None:
-        if len(a) < 2:
-            return []
-        if not a.known(1):
+        sub = _subcommand(a)
+        if sub is None:
             return None
-        if a.tokens[1] != "run":
+        if sub != "run":
             return []
         return _command_after(a, 2, with_value, long_with_value)
 
