@@ -66,7 +66,8 @@ def test_login_keyring_forward_logout(home: Path, secret_service: dict[str, str]
     peer.control["tokens"] = ["kr-token"]
     try:
         ids = fill(home, 40)
-        r = corral(home, "login", "--server", peer.url + "/", stdin="kr-token\n", token=None,
+        r = corral(home, "login", "--ingest-token", "--server", peer.url + "/", stdin="kr-token\n",
+                   token=None,
                    env=secret_service)
         assert r.returncode == 0, r.stderr
         assert "OS keyring (keyring.backends.SecretService.Keyring)" in r.stdout
@@ -90,7 +91,8 @@ def test_no_real_keyring_refuses_in_one_line(home: Path, backend: str | None) ->
     env = {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"}
     if backend:
         env["PYTHON_KEYRING_BACKEND"] = backend
-    r = corral(home, "login", "--server", "http://127.0.0.1:1", stdin="t0k\n", token=None,
+    r = corral(home, "login", "--ingest-token", "--server", "http://127.0.0.1:1", stdin="t0k\n",
+               token=None,
                env=env)
     assert r.returncode == 1
     assert r.stderr.startswith("corral: login: no OS keyring backend is usable (found: ")
@@ -105,7 +107,8 @@ def test_file_store_only_with_consent_and_0600(home: Path, tmp_path: Path) -> No
     peer.control["tokens"] = ["file-token"]
     try:
         ids = fill(home, 5)
-        r = corral(home, "login", "--server", peer.url, stdin="file-token\n", token=None)
+        r = corral(home, "login", "--ingest-token", "--server", peer.url, stdin="file-token\n",
+                   token=None)
         assert r.returncode == 0, r.stderr
         f = home / "credentials" / "server-tokens.json"
         assert f.stat().st_mode & 0o777 == 0o600
@@ -117,7 +120,8 @@ def test_file_store_only_with_consent_and_0600(home: Path, tmp_path: Path) -> No
         r = corral(home, "forward", "--server", peer.url, token=None)
         assert r.returncode == 1 and "is accessible to other users" in r.stderr
         for bad in ("", "two words"):
-            r = corral(home, "login", "--server", peer.url, stdin=bad + "\n", token=None)
+            r = corral(home, "login", "--ingest-token", "--server", peer.url, stdin=bad + "\n",
+                       token=None)
             assert r.returncode == 1 and "empty or not one printable word" in r.stderr
     finally:
         peer.close()

@@ -46,5 +46,5 @@ def test_no_token_over_plain_http_to_another_machine(home: Path, url: str) -> No
     assert r.stderr.startswith(f"corral: forward: server URL {url!r} is plain http to another "
                                "machine: the token and the journal would cross the network in "
                                "the clear (use https://")
-    r = corral(home, "login", "--server", url, stdin="t0k\n")
+    r = corral(home, "login", "--ingest-token", "--server", url, stdin="t0k\n")
     assert r.returncode == 1 and "plain http to another machine" in r.stderr

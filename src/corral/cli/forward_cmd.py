@@ -1,8 +1,7 @@
-"""``corral forward`` (catch up with corral server), ``corral login``, ``corral logout``."""
+"""``corral forward``: catch up with corral server (login and logout: corral.cli.fleet_cmd)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -51,39 +50,3 @@ def register(app: typer.Typer) -> None:
             fwd.close()
         print(f"forwarded {stats.records} records and {stats.checkpoints} checkpoints to "
               f"{settings.url}; acknowledged through seq {stats.seq}")
-
-    @app.command("login")
-    def login(
-        ctx: typer.Context,
-        server: Annotated[str, typer.Option("--server", help="Server URL.")],
-    ) -> None:
-        """Store an ingest token for SERVER (read from stdin) in the OS keyring."""
-        from corral.cli.common import load_effective_config
-        from corral.forward import login as store
-        from corral.paths import corral_home
-
-        cfg = load_effective_config(ctx)
-        if sys.stdin.isatty():
-            import getpass
-
-            token = getpass.getpass("ingest token: ")
-        else:
-            token = sys.stdin.readline()
-        where = store(cfg, corral_home(), server, token)
-        print(f"token for {server} stored in the {where}")
-
-    @app.command("logout")
-    def logout(ctx: typer.Context, server: _ServerOpt = None) -> None:
-        """Forget the stored token for SERVER."""
-        from corral.cli.common import load_effective_config
-        from corral.forward import ForwardError
-        from corral.forward import logout as forget
-        from corral.forward.settings import configured_url
-        from corral.paths import corral_home
-
-        cfg = load_effective_config(ctx)
-        url = server or configured_url(cfg)
-        if not url:
-            raise ForwardError("logout", "no server given", hint="corral logout --server URL")
-        found = forget(cfg, corral_home(), url)
-        print(f"token for {url} {'removed' if found else 'was not stored'}")

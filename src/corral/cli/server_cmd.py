@@ -226,4 +226,7 @@ def erase(
 
 
 def register(app: typer.Typer) -> None:
+    from corral.cli.server_fleet_cmd import attach  # enroll-token, devices, policy (issue 16)
+
+    attach(server_app)
     app.add_typer(server_app)

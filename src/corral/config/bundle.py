@@ -115,12 +115,15 @@ def verify_envelope(raw: bytes, pubkey_b64: str, url: str, now: float | None = N
 
 
 def sign_bundle(
-    requirements_toml: str, private_key_raw: bytes, issued_at: int, expires_at: int
+    requirements_toml: str, private_key_raw: bytes, issued_at: int, expires_at: int,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """Create a signed envelope (for admins' tooling and for tests)."""
+    """Create a signed envelope (for admins' tooling, ``corral server`` and tests); ``extra``
+    adds signed fields (``policy_version``, ``device``)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     env: dict[str, Any] = {
+        **(extra or {}),
         "format": BUNDLE_FORMAT,
         "issued_at": issued_at,
         "expires_at": expires_at,
@@ -207,11 +210,14 @@ def load_cloud_bundle(
     try:
         raw = _fetch(url, ca_file, headers(cached) if headers else None, loopback_http)
         fresh = verify_envelope(raw, pubkey_b64, url, now, audience, label)
-        if cached is not None and fresh.issued_at < cached.issued_at:
+        if cached is not None and cached.version is not None:
+            # versioned (server policy): the version orders them; signing times may differ
+            # between replicas by a clock's skew
+            if fresh.version is None or fresh.version < cached.version:
+                raise BundleRefused(f"fetched policy version {fresh.version} is older than "
+                                    f"the cached version {cached.version} (rollback)")
+        elif cached is not None and fresh.issued_at < cached.issued_at:
             raise BundleRefused("fetched bundle is older than the cached one (rollback)")
-        if cached is not None and (fresh.version or 0) < (cached.version or 0):
-            raise BundleRefused(f"fetched policy version {fresh.version} is older than the "
-                                f"cached version {cached.version} (rollback)")
     except BundleRefused as exc:
         if cached is not None:
             warnings.append(

@@ -132,6 +132,17 @@ def write_record(path: Path, record: Enrolment | Identity) -> None:
     os.replace(tmp, path)
 
 
+def enrol_signed_message(request: dict[str, Any]) -> bytes:
+    """What the device key signs in ``POST /v1/fleet/enroll`` (machine and server agree on it
+    here): the request without its signature, the enrolment token replaced by its SHA-256,
+    as canonical JSON."""
+    import hashlib
+
+    body = {k: v for k, v in request.items() if k not in ("signature", "token")}
+    body["token_sha256"] = hashlib.sha256(str(request.get("token", "")).encode()).hexdigest()
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
 POLICY_CACHE = "fleet-policy-bundle.json"  # in $CORRAL_HOME/state, beside the cloud bundle
 
 

@@ -138,6 +138,24 @@ def _compose(base: dict[str, Any], origins: dict[str, str], layer: dict[str, Any
             origins[key] = src
 
 
+def compose_documents(docs: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
+    """Requirement documents (data, source name), lowest first, composed so that every
+    constraint holds: the same composition as the machine's own sources (for the server's
+    policy per device group). Plain data out: no source tags."""
+    data: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for doc, src in docs:
+        _compose(data, origins, doc, src)
+    for rule in data.get("rules", {}).get("prefix_rules", []):
+        rule.pop("_source", None)
+    return data
+
+
+def validated(tf: TomlFile) -> dict[str, Any]:
+    """A requirements file's data, or ConfigError at ``file:line:col`` of the first problem."""
+    return _validated(tf)
+
+
 def _validated(tf: TomlFile) -> dict[str, Any]:
     problems = validate(tf.data, REQUIREMENTS_SCHEMA)
     if problems:

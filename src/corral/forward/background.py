@@ -33,6 +33,7 @@ class BackgroundForwarder:
         self._drain_deadline = 0.0
         self.last_error: str | None = None
         self.forwarded = 0
+        self.last_checkin_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="corral-forward", daemon=True)
         self._thread.start()
 
@@ -47,6 +48,16 @@ class BackgroundForwarder:
         self._thread.join(timeout + 0.5)
         self._stop.set()
 
+    def _checkin(self, settings: Any, fwd: Forwarder) -> None:
+        from corral.forward.checkin import report, send
+
+        try:
+            send(settings, report(self._home, self._journal, fwd.lag()), timeout=5.0)
+        except Exception as exc:  # the fleet view only; forwarding goes on
+            self.last_checkin_error = str(exc)
+        else:
+            self.last_checkin_error = None
+
     def _run(self) -> None:
         try:
             settings = resolve(self._cfg, self._home)
@@ -55,9 +66,14 @@ class BackgroundForwarder:
             return
         fwd = Forwarder(settings, self._journal, home=self._home)
         backoff = Backoff()
+        checkin_every = _checkin_interval(self._home, settings.url)
+        next_checkin = time.monotonic()
         try:
             while not self._stop.is_set():
                 self._wake.clear()
+                if checkin_every and not self._draining and time.monotonic() >= next_checkin:
+                    next_checkin = time.monotonic() + checkin_every
+                    self._checkin(settings, fwd)
                 try:
                     recs, cps = fwd.step()
                 except Retryable as exc:
@@ -81,6 +97,18 @@ class BackgroundForwarder:
                 self._wake.wait(wait)
         finally:
             fwd.close()
+
+
+def _checkin_interval(home: Path, url: str) -> float | None:
+    """The policy refresh interval when this machine is enrolled with ``url`` (it checks in
+    that often); None when it is not."""
+    from corral.config.enrolment import read_enrolment
+
+    try:
+        enr = read_enrolment(home)
+    except Exception:
+        return None
+    return max(1.0, enr.refresh_seconds) if enr is not None and enr.server == url else None
 
 
 class ForwardingSink:

@@ -131,6 +131,19 @@ class _Post(threading.Thread):
             raise self._error
 
 
+def device_id(home: Path, url: str) -> str:
+    """The enrolled device's id when ``url`` is the server this machine enrolled with (its
+    ingest token is bound to that id); "" otherwise (the journal id stands in)."""
+    from corral.config.enrolment import read_enrolment
+    from corral.errors import CorralError
+
+    try:
+        enr = read_enrolment(home)
+    except CorralError:
+        return ""
+    return enr.device_id if enr is not None and enr.server == url else ""
+
+
 class Forwarder:
     """Forwards one journal to one server. Not thread-safe: one forwarder per thread (several
     forwarders on one journal are safe; they share the cursor without moving it back)."""
@@ -169,7 +182,7 @@ class Forwarder:
             pub = load_public_key(self.home)
             self._conn = conn
             self._source = Source(jid, public_hex(pub) if pub else "", hostname(),
-                                  _corral_version())
+                                  _corral_version(), device_id(self.home, self.settings.url))
         assert self._source is not None
         return self._conn, self._source
 

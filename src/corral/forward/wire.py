@@ -29,6 +29,7 @@ class Source:
     public_key: str
     host: str
     corral_version: str
+    device_id: str = ""  # the enrolled device (corral enroll); the journal id until then
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def next_batch(conn: sqlite3.Connection, cur: Cursor, src: Source,
         cp_seq, n_cp, ci = cps[ci][0], n_cp + 1, ci + 1
     resource = b"".join(_field(1, _kv(k, v)) for k, v in (
         ("service.name", "corral"), ("service.version", src.corral_version),
-        ("host.name", src.host), ("corral.device.id", src.journal_id),
+        ("host.name", src.host), ("corral.device.id", src.device_id or src.journal_id),
         ("corral.journal.id", src.journal_id), ("corral.journal.public_key", src.public_key)))
     scope_logs = _field(1, _field(1, SCOPE_NAME.encode())) + b"".join(out)
     resource_logs = _field(1, resource) + _field(2, scope_logs)

@@ -116,6 +116,9 @@ class Server:
         from corral.server.api import ComplianceApi
 
         self.api = ComplianceApi(self)
+        from corral.server.fleet_http import FleetHttp
+
+        self.devices = FleetHttp(self)  # enrolment, device policy, check-ins (docs/fleet.md)
         from corral.server.analyst import Analyst
 
         self.analyst = Analyst(self)  # POST /v1/triage and the /analytics dashboard
@@ -162,6 +165,7 @@ class Server:
             for st in {id(s): s for s in (self.writer_store, self.reader,
                                           self.cp_store)}.values():
                 st.close()
+            self.devices.close()
 
     # -- handlers ---------------------------------------------------------------------------
     def _auth(self, request: Request, need: str) -> Response | None:
@@ -200,6 +204,11 @@ class Server:
             decoded = ingest.decode(ingest.parse(raw, ctype))
         except ingest.BadRequest as exc:
             return self._bad(exc.status, exc.reason)
+        bound = await asyncio.to_thread(self.devices.bind_ingest,
+                                        request.headers.get("authorization"), decoded.devices)
+        if bound is not None:  # a device's token sending another device's events
+            self.metrics.reject("device")
+            return bound
         if decoded.items:
             try:
                 await self.writer.submit(decoded.items)
@@ -334,6 +343,7 @@ def build(cfg: sconfig.ServerConfig) -> tuple[Starlette, Server]:
         Route("/healthz", srv.healthz, methods=["GET"]),
         Route("/metrics", srv.api.audited(srv.metrics_page, "/metrics"), methods=["GET"]),
         *srv.api.routes(),
+        *srv.devices.routes(),
         *srv.analyst.routes(),
     ]
     return Starlette(routes=routes, lifespan=srv.lifespan), srv

@@ -45,6 +45,25 @@ class Integration(Protocol):
         """Extra agent arguments (put after the program name) for the same."""
 
 
+def _require_login(cfg: Any, tel: Any, agent: str) -> None:
+    """Enforced login (``login.forced_*`` requirements, docs/fleet.md): refuse before anything
+    runs unless the user is signed in as required; the refusal is journaled, then raised."""
+    req = cfg.requirements
+    if req.get("login.forced_method") is None and req.get("login.forced_workspace_id") is None:
+        return
+    from corral.fleet import LoginRequired, require_login
+
+    try:
+        require_login(cfg, Path(cfg.corral_home))
+    except LoginRequired as exc:
+        try:
+            tel.emit("agent.login.refused", {"gen_ai.agent.name": agent,
+                                             "login.refusal": exc.message}, wait=True)
+        finally:
+            tel.close()
+        raise
+
+
 class Session:
     """Open with ``Session.open(cfg, agent, ...)``; always ``close()`` (or use ``with``)."""
 
@@ -92,6 +111,7 @@ class Session:
         from corral.telemetry import SessionStart, Telemetry
 
         tel = Telemetry.open(cfg, agent=agent)
+        _require_login(cfg, tel, agent)
         parent = socket_dir or socket_parent(Path(cfg.corral_home))
         rundir = Path(tempfile.mkdtemp(prefix="corral-session-", dir=parent))
         server = proxy = None

@@ -1,0 +1,142 @@
+"""The enrolled machine's check-in: what ``corral server devices`` shows about it.
+
+``report`` gathers, from this machine's own files only: corral's version, the agents and
+versions seen in the journal (and whether their hook sessions call in), whether corral's hooks
+are installed in each agent's user settings, the policy version applied (the cached server
+bundle), how far forwarding lags, the signed-in user, and drift (hooks installed but silent,
+hooks missing for an agent that ran; item 4's managed files will add theirs under ``drift``).
+``send`` posts it to ``/v1/fleet/checkin`` with the device's token. The background forwarder
+sends one every policy refresh interval, ``corral enroll`` and ``corral whoami`` one each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.forward.settings import ForwardError, ServerSettings
+
+# corral's hook command line contains this (corral.integrations.install.MARKER; forward may
+# not import the integrations, so the string is repeated here)
+HOOK_MARKER = "corral.integrations.hook_main"
+HOOK_FILES = {"codex": ("hooks.json", "config.toml"), "claude-code": ("settings.json",)}
+ACTIVE_DAYS = 7
+
+
+def _agent_dir(agent: str) -> Path:
+    if agent == "codex" and os.environ.get("CODEX_HOME"):
+        return Path(os.environ["CODEX_HOME"])
+    return Path.home() / (".codex" if agent == "codex" else ".claude")
+
+
+def hooks_installed(agent: str) -> bool:
+    for name in HOOK_FILES[agent]:
+        try:
+            if HOOK_MARKER in (_agent_dir(agent) / name).read_text(errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def journal_facts(journal: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """(agent -> newest version seen, agent -> newest hook-session start, ns) from the journal's
+    recent events."""
+    agents: dict[str, str] = {}
+    hook_seen: dict[str, int] = {}
+    if not journal.exists():
+        return agents, hook_seen
+    try:
+        conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT time_unix_nano, body FROM events ORDER BY seq DESC LIMIT 2000"
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return agents, hook_seen
+    for t_ns, body in rows:
+        try:
+            rec = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        agent = str(rec.get("agent_name") or "")
+        if not agent or agent == "corral":
+            continue
+        if rec.get("agent_version") and agent not in agents:
+            agents[agent] = str(rec["agent_version"])[:64]
+        origin = (rec.get("attributes") or {}).get("corral.origin")
+        if origin == "session_api" and t_ns > hook_seen.get(agent, 0):
+            hook_seen[agent] = int(t_ns)
+    return agents, hook_seen
+
+
+def policy_applied(home: Path) -> int:
+    """The policy version of the cached (verified when it was stored) server bundle."""
+    from corral.config.enrolment import policy_cache
+
+    try:
+        v = json.loads(policy_cache(home).read_bytes()).get("policy_version")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return v if isinstance(v, int) else 0
+
+
+def report(home: Path, journal: Path, lag: tuple[int, int] | None = None) -> dict[str, Any]:
+    from corral import __version__
+    from corral.config.enrolment import read_identity
+
+    agents, hook_seen = journal_facts(journal)
+    now = time.time_ns()
+    hooks: dict[str, str] = {}
+    drift: list[str] = []
+    for agent in HOOK_FILES:
+        installed = hooks_installed(agent)
+        seen = hook_seen.get(agent)
+        active = seen is not None and now - seen < ACTIVE_DAYS * 86400 * 10**9
+        hooks[agent] = ("installed, active" if installed and active else
+                        "installed, silent" if installed else
+                        "not installed" + (" (calls seen)" if active else ""))
+        if installed and not active and agent in agents:
+            drift.append(f"{agent} hooks installed but no hook call in {ACTIVE_DAYS} days")
+        if not installed and agent in agents:
+            drift.append(f"{agent} ran here without corral's hooks installed")
+    try:
+        ident = read_identity(home)
+    except Exception:
+        ident = None
+    doc: dict[str, Any] = {
+        "corral_version": __version__, "hostname": socket.gethostname(), "agents": agents,
+        "hooks": hooks, "policy_applied": policy_applied(home), "drift": drift,
+        "identity": ident.display if ident else ""}
+    if lag is not None:
+        doc["forwarding"] = {"acknowledged": lag[0], "head": lag[1],
+                             "behind": max(0, lag[1] - lag[0])}
+    return doc
+
+
+def send(settings: ServerSettings, doc: dict[str, Any], timeout: float = 10.0) -> int:
+    """POST the report; the server's published policy version."""
+    import ssl
+
+    import httpx
+
+    tls = ssl.create_default_context(cafile=settings.ca_file)
+    try:
+        r = httpx.post(settings.url + "/v1/fleet/checkin", json=doc, verify=tls,
+                       timeout=timeout, headers={"Authorization": f"Bearer {settings.token}"})
+    except httpx.HTTPError as exc:
+        raise ForwardError("fleet", f"check-in to {settings.url} failed: {exc}") from exc
+    if r.status_code != 200:
+        line = " ".join(r.text.split())[:200]
+        raise ForwardError("fleet", f"check-in refused: HTTP {r.status_code} {line}")
+    try:
+        return int(r.json().get("policy_version", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0
