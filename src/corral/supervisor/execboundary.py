@@ -304,7 +304,7 @@ class ExecBoundary:
                 if fd is None or self._stop.is_set():
                     continue
                 self.counts["asked"] += 1
-                gate = self.pipeline.decide(argv, Path(req.cwd))
+                gate = self.pipeline.decide(argv, Path(req.cwd), tool="exec")
                 with self._lock:
                     still = self._waiting.pop(n.id, None) is not None
                 if not still or self.listener is None:

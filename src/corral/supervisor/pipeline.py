@@ -170,8 +170,11 @@ class Pipeline:
             return ExecOutcome(gate.exit_code, False, gate.decision, gate.verdict, gate.message)
         return self.execute(gate)
 
-    def decide(self, argv: Sequence[str], cwd: Path, *, escalate: bool = False) -> Gate:
+    def decide(self, argv: Sequence[str], cwd: Path, *, escalate: bool = False,
+               tool: str = "shell") -> Gate:
         """Rules -> approval policy -> reviewer -> grants/person; records the decision.
+
+        ``tool`` names the channel in the record (``exec``: seen at the exec boundary).
 
         ``escalate`` asks to run outside the filesystem boundary: its own kind of action that
         always needs a person's explicit approval (no reviewer, no grant of another kind) and
@@ -188,7 +191,7 @@ class Pipeline:
         who = _event_source(source)
 
         def refuse(code: int, verdict: str, by: str, why: str, message: str) -> Gate:
-            self._decision(call_id, verdict, by, source, why, cmdline)
+            self._decision(call_id, verdict, by, source, why, cmdline, tool=tool)
             return Gate(call_id, argv, cwd, kind.value, verdict, False, code,
                         f"{message}; {DONT_BYPASS}")
 
@@ -199,11 +202,11 @@ class Pipeline:
         if escalate:
             return self._decide_escalation(call_id, argv, cwd, kind, source, reason, cmdline)
         if kind is RuleDecision.ALLOW:
-            self._decision(call_id, "auto_approved", who, source, reason, cmdline)
+            self._decision(call_id, "auto_approved", who, source, reason, cmdline, tool=tool)
             return Gate(call_id, argv, cwd, kind.value, "auto_approved", True)
 
         return self._resolve_prompt(call_id, "shell", argv, cwd, kind.value, reason, source,
-                                    cmdline)
+                                    cmdline, tool=tool)
 
     def decide_patch(self, files: Sequence[str], cwd: Path) -> Gate:
         """A file edit the agent will make itself (apply_patch, Edit, Write): allowed inside the
@@ -281,11 +284,13 @@ class Pipeline:
 
     def _resolve_prompt(self, call_id: str, kind: str, argv: tuple[str, ...], cwd: Path,
                         rule_decision: str, reason: str, source: str | None, cmdline: str,
-                        details: dict[str, Any] | None = None, standing: bool = True) -> Gate:
+                        details: dict[str, Any] | None = None, standing: bool = True,
+                        tool: str | None = None) -> Gate:
         """A prompt: the reviewer first (when configured), then standing grants (unless
         ``standing`` is False) and a person."""
         who = _event_source(source)
-        tool = {"shell": "shell", "patch": "apply_patch"}.get(kind, argv[-1] if argv else kind)
+        tool = tool or {"shell": "shell", "patch": "apply_patch"}.get(
+            kind, argv[-1] if argv else kind)
 
         def refuse(code: int, verdict: str, by: str, why: str, message: str,
                    wait_ms: float | None = None) -> Gate:

@@ -259,6 +259,8 @@ class Session:
         self.telemetry.close()
 
     def __enter__(self) -> Session:
+        with contextlib.suppress(Exception):  # the session's grants database connection
+            self.pipeline.grants.close()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,259 @@
+"""The exec boundary (issue 19) with plain script agents under a real `corral run`: the agent's
+own execs are decided by the rules in the supervisor (seccomp user notification in the
+sandbox's init), refused ones fail with EACCES and the reason on the command's stderr and in
+the journal; `all` mode decides every exec in the tree; storms and fork bombs do not wedge the
+supervisor; an agent killed while an exec waits for approval leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from corral.sandbox import execnotify
+
+RULES = '''
+prefix_rules(pattern=["rm"], decision="forbidden",
+             justification="EB-JUSTIFY: deleting is not allowed in this repository")
+prefix_rules(pattern=["touch", "asked"], decision="prompt", justification="EB-ASK")
+'''.replace("prefix_rules", "prefix_rule")
+
+
+@pytest.fixture
+def eb(cli):
+    (cli.home / "rules" / "team.rules").write_text(RULES)
+    (cli.work / "x").mkdir()
+    (cli.work / "x" / "keep").write_text("kept")
+    return cli
+
+
+def _events(cli, name: str) -> list[dict]:
+    log = cli("log", "--json")
+    assert log.returncode == 0, log.stderr
+    return [e for line in log.stdout.splitlines() if line.strip()
+            for e in [json.loads(line)] if e["name"] == name]
+
+
+def _exec_decisions(cli) -> list[tuple[str, str]]:
+    return [(e["attributes"]["process.command_line"], e["attributes"]["agent.decision"])
+            for e in _events(cli, "agent.tool.decision")
+            if e["attributes"].get("gen_ai.tool.name") == "exec"]
+
+
+def test_kernel_supports_exec_notification():
+    assert execnotify.kernel_support() is None  # this machine: the tests below need it
+
+
+def test_script_agent_forbidden_rm_is_refused_with_the_reason_on_its_stderr(eb):
+    r = eb("run", "--", "sh", "-c", "rm -r x; echo rc=$?; ls x")
+    assert r.returncode == 0, r.stderr
+    assert "rc=126" in r.stdout and "keep" in r.stdout  # EACCES: nothing deleted
+    # the reason, on the stderr of the shell whose exec failed (what an agent reads)
+    assert "corral: rules: `rm -r x` is forbidden by policy" in r.stderr, r.stderr
+    assert "EB-JUSTIFY" in r.stderr
+    assert (eb.work / "x" / "keep").exists()
+    assert ("rm -r x", "forbidden") in _exec_decisions(eb)
+    modes = [e["attributes"]["agent.exec.mode"] for e in _events(eb, "agent.exec.boundary")]
+    assert modes == ["top"]  # the default, and the journal says so
+
+
+def test_top_mode_lets_what_a_tool_call_starts_run_and_all_mode_decides_it(eb):
+    # the agent (sh) starts `sh -c SCRIPT` as a tool call: decided as the script
+    top = eb("run", "--", "sh", "-c", "sh -c 'rm -r x'; echo rc=$?")
+    assert top.returncode == 0 and "rc=126" in top.stdout, top.stdout + top.stderr
+    assert (eb.work / "x" / "keep").exists()
+    # a program the rules allow, which itself runs rm: free in top, decided in all
+    tool = eb.work / "tool.sh"
+    tool.write_text("#!/bin/sh\nrm -r x\n")
+    tool.chmod(0o755)
+    every = eb("-c", "rules.exec_boundary=all", "run", "--", "sh", "-c", "./tool.sh; ls x")
+    assert "keep" in every.stdout, every.stdout + every.stderr
+    assert "is forbidden by policy" in every.stderr and "EB-JUSTIFY" in every.stderr
+    assert ("rm -r x", "forbidden") in _exec_decisions(eb)
+    top = eb("run", "--", "sh", "-c", "./tool.sh; echo rc=$?")
+    assert "rc=0" in top.stdout, top.stdout + top.stderr
+    assert not (eb.work / "x").exists()
+
+
+def test_all_mode_refuses_a_command_hidden_in_inline_python(eb):
+    code = 'import os; os.system("rm -rf x"); print("after", os.path.exists("x/keep"))'
+    # refused at the exec of python3 (the rules read inline code) or, where they would not,
+    # at the exec of the shell it starts (mode all): either way the reason is on stderr
+    r = eb("-c", "rules.exec_boundary=all", "run", "--", "sh", "-c",
+           f"python3 -c '{code}'; echo done")
+    assert r.returncode == 0 and "done" in r.stdout, r.stderr
+    assert (eb.work / "x" / "keep").exists()
+    assert "is forbidden by policy" in r.stderr and "EB-JUSTIFY" in r.stderr, r.stderr
+    assert any(verdict == "forbidden" for _, verdict in _exec_decisions(eb))
+
+
+def test_off_decides_nothing_at_the_exec_boundary(eb):
+    r = eb("-c", "rules.exec_boundary=off", "run", "--", "sh", "-c", "rm -r x; echo rc=$?")
+    assert r.returncode == 0 and "rc=0" in r.stdout, r.stdout + r.stderr
+    assert not (eb.work / "x").exists()
+    assert [e["attributes"]["agent.exec.mode"] for e in _events(eb, "agent.exec.boundary")] \
+        == ["off"]
+
+
+def test_bad_config_values_are_refused(eb):
+    r = eb("-c", "rules.exec_boundary=everything", "run", "--", "true")
+    assert r.returncode == 2 and "rules.exec_boundary" in r.stderr, r.stderr
+    r = eb("-c", "rules.exec_boundary_unavailable=ignore", "run", "--", "true")
+    assert r.returncode == 2 and "exec_boundary_unavailable" in r.stderr, r.stderr
+
+
+def test_requirements_can_force_the_exec_boundary(eb, tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "requirements.toml").write_text(
+        '[rules]\nallowed_exec_boundary = ["all"]\nallowed_exec_boundary_unavailable = '
+        '["refuse"]\n')
+    r = eb("-c", "rules.exec_boundary=off", "run", "--", "true")
+    assert r.returncode == 2 and "allowed_exec_boundary" in r.stderr, r.stderr
+    r = eb("run", "--", "python3", "-c", 'import os; os.system("rm -r x")')
+    assert "is forbidden by policy" in r.stderr, r.stderr  # all, from the requirement
+    assert (eb.work / "x" / "keep").exists()
+
+
+def test_exec_storm_and_fork_bomb_do_not_wedge_the_supervisor(eb):
+    bomb = eb.work / "bomb.sh"
+    # every level execs the script again, until the deadline (then all die out by themselves)
+    bomb.write_text('#!/bin/sh\n[ "$(date +%s)" -lt "$END" ] || exit 0\n"$0" & "$0" & wait\n')
+    bomb.chmod(0o755)
+    script = ("for i in $(seq 500); do /bin/true; done; echo storm-done; "
+              "END=$(( $(date +%s) + 4 )) ./bomb.sh 2>/dev/null; echo bomb-done; rm -r x; "
+              "/bin/echo alive")
+    t0 = time.monotonic()
+    r = eb("-c", "rules.exec_boundary=all", "-c", "sandbox.max_processes=64", "run", "--",
+           "sh", "-c", script, timeout=120)
+    took = time.monotonic() - t0
+    assert "storm-done" in r.stdout and "bomb-done" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "alive" in r.stdout, r.stdout  # still deciding after the bomb
+    assert "is forbidden by policy" in r.stderr  # and still refusing
+    assert (eb.work / "x" / "keep").exists()
+    assert took < 90, took
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (by each process's parent, any thread may have forked)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_bytes()
+            except OSError:
+                continue
+            parents[int(d.name)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out.update(kids)
+        todo += kids
+    return out
+
+
+def _kill_bwrap(below: int) -> bool:
+    killed = False
+    for p in _descendants(below):
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == "bwrap":
+                os.kill(p, signal.SIGKILL)
+                killed = True
+        except OSError:
+            continue
+    return killed
+
+
+def test_agent_killed_while_an_exec_waits_for_approval_leaves_nothing_behind(eb):
+    proc = eb("-c", "approvals.queue_timeout_seconds=120", "run", "--", "sh", "-c",
+              "touch asked; echo never", wait=False)
+    db = eb.home / "state" / "grants.db"
+    deadline = time.monotonic() + 60
+    pending: list[tuple[str, str]] = []
+    while time.monotonic() < deadline and not pending:
+        time.sleep(0.2)
+        if db.exists():
+            with contextlib.closing(sqlite3.connect(db)) as con, \
+                    contextlib.suppress(sqlite3.OperationalError):
+                pending = con.execute("SELECT id, session_id FROM pending WHERE answered IS "
+                                      "NULL").fetchall()
+    assert pending, "the exec never became a queued question"
+    tree = _descendants(proc.pid)
+    try:
+        assert _kill_bwrap(proc.pid), tree  # the agent (its whole sandbox) dies mid-question
+    finally:
+        if proc.poll() is None and not tree:
+            proc.kill()
+    out, _ = proc.communicate(timeout=30)  # not after the 120 s queue timeout
+    assert "never" not in out
+    assert not (eb.work / "asked").exists()
+    deadline = time.monotonic() + 5  # a killed process may take a moment to be reaped
+    while (alive := [p for p in tree if Path(f"/proc/{p}").exists()]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, {p: Path(f"/proc/{p}/stat").read_text() for p in alive
+                       if Path(f"/proc/{p}").exists()}
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        left = con.execute("SELECT id, answered FROM pending").fetchall()
+    assert left and all(a is not None for _, a in left), left  # cancelled, not waiting
+    v = eb("log", "verify")
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_in_process_session_leaks_no_fds_or_threads(tmp_path, monkeypatch):
+    """The same, inside this process: after a run whose agent was killed mid-question, the
+    supervisor's fds and threads are back where they were."""
+    from corral.config import load_config
+    from corral.supervisor.run import RunSession
+
+    home = tmp_path / "home"
+    (home / "rules").mkdir(parents=True)
+    (home / "rules" / "team.rules").write_text(RULES)
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    monkeypatch.setenv("CORRAL_HOME", str(home))
+    cfg = load_config(work, home=home, system=tmp_path / "etc",
+                      overrides=["approvals.queue_timeout_seconds=120"])
+    before_fds = set(os.listdir("/proc/self/fd"))
+    before_threads = {t.ident for t in threading.enumerate()}
+    rs = RunSession(cfg, ["sh", "-c", "touch asked"], approval_policy="on-request",
+                    reviewer="user", profile=None)
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(rs.run()))
+    t.start()
+    me = os.getpid()
+    deadline = time.monotonic() + 60
+    killed = False
+    while time.monotonic() < deadline and not killed:
+        time.sleep(0.2)
+        db = home / "state" / "grants.db"
+        if not db.exists():
+            continue
+        with contextlib.closing(sqlite3.connect(db)) as con, \
+                contextlib.suppress(sqlite3.OperationalError):
+            if not con.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall():
+                continue
+        killed = _kill_bwrap(me)
+    assert killed
+    t.join(30)
+    assert not t.is_alive()
+    time.sleep(0.5)  # the sandbox's cleanup thread
+    leaked = set(os.listdir("/proc/self/fd")) - before_fds
+    leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not leaked, sorted(os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1]
+                              for fd in leaked)
+    extra = [t.name for t in threading.enumerate() if t.ident not in before_threads
+             and t.name.startswith("corral-exec")]
+    assert not extra, extra
+    assert not _descendants(me)
