@@ -13,7 +13,7 @@ mcp_app = typer.Typer(name="mcp", help="The MCP gateway: govern the tools agents
 
 @mcp_app.command(
     "proxy",
-    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    context_settings={"ignore_unknown_options": True},  # options before `--`, the command after
 )
 def proxy(
     ctx: typer.Context,
