@@ -14,7 +14,7 @@ import re
 
 from corral.rules.argv import Argv
 from corral.rules.hidden_env import NAMES as _HIDDEN_NAMES
-from corral.rules.inline_result import COMPUTED, Inline
+from corral.rules.inline_result import COMPUTED, MAX_CODE, Inline
 
 PYTHONS = frozenset({"python", "python2", "python3", "pypy", "pypy3"}
                     | {f"python3.{k}" for k in range(0, 20)} | {"python2.7"})
@@ -352,8 +352,8 @@ _SETS_SHELL = re.compile(r"\s*(?:override\s+|export\s+)*(?:SHELL|\.SHELLFLAGS)\s
 def makefile_commands(text: str) -> Inline:
     """Recipes and ``$(shell ...)`` calls of makefile text (read from stdin or ``--eval``)."""
     out = Inline()
-    if len(text) > 64 * 1024:
-        out.problems.append("the makefile is longer than 64 KiB; not analysed")
+    if len(text) > MAX_CODE:
+        out.problems.append(f"the makefile is longer than {MAX_CODE // 1024} KiB; not analysed")
         return out
     for raw in text.replace("\\\n", " ").split("\n"):
         for inner in _shell_calls(raw, out):

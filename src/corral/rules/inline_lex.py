@@ -9,11 +9,18 @@ command ``prompt``. So a lexer mistake can only make corral ask more, never less
 
 from __future__ import annotations
 
+import re
+
 STR, CMD, WORDS, ID, VAR, OP, NUM = "str", "cmd", "words", "id", "var", "op", "num"
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _ID_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _ID_CHARS = _ID_START | frozenset("0123456789")
 MAX_TOKENS = 50_000
+_SPACES = re.compile(r"[ \t\r]+")
+_NUMBER = re.compile(r"[0-9][0-9A-Za-z._]*")
+_IDENT = {"perl": re.compile(r"[0-9A-Za-z_:]*"), "js": re.compile(r"[0-9A-Za-z_$]*"),
+          "awk": re.compile(r"[0-9A-Za-z_]*")}
+_OPS2 = frozenset({"->", "=>", "||", "&&", "|&", "::", "<<"})
 
 
 class Tok:
@@ -78,12 +85,13 @@ def lex(code: str, lang: str) -> list[Tok]:
     i = 0
     n = len(code)
     hash_comments = lang in ("perl", "ruby", "awk")
+    ident = _IDENT.get(lang, _IDENT["awk"])
     while i < n:
         if len(toks) > MAX_TOKENS:
             raise LexError("too many tokens")
         c = code[i]
         if c in " \t\r":
-            i += 1
+            i = _SPACES.match(code, i).end()  # type: ignore[union-attr]  # matches at least c
             continue
         if c == "\n":
             toks.append(Tok(OP, "\n", i))
@@ -140,10 +148,7 @@ def lex(code: str, lang: str) -> list[Tok]:
             i = j
             continue
         if c in _ID_START or (c == "$" and lang in ("js", "awk", "ruby")):
-            j = i + 1
-            while j < n and (code[j] in _ID_CHARS or (lang == "perl" and code[j] == ":")
-                             or (lang == "js" and code[j] == "$")):
-                j += 1
+            j = ident.match(code, i + 1).end()  # type: ignore[union-attr]  # may be empty
             word = code[i:j]
             if lang == "perl":
                 lit = _perl_quote(code, word, i, j)
@@ -155,17 +160,14 @@ def lex(code: str, lang: str) -> list[Tok]:
             i = j
             continue
         if c.isdigit():
-            j = i + 1
-            while j < n and (code[j].isalnum() or code[j] in "._"):
-                j += 1
+            j = _NUMBER.match(code, i).end()  # type: ignore[union-attr]  # matches at least c
             toks.append(Tok(NUM, code[i:j], i))
             i = j
             continue
-        for op in ("->", "=>", "||", "&&", "|&", "::", "<<"):
-            if code.startswith(op, i):
-                toks.append(Tok(OP, op, i))
-                i += len(op)
-                break
+        pair = code[i:i + 2]
+        if pair in _OPS2:
+            toks.append(Tok(OP, pair, i))
+            i += 2
         else:
             toks.append(Tok(OP, c, i))
             i += 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from corral.rules.argv import Argv
 
-MAX_CODE = 64 * 1024  # characters of inline code analysed; more is asked about
+MAX_CODE = 32 * 1024  # characters of inline Python or makefile analysed; more is asked about
+MAX_COMMANDS = 256  # commands read from one piece of inline code; more are asked about
 COMPUTED = "${computed}"  # stands for a value only known at run time inside shell text
 
 
@@ -22,8 +23,18 @@ class Inline:
     def __bool__(self) -> bool:
         return bool(self.scripts or self.argvs or self.problems)
 
+    def _full(self) -> bool:
+        if len(self.scripts) + len(self.argvs) < MAX_COMMANDS:
+            return False
+        why = f"inline code runs more than {MAX_COMMANDS} commands; the rest are not analysed"
+        if why not in self.problems:
+            self.problems.append(why)
+        return True
+
     def shell(self, text: str, dynamic: bool, where: str) -> None:
         """Shell text built by the code; a computed part could add commands of its own."""
+        if self._full():
+            return
         self.scripts.append(text)
         if dynamic:
             self.problems.append(f"{where} builds a shell command at run time "
@@ -35,7 +46,8 @@ class Inline:
             return
         if not a.known(0):
             self.problems.append(f"{where} runs a program computed at run time")
-        self.argvs.append(a)
+        if not self._full():
+            self.argvs.append(a)
 
 
 def _short(text: str) -> str:

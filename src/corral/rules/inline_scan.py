@@ -16,7 +16,7 @@ from corral.rules.argv import Argv
 from corral.rules.inline_lex import CMD, ID, OP, STR, VAR, WORDS, LexError, Tok, lex
 from corral.rules.inline_result import COMPUTED, Inline
 
-MAX_SCANNED = 16 * 1024  # characters of Perl/Ruby/JS/awk code scanned; more is asked about
+MAX_SCANNED = 8 * 1024  # characters of Perl/Ruby/JS/awk code scanned; more is asked about
 
 _NAMES = {"perl": "perl code", "ruby": "ruby code", "js": "node code", "awk": "awk program"}
 _CAPABILITY = {
@@ -226,9 +226,12 @@ def _perl_ruby(toks: list[Tok], lang: str, out: Inline, resolved: set[int]) -> N
     where0 = _NAMES[lang]
     calls = _RUN_CALLS[lang] | _SHELL_CALLS
     n = len(toks)
+    after = 0  # index after the last call's arguments: a call inside them stays unresolved
     for i, t in enumerate(toks):
         if t.start in resolved and t.kind == ID:
             continue  # read as part of an earlier call (``PTY.spawn``)
+        if t.kind == ID and i < after:
+            continue  # (one pass over the tokens, however calls nest; the raw check asks)
         if t.kind == "eval":
             out.problems.append(f"{where0} evaluates a substitution as code (s///e); what it "
                                 "runs cannot be checked")
@@ -240,7 +243,7 @@ def _perl_ruby(toks: list[Tok], lang: str, out: Inline, resolved: set[int]) -> N
             resolved.add(t.start)
             name = toks[i + 2]
             resolved.add(name.start)
-            args, _ = _split_args(toks, i + 3, lang)
+            args, after = _split_args(toks, i + 3, lang)
             _run(_drop_options(args), lang, out, f"`{t.text}.{name.text}` in {where0}")
         elif t.kind == ID and t.text in calls:
             if (i + 1 < n and toks[i + 1].text in ("=>", ":", "=")) or (
@@ -255,14 +258,14 @@ def _perl_ruby(toks: list[Tok], lang: str, out: Inline, resolved: set[int]) -> N
                 out.problems.append(f"{where} names its program in a block computed at run "
                                     "time; what it runs cannot be checked")
                 continue
-            args, _ = _split_args(toks, i + 1, lang)
+            args, after = _split_args(toks, i + 1, lang)
             if lang == "ruby" and args and args[0][0].text == "{":
                 args = args[1:]  # the environment hash (its names are checked separately)
             _run(_drop_options(args) if lang == "ruby" else args, lang, out, where,
                  shell_one=True)
         elif t.kind == ID and t.text == "open":
             resolved.add(t.start)
-            _open(toks, i, lang, out, where0)
+            after = _open(toks, i, lang, out, where0)
 
 
 def _drop_options(args: list[list[Tok]]) -> list[list[Tok]]:
@@ -271,13 +274,14 @@ def _drop_options(args: list[list[Tok]]) -> list[list[Tok]]:
                                     or a[0].text == ":")]
 
 
-def _open(toks: list[Tok], i: int, lang: str, out: Inline, where0: str) -> None:
+def _open(toks: list[Tok], i: int, lang: str, out: Inline, where0: str) -> int:
+    """``open`` with a pipe runs a command; returns the index after its arguments."""
     where = f"`open` in {where0}"
     if i > 0 and toks[i - 1].text in (".", "->", "::"):
         recv = toks[i - 2].text if i > 1 else ""
         if recv in ("File", "Dir", "Tempfile", "Zlib", "GzipReader", "IO"):
-            return  # these open files, never commands
-    args, _ = _split_args(toks, i + 1, lang)
+            return i + 1  # these open files, never commands
+    args, end = _split_args(toks, i + 1, lang)
     if lang == "ruby":
         args = _drop_options(args)
         mode_at = 0  # Kernel#open(path_or_pipe, mode...)
@@ -285,19 +289,19 @@ def _open(toks: list[Tok], i: int, lang: str, out: Inline, where0: str) -> None:
         mode_at = 1  # open(FH, MODE, ...) / open(FH, EXPR)
     if len(args) <= mode_at:
         out.problems.append(f"{where} opens something named at run time; it may run a command")
-        return
+        return end
     spec, dynamic = _text(args[mode_at], lang)
     if spec is None:
         out.problems.append(f"{where} has a mode or path computed at run time; it may run a "
                             "command")
-        return
+        return end
     rest = args[mode_at + 1:]
     if lang == "perl" and rest:  # three or more arguments: the mode alone says
         if "|" in spec:
             _run(rest, lang, out, where)
         elif dynamic:
             out.problems.append(f"{where} has a mode computed at run time; it may run a command")
-        return
+        return end
     body = spec.strip()
     if body.startswith("|"):
         out.shell(body[1:], dynamic, where)
@@ -305,6 +309,7 @@ def _open(toks: list[Tok], i: int, lang: str, out: Inline, where0: str) -> None:
         out.shell(body[:-1], dynamic, where)
     elif dynamic and COMPUTED in body and lang == "perl" and body.startswith(COMPUTED):
         out.problems.append(f"{where} opens a path computed at run time; it may run a command")
+    return end
 
 
 # ---- node -------------------------------------------------------------------------------------
@@ -342,8 +347,9 @@ def _js(toks: list[Tok], out: Inline, resolved: set[int]) -> None:
     # the module name in quotes is harmless alone (a computed require or import is an escape)
     resolved.update(t.start + 1 for t in toks if _is_cp(t))
     resolved.update(toks[k].start for k in decl_at)
+    args_end = 0  # index after the last call's arguments (one pass, however calls nest)
     for i, t in enumerate(toks):
-        if t.kind != ID or i in decl_at:
+        if t.kind != ID or i in decl_at or i < args_end:
             continue
         if t.text in bound:
             resolved.add(t.start)
@@ -351,7 +357,8 @@ def _js(toks: list[Tok], out: Inline, resolved: set[int]) -> None:
                 name = toks[i + 2]
                 if name.text in _RUN_CALLS["js"] and i + 3 < n and toks[i + 3].text == "(":
                     resolved.add(name.start)
-                    _js_call(name.text, _split_args(toks, i + 3, "js")[0], out)
+                    args, args_end = _split_args(toks, i + 3, "js")
+                    _js_call(name.text, args, out)
                 continue
             out.problems.append(f"node code passes the child_process module `{t.text}` around; "
                                 "what it runs cannot be checked")
@@ -361,10 +368,12 @@ def _js(toks: list[Tok], out: Inline, resolved: set[int]) -> None:
                     i >= 3 and _is_cp(toks[i - 3])):
                 resolved.add(t.start)
                 resolved.add(toks[i - 3].start)
-                _js_call(t.text, _split_args(toks, i + 1, "js")[0], out)
+                args, args_end = _split_args(toks, i + 1, "js")
+                _js_call(t.text, args, out)
             elif t.text in funcs and (prev is None or prev.text != "."):
                 resolved.add(t.start)
-                _js_call(t.text, _split_args(toks, i + 1, "js")[0], out)
+                args, args_end = _split_args(toks, i + 1, "js")
+                _js_call(t.text, args, out)
 
 
 def _bind_before(toks: list[Tok], req: int, bound: set[str], funcs: set[str],
@@ -449,15 +458,26 @@ _AWK_BOUNDARY = frozenset({";", "\n", "{", "}", "(", ",", "&&", "||", "!", "if",
 
 def _awk(toks: list[Tok], out: Inline) -> None:
     n = len(toks)
+    after = 0  # index after the last command read: one pass over the tokens
     for i, t in enumerate(toks):
-        if t.kind == ID and t.text == "system" and i + 1 < n and toks[i + 1].text == "(":
-            args, _ = _split_args(toks, i + 1, "awk")
+        runs = (t.kind == ID and t.text == "system" and i + 1 < n and toks[i + 1].text == "(") or (
+            t.kind == OP and t.text in ("|", "|&"))
+        if not runs:
+            continue
+        if i < after:
+            out.problems.append("the awk program runs a command inside another command's text; "
+                                "what it runs cannot be checked")
+            return
+        if t.kind == ID:
+            args, after = _split_args(toks, i + 1, "awk")
             _awk_text(args[0] if args else [], out, "`system()` in the awk program")
-        elif t.kind == OP and t.text in ("|", "|&"):
+        else:
             if i + 1 < n and toks[i + 1].kind == ID and toks[i + 1].text == "getline":
                 k = i - 1
-                while k >= 0 and not (toks[k].text in _AWK_BOUNDARY and toks[k].kind in (OP, ID)):
+                while k >= after and not (toks[k].text in _AWK_BOUNDARY
+                                          and toks[k].kind in (OP, ID)):
                     k -= 1
+                after = i + 2
                 _awk_text(toks[k + 1:i], out, "a `| getline` command in the awk program")
             else:
                 k = i + 1
@@ -473,6 +493,7 @@ def _awk(toks: list[Tok], out: Inline) -> None:
                     elif depth == 0 and x.text in (";", "\n", "}", "||", "&&"):
                         break
                     k += 1
+                after = k
                 _awk_text(toks[i + 1:k], out, "an output pipe `|` in the awk program")
 
 
