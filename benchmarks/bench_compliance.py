@@ -2,19 +2,25 @@
 
 1. A store of 1,000,000 forwarded records (three event types, received over 30 days) is built
    in-process, and its compliance log files (hourly windows) cut in-process.
-2. Against a real ``corral server run`` on it (SQLite):
+2. Against a real ``corral server run`` on it (SQLite, then the same on PostgreSQL 15 started by
+   the benchmark with initdb in a temp dir, fsync on; ``--skip-postgres`` leaves it out):
    - one page of 1,000 events (``GET /v1/events?after=<random cursor>&limit=1000``), request to
      parsed response, with a content-tier token and a metadata-only (redacting) token;
    - a full cursor read of the whole store, 1,000 a page, as a SIEM would (events/s);
    - listing 30 days of compliance files (``GET /v1/compliance/logs`` until has_more is false);
    - one compliance file download.
-3. Paging through 100,000 events with httpx while they are being ingested over HTTP (the test
+   The store keeps everything while these run (``[retention] default = "forever"``: the oldest
+   day of the 30 would otherwise expire under the default 30 days in the middle of a read).
+3. One retention round (in-process, SQLite): the first day's files expired under signed
+   tombstones with a one-day policy at a clock 30 days on, then ``corral server verify`` of the
+   store with the tombstones.
+4. Paging through 100,000 events with httpx while they are being ingested over HTTP (the test
    suite does 20,000): none lost, none duplicated.
 
 Every read is also an append (the ``server.access`` record), included in the timings.
 
 Run: .venv/bin/python benchmarks/bench_compliance.py [--events 1000000] [--runs 3]
-     [--page-samples 200] [--live-events 100000]
+     [--page-samples 200] [--live-events 100000] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -42,9 +48,18 @@ from tests.server.compliance_helpers import (  # noqa: E402
     read_token,
     server_with,
 )
-from tests.server.helpers import ServerProc, forward_request, post, token  # noqa: E402
+from tests.server.helpers import (  # noqa: E402
+    ServerProc,
+    corral,
+    forward_request,
+    free_port,
+    init_server,
+    post,
+    token,
+)
+from tests.server.pg import postgres  # noqa: E402
 
-from corral.server import compliance  # noqa: E402
+from corral.server import compliance, retention  # noqa: E402
 from corral.server import config as sconfig  # noqa: E402
 from corral.server.store.base import Incoming, JournalLink  # noqa: E402
 from corral.telemetry.journal import GENESIS, canonical, chain_hash  # noqa: E402
@@ -206,29 +221,16 @@ def live(tmp: Path, n: int) -> str:
             f"{'none lost, none duplicated' if ok else 'MISMATCH'}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--page-samples", type=int, default=200)
-    ap.add_argument("--live-events", type=int, default=100_000)
-    args = ap.parse_args()
-    print(machine())
-    tmp = Path(tempfile.mkdtemp(prefix="corral-bench-compliance-"))
-    data = tmp / "srv"
-    server_with(data, read_rate=100_000.0, read_burst=100_000, compliance_grace=1.0)
-    start_ns = (time.time_ns() // HOUR - 24 * 31) * HOUR
-    t0 = time.perf_counter()
-    build(data, args.events, start_ns)
-    print(f"built a store of {args.events:,} forwarded records over 30 days in "
-          f"{time.perf_counter() - t0:.0f} s "
-          f"({(data / 'store' / 'log.db').stat().st_size / 1e6:,.0f} MB)")
-    cfg = sconfig.load(data)
-    store = sconfig.open_store(cfg)
-    t0 = time.perf_counter()
-    files = compliance.cut(store, time.time_ns(), cfg.compliance_window, cfg.compliance_grace)
-    store.close()
-    print(f"cut {files:,} compliance files (hourly, per type) in {time.perf_counter() - t0:.1f} s")
+def setup(data: Path, database: str | None) -> None:
+    """A server for the read measures: no rate limit in the way, nothing expiring."""
+    init_server(data, database)
+    with open(data / "config.toml", "a") as fh:
+        fh.write("read_rate = 100000.0\nread_burst = 100000\ncompliance_grace = 1.0\n"
+                 '[retention]\ndefault = "forever"\n')
+
+
+def reads(label: str, data: Path, args: argparse.Namespace) -> None:
+    """Page latency, full cursor read, listing and one file, against a real server."""
     rd_full = read_token(data, "--content")
     rd_meta = read_token(data, name="meta")
     srv = ServerProc(data)
@@ -237,27 +239,28 @@ def main() -> None:
                           headers={"Authorization": f"Bearer {rd_full}"}) as c, \
                 httpx.Client(base_url=srv.url, timeout=120,
                              headers={"Authorization": f"Bearer {rd_meta}"}) as m:
-            for label, client in (("content token", c), ("metadata token (redacting)", m)):
+            for who, client in (("content token", c), ("metadata token (redacting)", m)):
                 p95r, p95p, p50r = [], [], []
                 for _ in range(args.runs):
                     s, sp = page_bench(client, args.events, args.page_samples)
                     p50r.append(statistics.median(s))
                     p95r.append(pct(s, 0.95))
                     p95p.append(pct(sp, 0.95))
-                print(f"page of 1,000 events, {label}: p95 {ms(statistics.median(p95r))} "
-                      f"to the response (runs {', '.join(ms(x) for x in p95r)}; median "
-                      f"{ms(statistics.median(p50r))}), p95 {ms(statistics.median(p95p))} to "
-                      f"the parsed JSON  [{args.page_samples} random cursors a run]")
+                print(f"[{label}] page of 1,000 events, {who}: p95 "
+                      f"{ms(statistics.median(p95r))} to the response (runs "
+                      f"{', '.join(ms(x) for x in p95r)}; median {ms(statistics.median(p50r))}), "
+                      f"p95 {ms(statistics.median(p95p))} to the parsed JSON  "
+                      f"[{args.page_samples} random cursors a run]")
             rates = [full_read(c, args.events) for _ in range(args.runs)]
-            print(f"full cursor read of {args.events:,} events: "
+            print(f"[{label}] full cursor read of {args.events:,} events: "
                   f"{statistics.median(rates):,.0f} events/s "
                   f"(runs {', '.join(f'{x:,.0f}' for x in rates)})")
             raw = [full_read_raw(c, args.events) for _ in range(args.runs)]
-            print(f"same, without decoding the events on the client: "
+            print(f"[{label}] same, without decoding the events on the client: "
                   f"{statistics.median(raw):,.0f} events/s "
                   f"(runs {', '.join(f'{x:,.0f}' for x in raw)})")
             lt = [listing(c) for _ in range(max(args.runs, 5))]
-            print(f"listing 30 days of compliance files ({lt[0][1]:,} files): "
+            print(f"[{label}] listing 30 days of compliance files ({lt[0][1]:,} files): "
                   f"{ms(statistics.median(x[0] for x in lt))} "
                   f"(runs {', '.join(ms(x[0]) for x in lt)})")
             f0 = c.get("/v1/compliance/logs", params={"limit": 1}).json()["data"][0]
@@ -267,10 +270,73 @@ def main() -> None:
                 r = c.get(f"/v1/compliance/logs/{f0['id']}")
                 dl.append(time.perf_counter() - t0)
                 assert r.status_code == 200
-            print(f"one compliance file ({f0['count']:,} events, {len(r.content) / 1e6:.1f} MB): "
-                  f"{ms(statistics.median(dl))}")
+            print(f"[{label}] one compliance file ({f0['count']:,} events, "
+                  f"{len(r.content) / 1e6:.1f} MB): {ms(statistics.median(dl))}")
     finally:
         srv.stop()
+
+
+def build_and_cut(label: str, data: Path, n: int, start_ns: int) -> None:
+    t0 = time.perf_counter()
+    build(data, n, start_ns)
+    print(f"[{label}] built a store of {n:,} forwarded records over 30 days in "
+          f"{time.perf_counter() - t0:.0f} s")
+    cfg = sconfig.load(data)
+    store = sconfig.open_store(cfg)
+    t0 = time.perf_counter()
+    files = compliance.cut(store, time.time_ns(), cfg.compliance_window, cfg.compliance_grace)
+    store.close()
+    print(f"[{label}] cut {files:,} compliance files (hourly, per type) in "
+          f"{time.perf_counter() - t0:.1f} s")
+
+
+def expire_day(data: Path, start_ns: int) -> None:
+    """One retention round with a one-day policy, the clock at the first day's end plus a day:
+    the first day's files (24 windows x 3 types) expire; then verify the whole store."""
+    cfg = sconfig.load(data)
+    name, _ = sconfig.verifier(cfg)
+    store = sconfig.open_store(cfg)
+    try:
+        t0 = time.perf_counter()
+        out = retention.run(store, retention.Policy(86400), retention.Signer(
+            name, sconfig.signing_key(cfg)), start_ns + 48 * HOUR)
+        el = time.perf_counter() - t0
+    finally:
+        store.close()
+    n = sum(f.count for f, _ in out.expired)
+    print(f"retention round: {len(out.expired)} files ({n:,} events) expired under signed "
+          f"tombstones in {el:.2f} s ({n / el:,.0f} events/s)")
+    t0 = time.perf_counter()
+    res = corral("server", "verify", "--data", str(data), timeout=3600)
+    last = res.stdout.strip().splitlines()[-1]
+    print(f"corral server verify after it: {time.perf_counter() - t0:.1f} s: {last[:120]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--page-samples", type=int, default=200)
+    ap.add_argument("--live-events", type=int, default=100_000)
+    ap.add_argument("--skip-postgres", action="store_true")
+    args = ap.parse_args()
+    print(machine())
+    tmp = Path(tempfile.mkdtemp(prefix="corral-bench-compliance-"))
+    start_ns = (time.time_ns() // HOUR - 24 * 31) * HOUR
+    data = tmp / "srv"
+    setup(data, None)
+    build_and_cut("SQLite", data, args.events, start_ns)
+    print(f"[SQLite] store {(data / 'store' / 'log.db').stat().st_size / 1e6:,.0f} MB")
+    reads("SQLite", data, args)
+    expire_day(data, start_ns)
+    print(machine())
+    if not args.skip_postgres:
+        with postgres(free_port(), fsync=True) as url:
+            pdata = tmp / "pg"
+            setup(pdata, url)
+            build_and_cut("PostgreSQL", pdata, args.events, start_ns)
+            reads("PostgreSQL", pdata, args)
+        print(machine())
     print(live(tmp, args.live_events))
     import shutil
 

@@ -44,7 +44,8 @@ def test_toml_example_parses_and_fits_the_schema(where: str, body: str) -> None:
         pytest.fail(f"{where}: not valid TOML: {exc}")
     as_config = validate(data, CONFIG_SCHEMA)
     as_requirements = validate(data, REQUIREMENTS_SCHEMA)
-    if as_config and as_requirements and "sinks" in data:  # a `corral server` config.toml
+    if as_config and as_requirements and ("sinks" in data or "retention" in data):
+        # a `corral server` config.toml
         from corral.server.config import check_document
 
         assert not check_document(data), f"{where}: {check_document(data)}"

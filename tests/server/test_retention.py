@@ -237,3 +237,17 @@ def test_files_a_sink_has_not_delivered_wait(log: Log, tmp_path: Path) -> None:
     out = retention.run(log.store, POLICY, log.signer, BASE + 40 * DAY,
                         wait=retention.sink_floor([sink], log.data))
     assert len(out.expired) == 6
+
+
+def test_a_hold_placed_while_a_deletion_is_prepared_still_stops_it(
+        log: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _two_windows(log, tmp_path)
+    h = holds.create(log.store, "late hold", holds.parse_criteria("alice", None, None, None,
+                                                                  None), "counsel", BASE)
+    monkeypatch.setattr(log.store, "holds", lambda: [])  # the preparation does not see it
+    out = retention.run(log.store, POLICY, log.signer, BASE + 40 * DAY)
+    assert {f.start_ns for f, _ in out.expired} == {BASE + H}
+    assert {why for f, why in out.waiting} == {f"placed under legal hold {h.id} meanwhile"}
+    with pytest.raises(holds.Refused, match=f"erase refused: 9 of the 9 .* legal hold {h.id}"):
+        holds.erase(log.store, log.signer, "alice", None, None, "GDPR 3", "dpo", BASE)
+    assert len(log.events("agent.tool.decision")) == 3  # alice's, whole

@@ -152,12 +152,18 @@ def erase(store: Store, signer: retention.Signer, user: str, since_ns: int | Non
     rows = [r for r in rows if not str(r[2].get("name", "")).startswith("server.")]
     if not rows:
         return 0, None
-    for h in (h for h in store.holds() if h.released_ns is None):
-        n = sum(1 for _, _, doc in rows if matches(h, doc))
-        if n:
-            raise Refused(f"erase refused: {n} of the {len(rows)} events of user {user} are "
-                          f"under legal hold {h.id} ({h.reason}; placed by {h.by}); release "
-                          "the hold first")
+    def held(active: list[Hold]) -> str | None:
+        for h in active:
+            n = sum(1 for _, _, doc in rows if matches(h, doc))
+            if n:
+                return (f"erase refused: {n} of the {len(rows)} events of user {user} are "
+                        f"under legal hold {h.id} ({h.reason}; placed by {h.by}); release the "
+                        "hold first")
+        return None
+
+    why = held([h for h in store.holds() if h.released_ns is None])
+    if why:
+        raise Refused(why)
     if dry_run:
         return len(rows), None
     by_name: dict[str, list[int]] = {}
@@ -175,7 +181,8 @@ def erase(store: Store, signer: retention.Signer, user: str, since_ns: int | Non
            "leaves_sha256": retention.leaves_digest(it.leaf_hash(leaf) for _, leaf, _ in rows)}
     try:
         store.expire(Expiry(tid, retention._maker(tid, doc, signer, now_ns), len(rows),
-                            tuple(files), seqs=tuple(seqs)), now_ns)
-    except Expired as exc:
-        raise Refused(f"erase not applied: {exc}") from None
+                            tuple(files), seqs=tuple(seqs), recheck=held), now_ns)
+    except Expired as exc:  # a hold placed meanwhile: the same one line
+        raise Refused(str(exc) if str(exc).startswith("erase refused") else
+                      f"erase not applied: {exc}") from None
     return len(rows), tid

@@ -287,9 +287,16 @@ def run(store: Store, policy: Policy, signer: Signer, now_ns: int, *,
                "file_sha256": f.sha256, "retention": shown(keep),
                "leaves_sha256": leaves_digest(it.leaf_hash(leaf) for _, leaf in rows),
                "deleted_unix_nano": now_ns, "by": "retention"}
+        leaves = [leaf for _, leaf in rows]
+
+        def recheck(now_holds: list[Hold], leaves: list[bytes] = leaves) -> str | None:
+            h = matching_hold(now_holds, leaves)
+            return None if h is None else f"placed under legal hold {h.id} meanwhile"
+
         try:
             store.expire(Expiry(tid, _maker(tid, doc, signer, now_ns), f.count, (f.id,),
-                                f.event_type, f.first_seq, f.last_seq), now_ns)
+                                f.event_type, f.first_seq, f.last_seq, recheck=recheck),
+                         now_ns)
         except Expired as exc:
             out.waiting.append((f, str(exc)))
             continue

@@ -145,6 +145,9 @@ class Expiry:
     first: int = 0
     last: int = 0
     seqs: tuple[int, ...] = ()
+    # given the active holds read inside the transaction, why it must not happen (a hold
+    # placed while the expiry was being prepared), or None
+    recheck: Callable[[list[Hold]], str | None] | None = None
 
 
 class Expired(Exception):
@@ -541,6 +544,11 @@ class Store(ABC):
             for f in exp.files:
                 if tx.fetch("SELECT 1 FROM withdrawn_files WHERE file_id = ?", (f,)):
                     raise Expired(f"compliance file {f} was withdrawn already")
+            if exp.recheck is not None:
+                why = exp.recheck([h for h in (Hold(*r) for r in tx.fetch(self._HOLDS))
+                                   if h.released_ns is None])
+                if why:
+                    raise Expired(why)
             size, _ = tx.head()
             edge = it.frontier_nodes(size)
             got = tx.nodes(edge) if edge else {}
@@ -584,11 +592,12 @@ class Store(ABC):
             tx.run("INSERT INTO hold_releases VALUES (?, ?, ?)", (hold_id, now_ns, by))
         return None
 
+    _HOLDS = ("SELECT h.id, h.created_ns, h.created_by, h.reason, h.user_name, h.session_id, "
+              "h.device, h.since_ns, h.until_ns, r.released_ns, r.released_by FROM holds h LEFT "
+              "JOIN hold_releases r ON r.id = h.id ORDER BY h.created_ns, h.id")
+
     def holds(self) -> list[Hold]:
-        return [Hold(*r) for r in self._fetch(
-            "SELECT h.id, h.created_ns, h.created_by, h.reason, h.user_name, h.session_id, "
-            "h.device, h.since_ns, h.until_ns, r.released_ns, r.released_by FROM holds h LEFT "
-            "JOIN hold_releases r ON r.id = h.id ORDER BY h.created_ns, h.id")]
+        return [Hold(*r) for r in self._fetch(self._HOLDS)]
 
     def journal_keys(self, ids: Sequence[str]) -> dict[str, str]:
         if not ids:

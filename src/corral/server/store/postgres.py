@@ -330,7 +330,8 @@ class PostgresStore(Store):
     def scan(self, q: Scan) -> list[tuple[int, bytes]]:
         sql, args = scan_sql(q, "%s")
         with self.pool.connection() as conn:
-            return [(int(s), bytes(b)) for s, b in conn.execute(sql, args)]
+            # binary results: the leaves arrive as they are stored, not hex-encoded and decoded
+            return conn.execute(sql, args, binary=True).fetchall()
 
     def last_seq_before(self, received_ns: int, after: int) -> int:
         with self.pool.connection() as conn:
