@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from corral.config.bundle import Bundle
     from corral.config.enrolment import Enrolment
 
 MOST_RESTRICTIVE: dict[str, Any] = {
@@ -267,11 +268,13 @@ def load_requirements(
     return Requirements(data=data, origins=origins, sources=sources)
 
 
-def _server_policy(enrolment: Enrolment, credential: Callable[[], str | None] | None,
-                   cache_dir: Path, data: dict[str, Any], origins: dict[str, str],
-                   sources: list[str], warnings: list[str]) -> str | None:
-    """Compose the enrolled server's policy bundle; the reason when it cannot be used."""
-    from corral.config.bundle import Bundle, BundleRefused, load_cloud_bundle
+def server_policy(enrolment: Enrolment, credential: Callable[[], str | None] | None,
+                  cache_dir: Path, warnings: list[str]) -> Bundle:
+    """The enrolled server's policy bundle: the cached one while fresh, else fetched (with the
+    device's token), verified against the key pinned at enrolment and for this device, never
+    older than the cached one. BundleRefused when there is no usable one. Also called
+    periodically by the background forwarder, so a long session keeps the cache fresh."""
+    from corral.config.bundle import load_cloud_bundle
     from corral.config.enrolment import POLICY_CACHE
 
     def headers(cached: Bundle | None) -> dict[str, str]:
@@ -284,12 +287,21 @@ def _server_policy(enrolment: Enrolment, credential: Callable[[], str | None] | 
             out["Authorization"] = f"Bearer {token}"
         return out
 
+    return load_cloud_bundle(
+        enrolment.policy_url, enrolment.policy_public_key, cache_dir / POLICY_CACHE,
+        ca_file=enrolment.ca_file, refresh_seconds=enrolment.refresh_seconds,
+        warnings=warnings, headers=headers, audience=enrolment.device_id,
+        label="server policy", loopback_http=True)
+
+
+def _server_policy(enrolment: Enrolment, credential: Callable[[], str | None] | None,
+                   cache_dir: Path, data: dict[str, Any], origins: dict[str, str],
+                   sources: list[str], warnings: list[str]) -> str | None:
+    """Compose the enrolled server's policy bundle; the reason when it cannot be used."""
+    from corral.config.bundle import BundleRefused
+
     try:
-        bundle = load_cloud_bundle(
-            enrolment.policy_url, enrolment.policy_public_key, cache_dir / POLICY_CACHE,
-            ca_file=enrolment.ca_file, refresh_seconds=enrolment.refresh_seconds,
-            warnings=warnings, headers=headers, audience=enrolment.device_id,
-            label="server policy", loopback_http=True)
+        bundle = server_policy(enrolment, credential, cache_dir, warnings)
         tf = parse_toml_text(bundle.requirements_toml, bundle.source)
         _compose(data, origins, _validated(tf), bundle.source)
         sources.append(bundle.source)

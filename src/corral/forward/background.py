@@ -51,6 +51,15 @@ class BackgroundForwarder:
     def _checkin(self, settings: Any, fwd: Forwarder) -> None:
         from corral.forward.checkin import report, send
 
+        try:  # refresh the cached policy first, so the report says what the next start applies
+            from corral.config.enrolment import read_enrolment
+            from corral.config.requirements import server_policy
+
+            enr = read_enrolment(self._home)
+            if enr is not None:
+                server_policy(enr, lambda: settings.token, self._home / "state", [])
+        except Exception:  # refused or unreachable: the last good bundle stays cached
+            pass
         try:
             send(settings, report(self._home, self._journal, fwd.lag()), timeout=5.0)
         except Exception as exc:  # the fleet view only; forwarding goes on
