@@ -124,6 +124,9 @@ def _check(run: BrokerRun, srv: ModelServer, exfil: ModelServer, out: list[str],
     assert f"[broker:{credential}]" in refused[0]["network.policy.reason"]
     used = [a for a in events if "credential_brokered" in a["network.policy.reason"]]
     assert used and all(a["server.address"] == "127.0.0.2" for a in used), used
+    start = [e["attributes"] for e in run.events() if e["name"] == "agent.session.start"]
+    summary = json.loads(start[0]["agent.policy.summary"])
+    assert credential in summary["secrets_brokered"], summary  # names and hosts, no value
     run.journal_clean()
     run.verify()
 

@@ -138,7 +138,10 @@ class Session:
             tel.emit_event(SessionStart.from_summary(
                 {**(summary or {}), "approval_policy": approval_policy, "reviewer": reviewer,
                  "profile": pipe.plan.profile, "network": mode.value,
-                 "rules": pipe.policy.rule_count, "env_dropped": left_out},
+                 "rules": pipe.policy.rule_count, "env_dropped": left_out,
+                 # the credentials the proxy holds for the sandbox: names and hosts, no value
+                 "secrets_brokered": {c.name: c.hosts for c in getattr(
+                     getattr(proxy, "broker", None), "credentials", ())}},
                 approval_policy=policy_name, sandbox_profile=pipe.plan.profile,
                 network_mode=mode.value, cwd=str(pipe.plan.cwd),
                 config_sources=tuple(cfg.sources + cfg.requirements.sources)), wait=api)
@@ -256,11 +259,11 @@ class Session:
             with contextlib.suppress(Exception):
                 self.proxy.stop()
         shutil.rmtree(self.rundir, ignore_errors=True)
+        with contextlib.suppress(Exception):  # the session's grants database connection
+            self.pipeline.grants.close()
         self.telemetry.close()
 
     def __enter__(self) -> Session:
-        with contextlib.suppress(Exception):  # the session's grants database connection
-            self.pipeline.grants.close()
         return self
 
     def __exit__(self, *exc: object) -> None:
