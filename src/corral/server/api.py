@@ -240,9 +240,14 @@ class ComplianceApi:
                                    len(data))
         if denied:
             return denied
-        body = b"".join((b'{"data":[', b",".join(data), b'],"next_cursor":"',
-                         query.cursor(nxt).encode(), b'","has_more":',
-                         b"true" if more else b"false", b"}"))  # one copy of the page
+        tail = b"".join((b'],"next_cursor":"', query.cursor(nxt).encode(), b'","has_more":',
+                         b"true" if more else b"false", b"}"))
+        if data:  # the page is copied once: the envelope rides on the first and last event
+            data[0] = b'{"data":[' + data[0]
+            data[-1] = data[-1] + tail
+            body = b",".join(data)
+        else:
+            body = b'{"data":[' + tail
         return Response(body, media_type="application/json")
 
     def page(self, q: query.EventQuery, names: tuple[str, ...],
