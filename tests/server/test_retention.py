@@ -251,3 +251,37 @@ def test_a_hold_placed_while_a_deletion_is_prepared_still_stops_it(
     with pytest.raises(holds.Refused, match=f"erase refused: 9 of the 9 .* legal hold {h.id}"):
         holds.erase(log.store, log.signer, "alice", None, None, "GDPR 3", "dpo", BASE)
     assert len(log.events("agent.tool.decision")) == 3  # alice's, whole
+
+
+def test_a_store_from_before_retention_is_migrated(tmp_path: Path) -> None:
+    """The tombstone column and the expiry trigger are added to an existing SQLite store (a
+    read-only open, as verify does, reads it as it is)."""
+    from corral.server.store.sqlite import SqliteStore
+
+    data = tmp_path / "srv"
+    init_server(data)
+    db = data / "store" / "log.db"
+    st = sconfig.open_store(sconfig.load(data))
+    log = Log(data, st)
+    _two_windows(log, tmp_path)
+    st.close()
+    c = sqlite3.connect(db)
+    c.executescript("DROP TRIGGER events_expiry_only; ALTER TABLE events DROP COLUMN tombstone;"
+                    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN "
+                    "SELECT RAISE(ABORT, 'the log is append-only'); END;")
+    c.close()
+    old = SqliteStore(db, readonly=True)
+    try:
+        assert Log(data, old).verify().problems == []
+    finally:
+        old.close()
+    st = sconfig.open_store(sconfig.load(data))
+    try:
+        log = Log(data, st)
+        assert len(retention.run(st, POLICY, log.signer, BASE + H + DAY).expired) == 1
+        assert log.verify().problems == [] and log.verify().expired == 3
+    finally:
+        st.close()
+    c = sqlite3.connect(db)
+    assert not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_no_update'").fetchone()
+    c.close()

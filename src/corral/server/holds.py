@@ -180,7 +180,7 @@ def erase(store: Store, signer: retention.Signer, user: str, since_ns: int | Non
            "files": files, "deleted_unix_nano": now_ns,
            "leaves_sha256": retention.leaves_digest(it.leaf_hash(leaf) for _, leaf, _ in rows)}
     try:
-        store.expire(Expiry(tid, retention._maker(tid, doc, signer, now_ns), len(rows),
+        store.expire(Expiry(tid, retention.tombstone_maker(tid, doc, signer, now_ns), len(rows),
                             tuple(files), seqs=tuple(seqs), recheck=held), now_ns)
     except Expired as exc:  # a hold placed meanwhile: the same one line
         raise Refused(str(exc) if str(exc).startswith("erase refused") else

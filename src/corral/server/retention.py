@@ -294,7 +294,7 @@ def run(store: Store, policy: Policy, signer: Signer, now_ns: int, *,
             return None if h is None else f"placed under legal hold {h.id} meanwhile"
 
         try:
-            store.expire(Expiry(tid, _maker(tid, doc, signer, now_ns), f.count, (f.id,),
+            store.expire(Expiry(tid, tombstone_maker(tid, doc, signer, now_ns), f.count, (f.id,),
                                 f.event_type, f.first_seq, f.last_seq, recheck=recheck),
                          now_ns)
         except Expired as exc:
@@ -304,7 +304,7 @@ def run(store: Store, policy: Policy, signer: Signer, now_ns: int, *,
     return out
 
 
-def _maker(tid: str, doc: dict[str, Any], signer: Signer,
+def tombstone_maker(tid: str, doc: dict[str, Any], signer: Signer,
            now_ns: int) -> Callable[[int, bytes], Incoming]:
     """The tombstone, completed inside the expiry transaction with the tree it follows."""
 
