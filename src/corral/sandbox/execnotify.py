@@ -211,10 +211,12 @@ def answer(listener: int, notif_id: int, error: int = 0) -> bool:
 class ExecRequest:
     """What a waiting exec asked for, as read from its memory (see the module's race note)."""
 
-    __slots__ = ("argv", "cwd", "path")
+    __slots__ = ("addrs", "argv", "cwd", "path", "raw")
 
-    def __init__(self, path: str, argv: tuple[str, ...], cwd: str) -> None:
+    def __init__(self, path: str, argv: tuple[str, ...], cwd: str,
+                 raw: tuple[bytes, ...] = (), addrs: tuple[int, ...] = ()) -> None:
         self.path, self.argv, self.cwd = path, argv, cwd
+        self.raw, self.addrs = raw, addrs  # each argument's bytes and address in the process
 
 
 def _read_cstr(fd: int, addr: int, limit: int) -> bytes:
@@ -250,6 +252,7 @@ def read_exec(n: Notification) -> ExecRequest:
     try:
         raw_path = _read_cstr(fd, path_ptr & mask, 4096)
         argv: list[bytes] = []
+        addrs: list[int] = []
         total = 0
         size = 8 if wide else 4
         fmt = "<Q" if wide else "<I"
@@ -268,6 +271,7 @@ def read_exec(n: Notification) -> ExecRequest:
                 arg = _read_cstr(fd, ptr, MAX_BYTES - total)
                 total += len(arg) + 1
                 argv.append(arg)
+                addrs.append(ptr)
             else:
                 addr += len(page) - len(page) % size
     finally:
@@ -281,7 +285,23 @@ def read_exec(n: Notification) -> ExecRequest:
             path = os.path.join(base, path) if path else base
     if path and not path.startswith("/") and "/" in path:
         path = os.path.normpath(os.path.join(cwd, path))
-    return ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd)
+    return ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd, tuple(argv),
+                       tuple(addrs))
+
+
+def rewrite_arg(pid: int, addr: int, old: bytes, new: bytes) -> bool:
+    """Replace the waiting exec's argument at ``addr`` (still ``old``) with ``new`` padded with
+    spaces to the same length, in place: the refusal of a shell tool call runs ``exit 126``
+    instead of the script, so an agent that drops a failed spawn's stderr still reads why."""
+    if len(new) > len(old):
+        return False
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if os.pread(fd, len(old) + 1, addr) != old + b"\0":
+            return False
+        return os.pwrite(fd, new.ljust(len(old), b" "), addr) == len(old)
+    finally:
+        os.close(fd)
 
 
 def proc_identity(pid: int) -> tuple[int, int, int]:

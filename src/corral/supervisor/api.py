@@ -113,6 +113,10 @@ class SessionAPI:
                     line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
                     if not line:
                         return
+                    if line.startswith(b"HOOK1 "):  # a hook call as it came (insandbox.relay)
+                        self.wfile.write(api.handle_hook(line, self.rfile))
+                        self.wfile.flush()
+                        return
                     if len(line) > MAX_REQUEST_BYTES:
                         self._send({"ok": False, "error": "corral: supervisor: request too large"})
                         return
@@ -155,14 +159,52 @@ class SessionAPI:
     # -- requests ---------------------------------------------------------------------------
 
     def handle_line(self, line: bytes) -> dict[str, Any]:
-        from corral.errors import CorralError
-
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             return {"ok": False, "error": "corral: supervisor: request is not JSON"}
         if not isinstance(req, dict):
             return {"ok": False, "error": "corral: supervisor: request is not a JSON object"}
+        return self.handle_request(req)
+
+    def handle_hook(self, head: bytes, rfile: Any) -> bytes:
+        """One agent hook call relayed as it came (``corral.insandbox.relay``): the hook
+        adapter runs here against this API, request by request as if they had come over the
+        socket (the caller's token, the same size limit), and the answer goes back ready to
+        print. Keeps the hook process free of JSON and the socket module."""
+        from corral.insandbox import hooks, relay
+
+        try:
+            agent, token, sandboxed, cwd_len, size = relay.parse_request_head(head)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return relay.answer("", 2, f"corral: supervisor: {exc}; refusing")
+        cwd = rfile.read(cwd_len).decode("utf-8", "surrogateescape")
+        raw = rfile.read(size)
+        if len(raw) != size:
+            return relay.answer("", 2, "corral: supervisor: hook request cut short; refusing")
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return relay.answer("", 2, f"corral: integrations: hook input is not JSON ({exc}); "
+                                       "refusing")
+
+        def send(op: str, fields: dict[str, Any]) -> dict[str, Any]:
+            req = {"token": token, "op": op, **fields}
+            if len(json.dumps(req)) >= MAX_REQUEST_BYTES:
+                return {"ok": False, "error": "corral: supervisor: request too large"}
+            return self.handle_request(req)
+
+        try:
+            out, code, err = hooks.answer(agent, payload, transport=send,
+                                          caller=hooks.Caller(cwd, sandboxed))
+        except Exception as exc:  # fail closed: exit 2 blocks the action in both agents
+            return relay.answer("", 2, f"corral: integrations: hook failed "
+                                       f"({type(exc).__name__}: {exc}); refusing")
+        return relay.answer(out, code, err)
+
+    def handle_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        from corral.errors import CorralError
+
         token = req.get("token")
         if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
             return {"ok": False, "error": "corral: supervisor: bad or missing session token"}

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.sandbox import execnotify as en
-from corral.supervisor.execwrappers import decision_argv, same_command
+from corral.supervisor.execwrappers import decision_argv, same_command, script_index
 from corral.types import RuleDecision
 
 MODES = ("off", "top", "all")
@@ -48,6 +48,7 @@ UNAVAILABLE = ("refuse", "warn")
 WORKERS = 4  # decisions that may wait (prompts) are served by this many threads
 HOOK_MEMORY_SECONDS = 120.0
 _MEMO = 4096
+REFUSED_SCRIPT = b"exit 126"  # what a refused shell tool call runs instead (exit 126 as EACCES)
 
 
 class ExecBoundary:
@@ -241,6 +242,13 @@ class ExecBoundary:
         if self.mode == "top" and not top_level:
             self._answer(fd, n, True)  # what a tool call starts runs (mode top)
             return
+        if self.mode == "top":
+            seen = self._memo.get((tgid, start))
+            if seen is not None and seen[1]:
+                # an allowed tool call exec'ing onward (`bash -c 'touch x'` becomes touch
+                # in the same process): part of that call, like its children
+                self._answer(fd, n, True)
+                return
         try:
             req = en.read_exec(n)
         except OSError as exc:
@@ -283,7 +291,7 @@ class ExecBoundary:
                 self._allowed(n, req, argv, "hook", "decided by the agent's hook")
                 en.answer(fd, n.id)
             else:
-                self._refuse(fd, n, req.argv, message)
+                self._refuse(fd, n, req.argv, message, req)
             return
         d = decide(list(argv), pipe.policy, pipe.approval_policy, cwd=req.cwd)
         if d.decision is RuleDecision.ALLOW:
@@ -314,13 +322,13 @@ class ExecBoundary:
                     self.counts["allowed"] += 1
                     self._answer(fd, n, True)
                 else:
-                    self._refuse(fd, n, req.argv, gate.message)
+                    self._refuse(fd, n, req.argv, gate.message, req)
             except Exception as exc:  # fail closed, and say why
                 with self._lock:
                     self._waiting.pop(n.id, None)
                 if fd is not None and self.listener is not None:
                     self._refuse(fd, n, req.argv, f"corral: rules: `{shlex.join(argv)}` was "
-                                 f"refused: the decision failed ({exc})")
+                                 f"refused: the decision failed ({exc})", req)
 
     def _remember(self, me: tuple[int, int], argv: tuple[str, ...], allowed: bool,
                   message: str) -> None:
@@ -330,13 +338,25 @@ class ExecBoundary:
             while len(self._memo) > _MEMO:
                 self._memo.popitem(last=False)
 
-    def _refuse(self, fd: int, n: en.Notification, argv: tuple[str, ...], message: str) -> None:
-        """EACCES, with the reason on the command's own stderr (fd 2 of the process whose exec
-        failed: the shell or program that tried it, whose stderr the agent reads)."""
+    def _refuse(self, fd: int, n: en.Notification, argv: tuple[str, ...], message: str,
+                req: en.ExecRequest | None = None) -> None:
+        """The reason on the command's own stderr (fd 2 of the process whose exec it is: what
+        the agent reads), then EACCES. A shell started with ``-c SCRIPT`` instead runs ``exit
+        126`` (its script replaced in place before it starts, nothing of it runs): an agent
+        that starts the shell itself (Codex) drops a failed spawn's stderr, but reads a shell
+        that ran."""
         self.counts["refused"] += 1
-        if en.still_waiting(fd, n.id):
-            en.write_to_stderr(n.pid, message.rstrip("\n") + "\n")
-            en.answer(fd, n.id, errno.EACCES)
+        if not en.still_waiting(fd, n.id):
+            return
+        en.write_to_stderr(n.pid, message.rstrip("\n") + "\n")
+        i = script_index(req.argv) if req is not None else None
+        if req is not None and i is not None and i < len(req.addrs):
+            with contextlib.suppress(OSError):
+                if en.rewrite_arg(n.pid, req.addrs[i], req.raw[i], REFUSED_SCRIPT) and \
+                        en.still_waiting(fd, n.id):
+                    en.answer(fd, n.id)
+                    return
+        en.answer(fd, n.id, errno.EACCES)
 
     def _allowed(self, n: en.Notification, req: en.ExecRequest, argv: tuple[str, ...],
                  by: str, reason: str, source: str | None = None) -> None:

@@ -36,6 +36,12 @@ def decision_argv(path: str, argv: tuple[str, ...],
 
 def shell_script(argv: tuple[str, ...]) -> str | None:
     """SCRIPT of ``SHELL [-l] -c [-l] SCRIPT`` (flags in any of the usual spellings)."""
+    i = script_index(argv)
+    return None if i is None else argv[i]
+
+
+def script_index(argv: tuple[str, ...]) -> int | None:
+    """Where SCRIPT is in ``SHELL [-l] -c [-l] SCRIPT [ARG0 ARGS...]``, or None."""
     if len(argv) < 3 or os.path.basename(argv[0]) not in SHELLS:
         return None
     i, saw_c = 1, False
@@ -45,7 +51,7 @@ def shell_script(argv: tuple[str, ...]) -> str | None:
             return None
         saw_c = saw_c or "c" in flags
         i += 1
-    return argv[i] if saw_c else None
+    return i if saw_c else None
 
 
 def agent_command(argv: tuple[str, ...]) -> str | None:
