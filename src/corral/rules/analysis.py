@@ -45,6 +45,10 @@ class Analysis:
     commands: list[Argv] = field(default_factory=list)
     wrappers: list[Argv] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (command text, reason)
+    # the same for commands hidden from the shell (inline code, variables that name programs,
+    # package runners): kept apart so a caller can weigh them apart (the reviewer has checks of
+    # its own for inline code); ``runtime`` treats both lists alike
+    hidden_problems: list[tuple[str, str]] = field(default_factory=list)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (target, redirect text)
     scripted: bool = False  # a shell script was parsed (not a plain argv)
     # something other than the matched programs shapes the run (env assignments, wrappers):
@@ -155,7 +159,7 @@ def _hidden_env(name: str, value: str | None, text: str, depth: int, out: Analys
     """An assignment to a variable that names a program another program runs."""
     found = classify(name, value)
     if found.problem is not None:
-        out.problems.append((text[:200], found.problem))
+        out.hidden_problems.append((text[:200], found.problem))
     if found.script is not None:
         out.indirect = True
         _script(found.script, depth, out, queue)
@@ -361,7 +365,7 @@ def _inline(a: Argv, name: str, depth: int, stdin: str | None, out: Analysis,
         return  # runs a file or prints its version: judged as the program
     shown = display(a)[:200]
     for why in found.problems:
-        out.problems.append((shown, why))
+        out.hidden_problems.append((shown, why))
     if found.scripts or found.argvs:
         out.indirect = True
     for text in found.scripts:
@@ -376,7 +380,7 @@ def _runner(a: Argv, inner: list[Argv] | None, depth: int, out: Analysis,
     written (rules written for ``npx prettier`` keep working), and what it runs as well."""
     out.commands.append(a)
     if inner is None:
-        out.problems.append((display(a), f"the command run by {basename(a.tokens[0])} is "
+        out.hidden_problems.append((display(a), f"the command run by {basename(a.tokens[0])} is "
                                           "computed at run time"))
         return
     for sub in inner:

@@ -159,7 +159,7 @@ def lex(code: str, lang: str) -> list[Tok]:
             toks.append(Tok(VAR if c == "$" else ID, word, i))
             i = j
             continue
-        if c.isdigit():
+        if "0" <= c <= "9":  # (not str.isdigit: "¹" is a digit to it, and no number here)
             j = _NUMBER.match(code, i).end()  # type: ignore[union-attr]  # matches at least c
             toks.append(Tok(NUM, code[i:j], i))
             i = j

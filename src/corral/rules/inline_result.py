@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from corral.rules.argv import Argv
 
-MAX_CODE = 32 * 1024  # characters of inline Python or makefile analysed; more is asked about
+MAX_CODE = 16 * 1024  # characters of inline Python or makefile analysed; more is asked about
 MAX_COMMANDS = 256  # commands read from one piece of inline code; more are asked about
+MAX_DYNAMIC = 4 * 1024  # a shell string built at run time longer than this is not parsed
 COMPUTED = "${computed}"  # stands for a value only known at run time inside shell text
 
 
@@ -34,6 +35,11 @@ class Inline:
     def shell(self, text: str, dynamic: bool, where: str) -> None:
         """Shell text built by the code; a computed part could add commands of its own."""
         if self._full():
+            return
+        if dynamic and len(text) > MAX_DYNAMIC:  # asked about anyway: no need to parse it
+            self.problems.append(f"{where} builds a shell command of more than "
+                                 f"{MAX_DYNAMIC // 1024} KiB at run time; what it runs cannot "
+                                 "be checked")
             return
         self.scripts.append(text)
         if dynamic:

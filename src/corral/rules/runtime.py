@@ -215,7 +215,7 @@ def _decide(argv: list[str], policy: Policy, approval_policy: str,
         if v is not None:
             matches.append(Match(("redirect", text), PROMPT, f"heuristic:{v.name}",
                                  v.justification, (), "heuristic"))
-    for text, why in an.problems:
+    for text, why in an.problems + an.hidden_problems:
         matches.append(Match((text,), PROMPT, "unparsed", why, (), "unparsed"))
         all_allow_rules = False
     for err in policy.load_errors:

@@ -383,14 +383,16 @@ def parse_script(script: str) -> ScriptParse:
         if t == "redirected_statement":
             body = node.child_by_field_name("body")
             if body is not None and body.type == "command":
+                prev_end = body.end_byte
                 for child in node.children:
                     if child.type in ("heredoc_redirect", "herestring_redirect"):
                         stdin_for[body.id] = _redirect_script(child)
-                        gap = _local.source[body.end_byte:child.start_byte].split()
+                        gap = _local.source[prev_end:child.start_byte].split()
                         if gap:  # tree-sitter drops a `-` word just before `<<` (no error)
                             extra_for[body.id] = tuple(_dec(w) for w in gap)
                     elif child.type == "file_redirect":
                         writes_for.setdefault(body.id, []).extend(_write_target(child))
+                    prev_end = max(prev_end, child.end_byte)
         elif t == "command":
             _command(node, out, stdin_for, writes_for, extra_for.get(node.id, ()))
         elif t == "file_redirect":
