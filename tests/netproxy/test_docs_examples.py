@@ -50,6 +50,11 @@ def test_toml_example_parses_and_fits_the_schema(where: str, body: str) -> None:
 
         assert not check_document(data), f"{where}: {check_document(data)}"
         return
+    if as_config and as_requirements and "oidc" in data:  # a corral server fleet.toml
+        from corral.server.enroll import check_document as check_fleet
+
+        assert not check_fleet(data), f"{where}: {check_fleet(data)}"
+        return
     assert not as_config or not as_requirements, (
         f"{where}: fits neither config.toml ({as_config}) nor requirements.toml "
         f"({as_requirements})")

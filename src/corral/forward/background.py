@@ -76,12 +76,11 @@ class BackgroundForwarder:
         fwd = Forwarder(settings, self._journal, home=self._home)
         backoff = Backoff()
         checkin_every = _checkin_interval(self._home, settings.url)
-        next_checkin = time.monotonic()
         try:
             while not self._stop.is_set():
                 self._wake.clear()
-                if checkin_every and not self._draining and time.monotonic() >= next_checkin:
-                    next_checkin = time.monotonic() + checkin_every
+                if checkin_every and not self._draining and _checkin_due(self._home,
+                                                                         checkin_every):
                     self._checkin(settings, fwd)
                 try:
                     recs, cps = fwd.step()
@@ -118,6 +117,29 @@ def _checkin_interval(home: Path, url: str) -> float | None:
     except Exception:
         return None
     return max(1.0, enr.refresh_seconds) if enr is not None and enr.server == url else None
+
+
+def _checkin_due(home: Path, every: float) -> bool:
+    """At most one check-in per interval from all of this machine's sessions: the time of the
+    last one is the mtime of ``state/fleet-checkin`` (touched before sending, so two sessions
+    starting together do not both send)."""
+    import os
+
+    mark = home / "state" / "fleet-checkin"
+    try:
+        if time.time() - mark.stat().st_mtime < every:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    try:
+        mark.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mark.touch()
+        os.utime(mark)
+    except OSError:
+        return False
+    return True
 
 
 class ForwardingSink:

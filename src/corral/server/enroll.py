@@ -56,23 +56,29 @@ def load_settings(data: Path) -> FleetSettings:
         return FleetSettings()
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    bad = [k for k in doc if k not in FLEET_KEYS]
+    problems = check_document(doc)
+    if problems:
+        raise ValueError(f"{path}: {problems[0]}")
+    oidc = doc.get("oidc", {})
+    return FleetSettings(float(doc.get("refresh_seconds", 300.0)),
+                         float(doc.get("bundle_ttl_days", 7.0)),
+                         {str(k): str(v) for k, v in oidc.items()})
+
+
+def check_document(doc: dict[str, Any]) -> list[str]:
+    """Problems in a fleet.toml document (also the docs check's); empty when fine."""
+    bad = [f"unknown key `{k}`" for k in doc if k not in FLEET_KEYS]
     oidc = doc.get("oidc", {})
     if not isinstance(oidc, dict):
-        raise ValueError(f"{path}: [oidc] must be a table")
-    bad += [f"oidc.{k}" for k in oidc if k not in OIDC_KEYS]
-    if bad:
-        raise ValueError(f"{path}: unknown key `{bad[0]}`")
+        return [*bad, "[oidc] must be a table"]
+    bad += [f"unknown key `oidc.{k}`" for k in oidc if k not in OIDC_KEYS]
     if oidc and not (oidc.get("issuer") and oidc.get("client_id")):
-        raise ValueError(f"{path}: [oidc] needs issuer and client_id")
-    try:
-        refresh = float(doc.get("refresh_seconds", 300.0))
-        ttl = float(doc.get("bundle_ttl_days", 7.0))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: bad value ({exc})") from None
-    if refresh <= 0 or ttl <= 0:
-        raise ValueError(f"{path}: refresh_seconds and bundle_ttl_days must be positive")
-    return FleetSettings(refresh, ttl, {str(k): str(v) for k, v in oidc.items()})
+        bad.append("[oidc] needs issuer and client_id")
+    for k in ("refresh_seconds", "bundle_ttl_days"):
+        v = doc.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            bad.append(f"{k} must be a positive number")
+    return bad
 
 
 def _field(req: dict[str, Any], name: str, limit: int = 512) -> str:

@@ -1,0 +1,135 @@
+"""What a managed fleet costs a machine's `corral exec`, and what policy fetches cost the server.
+
+Cases, each a fresh `corral exec -- true` process (median of --runs):
+  * not enrolled (the floor);
+  * enrolled, policy cache fresh (reads the enrolment record and the cached signed bundle);
+  * enrolled, policy due (refresh_seconds = 0: fetches and verifies the bundle every start);
+  * enrolled, forced login (the stored ID token verified again at each start).
+And the server's `GET /v1/fleet/policy` (compose + sign per device) per second from one client.
+
+Usage: .venv/bin/python benchmarks/bench_fleet.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> list[float]:
+    subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=True)
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True)
+        out.append((time.perf_counter() - t0) * 1000)
+        if r.returncode:
+            raise SystemExit(f"{argv}: {r.stderr.decode()}")
+    return out
+
+
+def main() -> None:
+    import httpx
+    from tests.fleet.issuer import Issuer
+    from tests.server.helpers import ServerProc, init_server
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    print(machine())
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        iss = Issuer().start()
+        iss.add_user("alice", email="alice@acme.example", org_id="acme")
+        data = t / "srv"
+        init_server(data)
+        (data / "fleet.toml").write_text(
+            f'refresh_seconds = 3600\n[oidc]\nissuer = "{iss.url}"\nclient_id = "corral-cli"\n')
+        srv = ServerProc(data)
+        work = t / "work"
+        work.mkdir()
+        base = {k: v for k, v in os.environ.items() if k != "CORRAL_SERVER_TOKEN"}
+        base["CORRAL_SYSTEM_DIR"] = str(t / "etc")
+        try:
+            def corral(home: Path, *a: str, stdin: str | None = None) -> str:
+                r = subprocess.run([PY, "-m", "corral", *a], env={**base, "CORRAL_HOME":
+                                   str(home)}, cwd=work, input=stdin, capture_output=True,
+                                   text=True, check=True)
+                return r.stdout
+
+            def home(name: str) -> Path:
+                h = t / name
+                h.mkdir()
+                (h / "config.toml").write_text('[credentials]\nstore = "file"\n')
+                return h
+
+            tok = subprocess.run([PY, "-m", "corral", "server", "enroll-token", "create",
+                                  "--data", str(data)], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+            plain, fresh, due, forced = home("plain"), home("fresh"), home("due"), home("forced")
+            fwd_only = home("forwarding")
+            fwd_token = subprocess.run([PY, "-m", "corral", "server", "token", "create",
+                                        "--data", str(data), "--scope", "ingest"],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+            (fwd_only / "config.toml").write_text(
+                f'[server]\nurl = "{srv.url}"\n[credentials]\nstore = "file"\n')
+            corral(fwd_only, "login", "--ingest-token", "--server", srv.url,
+                   stdin=fwd_token + "\n")
+            for h in (fresh, due, forced):
+                corral(h, "enroll", "--server", srv.url, stdin=tok + "\n")
+            enr = due / "fleet" / "enrolment.json"
+            doc = json.loads(enr.read_text())
+            doc["refresh_seconds"] = 0
+            enr.write_text(json.dumps(doc))
+            pol = t / "login.toml"
+            pol.write_text('[login]\nforced_method = "oidc"\nforced_workspace_id = "acme"\n')
+            dev = json.loads((forced / "fleet" / "enrolment.json").read_text())["device_id"]
+            subprocess.run([PY, "-m", "corral", "server", "policy", "set", str(pol), "--group",
+                            f"device:{dev}", "--data", str(data)], check=True,
+                           capture_output=True)
+            (forced / "state" / "fleet-policy-bundle.json").unlink()
+            p = subprocess.Popen([PY, "-m", "corral", "login"], env={**base, "CORRAL_HOME":
+                                 str(forced)}, cwd=work, stdout=subprocess.PIPE, text=True)
+            assert p.stdout is not None
+            code = p.stdout.readline().split()[-1]
+            httpx.post(iss.url + "/activate", data={"user_code": code, "username": "alice"})
+            p.communicate(timeout=60)
+            print(f"{'corral exec -- true':<44} {'median ms':>9} {'min':>7} {'max':>7}")
+            for name, h in (("not enrolled", plain),
+                            ("not enrolled, forwarding to the server", fwd_only),
+                            ("enrolled, policy cache fresh", fresh),
+                            ("enrolled, policy fetched every start", due),
+                            ("enrolled, forced login verified", forced)):
+                ms = timed([PY, "-m", "corral", "exec", "--", "true"],
+                           {**base, "CORRAL_HOME": str(h)}, work, args.runs)
+                print(f"{name:<44} {statistics.median(ms):>9.1f} {min(ms):>7.1f} "
+                      f"{max(ms):>7.1f}")
+            token = json.loads((fresh / "credentials" / "server-tokens.json").read_text())[
+                srv.url]
+            n, t0 = 0, time.perf_counter()
+            with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
+                while time.perf_counter() - t0 < 3:
+                    assert c.get(srv.url + "/v1/fleet/policy").status_code == 200
+                    n += 1
+            print(f"server: GET /v1/fleet/policy (compose + sign) {n / 3:.0f}/s from one client")
+        finally:
+            srv.stop()
+            iss.close()
+
+
+if __name__ == "__main__":
+    main()
