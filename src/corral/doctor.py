@@ -83,6 +83,36 @@ def _system_dir_check() -> Check:
         "" if paths.admin_dir_in_use(real) else " (absent or empty: nothing configured there)"))
 
 
+def _exec_boundary_check() -> Check:
+    """Kernel support for the exec boundary (seccomp user notification, probed end to end), and
+    what `corral run` does here as configured (``rules.exec_boundary[_unavailable]``)."""
+    from corral.config import load_config
+    from corral.errors import CorralError
+    from corral.sandbox.execnotify import probe
+
+    try:
+        cfg = load_config()
+        mode = str(cfg.get("rules.exec_boundary", "top"))
+        unavailable = str(cfg.get("rules.exec_boundary_unavailable", "refuse"))
+    except CorralError:
+        mode, unavailable = "top", "refuse"  # the configuration check says what is wrong
+    setting = f'rules.exec_boundary = "{mode}"'
+    if mode == "off":
+        return Check("exec boundary", False, f"off ({setting}): only hooks show an agent's "
+                     "commands to the rules under corral run", 'rules.exec_boundary = "top"',
+                     required=False)
+    problem = probe()
+    if problem is None:
+        return Check("exec boundary", True, f"seccomp user notification works ({setting})")
+    what = ("corral run refuses to start" if unavailable == "refuse" else
+            "corral run continues WITHOUT it, saying so")
+    return Check("exec boundary", False, f"unavailable: {problem}; {what} "
+                 f'(rules.exec_boundary_unavailable = "{unavailable}")',
+                 "Linux 5.9+ with seccomp user notification (CONFIG_SECCOMP_FILTER); in a "
+                 "container, a seccomp profile that allows seccomp(2) and its ioctls",
+                 required=unavailable == "refuse")
+
+
 def run_checks() -> list[Check]:
     checks: list[Check] = []
     try:
@@ -91,7 +121,8 @@ def run_checks() -> list[Check]:
         checks.append(Check("sandbox", False, "sandbox capability probe unavailable"))
     else:
         checks += capabilities.checks()
-    checks += [_home_check(), _keyring_check(), _system_dir_check(), _requirements_check()]
+    checks += [_home_check(), _keyring_check(), _system_dir_check(), _requirements_check(),
+               _exec_boundary_check()]
     return checks
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -257,3 +258,51 @@ def test_in_process_session_leaks_no_fds_or_threads(tmp_path, monkeypatch):
              and t.name.startswith("corral-exec")]
     assert not extra, extra
     assert not _descendants(me)
+
+
+# A kernel without seccomp user notification, for real: corral runs under a filter that makes
+# seccomp(2) itself fail with ENOSYS (bwrap and the sandbox's init load their filters through
+# prctl, so the sandbox is unchanged; only the exec boundary's kernel half is missing).
+NO_NOTIF = '''
+import errno, os, sys
+import pyseccomp as sc
+f = sc.SyscallFilter(sc.ALLOW)
+f.add_rule(sc.ERRNO(errno.ENOSYS), "seccomp")
+f.load()
+os.execv(sys.executable, [sys.executable, "-m", "corral", *sys.argv[1:]])
+'''
+
+
+def _without_notification(cli, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CORRAL_HOME=str(cli.home),
+               CORRAL_SYSTEM_DIR=str(cli.home.parent / "etc"))
+    return subprocess.run([sys.executable, "-c", NO_NOTIF, *args], cwd=cli.work, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
+def test_unavailable_refuses_by_default_and_says_so(eb):
+    r = _without_notification(eb, "run", "--", "sh", "-c", "rm -r x")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "exec boundary" in r.stderr and "cannot be enforced here" in r.stderr, r.stderr
+    assert "refused" in r.stderr and "exec_boundary_unavailable" in r.stderr
+    assert (eb.work / "x" / "keep").exists()  # nothing ran
+    doctor = _without_notification(eb, "doctor", "--json")
+    check = [c for c in json.loads(doctor.stdout) if c["name"] == "exec boundary"]
+    assert check and not check[0]["ok"] and "corral run refuses" in check[0]["detail"], check
+
+
+def test_unavailable_with_warn_runs_without_it_and_says_so(eb):
+    r = _without_notification(eb, "-c", "rules.exec_boundary_unavailable=warn", "run", "--",
+                              "sh", "-c", "rm -r x; echo rc=$?")
+    assert r.returncode == 0 and "rc=0" in r.stdout, r.stdout + r.stderr
+    assert "running WITHOUT it" in r.stderr, r.stderr  # never silently weaker
+    boundary = _events(eb, "agent.exec.boundary")
+    assert [e["attributes"]["agent.exec.mode"] for e in boundary] == ["off"]
+    assert "seccomp" in boundary[0]["attributes"]["agent.exec.problem"]
+
+
+def test_doctor_reports_kernel_support(eb):
+    r = eb("doctor", "--json")
+    check = [c for c in json.loads(r.stdout) if c["name"] == "exec boundary"]
+    assert check and check[0]["ok"], check
+    assert 'rules.exec_boundary = "top"' in check[0]["detail"]

@@ -367,3 +367,57 @@ def _write_nonblocking(fd: int, data: bytes) -> bool:
         finally:
             s.close()
     return os.write(fd, data) == len(data)
+
+
+def probe(timeout: float = 5.0) -> str | None:
+    """End to end, as a sandbox's init does it: a child installs the filter and hands over the
+    listener; its exec of /bin/true is received, read and let through. None when it works,
+    else what failed (``corral doctor``)."""
+    import select
+
+    problem = kernel_support()
+    if problem is not None:
+        return problem
+    mine, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 1
+        try:
+            mine.close()
+            try:
+                fd = install_listener()
+            except OSError as exc:
+                theirs.send(b"E" + str(exc.strerror or exc).encode())
+                os._exit(3)
+            send_listener(theirs, fd)
+            os.close(fd)
+            theirs.recv(1)
+            os.execv("/bin/true", ["true", "corral-probe"])
+        finally:
+            os._exit(code)
+    theirs.close()
+    listener = None
+    try:
+        mine.settimeout(timeout)
+        note, listener = recv_listener(mine)
+        if listener is None:
+            return (note[1:].decode(errors="replace") or "the probe process failed") + \
+                " (installing the exec notification filter)"
+        mine.send(b"k")
+        if not select.select([listener], [], [], timeout)[0]:
+            return "no notification arrived for the probe's exec"
+        n = receive(listener)
+        if n is None:
+            return "the probe's exec notification vanished"
+        req = read_exec(n)
+        ok = still_waiting(listener, n.id) and answer(listener, n.id)
+        if req.argv != ("true", "corral-probe") or not ok:
+            return f"the probe's exec was misread ({req.argv!r}) or could not be answered"
+        return None
+    except OSError as exc:
+        return f"exec notification probe failed: {exc.strerror or exc}"
+    finally:
+        if listener is not None:
+            os.close(listener)
+        mine.close()
+        os.waitpid(pid, 0)
