@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from corral.rules import Policy, decide
 from corral.rules.argv import Argv
 from corral.rules.hidden_env import NAMES, classify
-from corral.rules.inline import interpreter_code, makefile_commands
+from corral.rules.inline import interpreter_code
+from corral.rules.inline_make import makefile_commands
 from corral.rules.inline_python import python_commands
 from corral.rules.inline_result import Inline
 from corral.rules.inline_scan import scan

@@ -1,11 +1,11 @@
 """Code handed to an interpreter on its command line (or in a heredoc): what it runs.
 
-``interpreter_code(argv, stdin)`` reads the interpreter's options the way the interpreter does
-and returns what the inline code runs (an :class:`Inline`), or None when the program runs a
-file or prints its version (then it is judged as a program, as before). Python is parsed with
-``ast`` (``inline_python``); Perl, Ruby, node and awk are scanned (``inline_scan``); a makefile
-read from standard input or ``--eval`` is read here. Nothing is imported until an interpreter
-is seen.
+``interpreter_code(argv, name, stdin)`` reads the interpreter's options the way the interpreter
+does and returns what the inline code runs (an :class:`Inline`), or None when the program runs
+a file or prints its version (then it is judged as a program, as before). Python is parsed with
+``ast`` (``inline_python``); Perl, Ruby, node and awk are scanned (``inline_scan``); makefile
+text read from standard input or ``--eval`` by ``inline_make``. Those modules are imported
+when an interpreter with inline code is seen, not before.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 
 from corral.rules.argv import Argv
 from corral.rules.hidden_env import NAMES as _HIDDEN_NAMES
-from corral.rules.inline_result import COMPUTED, MAX_CODE, Inline
+from corral.rules.inline_result import Inline
 
 PYTHONS = frozenset({"python", "python2", "python3", "pypy", "pypy3"}
                     | {f"python3.{k}" for k in range(0, 20)} | {"python2.7"})
@@ -22,9 +22,7 @@ AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "original-awk", "busybox-awk"})
 MAKES = frozenset({"make", "gmake"})
 LANGS = {"perl": "perl", "ruby": "ruby", "node": "js", "nodejs": "js"}  # (``bun -e``: runners)
 INTERPRETERS = PYTHONS | AWKS | MAKES | LANGS.keys()
-# make variables whose value is a program make runs for recipes (``make SHELL=... CC=...``)
-_MAKE_PROGRAMS = frozenset({"SHELL", "CC", "CXX", "CPP", "LD", "AR", "AS", "FC", "RM", "MAKE"})
-_HIDDEN_RX = re.compile("|".join(sorted(_HIDDEN_NAMES)))
+_hidden_rx: list[re.Pattern[str]] = []  # compiled on first use: importing stays cheap
 
 
 class _Stdin(Exception):
@@ -37,7 +35,9 @@ def interpreter_code(a: Argv, name: str, stdin: str | None) -> Inline | None:
     if name in AWKS:
         return _awk(a)
     if name in MAKES:
-        return _make(a, stdin)
+        from corral.rules.inline_make import make_commands
+
+        return make_commands(a, stdin)
     lang = "python" if name in PYTHONS else "perl" if name == "perl" else (
         "ruby" if name == "ruby" else "js")
     try:
@@ -63,14 +63,19 @@ def analyse(code: str, lang: str) -> Inline:
 
         out = python_commands(code)
     elif lang == "make":
+        from corral.rules.inline_make import makefile_commands
+
         out = makefile_commands(code)
     else:
         from corral.rules.inline_scan import scan
 
         out = scan(code, lang)
-    if (out.scripts or out.argvs) and _HIDDEN_RX.search(code):
-        var = _HIDDEN_RX.search(code)
-        assert var is not None
+    if not (out.scripts or out.argvs):
+        return out
+    if not _hidden_rx:
+        _hidden_rx.append(re.compile("|".join(sorted(_HIDDEN_NAMES))))
+    var = _hidden_rx[0].search(code)
+    if var is not None:
         out.problems.append(f"inline code sets {var.group(0)}, which names a program another "
                             "program runs; what it runs cannot be checked")
     return out
@@ -285,137 +290,6 @@ def _awk(a: Argv) -> Inline | None:
     if not programs:
         return None
     return analyse("\n".join(programs), "awk")
-
-
-# ---- make -------------------------------------------------------------------------------------
-
-def _make(a: Argv, stdin: str | None) -> Inline | None:
-    out = Inline()
-    texts: list[str] = []
-    i = 1
-    n = len(a)
-    while i < n:
-        if not a.known(i):
-            out.problems.append("make's options are computed at run time")
-            i += 1
-            continue
-        tok = a.tokens[i]
-        nxt = a.tokens[i + 1] if i + 1 < n and a.known(i + 1) else None
-        value: str | None = None
-        if tok in ("-f", "--file", "--makefile"):
-            value, i = nxt, i + 2
-        elif tok.startswith(("--file=", "--makefile=")):
-            value, i = tok.split("=", 1)[1], i + 1
-        elif tok.startswith("-f") and len(tok) > 2:
-            value, i = tok[2:], i + 1
-        elif tok in ("--eval", "-E"):
-            texts.append(nxt or "")
-            if nxt is None:
-                out.problems.append("make --eval text is computed at run time")
-            i += 2
-            continue
-        elif tok.startswith("--eval="):
-            texts.append(tok.split("=", 1)[1])
-            i += 1
-            continue
-        elif tok in ("-C", "-I", "-o", "-W", "--directory", "--include-dir", "--old-file",
-                     "--new-file", "--what-if", "--assume-old", "--assume-new"):
-            i += 2
-            continue
-        else:
-            name, eq, val = tok.partition("=")
-            if eq and not tok.startswith("-"):
-                name = name.rstrip(":+?!").strip()
-                if name in _MAKE_PROGRAMS and val.strip():
-                    out.shell(val, False, f"make's {name}=")
-            i += 1
-            continue
-        if value in ("-", "/dev/stdin"):
-            if stdin is None:
-                out.problems.append("make reads its makefile from standard input; what it runs "
-                                    "cannot be checked")
-            else:
-                texts.append(stdin)
-    for text in texts:
-        found = makefile_commands(text)
-        out.scripts += found.scripts
-        out.argvs += found.argvs
-        out.problems += found.problems
-    return out if out else None
-
-
-_AUTOMATIC = re.compile(r"\$(?:[@<^?*+|%]|\([@<^?*+|%][DF]\)|\{[@<^?*+|%][DF]\})")
-_INCLUDE = re.compile(r"\s*-?s?include\s")
-_SETS_SHELL = re.compile(r"\s*(?:override\s+|export\s+)*(?:SHELL|\.SHELLFLAGS)\s*[:+?!]*=")
-
-
-def makefile_commands(text: str) -> Inline:
-    """Recipes and ``$(shell ...)`` calls of makefile text (read from stdin or ``--eval``)."""
-    out = Inline()
-    if len(text) > MAX_CODE:
-        out.problems.append(f"the makefile is longer than {MAX_CODE // 1024} KiB; not analysed")
-        return out
-    for raw in text.replace("\\\n", " ").split("\n"):
-        for inner in _shell_calls(raw, out):
-            _recipe(inner, out, "`$(shell ...)` in the makefile")
-        if raw.startswith("\t"):
-            _recipe(raw[1:].lstrip("@-+ \t"), out, "a makefile recipe")
-            continue
-        line = raw.split("#", 1)[0]
-        if not line.strip():
-            continue
-        if _INCLUDE.match(line):
-            out.problems.append("the makefile includes other makefiles; what they run cannot "
-                                "be checked")
-        elif _SETS_SHELL.match(line):
-            out.problems.append("the makefile sets SHELL; what runs its recipes cannot be "
-                                "checked")
-        elif "!=" in line and "=" not in line.split("!=", 1)[0]:
-            _recipe(line.split("!=", 1)[1].strip(), out, "a `!=` assignment in the makefile")
-        elif ";" in line and ":" in line.split(";", 1)[0] and "=" not in line.split(";", 1)[0]:
-            _recipe(line.split(";", 1)[1].lstrip("@-+ \t"), out, "a makefile recipe")
-        if "$(eval" in line or "${eval" in line:
-            out.problems.append("the makefile evaluates text built at run time ($(eval)); what "
-                                "it runs cannot be checked")
-    return out
-
-
-_SHELL_CALL = re.compile(r"\$[({]shell\s")
-
-
-def _shell_calls(line: str, out: Inline) -> list[str]:
-    """The commands of ``$(shell ...)`` calls in one line (one pass: nested calls are part of
-    the outer command's text)."""
-    found: list[str] = []
-    pos = 0
-    while True:
-        m = _SHELL_CALL.search(line, pos)
-        if m is None:
-            return found
-        open_ = line[m.start() + 1]
-        close = ")" if open_ == "(" else "}"
-        depth = 1
-        k = m.end()
-        while k < len(line) and depth:
-            if line[k] == open_:
-                depth += 1
-            elif line[k] == close:
-                depth -= 1
-            k += 1
-        if depth:
-            out.problems.append("a `$(shell` call in the makefile is not closed")
-            return found
-        found.append(line[m.end():k - 1])
-        pos = k
-
-
-def _recipe(text: str, out: Inline, where: str) -> None:
-    """A recipe line as shell text: ``$$`` is a dollar for the shell; automatic variables
-    (``$@``, ``$<``) are unknown words; any other make expansion is computed at run time."""
-    text = _AUTOMATIC.sub(COMPUTED.replace("$", "\0"), text.replace("$$", "\1"))
-    dynamic = "$" in text
-    text = re.sub(r"\$(?:\([^()]*\)|\{[^{}]*\}|.)", "\0{computed}", text)
-    out.shell(text.replace("\0", "$").replace("\1", "$"), dynamic, where)
 
 
 _OPTION_WALK = {"python": _python, "perl": _perl, "ruby": _ruby, "js": _node}

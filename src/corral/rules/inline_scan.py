@@ -14,7 +14,7 @@ import re
 
 from corral.rules.argv import Argv
 from corral.rules.inline_lex import CMD, ID, OP, STR, VAR, WORDS, LexError, Tok, lex
-from corral.rules.inline_result import COMPUTED, Inline
+from corral.rules.inline_result import COMPUTED, Inline, shown
 
 MAX_SCANNED = 8 * 1024  # characters of Perl/Ruby/JS/awk code scanned; more is asked about
 
@@ -66,7 +66,7 @@ def scan(code: str, lang: str) -> Inline:
         return out
     esc = _ESCAPE[lang].search(code)
     if esc is not None:
-        word = " ".join(esc.group(0).split())
+        word = shown(" ".join(esc.group(0).split()), 40)
         out.problems.append(f"{where} uses `{word}`, which runs code or calls functions by a "
                             "name computed at run time; what it runs cannot be checked")
     cap = _CAPABILITY.get(lang)
