@@ -11,7 +11,10 @@ Measures (median of --runs rounds, each round --calls calls):
 * OTLP receiver: codex.tool_result records per second posted as 512-record protobuf batches
   over HTTP, mapped and committed to the journal.
 
-Usage: .venv/bin/python benchmarks/bench_hooks.py [--runs 5] [--calls 20]
+``--compare-src DIR`` adds the hook of another source tree (e.g. ``git archive`` of an older
+commit), run the same way against the same supervisor, interleaved with this tree's.
+
+Usage: .venv/bin/python benchmarks/bench_hooks.py [--runs 5] [--calls 20] [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -82,11 +85,20 @@ def bench_receiver(tel: Telemetry, batches: int) -> float:
     return batches * 512 / elapsed
 
 
+def _src_of(tree: Path) -> Path:
+    src = tree / "src"
+    if not (src / "corral").is_dir() and not (tree / "corral").is_dir():
+        raise SystemExit(f"--compare-src {tree}: no corral package in it (or in its src/)")
+    return src if (src / "corral").is_dir() else tree
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--compare-src", type=Path, default=None,
+                    help="also run the hook of this source tree (its src/ or the tree itself)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     tmp = Path(tempfile.mkdtemp(prefix="corral-bench-hooks-"))
@@ -111,6 +123,15 @@ def main() -> None:
         ("hook_main PostToolUse (result event)", hook, payload("PostToolUse", "ls", work)),
         ("`corral hook codex` (CLI), allowed", cli, payload("PreToolUse", "ls -la", work)),
     ]
+    if args.compare_src is not None:
+        # -I ignores PYTHONPATH: each tree goes first on sys.path, then -m's own runner
+        for label, tree in (("this tree", ROOT / "src"), (str(args.compare_src),
+                                                          _src_of(args.compare_src))):
+            run = (f"import sys, runpy; sys.path.insert(0, {str(tree)!r}); "
+                   "sys.argv = ['hook_main', 'codex']; "
+                   "runpy.run_module('corral.integrations.hook_main', run_name='__main__')")
+            scenarios.append((f"hook_main from {label}, allowed", [py, "-I", "-c", run],
+                              payload("PreToolUse", "ls -la", work)))
     for _ in range(args.runs):
         for name, argv, data in scenarios:
             rows.setdefault(name, []).append(time_process(argv, data, env, work, args.calls))

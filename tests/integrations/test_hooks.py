@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -128,7 +129,7 @@ def test_unusable_input_blocks(session):
     for payload in (b"not json", b"[1, 2]", b'{"tool_name": "Bash"}'):
         r = session.run_hook("codex", payload)
         assert r.returncode == 2 and r.stderr.startswith("corral: integrations:"), r
-    r = session.run_hook("gemini", pre("Bash", {"command": "ls"}, session.work))
+    r = session.run_hook("aider", pre("Bash", {"command": "ls"}, session.work))
     assert r.returncode == 2 and "unknown agent" in r.stderr
     r = out(session.run_hook("codex", pre("Bash", {"description": "no command"}, session.work)))
     assert "tool_input has no command" in r["hookSpecificOutput"]["permissionDecisionReason"]
@@ -350,3 +351,88 @@ def test_corral_hook_cli_answers_like_the_entry_module(session):
         assert (cli.returncode, cli.stderr) == (fast.returncode, fast.stderr)
         if fast.returncode == 0:  # call ids differ; the answers do not
             assert json.loads(cli.stdout) == json.loads(fast.stdout)
+
+
+def test_the_hook_process_relays_without_json_or_the_socket_module(session):
+    """Paid on every tool call: the hook sends the call as it came and prints the answer; the
+    supervisor parses it. Neither json (re, enum) nor socket is imported in the hook."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from corral.insandbox import hook_main\n"
+            "rc = hook_main.main(['codex'])\n"
+            "print(sorted(m for m in ('json', 're', 'socket', 'enum', 'typing') "
+            "if m in sys.modules), file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-I", "-c", code], env=session.env, cwd=session.work,
+                       input=pre("Bash", {"command": "rm -rf build"}, session.work),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "[]"
+    assert "forbidden by policy" in json.loads(r.stdout)["hookSpecificOutput"][
+        "permissionDecisionReason"]
+
+
+def test_the_hook_s_own_directory_and_sandbox_flag_reach_the_supervisor(session):
+    """The adapter runs in the supervisor: the hook's cwd (for a workdir without a payload
+    cwd) and CORRAL_SANDBOX come with the call, not from the supervisor's process."""
+    (session.work / "sub").mkdir()
+    call = json.dumps({"hook_event_name": "PreToolUse", "tool_name": "exec_command",
+                       "tool_input": {"cmd": "ls", "workdir": "sub"}})
+    r = session.run_hook("codex", call)  # run in session.work: sub is inside the workspace
+    assert r.returncode == 0 and r.stdout == "", r.stdout
+    cmd = {"command": "git push --force origin main"}
+    r = out(session.run_hook("claude-code", pre("Bash", cmd, session.work),
+                             env=dict(session.env, CORRAL_SANDBOX="1")))
+    assert r["hookSpecificOutput"]["permissionDecision"] == "deny"  # not deferred: in sandbox
+
+
+def test_a_supervisor_that_hangs_up_mid_call_is_a_refusal_not_a_second_request(session,
+                                                                                  tmp_path):
+    import socket
+    import threading
+
+    seen: list[bytes] = []
+    path = tmp_path / "half.sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(4)
+    srv.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    seen.append(conn.recv(1 << 20))
+                    conn.sendall(b"HOOK1 0 50 0\nonly part")  # then hangs up
+
+    threading.Thread(target=serve, daemon=True).start()
+    env = {**session.env, "CORRAL_SUPERVISOR_SOCKET": str(path)}
+    r = out(session.run_hook("codex", pre("Bash", {"command": "ls"}, session.work), env=env))
+    assert r["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert "closed the connection without an answer" in \
+        r["hookSpecificOutput"]["permissionDecisionReason"]
+    srv.close()
+    assert len(seen) == 1 and seen[0].startswith(b"HOOK1 codex ")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(head=st.binary(max_size=80), body=st.binary(max_size=200))
+def test_fuzz_hook_frames_get_an_answer_frame(session, head, body):
+    """Whatever arrives after HOOK1, the supervisor answers with a well-formed frame, and
+    nothing runs without the session's token."""
+    import io
+
+    from corral.insandbox import relay
+
+    calls = session.api.calls
+    frame = session.api.handle_hook(b"HOOK1 " + head.replace(b"\n", b" ") + b"\n",
+                                    io.BytesIO(body))
+    line, _, rest = frame.partition(b"\n")
+    magic, code, n_out, n_err = line.split()
+    assert magic == relay.MAGIC and len(rest) == int(n_out) + int(n_err)
+    assert int(code) in (0, 2)
+    assert session.api.calls == calls  # no request got past the token check

@@ -4,8 +4,10 @@ needs none of the supervisor's state.
 
     agent process (sandbox)                      supervisor (outside)
     ├─ hook_main  python -m corral.integrations.hook_main AGENT (alias)
-    │   └─ hooks  the agent's hook call -> a session API request -> the agent's format
-    │       └─ client  one request over CORRAL_SUPERVISOR_SOCKET ──► supervisor.api.SessionAPI
+    │   └─ relay  the hook call as it came ──────────────────────► supervisor.api.SessionAPI
+    │             (which runs ``hooks`` on it and sends back the answer to print)
+    │   └─ hooks  only when no supervisor answers: the refusal in the agent's format
+    └─ client  one session API request over CORRAL_SUPERVISOR_SOCKET (other callers)
     └─ (the sandbox's first process: corral.sandbox.proxyinit, started as
         ``python -I -S <path>``, bridges loopback ports to the proxy and session sockets)
 

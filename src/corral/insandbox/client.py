@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from corral.insandbox import relay
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ClientError(Exception):
@@ -19,15 +22,11 @@ class ClientError(Exception):
 
 
 def address(where: str) -> tuple[int, Any]:
-    """(socket family, address) for a CORRAL_SUPERVISOR_SOCKET value."""
-    if not where.startswith("tcp:"):
-        return socket.AF_UNIX, where
-    host, _, port = where[4:].removeprefix("//").rpartition(":")
-    host = host.strip("[]")
-    if host not in _LOOPBACK or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ClientError(f"CORRAL_SUPERVISOR_SOCKET {where!r}: only tcp:127.0.0.1:PORT "
-                          "(loopback) or a unix socket path is accepted")
-    return (socket.AF_INET6 if host == "::1" else socket.AF_INET), (host, int(port))
+    """(socket family, address) for a CORRAL_SUPERVISOR_SOCKET value (``relay.address``)."""
+    try:
+        return relay.address(where)
+    except relay.RelayError as exc:
+        raise ClientError(str(exc)) from None
 
 
 def exchange(where: str, token: str, op: str, fields: dict[str, Any],

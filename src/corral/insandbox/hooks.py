@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 
+from corral.insandbox.relay import timeout_from_env
+
 TYPE_CHECKING = False  # not imported from typing: typing, dataclasses and re cost ~40 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 
 AGENTS = ("codex", "claude-code")
 TOOL_EVENTS = ("PreToolUse", "PermissionRequest")
-DEFAULT_TIMEOUT = 590.0  # below the agents' own 600 s hook timeout, so our deny is what they see
 NO_SUPERVISOR_HINT = ("start the agent under `corral run`, or take the hooks out with "
                       "`corral install-hooks AGENT --remove`")
 
@@ -158,7 +159,7 @@ def socket_transport(timeout: float | None = None) -> Transport:
     """Talk to the session named by CORRAL_SUPERVISOR_SOCKET / CORRAL_SUPERVISOR_TOKEN."""
     path = os.environ.get("CORRAL_SUPERVISOR_SOCKET")
     token = os.environ.get("CORRAL_SUPERVISOR_TOKEN")
-    limit = timeout if timeout is not None else _env_timeout()
+    limit = timeout if timeout is not None else timeout_from_env()
 
     def send(op: str, fields: dict[str, Any]) -> dict[str, Any]:
         from corral.insandbox.client import ClientError, exchange
@@ -172,14 +173,6 @@ def socket_transport(timeout: float | None = None) -> Transport:
             raise NoSupervisor(str(exc)) from exc
 
     return send
-
-
-def _env_timeout() -> float:
-    try:
-        value = float(os.environ.get("CORRAL_HOOK_TIMEOUT", DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 # -- answers in each agent's format -----------------------------------------------------------
@@ -231,17 +224,30 @@ def _str(payload: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _agent_may_decide() -> bool:
-    """Whether a prompt corral could not put to anyone may go to the agent's own approval.
+class Caller:
+    """Where the hook runs: its working directory, and whether inside corral's sandbox
+    (CORRAL_SANDBOX=1). The hook process's own, unless the supervisor answers for it
+    (``corral.insandbox.relay``)."""
 
-    The supervisor decides (it records ``deferred_to_agent`` only in a hook session outside
-    `corral run`); this is a second check: never under `corral run` (the agent runs in corral's
-    sandbox, CORRAL_SANDBOX=1), where the agent's own approval may be off (`codex exec` runs
-    with approval `never`)."""
-    return os.environ.get("CORRAL_SANDBOX") != "1"
+    __slots__ = ("cwd", "sandboxed")
+
+    def __init__(self, cwd: str | None = None, sandboxed: bool | None = None) -> None:
+        self.cwd = os.getcwd() if cwd is None else cwd
+        self.sandboxed = os.environ.get("CORRAL_SANDBOX") == "1" if sandboxed is None \
+            else sandboxed
+
+    def agent_may_decide(self) -> bool:
+        """Whether a prompt corral could not put to anyone may go to the agent's own approval.
+
+        The supervisor decides (it records ``deferred_to_agent`` only in a hook session outside
+        `corral run`); this is a second check: never under `corral run` (the agent runs in
+        corral's sandbox, CORRAL_SANDBOX=1), where the agent's own approval may be off (`codex
+        exec` runs with approval `never`)."""
+        return not self.sandboxed
 
 
-def _decide(fields: dict[str, Any], send: Transport, shown_as: str | None = None) -> Verdict:
+def _decide(fields: dict[str, Any], send: Transport, caller: Caller,
+            shown_as: str | None = None) -> Verdict:
     """Ask the session's pipeline (shell, patch or MCP action) and answer as it decided. An
     allowed edit or MCP call is not an "allow" to the agent: its own prompts for those still
     apply (corral only adds refusals there)."""
@@ -253,27 +259,28 @@ def _decide(fields: dict[str, Any], send: Transport, shown_as: str | None = None
             return Verdict("none")
         return Verdict("allow", f"corral: allowed ({reply.get('verdict', 'approved')})")
     message = str(reply.get("message") or "corral: denied by policy")
-    if reply.get("verdict") == "deferred_to_agent" and _agent_may_decide():
+    if reply.get("verdict") == "deferred_to_agent" and caller.agent_may_decide():
         what = shown_as or "this action"
         return Verdict("defer", f"corral: rules: `{what}` needs approval and this session has "
                                 "no corral approval channel; the agent's own approval decides")
     return Verdict("deny", message)
 
 
-def _tool_verdict(call: ToolCall, payload: dict[str, Any], send: Transport) -> Verdict:
+def _tool_verdict(call: ToolCall, payload: dict[str, Any], send: Transport,
+                  caller: Caller) -> Verdict:
     cwd = _str(payload, "cwd")
     fields: dict[str, Any] = {"cwd": cwd} if cwd else {}
     if call.kind == "shell":
         inp = payload.get("tool_input")
         workdir = inp.get("workdir") if isinstance(inp, dict) else None
         if isinstance(workdir, str) and workdir:  # Codex's exec_command may run elsewhere
-            fields["cwd"] = os.path.normpath(os.path.join(cwd or os.getcwd(), workdir))
-        return _decide({**fields, "argv": list(call.argv)}, send, call.command_line)
+            fields["cwd"] = os.path.normpath(os.path.join(cwd or caller.cwd, workdir))
+        return _decide({**fields, "argv": list(call.argv)}, send, caller, call.command_line)
     if call.kind == "patch" and call.files:  # protected paths, the workspace: the pipeline's
-        return _decide({**fields, "kind": "patch", "files": list(call.files)}, send)
+        return _decide({**fields, "kind": "patch", "files": list(call.files)}, send, caller)
     if call.kind == "mcp":
         return _decide({"kind": "mcp", "server": call.mcp_server, "tool": call.mcp_tool,
-                        "arguments": call.arguments or ""}, send)
+                        "arguments": call.arguments or ""}, send, caller)
     # no decision needed, but a session must exist: fail closed if not
     reply = send("ping", {})
     if not reply.get("ok"):
@@ -310,18 +317,32 @@ def _result_event(call: ToolCall, payload: dict[str, Any]) -> dict[str, Any]:
 def handle(agent: str, payload: Any, *,
            transport: Transport | None = None) -> tuple[str, int]:
     """One hook call: ``payload`` is the JSON the agent wrote on stdin. Returns the text for
-    stdout and the exit status. Never raises for bad input or a missing supervisor: a tool call
-    is then denied, other events go on with a warning."""
+    stdout and the exit status (a reason for refusing unusable input goes to stderr). Never
+    raises for bad input or a missing supervisor: a tool call is then denied, other events go
+    on with a warning."""
+    out, code, err = answer(agent, payload, transport=transport)
+    if err:
+        import sys
+
+        print(err, file=sys.stderr)
+    return out, code
+
+
+def answer(agent: str, payload: Any, *, transport: Transport | None = None,
+           caller: Caller | None = None) -> tuple[str, int, str]:
+    """``handle`` for a hook that may run elsewhere (``caller``): (stdout, exit status,
+    stderr). Unusable input is exit status 2 with the reason for stderr, which blocks the
+    action in both agents."""
     if agent not in AGENTS:
-        return "", _fail(f"unknown agent {agent!r} (expected {' or '.join(AGENTS)})")
+        return "", 2, _fail(f"unknown agent {agent!r} (expected {' or '.join(AGENTS)})")
     if not isinstance(payload, dict):
-        return "", _fail("hook input is not a JSON object")
+        return "", 2, _fail("hook input is not a JSON object")
     event = payload.get("hook_event_name")
     if not isinstance(event, str):
-        return "", _fail("hook input has no hook_event_name")
+        return "", 2, _fail("hook input has no hook_event_name")
     send = transport or socket_transport()
     try:
-        verdict = _dispatch(event, payload, send)
+        verdict = _dispatch(event, payload, send, caller or Caller())
     except NoSupervisor as exc:
         line = f"corral: integrations: {exc}; tool calls are refused until one is reachable " \
                f"({NO_SUPERVISOR_HINT})"
@@ -329,13 +350,24 @@ def handle(agent: str, payload: Any, *,
     except HookInputError as exc:
         line = f"corral: integrations: bad {event} hook input: {exc}"
         verdict = Verdict("deny", line) if event in TOOL_EVENTS else Verdict("none", warning=line)
-    return render(agent, event, verdict)
+    return (*render(agent, event, verdict), "")
 
 
-def _dispatch(event: str, payload: dict[str, Any], send: Transport) -> Verdict:
+def unreachable(reason: str) -> Transport:
+    """A transport for a supervisor that could not be reached (or answered badly): nothing is
+    sent; each request fails with ``reason``."""
+
+    def send(op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        raise NoSupervisor(reason)
+
+    return send
+
+
+def _dispatch(event: str, payload: dict[str, Any], send: Transport,
+              caller: Caller) -> Verdict:
     if event in TOOL_EVENTS:
         call = classify(payload.get("tool_name"), payload.get("tool_input"))  # type: ignore[arg-type]
-        verdict = _tool_verdict(call, payload, send)
+        verdict = _tool_verdict(call, payload, send, caller)
         if event == "PermissionRequest" and verdict.action == "none":
             return Verdict("none")  # not ours to answer: the agent asks its user
         return verdict
@@ -359,9 +391,6 @@ def _warn_unless_ok(reply: dict[str, Any]) -> Verdict:
     return Verdict("none", warning=str(reply.get("error") or "corral: supervisor refused"))
 
 
-def _fail(message: str) -> int:
-    """Unusable input: exit status 2 with the reason on stderr blocks the action in both agents."""
-    import sys
-
-    print(f"corral: integrations: {message}", file=sys.stderr)
-    return 2
+def _fail(message: str) -> str:
+    """Unusable input: the line for stderr (with exit status 2)."""
+    return f"corral: integrations: {message}"
