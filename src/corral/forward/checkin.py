@@ -45,8 +45,9 @@ def hooks_installed(agent: str) -> bool:
 
 
 def journal_facts(journal: Path) -> tuple[dict[str, str], dict[str, int]]:
-    """(agent -> newest version seen, agent -> newest hook-session start, ns) from the journal's
-    recent events."""
+    """(agent -> newest version seen, agent -> newest session start, ns) from the journal's
+    recent events (the last 2,000). A session of an agent (a hook session or ``corral run``)
+    is what "active" means: its hooks or corral itself governed it."""
     agents: dict[str, str] = {}
     hook_seen: dict[str, int] = {}
     if not journal.exists():
@@ -55,13 +56,13 @@ def journal_facts(journal: Path) -> tuple[dict[str, str], dict[str, int]]:
         conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
         try:
             rows = conn.execute(
-                "SELECT time_unix_nano, body FROM events ORDER BY seq DESC LIMIT 2000"
+                "SELECT name, time_unix_nano, body FROM events ORDER BY seq DESC LIMIT 2000"
             ).fetchall()
         finally:
             conn.close()
     except sqlite3.Error:
         return agents, hook_seen
-    for t_ns, body in rows:
+    for name, t_ns, body in rows:
         try:
             rec = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -71,8 +72,7 @@ def journal_facts(journal: Path) -> tuple[dict[str, str], dict[str, int]]:
             continue
         if rec.get("agent_version") and agent not in agents:
             agents[agent] = str(rec["agent_version"])[:64]
-        origin = (rec.get("attributes") or {}).get("corral.origin")
-        if origin == "session_api" and t_ns > hook_seen.get(agent, 0):
+        if name == "agent.session.start" and t_ns > hook_seen.get(agent, 0):
             hook_seen[agent] = int(t_ns)
     return agents, hook_seen
 
@@ -102,9 +102,9 @@ def report(home: Path, journal: Path, lag: tuple[int, int] | None = None) -> dic
         active = seen is not None and now - seen < ACTIVE_DAYS * 86400 * 10**9
         hooks[agent] = ("installed, active" if installed and active else
                         "installed, silent" if installed else
-                        "not installed" + (" (calls seen)" if active else ""))
+                        "not installed" + (" (sessions seen)" if active else ""))
         if installed and not active and agent in agents:
-            drift.append(f"{agent} hooks installed but no hook call in {ACTIVE_DAYS} days")
+            drift.append(f"{agent} hooks installed but no session in {ACTIVE_DAYS} days")
         if not installed and agent in agents:
             drift.append(f"{agent} ran here without corral's hooks installed")
     try:
