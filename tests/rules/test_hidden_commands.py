@@ -130,6 +130,18 @@ FORBIDDEN_INSIDE = {
     "pipx_run": "pipx run curl==1.0 x",
     "poetry_run": "poetry run rm -rf x",
     "conda_run": "conda run -n env curl x",
+    # more programs that run the command after their options
+    "parallel": "parallel -j4 rm -rf ::: a b",
+    "unshare": "unshare -r rm -rf x",
+    "nsenter": "nsenter -t 1 -m curl x",
+    "setpriv": "setpriv --reuid=1000 rm -rf x",
+    "prlimit": "prlimit --nofile=10 curl x",
+    "faketime": "faketime '2020-01-01' rm -rf x",
+    "xvfb_run": "xvfb-run -a curl x",
+    "systemd_run": "systemd-run --user -p X=1 rm -rf x",
+    "firejail": "firejail --quiet curl x",
+    "torsocks": "torsocks curl x",
+    "valgrind": "valgrind --tool=memcheck rm -rf x",
     # the already-handled wrappers, through the new forms
     "python_to_xargs": """python3 -c 'import subprocess; subprocess.run("ls | xargs rm -rf", shell=True)'""",
     "npx_timeout": "npx -y timeout 5 curl x",
@@ -285,6 +297,7 @@ UNANALYSABLE = {
     "npx_computed": ("npx $PKG", "computed at run time"),
     "npm_computed_sub": ("npm $SUB x", "computed at run time"),
     "npx_call_computed": ("npx -c \"$CMD\"", "computed at run time"),
+    "parallel_from_stdin": ("cat cmds | parallel", "computed at run time"),
 }
 
 

@@ -142,6 +142,26 @@ def _watch(a: Argv) -> list[Argv] | None:
     return [Argv(("sh", "-c", " ".join(rest.tokens)))]
 
 
+def _parallel(a: Argv) -> list[Argv] | None:
+    """GNU ``parallel [options] CMD ::: ARGS``: CMD with arguments appended at run time; with no
+    CMD the commands come from the arguments or standard input (unknown)."""
+    i = _skip_options(a, 1, frozenset("jSanNLIdEl"),
+                      frozenset({"--jobs", "--sshlogin", "--arg-file", "--max-args",
+                                 "--max-lines", "--replace", "--delimiter", "--eof", "--colsep",
+                                 "--joblog", "--results", "--tmpdir", "--workdir", "--wd",
+                                 "--delay", "--timeout", "--retries", "--env", "--basefile",
+                                 "--return", "--transfer-file", "--sshloginfile", "--nice",
+                                 "--memfree", "--load", "--tagstring", "--header"}))
+    if i is None:
+        return None
+    end = i
+    while end < len(a) and not (a.known(end) and a.tokens[end].startswith(":::")):
+        end += 1
+    if end == i:
+        return None
+    return [a.sub(i, end).plus_open_tail()]
+
+
 UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
     "env": _simple("uCSP", ("--unset", "--chdir", "--split-string", "--block-signal",
                             "--default-signal", "--ignore-signal"), assignments=True),
@@ -179,6 +199,32 @@ UNWRAPPERS: dict[str, Callable[[Argv], list[Argv] | None]] = {
     "noglob": _simple(""),
     "nocorrect": _simple(""),
     "repeat": _simple("", extra_operands=1),
+    # more programs that run the command after their options
+    "parallel": _parallel,
+    "unshare": _simple("SGRw", ("--setuid", "--setgid", "--root", "--wd")),
+    "nsenter": _simple("tSGrw", ("--target", "--setuid", "--setgid", "--root", "--wd")),
+    "setpriv": _simple("", ("--reuid", "--regid", "--groups", "--inh-caps", "--ambient-caps",
+                            "--bounding-set", "--securebits", "--selinux-label",
+                            "--apparmor-profile", "--pdeathsig", "--ruid", "--euid", "--rgid",
+                            "--egid")),
+    "prlimit": _simple("p", ("--pid", "--output")),
+    "numactl": _simple("CmNpPi", ("--physcpubind", "--membind", "--cpunodebind", "--preferred",
+                                   "--interleave")),
+    "fakeroot": _simple("is", ("--lib", "--faked")),
+    "faketime": _simple("mf", (), extra_operands=1),
+    "xvfb-run": _simple("nsfe", ("--server-num", "--server-args", "--auth-file",
+                                 "--error-file", "--xauth-protocol")),
+    "dbus-run-session": _simple("", ("--config-file", "--dbus-daemon")),
+    "systemd-run": _simple("pEuMH", ("--unit", "--property", "--description", "--slice",
+                                     "--uid", "--gid", "--setenv", "--working-directory",
+                                     "--machine", "--host", "--on-active", "--on-calendar",
+                                     "--nice")),
+    "firejail": _simple(""),
+    "torsocks": _simple("uapPi"),
+    "proxychains": _simple("f"),
+    "proxychains4": _simple("f"),
+    "valgrind": _simple(""),
+    "chronic": _simple(""),
 }
 
 SCRIPT_OPTIONS: dict[str, tuple[str, ...]] = {
