@@ -132,7 +132,7 @@ def test_unparseable_files_are_never_overwritten(tmp_path: Path):
     with pytest.raises(CorralError, match='"hooks" is not an object'):
         install_hooks("claude-code", "user", home=tmp_path)
     with pytest.raises(CorralError, match="unknown agent"):
-        install_hooks("gemini", "user", home=tmp_path)
+        install_hooks("aider", "user", home=tmp_path)
 
 
 def test_cli_install_then_remove(tmp_path: Path):

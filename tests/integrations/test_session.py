@@ -111,5 +111,6 @@ def test_session_env_args_and_agent_names(tmp_path):
     assert agent_of("claude") == "claude-code" and agent_of("bash") is None
     assert with_agent_args(["codex", "exec", "x"], "codex", ["-c", "a=1"]) == [
         "codex", "-c", "a=1", "exec", "x"]
-    with pytest.raises(CorralError, match=r"no telemetry import for agent .gemini."):
-        AgentSession.open(cfg, "gemini")
+    assert agent_of("gemini") == "gemini"
+    with pytest.raises(CorralError, match=r"no telemetry import for agent .aider."):
+        AgentSession.open(cfg, "aider")

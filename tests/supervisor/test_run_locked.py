@@ -24,7 +24,11 @@ CASES = {
               "hooks.json rules requirements.toml managed_config.toml config.toml"),
     # Claude Code before anything was configured: an empty ~/.claude
     "claude": (".claude", {}, "settings.json settings.local.json managed-settings.json"),
-    "gemini": (".gemini", {"oauth_creds.json": "{}"}, "settings.json"),
+    "gemini": (".gemini", {"oauth_creds.json": "{}"},
+               "settings.json trustedFolders.json policies extensions commands skills agents "
+               ".env"),
+    # $GEMINI_CLI_HOME names the directory holding .gemini: the lock follows it
+    "gemini-moved": ("elsewhere/gemini-home/.gemini", {}, "settings.json policies .env"),
     # $CODEX_HOME moves codex's directory: the lock follows it
     "codex-moved": ("elsewhere/codex-home", {},
                     "hooks.json rules config.toml requirements.toml"),
@@ -51,8 +55,11 @@ def test_agent_cannot_create_its_missing_permission_files(tmp_path: Path, case: 
                CORRAL_SYSTEM_DIR=str(tmp_path / "etc"), AGENT_DIR=str(cdir), LOCKED=locked)
     env.pop("CODEX_HOME", None)
     env.pop("CLAUDE_CONFIG_DIR", None)
+    env.pop("GEMINI_CLI_HOME", None)
     if case == "codex-moved":
         env["CODEX_HOME"] = str(cdir)
+    if case == "gemini-moved":
+        env["GEMINI_CLI_HOME"] = str(cdir.parent)
     before = snapshot(tmp_path / "userhome")
     r = subprocess.run([sys.executable, "-m", "corral", "run", "--", str(agent)], cwd=work,
                        env=env, capture_output=True, text=True, timeout=120,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-_AGENT_HELP = "codex or claude-code"
+_AGENT_HELP = "codex, claude-code or gemini"
 
 
 def hook(agent: Annotated[str, typer.Argument(help=_AGENT_HELP)]) -> None:
@@ -23,7 +23,7 @@ def hook(agent: Annotated[str, typer.Argument(help=_AGENT_HELP)]) -> None:
 def install_hooks_cmd(
     agent: Annotated[str, typer.Argument(help=_AGENT_HELP)],
     project: Annotated[bool, typer.Option("--project", help="This project's config "
-                                          "(<project>/.codex or <project>/.claude).")] = False,
+                                          "(<project>/.codex, .claude or .gemini).")] = False,
     user: Annotated[bool, typer.Option("--user", help="Your user config (default).")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Take corral's hooks out.")] = False,
     project_root: Annotated[Path | None, typer.Option(

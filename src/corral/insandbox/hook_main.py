@@ -16,13 +16,21 @@ import sys
 
 from corral.insandbox.relay import MAX_INPUT
 
+# Gemini CLI removes variables named *TOKEN* from its hooks' environment when it redacts (and in
+# GitHub Actions all but a few), never GEMINI_CLI_*: `corral run` sets these under that prefix too.
+GEMINI_ALIASED = ("CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN", "CORRAL_SANDBOX")
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("corral: integrations: usage: python -m corral.integrations.hook_main "
-              "codex|claude-code", file=sys.stderr)
+              "codex|claude-code|gemini", file=sys.stderr)
         return 2
+    if args[0] == "gemini":
+        for name in GEMINI_ALIASED:
+            if not os.environ.get(name) and os.environ.get("GEMINI_CLI_" + name):
+                os.environ[name] = os.environ["GEMINI_CLI_" + name]
     try:
         raw = sys.stdin.buffer.read(MAX_INPUT + 1)
     except OSError as exc:

@@ -25,16 +25,18 @@ if TYPE_CHECKING:
 
     Transport = Callable[[str, dict[str, Any]], dict[str, Any]]
 
-AGENTS = ("codex", "claude-code")
+AGENTS = ("codex", "claude-code", "gemini")
 TOOL_EVENTS = ("PreToolUse", "PermissionRequest")
 NO_SUPERVISOR_HINT = ("start the agent under `corral run`, or take the hooks out with "
                       "`corral install-hooks AGENT --remove`")
 
 _SHELL_TOOLS = {"bash", "shell", "exec_command", "local_shell", "container.exec", "unified_exec",
-                "shell_command"}
-_PATCH_TOOLS = {"apply_patch", "edit", "write", "multiedit", "notebookedit"}
-_WEB_TOOLS = {"webfetch", "websearch", "web_search"}
-_READ_TOOLS = {"read", "glob", "grep", "ls", "notebookread", "view_image"}
+                "shell_command", "run_shell_command"}
+_PATCH_TOOLS = {"apply_patch", "edit", "write", "multiedit", "notebookedit", "write_file",
+                "replace"}
+_WEB_TOOLS = {"webfetch", "websearch", "web_search", "web_fetch", "google_web_search"}
+_READ_TOOLS = {"read", "glob", "grep", "ls", "notebookread", "view_image", "read_file",
+               "read_many_files", "list_directory", "grep_search", "search_file_content"}
 _PATCH_HEADERS = ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: ")
 
 
@@ -337,9 +339,14 @@ def answer(agent: str, payload: Any, *, transport: Transport | None = None,
         return "", 2, _fail(f"unknown agent {agent!r} (expected {' or '.join(AGENTS)})")
     if not isinstance(payload, dict):
         return "", 2, _fail("hook input is not a JSON object")
-    event = payload.get("hook_event_name")
-    if not isinstance(event, str):
+    native = payload.get("hook_event_name")
+    if not isinstance(native, str):
         return "", 2, _fail("hook input has no hook_event_name")
+    if agent == "gemini":  # its events and tools in the shape handled here
+        from corral.insandbox import gemini
+
+        payload = gemini.normalize(payload)
+    event = str(payload["hook_event_name"])
     send = transport or socket_transport()
     try:
         verdict = _dispatch(event, payload, send, caller or Caller())
@@ -350,6 +357,10 @@ def answer(agent: str, payload: Any, *, transport: Transport | None = None,
     except HookInputError as exc:
         line = f"corral: integrations: bad {event} hook input: {exc}"
         verdict = Verdict("deny", line) if event in TOOL_EVENTS else Verdict("none", warning=line)
+    if agent == "gemini":
+        from corral.insandbox import gemini as native_format
+
+        return (*native_format.render(native, verdict.action, verdict.reason, verdict.warning), "")
     return (*render(agent, event, verdict), "")
 
 

@@ -1,4 +1,4 @@
-"""corral.integrations: adapters for real agents (Codex, Claude Code).
+"""corral.integrations: adapters for real agents (Codex, Claude Code, Gemini CLI).
 
 Public surface (import the submodules directly; this package imports nothing, so the hook entry
 point ``python -m corral.integrations.hook_main`` stays fast)::
@@ -11,4 +11,4 @@ point ``python -m corral.integrations.hook_main`` stays fast)::
     corral.integrations.session.AgentSession.open(cfg, agent, ...)  # all of the above, wired
 """
 
-AGENTS = ("codex", "claude-code")
+AGENTS = ("codex", "claude-code", "gemini")

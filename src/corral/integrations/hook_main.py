@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from corral.insandbox.hook_main import MAX_INPUT, main
+from corral.insandbox.hook_main import main
+from corral.insandbox.relay import MAX_INPUT
 
 __all__ = ["MAX_INPUT", "main"]
 

@@ -8,6 +8,9 @@ re-install and removed by ``remove=True``. A file we cannot parse is never overw
   ``<project>/.codex``; when that layer already has an inline ``[hooks]`` table in
   ``config.toml`` we merge there instead (Codex warns when one layer uses both).
 * Claude Code: ``settings.json`` in ``~/.claude`` or ``<project>/.claude``.
+* Gemini CLI: ``settings.json`` in ``~/.gemini`` (``$GEMINI_CLI_HOME/.gemini`` when set) or
+  ``<project>/.gemini``; its hook timeouts are in milliseconds, and each entry is named
+  ``corral`` (Gemini's ``/hooks`` panel shows the name).
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ EVENTS: dict[str, tuple[str, ...]] = {
               "PostToolUse", "Stop"),
     "claude-code": ("SessionStart", "UserPromptSubmit", "PreToolUse", "PermissionRequest",
                     "PostToolUse", "SessionEnd"),
+    # Not BeforeModel/AfterModel (AfterModel fires per streamed chunk): prompts, tools, lifecycle
+    "gemini": ("SessionStart", "BeforeAgent", "BeforeTool", "AfterTool", "SessionEnd"),
 }
-_TOOL_EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse")
+_TOOL_EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse", "BeforeTool", "AfterTool")
+_CONFIG_DIRS = {"codex": ".codex", "claude-code": ".claude", "gemini": ".gemini"}
 SCOPES = ("user", "project")
 
 
@@ -49,11 +55,13 @@ def config_dir(agent: str, scope: str, project_root: Path | None = None,
                           hint=f"use one of {', '.join(EVENTS)}")
     if scope not in SCOPES:
         raise CorralError("integrations", f"unknown scope {scope!r}", hint="user or project")
-    name = ".codex" if agent == "codex" else ".claude"
+    name = _CONFIG_DIRS[agent]
     if scope == "project":
         return (project_root or Path.cwd()) / name
     if agent == "codex" and home is None and os.environ.get("CODEX_HOME"):
         return Path(os.environ["CODEX_HOME"])
+    if agent == "gemini" and home is None and os.environ.get("GEMINI_CLI_HOME"):
+        return Path(os.environ["GEMINI_CLI_HOME"]) / name  # Gemini's home for its .gemini
     return (home or Path.home()) / name
 
 
@@ -85,8 +93,11 @@ def merge_hooks(hooks: dict[str, Any], agent: str, command: str | None,
             ours: dict[str, Any] = {}
             if event in _TOOL_EVENTS:
                 ours["matcher"] = "*"
-            ours["hooks"] = [{"type": "command", "command": command,
-                              "timeout": HOOK_TIMEOUT_S}]
+            handler: dict[str, Any] = {"type": "command", "command": command,
+                                       "timeout": HOOK_TIMEOUT_S}
+            if agent == "gemini":  # milliseconds there
+                handler = {"name": "corral", **handler, "timeout": HOOK_TIMEOUT_S * 1000}
+            ours["hooks"] = [handler]
             out.setdefault(event, []).append(ours)
     return out
 

@@ -1,12 +1,15 @@
 """The agents' own OpenTelemetry log events, mapped into our event schema.
 
 Codex names its events ``codex.<event>`` in the ``event.name`` attribute; Claude Code puts the
-bare name (``user_prompt``) in the record's EventName and ``claude_code.<event>`` in the body.
+bare name (``user_prompt``) in the record's EventName and ``claude_code.<event>`` in the body;
+Gemini CLI names them ``gemini_cli.<event>`` in ``event.name`` (its body is a sentence).
 We read EventName, then ``event.name``, then the body, and map:
 
     user_prompt                   -> agent.user_prompt     (prompt as content: tiered)
     tool_decision                 -> agent.tool.decision
     tool_result                   -> agent.tool.result     (output and arguments as content)
+    gemini_cli.tool_call          -> agent.tool.result     (its approval decision included)
+    gemini_cli.api_response|error -> agent.model.request   (api_request: a generic record)
     sandbox_outcome               -> agent.sandbox.outcome
     network_proxy.*               -> agent.network.decision
     api_request                   -> agent.model.request
@@ -27,12 +30,17 @@ from typing import Any
 from corral.insandbox.hooks import ToolCall, classify, kind_of
 
 CONTENT_FIELDS = ("prompt", "output", "arguments", "tool_input", "tool_output", "body",
-                  "response", "request")
+                  "response", "request",
+                  # Gemini CLI (prompts and tool arguments at logPrompts, hook I/O, GenAI ops)
+                  "function_args", "error", "error.message", "request_text", "response_text",
+                  "hook_input",
+                  "hook_output", "gen_ai.input.messages", "gen_ai.output.messages",
+                  "gen_ai.system_instructions")
 DROPPED = frozenset({"sse_event", "websocket_event", "websocket_request"})
 GENERIC = "agent.import.record"
 # What the agents send instead of a prompt they were told not to log.
 _REDACTED = (None, "", "[REDACTED]", "<REDACTED>")
-_PREFIXES = (("codex.", "codex"), ("claude_code.", "claude-code"))
+_PREFIXES = (("codex.", "codex"), ("claude_code.", "claude-code"), ("gemini_cli.", "gemini"))
 
 _CODEX_DECISIONS = {
     "approved": "approved", "approvedforsession": "approved_for_session",
@@ -90,6 +98,8 @@ def identify(rec: NativeRecord) -> tuple[str, str]:
         return "claude-code", rec.name
     if "codex" in service:
         return "codex", rec.name
+    if "gemini" in service:
+        return "gemini", rec.name
     return "unknown", rec.name
 
 
@@ -180,7 +190,7 @@ def map_record(rec: NativeRecord) -> Mapped | None:
     model = _s(a, "model")
     if model:
         common["gen_ai.request.model"] = model
-    turn = _s(a, "prompt.id", "turn.id")
+    turn = _s(a, "prompt.id", "turn.id", "prompt_id")
     call_id = _s(a, "call_id", "tool_use_id", "tool.call.id")
     mapper = _MAPPERS.get(name.split(".")[0] if name.startswith("network_proxy.") else name)
     mapped = mapper(agent, name, a) if mapper else None
@@ -301,26 +311,62 @@ def _network(agent: str, name: str, a: dict[str, Any]) -> _Out:
 
 
 def _api_request(agent: str, name: str, a: dict[str, Any]) -> _Out:
+    """One model request with its usage: Codex's and Claude Code's ``api_request``, Gemini
+    CLI's ``api_response`` and ``api_error`` (its ``api_request`` is sent before the answer, so
+    it stays a generic record: one model request is one event)."""
+    if agent == "gemini" and name == "api_request":
+        return None
     attrs: dict[str, Any] = {}
     for ours, theirs, conv in (
-        ("agent.model.duration_ms", "duration_ms", _float),
-        ("gen_ai.usage.input_tokens", "input_tokens", _int),
-        ("gen_ai.usage.output_tokens", "output_tokens", _int),
-        ("gen_ai.usage.cache_read.input_tokens", "cache_read_tokens", _int),
-        ("gen_ai.usage.cache_creation.input_tokens", "cache_creation_tokens", _int),
-        ("agent.model.cost_usd", "cost_usd", _float),
-        ("http.response.status_code", "http.response.status_code", _int),
+        ("agent.model.duration_ms", ("duration_ms", "duration"), _float),
+        ("gen_ai.usage.input_tokens", ("input_tokens", "input_token_count"), _int),
+        ("gen_ai.usage.output_tokens", ("output_tokens", "output_token_count"), _int),
+        ("gen_ai.usage.cache_read.input_tokens",
+         ("cache_read_tokens", "cached_content_token_count"), _int),
+        ("gen_ai.usage.cache_creation.input_tokens", ("cache_creation_tokens",), _int),
+        ("agent.model.cost_usd", ("cost_usd",), _float),
+        ("http.response.status_code", ("http.response.status_code", "status_code"), _int),
     ):
-        value = conv(a.get(theirs))
+        value = next((v for k in theirs if (v := conv(a.get(k))) is not None), None)
         if value is not None:
             attrs[ours] = value
+    error = _s(a, "error_type") if name == "api_error" else None
+    if name == "api_error":
+        attrs["error.type"] = error or "api_error"
     return "agent.model.request", attrs, {}
+
+
+# Gemini CLI's approval decision, inside its tool_call event
+_GEMINI_DECISIONS = {"accept": "approved", "auto_accept": "auto_approved", "modify": "approved",
+                     "reject": "denied"}
+
+
+def _gemini_tool_call(agent: str, name: str, a: dict[str, Any]) -> _Out:
+    """``gemini_cli.tool_call``: the result of one tool call (``function_name``,
+    ``function_args`` at logPrompts, ``tool_type`` native|mcp, ``mcp_server_name``), with the
+    approval decision Gemini took for it (``agent.decision``)."""
+    mcp = a.get("tool_type") == "mcp"
+    same = {"tool_name": a.get("function_name"), "arguments": a.get("function_args"),
+            "duration_ms": a.get("duration_ms"), "success": a.get("success"),
+            "mcp_server": (_s(a, "mcp_server_name") or "unknown") if mcp else None}
+    mapped = _tool_result(agent, name, {k: v for k, v in same.items() if v is not None})
+    if mapped is None:
+        return None
+    ev, attrs, content = mapped
+    decision = _GEMINI_DECISIONS.get(str(a.get("decision", "")).lower())
+    if decision:
+        attrs["agent.decision"] = decision
+    error = _s(a, "error_type")
+    if error:
+        attrs["error.type"] = error
+    return ev, attrs, content
 
 
 _MAPPERS = {
     "user_prompt": _user_prompt, "tool_decision": _tool_decision, "tool_result": _tool_result,
     "sandbox_outcome": _sandbox_outcome, "network_proxy": _network,
-    "api_request": _api_request,
+    "api_request": _api_request, "api_response": _api_request, "api_error": _api_request,
+    "tool_call": _gemini_tool_call,
 }
 
 
@@ -335,6 +381,8 @@ def env_for_agent(agent: str, endpoint: str, *, token: str | None = None,
     see ``args_for_agent``."""
     if agent == "codex":
         return {}
+    if agent == "gemini":
+        return _gemini_env(endpoint, token, tier)
     if agent != "claude-code":
         raise ValueError(f"unknown agent {agent!r}")
     env = {
@@ -356,7 +404,7 @@ def env_for_agent(agent: str, endpoint: str, *, token: str | None = None,
 def args_for_agent(agent: str, endpoint: str, *, token: str | None = None,
                    tier: int = 1) -> list[str]:
     """Command-line arguments with the same effect (Codex: ``-c`` config overrides)."""
-    if agent == "claude-code":
+    if agent in ("claude-code", "gemini"):
         return []
     if agent != "codex":
         raise ValueError(f"unknown agent {agent!r}")
@@ -366,3 +414,24 @@ def args_for_agent(agent: str, endpoint: str, *, token: str | None = None,
     return ["-c", f"otel.exporter={exporter}",
             "-c", f"otel.log_user_prompt={'true' if tier >= 2 else 'false'}",
             "-c", 'otel.environment="corral"']
+
+
+def _gemini_env(endpoint: str, token: str | None, tier: int) -> dict[str, str]:
+    """Gemini CLI: its ``GEMINI_TELEMETRY_*`` variables override ``telemetry`` in its settings
+    files. OTLP over HTTP (JSON) to the receiver's base URL (Gemini appends ``/v1/logs``); an
+    ``outfile`` in the user's settings would win over the endpoint, so it is set empty;
+    ``logPrompts`` (prompts, tool arguments, request and response text) only at tier 2 — Gemini
+    logs prompts unless told not to."""
+    env = {
+        "GEMINI_TELEMETRY_ENABLED": "true",
+        "GEMINI_TELEMETRY_TARGET": "local",
+        "GEMINI_TELEMETRY_OTLP_PROTOCOL": "http",
+        "GEMINI_TELEMETRY_OTLP_ENDPOINT": endpoint.rstrip("/"),
+        "GEMINI_TELEMETRY_OUTFILE": "",
+        "GEMINI_TELEMETRY_USE_COLLECTOR": "false",
+        "GEMINI_TELEMETRY_LOG_PROMPTS": "true" if tier >= 2 else "false",
+        "OTEL_BLRP_SCHEDULE_DELAY": "1000",
+    }
+    if token:  # the JavaScript exporters read it for every signal
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer {token}"
+    return env

@@ -40,6 +40,35 @@ _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 
 
+def read_chunked(rfile: Any, limit: int) -> bytes:
+    """An HTTP/1.1 ``Transfer-Encoding: chunked`` body from ``rfile`` (at most ``limit`` bytes;
+    extensions and trailers read past). ValueError if malformed, cut short or too large."""
+    out = bytearray()
+    while True:
+        line = rfile.readline(1026)
+        if not line.endswith(b"\n"):
+            raise ValueError("chunk size line missing or too long")
+        try:
+            size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+        except ValueError:
+            raise ValueError(f"bad chunk size {line[:40]!r}") from None
+        if size < 0 or len(out) + size > limit:
+            raise ValueError(f"body larger than {limit} bytes")
+        if size == 0:
+            break
+        data = rfile.read(size)
+        if len(data) != size or rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise ValueError("chunk cut short")
+        out += data
+    for _ in range(100):  # trailer fields, up to the empty line
+        line = rfile.readline(8192)
+        if line in (b"\r\n", b"\n"):
+            return bytes(out)
+        if not line.endswith(b"\n"):
+            break
+    raise ValueError("chunked body has no end")
+
+
 def any_value(v: Any) -> Any:
     """An OTLP ``AnyValue`` as plain Python (kvlists and nested arrays become canonical JSON)."""
     kind = v.WhichOneof("value")
@@ -199,6 +228,12 @@ class Receiver:
                 self.wfile.write(payload)
 
             def _body(self) -> bytes | None:
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    try:  # Gemini CLI's (Node's) exporter streams its body
+                        return read_chunked(self.rfile, MAX_BODY)
+                    except ValueError:
+                        self.close_connection = True  # where the next request starts is lost
+                        return None
                 try:
                     length = int(self.headers.get("Content-Length") or 0)
                 except ValueError:
@@ -270,7 +305,8 @@ class Receiver:
         if ctype not in (_JSON, _PROTOBUF):
             return error(415, f"OTLP receiver: unsupported content type {ctype!r}")
         if body is None:
-            return error(413, f"OTLP receiver: body missing or larger than {MAX_BODY} bytes")
+            return error(413, f"OTLP receiver: body missing, malformed or larger than "
+                              f"{MAX_BODY} bytes")
         if h.get("content-encoding", "").lower() == "gzip":
             try:
                 body = _gunzip(body)

@@ -1,5 +1,5 @@
 """What an agent integration adds to the supervisor's ``Session``: ``TelemetryImport`` (the OTLP
-receiver for Codex's and Claude Code's own telemetry, and the environment and arguments that
+receiver for Codex's, Claude Code's and Gemini CLI's own telemetry, and the environment and arguments that
 point the agent at it), plugged in through ``corral.supervisor.session.Integration`` so the
 supervisor never imports this package; ``AgentSession.open``: a hook session with it attached.
 """
@@ -16,7 +16,8 @@ from corral.supervisor.session import Session, environ_without_session
 
 __all__ = ["AgentSession", "TelemetryImport", "agent_of", "environ_without_session",
            "integration_for", "make_pipeline", "with_agent_args"]
-AGENT_NAMES = {"codex": "codex", "claude": "claude-code", "claude-code": "claude-code"}
+AGENT_NAMES = {"codex": "codex", "claude": "claude-code", "claude-code": "claude-code",
+               "gemini": "gemini"}
 
 
 def agent_of(argv0: str) -> str | None:
@@ -41,9 +42,9 @@ class TelemetryImport:
     telemetry as its claims, and the environment and arguments that point the agent at it."""
 
     def __init__(self, agent: str, *, on_socket: bool = False) -> None:
-        if agent not in ("codex", "claude-code"):
+        if agent not in ("codex", "claude-code", "gemini"):
             raise CorralError("integrations", f"no telemetry import for agent {agent!r}",
-                              hint="codex or claude-code, or receive_telemetry=False")
+                              hint="codex, claude-code or gemini, or receive_telemetry=False")
         self.agent = agent
         self.on_socket = on_socket
         self.receiver: Any = None

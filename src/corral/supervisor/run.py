@@ -59,6 +59,9 @@ class AgentPreset:
     credential_env: tuple[str, ...] = ()
     # The variable that moves the config dir (the agent reads it inside the sandbox too).
     config_env: str | None = None
+    # The config dir's name inside the directory ``config_env`` names, when that variable names
+    # its parent (Gemini CLI: $GEMINI_CLI_HOME/.gemini); None: it names the config dir itself.
+    config_subdir: str | None = None
     # State files that also grant permissions, locked like ``locked_files`` (a `{}` placeholder
     # where a missing one could be created): in the directory ``config_env`` names when set,
     # else in the home directory (Claude Code's ``.claude.json`` and its OAuth variants).
@@ -73,6 +76,9 @@ class AgentPreset:
     # Its login files in the config dir: hidden from every sandbox by the credential catalogue,
     # re-allowed for the agent's own run only (it cannot reach its model without them).
     login_files: tuple[str, ...] = ()
+    # A prefix under which the session's variables are passed too, for an agent that strips
+    # others from its hooks' environment (Gemini CLI keeps only GEMINI_CLI_* when it redacts).
+    hook_env_prefix: str | None = None
 
     def interactive(self, argv: list[str]) -> bool:
         if not (self.batch_commands or self.batch_flags):
@@ -111,10 +117,18 @@ PRESETS: dict[str, AgentPreset] = {
         login_files=(".credentials.json",)),
     "gemini": AgentPreset(
         "gemini", ("generativelanguage.googleapis.com", "oauth2.googleapis.com",
-                   "cloudcode-pa.googleapis.com"), "~/.gemini", ("settings.json",),
-        credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+                   "cloudcode-pa.googleapis.com"), "~/.gemini",
+        ("settings.json",  # hooks, MCP servers, tools.allowed, telemetry, auth
+         "trustedFolders.json",  # a trusted folder's own .gemini/settings.json is loaded
+         # allow rules; hooks and MCP servers; commands that run `!{shell}`; skills' scripts;
+         # subagents (their tools)
+         "policies", "extensions", "commands", "skills", "agents"),
+        credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), config_env="GEMINI_CLI_HOME",
+        config_subdir=".gemini",
+        empty_locked=(".env",),  # variables Gemini loads (GOOGLE_GEMINI_BASE_URL...)
+        batch_commands=("mcp", "extensions", "skills", "hooks", "update"),
         batch_flags=("-p", "--prompt", "--help", "-h", "--version", "-v"),
-        login_files=("oauth_creds.json", "google_accounts.json")),
+        login_files=("oauth_creds.json", "google_accounts.json"), hook_env_prefix="GEMINI_CLI_"),
 }
 
 
@@ -186,7 +200,8 @@ def _lock_files(plan: Any, preset: AgentPreset, home: Path) -> Any:
         locked += tuple(Locked(cdir / f, b"") for f in preset.empty_locked)
         # and the programs those settings run from inside the directory (hook scripts...)
         locked += tuple(Locked(p, None if p.is_dir() else b"")
-                        for p in referenced_files(cdir, home, preset.config_env))
+                        for p in referenced_files(
+                            cdir, home, None if preset.config_subdir else preset.config_env))
     # In the home directory too when moved: a run without the variable would read it there.
     sdirs = [Path(os.path.abspath(home))] + ([cdir] if moved else [])
     locked += tuple(Locked.infer(d / f) for d in sdirs for f in preset.state_files)
@@ -214,17 +229,23 @@ def _own_login(plan: Any, preset: AgentPreset) -> Any:
     return plan.replace(entries=entries, locked=locked)
 
 
-def _moved_config_dir(preset: AgentPreset) -> Path | None:
-    """The config dir the user's ``config_env`` names (absolute), or None if it is not set."""
+def _moved_env(preset: AgentPreset) -> Path | None:
+    """What the user's ``config_env`` names (absolute), or None if it is not set."""
     moved = os.environ.get(preset.config_env or "")
     return Path(os.path.abspath(os.path.expanduser(moved))) if moved else None
+
+
+def _moved_config_dir(preset: AgentPreset) -> Path | None:
+    """The config dir the user's ``config_env`` moves (absolute), or None if it is not set."""
+    moved = _moved_env(preset)
+    return moved / preset.config_subdir if moved and preset.config_subdir else moved
 
 
 def _config_env(preset: AgentPreset) -> dict[str, str]:
     """The agent inside sees the very directory that was locked: the variable passed on as that
     absolute path (the environment policy may drop it, and a relative one would resolve
     elsewhere, e.g. in the writable workspace)."""
-    moved = _moved_config_dir(preset)
+    moved = _moved_env(preset)
     return {preset.config_env: str(moved)} if preset.config_env and moved else {}
 
 
@@ -314,6 +335,10 @@ class RunSession:
                    **_config_env(self.preset),
                    **session.env_in_sandbox(SESSION_API_PORT, OTLP_PORT),
                    **session.telemetry.stamp_env(None)}
+            if self.preset.hook_env_prefix:  # as corral.insandbox.hook_main reads them back
+                env.update({self.preset.hook_env_prefix + k: v for k, v in env.items()
+                            if k.startswith("CORRAL_SUPERVISOR_")})
+                env[self.preset.hook_env_prefix + "CORRAL_SANDBOX"] = "1"
             extra = session.args_in_sandbox(OTLP_PORT)
             boundary = open_boundary(cfg, session, self.argv[0], (self.preset.name,))
             if boundary is not None:
