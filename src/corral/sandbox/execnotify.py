@@ -304,6 +304,17 @@ def rewrite_arg(pid: int, addr: int, old: bytes, new: bytes) -> bool:
         os.close(fd)
 
 
+def proc_stat(pid: int) -> tuple[int, int]:
+    """(parent's thread group id, start time) of ``pid``: one read, the hot path's."""
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    fields = stat[stat.rindex(b")") + 2:].split()  # comm may hold anything: after the last ')'
+    return int(fields[1]), int(fields[19])
+
+
 def proc_identity(pid: int) -> tuple[int, int, int]:
     """(thread group id, parent's thread group id, start time) of ``pid``."""
     with open(f"/proc/{pid}/stat", "rb") as f:

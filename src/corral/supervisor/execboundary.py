@@ -48,6 +48,7 @@ UNAVAILABLE = ("refuse", "warn")
 WORKERS = 4  # decisions that may wait (prompts) are served by this many threads
 HOOK_MEMORY_SECONDS = 120.0
 _MEMO = 4096
+RECORD_SECONDS = 0.25  # allowed execs are journaled in batches this often
 REFUSED_SCRIPT = b"exit 126"  # what a refused shell tool call runs instead (exit 126 as EACCES)
 
 
@@ -68,7 +69,13 @@ class ExecBoundary:
         self.connected = threading.Event()
         self.problem: str | None = None  # why the listener never arrived or the loop stopped
         self.counts = {"allowed": 0, "refused": 0, "asked": 0, "agent": 0, "unread": 0}
-        self._agents: dict[int, int] = {}  # the agent's own processes: tgid -> start time
+        # the agent's own processes: pid -> a pidfd (readable once it exits: no pid reuse)
+        self._agents: dict[int, int] = {}
+        self._records: list[dict[str, Any]] = []  # allowed execs, journaled by the recorder
+        self._journal_failed: str | None = None
+        from corral.rules import decide
+
+        self._decide = decide
         self._memo: OrderedDict[tuple[int, int], tuple[tuple[str, ...], bool, str]] = \
             OrderedDict()
         self._hooks: list[tuple[float, tuple[str, ...], str, bool, str]] = []
@@ -94,6 +101,7 @@ class ExecBoundary:
         srv.listen(1)
         self._server = srv
         self._spawn(self._serve, "corral-exec-boundary")
+        self._spawn(self._recorder, "corral-exec-record")
         for i in range(WORKERS):
             self._spawn(self._worker, f"corral-exec-decide-{i}")
 
@@ -122,7 +130,7 @@ class ExecBoundary:
             self.socket_path.unlink()
         with self._lock:
             fd, self.listener = self.listener, None
-        for f in (fd, self._wake_r, self._wake_w):
+        for f in (fd, self._wake_r, self._wake_w, *self._agents.values()):
             if f is not None:
                 with contextlib.suppress(OSError):
                     os.close(f)
@@ -217,26 +225,41 @@ class ExecBoundary:
         if en.still_waiting(fd, n.id):
             en.answer(fd, n.id, 0 if allow else errno.EACCES)
 
-    def _is_agent(self, tgid: int) -> bool:
-        start = self._agents.get(tgid)
-        if start is None:
+    def _is_agent(self, pid: int) -> bool:
+        pidfd = self._agents.get(pid)
+        if pidfd is None:
             return False
+        if select.select([pidfd], [], [], 0)[0]:  # it exited: the pid may be someone's now
+            del self._agents[pid]
+            os.close(pidfd)
+            return False
+        return True
+
+    def _add_agent(self, pid: int) -> None:
+        """The process waiting in exec ``pid`` (a thread of it) is one of the agent's own."""
         try:
-            return en.proc_identity(tgid)[2] == start
+            tgid = en.proc_identity(pid)[0]
+            if tgid not in self._agents:
+                self._agents[tgid] = os.pidfd_open(tgid)
         except OSError:
-            return False
+            pass
 
     def _handle(self, fd: int, n: en.Notification) -> None:
         try:
-            tgid, ppid, start = en.proc_identity(n.pid)
+            ppid, start = en.proc_stat(n.pid)
         except OSError:
             self._answer(fd, n, False)  # gone already
             return
+        tgid = n.pid  # the thread that execs; the memo and the agents are keyed by it
         if not self._agents:
-            self._agents[tgid] = start  # the first exec is the agent itself, started by corral
-        if tgid in self._agents and self._agents[tgid] == start:
+            self._add_agent(n.pid)  # the first exec is the agent itself, started by corral
+        if self._is_agent(tgid):
             self.counts["agent"] += 1
             self._answer(fd, n, True)
+            return
+        if self._journal_failed is not None:
+            self._refuse(fd, n, (), f"corral: telemetry: the journal failed "
+                         f"({self._journal_failed}); no further exec is allowed")
             return
         top_level = self._is_agent(ppid)
         if self.mode == "top" and not top_level:
@@ -265,7 +288,7 @@ class ExecBoundary:
             en.answer(fd, n.id)  # nothing there: the kernel answers ENOENT (PATH search)
             return
         if top_level and os.path.basename(req.path) in self.agent_names:
-            self._agents[tgid] = start  # the agent's own program (Codex's native binary)
+            self._add_agent(n.pid)  # the agent's own program (Codex's native binary)
             self.counts["agent"] += 1
             en.answer(fd, n.id)
             return
@@ -274,9 +297,7 @@ class ExecBoundary:
         if seen is not None and seen[0] == req.argv:  # the same exec retried along PATH
             en.answer(fd, n.id, 0 if seen[1] else errno.EACCES)
             return
-        from corral.rules import decide
-
-        pipe = self.pipeline
+        decide, pipe = self._decide, self.pipeline
 
         def setup_allowed(script: str) -> bool:
             return decide(["bash", "-lc", script], pipe.policy, pipe.approval_policy,
@@ -288,17 +309,17 @@ class ExecBoundary:
             allowed, message = hooked
             self._remember(me, req.argv, allowed, message)
             if allowed:
-                self._allowed(n, req, argv, "hook", "decided by the agent's hook")
                 en.answer(fd, n.id)
+                self._allowed(n, req, argv, "hook", "decided by the agent's hook")
             else:
                 self._refuse(fd, n, req.argv, message, req)
             return
         d = decide(list(argv), pipe.policy, pipe.approval_policy, cwd=req.cwd)
         if d.decision is RuleDecision.ALLOW:
             self._remember(me, req.argv, True, "")
-            source = d.matches[0].source if d.matches else None
-            self._allowed(n, req, argv, "rule", d.reason, source)
             en.answer(fd, n.id)
+            self._allowed(n, req, argv, "rule", d.reason,
+                          d.matches[0].source if d.matches else None)
             return
         with self._lock:
             self._waiting[n.id] = argv
@@ -369,9 +390,26 @@ class ExecBoundary:
             attrs["agent.decision.rule"] = source
         if reason:
             attrs["agent.decision.rationale"] = reason[:500]
-        # queued and committed in order, not waited for: an allowed exec is not held for the
-        # disk (a failed journal makes the next emit raise: from then on every exec is refused)
-        self.telemetry.emit("agent.exec", attrs)
+        # journaled by the recorder thread in batches, not waited for: an allowed exec is not
+        # held for the disk (a failed journal refuses every exec from then on)
+        with self._lock:
+            self._records.append(attrs)
+
+    def _recorder(self) -> None:
+        while not self._stop.wait(RECORD_SECONDS):
+            self._flush_records()
+        self._flush_records()
+
+    def _flush_records(self) -> None:
+        with self._lock:
+            batch, self._records = self._records, []
+        for attrs in batch:
+            try:
+                self.telemetry.emit("agent.exec", attrs)
+            except Exception as exc:  # the journal failed: fail closed from now on
+                self._journal_failed = str(exc)
+                self.problem = f"the exec boundary cannot journal: {exc}"
+                return
 
     # -- hooks ------------------------------------------------------------------------------
 
