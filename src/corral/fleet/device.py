@@ -32,6 +32,7 @@ from corral.config.enrolment import (
     write_record,
 )
 from corral.errors import CorralError
+from corral.fleet.http import json_answer
 from corral.forward.settings import normalize_url
 
 
@@ -53,19 +54,6 @@ def http_client(ca_file: str | None, timeout: float = 15.0) -> Any:
     except (OSError, ssl.SSLError) as exc:
         raise _err(f"CA file {ca_file!r} is unusable: {exc}") from exc
     return httpx.Client(verify=tls, timeout=timeout, follow_redirects=False)
-
-
-def _answer(r: Any, what: str) -> dict[str, Any]:
-    if r.status_code != 200:
-        line = " ".join(r.text.split())[:300] or f"HTTP {r.status_code}"
-        raise _err(f"{what} refused (HTTP {r.status_code}): {line}")
-    try:
-        doc = r.json()
-    except ValueError:
-        raise _err(f"{what}: the server's answer is not JSON") from None
-    if not isinstance(doc, dict):
-        raise _err(f"{what}: the server's answer is not a JSON object")
-    return doc
 
 
 def enroll(cfg: Any, home: Path, server: str, token: str, ca_file: str | None = None
@@ -99,7 +87,8 @@ def enroll(cfg: Any, home: Path, server: str, token: str, ca_file: str | None = 
 
     try:
         with http_client(ca_file) as client:
-            doc = _answer(client.post(url + "/v1/fleet/enroll", json=req), "enrolment")
+            doc = json_answer(client.post(url + "/v1/fleet/enroll", json=req), "enrolment",
+                              _err)
     except httpx.HTTPError as exc:
         credentials.delete(cfg, home, DEVICE_SERVICE, url, "enroll")
         raise _err(f"cannot reach {url}: {exc}") from exc

@@ -32,6 +32,7 @@ from corral.config.enrolment import (
     write_record,
 )
 from corral.errors import CorralError
+from corral.fleet.http import json_answer
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_SCOPE = "openid profile email offline_access"
@@ -79,15 +80,7 @@ def _get_json(client: Any, url: str, what: str) -> dict[str, Any]:
                            withhold_token=True)
     except Exception as exc:
         raise _err(f"cannot fetch {what} from {url}: {exc}") from exc
-    if r.status_code != 200:
-        raise _err(f"{what} at {url}: HTTP {r.status_code}")
-    try:
-        doc = r.json()
-    except ValueError:
-        raise _err(f"{what} at {url} is not JSON") from None
-    if not isinstance(doc, dict):
-        raise _err(f"{what} at {url} is not a JSON object")
-    return doc
+    return json_answer(r, f"{what} at {url}", _err)
 
 
 def settings(cfg: Any, home: Path, server: str | None, ca_file: str | None) -> dict[str, str]:
