@@ -80,36 +80,34 @@ class _Walk:
 
     def run(self, tree: Any) -> None:
         ast = self.ast
-        nodes = list(ast.walk(tree))
-        for node in nodes:  # imports first: a call may come before its import in walk order
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    top = alias.name.split(".", 1)[0]
-                    self._check_module(alias.name)
-                    self._import_module(alias.asname or top,
-                                        alias.name if alias.asname else top)
-            elif isinstance(node, ast.ImportFrom):
-                self._check_module(node.module or "")
-                mod = (node.module or "").split(".", 1)[0]
-                for alias in node.names:
-                    self._import_name(mod, alias.name, alias.asname or alias.name)
-        for node in nodes:
-            if isinstance(node, ast.Attribute):
-                self.bases.add(id(node.value))
-        for node in nodes:
-            if isinstance(node, ast.Attribute):
-                if node.attr in _ESCAPE_ATTRS:
-                    self.problem(f"{_WHERE} uses `.{node.attr}`, which can reach any function; "
-                                 "what it runs cannot be checked")
-                elif node.attr in _MODULES:
-                    self.problem(f"{_WHERE} reaches the `{node.attr}` module through another "
-                                 "object; what it runs cannot be checked")
-            elif isinstance(node, ast.Call):
-                self._call(node)
-        for node in nodes:
-            if isinstance(node, ast.Name):
-                self._name(node)
-            elif isinstance(node, ast.Attribute) and id(node) not in self.consumed:
+        kinds: dict[type, list[Any]] = {}  # one walk, the nodes of interest sorted by type
+        for node in ast.walk(tree):
+            kinds.setdefault(type(node), []).append(node)
+        attributes = kinds.get(ast.Attribute, [])
+        for node in kinds.get(ast.Import, []):  # imports first: a call may come before them
+            for alias in node.names:
+                top = alias.name.split(".", 1)[0]
+                self._check_module(alias.name)
+                self._import_module(alias.asname or top, alias.name if alias.asname else top)
+        for node in kinds.get(ast.ImportFrom, []):
+            self._check_module(node.module or "")
+            mod = (node.module or "").split(".", 1)[0]
+            for alias in node.names:
+                self._import_name(mod, alias.name, alias.asname or alias.name)
+        for node in attributes:
+            self.bases.add(id(node.value))
+            if node.attr in _ESCAPE_ATTRS:
+                self.problem(f"{_WHERE} uses `.{node.attr}`, which can reach any function; "
+                             "what it runs cannot be checked")
+            elif node.attr in _MODULES:
+                self.problem(f"{_WHERE} reaches the `{node.attr}` module through another "
+                             "object; what it runs cannot be checked")
+        for node in kinds.get(ast.Call, []):
+            self._call(node)
+        for node in kinds.get(ast.Name, []):
+            self._name(node)
+        for node in attributes:
+            if id(node) not in self.consumed:
                 cap = self._capability(node)
                 if cap is not None:
                     self.problem(f"{_WHERE} passes `{cap}` around instead of calling it; "
