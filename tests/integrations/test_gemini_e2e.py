@@ -116,6 +116,9 @@ def test_hook_session_forbidden_rm_is_refused_and_gemini_is_told_why(gemini, ses
     prompts = [e for e in evs if e.name == "agent.user_prompt"]
     assert {e.attributes["corral.origin"] for e in prompts} == {"session_api", "import"}
     assert all("prompt" not in e.attributes for e in prompts)  # tier 1
+    # nor anywhere else: Gemini's resource carries its command line (with the -p prompt)
+    assert not any("tidy up the workspace" in json.dumps(e.attributes, default=str)
+                   for e in evs), [e.name for e in evs if "tidy up" in str(e.attributes)]
     session.tel.close()
     verify = subprocess.run([sys.executable, "-m", "corral", "log", "verify", "--journal",
                              str(session.tel.journal_path)],

@@ -36,6 +36,7 @@ CONTENT_FIELDS = ("prompt", "output", "arguments", "tool_input", "tool_output", 
                   "hook_input",
                   "hook_output", "gen_ai.input.messages", "gen_ai.output.messages",
                   "gen_ai.system_instructions")
+RESOURCE_CONTENT = ("process.command_args", "process.command_line")
 DROPPED = frozenset({"sse_event", "websocket_event", "websocket_request"})
 GENERIC = "agent.import.record"
 # What the agents send instead of a prompt they were told not to log.
@@ -154,6 +155,13 @@ def _json_obj(v: Any) -> dict[str, Any]:
     return {}
 
 
+def strip_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """``resource`` without the agent's command line (Gemini CLI's resource carries its argv,
+    and so a ``-p`` prompt, in every record): replaced by its length."""
+    return {k: (f"<content: {len(json.dumps(v, default=str).encode())} bytes>"
+                if k in RESOURCE_CONTENT and v else v) for k, v in resource.items()}
+
+
 def raw_json(rec: NativeRecord) -> str:
     """Canonical JSON of the record, content fields replaced by their length, secrets
     redacted."""
@@ -167,7 +175,8 @@ def raw_json(rec: NativeRecord) -> str:
     if isinstance(body, str) and len(body) > 200:
         body = f"<content: {len(body.encode())} bytes>"
     doc = {"name": rec.name, "time_unix_nano": rec.time_unix_nano,
-           "attributes": strip(rec.attributes), "resource": rec.resource, "body": body}
+           "attributes": strip(rec.attributes), "resource": strip_resource(rec.resource),
+           "body": body}
     return redact(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                              default=str))
 
