@@ -174,11 +174,11 @@ class FleetStore:
             raise FleetRefused(401, "enrolment token revoked")
         if exp is not None and exp < time.time_ns():
             raise FleetRefused(401, "enrolment token expired")
-        if uses is not None:
-            if uses <= 0:
-                raise FleetRefused(401, "enrolment token used up")
-            self._q("UPDATE fleet_enrol_tokens SET uses_left = uses_left - 1 WHERE id = ?",
-                    (tid,))
+        # one statement, so two machines enrolling at once cannot both take the last use
+        if uses is not None and not self._q(
+                "UPDATE fleet_enrol_tokens SET uses_left = uses_left - 1 WHERE id = ? AND "
+                "uses_left > 0 RETURNING uses_left", (tid,)):
+            raise FleetRefused(401, "enrolment token used up")
         return str(tid), list(json.loads(groups))
 
     # -- devices ------------------------------------------------------------------------------
