@@ -332,6 +332,10 @@ def test_environment_of_the_exec_is_judged() -> None:
     assert d.decision is RuleDecision.PROMPT and "heuristic:preload_library" in d.reason
     d = decide(["ls"], POLICY, env={"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libfaketime.so.1"})
     assert d.decision is RuleDecision.ALLOW, d.to_json()
+    # variables that do not name programs are not judged
+    d = decide(argv, POLICY, env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_COUNT": "0",
+                                  "LD_LIBRARY_PATH": "/opt/lib", "PAGER": ""})
+    assert d.decision is RuleDecision.ALLOW, d.to_json()
     # the cache keys on the relevant variables: the same argv decides differently
     assert decide(argv, POLICY).decision is RuleDecision.ALLOW
     assert decide(argv, POLICY, env={"GIT_PAGER": "curl x"}).decision is RuleDecision.FORBIDDEN

@@ -54,7 +54,7 @@ def is_hidden(name: str) -> bool:
 
 def from_environment(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The entries of ``env`` that name programs, sorted (a cache key for a decision)."""
-    found = [(k, v) for k, v in env.items() if k in NAMES or k.startswith("GIT_CONFIG_")]
+    found = [(k, v) for k, v in env.items() if is_hidden(k)]
     found.sort()
     return tuple(found)
 
@@ -107,10 +107,8 @@ def classify(name: str, value: str | None) -> Hidden:
         if git_config_runs_program(value):
             return Hidden(problem=f"{name}={shown(value)} sets a git option that runs a program")
         return _NOTHING
-    if name.startswith("GIT_CONFIG_VALUE_") or name == "GIT_CONFIG_COUNT":
-        return _NOTHING  # the key says whether it matters
-    if value == "/dev/null":
-        return _NOTHING
+    if name not in _GIT_CONFIG or value == "/dev/null":
+        return _NOTHING  # GIT_CONFIG_VALUE_n: its key says whether it matters
     return Hidden(problem=f"{name}={shown(value)} gives git configuration or programs from "
                           "elsewhere; "
                           "what git runs cannot be checked")
