@@ -19,7 +19,7 @@ CONFIG = '''
 approval_policy = "on-request"
 [mcp.servers.notes]
 default = "prompt"
-timeout_seconds = 5
+timeout_seconds = 60  # a loaded machine starts the sandboxed server slowly
 tools = { "read_*" = "allow", "lookup" = "allow", "delete_*" = "forbidden" }
 '''
 

@@ -4,6 +4,9 @@ a tool with a huge answer, a resource and a prompt.
 
     python mcp_server.py [--http PORT_FILE]
 
+With ``--http`` it serves streamable HTTP on ``$MCP_TEST_HOST`` (default 127.0.0.1), a random
+port written to PORT_FILE once it accepts connections.
+
 The description of ``lookup`` is read from the file named by ``$MCP_TEST_DESCRIPTION_FILE``
 (default: a harmless text), so a test can change it between two starts. ``$MCP_TEST_LOG`` names a
 file that gets one line per tool actually run (what reached the server).
@@ -102,9 +105,12 @@ if __name__ == "__main__":
         import uvicorn
 
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        Path(sys.argv[2]).write_text(str(sock.getsockname()[1]))
-        app = server.streamable_http_app()
+        sock.bind((os.environ.get("MCP_TEST_HOST", "127.0.0.1"), 0))
+        sock.listen(64)  # connections wait in the backlog until uvicorn serves them
+        tmp = Path(sys.argv[2] + ".tmp")
+        tmp.write_text(str(sock.getsockname()[1]))
+        tmp.rename(sys.argv[2])
+        app = server.streamable_http_app(host=sock.getsockname()[0])  # its Host check
         config = uvicorn.Config(app, log_level="warning")
         uvicorn.Server(config).run(sockets=[sock])
     else:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import anyio
 import pytest
 
 from corral.approvals import GrantStore
-from tests.mcpgateway.conftest import Env, client
+from tests.mcpgateway.conftest import SERVER, Env, client
 
 pytestmark = pytest.mark.slow  # each test starts the gateway and the server (~10 s)
 
@@ -132,18 +133,39 @@ else:
 """
 
 
-def test_resources_and_prompts_pass_through(gw: Env) -> None:
+def test_resources_and_prompts_are_recorded_and_decided_where_a_rule_names_them(
+        gw: Env) -> None:
+    with (gw.home / "config.toml").open("a") as f:
+        f.write('resources = { "note://secret*" = "forbidden" }\n'
+                'prompts = { "summarize" = "allow" }\n')
+    from mcp.shared.exceptions import MCPError
+
     async def main() -> None:
         async with client(gw.gateway(), gw.env, gw.work) as s:
-            res = await s.read_resource("note://welcome")
+            res = await s.read_resource("note://welcome")  # no rule names it: passes
             assert res.contents[0].text == "welcome to the notes"
+            with pytest.raises(MCPError) as refused:
+                await s.read_resource("note://secret-plans")
+            assert refused.value.error.code == -32001
+            assert refused.value.error.message.startswith(
+                "corral: rules: MCP resource `note://secret-plans` of server `notes` is "
+                "forbidden by policy (mcp.servers.notes.resources.note://secret*)")
             prompts = await s.list_prompts()
             assert [p.name for p in prompts.prompts] == ["summarize"]
             got = await s.get_prompt("summarize", {"topic": "milk"})
             assert "Summarize the notes about milk." in got.messages[0].content.text
 
     anyio.run(main)
-    assert gw.events("agent.tool.decision") == []  # only tools/call is an action
+    calls = [(e.attributes["mcp.method.name"], e.attributes["gen_ai.tool.name"],
+              e.attributes["agent.mcp.outcome"]) for e in gw.events("agent.mcp.call")]
+    assert calls == [("resources/read", "note://welcome", "success"),
+                     ("resources/read", "note://secret-plans", "refused"),
+                     ("prompts/get", "summarize", "success")]
+    decisions = [(e.attributes["gen_ai.tool.name"], e.attributes["agent.decision"])
+                 for e in gw.events("agent.tool.decision")]
+    assert decisions == [("note://secret-plans", "forbidden"), ("summarize", "auto_approved")]
+    prompt = gw.events("agent.mcp.call")[-1]
+    assert prompt.attributes["gen_ai.tool.call.arguments.length"] == len('{"topic": "milk"}')
 
 
 def test_a_server_not_in_allowed_servers_does_not_start(gw: Env) -> None:
@@ -169,3 +191,65 @@ def test_the_stdio_server_runs_in_the_sandbox(gw: Env) -> None:
                           stdin=subprocess.DEVNULL)
     assert "Read-only file system" in proc.stderr
     assert not (gw.work / "x").exists()
+
+
+def test_a_streamable_http_server_through_the_managed_proxy(gw: Env) -> None:
+    """`--url`: the SDK server over streamable HTTP on loopback, reached through the gateway's
+    own managed proxy (loopback needs its allow_local entry; the URL's host is allowed)."""
+    port_file = gw.tmp / "port"
+    server = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port_file)],
+                              env=gw.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if port_file.exists():
+                break
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        url = f"http://127.0.0.1:{port}/mcp"
+        argv = [sys.executable, "-m", "corral", "mcp", "proxy", "notes", "--url", url]
+        got: list[tuple[bool, str]] = []
+
+        async def main(allow_local: bool) -> None:
+            cfg = gw.home / "config.toml"
+            entry = f'\n[network]\nallow_local = ["127.0.0.1:{port}"]\n'
+            text = cfg.read_text().replace(entry, "")
+            cfg.write_text(text + (entry if allow_local else ""))
+            async with client(argv, gw.env, gw.work) as s:
+                for name, args in (("read_note", {"name": "h"}), ("delete_everything", {})):
+                    r = await s.call_tool(name, args)
+                    got.append((bool(r.is_error), r.content[0].text))
+
+        anyio.run(main, True)
+        assert got[0] == (False, "note h: remember the milk")
+        assert got[1][0] and "forbidden by policy" in got[1][1]
+        assert gw.ran() == ["read_note h"]
+        calls = [(e.attributes["gen_ai.tool.name"], e.attributes["agent.mcp.outcome"])
+                 for e in gw.events("agent.mcp.call")]
+        assert calls == [("read_note", "success"), ("delete_everything", "refused")]
+        net = {(e.attributes["server.address"], e.attributes["network.policy.decision"])
+               for e in gw.events("agent.network.decision")}
+        assert ("127.0.0.1", "allow") in net
+        # without the allow_local entry the managed proxy refuses loopback: the server is not
+        # reached, and the agent is told why (no hang)
+        from mcp.shared.exceptions import MCPError
+
+        with pytest.raises(BaseException) as failed:  # the SDK's error, in its task groups
+            anyio.run(main, False)
+        errors = [e for e in _leaves(failed.value) if isinstance(e, MCPError)]
+        assert errors and errors[0].error.message.startswith(
+            "corral: mcp: MCP server 'notes' could not be reached: corral: network: http to "
+            f"127.0.0.1:{port} was blocked: resolves to a non-public address")
+        assert "allow_local" in errors[0].error.message
+        assert gw.ran() == ["read_note h"]
+        assert ("127.0.0.1", "deny") in {
+            (e.attributes["server.address"], e.attributes["network.policy.decision"])
+            for e in gw.events("agent.network.decision")}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]

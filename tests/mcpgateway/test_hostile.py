@@ -29,14 +29,15 @@ class AllowAll:
     def __init__(self) -> None:
         self.records: list[tuple[str, str]] = []
 
-    def decide(self, tool: str, arguments: str, annotations: Any) -> Verdict:
+    def decide(self, tool: str, arguments: str, annotations: Any,
+               method: str = "tools/call") -> Verdict:
         return Verdict(tool != "refused_tool", "corral: rules: refused for the test", "c-1")
 
     def tools_seen(self, tools: dict[str, str], complete: bool) -> None:
         pass
 
     def record(self, verdict: Verdict, tool: str, arguments: str, outcome: str,
-               duration_ms: float, error: str | None) -> None:
+               duration_ms: float, error: str | None, method: str = "tools/call") -> None:
         self.records.append((tool, outcome))
 
 

@@ -31,11 +31,13 @@ def proxy(
     through corral's rules, approvals and journal; stdio servers run in the sandbox."""
     from corral.cli.common import load_effective_config
     from corral.mcpgateway import run_proxy
+    from corral.mcpgateway.proxy import inside_sandbox
 
     command = list(cmd or [])
     if command and command[0] == "--":
         command = command[1:]
-    cfg = load_effective_config(ctx, cwd)
+    # inside corral run the supervisor's configuration decides ($CORRAL_HOME is hidden here)
+    cfg = None if inside_sandbox() else load_effective_config(ctx, cwd)
     raise typer.Exit(run_proxy(cfg, name, command, url, cwd=cwd, pass_env=pass_env or ()))
 
 

@@ -288,6 +288,8 @@ _settings: dict[str, Spec] = {
     "mcp": Table({"servers": Map(Table({
         "default": MCP_DECISION,
         "tools": Map(MCP_DECISION),  # tool name pattern (fnmatch) -> decision
+        "resources": Map(MCP_DECISION),  # resources/read: URI pattern -> decision
+        "prompts": Map(MCP_DECISION),  # prompts/get: prompt name pattern -> decision
         "profile": Str(),  # permission profile a stdio server runs under
         "timeout_seconds": Num(0, 86_400, integer=False),  # per request; 0: no limit
         "max_message_bytes": Num(1024, 1 << 30),

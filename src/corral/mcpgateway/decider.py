@@ -20,18 +20,19 @@ class LocalDecider:
         self.session = session
         self.server = server
 
-    def decide(self, tool: str, arguments: str, annotations: dict[str, Any] | None) -> Verdict:
-        gate = self.session.pipeline.decide_mcp(self.server, tool, arguments,
-                                                record_call=False, annotations=annotations)
+    def decide(self, tool: str, arguments: str, annotations: dict[str, Any] | None,
+               method: str = "tools/call") -> Verdict:
+        gate = self.session.pipeline.mcp.decide(self.server, tool, arguments, record_call=False,
+                                                annotations=annotations, method=method)
         return Verdict(gate.allowed, gate.message, gate.call_id)
 
     def tools_seen(self, tools: dict[str, str], complete: bool) -> None:
         self.session.pipeline.mcp.tools_seen(self.server, tools, complete)
 
     def record(self, verdict: Verdict, tool: str, arguments: str, outcome: str,
-               duration_ms: float, error: str | None) -> None:
+               duration_ms: float, error: str | None, method: str = "tools/call") -> None:
         self.session.pipeline.mcp.record_call(verdict.call_id or "", self.server, tool,
-                                              arguments, outcome, duration_ms, error)
+                                              arguments, outcome, duration_ms, error, method)
 
 
 class ApiDecider:
@@ -52,8 +53,14 @@ class ApiDecider:
             raise CorralError("mcp", str(reply.get("error") or "the supervisor refused"))
         return reply
 
-    def decide(self, tool: str, arguments: str, annotations: dict[str, Any] | None) -> Verdict:
-        r = self._call("decide", kind="mcp", server=self.server, tool=tool,
+    def server_settings(self) -> dict[str, Any]:
+        """May this server start, and its limits (the supervisor's config): ``refusal``
+        (None: it may), ``timeout_seconds``, ``max_message_bytes``."""
+        return self._call("mcp_server", server=self.server)
+
+    def decide(self, tool: str, arguments: str, annotations: dict[str, Any] | None,
+               method: str = "tools/call") -> Verdict:
+        r = self._call("decide", kind="mcp", server=self.server, tool=tool, method=method,
                        arguments=arguments, record=False, annotations=annotations or {})
         return Verdict(bool(r.get("allowed")), str(r.get("message") or ""),
                        str(r.get("call_id") or "") or None)
@@ -62,9 +69,9 @@ class ApiDecider:
         self._call("mcp_tools", server=self.server, tools=tools, complete=complete)
 
     def record(self, verdict: Verdict, tool: str, arguments: str, outcome: str,
-               duration_ms: float, error: str | None) -> None:
+               duration_ms: float, error: str | None, method: str = "tools/call") -> None:
         attrs: dict[str, Any] = {"mcp.server.name": self.server, "gen_ai.tool.name": tool,
-                                 "mcp.method.name": "tools/call", "agent.mcp.outcome": outcome,
+                                 "mcp.method.name": method, "agent.mcp.outcome": outcome,
                                  "agent.mcp.duration_ms": round(duration_ms, 3)}
         if error:
             attrs["agent.mcp.error"] = error

@@ -1,12 +1,14 @@
 """The gateway between an agent and one MCP server: to the agent it is the server, to the server
 it is the client.
 
-Messages pass through as they are (initialize, resources, prompts, notifications, and requests
-the server makes of the agent such as sampling and elicitation) with three exceptions:
+Messages pass through as they are (initialize, listings, notifications, and requests the server
+makes of the agent such as sampling and elicitation) with three exceptions:
 
-* ``tools/call``: the pipeline decides first (``Decider.decide``). A refusal never reaches the
-  server: the agent gets a tool error result (``isError``) whose text tells the model why. Every
-  call is recorded with its outcome and duration (``Decider.record``).
+* ``tools/call``, ``resources/read`` and ``prompts/get`` (``ACTIONS``): the pipeline decides
+  first (``Decider.decide``; a resource or prompt no rule names passes undecided). A refusal
+  never reaches the server: for a tool the agent gets a tool error result (``isError``) whose
+  text tells the model why, for a resource or prompt a JSON-RPC error (``REFUSED``) with that
+  text. Every one is recorded with its outcome and duration (``Decider.record``).
 * ``tools/list`` answers: each tool's definition is hashed and compared with its pin
   (``Decider.tools_seen``) before the agent sees the list.
 * Every request the agent makes gets an answer: a server that does not answer in
@@ -42,6 +44,10 @@ from mcp.types import (
 from corral.approvals.pins import tool_hash
 from corral.mcpgateway.wire import WireError, error_message
 
+# the requests that are actions, and the parameter naming what they act on
+ACTIONS = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
+REFUSED = -32001  # JSON-RPC error for a refused resources/read or prompts/get (server range)
+
 
 class Channel(Protocol):
     async def receive(self) -> SessionMessage | WireError | None: ...
@@ -60,15 +66,17 @@ class Verdict:
 
 class Decider(Protocol):
     """Where the gateway's questions go: a ``Session``'s pipeline in this process, or the
-    session API of the corral session the agent runs in. Blocking; called on worker threads."""
+    session API of the corral session the agent runs in. Blocking; called on worker threads.
+    ``tool`` is what the ``method`` acts on: the tool, the resource's URI or the prompt."""
 
-    def decide(self, tool: str, arguments: str, annotations: dict[str, Any] | None) -> Verdict:
+    def decide(self, tool: str, arguments: str, annotations: dict[str, Any] | None,
+               method: str = "tools/call") -> Verdict:
         ...
 
     def tools_seen(self, tools: dict[str, str], complete: bool) -> None: ...
 
     def record(self, verdict: Verdict, tool: str, arguments: str, outcome: str,
-               duration_ms: float, error: str | None) -> None: ...
+               duration_ms: float, error: str | None, method: str = "tools/call") -> None: ...
 
 
 @dataclass
@@ -85,6 +93,14 @@ class _Pending:
 
 def _key(request_id: Any) -> str:
     return json.dumps(request_id)  # 1 and "1" are different ids
+
+
+def refusal(method: str, request_id: Any, text: str) -> SessionMessage:
+    """The answer to an action that was not made: a tool error result the model reads, or
+    for a resource or prompt a JSON-RPC error with the same line."""
+    if method == "tools/call":
+        return tool_error(request_id, text)
+    return error_message(request_id, REFUSED, text)
 
 
 def tool_error(request_id: Any, text: str) -> SessionMessage:
@@ -143,7 +159,7 @@ class Gateway:
                                                     f"corral: mcp: {item.message}"))
                 continue
             msg = item.message
-            if isinstance(msg, JSONRPCRequest) and msg.method == "tools/call":
+            if isinstance(msg, JSONRPCRequest) and msg.method in ACTIONS:
                 tg.start_soon(self._call, msg)
                 continue
             if isinstance(msg, JSONRPCRequest):
@@ -173,17 +189,19 @@ class Gateway:
                 await self._answer_closed(_key(msg.id), f"cannot write to it ({exc})")
 
     async def _call(self, msg: JSONRPCRequest) -> None:
+        """An action (``ACTIONS``): decided, then passed on or refused, and recorded."""
         started = time.perf_counter()
-        params = msg.params or {}
-        tool, args = params.get("name"), params.get("arguments")
+        method, params = msg.method, msg.params or {}
+        key = ACTIONS[method]
+        tool, args = params.get(key), params.get("arguments")
         if not isinstance(tool, str) or not tool:
-            self._say("the agent called tools/call without a tool name")
+            self._say(f"the agent sent {method} without params.{key}")
             await self.agent.send(error_message(msg.id, INVALID_PARAMS,
-                                                "corral: mcp: tools/call needs params.name"))
+                                                f"corral: mcp: {method} needs params.{key}"))
             return
         arguments = json.dumps({} if args is None else args, sort_keys=True,
                                ensure_ascii=False)
-        if self.unchecked is not None:
+        if self.unchecked is not None and method == "tools/call":
             verdict = Verdict(False, f"corral: mcp: the tools of server {self.server!r} could "
                               f"not be checked against their pin ({self.unchecked}); the call "
                               "was not made")
@@ -192,17 +210,17 @@ class Gateway:
             return
         try:
             verdict = await anyio.to_thread.run_sync(
-                self.decider.decide, tool, arguments, self.annotations.get(tool),
+                self.decider.decide, tool, arguments, self.annotations.get(tool), method,
                 abandon_on_cancel=True)
         except Exception as exc:  # fail closed: no decision, no call
             text = getattr(exc, "line", None)
             why = text() if callable(text) else f"corral: mcp: no decision ({exc})"
             verdict = Verdict(False, f"{why}; the call was not made")
         if not verdict.allowed:
-            await self.agent.send(tool_error(msg.id, verdict.message))
-            self._record(verdict, tool, arguments, "refused", started, verdict.message)
+            await self.agent.send(refusal(method, msg.id, verdict.message))
+            self._record(verdict, tool, arguments, "refused", started, verdict.message, method)
             return
-        p = _Pending("tools/call", msg.id, started, tool, arguments, verdict)
+        p = _Pending(method, msg.id, started, tool, arguments, verdict)
         if not self._track(msg.id, p):
             return
         self._tg.start_soon(self._deadline, _key(msg.id), p)
@@ -219,7 +237,7 @@ class Gateway:
         if self.pending.get(key) is not p:
             return
         del self.pending[key]
-        what = f"tools/call {p.tool}" if p.tool else p.method
+        what = f"{p.method} {p.tool}" if p.tool else p.method
         text = (f"corral: mcp: server {self.server!r} did not answer {what} within "
                 f"{self.timeout:g} s (mcp.servers.{self.server}.timeout_seconds); the request "
                 "was cancelled")
@@ -233,10 +251,10 @@ class Gateway:
     async def _answer(self, p: _Pending, text: str, outcome: str) -> None:
         """The agent's answer to a request the server will not answer."""
         p.done.set()
-        if p.method == "tools/call":
-            await self.agent.send(tool_error(p.request_id, text))
+        if p.method in ACTIONS:
+            await self.agent.send(refusal(p.method, p.request_id, text))
             assert p.verdict is not None and p.tool is not None
-            self._record(p.verdict, p.tool, p.arguments, outcome, p.started, text)
+            self._record(p.verdict, p.tool, p.arguments, outcome, p.started, text, p.method)
         else:
             await self.agent.send(error_message(p.request_id, INTERNAL_ERROR, text))
 
@@ -246,16 +264,16 @@ class Gateway:
             await self._answer(p, f"corral: mcp: server {self.server!r} {why}", "server_error")
 
     def _record(self, verdict: Verdict, tool: str, arguments: str, outcome: str,
-                started: float, error: str | None) -> None:
+                started: float, error: str | None, method: str = "tools/call") -> None:
         """Recorded off the event loop, in order, and drained before the gateway returns."""
         ms = (time.perf_counter() - started) * 1000
-        self._records.put((verdict, tool, arguments, outcome, ms, error))
+        self._records.put((verdict, tool, arguments, outcome, ms, error, method))
 
     def _recorder(self) -> None:
         while (item := self._records.get()) is not None:
-            verdict, tool, arguments, outcome, ms, error = item
+            verdict, tool, arguments, outcome, ms, error, method = item
             try:
-                self.decider.record(verdict, tool, arguments, outcome, ms, error)
+                self.decider.record(verdict, tool, arguments, outcome, ms, error, method)
             except Exception as exc:  # said, never dropped silently
                 self.log(f"corral: mcp: the record of {self.server}.{tool} failed: {exc}")
 
@@ -294,15 +312,15 @@ class Gateway:
 
     async def _answered(self, p: _Pending, item: SessionMessage) -> SessionMessage:
         msg = item.message
-        if p.method == "tools/call":
+        if p.method in ACTIONS:
             assert p.verdict is not None and p.tool is not None
             if isinstance(msg, JSONRPCError):
                 self._record(p.verdict, p.tool, p.arguments, "server_error", p.started,
-                             msg.error.message[:500])
+                             msg.error.message[:500], p.method)
             elif isinstance(msg, JSONRPCResponse):
                 failed = bool(msg.result.get("isError"))
                 self._record(p.verdict, p.tool, p.arguments,
-                             "tool_error" if failed else "success", p.started, None)
+                             "tool_error" if failed else "success", p.started, None, p.method)
         elif p.method == "tools/list" and isinstance(msg, JSONRPCResponse):
             await self._tools_listed(p, msg)
             return SessionMessage(msg)  # re-encoded: the agent reads the list that was hashed

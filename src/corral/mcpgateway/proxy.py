@@ -34,33 +34,40 @@ DEFAULT_TIMEOUT = 600.0
 _SESSION_VARS = ("CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN")
 
 
-def _limits(cfg: Any, name: str) -> tuple[float | None, int]:
-    from corral.rules.mcp import server_table
+def _limits(table: dict[str, Any]) -> tuple[float | None, int]:
+    """``[mcp.servers.NAME]``'s timeout (None: no limit) and message size limit."""
+    timeout = table.get("timeout_seconds")
+    timeout = float(DEFAULT_TIMEOUT if timeout is None else timeout)
+    size = table.get("max_message_bytes")
+    return (timeout or None), int(DEFAULT_MAX_BYTES if size is None else size)
 
-    table = server_table(cfg, name)
-    timeout = float(table.get("timeout_seconds", DEFAULT_TIMEOUT))
-    return (timeout or None), int(table.get("max_message_bytes", DEFAULT_MAX_BYTES))
+
+def inside_sandbox() -> bool:
+    """The gateway runs inside ``corral run``'s sandbox: the run's supervisor holds the
+    configuration (``$CORRAL_HOME`` is hidden here), so none is loaded."""
+    return os.environ.get("CORRAL_SANDBOX") == "1"
 
 
 def run_proxy(cfg: Any, name: str, command: Sequence[str] = (), url: str | None = None, *,
               cwd: Path | None = None, pass_env: Sequence[str] = ()) -> int:
-    """Serve until the agent or the server closes; the exit status of the gateway."""
-    from corral.rules.mcp import server_refusal
+    """Serve until the agent or the server closes; the exit status of the gateway. ``cfg``:
+    the effective configuration, None inside the sandbox (the supervisor's is asked)."""
+    from corral.rules.mcp import server_refusal, server_table
 
     if bool(command) == bool(url):
         raise CorralError("mcp", "give the server as `-- COMMAND [ARGS]` or `--url URL`, "
                           "one of the two", "corral mcp proxy NAME -- COMMAND [ARGS...]")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise CorralError("mcp", f"--url must be an http:// or https:// URL, got {url!r}")
+    workdir = (cwd or Path.cwd()).resolve()
+    if inside_sandbox():
+        return _inside(name, list(command), url, workdir)
     why = server_refusal(cfg, name)
     if why is not None:
         print(f"corral: mcp: {why}", file=sys.stderr, flush=True)
         return EXIT_FORBIDDEN
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise CorralError("mcp", f"--url must be an http:// or https:// URL, got {url!r}")
-    workdir = (cwd or Path.cwd()).resolve()
-    wire = _claim_stdio()
-    if os.environ.get("CORRAL_SANDBOX") == "1":
-        return _inside(cfg, name, list(command), url, workdir, wire)
-    return _outside(cfg, name, list(command), url, workdir, wire, pass_env)
+    return _outside(cfg, name, list(command), url, workdir, _claim_stdio(), pass_env,
+                    _limits(server_table(cfg, name)))
 
 
 def _claim_stdio() -> tuple[int, int]:
@@ -74,8 +81,7 @@ def _claim_stdio() -> tuple[int, int]:
     return rfd, wfd
 
 
-def _inside(cfg: Any, name: str, command: list[str], url: str | None, cwd: Path,
-            wire: tuple[int, int]) -> int:
+def _inside(name: str, command: list[str], url: str | None, cwd: Path) -> int:
     from corral.mcpgateway.decider import ApiDecider
 
     sock, token = (os.environ.get(v) for v in _SESSION_VARS)
@@ -85,20 +91,27 @@ def _inside(cfg: Any, name: str, command: list[str], url: str | None, cwd: Path,
               "decide its tool calls", file=sys.stderr, flush=True)
         return EXIT_FORBIDDEN
     decider = ApiDecider(name, sock, token)
+    settings = decider.server_settings()  # the supervisor's requirements and config
+    if settings.get("refusal"):
+        print(f"corral: mcp: {settings['refusal']}", file=sys.stderr, flush=True)
+        return EXIT_FORBIDDEN
+    limits = _limits(settings)
+    wire = _claim_stdio()
     env = {k: v for k, v in os.environ.items() if k not in _SESSION_VARS}
     if url is not None:  # HTTP(S)_PROXY in the sandbox is the run's managed proxy
-        return _serve_http(cfg, name, url, decider, wire, proxy=None)
+        return _serve_http(None, name, url, decider, wire, limits, proxy=None)
     try:
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE)
     except OSError as exc:
         raise CorralError("mcp", f"server {name!r} did not start: {command[0]}: "
                           f"{exc.strerror or exc}") from None
-    return _serve_stdio(cfg, name, proc, decider, wire)
+    return _serve_stdio(name, proc, decider, wire, limits)
 
 
 def _outside(cfg: Any, name: str, command: list[str], url: str | None, cwd: Path,
-             wire: tuple[int, int], pass_env: Sequence[str]) -> int:
+             wire: tuple[int, int], pass_env: Sequence[str],
+             limits: tuple[float | None, int]) -> int:
     from corral.mcpgateway.decider import LocalDecider
     from corral.rules.mcp import server_table
     from corral.supervisor.session import Session
@@ -113,7 +126,7 @@ def _outside(cfg: Any, name: str, command: list[str], url: str | None, cwd: Path
                       summary={"mcp_server": name}) as session:
         decider = LocalDecider(session, name)
         if url is not None:
-            return _serve_http(cfg, name, url, decider, wire, proxy=session)
+            return _serve_http(cfg, name, url, decider, wire, limits, proxy=session)
         extra = session.telemetry.stamp_env("mcp")
         extra.update({k: os.environ[k] for k in pass_env if k in os.environ})
         try:
@@ -122,12 +135,12 @@ def _outside(cfg: Any, name: str, command: list[str], url: str | None, cwd: Path
         except OSError as exc:
             raise CorralError("mcp", f"server {name!r} did not start: {command[0]}: "
                               f"{exc.strerror or exc}") from None
-        return _serve_stdio(cfg, name, proc, decider, wire)
+        return _serve_stdio(name, proc, decider, wire, limits)
 
 
-def _serve_stdio(cfg: Any, name: str, proc: subprocess.Popen[bytes], decider: Decider,
-                 wire: tuple[int, int]) -> int:
-    timeout, max_bytes = _limits(cfg, name)
+def _serve_stdio(name: str, proc: subprocess.Popen[bytes], decider: Decider,
+                 wire: tuple[int, int], limits: tuple[float | None, int]) -> int:
+    timeout, max_bytes = limits
     assert proc.stdin is not None and proc.stdout is not None
 
     async def main() -> None:
@@ -163,11 +176,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _serve_http(cfg: Any, name: str, url: str, decider: Decider, wire: tuple[int, int], *,
-                proxy: Any) -> int:
+def _serve_http(cfg: Any, name: str, url: str, decider: Decider, wire: tuple[int, int],
+                limits: tuple[float | None, int], *, proxy: Any) -> int:
     """``proxy``: this gateway's own session, whose pipeline answers the managed proxy's
     questions (None inside the sandbox: the environment's proxy is the run's)."""
-    timeout, max_bytes = _limits(cfg, name)
+    timeout, max_bytes = limits
 
     async def main() -> None:
         agent = FdChannel(*wire, "the agent", max_bytes=max_bytes)
@@ -189,12 +202,25 @@ async def _http_upstream(cfg: Any, name: str, url: str, session: Any,
     from mcp.client.streamable_http import streamable_http_client
 
     managed = _managed_proxy(cfg, url, session) if session is not None else None
+    blocked: list[str] = []
+
+    async def refused(response: Any) -> None:
+        """The managed proxy's refusal (``x-corral-block``): its line, for the agent."""
+        if response.headers.get("x-corral-block"):
+            await response.aread()
+            line = response.text.strip().splitlines()[0][:500] if response.text.strip() \
+                else f"corral: network: {response.headers['x-corral-block']}"
+            blocked.append(line)
+            print(line, file=sys.stderr, flush=True)
+
     try:
         client = httpx2.AsyncClient(
             proxy=managed[1] if managed else None, trust_env=managed is None,
-            timeout=httpx2.Timeout(30.0, read=timeout or None))
+            timeout=httpx2.Timeout(30.0, read=timeout or None),
+            event_hooks={"response": [refused]})
         async with client, streamable_http_client(url, http_client=client) as streams:
-            yield StreamsChannel(streams[0], streams[1], f"MCP server {name!r}")
+            yield StreamsChannel(streams[0], streams[1], f"MCP server {name!r}",
+                                 why=lambda: blocked.pop(0) if blocked else None)
     finally:
         if managed is not None:
             managed[0].stop()

@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,11 +180,15 @@ class FdChannel:
 
 
 class StreamsChannel:
-    """The SDK transport's (read, write) memory streams as a channel."""
+    """The SDK transport's (read, write) memory streams as a channel. ``why``: the line that
+    explains the next error the transport reports (the SDK says only "Server returned an error
+    response"; a refusal of the managed proxy says what and why)."""
 
-    def __init__(self, read_stream: Any, write_stream: Any, who: str) -> None:
+    def __init__(self, read_stream: Any, write_stream: Any, who: str, *,
+                 why: Callable[[], str | None] | None = None) -> None:
         self.read_stream, self.write_stream = read_stream, write_stream
         self.who = who
+        self.why = why or (lambda: None)
 
     async def receive(self) -> SessionMessage | WireError | None:
         try:
@@ -191,6 +196,10 @@ class StreamsChannel:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
         if isinstance(item, SessionMessage):
+            msg = item.message
+            if isinstance(msg, JSONRPCError) and (line := self.why()) is not None:
+                return error_message(msg.id, msg.error.code,
+                                     f"corral: mcp: {self.who} could not be reached: {line}")
             return item
         text = str(item).splitlines()[0][:300] if str(item) else type(item).__name__
         return WireError(INVALID_REQUEST, f"{self.who}: {text}")

@@ -10,6 +10,10 @@ match, the strictest wins (forbidden > prompt > allow), as for command rules. A 
 table, or a tool no pattern names on a server with no ``default``, is ``allow`` with the source
 ``default``: the approval policy still decides whether to ask (``untrusted`` asks before every
 MCP call).
+
+``resources`` and ``prompts`` tables decide ``resources/read`` (by URI) and ``prompts/get`` (by
+prompt name) the same way, but only where a pattern matches: with no match the request passes
+undecided (it is still recorded), since reading a resource or a prompt runs nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 from corral.types import RuleDecision
 
 DECISIONS = ("allow", "prompt", "forbidden")
+# the MCP method -> the table of [mcp.servers.NAME] that decides it
+TABLES = {"tools/call": "tools", "resources/read": "resources", "prompts/get": "prompts"}
 
 
 @dataclass(frozen=True)
@@ -37,17 +43,23 @@ def server_table(cfg: Any, server: str) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def mcp_ruling(cfg: Any, server: str, tool: str) -> McpRuling:
-    """The configured decision for ``tool`` on ``server``."""
+def mcp_ruling(cfg: Any, server: str, tool: str, method: str = "tools/call") -> McpRuling | None:
+    """The configured decision for ``tool`` on ``server`` (for ``resources/read`` the URI, for
+    ``prompts/get`` the prompt's name). None: a resource or prompt no pattern names (undecided;
+    a tool always has a ruling)."""
     table = server_table(cfg, server)
     base = f"mcp.servers.{server}"
-    tools = table.get("tools") or {}
-    matched = [(pattern, RuleDecision(str(d))) for pattern, d in tools.items()
+    key = TABLES[method]
+    patterns = table.get(key) or {}
+    matched = [(pattern, RuleDecision(str(d))) for pattern, d in patterns.items()
                if str(d) in DECISIONS and fnmatchcase(tool, pattern)]
     if matched:
         pattern, decision = max(matched, key=lambda m: m[1].severity)
-        return McpRuling(decision, f"{base}.tools.{pattern}",
-                         f'tool {tool!r} matches "{pattern}" = "{decision.value}"')
+        what = {"tools": "tool", "resources": "resource", "prompts": "prompt"}[key]
+        return McpRuling(decision, f"{base}.{key}.{pattern}",
+                         f'{what} {tool!r} matches "{pattern}" = "{decision.value}"')
+    if key != "tools":
+        return None
     default = table.get("default")
     if isinstance(default, str) and default in DECISIONS:
         return McpRuling(RuleDecision(default), f"{base}.default",

@@ -92,7 +92,7 @@ class SessionAPI:
         self.on_shell_decision: Callable[[list[str], Path, Any], None] | None = None
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": self._ping, "decide": self._decide, "exec": self._exec, "event": self._event,
-            "mcp_tools": self._mcp_tools,
+            "mcp_tools": self._mcp_tools, "mcp_server": self._mcp_server,
         }
 
     @property
@@ -235,7 +235,8 @@ class SessionAPI:
         return {"session_id": self.pipeline.telemetry.session_id}
 
     def _decide(self, req: dict[str, Any]) -> dict[str, Any]:
-        """``kind``: shell (default; argv), patch (files) or mcp (server, tool, arguments)."""
+        """``kind``: shell (default; argv), patch (files) or mcp (server, tool, arguments;
+        ``method``: tools/call, resources/read with the URI as tool, prompts/get)."""
         kind = req.get("kind", "shell")
         if kind == "patch":
             files = req["files"]
@@ -248,11 +249,13 @@ class SessionAPI:
             server, tool, args = req["server"], req["tool"], req.get("arguments")
             if not isinstance(server, str) or not isinstance(tool, str):
                 raise ValueError("server and tool must be strings")
-            ann = req.get("annotations")
-            gate = self.pipeline.decide_mcp(
+            ann, method = req.get("annotations"), req.get("method", "tools/call")
+            if method not in ("tools/call", "resources/read", "prompts/get"):
+                raise ValueError(f"unknown MCP method {method!r}")
+            gate = self.pipeline.mcp.decide(
                 server, tool, args if isinstance(args, str) else None,
                 record_call=req.get("record", True) is not False,
-                annotations=ann if isinstance(ann, dict) else None)
+                annotations=ann if isinstance(ann, dict) else None, method=method)
         elif kind == "shell":
             argv, cwd = self._argv_cwd(req)
             gate = self.pipeline.decide(argv, cwd)
@@ -274,6 +277,19 @@ class SessionAPI:
         d = self.pipeline.mcp.tools_seen(server, tools, req.get("complete", True) is True)
         return {"first": d.first, "added": list(d.added), "changed": list(d.changed),
                 "removed": list(d.removed)}
+
+    def _mcp_server(self, req: dict[str, Any]) -> dict[str, Any]:
+        """An MCP gateway inside the sandbox asks whether ``server`` may start
+        (``mcp.allowed_servers`` of this session's requirements) and for its limits."""
+        from corral.rules.mcp import server_refusal, server_table
+
+        server = req["server"]
+        if not isinstance(server, str):
+            raise ValueError("server must be a string")
+        table = server_table(self.pipeline.cfg, server)
+        return {"refusal": server_refusal(self.pipeline.cfg, server),
+                "timeout_seconds": table.get("timeout_seconds"),
+                "max_message_bytes": table.get("max_message_bytes")}
 
     def _exec(self, req: dict[str, Any]) -> dict[str, Any]:
         argv, cwd = self._argv_cwd(req)

@@ -8,6 +8,9 @@ and the record of each call.
 * ``tools_seen``: a ``tools/list`` answer compared with ``$CORRAL_HOME/mcp/pins``: the first list
   is pinned, a change is recorded (``agent.mcp.tools``) and its tools wait for approval.
 * ``record_call``: ``agent.mcp.call`` with the outcome and duration (the MCP gateway's record).
+
+``resources/read`` and ``prompts/get`` are decided the same way where ``[mcp.servers.NAME]
+resources`` / ``prompts`` name them (``corral.rules.mcp``), and recorded either way.
 """
 
 from __future__ import annotations
@@ -43,7 +46,11 @@ class McpDecisions:
         self._pending: dict[str, dict[str, str]] = {}  # server -> tool -> new hash
 
     def decide(self, server: str, tool: str, arguments: str | None = None, *,
-               record_call: bool = True, annotations: dict[str, Any] | None = None) -> Any:
+               record_call: bool = True, annotations: dict[str, Any] | None = None,
+               method: str = "tools/call") -> Any:
+        """A ``tools/call`` (``tool``: its name), or a ``resources/read`` (the URI) or
+        ``prompts/get`` (the prompt's name). A resource or prompt that no pattern names is
+        undecided: allowed, with a call id for its record but no decision event."""
         from corral.rules.mcp import mcp_ruling
         from corral.supervisor.pipeline import DONT_BYPASS, EXIT_FORBIDDEN, Gate
         from corral.telemetry import McpCall
@@ -51,23 +58,29 @@ class McpDecisions:
         p = self.p
         call_id = p._next_call_id()
         if record_call:
-            p.telemetry.emit_event(McpCall(server=server, tool_name=tool, method="tools/call",
+            p.telemetry.emit_event(McpCall(server=server, tool_name=tool, method=method,
                                            arguments=arguments), call_id=call_id)
-        line = f"mcp {server}.{tool}"
+        is_tool = method == "tools/call"
+        line = f"mcp {server}.{tool}" if is_tool else f"mcp {server} {method} {tool}"
         argv = (server, tool)
         cwd = p.plan.cwd
-        ruling = mcp_ruling(p.cfg, server, tool)
+        ruling = mcp_ruling(p.cfg, server, tool, method)
+        if ruling is None:
+            return Gate(call_id, argv, cwd, "allow", "undecided", True)
+        what = (f"MCP tool `{server}.{tool}`" if is_tool else
+                f"MCP {'resource' if method == 'resources/read' else 'prompt'} `{tool}` of "
+                f"server `{server}`")
         if ruling.decision is RuleDecision.FORBIDDEN:
             p._decision(call_id, "forbidden", "rule", ruling.source, ruling.reason, line,
                         tool=tool)
             return Gate(call_id, argv, cwd, "forbidden", "forbidden", False, EXIT_FORBIDDEN,
-                        f"corral: rules: MCP tool `{server}.{tool}` is forbidden by policy "
+                        f"corral: rules: {what} is forbidden by policy "
                         f"({ruling.source}): {ruling.reason}; {DONT_BYPASS}")
-        details = {"server": server, "tool": tool,
+        details = {"server": server, "tool": tool, "method": method,
                    "annotations": reviewer_annotations(annotations),
                    "arguments": _parsed(arguments)}
         with self._lock:
-            new_hash = self._pending.get(server, {}).get(tool)
+            new_hash = self._pending.get(server, {}).get(tool) if is_tool else None
         if new_hash is not None:
             reason = (f"MCP tool {server}.{tool} changed its definition (description or "
                       "schema) since it was approved: approve it again")
@@ -131,11 +144,12 @@ class McpDecisions:
             changed=(tool,)), wait=True)
 
     def record_call(self, call_id: str, server: str, tool: str, arguments: str | None,
-                    outcome: str, duration_ms: float, error: str | None = None) -> None:
+                    outcome: str, duration_ms: float, error: str | None = None,
+                    method: str = "tools/call") -> None:
         from corral.telemetry import McpCall
 
         self.p.telemetry.emit_event(McpCall(
-            server=server, tool_name=tool, method="tools/call", outcome=outcome,
+            server=server, tool_name=tool, method=method, outcome=outcome,
             duration_ms=round(duration_ms, 3), error=error or None, arguments=arguments),
             call_id=call_id)
 

@@ -213,8 +213,9 @@ class McpCall(EventBody):
     NAME: ClassVar[str] = "agent.mcp.call"
     CONTENT: ClassVar[tuple[str, ...]] = ("arguments",)
     server: str = attr("mcp.server.name", doc="MCP server name from config")
-    tool_name: str = attr("gen_ai.tool.name", doc="MCP tool called")
-    method: str = attr("mcp.method.name", doc="MCP method (tools/call, resources/read, …)")
+    tool_name: str = attr("gen_ai.tool.name",
+                          doc="MCP tool called (resources/read: the URI; prompts/get: the prompt)")
+    method: str = attr("mcp.method.name", doc="MCP method: tools/call, resources/read, prompts/get")
     outcome: str | None = opt("agent.mcp.outcome", MCP_OUTCOMES,
                               doc="how the call ended (the MCP gateway)")
     duration_ms: float | None = opt("agent.mcp.duration_ms",

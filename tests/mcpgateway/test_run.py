@@ -1,0 +1,122 @@
+"""The gateway inside `corral run`: a plain agent (tests/mcpgateway/mcp_agent.py) in the run's
+sandbox starts `corral mcp proxy` itself; the gateway finds no configuration there ($CORRAL_HOME
+is hidden) and asks the run's supervisor through the session API (ApiDecider): whether the
+server may start, each decision, the pins; it reports each call's outcome."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mcpgateway.conftest import SERVER, Env
+
+pytestmark = pytest.mark.slow
+
+AGENT = Path(__file__).with_name("mcp_agent.py")
+RULES = '\nresources = { "note://*" = "allow" }\nprompts = { "*" = "forbidden" }\n'
+
+
+def _run(gw: Env, *gateway_args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    out = gw.work / "out.json"
+    gateway = [sys.executable, "-m", "corral", "mcp", "proxy", "notes", *gateway_args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "corral", "run", "--", sys.executable, str(AGENT), str(out),
+         "--", *gateway], env={**gw.env, "MCP_TEST_LOG": str(gw.work / "ran.log")},
+        cwd=gw.work, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    got = json.loads(out.read_text()) if out.exists() else {}
+    return proc, got
+
+
+def _journal(gw: Env) -> list[dict[str, Any]]:
+    log = subprocess.run([sys.executable, "-m", "corral", "log", "--json"], env=gw.env,
+                         capture_output=True, text=True, timeout=60, cwd=gw.work)
+    assert log.returncode == 0, log.stderr
+    return [json.loads(line) for line in log.stdout.splitlines() if line.strip()]
+
+
+def test_a_stdio_server_started_by_the_agent_inside_corral_run(gw: Env) -> None:
+    with (gw.home / "config.toml").open("a") as f:
+        f.write(RULES)
+    proc, got = _run(gw, "--", sys.executable, str(SERVER))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {"read_note", "delete_everything"} <= set(got["tools"])
+    assert got["read_note"] == [False, "note a: remember the milk"]
+    assert got["write_note"][0] and "`mcp notes.write_note` needs approval" in got["write_note"][1]
+    assert got["delete_everything"][0] and got["delete_everything"][1].startswith(
+        "corral: rules: MCP tool `notes.delete_everything` is forbidden by policy")
+    assert got["resource"] == "welcome to the notes"  # allowed by its rule
+    assert got["prompt"].startswith("error: corral: rules: MCP prompt `summarize` of server "
+                                    "`notes` is forbidden by policy (mcp.servers.notes.prompts.*)")
+    assert (gw.work / "ran.log").read_text().splitlines() == ["read_note a"]
+    evs = _journal(gw)
+    # the supervisor decided (its own records) ...
+    decisions = [(e["attributes"]["gen_ai.tool.name"], e["attributes"]["agent.decision"])
+                 for e in evs if e["name"] == "agent.tool.decision"]
+    assert decisions == [("read_note", "auto_approved"), ("write_note", "denied"),
+                         ("delete_everything", "forbidden"), ("note://welcome", "auto_approved"),
+                         ("summarize", "forbidden")]
+    pinned = [e for e in evs if e["name"] == "agent.mcp.tools"]
+    assert [e["attributes"]["agent.mcp.tools.change"] for e in pinned] == ["pinned"]
+    # ... and the gateway in the sandbox reported each call (the agent's word: session_api)
+    calls = [e for e in evs if e["name"] == "agent.mcp.call"]
+    assert [(e["attributes"]["mcp.method.name"], e["attributes"]["gen_ai.tool.name"],
+             e["attributes"]["agent.mcp.outcome"]) for e in calls] == [
+        ("tools/call", "read_note", "success"), ("tools/call", "write_note", "refused"),
+        ("tools/call", "delete_everything", "refused"),
+        ("resources/read", "note://welcome", "success"), ("prompts/get", "summarize", "refused")]
+    assert {e["attributes"]["corral.origin"] for e in calls} == {"session_api"}
+    by_call = {e["call_id"]: e for e in evs if e["name"] == "agent.tool.decision"}
+    assert all(e["call_id"].removeprefix("api:") in by_call for e in calls)
+    verify = subprocess.run([sys.executable, "-m", "corral", "log", "verify"], env=gw.env,
+                            capture_output=True, text=True, timeout=60, cwd=gw.work)
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_inside_corral_run_the_supervisors_requirements_decide_which_servers_start(
+        gw: Env) -> None:
+    gw.requirements('[mcp]\nallowed_servers = ["github"]\n')
+    proc, got = _run(gw, "--", sys.executable, str(SERVER))
+    assert got == {}  # the agent could not start its server
+    assert (f"corral: mcp: MCP server 'notes' is not in mcp.allowed_servers "
+            f"({gw.etc / 'requirements.toml'}; allowed: github): it does not start"
+            ) in proc.stderr
+    assert not (gw.work / "ran.log").exists()
+
+
+def test_a_streamable_http_server_through_the_runs_managed_proxy(gw: Env) -> None:
+    """`--url` inside `corral run`: the gateway's HTTP client goes through the run's managed
+    proxy (the sandbox's HTTP_PROXY). The server listens on 127.0.0.2: host loopback that no
+    NO_PROXY entry matches (127.0.0.1 inside the sandbox is the sandbox's own)."""
+    port_file = gw.tmp / "port"
+    server = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port_file)],
+                              env={**gw.env, "MCP_TEST_HOST": "127.0.0.2",
+                                   "MCP_TEST_LOG": str(gw.work / "ran.log")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(400):
+            if port_file.exists():
+                break
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        with (gw.home / "config.toml").open("a") as f:
+            f.write(f'\n[network]\nallow_local = ["127.0.0.2:{port}"]\n')
+        proc, got = _run(gw, "--url", f"http://127.0.0.2:{port}/mcp")
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert got["read_note"] == [False, "note a: remember the milk"]
+    assert got["delete_everything"][0] and "forbidden by policy" in got["delete_everything"][1]
+    assert (gw.work / "ran.log").read_text().splitlines() == ["read_note a"]
+    evs = _journal(gw)
+    assert ("127.0.0.2", "allow") in {
+        (e["attributes"]["server.address"], e["attributes"]["network.policy.decision"])
+        for e in evs if e["name"] == "agent.network.decision"}
+    assert [e["attributes"]["agent.mcp.outcome"] for e in evs
+            if e["name"] == "agent.mcp.call"][:3] == ["success", "refused", "refused"]
