@@ -83,8 +83,10 @@ def test_only_loopback_entries_with_a_port_are_forwarded() -> None:
         "127.0.0.1:11434", "localhost:8080", "localhost:*", "10.0.0.5:80", "[::1]:9000",
         "127.0.0.1:8080", "127.0.0.1:80"]))
     lines: list[str] = []
-    assert [(f.host, f.port) for f in listed_forwards(pol, lines.append)] == [
-        ("127.0.0.1", 11434), ("localhost", 8080)]
+    found = listed_forwards(pol, lines.append)
+    assert [(f.host, f.port) for f in found] == [
+        ("127.0.0.1", 11434), ("localhost", 8080), ("::1", 9000)]  # ::1 too: bridged on [::1]
+    assert [f.address for f in found] == ["127.0.0.1:11434", "localhost:8080", "[::1]:9000"]
     assert lines == ["corral: network: allow_local 127.0.0.1:80: a port below 1024 cannot be "
                      "opened inside the sandbox, so the server there is not forwarded; run it "
                      "on a port above 1023"]
@@ -119,14 +121,14 @@ _HOSTS = st.sampled_from([
 def test_hostile_config_text_never_breaks_the_scan(host: str, port: str, rest: str,
                                                    scheme: str) -> None:
     """Whatever the agent's config says, the scan yields only well-formed forwards, to
-    127.0.0.1 or localhost on an unprivileged port, never one an exact entry covers."""
+    127.0.0.1, ::1 or localhost on an unprivileged port, never one an exact entry covers."""
     url = f"{scheme}://{host}:{port}{rest}"
     pol = build_policy(PolicyInputs(allow_local=["127.0.0.1:11434"]))
     text = f'base_url = "{url}"\n{{"ANTHROPIC_BASE_URL": "{url}"}}'
     found = unlisted_forwards(model_urls(["agent", text], {"X_BASE_URL": url}), pol)
     event("forwarded" if found else "nothing to forward")
     for f in found:
-        assert f.host in ("127.0.0.1", "localhost") and 1024 <= f.port < 65536, f
+        assert f.host in ("127.0.0.1", "::1", "localhost") and 1024 <= f.port < 65536, f
         assert f.address != "127.0.0.1:11434" and not f.listed
 
 

@@ -4,6 +4,7 @@ corral.netproxy, so this tests the sandbox's plumbing, not the proxy's policy.""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from pathlib import Path
@@ -94,7 +95,9 @@ def test_exit_status_and_missing_command(box: Box, fake_proxy: tuple[Path, list[
 
 def test_cli_network_proxy_with_the_real_managed_proxy(box: Box, tmp_path: Path) -> None:
     """`corral sandbox --network proxy` starts corral.netproxy on a private unix socket; allowed
-    domains pass, others get the proxy's 403, and nothing is reachable around it."""
+    domains pass, others get the proxy's 403, and the listed local server is also reachable
+    at its own address (forwarded through the proxy, as under corral run; an unlisted port is
+    not: see the test below)."""
     import functools
     import http.server
     import os
@@ -119,7 +122,7 @@ def test_cli_network_proxy_with_the_real_managed_proxy(box: Box, tmp_path: Path)
     script = (f"curl -sS --max-time 10 --noproxy '' {url}; "
               f"curl -sS --max-time 10 --noproxy '' -o /dev/null -w '%{{http_code}}\\n' "
               f"http://denied.example/; "
-              f"curl -sS --max-time 3 --noproxy '*' {url} || echo direct-blocked")
+              f"curl -sS --max-time 3 --noproxy '*' {url} || echo not-forwarded")
     try:
         r = subprocess.run(
             [sys.executable, "-m", "corral", "sandbox", "--network", "proxy",
@@ -128,7 +131,8 @@ def test_cli_network_proxy_with_the_real_managed_proxy(box: Box, tmp_path: Path)
     finally:
         httpd.shutdown()
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["hello via corral proxy", "403", "direct-blocked"], r.stdout
+    assert r.stdout.splitlines() == ["hello via corral proxy", "403",
+                                     "hello via corral proxy"], r.stdout
     assert not list((box.corral_home / "state").glob("proxy-*"))  # private socket dir removed
 
 
@@ -187,3 +191,51 @@ def _unix_only(tmp_path: Path):  # type: ignore[no-untyped-def]
     from corral.netproxy import Listen
 
     return Listen(http=None, socks=None, unix=str(tmp_path / "p.sock"))
+
+
+def _answer_once(server: socket.socket, body: bytes) -> None:
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.close()
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def test_corral_sandbox_network_proxy_forwards_loopback_entries_ipv4_and_ipv6(
+        box: Box, tmp_path: Path) -> None:
+    """`corral sandbox --network proxy` makes each loopback allow_local entry reachable inside
+    at the same address, as corral run does: 127.0.0.1:PORT and [::1]:PORT alike, with no
+    proxy variables involved; a loopback port not listed stays the sandbox's own."""
+    import os
+    import subprocess
+    import sys
+
+    v4 = socket.create_server(("127.0.0.1", 0))
+    v6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    other = socket.create_server(("127.0.0.1", 0))
+    p4, p6, p_other = v4.getsockname()[1], v6.getsockname()[1], other.getsockname()[1]
+    _answer_once(v4, b"four-ok")
+    _answer_once(v6, b"six-ok")
+    (box.corral_home / "config.toml").write_text(
+        f'[network]\nallow_local = ["127.0.0.1:{p4}", "[::1]:{p6}"]\n')
+    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
+               CORRAL_SYSTEM_DIR=str(box.home / "no-system"))
+    code = ("import errno, socket, urllib.request as u\n"
+            "direct = u.build_opener(u.ProxyHandler({}))\n"
+            f"print(direct.open('http://127.0.0.1:{p4}/', timeout=10).read().decode())\n"
+            f"print(direct.open('http://[::1]:{p6}/', timeout=10).read().decode())\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {p_other}), 2)\n"
+            "except OSError as e:\n    print('other', errno.errorcode.get(e.errno, e))\n")
+    try:
+        r = subprocess.run([sys.executable, "-m", "corral", "sandbox", "--network", "proxy",
+                            "--", sys.executable, "-c", code], cwd=box.ws, env=env,
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        for s in (v4, v6, other):
+            s.close()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["four-ok", "six-ok", "other", "ECONNREFUSED"], \
+        r.stdout + r.stderr

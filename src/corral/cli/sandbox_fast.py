@@ -185,7 +185,7 @@ def run_sandbox(cfg: Any, workdir: Path, cmd: list[str], *, profile: str | None,
         return run_plan(Sandbox(plan()), cmd, workdir)
     from corral.cli.sandbox_net import managed_proxy
 
-    with managed_proxy(cfg, allow_domains, deny_domains) as net:
+    with managed_proxy(cfg, allow_domains, deny_domains, cmd) as net:
         return run_plan(Sandbox(plan(net)), cmd, workdir)
 
 

@@ -2,7 +2,9 @@
 
 The proxy listens on a unix socket in a private directory under ``$CORRAL_HOME/state`` (which
 the sandbox cannot see); the sandbox bind-mounts that socket and bridges it to loopback.
-Unknown domains are denied: ``corral sandbox`` has no approvals.
+Unknown domains are denied: ``corral sandbox`` has no approvals. Loopback ``allow_local``
+entries are reachable inside at the same address, as under ``corral run``
+(``corral.netproxy.local``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from corral.sandbox import NetworkPlan
 
 
 @contextlib.contextmanager
-def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str]) -> Iterator[NetworkPlan]:
+def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str],
+                  argv: Sequence[str] = ()) -> Iterator[NetworkPlan]:
+    """The running proxy's plan for a command ``argv``; stopped and cleaned up after."""
+    from corral.netproxy.local import for_agent
     from corral.paths import socket_parent  # a long CORRAL_HOME: a private runtime dir
     from corral.supervisor.network import start_proxy
 
@@ -32,6 +37,10 @@ def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str]) -> Iterat
         shutil.rmtree(rundir, ignore_errors=True)
         raise
     try:
+        forwards = for_agent(proxy, rundir, argv, None, net.bridge_ports)
+        if forwards:
+            net = NetworkPlan(**{**{f: getattr(net, f) for f in net._fields},
+                                 "extra_bridges": net.extra_bridges + forwards})
         yield net
     finally:
         proxy.stop()

@@ -2,8 +2,9 @@
 
 The sandbox has its own network namespace, so its 127.0.0.1 is not the host's, and NO_PROXY
 sends loopback addresses straight there. For each ``allow_local`` entry naming an exact
-loopback ``host:port`` (``127.0.0.1:11434``, ``localhost:8080``), the proxy listens on a unix
-socket of its own, which the sandbox's first process bridges to ``127.0.0.1:PORT`` inside: a
+loopback ``host:port`` (``127.0.0.1:11434``, ``localhost:8080``, ``[::1]:8000``), the proxy
+listens on a unix socket of its own, which the sandbox's first process bridges to
+``127.0.0.1:PORT`` and ``[::1]:PORT`` inside (one server per port): a
 connection there becomes a TCP tunnel to the same address on the host, decided by the proxy's
 gate like any other (policy, address checks, one ``agent.network.decision`` event; recorded as
 ``socks5_tcp``, the other raw TCP tunnel). Every other loopback port stays the sandbox's own.
@@ -38,11 +39,12 @@ from corral.netproxy.relay import relay
 if TYPE_CHECKING:
     from corral.netproxy.server import Proxy
 
-# Where a client inside the sandbox connects for a loopback entry: only 127.0.0.1 is bridged
-# (the sandbox's relay listens on IPv4 loopback), so ``localhost`` (which clients try on
-# 127.0.0.1 after ::1) and ``127.0.0.1`` are forwarded; other loopback spellings reach the
-# host through the proxy variables only.
+# Where a client inside the sandbox connects for a loopback entry: the sandbox's relay listens
+# on 127.0.0.1 and ::1 at the entry's port, so ``localhost``, ``127.0.0.1`` and ``[::1]`` are
+# forwarded; other loopback spellings (127.0.0.2, ...) reach the host through the proxy
+# variables only.
 INSIDE = "127.0.0.1"
+INSIDE6 = ipaddress.IPv6Address("::1")
 PRIVILEGED_BELOW = 1024  # the sandbox holds no capability to bind these
 
 Report = Callable[[str], None]
@@ -64,11 +66,12 @@ class LocalForward:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 def _forwarded_host(host: Host) -> bool:
-    return host.name == "localhost" or host.ip == ipaddress.IPv4Address(INSIDE)
+    return host.name == "localhost" or host.ip in (ipaddress.IPv4Address(INSIDE), INSIDE6)
 
 
 def listed_forwards(policy: NetworkPolicy, report: Report | None = None

@@ -18,7 +18,9 @@ of this process travel to the proxy inside the association's stream (see ``_sock
 other connection is relayed byte for byte.
 
 ``--bridge PORT=SOCK2`` adds another loopback port relayed to another bind-mounted socket (the
-supervisor's session API for hooks inside the sandbox, for example).
+supervisor's session API for hooks inside the sandbox, for example), on 127.0.0.1 and, where
+the sandbox has IPv6, on [::1] too (a local server listed as ``[::1]:PORT``, or ``localhost``
+tried on ::1 first).
 
 ``--exec-notify SOCK`` (the exec boundary, ``rules.exec_boundary``): the command, after its
 strict filter, also installs a seccomp filter that notifies on ``execve``/``execveat``
@@ -362,6 +364,23 @@ def _pass_listener(handover: tuple[Any, socket.socket, socket.socket], path: str
         mine.close()
 
 
+def _listen6(port: int) -> socket.socket | None:
+    """A listener on [::1]:``port``, or None where the sandbox has no IPv6 loopback."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::1", port))
+        s.listen(128)
+    except OSError:
+        s.close()
+        return None
+    s.set_inheritable(False)
+    return s
+
+
 def main(argv: list[str]) -> int:
     ports: list[int] = []
     bridges: list[tuple[int, str]] = []
@@ -407,6 +426,8 @@ def main(argv: list[str]) -> int:
         s.listen(128)
         s.set_inheritable(False)
         listeners.append((s, path, socks))
+        if not socks and (s6 := _listen6(port)) is not None:
+            listeners.append((s6, path, socks))
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     handover = _exec_notify_pair() if exec_sock else None
     pid = os.fork()
