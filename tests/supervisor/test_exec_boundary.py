@@ -96,6 +96,16 @@ def test_all_mode_refuses_a_command_hidden_in_inline_python(eb):
     assert any(verdict == "forbidden" for _, verdict in _exec_decisions(eb))
 
 
+def test_a_command_named_in_the_environment_is_decided_from_the_exec(eb):
+    """The variables an exec gets that differ from the agent's own start are passed to the
+    rules (GIT_EXTERNAL_DIFF names a program git runs): a hook would never have seen them."""
+    r = eb("run", "--", "sh", "-c",
+           "GIT_EXTERNAL_DIFF='rm -r x' git diff; echo rc=$?; git --version")
+    assert "rc=126" in r.stdout and "git version" in r.stdout, r.stdout + r.stderr
+    assert "is forbidden by policy" in r.stderr and "EB-JUSTIFY" in r.stderr, r.stderr
+    assert (eb.work / "x" / "keep").exists()
+
+
 def test_off_decides_nothing_at_the_exec_boundary(eb):
     r = eb("-c", "rules.exec_boundary=off", "run", "--", "sh", "-c", "rm -r x; echo rc=$?")
     assert r.returncode == 0 and "rc=0" in r.stdout, r.stdout + r.stderr

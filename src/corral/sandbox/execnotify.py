@@ -211,12 +211,13 @@ def answer(listener: int, notif_id: int, error: int = 0) -> bool:
 class ExecRequest:
     """What a waiting exec asked for, as read from its memory (see the module's race note)."""
 
-    __slots__ = ("addrs", "argv", "cwd", "path", "raw")
+    __slots__ = ("addrs", "argv", "cwd", "env", "path", "raw")
 
     def __init__(self, path: str, argv: tuple[str, ...], cwd: str,
                  raw: tuple[bytes, ...] = (), addrs: tuple[int, ...] = ()) -> None:
         self.path, self.argv, self.cwd = path, argv, cwd
         self.raw, self.addrs = raw, addrs  # each argument's bytes and address in the process
+        self.env: dict[str, str] = {}  # the environment the program gets (when read)
 
 
 def _read_cstr(fd: int, addr: int, limit: int) -> bytes:
@@ -242,38 +243,77 @@ def _abi(n: Notification) -> tuple[bool, bool]:
     raise OSError(errno.ENOSYS, f"not an exec call (arch {n.arch:#x}, nr {n.nr})")
 
 
-def read_exec(n: Notification) -> ExecRequest:
-    """Path, argv and working directory of the waiting exec ``n``. Raises OSError when they
-    cannot be read (the caller refuses: nothing unread is allowed)."""
+def _pointers(fd: int, addr: int, wide: bool) -> list[int]:
+    """A NULL-terminated pointer array (argv, envp) at ``addr``; NULL is an empty one."""
+    size = 8 if wide else 4
+    fmt = "<Q" if wide else "<I"
+    out: list[int] = []
+    while addr:
+        page = os.pread(fd, 4096 - (addr % 4096), addr)
+        if len(page) < size:
+            raise OSError(errno.EFAULT, "unreadable pointer array")
+        for off in range(0, len(page) - len(page) % size, size):
+            (ptr,) = struct.unpack_from(fmt, page, off)
+            if ptr == 0:
+                return out
+            if len(out) >= MAX_ARGS:
+                raise OSError(errno.E2BIG, "too many arguments to read")
+            out.append(ptr)
+        addr += len(page) - len(page) % size
+    return out
+
+
+def _read_strings(fd: int, ptrs: list[int], limit: int) -> list[bytes]:
+    """The C strings at ``ptrs``: nearby ones read together (a child's environment is usually
+    a few heap runs), the rest one by one."""
+    found: dict[int, bytes] = {}
+    order = sorted(set(ptrs))
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and order[j + 1] - order[i] < 65536:
+            j += 1
+        start = order[i]
+        try:
+            block = os.pread(fd, order[j] - start + 512, start)
+        except OSError:
+            block = b""
+        for ptr in order[i:j + 1]:
+            end = block.find(b"\0", ptr - start)
+            if end >= 0:
+                found[ptr] = block[ptr - start:end]
+        i = j + 1
+    out, total = [], 0
+    for ptr in ptrs:
+        text = found.get(ptr)
+        if text is None:
+            text = _read_cstr(fd, ptr, max(0, limit - total))
+        total += len(text) + 1
+        if total > limit:
+            raise OSError(errno.E2BIG, "arguments too long to read")
+        out.append(text)
+    return out
+
+
+def read_exec(n: Notification, env: bool = False) -> ExecRequest:
+    """Path, argv and working directory of the waiting exec ``n`` (and with ``env`` its
+    environment). Raises OSError when they cannot be read (the caller refuses: nothing unread
+    is allowed)."""
     wide, at = _abi(n)
     mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
-    path_ptr, argv_ptr = (n.args[1], n.args[2]) if at else (n.args[0], n.args[1])
+    path_ptr, argv_ptr, envp_ptr = n.args[1:4] if at else n.args[0:3]
     fd = os.open(f"/proc/{n.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
         raw_path = _read_cstr(fd, path_ptr & mask, 4096)
-        argv: list[bytes] = []
-        addrs: list[int] = []
-        total = 0
-        size = 8 if wide else 4
-        fmt = "<Q" if wide else "<I"
-        addr = argv_ptr & mask
-        while addr:  # a NULL argv is an empty one (Linux allows it)
-            page = os.pread(fd, 4096 - (addr % 4096), addr)
-            if len(page) < size:
-                raise OSError(errno.EFAULT, "unreadable argv")
-            for off in range(0, len(page) - len(page) % size, size):
-                (ptr,) = struct.unpack_from(fmt, page, off)
-                if ptr == 0:
-                    addr = 0
-                    break
-                if len(argv) >= MAX_ARGS:
-                    raise OSError(errno.E2BIG, "too many arguments to read")
-                arg = _read_cstr(fd, ptr, MAX_BYTES - total)
-                total += len(arg) + 1
-                argv.append(arg)
-                addrs.append(ptr)
-            else:
-                addr += len(page) - len(page) % size
+        addrs = _pointers(fd, argv_ptr & mask, wide)
+        argv = [_read_cstr(fd, a, MAX_BYTES) for a in addrs] if len(addrs) < 4 else \
+            _read_strings(fd, addrs, MAX_BYTES)
+        environ: dict[str, str] = {}
+        if env:
+            for item in _read_strings(fd, _pointers(fd, envp_ptr & mask, wide), MAX_BYTES):
+                name, eq, value = item.partition(b"=")
+                if eq:
+                    environ[os.fsdecode(name)] = os.fsdecode(value)
     finally:
         os.close(fd)
     cwd = os.readlink(f"/proc/{n.pid}/cwd")
@@ -285,8 +325,10 @@ def read_exec(n: Notification) -> ExecRequest:
             path = os.path.join(base, path) if path else base
     if path and not path.startswith("/") and "/" in path:
         path = os.path.normpath(os.path.join(cwd, path))
-    return ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd, tuple(argv),
-                       tuple(addrs))
+    req = ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd, tuple(argv),
+                      tuple(addrs))
+    req.env = environ
+    return req
 
 
 def rewrite_arg(pid: int, addr: int, old: bytes, new: bytes) -> bool:

@@ -83,7 +83,9 @@ class ExecBoundary:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._work: queue.Queue[tuple[en.Notification, en.ExecRequest, tuple[str, ...],
-                                      tuple[int, int]] | None] = queue.Queue()
+                                      tuple[int, int], dict[str, str] | None] | None] = \
+            queue.Queue()
+        self._baseline: dict[str, str] = {}  # the agent's own environment when it started
         self._waiting: dict[int, tuple[str, ...]] = {}  # notification id -> argv being asked
         self._threads: list[threading.Thread] = []
         self._server: socket.socket | None = None
@@ -253,6 +255,8 @@ class ExecBoundary:
         tgid = n.pid  # the thread that execs; the memo and the agents are keyed by it
         if not self._agents:
             self._add_agent(n.pid)  # the first exec is the agent itself, started by corral
+            with contextlib.suppress(OSError):  # its environment: what "differs" is against
+                self._baseline = en.read_exec(n, env=True).env
         if self._is_agent(tgid):
             self.counts["agent"] += 1
             self._answer(fd, n, True)
@@ -273,7 +277,7 @@ class ExecBoundary:
                 self._answer(fd, n, True)
                 return
         try:
-            req = en.read_exec(n)
+            req = en.read_exec(n, env=True)
         except OSError as exc:
             if not en.still_waiting(fd, n.id):
                 return
@@ -314,7 +318,9 @@ class ExecBoundary:
             else:
                 self._refuse(fd, n, req.argv, message, req)
             return
-        d = decide(list(argv), pipe.policy, pipe.approval_policy, cwd=req.cwd)
+        base = self._baseline
+        env = {k: v for k, v in req.env.items() if base.get(k) != v} or None
+        d = decide(list(argv), pipe.policy, pipe.approval_policy, cwd=req.cwd, env=env)
         if d.decision is RuleDecision.ALLOW:
             self._remember(me, req.argv, True, "")
             en.answer(fd, n.id)
@@ -323,17 +329,17 @@ class ExecBoundary:
             return
         with self._lock:
             self._waiting[n.id] = argv
-        self._work.put((n, req, argv, me))
+        self._work.put((n, req, argv, me, env))
 
     def _worker(self) -> None:
         while (item := self._work.get()) is not None:
-            n, req, argv, me = item
+            n, req, argv, me, env = item
             fd = self.listener
             try:
                 if fd is None or self._stop.is_set():
                     continue
                 self.counts["asked"] += 1
-                gate = self.pipeline.decide(argv, Path(req.cwd), tool="exec")
+                gate = self.pipeline.decide(argv, Path(req.cwd), tool="exec", env=env)
                 with self._lock:
                     still = self._waiting.pop(n.id, None) is not None
                 if not still or self.listener is None:

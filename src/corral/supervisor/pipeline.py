@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,10 +171,12 @@ class Pipeline:
         return self.execute(gate)
 
     def decide(self, argv: Sequence[str], cwd: Path, *, escalate: bool = False,
-               tool: str = "shell") -> Gate:
+               tool: str = "shell", env: Mapping[str, str] | None = None) -> Gate:
         """Rules -> approval policy -> reviewer -> grants/person; records the decision.
 
-        ``tool`` names the channel in the record (``exec``: seen at the exec boundary).
+        ``tool`` names the channel in the record (``exec``: seen at the exec boundary), ``env``
+        the variables the program gets that differ from the session's start (the rules judge
+        those that name programs).
 
         ``escalate`` asks to run outside the filesystem boundary: its own kind of action that
         always needs a person's explicit approval (no reviewer, no grant of another kind) and
@@ -184,7 +186,7 @@ class Pipeline:
         call_id = self._next_call_id()
         argv = tuple(argv)
         cmdline = shlex.join(argv)
-        decision = decide(list(argv), self.policy, self.approval_policy, cwd=str(cwd))
+        decision = decide(list(argv), self.policy, self.approval_policy, cwd=str(cwd), env=env)
         source, justification = _first_match(decision)
         kind = RuleDecision(decision.decision)
         reason = decision.reason or justification or ""
