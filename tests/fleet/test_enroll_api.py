@@ -171,3 +171,57 @@ def fuzz_store(tmp_path: Path) -> Iterator[tuple[Any, Any, str]]:
     finally:
         fleet.close()
         store.close()
+
+
+def test_enrol_over_https_with_a_private_ca(tmp_path: Path) -> None:
+    """Enrolment, the policy fetch (urllib), the check-in and forwarding (httpx) all trust the
+    CA given at enrolment, and nothing else."""
+    import subprocess
+    import sys
+    import time
+
+    import trustme
+
+    from tests.fleet.conftest import machine
+    from tests.server.helpers import free_port
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    data = tmp_path / "srv"
+    init_server(data)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "corral", "server", "run", "--data",
+                             str(data), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+                             "--tls-key", str(key)], stderr=subprocess.PIPE)
+    import ssl
+
+    tls = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", verify=tls, timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        tok = _etok(data)
+        m = machine(tmp_path, "box")
+        r = m.run("enroll", "--server", url, stdin=tok + "\n")  # the system store: refused
+        assert r.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in r.stderr
+        assert not (m.home / "fleet" / "enrolment.json").exists()
+        assert not json.loads((m.home / "credentials" / "corral-device.json").read_text())
+        out = m.ok("enroll", "--server", url, "--ca-file", str(ca_file), stdin=tok + "\n")
+        assert "policy: server policy https://127.0.0.1" in out and "forwarding: on" in out
+        m.ok("exec", "--", "true")
+        assert "forwarded" in m.ok("forward", "--retry-for", "10")
+        rows = json.loads(corral("server", "devices", "--json", "--data", str(data)).stdout)
+        assert rows[0]["policy_applied"] == 0 and rows[0]["last_ingest"] != "-"
+    finally:
+        proc.terminate()
+        proc.wait(30)
