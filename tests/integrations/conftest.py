@@ -38,6 +38,15 @@ class Session:
         self.tel.flush(10)
         return list(Journal(self.tel.journal_path).events(session_id=self.tel.session_id))
 
+    def verify(self) -> None:
+        """Close the journal and check it with `corral log verify`."""
+        self.tel.close()
+        verify = subprocess.run([sys.executable, "-m", "corral", "log", "verify", "--journal",
+                                 str(self.tel.journal_path)],
+                                env={**os.environ, "CORRAL_HOME": str(self.home)},
+                                capture_output=True, text=True, timeout=60)
+        assert verify.returncode == 0, verify.stderr
+
     def run_hook(self, agent: str, payload: bytes | str, env: dict[str, str] | None = None,
                  ) -> subprocess.CompletedProcess[str]:
         data = payload.encode() if isinstance(payload, str) else payload

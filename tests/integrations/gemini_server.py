@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.integrations.model_server import ModelServer
+from tests.integrations.model_server import ModelServer, QuietHandler
 
 GTurn = Callable[[dict[str, Any]], list[dict[str, Any]]]  # request body -> content parts
 
@@ -64,19 +63,7 @@ class GeminiServer(ModelServer):
     def start(self) -> GeminiServer:
         srv = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, ctype: str, data: bytes, status: int = 200) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 srv.paths.append(f"GET {self.path}")
                 self._send("application/json", b'{"models": []}')

@@ -36,6 +36,22 @@ def message(text: str) -> Turn:
     return turn
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1, no request log, and ``_send`` for a whole answer (the scripted servers')."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, ctype: str, data: bytes, status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class ModelServer:
     def __init__(self, turns: list[Turn], host: str = "127.0.0.1") -> None:
         self.turns = list(turns)
@@ -198,19 +214,7 @@ class AnthropicServer(ModelServer):
     def start(self) -> AnthropicServer:
         srv = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, ctype: str, data: bytes) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 srv.paths.append(f"GET {self.path}")
                 self._send("application/json", b'{"data": []}')

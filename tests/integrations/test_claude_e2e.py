@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -85,12 +84,7 @@ def test_forbidden_rm_rf_is_blocked_and_claude_is_told_why(claude, session, tmp_
     assert any(e.name == "agent.model.request" for e in evs) and rx.rejected == 0
     prompts = [e for e in evs if e.name == "agent.user_prompt"]
     assert prompts and all("prompt" not in e.attributes for e in prompts)  # tier 1
-    session.tel.close()
-    env = {**os.environ, "CORRAL_HOME": str(session.home)}
-    verify = subprocess.run([sys.executable, "-m", "corral", "log", "verify", "--journal",
-                             str(session.tel.journal_path)], env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert verify.returncode == 0, verify.stderr
+    session.verify()
 
 
 def test_prompt_is_deferred_to_claude_which_cannot_ask_in_print_mode(claude, session, tmp_path):

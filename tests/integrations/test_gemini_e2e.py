@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from tests.integrations.test_run_e2e import (
     HOOK_REFUSED,
     INJECTED_COMMANDS,
     INJECTION,
-    SECRET,
     Run,
 )
 
@@ -119,12 +117,7 @@ def test_hook_session_forbidden_rm_is_refused_and_gemini_is_told_why(gemini, ses
     # nor anywhere else: Gemini's resource carries its command line (with the -p prompt)
     assert not any("tidy up the workspace" in json.dumps(e.attributes, default=str)
                    for e in evs), [e.name for e in evs if "tidy up" in str(e.attributes)]
-    session.tel.close()
-    verify = subprocess.run([sys.executable, "-m", "corral", "log", "verify", "--journal",
-                             str(session.tel.journal_path)],
-                            env={**os.environ, "CORRAL_HOME": str(session.home)},
-                            capture_output=True, text=True, timeout=60)
-    assert verify.returncode == 0, verify.stderr
+    session.verify()
 
 
 class GeminiRun(Run):
@@ -218,17 +211,7 @@ def test_corral_run_prompt_injection_cannot_exfiltrate_a_secret(gemini, tmp_path
     assert HOOK_REFUSED in out[1] or ("403" in out[1] and "x-corral-block" in out[1].lower()), \
         out[1]
     assert HOOK_REFUSED in out[2] or "No such file" in out[2] or "Permission denied" in out[2]
-    assert srv.raw and all(SECRET.encode() not in body for body in srv.raw)
-    assert SECRET not in " ".join(srv.paths)
-    nets = run.net()
-    assert ("exfil.example", "allow") not in nets, nets
-    assert any(name == "agent.tool.decision" and "exfil.example" in cmd
-               for name, cmd in run.commands())
-    jfiles = [p for p in run.chome.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".db" for p in jfiles), jfiles
-    assert all(SECRET.encode() not in p.read_bytes() for p in jfiles)
-    log = run.corral("log")
-    assert log.returncode == 0, log.stderr
-    assert SECRET not in log.stdout and SECRET not in run.corral("log", "--json").stdout
-    assert "exfil.example" in log.stdout and "id_ed25519" in log.stdout
-    run.verify()
+    if HOOK_REFUSED not in out[1]:
+        nets = run.net()
+        assert "nobody could be asked" in nets[("exfil.example", "deny")], nets
+    run.secret_went_nowhere(srv)
