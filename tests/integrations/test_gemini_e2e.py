@@ -215,3 +215,23 @@ def test_corral_run_prompt_injection_cannot_exfiltrate_a_secret(gemini, tmp_path
         nets = run.net()
         assert "nobody could be asked" in nets[("exfil.example", "deny")], nets
     run.secret_went_nowhere(srv)
+
+
+def test_corral_run_notices_gemini_without_corral_hooks(gemini, tmp_path):
+    """Hooks not installed: Gemini's own telemetry (imported by the run) shows a tool call no
+    hook announced; the run says so on the terminal and in the journal, and goes on (warn)."""
+    run = GeminiRun(tmp_path)
+    install_hooks("gemini", "user", remove=True, home=run.home)
+    srv = GeminiServer([shell("echo one > one.txt"), say("done")], host="127.0.0.2").start()
+    try:
+        proc = run._run(srv, argv(gemini, "make the file"),
+                        dict(run.env, GEMINI_API_KEY="test-key",
+                             GOOGLE_GEMINI_BASE_URL=srv.root_url))
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run.work / "one.txt").exists()
+    lines = [x for x in proc.stderr.splitlines() if "but its corral hooks never called in" in x]
+    assert len(lines) == 1 and lines[0].startswith("corral: integrations: gemini ran a tool")
+    (ev,) = [e for e in run.events() if e["name"] == "agent.hooks.inactive"]
+    assert ev["attributes"]["agent.hooks.action"] == "warn"
