@@ -168,9 +168,12 @@ CATALOGUE: tuple[Credential, ...] = (
     _c("claude-login", "Claude Code", AGENT, (
         "~/.claude/.credentials.json", "$CLAUDE_CONFIG_DIR/.credentials.json"),
        "Anthropic OAuth tokens"),
-    _c("gemini-login", "Gemini CLI", AGENT, ("~/.gemini/oauth_creds.json",
-                                             "~/.gemini/google_accounts.json"),
-       "Google OAuth tokens"),
+    _c("gemini-login", "Gemini CLI", AGENT, (
+        "~/.gemini/oauth_creds.json", "~/.gemini/google_accounts.json",
+        "~/.gemini/gemini-credentials.json", "~/.gemini/mcp-oauth-tokens.json",
+        "~/.gemini/a2a-oauth-tokens.json", "~/.gemini/.env",
+        "$GEMINI_CLI_HOME/.gemini/oauth_creds.json", "$GEMINI_CLI_HOME/.gemini/.env"),
+       "Google OAuth tokens, MCP servers' OAuth tokens, GEMINI_API_KEY in its .env"),
     _c("copilot-login", "GitHub Copilot", AGENT, ("~/.config/github-copilot/",),
        "Copilot OAuth token"),
     _c("aider", "aider", AGENT, ("~/.aider.conf.yml", "~/.env"), "model API keys"),
@@ -256,29 +259,33 @@ def locks(patterns: Iterable[tuple[str, bool]], writable: Sequence[Path]) -> lis
     so a command cannot create one (or a directory it would go in) during the run. A path
     whose directory is missing locks the highest missing directory below the writable root;
     a glob locks its literal directory part."""
-    roots = [w for w in writable if w != Path("/")]
+    # by strings on normalised paths: pathlib for each of the catalogue's ~100 patterns was
+    # ~5 ms of every spawn's plan
+    roots = [str(w).rstrip("/") + "/" for w in writable if w != Path("/")]
     patterns = list(patterns)
-    hidden_dirs = [Path(p) for p, d in patterns if d and os.path.isdir(p)]
-    out: dict[Path, Locked] = {}
+    hidden_dirs = [os.path.normpath(p) + "/" for p, d in patterns if d and os.path.isdir(p)]
+    out: dict[str, Locked] = {}
     for pattern, is_dir in patterns:
         lit = pattern
         if any(ch in pattern for ch in "*?["):
             lit, is_dir = pattern.split("*", 1)[0].rsplit("/", 1)[0], True
-        full = Path(lit)
-        root = max((r for r in roots if full.is_relative_to(r) and full != r),
-                   key=lambda r: len(r.parts), default=None)
-        if root is None or any(full != d and full.is_relative_to(d) for d in hidden_dirs):
+        lit = os.path.normpath(lit)
+        under = [r for r in roots if lit.startswith(r)]
+        if not under or any(lit.startswith(d) for d in hidden_dirs):
             continue  # nothing inside can create it, or it is inside a hidden directory
-        target, content = full, (None if is_dir else (b"{}" if full.suffix == ".json" else b""))
-        for parent in reversed(full.relative_to(root).parents[:-1]):  # outermost first
-            p = root / parent
-            if not os.path.lexists(p) or _ours(p):
-                target, content = p, None
+        target = lit
+        content = None if is_dir else (b"{}" if os.path.splitext(lit)[1] == ".json" else b"")
+        here = max(under, key=len)[:-1]
+        for part in lit[len(here) + 1:].split("/")[:-1]:  # its directories, outermost first
+            here = f"{here}/{part}"
+            if not os.path.lexists(here) or _ours(Path(here)):
+                target, content = here, None
                 break
         else:
-            if os.path.lexists(full) and not _ours(full):
+            if os.path.lexists(lit) and not _ours(Path(lit)):
                 continue  # exists: hidden by its deny entry
-        out.setdefault(target, Locked(target, content))
+        if target not in out:
+            out[target] = Locked(Path(target), content)
     return list(out.values())
 
 

@@ -128,7 +128,9 @@ PRESETS: dict[str, AgentPreset] = {
         empty_locked=(".env",),  # variables Gemini loads (GOOGLE_GEMINI_BASE_URL...)
         batch_commands=("mcp", "extensions", "skills", "hooks", "update"),
         batch_flags=("-p", "--prompt", "--help", "-h", "--version", "-v"),
-        login_files=("oauth_creds.json", "google_accounts.json"), hook_env_prefix="GEMINI_CLI_"),
+        login_files=("oauth_creds.json", "google_accounts.json", "gemini-credentials.json",
+                     "mcp-oauth-tokens.json", "a2a-oauth-tokens.json", ".env"),
+        hook_env_prefix="GEMINI_CLI_"),
 }
 
 
