@@ -9,6 +9,7 @@ corral's start and the sandbox's set-up are not in the figure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -19,12 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine
 
+_SUMMARIES: list[dict[str, object]] = []
 LOOP = ('s=$(date +%s%N); for i in $(seq {n}); do /bin/true; done; e=$(date +%s%N); '
         'echo "loop_ns=$((e - s))"')
 
 
 def one(work: Path, env: dict[str, str], mode: str, n: int) -> float:
     """Seconds the loop took inside the sandbox."""
+    global _SUMMARIES
     r = subprocess.run(
         [sys.executable, "-m", "corral", "-c", f"rules.exec_boundary={mode}", "run", "--",
          "bash", "-c", LOOP.format(n=n)],
@@ -32,6 +35,11 @@ def one(work: Path, env: dict[str, str], mode: str, n: int) -> float:
         stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         raise SystemExit(f"benchmark: corral run failed ({mode}): {r.stderr[-2000:]}")
+    if mode != "off":
+        log = subprocess.run([sys.executable, "-m", "corral", "log", "--json"], cwd=work,
+                             env=env, capture_output=True, text=True, timeout=120)
+        events = [json.loads(x) for x in log.stdout.splitlines() if x.strip()]
+        _SUMMARIES = [e["attributes"] for e in events if e["name"] == "agent.exec.summary"]
     for line in r.stdout.splitlines():
         if line.startswith("loop_ns="):
             return int(line.split("=", 1)[1]) / 1e9
@@ -69,6 +77,11 @@ def main() -> None:
     print(f"added per exec (all - off): {added:.3f} ms median of medians; per-pair "
           f"{pairs[0]:.3f}..{pairs[-1]:.3f} ms; goal <= 1 ms: "
           f"{'met' if added <= 1.0 else 'NOT met'}")
+    own = [float(str(a["agent.exec.median_us"])) for a in _SUMMARIES[-args.runs:]]
+    if own:
+        print(f"supervisor's own time per exec (receive -> answer, agent.exec.summary): median "
+              f"of run medians {statistics.median(own):.0f} us; runs: "
+              f"{', '.join(f'{x:.0f}' for x in own)} us")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

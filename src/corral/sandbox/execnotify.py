@@ -211,13 +211,13 @@ def answer(listener: int, notif_id: int, error: int = 0) -> bool:
 class ExecRequest:
     """What a waiting exec asked for, as read from its memory (see the module's race note)."""
 
-    __slots__ = ("addrs", "argv", "cwd", "env", "path", "raw")
+    __slots__ = ("addrs", "argv", "cwd", "env_raw", "path", "raw")
 
     def __init__(self, path: str, argv: tuple[str, ...], cwd: str,
                  raw: tuple[bytes, ...] = (), addrs: tuple[int, ...] = ()) -> None:
         self.path, self.argv, self.cwd = path, argv, cwd
         self.raw, self.addrs = raw, addrs  # each argument's bytes and address in the process
-        self.env: dict[str, str] = {}  # the environment the program gets (when read)
+        self.env_raw: list[bytes] = []  # NAME=value entries the program gets (when read)
 
 
 def _read_cstr(fd: int, addr: int, limit: int) -> bytes:
@@ -308,12 +308,9 @@ def read_exec(n: Notification, env: bool = False) -> ExecRequest:
         addrs = _pointers(fd, argv_ptr & mask, wide)
         argv = [_read_cstr(fd, a, MAX_BYTES) for a in addrs] if len(addrs) < 4 else \
             _read_strings(fd, addrs, MAX_BYTES)
-        environ: dict[str, str] = {}
+        environ: list[bytes] = []
         if env:
-            for item in _read_strings(fd, _pointers(fd, envp_ptr & mask, wide), MAX_BYTES):
-                name, eq, value = item.partition(b"=")
-                if eq:
-                    environ[os.fsdecode(name)] = os.fsdecode(value)
+            environ = _read_strings(fd, _pointers(fd, envp_ptr & mask, wide), MAX_BYTES)
     finally:
         os.close(fd)
     cwd = os.readlink(f"/proc/{n.pid}/cwd")
@@ -327,8 +324,22 @@ def read_exec(n: Notification, env: bool = False) -> ExecRequest:
         path = os.path.normpath(os.path.join(cwd, path))
     req = ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd, tuple(argv),
                       tuple(addrs))
-    req.env = environ
+    req.env_raw = environ
     return req
+
+
+def environment(items: list[bytes], without: frozenset[bytes] = frozenset()) -> dict[str, str]:
+    """``NAME=value`` entries (as read with ``read_exec(env=True)``) as a mapping, leaving out
+    those in ``without`` (the same entries the agent started with: decoded only when new)."""
+    out: dict[str, str] = {}
+    for item in items:
+        if item in without:
+            continue
+        name, eq, value = item.partition(b"=")
+        if eq:
+            out[name.decode("utf-8", "surrogateescape")] = value.decode("utf-8",
+                                                                        "surrogateescape")
+    return out
 
 
 def rewrite_arg(pid: int, addr: int, old: bytes, new: bytes) -> bool:

@@ -85,7 +85,8 @@ class ExecBoundary:
         self._work: queue.Queue[tuple[en.Notification, en.ExecRequest, tuple[str, ...],
                                       tuple[int, int], dict[str, str] | None] | None] = \
             queue.Queue()
-        self._baseline: dict[str, str] = {}  # the agent's own environment when it started
+        self._baseline: frozenset[bytes] = frozenset()  # the agent's environment at start
+        self._times: list[int] = []  # ns from receiving an exec to answering it (or queuing)
         self._waiting: dict[int, tuple[str, ...]] = {}  # notification id -> argv being asked
         self._threads: list[threading.Thread] = []
         self._server: socket.socket | None = None
@@ -124,6 +125,7 @@ class ExecBoundary:
             self._work.put(None)
         for t in self._threads:
             t.join(timeout=2)
+        self._summary()
         for s in (self._conn, self._server):
             if s is not None:
                 with contextlib.suppress(OSError):
@@ -136,6 +138,21 @@ class ExecBoundary:
             if f is not None:
                 with contextlib.suppress(OSError):
                     os.close(f)
+
+    def _summary(self) -> None:
+        """One ``agent.exec.summary`` event: how many execs, how they went, and the median and
+        p99 time the supervisor took to answer one (or hand it to a worker)."""
+        if not self._times:
+            return
+        times = sorted(self._times)
+        attrs: dict[str, Any] = {
+            "agent.exec.mode": self.mode, "agent.exec.handled": len(times),
+            "agent.exec.median_us": round(times[len(times) // 2] / 1000, 1),
+            "agent.exec.p99_us": round(times[min(len(times) - 1, len(times) * 99 // 100)]
+                                       / 1000, 1)}
+        attrs.update({f"agent.exec.{k}": v for k, v in self.counts.items()})
+        with contextlib.suppress(Exception):
+            self.telemetry.emit("agent.exec.summary", attrs)
 
     def _cancel_questions(self, argv: tuple[str, ...] | None = None) -> None:
         """Questions of this session in the `corral approve` queue that nobody needs any more
@@ -205,7 +222,10 @@ class ExecBoundary:
                 if ev & select.POLLIN:
                     n = en.receive(fd)
                     if n is not None:
+                        t0 = time.perf_counter_ns()
                         self._handle(fd, n)
+                        if len(self._times) < 100_000:
+                            self._times.append(time.perf_counter_ns() - t0)
                 elif ev & (select.POLLHUP | select.POLLERR):
                     return  # no process of the sandbox is left
             if self._waiting and time.monotonic() - last_sweep > 0.5:
@@ -256,7 +276,7 @@ class ExecBoundary:
         if not self._agents:
             self._add_agent(n.pid)  # the first exec is the agent itself, started by corral
             with contextlib.suppress(OSError):  # its environment: what "differs" is against
-                self._baseline = en.read_exec(n, env=True).env
+                self._baseline = frozenset(en.read_exec(n, env=True).env_raw)
         if self._is_agent(tgid):
             self.counts["agent"] += 1
             self._answer(fd, n, True)
@@ -318,8 +338,7 @@ class ExecBoundary:
             else:
                 self._refuse(fd, n, req.argv, message, req)
             return
-        base = self._baseline
-        env = {k: v for k, v in req.env.items() if base.get(k) != v} or None
+        env = en.environment(req.env_raw, self._baseline) or None
         d = decide(list(argv), pipe.policy, pipe.approval_policy, cwd=req.cwd, env=env)
         if d.decision is RuleDecision.ALLOW:
             self._remember(me, req.argv, True, "")
