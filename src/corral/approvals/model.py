@@ -14,14 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from corral.errors import CorralError
-
-CONTROL = "approvals"
-
-
-def refuse(message: str, hint: str | None = None) -> CorralError:
-    """The one-line refusal of this control."""
-    return CorralError(CONTROL, message, hint)
+from corral.approvals.policy import CONTROL as CONTROL  # the control's name and
+from corral.approvals.policy import refuse as refuse  # one-line refusal
 
 
 class Scope(StrEnum):

@@ -14,13 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.approvals.model import refuse
+from corral.errors import CorralError
 
+CONTROL = "approvals"
 POLICY_NAMES = ("untrusted", "on-request", "on-failure", "never")
 CATEGORIES = ("rules", "heuristic", "sandbox", "network", "mcp", "permissions", "escalation",
               "patch")
 GRANULAR_KEYS = ("sandbox_approval", "rules", "mcp_elicitations", "request_permissions",
                  "network", "escalation", "patch")
+
+
+def refuse(message: str, hint: str | None = None) -> CorralError:
+    """The one-line refusal of this control (here, not in ``model``: every ``corral exec``
+    reads its approval policy, and ``model`` brings datetime, enum and dataclasses)."""
+    return CorralError(CONTROL, message, hint)
+
 
 # Which granular flag governs each category.
 _FLAG_OF = {

@@ -117,7 +117,7 @@ class Pipeline:
                  terminal: TerminalAsker | None = None, reviewer: str = "user",
                  sandbox_profile: str | None = None, queue_timeout: float | None = None,
                  intent: str | None = None, grants: Any = None, network: Any = None) -> None:
-        from corral.approvals import ApprovalPolicy, GrantStore
+        from corral.approvals import ApprovalPolicy
         from corral.rules import load_policy
         from corral.sandbox import Sandbox, plan_from_config
 
@@ -136,7 +136,8 @@ class Pipeline:
         # never under corral run (the agent's approval may be off there) or corral exec.
         self.defer_to_agent = False
         self.claimed_intent: str | None = None  # what the agent reports the user asked
-        self.grants = grants or GrantStore(home=cfg.corral_home)
+        self._grants = grants  # opened at the first question (``grants``)
+        self._grants_lock = threading.Lock()
         self.reviewer_name = reviewer
         self.reviewer: Any = None
         self.breaker: Any = None
@@ -154,9 +155,27 @@ class Pipeline:
         self.project = str(cfg.project_root or cfg.cwd)
         self._calls = 0
         self._lock = threading.Lock()
-        self._recent: list[Any] = []  # recent tool calls and results: context for the reviewer
+        self._recent: list[str] = []  # recent tool calls and results: context for the reviewer
         self._escalated: Any = None
         self._mcp: Any = None
+
+    @property
+    def grants(self) -> Any:
+        """The grants database, opened when first needed: a command the rules allow or forbid
+        never asks, and every ``corral exec`` would otherwise open it (and import the approvals
+        store). Grants only allow more, so a database that cannot be opened refuses then."""
+        with self._grants_lock:
+            if self._grants is None:
+                from corral.approvals import GrantStore
+
+                self._grants = GrantStore(home=self.cfg.corral_home)
+            return self._grants
+
+    def close_grants(self) -> None:
+        """Close the grants database if it was opened."""
+        with self._grants_lock:
+            if self._grants is not None:
+                self._grants.close()
 
     def _next_call_id(self) -> str:
         with self._lock:
@@ -451,11 +470,10 @@ class Pipeline:
             self.claimed_intent = prompt[:4000]
 
     def _remember(self, text: str) -> None:
-        """Keep a short tail of what ran, as untrusted context for the reviewer."""
-        from corral.review import ContextItem
-
+        """Keep a short tail of what ran, as untrusted context for the reviewer (plain text:
+        the review package is imported only when a review happens)."""
         with self._lock:
-            self._recent.append(ContextItem(role="tool_result", content=text[:2000], name="shell"))
+            self._recent.append(text[:2000])
             del self._recent[:-20]
 
     def _review(self, kind: str, argv: tuple[str, ...], cwd: Path, reason: str,
@@ -464,7 +482,8 @@ class Pipeline:
         recorded from the user (``--intent``), never one the agent reported."""
         from corral.review import ContextItem, ReviewRequest
 
-        recent = tuple(self._recent[-10:])
+        recent = tuple(ContextItem(role="tool_result", content=text, name="shell")
+                       for text in self._recent[-10:])
         if self.claimed_intent:
             recent += (ContextItem(role="prompt_reported_by_the_agent_unverified",
                                    content=self.claimed_intent),)

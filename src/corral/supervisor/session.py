@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -113,7 +111,7 @@ class Session:
         tel = Telemetry.open(cfg, agent=agent)
         _require_login(cfg, tel, agent)
         parent = socket_dir or socket_parent(Path(cfg.corral_home))
-        rundir = Path(tempfile.mkdtemp(prefix="corral-session-", dir=parent))
+        rundir = _private_dir(parent)
         server = proxy = None
         try:
             mode = network_mode(cfg, sandbox_profile, network)
@@ -164,7 +162,7 @@ class Session:
                 server.stop()
             if proxy is not None:
                 proxy.stop()
-            shutil.rmtree(rundir, ignore_errors=True)
+            _remove_dir(rundir)
             tel.close()
             raise
 
@@ -258,9 +256,9 @@ class Session:
         if self.proxy is not None:
             with contextlib.suppress(Exception):
                 self.proxy.stop()
-        shutil.rmtree(self.rundir, ignore_errors=True)
+        _remove_dir(self.rundir)
         with contextlib.suppress(Exception):  # the session's grants database connection
-            self.pipeline.grants.close()
+            self.pipeline.close_grants()
         self.telemetry.close()
 
     def __enter__(self) -> Session:
@@ -276,3 +274,27 @@ def environ_without_session(env: dict[str, str] | None = None) -> dict[str, str]
     for key in ("CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN", "CORRAL_SESSION_ID"):
         base.pop(key, None)
     return base
+
+
+def _private_dir(parent: Path) -> Path:
+    """A new 0700 directory for the session's sockets (``tempfile.mkdtemp`` without importing
+    tempfile, shutil, bz2, lzma and random on every ``corral exec``)."""
+    while True:
+        path = parent / f"corral-session-{os.urandom(6).hex()}"
+        try:
+            path.mkdir(0o700)
+        except FileExistsError:
+            continue
+        return path
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove the session's directory (empty after ``corral exec``: no import for that)."""
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)

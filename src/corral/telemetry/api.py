@@ -349,9 +349,12 @@ def _with_seq(ev: Event, seq: int) -> Event:
 def who_stamps(home: Path) -> dict[str, str]:
     """The signed-in user and the enrolled device, stamped on every event of a session (two
     small JSON records; nothing when the machine is neither enrolled nor signed in)."""
+    out: dict[str, str] = {}
+    fleet = home / "fleet"  # corral.config.enrolment.fleet_dir: its module (dataclasses, json)
+    if not (fleet / "identity.json").exists() and not (fleet / "enrolment.json").exists():
+        return out  # is imported only when there is something to read (every corral exec)
     from corral.config.enrolment import read_enrolment, read_identity
 
-    out: dict[str, str] = {}
     try:
         ident = read_identity(home)
         enr = read_enrolment(home)
