@@ -55,6 +55,14 @@ def payload(event: str, command: str, cwd: Path) -> bytes:
     return json.dumps(doc).encode()
 
 
+def gemini_payload(command: str, cwd: Path) -> bytes:
+    """Gemini CLI's BeforeTool for its shell tool (as 0.61 sends it)."""
+    return json.dumps({"session_id": "s", "transcript_path": "/tmp/t.jsonl", "cwd": str(cwd),
+                       "hook_event_name": "BeforeTool", "timestamp": "2026-12-02T00:00:00Z",
+                       "tool_name": "run_shell_command",
+                       "tool_input": {"command": command, "description": "d"}}).encode()
+
+
 def time_process(argv: list[str], data: bytes, env: dict[str, str], cwd: Path,
                  calls: int) -> float:
     """Median wall time (ms) of ``calls`` runs of ``argv`` with ``data`` on stdin."""
@@ -122,6 +130,10 @@ def main() -> None:
          payload("PreToolUse", "rm -rf build", work)),
         ("hook_main PostToolUse (result event)", hook, payload("PostToolUse", "ls", work)),
         ("`corral hook codex` (CLI), allowed", cli, payload("PreToolUse", "ls -la", work)),
+        ("hook_main gemini BeforeTool, allowed (`ls -la`)", [*hook[:-1], "gemini"],
+         gemini_payload("ls -la", work)),
+        ("hook_main gemini BeforeTool, forbidden (`rm -rf build`)", [*hook[:-1], "gemini"],
+         gemini_payload("rm -rf build", work)),
     ]
     if args.compare_src is not None:
         # -I ignores PYTHONPATH: each tree goes first on sys.path, then -m's own runner
