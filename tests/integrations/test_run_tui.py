@@ -1,5 +1,5 @@
-"""The real Codex TUI (npm @openai/codex, no `exec`) and Claude Code TUI (no `-p`) under
-`corral run` on a real pseudo-terminal: each keeps the terminal, draws its UI, runs the scripted
+"""The real Codex TUI (npm @openai/codex, no `exec`), Claude Code TUI and Gemini CLI TUI (no
+`-p`) under `corral run` on a real pseudo-terminal: each keeps the terminal, draws its UI, runs the scripted
 model's shell call inside the sandbox and quits on Ctrl-C, while corral never prompts over it,
 the terminal stays safe from keystroke injection (see tests/sandbox/test_terminal.py) and the
 session is journaled."""
@@ -112,3 +112,28 @@ def test_claude_code_tui_under_corral_run_keeps_the_terminal_and_works(tmp_path:
     play_tui([str(CLAUDE), "--model", "claude-sonnet-4-5", "write out.txt"], port, work, env,
              srv, b"finished", b"--resume", double=True)
     assert (work / "out.txt").read_text() == "hello-from-claude\n"
+
+
+def test_gemini_cli_tui_under_corral_run_keeps_the_terminal_and_works(tmp_path: Path) -> None:
+    from tests.integrations.gemini_server import GeminiServer, say, shell
+    from tests.integrations.test_gemini_e2e import GEMINI, MODEL, configure
+
+    if not (GEMINI.exists() and os.access(GEMINI, os.X_OK)):
+        pytest.fail("Gemini CLI not installed: run scripts/setup --dev (npm @google/gemini-cli)")
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    configure(home)  # API-key auth, no usage statistics, corral's hooks
+    srv = GeminiServer([shell("echo hello-from-gemini > out.txt"), say("finished")],
+                       host="127.0.0.2").start()
+    assert srv._server is not None
+    env = dict(os.environ, HOME=str(home), CORRAL_HOME=str(tmp_path / "corral-home"),
+               CORRAL_SYSTEM_DIR=str(tmp_path / "etc"), TERM="xterm-256color",
+               GEMINI_API_KEY="test-key", GOOGLE_GEMINI_BASE_URL=srv.root_url)
+    env.pop("GEMINI_CLI_HOME", None)
+    # -i: run the prompt, then stay interactive (no -p: the preset gives it the terminal)
+    screen = play_tui([str(GEMINI), "-m", MODEL, "--approval-mode", "yolo", "--skip-trust",
+                       "-i", "write out.txt"], srv._server.server_address[1], work, env, srv,
+                      b"finished", b"gemini --resume", double=True)
+    assert b"Model Usage" in screen.out  # its full-screen UI's own summary on the way out
+    assert (work / "out.txt").read_text() == "hello-from-gemini\n"  # ran in the sandbox
