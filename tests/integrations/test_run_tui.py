@@ -1,8 +1,8 @@
 """The real Codex TUI (npm @openai/codex, no `exec`), Claude Code TUI and Gemini CLI TUI (no
-`-p`) under `corral run` on a real pseudo-terminal: each keeps the terminal, draws its UI, runs the scripted
-model's shell call inside the sandbox and quits on Ctrl-C, while corral never prompts over it,
-the terminal stays safe from keystroke injection (see tests/sandbox/test_terminal.py) and the
-session is journaled."""
+`-p`) under `corral run` on a real pseudo-terminal: each keeps the terminal, draws its UI, runs
+the scripted model's shell call inside the sandbox and quits on Ctrl-C, while corral never
+prompts over it, the terminal stays safe from keystroke injection (see
+tests/sandbox/test_terminal.py) and the session is journaled."""
 
 from __future__ import annotations
 
