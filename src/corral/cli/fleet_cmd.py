@@ -120,6 +120,7 @@ def register(app: typer.Typer) -> None:
         enr = read_enrolment(home)
         print(f"device: {enr.device_id} enrolled with {enr.server}" if enr else
               "device: not enrolled (corral enroll --server URL)")
+        _after_enrol(ctx, home, quiet=True)  # check in, signed in or not
         try:
             ident = current(cfg, home)
         except LoginError as exc:
@@ -128,7 +129,6 @@ def register(app: typer.Typer) -> None:
         ws = f", {ident.workspace_claim} {ident.workspace}" if ident.workspace else ""
         print(f"user: {ident.display} (subject {ident.subject}{ws}) via {ident.method} at "
               f"{ident.issuer}")
-        _after_enrol(ctx, home, quiet=True)
 
 
 def _after_enrol(ctx: typer.Context, home: Path, quiet: bool = False) -> None:
