@@ -245,3 +245,39 @@ def test_bare_file_name_links_only_inside_the_workspace(tmp_path: Path) -> None:
     assert inside.session_id == "s-name"
     elsewhere = run(tmp_path, alert(file={"path": "/etc/app/config.json"}))
     assert elsewhere.verdict == "not_agent"
+
+
+def test_the_mcp_gateways_record_is_evidence_for_its_call(tmp_path: Path) -> None:
+    """A process stamped with an MCP call's id (a server the gateway started): the pack holds
+    the call's record (server, tool, outcome); a refused MCP call is not a call that ran."""
+    from corral.telemetry.journal import journal_file
+    from corral.triage.alerts import parse_alert
+    from corral.triage.correlate import correlate
+    from corral.triage.evidence import gather
+    from corral.triage.source import JournalSource
+
+    s = Session(tmp_path, "s-mcp")
+    for call, tool, outcome in (("call-1", "read_file", "success"),
+                                ("call-2", "delete_tree", "refused")):
+        s.tel.emit("agent.tool.decision", {
+            "gen_ai.tool.name": tool, "agent.decision": "auto_approved" if
+            outcome == "success" else "forbidden", "agent.decision.source": "rule",
+            "process.command_line": f"mcp files.{tool}"}, call_id=call)
+        s.tel.emit("agent.mcp.call", {
+            "mcp.server.name": "files", "gen_ai.tool.name": tool,
+            "mcp.method.name": "tools/call", "agent.mcp.outcome": outcome},
+            call_id=call, content={"arguments": '{"path": "notes.txt"}'})
+    s.close()
+    source = JournalSource(journal_file(tmp_path))
+    doc = alert(process={"pid": 5, "command_line": "mcp files.read_file", "env": {
+        "CORRAL_SESSION_ID": "s-mcp", "CORRAL_CALL_ID": "call-1"}})
+    pack = gather(correlate(parse_alert(doc), source), source)
+    (rec,) = pack.results
+    assert (rec["name"], rec["mcp.server.name"], rec["agent.mcp.outcome"]) == (
+        "agent.mcp.call", "files", "success")
+    assert rec["gen_ai.tool.call.arguments"] == '{"path": "notes.txt"}'
+    # the forbidden call's own record says refused: it did not run, so a process that matches
+    # it strongly is one corral refused
+    v = run(tmp_path, alert(process={"pid": 6, "command_line": "mcp files.delete_tree", "env": {
+        "CORRAL_SESSION_ID": "s-mcp", "CORRAL_CALL_ID": "call-2"}}))
+    assert "refused_but_ran" in v.rules

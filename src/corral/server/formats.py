@@ -67,6 +67,8 @@ def ocsf(doc: dict[str, Any]) -> list[dict[str, Any]]:
         return [_network(v, a)]
     if name == "triage.verdict":
         return [_finding(v, a)]
+    if name == "agent.mcp.tools":
+        return [_mcp_tools(v, a)]
     if name in ("agent.tool.result", "agent.sandbox.outcome"):
         files = a.get("agent.patch.files")
         if isinstance(files, list) and files:
@@ -119,12 +121,15 @@ def _disposition(ev: dict[str, Any], decision: str) -> None:
 
 
 def _api(v: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
-    ev = _common(v, a, 6003, 99, ["security_control", "ai_operation"])
     mcp = v["name"] == "agent.mcp.call"
     op = str(a.get("mcp.method.name") if mcp else a.get("gen_ai.tool.name") or "tool")
+    ev = _common(v, a, 6003, _MCP_ACTIVITY.get(op, 99) if mcp else 99,
+                 ["security_control", "ai_operation"])
     api: dict[str, Any] = {"operation": op}
     if mcp and a.get("mcp.server.name"):
         api["service"] = {"name": str(a["mcp.server.name"])}
+    if v.get("call_id"):
+        api["request"] = {"uid": str(v["call_id"])}
     ev.update(actor=_actor(v), api=api, src_endpoint=_src(v))
     decision = str(a.get("agent.decision") or "")
     if decision:
@@ -132,7 +137,47 @@ def _api(v: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
         ev["message"] = (f"{a.get('gen_ai.tool.name', 'tool')} {decision} by "
                          f"{a.get('agent.decision.source', '?')}")
     elif mcp:
-        ev["message"] = f"MCP {op} {a.get('gen_ai.tool.name', '')} on {a.get('mcp.server.name')}"
+        _mcp_outcome(ev, a, op)
+    return ev
+
+
+# resources/read and prompts/get read; a tool call is Other (it may do anything)
+_MCP_ACTIVITY = {"resources/read": 2, "prompts/get": 2}
+_MCP_RESOURCE = {"tools/call": "mcp_tool", "resources/read": "mcp_resource",
+                 "prompts/get": "mcp_prompt"}
+
+
+def _mcp_outcome(ev: dict[str, Any], a: dict[str, Any], op: str) -> None:
+    """An MCP call's record: what it acted on, how it ended and how long it took."""
+    name = str(a.get("gen_ai.tool.name") or "")
+    ev["resources"] = [{"name": name, "type": _MCP_RESOURCE.get(op, "mcp")}]
+    outcome = str(a.get("agent.mcp.outcome") or "")
+    if outcome:
+        refused = outcome == "refused"
+        ev["disposition_id"] = 2 if refused else 1
+        ev["action_id"] = 2 if refused else 1
+        ev["status_id"] = 1 if outcome == "success" else 2
+        ev["status"] = outcome
+    if a.get("agent.mcp.error"):
+        ev["status_detail"] = str(a["agent.mcp.error"])
+    if isinstance(a.get("agent.mcp.duration_ms"), int | float):
+        ev["duration"] = int(a["agent.mcp.duration_ms"])
+    ev["message"] = (f"MCP {op} {name} on {a.get('mcp.server.name')}"
+                     + (f": {outcome}" if outcome else ""))
+
+
+def _mcp_tools(v: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
+    """A server's tool list against its pin: a Base Event, Medium when it changed (a rug pull
+    is what this records)."""
+    ev = _base(v, a, 0, 0, 99)
+    change = str(a.get("agent.mcp.tools.change") or "")
+    if change == "changed":
+        ev["severity_id"] = 3
+    what = ", ".join(f"{k} {', '.join(map(str, a[f'agent.mcp.tools.{k}']))}"
+                     for k in ("added", "changed", "removed")
+                     if isinstance(a.get(f"agent.mcp.tools.{k}"), list | tuple))
+    ev["message"] = (f"MCP server {a.get('mcp.server.name')} tools {change}"
+                     + (f": {what}" if what else ""))
     return ev
 
 
@@ -251,6 +296,12 @@ def ecs(doc: dict[str, Any]) -> dict[str, Any]:
         out["file"] = {"path": a["agent.patch.files"][0]}
     elif name.startswith("server."):
         cat, typ = ["iam"], ["access"]
+    elif name == "agent.mcp.call":
+        cat, typ = _ecs_mcp(out, a)
+    elif name == "agent.mcp.tools":
+        cat = ["configuration"]
+        typ = ["change"] if a.get("agent.mcp.tools.change") in ("changed", "approved") \
+            else ["creation"]
     if a.get("process.command_line"):
         out["process"] = {"command_line": a["process.command_line"]}
         if isinstance(a.get("process.exit.code"), int):
@@ -258,6 +309,20 @@ def ecs(doc: dict[str, Any]) -> dict[str, Any]:
     out["event"]["category"] = cat
     out["event"]["type"] = typ
     return out
+
+
+def _ecs_mcp(out: dict[str, Any], a: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """An MCP call: allowed or denied by its outcome, and its duration (ns)."""
+    outcome = str(a.get("agent.mcp.outcome") or "")
+    typ = ["access"]
+    if outcome:
+        out["event"]["outcome"] = "success" if outcome == "success" else "failure"
+        typ = ["denied"] if outcome == "refused" else ["allowed"]
+    if isinstance(a.get("agent.mcp.duration_ms"), int | float):
+        out["event"]["duration"] = int(a["agent.mcp.duration_ms"] * 1_000_000)
+    if a.get("agent.mcp.error"):
+        out["event"]["reason"] = str(a["agent.mcp.error"])
+    return ["api"], typ
 
 
 # -- OTLP/JSON --------------------------------------------------------------------------------

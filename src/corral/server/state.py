@@ -149,14 +149,16 @@ class State:
             dv.add("hosts", v.get("host"))
             dv.add("users", user)
         server = a.get("mcp.server.name")
+        # resources/read and prompts/get name a URI or a prompt there, not a tool
+        tool = a.get("gen_ai.tool.name") if a.get("mcp.method.name") in (
+            None, "tools/call") else None
         if server:
             m = self.mcp.setdefault(str(server), _Seen())
             m.touch(t)
-            m.add("tools", a.get("gen_ai.tool.name"))
+            m.add("tools", tool)
             m.add("sessions", sid)
             if name == "agent.mcp.call":
                 m.count("calls")
-        tool = a.get("gen_ai.tool.name")
         if tool:
             tl = self.tools.setdefault(str(tool), _Seen())
             tl.touch(t)

@@ -130,6 +130,11 @@ def gather(corr: Correlation, source: EventSource, *,
                               "mcp.server.name", "gen_ai.tool.call.result",
                               "gen_ai.tool.call.result.length",
                               "gen_ai.tool.call.result.sha256"))
+        elif n == "agent.mcp.call":  # what the MCP gateway let through, and how it ended
+            (ress if in_call else ctx).append(_pick(
+                ev, "mcp.server.name", "mcp.method.name", "gen_ai.tool.name",
+                "agent.mcp.outcome", "agent.mcp.error", "gen_ai.tool.call.arguments",
+                "gen_ai.tool.call.arguments.length", "gen_ai.tool.call.arguments.sha256"))
         elif n == "agent.sandbox.outcome" and in_call:
             sbx.append(_pick(ev, "agent.sandbox.outcome", "agent.sandbox.escalated",
                              "agent.sandbox.denial", "agent.sandbox.profile"))

@@ -227,7 +227,7 @@ def _refused_but_ran(alert: Alert, corr: Correlation, pack: EvidencePack) -> lis
     for d in pack.decisions:
         if d.get("trusted") and d.get("agent.decision") in REFUSED and d["call_id"] in strong_cmd:
             ran = any(r.get("trusted") and r.get("call_id") == d["call_id"]
-                      for r in pack.results)
+                      and r.get("agent.mcp.outcome") != "refused" for r in pack.results)
             if not ran:
                 out.append(RuleHit("refused_but_ran", "the alerted process ran although corral "
                                                       f"refused it ({d['agent.decision']})",
