@@ -123,9 +123,14 @@ def describe(ev: Event, *, verbose: bool = False) -> Text:
         if a.get("network.policy.reason"):
             t.append(f" ({a['network.policy.reason']})", style="dim")
     elif n == "agent.mcp.call":
+        method = a.get("mcp.method.name")
         t.append("mcp ", style="bold").append(
-            f"{a.get('mcp.server.name')}/{a.get('gen_ai.tool.name')} "
+            ("" if method in (None, "tools/call") else f"{method} ")
+            + f"{a.get('mcp.server.name')}/{a.get('gen_ai.tool.name')} "
             f"args {_content(ev, 'gen_ai.tool.call.arguments')}")
+        outcome = a.get("agent.mcp.outcome")
+        if outcome:
+            t.append(f" {outcome}", style="green" if outcome == "success" else "red")
     else:
         t.append(n, style="bold")
         shown = {k: v for k, v in a.items() if not k.endswith(".sha256") and k != ORIGIN_ATTR}
