@@ -166,6 +166,7 @@ def main() -> None:
     print("|---|---:|")
     for name, vals in rows.items():
         print(f"| {name} | {statistics.median(vals):.1f} |")
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nOTLP receiver: {rate:,.0f} codex.tool_result records/s "
           f"(512-record protobuf batches over HTTP, mapped + journaled)")
 

@@ -8,9 +8,11 @@
    Goals: faster than srt, no slower than codex; exec at most 2x corral sandbox.
 
 Runs are interleaved (A, B, C, A, B, C, ...) so background load hits every case alike; the
-median of ``--runs`` (>= 10) is reported. Usage:
+median of ``--runs`` (>= 10) is reported. ``--compare-src DIR`` adds ``corral sandbox`` and
+``corral exec`` from another source tree (e.g. ``git archive`` of an older commit) to the same
+interleaved run, both trees started the way the console script starts them. Usage:
 
-    .venv/bin/python benchmarks/bench_sandbox.py [--runs 30]
+    .venv/bin/python benchmarks/bench_sandbox.py [--runs 30] [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -90,8 +92,13 @@ def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:
         sb._cleanup(lay)
 
 
-def whole_process(ws: Path, home: Path, runs: int, peers: bool = True
-                  ) -> dict[str, list[float]]:
+# what the pip-generated ``corral`` script runs (it imports re first)
+_ENTRY = "import re, sys; from corral.cli.entry import main; sys.argv[0] = 'corral'; " \
+         "sys.exit(main())"
+
+
+def whole_process(ws: Path, home: Path, runs: int, peers: bool = True,
+                  compare: Path | None = None) -> dict[str, list[float]]:
     env = dict(os.environ, CORRAL_HOME=str(home / "corral"), CORRAL_SYSTEM_DIR=str(home / "etc"),
                CODEX_HOME=str(home / "codex"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what a user gets: with .pyc files
@@ -114,17 +121,31 @@ def whole_process(ws: Path, home: Path, runs: int, peers: bool = True
         require_peer("socat (for srt)", shutil.which("socat"), "apt-get install socat")
         cases["srt -c true"] = [require_peer("srt", srt), "-c", "true"]
 
-    def runner(argv: list[str]) -> Callable[[], object]:
-        return lambda: subprocess.run(argv, env=env, cwd=ws, check=True,
+    envs = {k: env for k in cases}
+    if compare is not None:
+        src = compare / "src" if (compare / "src" / "corral").is_dir() else compare
+        if not (src / "corral").is_dir():
+            raise SystemExit(f"--compare-src {compare}: no corral package in it (or its src/)")
+        for label, tree in (("this tree", ROOT / "src"), (str(compare), src)):
+            for what, args in (("sandbox", ["sandbox", "--", "true"]),
+                               ("exec", ["exec", "--approval-policy", "never", "--", "true"])):
+                name = f"corral {what} ({label})"
+                cases[name] = [sys.executable, "-c", _ENTRY, *args]
+                envs[name] = dict(env, PYTHONPATH=str(tree))
+
+    def runner(name: str, argv: list[str]) -> Callable[[], object]:
+        return lambda: subprocess.run(argv, env=envs[name], cwd=ws, check=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    return interleaved({k: runner(v) for k, v in cases.items()}, runs)
+    return interleaved({k: runner(k, v) for k, v in cases.items()}, runs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--no-peers", action="store_true", help="measure corral alone")
+    ap.add_argument("--compare-src", type=Path, default=None,
+                    help="also run corral sandbox/exec from this source tree")
     args = ap.parse_args()
     if args.runs < 10:
         ap.error("--runs must be at least 10")
@@ -140,12 +161,19 @@ def main() -> None:
         over = (statistics.median(warm["Sandbox(plan).spawn(['true']).wait()"])
                 - statistics.median(warm["bwrap directly (same args + seccomp)"]))
         print(f"API overhead over bwrap: {over:.2f} ms (goal <= 3 ms)")
-        whole = whole_process(ws, home, args.runs, peers=not args.no_peers)
+        whole = whole_process(ws, home, args.runs, peers=not args.no_peers,
+                              compare=args.compare_src)
         report("Whole process (fresh process each run)", whole)
         med = {k: statistics.median(v) for k, v in whole.items()}
         pipeline = med["corral exec --approval-policy never -- true"]
         print(f"corral exec / corral sandbox: {pipeline / med['corral sandbox -- true']:.2f}x "
               f"(goal <= 2x)")
+        if args.compare_src is not None:
+            for label in ("this tree", str(args.compare_src)):
+                sbx, exe = med[f"corral sandbox ({label})"], med[f"corral exec ({label})"]
+                codex = med.get("codex sandbox -- true (native)")
+                print(f"{label}: exec / sandbox {exe / sbx:.2f}x" +
+                      (f", sandbox / codex {sbx / codex:.2f}x" if codex else ""))
         for label in ("corral sandbox -- true", "typer-free path (sandbox_fast.main)"):
             ours = med[label]
             if "codex sandbox -- true (native)" in med:
@@ -153,6 +181,7 @@ def main() -> None:
                       f"(goal <= 1.0x)")
             if "srt -c true" in med:
                 print(f"{label} / srt: {ours / med['srt -c true']:.2f}x (goal < 1.0x)")
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -157,13 +157,32 @@ def test_specs_read_from_annotation_strings_match_the_evaluated_types() -> None:
     """SPECS are built from the fields' annotation strings without typing.get_type_hints (ms on
     every corral exec); they must be what the evaluated annotations say."""
     import typing
-    from dataclasses import fields
 
     for cls in schema.EVENT_TYPES:
         hints = typing.get_type_hints(cls)
-        for f in fields(cls):  # type: ignore[arg-type]
+        for f in schema.fields(cls):
             name = f.metadata.get("attr")
             if name:
                 types, required = schema._types_of(hints[f.name])
                 spec = schema.SPECS[cls.NAME][name]
                 assert (spec.types, spec.required) == (types, required), (cls.NAME, name)
+
+
+def test_event_classes_behave_as_frozen_dataclasses() -> None:
+    """The event classes are built without dataclasses' code generation (every corral exec
+    imports them): construction, defaults, immutability, equality, hash and repr as before."""
+    t = ToolDecision(tool_name="shell", decision="approved", source="rule")
+    assert t == ToolDecision("shell", "approved", "rule") and t != SessionStart()
+    assert hash(t) == hash(ToolDecision("shell", "approved", "rule"))
+    assert t.rule is None and ToolDecision.rule is None  # defaults, also on the class
+    assert repr(t).startswith("ToolDecision(tool_name='shell', decision='approved', ")
+    with pytest.raises(AttributeError):
+        t.decision = "denied"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="missing required argument 'decision'"):
+        ToolDecision(tool_name="shell")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        ToolDecision("shell", "approved", "rule", nope=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="multiple values"):
+        ToolDecision("shell", tool_name="shell")  # type: ignore[misc]
+    assert [f.name for f in schema.fields(ToolDecision)][:3] == ["tool_name", "decision",
+                                                                 "source"]
