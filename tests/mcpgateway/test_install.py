@@ -68,8 +68,11 @@ def test_codex_wraps_stdio_and_http_keeps_the_rest_and_restores_exactly(homes: P
     assert files["args"] == [*_proxy_args("files"), "--pass-env", "FS_TOKEN", "--", "npx", "-y",
                              "@modelcontextprotocol/server-filesystem", "/src"]
     assert files["env"] == {"FS_TOKEN": "t"}
+    # Codex hands a server only a few variables: the gateway's session ones are named
+    session = ["CORRAL_SANDBOX", "CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN"]
+    assert files["env_vars"] == session
     assert doc["mcp_servers"]["remote"] == {
-        "command": sys.executable,
+        "command": sys.executable, "env_vars": session,
         "args": [*_proxy_args("remote"), "--url", "https://mcp.example.com/mcp"]}
     assert doc["model"] == "o4" and "# my codex settings" in path.read_text()
     wrapped = path.read_bytes()

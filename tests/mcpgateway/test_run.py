@@ -1,7 +1,8 @@
-"""The gateway inside `corral run`: a plain agent (tests/mcpgateway/mcp_agent.py) in the run's
-sandbox starts `corral mcp proxy` itself; the gateway finds no configuration there ($CORRAL_HOME
-is hidden) and asks the run's supervisor through the session API (ApiDecider): whether the
-server may start, each decision, the pins; it reports each call's outcome."""
+"""The gateway inside `corral run`: an agent in the run's sandbox (a plain one,
+tests/mcpgateway/mcp_agent.py, and the real Codex CLI) starts `corral mcp proxy` itself; the
+gateway finds no configuration there ($CORRAL_HOME is hidden) and asks the run's supervisor
+through the session API (ApiDecider): whether the server may start, each decision, the pins; it
+reports each call's outcome."""
 
 from __future__ import annotations
 
@@ -81,12 +82,57 @@ def test_a_stdio_server_started_by_the_agent_inside_corral_run(gw: Env) -> None:
 def test_inside_corral_run_the_supervisors_requirements_decide_which_servers_start(
         gw: Env) -> None:
     gw.requirements('[mcp]\nallowed_servers = ["github"]\n')
-    proc, got = _run(gw, "--", sys.executable, str(SERVER))
-    assert got == {}  # the agent could not start its server
+    marker = gw.work / "started"
+    proc = subprocess.run(
+        [sys.executable, "-m", "corral", "run", "--", sys.executable, "-m", "corral", "mcp",
+         "proxy", "notes", "--", "touch", str(marker)], env=gw.env, cwd=gw.work,
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 240, proc.stderr
     assert (f"corral: mcp: MCP server 'notes' is not in mcp.allowed_servers "
             f"({gw.etc / 'requirements.toml'}; allowed: github): it does not start"
             ) in proc.stderr
-    assert not (gw.work / "ran.log").exists()
+    assert not marker.exists()
+
+
+def test_codex_inside_corral_run_calls_mcp_tools_through_the_gateway(gw: Env,
+                                                                       tmp_path: Path) -> None:
+    """The real Codex CLI under `corral run`, its MCP entry wrapped by `corral install-mcp`:
+    Codex starts servers with only a few variables, so the entry names the session's
+    (``env_vars``); the gateway in the sandbox asks the run's supervisor."""
+    from tests.integrations.model_server import ModelServer, message
+    from tests.integrations.test_run_e2e import Run, codex_config
+    from tests.mcpgateway.test_agents import REFUSAL, _mcp_call
+    from tests.rules.conftest import NATIVE
+
+    srv = ModelServer([_mcp_call("read_note", {"name": "a"}, "c0"),
+                       _mcp_call("delete_everything", {"confirm": True}, "c1"),
+                       message("The notes are safe.")], host="127.0.0.2").start()
+    run = Run(tmp_path / "run")
+    run.chome.mkdir(parents=True)
+    (run.chome / "config.toml").write_text((gw.home / "config.toml").read_text())
+    log = run.work / "ran.log"
+    (run.home / ".codex" / "config.toml").write_text(
+        "".join(f"{k} = {v}\n" for k, v in codex_config(srv))
+        + f'[mcp_servers.notes]\ncommand = "{sys.executable}"\nargs = ["{SERVER}"]\n'
+        f'required = true\nenv = {{ MCP_TEST_LOG = "{log}" }}\n')
+    assert run.corral("install-mcp", "codex", "--user").returncode == 0
+    try:
+        proc = run._run(srv, [str(NATIVE), "exec", "--skip-git-repo-check", "-C",
+                              str(run.work), "read note a"], run.env)
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "note a: remember the milk" in json.dumps(srv.requests[1]["input"][-1])
+    assert REFUSAL in json.dumps(srv.requests[2]["input"][-1])
+    assert log.read_text().splitlines() == ["read_note a"]
+    evs = run.events()
+    assert [(e["attributes"]["gen_ai.tool.name"], e["attributes"]["agent.mcp.outcome"])
+            for e in evs if e["name"] == "agent.mcp.call"] == [
+        ("read_note", "success"), ("delete_everything", "refused")]
+    assert [e["attributes"]["agent.decision"] for e in evs if e["name"] ==
+            "agent.tool.decision" and e["attributes"]["gen_ai.tool.name"] in (
+                "read_note", "delete_everything")] == ["auto_approved", "forbidden"]
+    assert run.corral("log", "verify").returncode == 0
 
 
 def test_a_streamable_http_server_through_the_runs_managed_proxy(gw: Env) -> None:

@@ -32,6 +32,10 @@ from typing import Any
 from corral.errors import CorralError
 
 AGENTS = ("codex", "claude-code", "gemini")
+# What the gateway needs from `corral run` to ask its supervisor. Codex starts MCP servers with
+# a short list of variables (HOME, PATH, ...) plus the entry's own: its entries name these in
+# ``env_vars`` so a gateway inside the sandbox knows where it is and whom to ask.
+SESSION_VARS = ("CORRAL_SANDBOX", "CORRAL_SUPERVISOR_SOCKET", "CORRAL_SUPERVISOR_TOKEN")
 
 
 @dataclass
@@ -84,6 +88,10 @@ def wrap(agent: str, name: str, entry: dict[str, Any]) -> tuple[dict[str, Any] |
     head = [*proxy_command()[1:], "mcp", "proxy", name]
     url_key = {"codex": "url", "claude-code": "url", "gemini": "httpUrl"}[agent]
     out = {k: v for k, v in entry.items()}
+    if agent == "codex":
+        own = [str(v) for v in entry["env_vars"]] if isinstance(entry.get("env_vars"), list) \
+            else []
+        out["env_vars"] = [*own, *(v for v in SESSION_VARS if v not in own)]
     if isinstance(entry.get("command"), str):
         args = entry.get("args") or []
         if not isinstance(args, list):
