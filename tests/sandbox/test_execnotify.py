@@ -1,0 +1,128 @@
+"""Seccomp user notification for exec (``corral.sandbox.execnotify``) against the real kernel,
+outside any sandbox: a forked child installs the filter and hands over the listener, as the
+sandbox's init does."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from corral.sandbox import execnotify as en
+
+
+@contextmanager
+def child(run: Callable[[], None]) -> Iterator[tuple[int, int, socket.socket]]:
+    """(pid, listener, the child's report socket): ``run`` executes in the child after the
+    filter is installed; whatever it raises is reported as one line."""
+    mine, theirs = socket.socketpair()
+    report_r, report_w = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            mine.close()
+            fd = en.install_listener()
+            en.send_listener(theirs, fd)
+            os.close(fd)
+            theirs.recv(1)
+            run()
+        except OSError as exc:
+            report_w.send(f"{type(exc).__name__} {exc.errno}".encode())
+        finally:
+            os._exit(0)
+    theirs.close()
+    report_w.close()
+    _, fd = en.recv_listener(mine)
+    assert fd is not None and en.is_listener(fd)
+    mine.send(b"k")
+    try:
+        yield pid, fd, report_r
+    finally:
+        os.close(fd)
+        with contextlib.suppress(ChildProcessError):  # reaped by the test already
+            os.waitpid(pid, 0)
+        mine.close()
+        report_r.close()
+
+
+def next_exec(fd: int) -> en.Notification:
+    assert select.select([fd], [], [], 10)[0], "no exec notification"
+    n = en.receive(fd)
+    assert n is not None
+    return n
+
+
+def test_probe_works_on_this_kernel():
+    assert en.kernel_support() is None
+    assert en.probe() is None
+
+
+def test_a_refused_exec_fails_with_eacces_in_the_process():
+    with child(lambda: os.execv("/bin/true", ["true", "refuse-me"])) as (_, fd, report):
+        n = next_exec(fd)
+        req = en.read_exec(n)
+        assert req.path == "/bin/true" and req.argv == ("true", "refuse-me")
+        assert en.still_waiting(fd, n.id)
+        assert en.answer(fd, n.id, errno.EACCES)
+        assert report.recv(100) == f"PermissionError {errno.EACCES}".encode()
+
+
+def test_long_argv_and_the_environment_are_read_whole():
+    args = ["/bin/true", *[f"arg-{i}-" + "x" * (i % 300) for i in range(3000)]]
+    env = {f"V{i}": "y" * (i % 500) for i in range(400)}
+    env["GIT_EXTERNAL_DIFF"] = "rm -rf x"
+    with child(lambda: os.execve("/bin/true", args, env)) as (_, fd, _):
+        n = next_exec(fd)
+        req = en.read_exec(n, env=True)
+        assert req.argv == tuple(args)
+        assert en.environment(req.env_raw) == env
+        base = frozenset(e for e in req.env_raw if not e.startswith(b"GIT_"))
+        assert en.environment(req.env_raw, base) == {"GIT_EXTERNAL_DIFF": "rm -rf x"}
+        assert en.answer(fd, n.id)
+
+
+def test_fexecve_is_read_as_the_file_it_runs():
+    def run() -> None:
+        exe = os.open("/bin/true", os.O_RDONLY)
+        os.execve(exe, ["true", "by-fd"], {})  # execveat(fd, "", ..., AT_EMPTY_PATH)
+
+    with child(run) as (_, fd, _):
+        n = next_exec(fd)
+        req = en.read_exec(n)
+        assert os.path.realpath(req.path) == os.path.realpath("/bin/true")
+        assert req.argv == ("true", "by-fd")
+        assert en.answer(fd, n.id)
+
+
+def test_a_shell_script_is_replaced_in_place_before_the_exec_continues():
+    r, w = os.pipe()
+
+    def run() -> None:
+        os.dup2(w, 1)
+        os.execv("/bin/sh", ["sh", "-c", "echo the-original-script-ran"])
+
+    with child(run) as (_, fd, _):
+        n = next_exec(fd)
+        req = en.read_exec(n)
+        assert en.rewrite_arg(n.pid, req.addrs[2], req.raw[2], b"echo replaced")
+        assert not en.rewrite_arg(n.pid, req.addrs[2], b"something else", b"x")  # checked
+        assert en.answer(fd, n.id)
+        os.close(w)
+        out = b""
+        while chunk := os.read(r, 1024):
+            out += chunk
+        os.close(r)
+    assert out == b"replaced\n"
+
+
+def test_a_dead_process_is_no_longer_waiting():
+    with child(lambda: os.execv("/bin/true", ["true"])) as (pid, fd, _):
+        n = next_exec(fd)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        assert not en.still_waiting(fd, n.id)
+        assert not en.answer(fd, n.id)
