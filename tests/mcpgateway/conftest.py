@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,22 @@ async def client(argv: list[str], env: dict[str, str], cwd: Path) -> AsyncIterat
                 ClientSession(read, write) as session:
             await session.initialize()
             yield session
+
+
+@contextmanager
+def http_server(gw: Env, host: str = "127.0.0.1") -> Iterator[int]:
+    """The SDK test server over streamable HTTP on ``host`` (its ``ran.log`` in the workspace,
+    where a sandboxed agent may read it): its port, once it accepts connections."""
+    port_file = gw.tmp / "port"
+    server = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port_file)],
+                              env={**gw.env, "MCP_TEST_HOST": host,
+                                   "MCP_TEST_LOG": str(gw.tmp / "ran.log")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield int(port_file.read_text())
+    finally:
+        server.terminate()
+        server.wait(10)

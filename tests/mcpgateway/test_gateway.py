@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import anyio
 import pytest
 
 from corral.approvals import GrantStore
-from tests.mcpgateway.conftest import SERVER, Env, client
+from tests.mcpgateway.conftest import Env, client, http_server
 
 pytestmark = pytest.mark.slow  # each test starts the gateway and the server (~10 s)
 
@@ -196,15 +195,7 @@ def test_the_stdio_server_runs_in_the_sandbox(gw: Env) -> None:
 def test_a_streamable_http_server_through_the_managed_proxy(gw: Env) -> None:
     """`--url`: the SDK server over streamable HTTP on loopback, reached through the gateway's
     own managed proxy (loopback needs its allow_local entry; the URL's host is allowed)."""
-    port_file = gw.tmp / "port"
-    server = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port_file)],
-                              env=gw.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            if port_file.exists():
-                break
-            time.sleep(0.05)
-        port = int(port_file.read_text())
+    with http_server(gw) as port:
         url = f"http://127.0.0.1:{port}/mcp"
         argv = [sys.executable, "-m", "corral", "mcp", "proxy", "notes", "--url", url]
         got: list[tuple[bool, str]] = []
@@ -244,9 +235,6 @@ def test_a_streamable_http_server_through_the_managed_proxy(gw: Env) -> None:
         assert ("127.0.0.1", "deny") in {
             (e.attributes["server.address"], e.attributes["network.policy.decision"])
             for e in gw.events("agent.network.decision")}
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

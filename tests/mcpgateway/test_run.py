@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.mcpgateway.conftest import SERVER, Env
+from tests.mcpgateway.conftest import SERVER, Env, http_server
 
 pytestmark = pytest.mark.slow
 
@@ -139,27 +138,14 @@ def test_a_streamable_http_server_through_the_runs_managed_proxy(gw: Env) -> Non
     """`--url` inside `corral run`: the gateway's HTTP client goes through the run's managed
     proxy (the sandbox's HTTP_PROXY). The server listens on 127.0.0.2: host loopback that no
     NO_PROXY entry matches (127.0.0.1 inside the sandbox is the sandbox's own)."""
-    port_file = gw.tmp / "port"
-    server = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port_file)],
-                              env={**gw.env, "MCP_TEST_HOST": "127.0.0.2",
-                                   "MCP_TEST_LOG": str(gw.work / "ran.log")},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(400):
-            if port_file.exists():
-                break
-            time.sleep(0.05)
-        port = int(port_file.read_text())
+    with http_server(gw, "127.0.0.2") as port:
         with (gw.home / "config.toml").open("a") as f:
             f.write(f'\n[network]\nallow_local = ["127.0.0.2:{port}"]\n')
         proc, got = _run(gw, "--url", f"http://127.0.0.2:{port}/mcp")
-    finally:
-        server.terminate()
-        server.wait(10)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert got["read_note"] == [False, "note a: remember the milk"]
     assert got["delete_everything"][0] and "forbidden by policy" in got["delete_everything"][1]
-    assert (gw.work / "ran.log").read_text().splitlines() == ["read_note a"]
+    assert gw.ran() == ["read_note a"]
     evs = _journal(gw)
     assert ("127.0.0.2", "allow") in {
         (e["attributes"]["server.address"], e["attributes"]["network.policy.decision"])
