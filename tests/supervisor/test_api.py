@@ -155,6 +155,49 @@ def test_patches_and_mcp_calls_go_through_the_pipeline(session):
     assert tools == ["apply_patch", "apply_patch", "apply_patch", "create_issue"]
 
 
+def test_mcp_gateway_ops_resources_prompts_and_server_settings(tmp_path: Path):
+    """What a gateway inside the sandbox asks: may a server start and its limits
+    (``mcp_server``), and decisions for resources/read and prompts/get (undecided unless a
+    pattern names them); an unknown method is a clear error."""
+    home, work, etc = tmp_path / "home", tmp_path / "work", tmp_path / "etc"
+    home.mkdir()
+    work.mkdir()
+    etc.mkdir()
+    (home / "config.toml").write_text(
+        '[mcp.servers.notes]\ntimeout_seconds = 7\nresources = { "file:///etc/*" = '
+        '"forbidden" }\n')
+    (etc / "requirements.toml").write_text('[mcp]\nallowed_servers = ["notes"]\n')
+    cfg = load_config(work, home=home, system=etc)
+    tel = Telemetry.open(cfg, agent="test")
+    api = SessionAPI(Pipeline(cfg, tel, approval_policy="on-request", terminal=no_terminal),
+                     tmp_path / "run" / "session.sock")
+    api.start()
+    try:
+        notes = call("mcp_server", server="notes", **_auth(api))
+        assert notes["refusal"] is None and notes["timeout_seconds"] == 7
+        assert notes["max_message_bytes"] is None  # the gateway's default
+        other = call("mcp_server", server="tickets", **_auth(api))
+        assert "is not in mcp.allowed_servers" in other["refusal"]
+        free = call("decide", kind="mcp", server="notes", tool="note://a",
+                    method="resources/read", record=False, **_auth(api))
+        assert free["allowed"] and free["verdict"] == "undecided" and free["call_id"]
+        etc_read = call("decide", kind="mcp", server="notes", tool="file:///etc/shadow",
+                        method="resources/read", record=False, **_auth(api))
+        assert not etc_read["allowed"] and etc_read["message"].startswith(
+            "corral: rules: MCP resource `file:///etc/shadow` of server `notes` is forbidden")
+        bad = call("decide", kind="mcp", server="notes", tool="x", method="tools/list",
+                   **_auth(api))
+        assert not bad["ok"] and "unknown MCP method 'tools/list'" in bad["error"]
+        tel.flush()
+        decided = [e.attributes["gen_ai.tool.name"] for e in
+                   Journal(tel.journal_path).events(tel.session_id)
+                   if e.name == "agent.tool.decision"]
+        assert decided == ["file:///etc/shadow"]  # an undecided read has no decision record
+    finally:
+        api.stop()
+        tel.close()
+
+
 def test_a_reported_prompt_is_a_claim_not_a_new_turn(tmp_path: Path):
     """The agent (or any command holding the token) reports a prompt: it is journaled as the
     agent's claim, the reviewer gets it only as untrusted context, and the breaker keeps
