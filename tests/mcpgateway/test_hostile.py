@@ -176,11 +176,15 @@ def test_a_server_that_never_answers(rig_factory) -> None:
     rig = rig_factory("silent", timeout=1.0)
     rig.send(call(6))
     rig.send({"jsonrpc": "2.0", "id": 7, "method": "resources/list"})
-    got = {r["id"]: r for r in (rig.answer(), rig.answer())}
+    rig.send({"jsonrpc": "2.0", "id": 8, "method": "resources/read",
+              "params": {"uri": "note://x"}})
+    got = {r["id"]: r for r in (rig.answer(), rig.answer(), rig.answer())}
     assert got[6]["result"]["isError"] is True  # the model reads a tool error
     assert got[7]["error"]["code"] == -32603 and "did not answer resources/list" in \
         got[7]["error"]["message"]
-    assert rig.records(1) == [("t", "timeout")]
+    assert got[8]["error"]["code"] == -32603 and "did not answer resources/read note://x" in \
+        got[8]["error"]["message"]
+    assert sorted(rig.records(2)) == [("note://x", "timeout"), ("t", "timeout")]
 
 
 def test_a_server_that_dies_mid_call(rig_factory) -> None:
@@ -209,7 +213,8 @@ json_values = st.recursive(
 messages = st.fixed_dictionaries(
     {"jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
      "id": st.integers() | st.text(max_size=8) | st.none(),
-     "method": st.sampled_from(["tools/call", "tools/list", "x", 3])},
+     "method": st.sampled_from(["tools/call", "tools/list", "resources/read", "prompts/get",
+                                "x", 3])},
     optional={"params": json_values})
 
 

@@ -251,12 +251,13 @@ class Gateway:
     async def _answer(self, p: _Pending, text: str, outcome: str) -> None:
         """The agent's answer to a request the server will not answer."""
         p.done.set()
-        if p.method in ACTIONS:
-            await self.agent.send(refusal(p.method, p.request_id, text))
-            assert p.verdict is not None and p.tool is not None
-            self._record(p.verdict, p.tool, p.arguments, outcome, p.started, text, p.method)
+        if p.method == "tools/call":
+            await self.agent.send(tool_error(p.request_id, text))
         else:
             await self.agent.send(error_message(p.request_id, INTERNAL_ERROR, text))
+        if p.method in ACTIONS:
+            assert p.verdict is not None and p.tool is not None
+            self._record(p.verdict, p.tool, p.arguments, outcome, p.started, text, p.method)
 
     async def _answer_closed(self, key: str, why: str) -> None:
         p = self.pending.pop(key, None)
