@@ -56,6 +56,28 @@ def admin_dir_in_use(d: Path) -> bool:
         return True  # unreadable: cannot tell, so the admin's directory applies
 
 
+def moved_config_dir(env: str | None, subdir: str | None = None) -> Path | None:
+    """The config dir an agent's variable ``env`` moves (absolute), or None when it is not set:
+    the directory it names, or ``subdir`` inside it when the variable names the config dir's
+    parent (Gemini CLI: ``$GEMINI_CLI_HOME/.gemini``)."""
+    moved = os.environ.get(env or "")
+    if not moved:
+        return None
+    root = Path(os.path.abspath(os.path.expanduser(moved)))
+    return root / subdir if subdir else root
+
+
+GEMINI_HOME_ENV = "GEMINI_CLI_HOME"  # Gemini CLI's home: its config dir is ``.gemini`` inside
+
+
+def gemini_dir(home: Path | None = None) -> Path:
+    """Gemini CLI's user config dir: ``$GEMINI_CLI_HOME/.gemini`` when that is set (and no
+    ``home`` is given), else ``<home or ~>/.gemini``. The one place this is resolved: hooks'
+    install, check-in, the network proxy's config reading and ``corral run`` agree on it."""
+    return (None if home is not None else moved_config_dir(GEMINI_HOME_ENV, ".gemini")) or (
+        (home or Path.home()) / ".gemini")
+
+
 def state_dir() -> Path:
     return corral_home() / "state"
 

@@ -107,6 +107,32 @@ def test_the_agents_loopback_model_url_is_found_where_it_is_configured(tmp_path:
     assert len(urls) == 4 and not any("api.example.com" in a for a, _, _ in got)
 
 
+@pytest.mark.parametrize("moved", [False, True])
+def test_gemini_settings_are_read_where_gemini_keeps_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved: bool) -> None:
+    """Gemini CLI's GEMINI_CLI_HOME names its home: the settings are in ``.gemini`` inside it
+    (the same dir ``install-hooks gemini`` and ``corral run -- gemini`` use)."""
+    from corral.netproxy.local import agent_config_files
+    from corral.paths import gemini_dir
+    from corral.supervisor.run import PRESETS
+
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    if moved:
+        monkeypatch.setenv("GEMINI_CLI_HOME", str(tmp_path / "ghome"))
+    else:
+        monkeypatch.delenv("GEMINI_CLI_HOME", raising=False)
+    settings = (tmp_path / "ghome" if moved else tmp_path / "user") / ".gemini" / "settings.json"
+    assert gemini_dir() / "settings.json" == settings
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"model": {"baseUrl": "http://127.0.0.1:7002"}}')
+    p = PRESETS["gemini"]
+    files = agent_config_files(p.config_dir, p.config_env, p.config_subdir)
+    assert settings in files
+    pol = build_policy(PolicyInputs())
+    got = [(f.address, f.listed, f.origin) for f in forwards_for(pol, ["gemini"], {}, files)]
+    assert got == [("127.0.0.1:7002", False, str(settings))]
+
+
 _HOSTS = st.sampled_from([
     "127.0.0.1", "localhost", "127.1", "0x7f.1", "[::1]", "LOCALHOST", "127.0.0.2", "evil.example",
     "[::ffff:127.0.0.1]", "2130706433", "127.0.0.1.", "localhost.evil.example", "", "[",

@@ -20,15 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from corral.forward.settings import ForwardError, ServerSettings
+from corral.paths import gemini_dir
 
 # corral's hook command line contains this (corral.integrations.install.MARKER; forward may
 # not import the integrations, so the string is repeated here)
 HOOK_MARKER = "corral.integrations.hook_main"
-HOOK_FILES = {"codex": ("hooks.json", "config.toml"), "claude-code": ("settings.json",)}
+HOOK_FILES = {"codex": ("hooks.json", "config.toml"), "claude-code": ("settings.json",),
+              "gemini": ("settings.json",)}
 ACTIVE_DAYS = 7
 
 
 def _agent_dir(agent: str) -> Path:
+    """Where ``corral install-hooks <agent>`` (user scope) writes."""
+    if agent == "gemini":
+        return gemini_dir()
     if agent == "codex" and os.environ.get("CODEX_HOME"):
         return Path(os.environ["CODEX_HOME"])
     return Path.home() / (".codex" if agent == "codex" else ".claude")

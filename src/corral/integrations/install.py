@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
+from corral.paths import gemini_dir
 
 MARKER = "corral.integrations.hook_main"
 HOOK_TIMEOUT_S = 600
@@ -60,8 +61,8 @@ def config_dir(agent: str, scope: str, project_root: Path | None = None,
         return (project_root or Path.cwd()) / name
     if agent == "codex" and home is None and os.environ.get("CODEX_HOME"):
         return Path(os.environ["CODEX_HOME"])
-    if agent == "gemini" and home is None and os.environ.get("GEMINI_CLI_HOME"):
-        return Path(os.environ["GEMINI_CLI_HOME"]) / name  # Gemini's home for its .gemini
+    if agent == "gemini":
+        return gemini_dir(home)  # $GEMINI_CLI_HOME/.gemini when set
     return (home or Path.home()) / name
 
 

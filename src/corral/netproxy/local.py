@@ -35,6 +35,7 @@ from corral.netproxy.addresses import Host, HostError, normalize_host
 from corral.netproxy.gate import Blocked, Gate, Target
 from corral.netproxy.policy import NetworkPolicy
 from corral.netproxy.relay import relay
+from corral.paths import moved_config_dir
 
 if TYPE_CHECKING:
     from corral.netproxy.server import Proxy
@@ -219,13 +220,15 @@ def forwards_for(policy: NetworkPolicy, argv: Sequence[str], environ: Mapping[st
     return out
 
 
-def agent_config_files(config_dir: str | None, config_env: str | None) -> list[Path]:
+def agent_config_files(config_dir: str | None, config_env: str | None,
+                       config_subdir: str | None = None) -> list[Path]:
     """The agent's main config files (``config.toml``, ``settings.json``) where it keeps its
-    model URL: in ``$config_env`` if set, else in ``config_dir``."""
-    base = os.environ.get(config_env or "") or config_dir
-    if not base:
+    model URL: in the dir ``$config_env`` moves (``config_subdir`` inside it when the variable
+    names the parent: Gemini CLI's ``$GEMINI_CLI_HOME/.gemini``) if set, else in ``config_dir``."""
+    root = moved_config_dir(config_env, config_subdir) or (
+        Path(os.path.expanduser(config_dir)) if config_dir else None)
+    if root is None:
         return []
-    root = Path(os.path.expanduser(base))
     return [root / "config.toml", root / "settings.json"]
 
 
@@ -238,7 +241,8 @@ def for_agent(proxy: Proxy | None, rundir: Path, argv: Sequence[str], preset: ob
     if proxy is None:
         return ()
     files = agent_config_files(getattr(preset, "config_dir", None),
-                               getattr(preset, "config_env", None))
+                               getattr(preset, "config_env", None),
+                               getattr(preset, "config_subdir", None))
     fwds = forwards_for(proxy.gate.policy, argv, os.environ, files, _stderr)
     check_ports(fwds, taken)
     out: list[tuple[int, Path]] = []

@@ -239,8 +239,9 @@ def _moved_env(preset: AgentPreset) -> Path | None:
 
 def _moved_config_dir(preset: AgentPreset) -> Path | None:
     """The config dir the user's ``config_env`` moves (absolute), or None if it is not set."""
-    moved = _moved_env(preset)
-    return moved / preset.config_subdir if moved and preset.config_subdir else moved
+    from corral.paths import moved_config_dir
+
+    return moved_config_dir(preset.config_env, preset.config_subdir)
 
 
 def _config_env(preset: AgentPreset) -> dict[str, str]:
@@ -371,8 +372,8 @@ def _model_urls(argv: list[str], preset: AgentPreset) -> list[tuple[str, str]]:
     variables): the credential broker holds its key only if they are the key's hosts."""
     from corral.netproxy.local import agent_config_files, model_urls
 
-    return model_urls(argv, os.environ, agent_config_files(preset.config_dir,
-                                                           preset.config_env))
+    return model_urls(argv, os.environ, agent_config_files(
+        preset.config_dir, preset.config_env, preset.config_subdir))
 
 
 def _stopper(sb: Any) -> Any:
