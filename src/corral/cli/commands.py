@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("corral.cli.fleet_cmd", "Sign in to your organisation (OIDC device authorization)."),
     "logout": ("corral.cli.fleet_cmd", "Sign out; with --server, forget that server's token."),
     "whoami": ("corral.cli.fleet_cmd", "Who is signed in, and this machine's device."),
+    "agents": ("corral.cli.agents_cmd", "The agents' own managed settings, from requirements."),
     "config": ("corral.cli.config_cmd", "Inspect and validate layered configuration."),
     "trust": ("corral.cli.config_cmd", "Trust a project: load its .corral/ config and rules."),
     "untrust": ("corral.cli.config_cmd", "Mark a project untrusted: ignore its .corral/."),

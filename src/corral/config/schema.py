@@ -372,6 +372,16 @@ REQUIREMENTS_SCHEMA = Table({
         "forced_workspace_id": OneOf((Str(), List(Str()))),
         # the ID-token claim that names the organisation or workspace (docs/fleet.md)
         "workspace_claim": Str(),
+        # the agents' own sign-in, carried into their managed settings (docs/managed-agents.md)
+        "codex": Table({
+            "forced_login_method": Enum(("chatgpt", "api")),
+            "forced_chatgpt_workspace_id": OneOf((Str(), List(Str()))),
+        }),
+        "claude_code": Table({
+            "force_login_method": Enum(("claudeai", "console")),
+            "force_login_org_uuid": OneOf((Str(), List(Str()))),
+        }),
+        "gemini": Table({"enforced_auth_type": Str()}),
     }),
     "rules": Table({
         "prefix_rules": List(Table({

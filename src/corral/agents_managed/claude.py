@@ -1,0 +1,106 @@
+"""Claude Code's administrator file: ``/etc/claude-code/managed-settings.json``.
+
+* ``forceLoginMethod`` / ``forceLoginOrgUUID`` from ``[login.claude_code]``;
+* ``permissions.deny``: each of corral's ``forbidden`` prefix rules as ``Bash(<prefix>:*)``
+  (one rule per combination of a pattern's alternatives), each deny-read glob as ``Read(...)``;
+  ``permissions.disableBypassPermissionsMode`` when requirements do not allow ``never``;
+* corral's hook as a managed hook, with ``allowManagedHooksOnly``;
+* ``env`` for the OTel export to the corral server, and ``otelHeadersHelper``: a command that
+  prints the ingest token's header as JSON, so the token is never written in this file.
+
+A ``Bash(...:*)`` rule's content is a literal prefix of the command line (Claude Code reads a
+``*`` before ``:*`` literally); ``\\``, ``(`` and ``)`` are escaped the way Claude Code escapes
+them. Tokens are shell-quoted (``shlex.quote``): the prefix is the command as a shell would
+spell it, so quoting it back (``shlex.split``) gives the pattern's tokens again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shlex
+from typing import Any
+
+from corral.agents_managed.model import Inputs, ManagedFile, RenderError
+
+PATH = "/etc/claude-code/managed-settings.json"
+MAX_EXPANSIONS = 256  # one rule's alternatives, multiplied out
+
+
+def escape(content: str) -> str:
+    return content.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def unescape(content: str) -> str:
+    out, i = [], 0
+    while i < len(content):
+        if content[i] == "\\" and i + 1 < len(content) and content[i + 1] in "\\()":
+            out.append(content[i + 1])
+            i += 2
+        else:
+            out.append(content[i])
+            i += 1
+    return "".join(out)
+
+
+def bash_rules(pattern: list[Any]) -> list[str]:
+    """``Bash(<prefix>:*)`` for every combination of the pattern's alternatives."""
+    choices = [[str(t) for t in tok] if isinstance(tok, list) else [str(tok)] for tok in pattern]
+    if not choices or any(not c for c in choices):
+        raise RenderError(f"prefix rule pattern {pattern!r} is empty or has an empty "
+                          "alternative list")
+    count = 1
+    for c in choices:
+        count *= len(c)
+    if count > MAX_EXPANSIONS:
+        raise RenderError(f"prefix rule pattern {pattern!r} expands to {count} command "
+                          f"prefixes (more than {MAX_EXPANSIONS}); split the rule")
+    return [f"Bash({escape(' '.join(shlex.quote(t) for t in combo))}:*)"
+            for combo in itertools.product(*choices)]
+
+
+def read_rule(glob: str) -> str:
+    """A deny-read glob as Claude Code's ``Read`` rule (``//`` marks an absolute path)."""
+    path = "/" + glob if glob.startswith("/") else glob
+    return f"Read({escape(path)})"
+
+
+def settings(inputs: Inputs) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    method = inputs.req("login.claude_code.force_login_method")
+    if method:
+        doc["forceLoginMethod"] = str(method)
+    org = inputs.req("login.claude_code.force_login_org_uuid")
+    if org:
+        doc["forceLoginOrgUUID"] = org if isinstance(org, str) else [str(o) for o in org]
+    deny: list[str] = []
+    for rule in inputs.forbidden_rules():
+        for r in bash_rules(list(rule.get("pattern", []))):
+            if r not in deny:
+                deny.append(r)
+    deny += [read_rule(str(g)) for g in inputs.req("filesystem.deny_read") or []]
+    perms: dict[str, Any] = {}
+    if deny:
+        perms["deny"] = deny
+    allowed = inputs.req("allowed_approval_policies")
+    if allowed is not None and "never" not in allowed:
+        perms["disableBypassPermissionsMode"] = "disable"
+    if perms:
+        doc["permissions"] = perms
+    hooks = inputs.hooks.get("claude-code")
+    if hooks:
+        doc["hooks"] = hooks
+    if hooks or inputs.req("allow_managed_hooks_only") is not None:
+        doc["allowManagedHooksOnly"] = inputs.managed_hooks_only
+    if inputs.server_url:
+        from corral.integrations.otel_map import env_for_agent
+
+        doc["env"] = env_for_agent("claude-code", inputs.server_url, tier=inputs.tier)
+        if inputs.otel_headers_command:
+            doc["otelHeadersHelper"] = inputs.otel_headers_command
+    return doc
+
+
+def render(inputs: Inputs) -> list[ManagedFile]:
+    text = json.dumps(settings(inputs), indent=2, ensure_ascii=False) + "\n"
+    return [ManagedFile("claude-code", PATH, text)]
