@@ -80,6 +80,12 @@ class ExecBoundary:
             OrderedDict()
         self._hooks: list[tuple[float, tuple[str, ...], str, bool, str]] = []
         self._lock = threading.Lock()
+        # Questions asked at corral's own terminal are asked one at a time (the queue and the
+        # reviewer take several at once)
+        from corral.supervisor.pipeline import no_terminal
+
+        interactive = getattr(pipeline, "terminal", None) not in (None, no_terminal)
+        self._terminal: Any = threading.Lock() if interactive else contextlib.nullcontext()
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._work: queue.Queue[tuple[en.Notification, en.ExecRequest, tuple[str, ...],
@@ -358,7 +364,8 @@ class ExecBoundary:
                 if fd is None or self._stop.is_set():
                     continue
                 self.counts["asked"] += 1
-                gate = self.pipeline.decide(argv, Path(req.cwd), tool="exec", env=env)
+                with self._terminal:  # one question at a time on a person's terminal
+                    gate = self.pipeline.decide(argv, Path(req.cwd), tool="exec", env=env)
                 with self._lock:
                     still = self._waiting.pop(n.id, None) is not None
                 if not still or self.listener is None:
