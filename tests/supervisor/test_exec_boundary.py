@@ -316,3 +316,26 @@ def test_doctor_reports_kernel_support(eb):
     check = [c for c in json.loads(r.stdout) if c["name"] == "exec boundary"]
     assert check and check[0]["ok"], check
     assert 'rules.exec_boundary = "top"' in check[0]["detail"]
+
+
+def test_a_prompt_waits_for_the_person_at_corrals_terminal(eb):
+    """No hooks: the exec of `touch asked` waits while corral asks on its own terminal; the
+    person denies, the exec fails, and the agent's command says why."""
+    from tests.ptyterm import on_a_pty
+
+    env = dict(os.environ, CORRAL_HOME=str(eb.home), CORRAL_SYSTEM_DIR=str(eb.home.parent / "etc"),
+               TERM="xterm-256color", COLUMNS="300")
+    proc, screen = on_a_pty([sys.executable, "-m", "corral", "run", "--", "sh", "-c",
+                             "touch asked; echo rc=$?"], eb.work, env)
+    try:
+        assert screen.pump(b"allow", proc, 60), screen.out.decode(errors="replace")
+        assert not (eb.work / "asked").exists()  # waiting: nothing ran yet
+        os.write(screen.master, b"d\n")
+        screen.pump(b"\0never\0", proc, 10)
+    finally:
+        assert proc.wait(30) == 0
+        os.close(screen.master)
+    drawn = screen.out.decode("utf-8", "replace")
+    assert "rc=126" in drawn and "denied by the user" in drawn, drawn[-2000:]
+    assert not (eb.work / "asked").exists()
+    assert ("touch asked", "denied") in _exec_decisions(eb)
