@@ -21,6 +21,8 @@ import pytest
 
 from corral.sandbox import execnotify
 
+pytestmark = pytest.mark.slow  # each test is a real `corral run` (still run in CI)
+
 RULES = '''
 prefix_rules(pattern=["rm"], decision="forbidden",
              justification="EB-JUSTIFY: deleting is not allowed in this repository")
