@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from corral.sandbox.locked import Locked, is_file_placeholder
+from corral.sandbox.profiles import is_under
 from corral.sandbox.protected import is_placeholder
 
 # (path under the home directory, placeholder content; None: a directory)
@@ -46,7 +47,7 @@ def _leftover(p: Path) -> bool:
 
 
 def _under(path: Path, parent: Path) -> bool:
-    return path == parent or path.is_relative_to(parent)
+    return is_under(path, parent)  # on strings: pathlib here was ~2 ms of every spawn's plan
 
 
 def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
