@@ -100,7 +100,10 @@ def test_ocsf_ecs_and_otlp_json_on_cursor_and_files(tmp_path: Path) -> None:
                 "src/a.py", "docs/b.md"]
             http = [e for e in oc if e["class_uid"] == 4002]
             assert [e["activity_id"] for e in http] == [1, 6]  # CONNECT, POST
-            assert oc[-2]["is_alert"] is True and oc[-2]["finding_info"]["uid"] == "alert-7"
+            assert oc[-2]["is_alert"] is True and oc[-2]["finding_info"]["uid"] == "ev-0007"
+            assert oc[-2]["finding_info"]["types"] == ["escalate"]
+            assert oc[-2]["finding_info"]["related_events"] == [{"uid": "alert-7",
+                                                                 "title": "exfil?"}]
 
             ecs = c.get("/v1/events", params={**params, "format": "ecs"}).json()["data"]
             assert len(ecs) == len(KINDS)

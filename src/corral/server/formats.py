@@ -20,7 +20,6 @@ ALLOWED = {"approved", "approved_for_session", "approved_for_project", "approved
             "auto_approved", "allow"}
 _HTTP_METHODS = {"CONNECT": 1, "DELETE": 2, "GET": 3, "HEAD": 4, "OPTIONS": 5, "POST": 6,
                  "PUT": 7, "TRACE": 8, "PATCH": 9}
-_TRIAGE_SEVERITY = {"not_agent": 1, "expected": 1, "mistake": 3, "escalate": 4}
 
 
 def view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -233,17 +232,11 @@ def _file(v: dict[str, Any], a: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _finding(v: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
-    verdict = str(a.get("triage.verdict") or "")
+    from corral.triage.finding import finding_fields  # the one `corral triage --ocsf` uses
+
     ev = _common(v, a, 2004, 1, [])
-    ev["severity_id"] = _TRIAGE_SEVERITY.get(verdict, 0)
-    ev["is_alert"] = verdict == "escalate"
-    info: dict[str, Any] = {"uid": str(a.get("triage.alert.id") or v["id"]),
-                            "title": str(a.get("triage.alert.title") or f"triage: {verdict}")}
-    ev["finding_info"] = info
-    conf = a.get("triage.confidence")
-    if isinstance(conf, (int, float)):
-        ev["confidence_score"] = round(float(conf) * 100)
-    ev["message"] = f"triage verdict {verdict}"
+    ev.update(finding_fields(a, str(v["id"])))
+    ev["message"] = f"triage verdict {a.get('triage.verdict') or ''}"
     return ev
 
 

@@ -16,6 +16,7 @@ from corral.telemetry.redact import redact
 from corral.triage.alerts import Alert
 from corral.triage.correlate import correlate
 from corral.triage.evidence import HISTORY_EVENTS, EvidencePack, gather
+from corral.triage.finding import finding_fields
 from corral.triage.model import PROMPT_VERSION, ModelAnswer, TriageModel
 from corral.triage.rules import hard_rules, rules_verdict
 from corral.triage.source import EventSource
@@ -175,25 +176,18 @@ def event_attributes(v: Verdict, alert: Alert) -> dict[str, Any]:
     return attrs
 
 
-SEVERITY = {"not_agent": 1, "expected": 1, "mistake": 3, "escalate": 4}
-
-
 def to_ocsf(v: Verdict, alert: Alert, time_ms: int) -> dict[str, Any]:
-    """The verdict as an OCSF Detection Finding (class 2004) for a SIEM."""
-    conf_id = 3 if v.confidence >= 0.8 else 2 if v.confidence >= 0.5 else 1
+    """The verdict as an OCSF Detection Finding (class 2004) for a SIEM: severity, confidence
+    and ``finding_info`` as the server renders the recorded event (``triage.finding``)."""
     return {
         "class_uid": 2004, "category_uid": 2, "activity_id": 1, "type_uid": 200401,
-        "time": time_ms, "severity_id": SEVERITY[v.verdict], "status_id": 1,
-        "is_alert": v.verdict == "escalate",
-        "confidence_id": conf_id, "confidence_score": round(v.confidence * 100),
-        "metadata": {"version": "1.8.0", "uid": v.id,
+        "time": time_ms, "status_id": 1,
+        **finding_fields(event_attributes(v, alert), v.id),
+        "metadata": {"version": "1.8.0", **({"uid": v.id} if v.id else {}),
                      "product": {"name": "corral triage", "vendor_name": "corral"}},
-        "finding_info": {"uid": v.id or "", "title": f"corral triage: {v.verdict}",
-                         "desc": v.rationale, "types": [v.verdict],
-                         "related_events": [{"uid": alert.id}] if alert.id else []},
         "evidences": [{"data": e} for e in v.evidence],
         "remediation": {"desc": " ".join(v.recommended_actions)},
-        "device": {"hostname": alert.host} if alert.host else {},
+        **({"device": {"hostname": alert.host, "type_id": 0}} if alert.host else {}),
         "unmapped": {"corral": {"session_id": v.session_id, "call_id": v.call_id,
                                 "rules": v.rules, "model": v.model}},
     }
