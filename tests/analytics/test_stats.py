@@ -171,3 +171,29 @@ def test_cli_refusals_are_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("corral: analytics: ")
         assert needle in lines[0]
     assert not (tmp_path / "analytics.db").exists()
+
+
+def test_mcp_resource_reads_and_prompts_are_not_counted_as_tools(tmp_path: Path) -> None:
+    """The MCP gateway records resources/read and prompts/get too: they count for their
+    server, keyed by method and what they read, never as a tool of that name."""
+    from corral.telemetry import Telemetry
+    from corral.telemetry.journal import journal_file
+
+    tel = Telemetry.open(None, "s-mcp", agent="codex", home=tmp_path, tier=1, export=False)
+    for i, (method, name) in enumerate((("tools/call", "read_note"), ("tools/call", "read_note"),
+                                        ("resources/read", "note://a"),
+                                        ("prompts/get", "summarize"))):
+        tel.emit("agent.mcp.call", {"mcp.server.name": "notes", "gen_ai.tool.name": name,
+                                    "mcp.method.name": method, "agent.mcp.outcome": "success"},
+                 call_id=f"call-{i}")
+    tel.close()
+    path = journal_file(tmp_path)
+    store = RollupStore.open(rollup_path(path))
+    try:
+        store.refresh(JournalSource(path), SETTINGS)
+        s = compute(store, Query(), SETTINGS)
+    finally:
+        store.close()
+    assert s["mcp_servers"] == {"notes": 4}
+    assert s["mcp_tools"] == {"notes.read_note": 2, "notes.resources/read note://a": 1,
+                              "notes.prompts/get summarize": 1}

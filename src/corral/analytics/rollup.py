@@ -28,7 +28,7 @@ from typing import Any
 
 from corral.analytics.source import EventSource, JournalSource
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"  # 7: an MCP resource read or prompt keyed by its method
 BATCH = 100_000
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -82,7 +82,10 @@ SELECT e.seq AS seq, e.session_id AS sid, e.name AS name, e.time_unix_nano AS t,
     WHEN 'agent.network.decision' THEN j ->> '$.attributes."server.address"'
     WHEN 'agent.sandbox.outcome' THEN j ->> '$.attributes."agent.sandbox.denial"'
     WHEN 'agent.approval.grant' THEN j ->> '$.attributes."agent.approval.granted_by"'
-    WHEN 'agent.mcp.call' THEN j ->> '$.attributes."gen_ai.tool.name"'
+    WHEN 'agent.mcp.call' THEN CASE coalesce(j ->> '$.attributes."mcp.method.name"', 'tools/call')
+      WHEN 'tools/call' THEN j ->> '$.attributes."gen_ai.tool.name"'
+      ELSE (j ->> '$.attributes."mcp.method.name"') || ' ' || (j ->> '$.attributes."gen_ai.tool.name"')
+    END
     WHEN 'agent.session.start' THEN j ->> '$.attributes."agent.policy.sandbox"'
     WHEN 'agent.tool.result' THEN j ->> '$.attributes."agent.tool.success"'
   END AS a2,
