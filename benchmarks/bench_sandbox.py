@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,24 +44,38 @@ def machine() -> str:
     return common_machine().removeprefix("machine: ")
 
 
+CPU_MS: dict[str, list[float]] = {}  # user + system CPU of each child run (whole-process cases)
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (ru.ru_utime + ru.ru_stime) * 1000
+
+
 def interleaved(cases: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
     for fn in cases.values():
         fn()  # warm caches (page cache, .pyc, BPF cache, probe cache)
     out: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(runs):
         for name, fn in cases.items():
+            c0 = _children_cpu()
             t0 = time.perf_counter()
             fn()
             out[name].append((time.perf_counter() - t0) * 1000)
+            CPU_MS.setdefault(name, []).append(_children_cpu() - c0)
     return out
 
 
-def report(title: str, res: dict[str, list[float]]) -> None:
+def report(title: str, res: dict[str, list[float]], cpu: bool = False) -> None:
+    """Medians; ``cpu``: also the children's median user + system CPU (steadier under load,
+    but only for processes: a warm-process case runs in this one)."""
     print(f"\n{title}")
-    print(f"| {'case':<44} | {'median ms':>9} | {'min ms':>7} | {'max ms':>7} |")
-    print(f"|{'-' * 46}|{'-' * 11}|{'-' * 9}|{'-' * 9}|")
+    extra = f" {'cpu ms':>7} |" if cpu else ""
+    print(f"| {'case':<44} | {'median ms':>9} | {'min ms':>7} | {'max ms':>7} |{extra}")
+    print(f"|{'-' * 46}|{'-' * 11}|{'-' * 9}|{'-' * 9}|" + ("-" * 9 + "|" if cpu else ""))
     for name, t in res.items():
-        print(f"| {name:<44} | {statistics.median(t):>9.2f} | {min(t):>7.2f} | {max(t):>7.2f} |")
+        c = f" {statistics.median(CPU_MS[name]):>7.2f} |" if cpu else ""
+        print(f"| {name:<44} | {statistics.median(t):>9.2f} | {min(t):>7.2f} | {max(t):>7.2f} |{c}")
 
 
 def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:
@@ -163,7 +178,7 @@ def main() -> None:
         print(f"API overhead over bwrap: {over:.2f} ms (goal <= 3 ms)")
         whole = whole_process(ws, home, args.runs, peers=not args.no_peers,
                               compare=args.compare_src)
-        report("Whole process (fresh process each run)", whole)
+        report("Whole process (fresh process each run)", whole, cpu=True)
         med = {k: statistics.median(v) for k, v in whole.items()}
         pipeline = med["corral exec --approval-policy never -- true"]
         print(f"corral exec / corral sandbox: {pipeline / med['corral sandbox -- true']:.2f}x "
@@ -172,8 +187,12 @@ def main() -> None:
             for label in ("this tree", str(args.compare_src)):
                 sbx, exe = med[f"corral sandbox ({label})"], med[f"corral exec ({label})"]
                 codex = med.get("codex sandbox -- true (native)")
-                print(f"{label}: exec / sandbox {exe / sbx:.2f}x" +
-                      (f", sandbox / codex {sbx / codex:.2f}x" if codex else ""))
+                cs, ce = (statistics.median(CPU_MS[f"corral {w} ({label})"])
+                          for w in ("sandbox", "exec"))
+                cc = statistics.median(CPU_MS["codex sandbox -- true (native)"]) if codex else 0
+                print(f"{label}: exec / sandbox {exe / sbx:.2f}x (CPU {ce / cs:.2f}x)" +
+                      (f", sandbox / codex {sbx / codex:.2f}x (CPU {cs / cc:.2f}x)"
+                       if codex else ""))
         for label in ("corral sandbox -- true", "typer-free path (sandbox_fast.main)"):
             ours = med[label]
             if "codex sandbox -- true (native)" in med:
