@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,14 +64,22 @@ def gemini_payload(command: str, cwd: Path) -> bytes:
                        "tool_input": {"command": command, "description": "d"}}).encode()
 
 
+CPU_MS: dict[str, list[float]] = {}  # per scenario: the process's own user + system CPU
+
+
 def time_process(argv: list[str], data: bytes, env: dict[str, str], cwd: Path,
-                 calls: int) -> float:
-    """Median wall time (ms) of ``calls`` runs of ``argv`` with ``data`` on stdin."""
+                 calls: int, key: str = "") -> float:
+    """Median wall time (ms) of ``calls`` runs of ``argv`` with ``data`` on stdin (and each
+    run's CPU in ``CPU_MS``: steadier than wall time on a loaded machine)."""
     samples = []
     for _ in range(calls):
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         r = subprocess.run(argv, input=data, env=env, cwd=cwd, capture_output=True)
         samples.append((time.perf_counter() - t0) * 1000)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU_MS.setdefault(key, []).append(
+            (c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime) * 1000)
         if r.returncode != 0:
             raise SystemExit(f"{argv} failed: {r.stderr.decode()}")
     return statistics.median(samples)
@@ -146,7 +155,8 @@ def main() -> None:
                               payload("PreToolUse", "ls -la", work)))
     for _ in range(args.runs):
         for name, argv, data in scenarios:
-            rows.setdefault(name, []).append(time_process(argv, data, env, work, args.calls))
+            rows.setdefault(name, []).append(time_process(argv, data, env, work, args.calls,
+                                                          name))
         os.environ.update(api.env)
         doc = json.loads(payload("PreToolUse", "ls -la", work))
         samples = []
@@ -162,10 +172,12 @@ def main() -> None:
     print(machine())
     print(f"# bench_hooks: {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, {args.runs} runs x {args.calls} calls (median of medians)")
-    print("| scenario | median ms |")
-    print("|---|---:|")
+    print("| scenario | median ms | hook process CPU ms |")
+    print("|---|---:|---:|")
     for name, vals in rows.items():
-        print(f"| {name} | {statistics.median(vals):.1f} |")
+        cpu = CPU_MS.get(name)
+        print(f"| {name} | {statistics.median(vals):.1f} | "
+              f"{statistics.median(cpu) if cpu else float('nan'):.1f} |")
     print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nOTLP receiver: {rate:,.0f} codex.tool_result records/s "
           f"(512-record protobuf batches over HTTP, mapped + journaled)")
