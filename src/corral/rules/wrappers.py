@@ -282,10 +282,32 @@ GIT_RISKY_CONFIG = (
     "protocol.")
 
 
-def git_config_runs_program(key: str) -> bool:
-    """Whether setting the git configuration ``key`` can make git run a program."""
+# Values that switch a program-running setting off (or to git's built-in behaviour): agents
+# pass e.g. ``-c core.fsmonitor=false -c core.askPass= -c protocol.file.allow=never`` on
+# every git call, and asking about those would bury the real questions.
+GIT_HARMLESS_VALUES = frozenset({"", "false", "no", "off", "0", "never", "/dev/null"})
+GIT_BUILTIN_VALUES = {"core.fsmonitor": frozenset({"true", "yes", "on", "1"})}
+
+
+def git_config_runs_program(key: str, value: str | None = None) -> bool:
+    """Whether setting the git configuration ``key`` (to ``value``, when known) can make git
+    run a program."""
     low = key.lower()
-    return any(r in low or low.startswith(r) for r in GIT_RISKY_CONFIG)
+    if not any(r in low or low.startswith(r) for r in GIT_RISKY_CONFIG):
+        return False
+    if value is None:
+        return True
+    val = value.strip().lower()
+    return val not in GIT_HARMLESS_VALUES and val not in GIT_BUILTIN_VALUES.get(low, ())
+
+
+def _git_setting_runs_program(setting: str, option: str) -> bool:
+    """``KEY=VALUE`` given to ``git -c`` (``KEY`` alone means true); ``--config-env`` names an
+    environment variable for the value, which is not known here."""
+    key, eq, value = setting.partition("=")
+    if option != "-c":
+        return git_config_runs_program(key)
+    return git_config_runs_program(key, value if eq else "true")
 
 
 def git_normalized(a: Argv) -> tuple[Argv | None, str | None]:
@@ -293,22 +315,23 @@ def git_normalized(a: Argv) -> tuple[Argv | None, str | None]:
     make git run arbitrary programs (``-c alias.x=!cmd``, ``-c core.pager=...``)."""
     i = 1
     problem = None
-    risky = GIT_RISKY_CONFIG
     while i < len(a):
         if not a.known(i):
             return None, "git global options are computed at run time"
         tok = a.tokens[i]
         if tok in ("-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path",
                    "--super-prefix", "--config-env", "--list-cmds", "--attr-source"):
-            if tok in ("-c", "--config-env") and i + 1 < len(a):
-                val = a.tokens[i + 1].lower() if a.known(i + 1) else "?"
-                if val == "?" or any(r in val.split("=", 1)[0] or val.startswith(r) for r in risky):
-                    problem = f"git {tok} {a.tokens[i + 1]} can make git run another program"
+            if tok in ("-c", "--config-env") and i + 1 < len(a) and (
+                    not a.known(i + 1) or _git_setting_runs_program(a.tokens[i + 1], tok)):
+                problem = f"git {tok} {a.tokens[i + 1]} can make git run another program"
             i += 2
             continue
         if (tok.startswith("-c") and len(tok) > 2) or tok.startswith("--config-env="):
-            val = tok[2:].lower() if tok.startswith("-c") else tok.split("=", 1)[1].lower()
-            if any(r in val.split("=", 1)[0] for r in risky):
+            if tok.startswith("-c"):
+                risky_setting = _git_setting_runs_program(tok[2:], "-c")
+            else:
+                risky_setting = _git_setting_runs_program(tok.split("=", 1)[1], "--config-env")
+            if risky_setting:
                 problem = f"git {tok} can make git run another program"
             i += 1
             continue
