@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -143,7 +144,7 @@ def render(checks: list[Check], as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def secrets_report(cwd: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def secrets_report(cwd: str | None = None) -> dict[str, Any]:
     """``corral doctor --secrets``: the catalogue's credential files present on this machine
     and the secret-bearing environment variables, each with whether the sandbox (the default
     profile's plan, here) hides it. Never a value."""
@@ -178,10 +179,100 @@ def secrets_report(cwd: str | None = None) -> dict[str, list[dict[str, Any]]]:
         why = kind(name, value) or ("name matches a default exclude" if named else None)
         if why is not None:
             env.append({"name": name, "why": why, "hidden": name not in passed})
-    return {"files": files, "env": env}
+    return {"files": files, "env": env, "broker": broker_report(cfg, os.environ)}
 
 
-def render_secrets(report: dict[str, list[dict[str, Any]]], as_json: bool) -> str:
+def broker_report(cfg: Any, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The credential broker as ``corral run`` would set it up here: enabled, required by
+    requirements, and per credential (the agents' keys and logins, ``[secrets.broker]``'s own)
+    its hosts, where its secret is read and its state: ``brokered``, ``absent`` (the agent has
+    no such key here), ``off`` (broker disabled: passed as before), ``not brokered`` (the
+    agent's model URL is not one of its hosts: the agent and its commands see the real key),
+    ``missing``/``unreadable`` (a configured credential without its secret: the run is
+    refused). Secrets are only tested for presence, never shown."""
+    from corral.errors import CorralError
+    from corral.netproxy import brokerconfig as bc
+    from corral.netproxy.local import agent_config_files, model_urls
+    from corral.supervisor.run import PRESETS
+
+    out: dict[str, Any] = {"enabled": bc.enabled(cfg), "required_by": bc.required(cfg),
+                           "credentials": []}
+    try:
+        todo: list[tuple[Any, list[tuple[str, str]]]] = [(s, []) for s in bc.specs(cfg, None)]
+        for binary, preset in PRESETS.items():
+            urls = model_urls([binary], environ, agent_config_files(
+                preset.config_dir, preset.config_env, preset.config_subdir))
+            todo += [(s, urls) for s in bc.specs(cfg, preset.name) if s.preset]
+    except CorralError as exc:
+        out["error"] = exc.message
+        return out
+    for spec, urls in todo:
+        out["credentials"].append(_broker_entry(cfg, spec, urls, environ, out["enabled"]))
+    return out
+
+
+def _broker_entry(cfg: Any, spec: Any, urls: list[tuple[str, str]],
+                  environ: Mapping[str, str], enabled: bool) -> dict[str, Any]:
+    from pathlib import Path
+
+    from corral.netproxy import brokerconfig as bc
+
+    kind, where = spec.source
+    e: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "agent": spec.preset,
+                         "hosts": list(spec.hosts), "origin": spec.origin}
+    present: bool | None
+    if kind == "env":
+        e["source"] = f"${where}"
+        present = bool(environ.get(where, "").strip())
+    elif kind == "file":
+        lf = bc.LOGIN_FILES[spec.preset]
+        path = lf.path(environ)
+        e["source"] = f"{path} ({where.partition(':')[2]})"
+        try:
+            doc = json.loads(path.read_bytes()) if not path.is_symlink() else None
+        except (OSError, ValueError):
+            doc = None
+        present = bc.login_field(doc, tuple(where.partition(":")[2].split("."))) is not None
+    else:
+        from corral.credentials import get
+
+        e["source"] = f"keyring {where}"
+        service, _, user = where.rpartition("/")
+        try:
+            present = bool(get(cfg, Path(cfg.corral_home), service, user, "secrets")[0])
+        except Exception as exc:  # a keyring backend's own error: said, not raised
+            present, e["why"] = None, f"cannot read it: {exc}"
+    off = bc.off_model_urls(spec, urls)
+    if present is None:
+        e["state"] = "unreadable"
+    elif not present:
+        e["state"] = "absent" if spec.preset else "missing"
+        if not spec.preset:
+            e["why"] = "no secret there: corral run refuses to start"
+    elif not enabled:
+        e["state"], e["why"] = "off", "the broker is disabled: passed to the sandbox as before"
+    elif off:
+        e["state"] = "not brokered"
+        e["why"] = (f"the agent's model URL {off[0][0]} (from {off[0][1]}) is not one of its "
+                    f"hosts over https: the agent and its commands see the real key; add the "
+                    f"host to [secrets.broker.credentials.{spec.name}] hosts")
+    else:
+        e["state"] = "brokered"
+    return e
+
+
+_BROKER_PROBLEMS = ("not brokered", "missing", "unreadable")
+
+
+def secrets_ok(report: dict[str, Any]) -> bool:
+    """Nothing visible, and no credential the broker should hold that it cannot."""
+    broker = report.get("broker") or {}
+    return all(x["hidden"] for x in [*report["files"], *report["env"]]) and not broker.get(
+        "error") and not any(c["state"] in _BROKER_PROBLEMS for c in broker.get(
+            "credentials", []))
+
+
+def render_secrets(report: dict[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(report, indent=2)
     lines = [f"credential files found: {len(report['files'])}"]
@@ -192,9 +283,36 @@ def render_secrets(report: dict[str, list[dict[str, Any]]], as_json: bool) -> st
     for e in report["env"]:
         mark = "dropped" if e["hidden"] else "PASSES "
         lines.append(f"[{mark}] {e['name']}  ({e['why']})")
+    lines += _render_broker(report.get("broker"))
     visible = sum(not x["hidden"] for x in [*report["files"], *report["env"]])
     lines.append("")
     lines.append("every credential found is hidden from sandboxed commands" if not visible
                  else f"{visible} visible to sandboxed commands (re-allowed by a profile, "
                  "shell_environment_policy or the profile in force)")
     return "\n".join(lines)
+
+
+def _render_broker(b: dict[str, Any] | None) -> list[str]:
+    if b is None:
+        return []
+    state = "enabled" if b["enabled"] else "disabled ([secrets.broker] enabled = false)"
+    if b["required_by"]:
+        state += f", required by {b['required_by']}"
+    lines = [f"credential broker (corral run): {state}"]
+    if b.get("error"):
+        return [*lines, f"  [ERROR       ] {b['error']}"]
+    absent = [c["name"] for c in b["credentials"] if c["state"] == "absent"]
+    for c in b["credentials"]:
+        if c["state"] == "absent":
+            continue
+        mark = c["state"].upper() if c["state"] in _BROKER_PROBLEMS else c["state"]
+        who = f"{c['agent']} " if c["agent"] else ""
+        line = (f"  [{mark:<12}] {c['name']} ({who}{c['kind']}) from {c['source']} -> "
+                f"{', '.join(c['hosts'])}")
+        lines.append(line + (f": {c['why']}" if c.get("why") else ""))
+    if absent:
+        lines.append(f"  not set here (nothing to hold): {', '.join(absent)}")
+    bad = sum(c["state"] in _BROKER_PROBLEMS for c in b["credentials"])
+    if bad:
+        lines.append(f"  {bad} credential(s) the broker cannot hold (see above)")
+    return lines

@@ -8,6 +8,8 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from corral.errors import CorralError
 
 # The administrator's directory. A module constant, not an environment variable, so tests can
@@ -56,11 +58,12 @@ def admin_dir_in_use(d: Path) -> bool:
         return True  # unreadable: cannot tell, so the admin's directory applies
 
 
-def moved_config_dir(env: str | None, subdir: str | None = None) -> Path | None:
+def moved_config_dir(env: str | None, subdir: str | None = None,
+                     environ: Mapping[str, str] | None = None) -> Path | None:
     """The config dir an agent's variable ``env`` moves (absolute), or None when it is not set:
     the directory it names, or ``subdir`` inside it when the variable names the config dir's
-    parent (Gemini CLI: ``$GEMINI_CLI_HOME/.gemini``)."""
-    moved = os.environ.get(env or "")
+    parent (Gemini CLI: ``$GEMINI_CLI_HOME/.gemini``). ``environ`` defaults to os.environ."""
+    moved = (os.environ if environ is None else environ).get(env or "")
     if not moved:
         return None
     root = Path(os.path.abspath(os.path.expanduser(moved)))

@@ -91,16 +91,16 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
         secrets: Annotated[bool, typer.Option(
             "--secrets", help="List the credential files and secret-bearing variables on this "
-            "machine, and whether the sandbox hides each (never a value).")] = False,
+            "machine, whether the sandbox hides each, and what the credential broker would "
+            "hold (never a value).")] = False,
     ) -> None:
         """What this machine can enforce, and any control that is only partially enforced."""
-        from corral.doctor import render, render_secrets, run_checks, secrets_report
+        from corral.doctor import render, render_secrets, run_checks, secrets_ok, secrets_report
 
         if secrets:
             report = secrets_report()
             print(render_secrets(report, as_json))
-            raise typer.Exit(0 if all(x["hidden"] for x in [*report["files"],
-                                                             *report["env"]]) else 1)
+            raise typer.Exit(0 if secrets_ok(report) else 1)
 
         checks = run_checks()
         print(render(checks, as_json))

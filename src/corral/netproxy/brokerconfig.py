@@ -23,12 +23,15 @@ username = "x-access-token"
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from corral.errors import CorralError
+from corral.paths import GEMINI_HOME_ENV, moved_config_dir
 
 KINDS = ("api_key", "git", "npm", "pip")
 KEYRING_SERVICE = "corral-broker"
@@ -73,6 +76,12 @@ class LoginFile:
     name: str
     fields: tuple[tuple[tuple[str, ...], str, tuple[str, ...], bool], ...]  # path, cred, hosts, model
     signed: tuple[tuple[str, ...], ...] = ()
+    config_subdir: str | None = None  # the config dir inside what ``config_env`` names
+
+    def path(self, environ: Mapping[str, str]) -> Path:
+        """Where the agent reads it: in the dir ``config_env`` moves, else ``config_dir``."""
+        moved = moved_config_dir(self.config_env, self.config_subdir, environ)
+        return (moved or Path(os.path.abspath(os.path.expanduser(self.config_dir)))) / self.name
 
     def spec(self, path: tuple[str, ...], cred: str, hosts: tuple[str, ...],
              model: bool) -> CredentialSpec:
@@ -111,10 +120,10 @@ LOGIN_FILES: dict[str, LoginFile] = {
         (("claudeAiOauth", "accessToken"), "claude-login", _ANTHROPIC, True),
         (("claudeAiOauth", "refreshToken"), "claude-login-refresh", ("console.anthropic.com",),
          False))),
-    "gemini": LoginFile("gemini", "~/.gemini", "", "oauth_creds.json", (
+    "gemini": LoginFile("gemini", "~/.gemini", GEMINI_HOME_ENV, "oauth_creds.json", (
         (("access_token",), "gemini-login", ("cloudcode-pa.googleapis.com", *_GOOGLE), True),
         (("refresh_token",), "gemini-login-refresh", ("oauth2.googleapis.com",), False)),
-        signed=(("id_token",),)),
+        signed=(("id_token",),), config_subdir=".gemini"),
 }
 
 
@@ -130,6 +139,28 @@ def required(cfg: Any) -> str | None:
     if bool(cfg.requirements.get("secrets.broker.required", False)):
         return str(cfg.requirements.source_of("secrets.broker.required"))
     return None
+
+
+def off_model_urls(spec: CredentialSpec, model_urls: Sequence[tuple[str, str]]
+                   ) -> list[tuple[str, str]]:
+    """The agent's model URLs (url, where configured) that keep ``spec`` from being brokered:
+    the agent sends that key to its model, so each must be https to one of its hosts."""
+    if not spec.model:
+        return []
+    from corral.netproxy.broker import Destination
+
+    dests = [Destination.parse(h) for h in spec.hosts]
+    off = []
+    for url, where in model_urls:
+        try:
+            parts = urlsplit(url)
+            host, port = (parts.hostname or "").lower(), parts.port or 443
+        except ValueError:
+            off.append((url, where))
+            continue
+        if parts.scheme != "https" or not any(d.matches(host, port) for d in dests):
+            off.append((url, where))
+    return off
 
 
 def _bad(key: str, msg: str, hint: str = "") -> CorralError:

@@ -131,7 +131,13 @@ def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str
     is an error."""
     from corral.errors import CorralError
     from corral.netproxy.broker import Broker, Credential
-    from corral.netproxy.brokerconfig import enabled, required, sandbox_env, specs
+    from corral.netproxy.brokerconfig import (
+        enabled,
+        off_model_urls,
+        required,
+        sandbox_env,
+        specs,
+    )
 
     if not enabled(cfg):
         return None, {}, ()
@@ -152,7 +158,7 @@ def held_credentials(cfg: Any, agent: str | None, model_urls: Sequence[tuple[str
                               f"in {where}", "set it, or remove the credential from "
                               "[secrets.broker.credentials]")
         cred = Credential.new(spec.name, spec.hosts, secret)
-        off = [(u, w) for u, w in model_urls if not _reaches(cred, u)] if spec.model else []
+        off = off_model_urls(spec, model_urls)
         if off:
             url, where = off[0]
             what = spec.source[1] if spec.source[0] == "env" else (
@@ -187,8 +193,7 @@ def _login(agent: str | None, env: Mapping[str, str]) -> tuple[Path, Any] | None
     lf = LOGIN_FILES.get(agent or "")
     if lf is None:
         return None
-    base = env.get(lf.config_env, "") if lf.config_env else ""
-    path = Path(os.path.abspath(os.path.expanduser(base or lf.config_dir))) / lf.name
+    path = lf.path(env)
     try:
         if path.is_symlink() or path.stat().st_size > 1 << 20:
             return None  # not a login file we rewrite: left to the credential catalogue
@@ -231,17 +236,6 @@ def _masked_environ(held: Sequence[Any], env: Mapping[str, str]) -> dict[str, st
             if c.secret in v:
                 v = out[k] = v.replace(c.secret, c.placeholder)
     return out
-
-
-def _reaches(cred: Any, url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 443
-    except ValueError:
-        return False
-    return parts.scheme == "https" and cred.goes_to((parts.hostname or "").lower(), port)
 
 
 def _secret(cfg: Any, spec: Any, env: Mapping[str, str], login: Any = None) -> str | None:
