@@ -92,3 +92,45 @@ def test_claude_refuses_a_sign_in_other_than_the_forced_one(tmp_path):
     assert "This machine's managed settings require a first-party login: they pin Anthropic " \
         "sign-ins to your organization (forceLoginOrgUUID)" in out, out[-2000:]
     assert srv.requests == []  # nothing reached the model
+
+
+def test_claude_exports_telemetry_with_the_token_from_the_headers_helper(tmp_path, session):
+    """The managed env points Claude Code's OTel export at the corral server, and
+    otelHeadersHelper (`corral agents otel-headers`) hands it the ingest token stored for
+    that server: the token is in neither the managed file nor the environment. (A corral
+    OTLP receiver with a bearer token stands in for the server.)"""
+    import sys
+
+    from corral.integrations.otlp_receiver import Receiver
+    from tests.agents_managed.conftest import corral
+
+    rx = Receiver(session.tel)
+    endpoint = rx.start()
+    try:
+        home = tmp_path / "user-corral"
+        home.mkdir()
+        (home / "config.toml").write_text(f'[server]\nurl = "{endpoint}"\n'
+                                          '[credentials]\nstore = "file"\n')
+        env = {**os.environ, "CORRAL_HOME": str(home)}
+        stored = subprocess.run([sys.executable, "-m", "corral", "login", "--ingest-token",
+                                 "--server", endpoint], input=rx.token + "\n", env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert stored.returncode == 0, stored.stderr
+        helper = corral("agents", "otel-headers", env=env)
+        assert helper.stdout.strip() == f'{{"Authorization": "Bearer {rx.token}"}}', helper.stderr
+        root = tmp_path / "root"
+        inputs = inputs_for(tmp_path, UNFORCED, f'[server]\nurl = "{endpoint}"\n', hooks={},
+                            otel_headers_command=f"{sys.executable} -I -m corral agents "
+                            "otel-headers")
+        apply_to(root, inputs, ("claude-code",))
+        managed = (root / "etc/claude-code/managed-settings.json").read_text()
+        assert rx.token not in managed
+        proc, _ = run_claude(root, tmp_path, session.work, [bash_use("echo hi", "toolu_0"),
+                                                            text("done")], env)
+        assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+        session.tel.flush(10)
+    finally:
+        rx.stop()
+    assert rx.accepted > 0 and rx.rejected == 0
+    imported = {e.attributes.get("agent.import.event") for e in session.events()}
+    assert "tool_result" in imported or "api_request" in imported, imported

@@ -164,3 +164,26 @@ def test_not_root_is_refused_in_one_line(request, env):
                    "--root DIR to write elsewhere"], r.stderr
     assert not (home / "journal").exists()
     assert run("apply", "--dry-run").returncode == 0
+
+
+def test_the_fleet_check_in_reports_what_changed_since_apply(tmp_path, env, monkeypatch):
+    """The check-in (`corral server devices`' drift column) reads the manifest: applied files
+    that are missing or changed since, without rendering anything."""
+    from corral.forward.checkin import report
+    from corral.telemetry.journal import journal_file
+
+    root = tmp_path / "root"
+    assert corral("agents", "apply", "--root", str(root), env=env).returncode == 0
+    monkeypatch.setenv("CORRAL_AGENTS_ROOT", str(root))
+    home = Path(env["CORRAL_HOME"])
+    assert report(home, journal_file(home))["drift"] == []
+    claude = root / "etc/claude-code/managed-settings.json"
+    claude.write_text(claude.read_text().replace('"allowManagedHooksOnly": true',
+                                                 '"allowManagedHooksOnly": false'))
+    (root / "etc/codex/requirements.toml").unlink()
+    drift = report(home, journal_file(home))["drift"]
+    assert drift[0].startswith("managed settings: /etc/claude-code/managed-settings.json "
+                               "(claude-code): changed by hand: differs from what corral "
+                               "wrote at ")
+    assert drift[1:] == ["managed settings: /etc/codex/requirements.toml (codex): missing: run "
+                         "`corral agents apply`"]

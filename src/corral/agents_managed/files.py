@@ -24,6 +24,11 @@ from corral.agents_managed.model import ManagedFile
 
 MANIFEST = "/var/lib/corral/managed-agents.json"
 MODE = 0o644
+ROOT_ENV = "CORRAL_AGENTS_ROOT"  # tests and images: where "/" is
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(ROOT_ENV) or "/").absolute()
 
 
 class NeedsRoot(Exception):
@@ -197,4 +202,32 @@ def check(root: Path, files: list[ManagedFile]) -> list[Drift]:
         problem = _owner_mode(c.target)
         if problem:
             out.append(Drift(f.agent, f.path, "owner/mode", problem))
+    return out
+
+
+def recorded_drift(root: Path) -> list[Drift]:
+    """Drift against the manifest alone (no rendering, so nothing of the session side is
+    needed: the fleet check-in calls this): files corral applied that are now missing,
+    changed by hand, or lost their owner or mode. Staleness against the requirements is
+    ``check``'s to say."""
+    out = []
+    for path, rec in sorted(read_manifest(root).items()):
+        if not isinstance(rec, dict):
+            continue
+        agent = str(rec.get("agent", "?"))
+        target = placed(root, path)
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            out.append(Drift(agent, path, "missing", "run `corral agents apply`"))
+            continue
+        except OSError as exc:
+            out.append(Drift(agent, path, "unreadable", str(exc.strerror)))
+            continue
+        if sha256(data) != rec.get("sha256"):
+            out.append(Drift(agent, path, "changed by hand",
+                             f"differs from what corral wrote at {rec.get('applied_at')}"))
+        problem = _owner_mode(target)
+        if problem:
+            out.append(Drift(agent, path, "owner/mode", problem))
     return out

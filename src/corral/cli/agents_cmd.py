@@ -3,7 +3,6 @@ corral's effective requirements (docs/managed-agents.md)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,18 +12,17 @@ import typer
 agents_app = typer.Typer(name="agents", no_args_is_help=True,
                          help="The agents' own managed settings, from corral's requirements.")
 
-ROOT_ENV = "CORRAL_AGENTS_ROOT"
 SESSION = "agents-managed"
 _AgentOpt = Annotated[list[str] | None, typer.Option(
     "--agent", help="codex | claude-code | gemini (repeatable; default: all three).")]
 _RootOpt = Annotated[Path | None, typer.Option(
-    "--root", help=f"Write under DIR instead of / (tests, images; env {ROOT_ENV}).")]
+    "--root", help="Write under DIR instead of / (tests, images; env CORRAL_AGENTS_ROOT).")]
 
 
 def _root(root: Path | None) -> Path:
-    if root is None and os.environ.get(ROOT_ENV):
-        root = Path(os.environ[ROOT_ENV])
-    return (root or Path("/")).absolute()
+    from corral.agents_managed.files import default_root
+
+    return root.absolute() if root is not None else default_root()
 
 
 def _generate(ctx: typer.Context, agent: list[str] | None) -> tuple[Any, Any, list[Any]]:

@@ -4,7 +4,8 @@
 versions seen in the journal (and whether their hook sessions call in), whether corral's hooks
 are installed in each agent's user settings, the policy version applied (the cached server
 bundle), how far forwarding lags, the signed-in user, and drift (hooks installed but silent,
-hooks missing for an agent that ran; item 4's managed files will add theirs under ``drift``).
+hooks missing for an agent that ran, and the agents' managed settings files that ``corral
+agents apply`` wrote and that are now missing or changed, from its manifest).
 ``send`` posts it to ``/v1/fleet/checkin`` with the device's token. The background forwarder
 sends one every policy refresh interval, ``corral enroll`` and ``corral whoami`` one each.
 """
@@ -93,6 +94,14 @@ def policy_applied(home: Path) -> int:
     return v if isinstance(v, int) else 0
 
 
+def managed_settings_drift() -> list[str]:
+    """The agents' managed settings corral applied on this machine (``corral agents
+    apply``) that are missing or were changed since, from its manifest."""
+    from corral.agents_managed.files import default_root, recorded_drift
+
+    return [f"managed settings: {d.line()}" for d in recorded_drift(default_root())]
+
+
 def report(home: Path, journal: Path, lag: tuple[int, int] | None = None) -> dict[str, Any]:
     from corral import __version__
     from corral.config.enrolment import read_identity
@@ -112,6 +121,7 @@ def report(home: Path, journal: Path, lag: tuple[int, int] | None = None) -> dic
             drift.append(f"{agent} hooks installed but no session in {ACTIVE_DAYS} days")
         if not installed and agent in agents:
             drift.append(f"{agent} ran here without corral's hooks installed")
+    drift += managed_settings_drift()
     try:
         ident = read_identity(home)
     except Exception:
