@@ -59,7 +59,7 @@ enforced_auth_type = "oauth-personal"
 def admin_config(tmp_path: Path, requirements: str, config: str = "") -> Any:
     """An EffectiveConfig with ``requirements`` as /etc/corral/requirements.toml."""
     etc = tmp_path / "corral-etc"
-    etc.mkdir(exist_ok=True)
+    etc.mkdir(parents=True, exist_ok=True)
     (etc / "requirements.toml").write_text(requirements)
     if config:
         (etc / "config.toml").write_text(config)

@@ -119,7 +119,8 @@ def test_claude_exports_telemetry_with_the_token_from_the_headers_helper(tmp_pat
         helper = corral("agents", "otel-headers", env=env)
         assert helper.stdout.strip() == f'{{"Authorization": "Bearer {rx.token}"}}', helper.stderr
         root = tmp_path / "root"
-        inputs = inputs_for(tmp_path, UNFORCED, f'[server]\nurl = "{endpoint}"\n', hooks={},
+        inputs = inputs_for(tmp_path, UNFORCED + '[agents]\ntelemetry = "server"\n',
+                            f'[server]\nurl = "{endpoint}"\n', hooks={},
                             otel_headers_command=f"{sys.executable} -I -m corral agents "
                             "otel-headers")
         apply_to(root, inputs, ("claude-code",))

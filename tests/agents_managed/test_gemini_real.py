@@ -56,8 +56,8 @@ def load(root: Path, tmp_path: Path) -> dict:
 def test_gemini_loads_the_generated_system_settings(tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_CLI_SYSTEM_SETTINGS_PATH", raising=False)
     root = tmp_path / "root"
-    apply_to(root, inputs_for(tmp_path, ADMIN, 'server.url = "https://corral.example.org"\n'),
-             ("gemini",))
+    apply_to(root, inputs_for(tmp_path, ADMIN + '[agents]\ntelemetry = "server"\n',
+                              'server.url = "https://corral.example.org"\n'), ("gemini",))
     got = load(root, tmp_path)
     assert got["errors"] == []
     assert got["path"] == "/etc/gemini-cli/settings.json"

@@ -17,6 +17,7 @@ from corral.integrations.install import MARKER
 from tests.agents_managed.conftest import ADMIN, hooks_for, inputs_for
 
 SERVER = 'server.url = "https://corral.example.org:4318"\n'
+TO_SERVER = '[agents]\ntelemetry = "server"\n'
 
 
 def files(inputs: Inputs) -> dict[str, str]:
@@ -24,7 +25,8 @@ def files(inputs: Inputs) -> dict[str, str]:
 
 
 def test_codex_requirements_and_managed_config(tmp_path):
-    out = files(inputs_for(tmp_path, ADMIN + "[server]\nurl = \"https://corral.example.org\"\n"))
+    out = files(inputs_for(tmp_path, ADMIN + TO_SERVER +
+                           "[server]\nurl = \"https://corral.example.org\"\n"))
     req = tomllib.loads(out["/etc/codex/requirements.toml"])
     assert req["allowed_approval_policies"] == ["untrusted", "on-request"]
     assert req["allowed_sandbox_modes"] == ["read-only", "workspace-write"]
@@ -52,7 +54,8 @@ def test_codex_requirements_and_managed_config(tmp_path):
 
 
 def test_claude_managed_settings(tmp_path):
-    out = files(inputs_for(tmp_path, ADMIN, SERVER, otel_headers_command="corral-headers"))
+    out = files(inputs_for(tmp_path, ADMIN + TO_SERVER, SERVER,
+                           otel_headers_command="corral-headers"))
     doc = json.loads(out["/etc/claude-code/managed-settings.json"])
     assert doc["forceLoginMethod"] == "claudeai"
     assert doc["forceLoginOrgUUID"] == "6f1c2b9e-3a4d-4e5f-8a7b-9c0d1e2f3a4b"
@@ -72,7 +75,7 @@ def test_claude_managed_settings(tmp_path):
 
 def test_gemini_system_settings(tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_CLI_SYSTEM_SETTINGS_PATH", raising=False)
-    out = files(inputs_for(tmp_path, ADMIN, SERVER))
+    out = files(inputs_for(tmp_path, ADMIN + TO_SERVER, SERVER))
     doc = json.loads(out["/etc/gemini-cli/settings.json"])
     assert doc["hooksConfig"] == {"enabled": True}
     assert doc["hooks"]["BeforeTool"][0]["hooks"][0]["name"] == "corral"
@@ -84,10 +87,24 @@ def test_gemini_system_settings(tmp_path, monkeypatch):
 
 
 def test_tier_two_sends_prompts(tmp_path):
-    out = files(inputs_for(tmp_path, ADMIN + "[telemetry]\ncontent_tier = 2\n", SERVER))
+    out = files(inputs_for(tmp_path, ADMIN + TO_SERVER + "[telemetry]\ncontent_tier = 2\n",
+                           SERVER))
     assert tomllib.loads(out["/etc/codex/managed_config.toml"])["otel"]["log_user_prompt"]
     assert json.loads(out["/etc/claude-code/managed-settings.json"])["env"][
         "OTEL_LOG_USER_PROMPTS"] == "1"
+
+
+def test_telemetry_stays_with_corral_sessions_by_default(tmp_path):
+    """Without agents.telemetry = "server" nothing points the agents' own export anywhere
+    (managed settings outrank corral run's, which imports it into the journal)."""
+    out = files(inputs_for(tmp_path, ADMIN, SERVER, otel_headers_command="h"))
+    assert "otel" not in tomllib.loads(out["/etc/codex/managed_config.toml"])
+    claude = json.loads(out["/etc/claude-code/managed-settings.json"])
+    assert "env" not in claude and "otelHeadersHelper" not in claude
+    assert "telemetry" not in json.loads(out["/etc/gemini-cli/settings.json"])
+    # and "server" without a server to send to is nothing either
+    out = files(inputs_for(tmp_path / "b", ADMIN + TO_SERVER, otel_headers_command="h"))
+    assert "otel" not in tomllib.loads(out["/etc/codex/managed_config.toml"])
 
 
 def test_nothing_required_gives_little(tmp_path):

@@ -5,8 +5,10 @@
   (one rule per combination of a pattern's alternatives), each deny-read glob as ``Read(...)``;
   ``permissions.disableBypassPermissionsMode`` when requirements do not allow ``never``;
 * corral's hook as a managed hook, with ``allowManagedHooksOnly``;
-* ``env`` for the OTel export to the corral server, and ``otelHeadersHelper``: a command that
-  prints the ingest token's header as JSON, so the token is never written in this file.
+* with ``agents.telemetry = "server"``: ``env`` for the OTel export to the corral server, and
+  ``otelHeadersHelper``, a command that prints the ingest token's header as JSON, so the token
+  is never written in this file (managed ``env`` outranks the environment ``corral run`` gives
+  Claude Code, hence not by default).
 
 A ``Bash(...:*)`` rule's content is a literal prefix of the command line (Claude Code reads a
 ``*`` before ``:*`` literally); ``\\``, ``(`` and ``)`` are escaped the way Claude Code escapes
@@ -92,7 +94,8 @@ def settings(inputs: Inputs) -> dict[str, Any]:
         doc["hooks"] = hooks
     if hooks or inputs.req("allow_managed_hooks_only") is not None:
         doc["allowManagedHooksOnly"] = inputs.managed_hooks_only
-    if inputs.server_url:
+    if inputs.export_to_server:
+        assert inputs.server_url is not None
         from corral.integrations.otel_map import env_for_agent
 
         doc["env"] = env_for_agent("claude-code", inputs.server_url, tier=inputs.tier)

@@ -11,9 +11,11 @@ tests/agents_managed):
   and corral's hook as a managed hook with ``allow_managed_hooks_only``.
 * ``managed_config.toml`` (the legacy managed layer, above every user layer and ``-c``): the
   forced sign-in (``forced_login_method``, ``forced_chatgpt_workspace_id``: Codex reads them as
-  config, and ignores them in requirements), ``cli_auth_credentials_store``, and the OTel export
-  to the corral server. The ingest token is not written here (the file is world-readable):
-  Codex's exporter takes it from ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` in the user's environment.
+  config, and ignores them in requirements), ``cli_auth_credentials_store``, and, with
+  ``agents.telemetry = "server"``, the OTel export to the corral server (this layer outranks
+  the ``-c`` arguments ``corral run`` points Codex's export at its session with). The ingest
+  token is not written here (the file is world-readable): Codex's exporter takes it from
+  ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` in the user's environment.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def managed_config_doc(inputs: Inputs) -> dict[str, Any]:
     ws = inputs.req("login.codex.forced_chatgpt_workspace_id")
     if ws:
         doc["forced_chatgpt_workspace_id"] = ws if isinstance(ws, str) else [str(w) for w in ws]
-    if inputs.server_url:
+    if inputs.export_to_server:
         doc["otel"] = {
             "environment": "corral-managed",
             "log_user_prompt": inputs.tier >= 2,

@@ -5,9 +5,10 @@ System settings override the user's and the workspace's. Gemini CLI loads the fi
 it and every parent directory are root-owned and not writable by others, which is how
 ``corral agents apply`` writes it. Carried over: corral's hooks (``hooksConfig.enabled``),
 the forced auth type (``security.auth.enforcedType`` from ``[login.gemini]``),
-``security.disableYoloMode`` when requirements do not allow ``never``, and the OTel export to
-the corral server (``telemetry``; the ingest token comes from ``OTEL_EXPORTER_OTLP_HEADERS`` in
-the user's environment, never this world-readable file). corral's prefix rules reach Gemini
+``security.disableYoloMode`` when requirements do not allow ``never``, and, with
+``agents.telemetry = "server"``, the OTel export to the corral server (``telemetry``; the
+ingest token comes from ``OTEL_EXPORTER_OTLP_HEADERS`` in the user's environment, never this
+world-readable file). corral's prefix rules reach Gemini
 CLI through corral's hook, not through this file.
 """
 
@@ -43,7 +44,7 @@ def settings(inputs: Inputs) -> dict[str, Any]:
         security["disableYoloMode"] = True
     if security:
         doc["security"] = security
-    if inputs.server_url:
+    if inputs.export_to_server:
         doc["telemetry"] = {"enabled": True, "target": "local", "otlpProtocol": "http",
                             "otlpEndpoint": inputs.server_url, "useCollector": False,
                             "logPrompts": inputs.tier >= 2}

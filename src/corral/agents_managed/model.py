@@ -50,6 +50,15 @@ class Inputs:
         value = self.req("allow_managed_hooks_only")
         return bool(value) if value is not None else any(self.hooks.values())
 
+    @property
+    def export_to_server(self) -> bool:
+        """``agents.telemetry = "server"`` (and a server to send to): the managed files send
+        the agents' own OTel logs straight to the corral server. The default, ``sessions``,
+        leaves them to corral's sessions, which import them into the journal (forwarded to the
+        server): managed settings outrank what ``corral run`` gives an agent, so an export
+        set here would take the agents' telemetry away from its session."""
+        return self.req("agents.telemetry", "sessions") == "server" and bool(self.server_url)
+
     def forbidden_rules(self) -> list[dict[str, Any]]:
         return [r for r in self.prefix_rules() if r.get("decision") == "forbidden"]
 

@@ -409,6 +409,9 @@ REQUIREMENTS_SCHEMA = Table({
     "secrets": Table({"broker": Table({"required": Bool()})}),
     "server": Table({"url": Str(), "ca_file": Str()}),  # forwarding every machine's journal is not optional
     "mcp": Table({"allowed_servers": List(Str())}),  # MCP servers the gateway may start
+    # the agents' managed settings (`corral agents apply`, docs/managed-agents.md): whether
+    # they send their own OTel logs straight to the corral server, above corral's sessions
+    "agents": Table({"telemetry": Enum(("sessions", "server"))}),
 })
 
 
