@@ -208,5 +208,8 @@ def test_later_spawns_of_one_sandbox_find_their_cgroup_ready(box: Box) -> None:
     third = sb.spawn(["true"], box.ws)
     assert third.corral_cgroup == prepared.cgroup
     assert third.wait() == 0
-    sb.close()
-    pidcap._discard_ready()
+    fourth = pidcap._ready  # prepared for a spawn that will not come
+    assert fourth is not None
+    sb.close()  # lets it go: no thread or cgroup left behind by a closed sandbox
+    assert pidcap._ready is None
+    assert not fourth._thread.is_alive() and not fourth.cgroup.exists()

@@ -173,6 +173,7 @@ class Sandbox:
         self._strict_bpf: bytes | None = None
         self._pidcap: tuple[pidcap.Mechanism, int] | None = None
         self._spawned = False
+        self._refilled = False
         self._static = normalise(list(plan.entries))
         self._roots = [e.path for e in self._static
                        if e.access is Access.WRITE and e.path != Path("/")]
@@ -381,7 +382,11 @@ class Sandbox:
         t.start()
 
     def close(self) -> None:
-        """Wait for pending placeholder cleanups."""
+        """Wait for pending placeholder cleanups; let go of a cgroup prepared for a next spawn
+        (``pidcap.prepare``, after this sandbox's second spawn) that will not come."""
+        if self._refilled:
+            self._refilled = False
+            pidcap.discard(wait=True)
         while True:
             with self._pending_lock:
                 threads = list(self._pending)
@@ -556,6 +561,7 @@ class Sandbox:
         if ready is not None:
             if self._spawned:  # more spawns to come: the next cgroup's wait passes meanwhile
                 pidcap.prepare(ready.limit)
+                self._refilled = True
             self._spawned = True
         if lay is not None and (lay.lock_fds or cgroup is not None):
             lay.cgroup = cgroup

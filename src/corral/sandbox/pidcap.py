@@ -297,12 +297,16 @@ class Ready:
         self._go.set()
         self._thread.join()
 
-    def discard(self) -> None:
+    def discard(self, wait: bool = False) -> None:
         """Not used: let the thread go; the cgroup is removed once empty (or by a later run's
-        ``_remove_stale``), without waiting here for the move to finish."""
+        ``_remove_stale``). ``wait``: for the thread (at most the kernel's ~10 ms move), then
+        remove the cgroup here."""
         self._release.set()
         self._go.set()
-        if not self._thread.is_alive():
+        if wait:
+            self._thread.join()
+            remove_cgroup(self.cgroup)
+        elif not self._thread.is_alive():
             with contextlib.suppress(OSError):
                 os.rmdir(self.cgroup)
 
@@ -334,15 +338,16 @@ def prepare(limit: int = DEFAULT_MAX) -> None:
         _at_exit = True
     import atexit
 
-    atexit.register(_discard_ready)
+    atexit.register(discard)
 
 
-def _discard_ready() -> None:
+def discard(wait: bool = False) -> None:
+    """Let go of the prepared cgroup, if any (``Ready.discard``)."""
     global _ready
     with _ready_lock:
         r, _ready = _ready, None
     if r is not None:
-        r.discard()
+        r.discard(wait)
 
 
 def take(base: Path, limit: int) -> Ready:
