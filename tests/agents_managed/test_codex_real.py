@@ -120,8 +120,8 @@ def test_codex_logs_out_a_sign_in_of_the_wrong_kind(tmp_path):
 
 
 def test_codex_keyring_store_without_a_keyring(tmp_path):
-    """cli_auth_credentials_store = "keyring" holds: with no Secret Service the stored API key
-    file is not used."""
+    """cli_auth_credentials_store = "keyring" holds: with no Secret Service Codex refuses to
+    load credentials, and the stored API key file is not used."""
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "auth.json").write_text(json.dumps({"OPENAI_API_KEY": "sk-test-0123",
@@ -130,7 +130,8 @@ def test_codex_keyring_store_without_a_keyring(tmp_path):
     apply_to(root, inputs_for(tmp_path, "", hooks={}), ("codex",))
     out = codex_status(root, home, {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"})
     assert "API key configured" not in out, out
-    assert "keyring" in out or "Not logged in" in out, out
+    assert "failed to load CLI auth from keyring" in out, out
+    assert "API key configured" in codex_status(tmp_path / "bare-root", home)  # the control
 
 
 def test_codex_runs_the_managed_hook_and_the_requirement_rule(tmp_path, session,
