@@ -68,13 +68,8 @@ def read_rule(glob: str) -> str:
 
 
 def settings(inputs: Inputs) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    method = inputs.req("login.claude_code.force_login_method")
-    if method:
-        doc["forceLoginMethod"] = str(method)
-    org = inputs.req("login.claude_code.force_login_org_uuid")
-    if org:
-        doc["forceLoginOrgUUID"] = org if isinstance(org, str) else [str(o) for o in org]
+    doc: dict[str, Any] = inputs.login("claude_code", {
+        "force_login_method": "forceLoginMethod", "force_login_org_uuid": "forceLoginOrgUUID"})
     deny: list[str] = []
     for rule in inputs.forbidden_rules():
         for r in bash_rules(list(rule.get("pattern", []))):

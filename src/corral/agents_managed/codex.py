@@ -75,13 +75,9 @@ def requirements_doc(inputs: Inputs) -> dict[str, Any]:
 
 def managed_config_doc(inputs: Inputs) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "cli_auth_credentials_store": _STORES.get(inputs.credentials_store, "keyring")}
-    method = inputs.req("login.codex.forced_login_method")
-    if method:
-        doc["forced_login_method"] = str(method)
-    ws = inputs.req("login.codex.forced_chatgpt_workspace_id")
-    if ws:
-        doc["forced_chatgpt_workspace_id"] = ws if isinstance(ws, str) else [str(w) for w in ws]
+        "cli_auth_credentials_store": _STORES.get(inputs.credentials_store, "keyring"),
+        **inputs.login("codex", {"forced_login_method": "forced_login_method",
+                                 "forced_chatgpt_workspace_id": "forced_chatgpt_workspace_id"})}
     if inputs.export_to_server:
         doc["otel"] = {
             "environment": "corral-managed",

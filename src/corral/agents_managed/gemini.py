@@ -36,9 +36,9 @@ def settings(inputs: Inputs) -> dict[str, Any]:
         doc["hooksConfig"] = {"enabled": True}
         doc["hooks"] = hooks
     security: dict[str, Any] = {}
-    auth = inputs.req("login.gemini.enforced_auth_type")
+    auth = inputs.login("gemini", {"enforced_auth_type": "enforcedType"})
     if auth:
-        security["auth"] = {"enforcedType": str(auth)}
+        security["auth"] = auth
     allowed = inputs.req("allowed_approval_policies")
     if allowed is not None and "never" not in allowed:
         security["disableYoloMode"] = True

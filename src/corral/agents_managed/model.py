@@ -13,6 +13,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.config.model import get_path
+
 AGENTS = ("codex", "claude-code", "gemini")
 # corral's built-in permission profiles and the Codex sandbox mode each one is
 BUILTIN_SANDBOX_MODES = {":read-only": "read-only", ":workspace": "workspace-write",
@@ -35,12 +37,17 @@ class Inputs:
     otel_headers_command: str | None = None  # prints {"Authorization": ...} (Claude Code)
 
     def req(self, dotted: str, default: Any = None) -> Any:
-        cur: Any = self.requirements
-        for part in dotted.split("."):
-            if not isinstance(cur, dict) or part not in cur:
-                return default
-            cur = cur[part]
-        return cur
+        return get_path(self.requirements, dotted, default)
+
+    def login(self, agent: str, keys: dict[str, str]) -> dict[str, Any]:
+        """``[login.<agent>]`` keys renamed as the agent spells them (a one-or-list value
+        stays a string or becomes a list of strings)."""
+        out: dict[str, Any] = {}
+        for ours, theirs in keys.items():
+            value = self.req(f"login.{agent}.{ours}")
+            if value:
+                out[theirs] = value if isinstance(value, str) else [str(v) for v in value]
+        return out
 
     @property
     def managed_hooks_only(self) -> bool:
