@@ -135,3 +135,32 @@ def test_claude_exports_telemetry_with_the_token_from_the_headers_helper(tmp_pat
     assert rx.accepted > 0 and rx.rejected == 0
     imported = {e.attributes.get("agent.import.event") for e in session.events()}
     assert "tool_result" in imported or "api_request" in imported, imported
+
+
+def test_telemetry_stays_with_corral_run_unless_the_server_is_asked_for(tmp_path, session):
+    """Why agents.telemetry defaults to "sessions": Claude Code's managed env outranks the
+    environment corral run gives it. With the default file its export reaches the session's
+    receiver; with "server" it goes to the managed endpoint instead."""
+    from corral.integrations.otel_map import env_for_agent
+    from corral.integrations.otlp_receiver import Receiver
+
+    server, run = Receiver(session.tel, token=""), Receiver(session.tel, token="")
+    server_url, run_url = server.start(), run.start()
+    try:
+        counts = {}
+        for mode in ("sessions", "server"):
+            root = tmp_path / f"root-{mode}"
+            apply_to(root, inputs_for(tmp_path / mode, UNFORCED +
+                                      f'[agents]\ntelemetry = "{mode}"\n',
+                                      f'[server]\nurl = "{server_url}"\n', hooks={}),
+                     ("claude-code",))
+            before = (server.accepted, run.accepted)
+            proc, _ = run_claude(root, tmp_path, session.work, [text("hello")], {
+                **os.environ, **env_for_agent("claude-code", run_url, tier=1)})
+            assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+            counts[mode] = (server.accepted - before[0], run.accepted - before[1])
+    finally:
+        server.stop()
+        run.stop()
+    assert counts["sessions"][0] == 0 and counts["sessions"][1] > 0, counts
+    assert counts["server"][0] > 0 and counts["server"][1] == 0, counts

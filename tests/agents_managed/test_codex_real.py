@@ -39,7 +39,7 @@ justification = "the admin forbids this file"
 
 def codex_home(tmp_path: Path, srv: ModelServer) -> Path:
     home = tmp_path / "codex-home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
         'model = "test-model"\nmodel_provider = "scripted"\napproval_policy = "never"\n'
         'sandbox_mode = "danger-full-access"\n'
@@ -161,3 +161,42 @@ def test_codex_runs_the_managed_hook_and_the_requirement_rule(tmp_path, session,
                  for e in session.events() if e.name == "agent.tool.decision"]
     assert ("auto_approved", "bash -lc 'echo hi > out.txt'") in decisions
     assert ("forbidden", "bash -lc 'rm -rf build'") in decisions
+
+
+def test_telemetry_stays_with_corral_run_unless_the_server_is_asked_for(tmp_path, session,
+                                                                        secret_service):
+    """Why agents.telemetry defaults to "sessions": managed_config.toml outranks the
+    `-c otel.exporter=...` corral run gives Codex. With the default files Codex's export
+    reaches the session's receiver; with "server" it goes to the managed endpoint instead."""
+    from corral.integrations.otel_map import args_for_agent
+    from corral.integrations.otlp_receiver import Receiver
+
+    server, run = Receiver(session.tel, token=""), Receiver(session.tel, token="")
+    server_url, run_url = server.start(), run.start()
+    try:
+        counts = {}
+        for mode in ("sessions", "server"):
+            root = tmp_path / f"root-{mode}"
+            apply_to(root, inputs_for(tmp_path / mode, OPEN + f'[agents]\ntelemetry = "{mode}"\n',
+                                      f'[server]\nurl = "{server_url}"\n', hooks={}), ("codex",))
+            srv = ModelServer([shell_call("echo hi", "c0"), message("done")]).start()
+            codex_tmp = tmp_path / "codex-tmp"
+            codex_tmp.mkdir(exist_ok=True)
+            before = (server.accepted, run.accepted)
+            try:
+                argv = [str(tool("codex")), "exec", "--skip-git-repo-check",
+                        *args_for_agent("codex", run_url, tier=1), "-C", str(session.work), "hi"]
+                proc = subprocess.run(in_private_etc(root, argv), capture_output=True, text=True,
+                                      timeout=120, stdin=subprocess.DEVNULL, env={
+                                          **os.environ, **secret_service, "SCRIPTED_KEY": "k",
+                                          "CODEX_HOME": str(codex_home(tmp_path / mode, srv)),
+                                          "TMPDIR": str(codex_tmp)})
+            finally:
+                srv.stop()
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            counts[mode] = (server.accepted - before[0], run.accepted - before[1])
+    finally:
+        server.stop()
+        run.stop()
+    assert counts["sessions"][0] == 0 and counts["sessions"][1] > 0, counts
+    assert counts["server"][0] > 0 and counts["server"][1] == 0, counts
