@@ -187,3 +187,17 @@ def test_the_fleet_check_in_reports_what_changed_since_apply(tmp_path, env, monk
                                "wrote at ")
     assert drift[1:] == ["managed settings: /etc/codex/requirements.toml (codex): missing: run "
                          "`corral agents apply`"]
+
+
+def test_the_check_in_counts_managed_hooks_as_installed(tmp_path, env, monkeypatch):
+    from corral.forward.checkin import hooks_installed
+
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))  # no user-level hooks anywhere
+    monkeypatch.delenv("CODEX_HOME", raising=False)
+    root = tmp_path / "root"
+    monkeypatch.setenv("CORRAL_AGENTS_ROOT", str(root))
+    assert not any(hooks_installed(a) for a in ("codex", "claude-code", "gemini"))
+    assert corral("agents", "apply", "--root", str(root), "--agent", "codex", "--agent",
+                  "claude-code", env=env).returncode == 0
+    assert [hooks_installed(a) for a in ("codex", "claude-code", "gemini")] == [
+        True, True, False]

@@ -205,6 +205,12 @@ def check(root: Path, files: list[ManagedFile]) -> list[Drift]:
     return out
 
 
+def applied_files(root: Path, agent: str) -> list[Path]:
+    """Where corral wrote ``agent``'s managed files (from the manifest), under ``root``."""
+    return [placed(root, path) for path, rec in sorted(read_manifest(root).items())
+            if isinstance(rec, dict) and rec.get("agent") == agent]
+
+
 def recorded_drift(root: Path) -> list[Drift]:
     """Drift against the manifest alone (no rendering, so nothing of the session side is
     needed: the fleet check-in calls this): files corral applied that are now missing,

@@ -41,9 +41,14 @@ def _agent_dir(agent: str) -> Path:
 
 
 def hooks_installed(agent: str) -> bool:
-    for name in HOOK_FILES[agent]:
+    """corral's hook in the agent's user settings, or in the managed settings ``corral agents
+    apply`` wrote for it."""
+    from corral.agents_managed.files import applied_files, default_root
+
+    paths = [_agent_dir(agent) / name for name in HOOK_FILES[agent]]
+    for path in paths + applied_files(default_root(), agent):
         try:
-            if HOOK_MARKER in (_agent_dir(agent) / name).read_text(errors="replace"):
+            if HOOK_MARKER in path.read_text(errors="replace"):
                 return True
         except OSError:
             continue
