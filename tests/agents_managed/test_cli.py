@@ -201,3 +201,22 @@ def test_the_check_in_counts_managed_hooks_as_installed(tmp_path, env, monkeypat
                   "claude-code", env=env).returncode == 0
     assert [hooks_installed(a) for a in ("codex", "claude-code", "gemini")] == [
         True, True, False]
+
+
+def test_a_rule_that_cannot_be_carried_over_is_refused_in_one_line(tmp_path, env):
+    etc = Path(env["CORRAL_SYSTEM_DIR"])
+    (etc / "requirements.toml").write_text(
+        '[[rules.prefix_rules]]\npattern = ["x", ["a", "b", "c", "d"], ["a", "b", "c", "d"], '
+        '["a", "b", "c", "d"], ["a", "b", "c", "d"], ["a", "b", "c", "d"]]\n'
+        'decision = "forbidden"\n')
+    root = tmp_path / "root"
+    r = corral("agents", "apply", "--root", str(root), env=env)
+    assert r.returncode != 0
+    assert [x for x in r.stderr.splitlines() if x.startswith("corral:")] == [
+        "corral: agents: prefix rule pattern ['x', ['a', 'b', 'c', 'd'], ['a', 'b', 'c', 'd'], "
+        "['a', 'b', 'c', 'd'], ['a', 'b', 'c', 'd'], ['a', 'b', 'c', 'd']] expands to 1024 "
+        "command prefixes (more than 256); split the rule"], r.stderr
+    assert not root.exists() and events(env) == []
+    # Codex alone takes the rule as it is (any_of per position)
+    assert corral("agents", "apply", "--root", str(root), "--agent", "codex",
+                  env=env).returncode == 0
