@@ -28,6 +28,10 @@ UNFORCED = ADMIN[:ADMIN.index("[login.codex]")] + '''
 pattern = ["touch", "denied-by-claude.txt"]
 decision = "forbidden"
 justification = "the admin forbids this file"
+
+[[rules.prefix_rules]]
+pattern = ["touch", "my (file).txt"]
+decision = "forbidden"
 '''
 
 
@@ -58,19 +62,24 @@ def test_claude_runs_the_managed_hooks_and_the_deny_rules(tmp_path, session):
     proc, srv = run_claude(root, tmp_path, session.work, [
         bash_use("echo hi > out.txt", "toolu_0"),
         bash_use("rm -rf build", "toolu_1"),
-        bash_use("touch denied-by-claude.txt", "toolu_2"),
+        bash_use("touch denied-by-claude.txt also.txt", "toolu_2"),  # a prefix match
+        bash_use("touch 'my (file).txt'", "toolu_3"),  # quoted and escaped in the rule
         text("done")], session.env)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     outputs = "\n".join(srv.tool_outputs())  # each request repeats the earlier outputs
     assert (session.work / "out.txt").read_text() == "hi\n"
     assert (session.work / "build" / "keep.txt").read_text() == "precious"
     assert not (session.work / "denied-by-claude.txt").exists()
+    assert not (session.work / "also.txt").exists()
+    assert not (session.work / "my (file).txt").exists()
     # corral's managed hook (nothing in the user's settings) refused with corral's reason
     assert "PreToolUse:Bash hook error: corral: rules: `bash -lc 'rm -rf build'` is forbidden " \
         "by policy" in outputs
     # Claude Code's own deny rule, generated from the admin's forbidden rule
-    assert "Permission to use Bash with command touch denied-by-claude.txt has been " \
-        "denied." in outputs
+    assert "Permission to use Bash with command touch denied-by-claude.txt also.txt has " \
+        "been denied." in outputs
+    assert "Permission to use Bash with command touch 'my (file).txt' has been denied." \
+        in outputs
     decisions = [(e.attributes["agent.decision"], e.attributes.get("process.command_line"))
                  for e in session.events() if e.name == "agent.tool.decision"]
     assert ("auto_approved", "bash -lc 'echo hi > out.txt'") in decisions
