@@ -63,9 +63,9 @@ DOMAINS = [f"host{i}.example.com" for i in range(300)]
 
 
 def _ev(name: str, t: int, sid: str, user: str, agent: tuple[str, str],
-        attrs: dict[str, Any], origin: str = "pipeline") -> Event:
+        attrs: dict[str, Any], origin: str = "pipeline", call: str | None = None) -> Event:
     return Event(id=new_ulid(), name=name, time_unix_nano=t, session_id=sid, turn_id="t1",
-                 call_id=None, user=user, host="h-" + user, agent_name=agent[0],
+                 call_id=call, user=user, host="h-" + user, agent_name=agent[0],
                  agent_version=agent[1], corral_version="0.1.0", tier=1,
                  attributes={**attrs, "corral.origin": origin})
 
@@ -84,7 +84,8 @@ def _session(rng: random.Random, t: int) -> list[Event]:
             d = DECISIONS[rng.randrange(len(DECISIONS))]
             out.append(_ev("agent.tool.decision", t, sid, user, agent, {
                 "gen_ai.tool.name": "shell", "agent.decision": d[0],
-                "agent.decision.source": d[1], "process.command_line": d[2]}))
+                "agent.decision.source": d[1], "process.command_line": d[2]},
+                call=f"call-{len(out)}"))
         elif r < 0.55:
             out.append(_ev("agent.tool.result", t, sid, user, agent, {
                 "gen_ai.tool.name": "shell", "gen_ai.tool.type": "shell",
