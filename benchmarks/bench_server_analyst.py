@@ -99,6 +99,7 @@ def alerts(src: StoreSource) -> dict[str, dict[str, Any]]:
     cmd = str(call.attributes["process.command_line"])
     t = call.time_unix_nano
     dest = next(e for e in evs if e.name == "agent.network.decision")
+    old = next(e for e in src.before(1000, 900) if e.name == "agent.tool.decision")
     return {
         "stamped (session + call in env)": {"time": t, "host": call.host, "process": {
             "command_line": cmd, "env": {"CORRAL_SESSION_ID": call.session_id,
@@ -110,6 +111,9 @@ def alerts(src: StoreSource) -> dict[str, dict[str, Any]]:
         "destination in the window": {"time": dest.time_unix_nano, "host": dest.host,
                                       "network": {"host": str(
                                           dest.attributes["server.address"])}},
+        "unstamped, first hour of the store (window scanned to the head)": {
+            "time": old.time_unix_nano, "host": old.host, "user": old.user,
+            "process": {"command_line": str(old.attributes["process.command_line"])}},
         "destination, no time (nothing to search)": {
             "host": dest.host, "network": {"host": str(dest.attributes["server.address"])}},
     }
@@ -157,10 +161,10 @@ def triage_http(url: str, tok: str, cases: dict[str, dict[str, Any]], runs: int)
     with httpx.Client(base_url=url, timeout=120,
                       headers={"Authorization": f"Bearer {tok}"}) as c:
         t0 = time.perf_counter()
-        r = c.post("/v1/triage?model=none", content=json.dumps(cases["destination, no time "
-                                                                     "(nothing to search)"]))
+        r = c.post("/v1/triage?model=none",
+                   content=json.dumps(cases["stamped (session + call in env)"]))
         assert r.status_code == 200, r.text
-        print(f"  first call (the server folds its state over the store): "
+        print(f"  first call (the server folds its state, sessions -> seqs, over the store): "
               f"{time.perf_counter() - t0:.1f} s")
         for name, doc in cases.items():
             body = json.dumps(doc)

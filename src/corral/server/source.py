@@ -117,6 +117,8 @@ class StoreSource:
                 break
             out += self._events(rows)
             after = rows[-1][0]
+            if len(rows) < _CHUNK:  # this query read to the head: another would read it again
+                after = head
         cut = len(out) > MAX_WINDOW_EVENTS or (len(out) == MAX_WINDOW_EVENTS and after < head)
         return out[:MAX_WINDOW_EVENTS], cut
 
