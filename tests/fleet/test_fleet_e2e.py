@@ -62,7 +62,8 @@ def test_two_machines_policy_fleet_view_revocation(fleet: Fleet, tmp_path: Path,
         assert row["state"] == "active" and row["groups"] == ["eng"]
         assert row["last_seen"] != "-" and row["corral_version"]
         assert row["forwarding_lag_seconds"] is not None
-        assert row["hooks"] == {"codex": "not installed", "claude-code": "not installed"}
+        assert row["hooks"] == {"codex": "not installed", "claude-code": "not installed",
+                                "gemini": "not installed"}
 
     # a policy change reaches both machines within the refresh interval
     fleet.policy(tmp_path / "all.toml", 'allowed_approval_policies = ["untrusted", '
