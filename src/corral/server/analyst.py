@@ -109,7 +109,13 @@ class Analyst:
             st.close()
 
     async def _refold(self) -> None:
-        """Keep the rollups close to the log, so a page never waits for a large fold."""
+        """Keep the rollups close to the log, so a page never waits for a large fold; fold the
+        server's state (sessions -> seqs) once first, so the first triage after a start does
+        not wait for it (17 s over 1,000,000 events)."""
+        try:
+            await asyncio.to_thread(self.srv.api._state().refresh)
+        except Exception as exc:  # a request folds it for itself
+            self.srv.metrics.reject(f"state_fold:{type(exc).__name__}")
         while True:
             await asyncio.sleep(REFOLD_EVERY)
             try:
