@@ -344,3 +344,31 @@ def test_a_prompt_waits_for_the_person_at_corrals_terminal(eb):
     assert "rc=126" in drawn and "denied by the user" in drawn, drawn[-2000:]
     assert not (eb.work / "asked").exists()
     assert ("touch asked", "denied") in _exec_decisions(eb)
+
+
+HOSTILE_EXEC_SOCKET = '''
+import os, socket
+print("exists", os.path.exists("/dev/corral/exec.sock"))
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect("/dev/corral/exec.sock")
+    s.sendall(b"forged listener")
+    print("CONNECTED")
+except OSError as e:
+    print("refused", e.errno)
+print("status", os.waitstatus_to_exitcode(os.system("rm -r x")))
+'''
+
+
+def test_the_agent_cannot_reach_the_exec_socket_and_the_boundary_holds(eb):
+    """A hostile caller inside the sandbox: the supervisor's exec socket is mounted there, but
+    only the sandbox's init holds its one connection; the agent's own connect is refused and
+    the boundary keeps deciding its execs afterwards."""
+    (eb.work / "hostile.py").write_text(HOSTILE_EXEC_SOCKET)
+    r = eb("-c", "rules.exec_boundary=all", "run", "--", "python3", "hostile.py")
+    assert r.returncode == 0, r.stderr
+    assert "exists True" in r.stdout, r.stdout  # the socket is there to try
+    assert "CONNECTED" not in r.stdout and "refused" in r.stdout, r.stdout
+    # the shell os.system starts is refused at its exec (system() reports 127), nothing deleted
+    assert "status 127" in r.stdout and (eb.work / "x" / "keep").exists(), r.stdout + r.stderr
+    assert "`sh -c 'rm -r x'` is forbidden by policy" in r.stdout + r.stderr
