@@ -81,6 +81,21 @@ def gemini_dir(home: Path | None = None) -> Path:
         (home or Path.home()) / ".gemini")
 
 
+AGENT_CONFIG_DIRS = {"codex": ".codex", "claude-code": ".claude", "gemini": ".gemini"}
+
+
+def agent_user_dir(agent: str, home: Path | None = None) -> Path:
+    """An agent's user config dir (``agent`` a key of AGENT_CONFIG_DIRS), where its user
+    settings and corral's user-scope hooks live: ``$CODEX_HOME`` for Codex and
+    ``$GEMINI_CLI_HOME/.gemini`` for Gemini CLI when set (and no ``home`` is given), else
+    ``<home or ~>/.codex|.claude|.gemini``. Hooks' install and the fleet check-in agree on it."""
+    if agent == "gemini":
+        return gemini_dir(home)
+    if agent == "codex" and home is None and os.environ.get("CODEX_HOME"):
+        return Path(os.environ["CODEX_HOME"])
+    return (home or Path.home()) / AGENT_CONFIG_DIRS[agent]
+
+
 def state_dir() -> Path:
     return corral_home() / "state"
 

@@ -13,7 +13,6 @@ sends one every policy refresh interval, ``corral enroll`` and ``corral whoami``
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.forward.settings import ForwardError, ServerSettings
-from corral.paths import gemini_dir
+from corral.paths import agent_user_dir
 
 # corral's hook command line contains this (corral.integrations.install.MARKER; forward may
 # not import the integrations, so the string is repeated here)
@@ -31,21 +30,12 @@ HOOK_FILES = {"codex": ("hooks.json", "config.toml"), "claude-code": ("settings.
 ACTIVE_DAYS = 7
 
 
-def _agent_dir(agent: str) -> Path:
-    """Where ``corral install-hooks <agent>`` (user scope) writes."""
-    if agent == "gemini":
-        return gemini_dir()
-    if agent == "codex" and os.environ.get("CODEX_HOME"):
-        return Path(os.environ["CODEX_HOME"])
-    return Path.home() / (".codex" if agent == "codex" else ".claude")
-
-
 def hooks_installed(agent: str) -> bool:
     """corral's hook in the agent's user settings, or in the managed settings ``corral agents
     apply`` wrote for it."""
     from corral.agents_managed.files import applied_files, default_root
 
-    paths = [_agent_dir(agent) / name for name in HOOK_FILES[agent]]
+    paths = [agent_user_dir(agent) / name for name in HOOK_FILES[agent]]
     for path in paths + applied_files(default_root(), agent):
         try:
             if HOOK_MARKER in path.read_text(errors="replace"):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
-from corral.paths import gemini_dir
+from corral.paths import AGENT_CONFIG_DIRS, agent_user_dir
 
 MARKER = "corral.integrations.hook_main"
 HOOK_TIMEOUT_S = 600
@@ -38,7 +38,6 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "gemini": ("SessionStart", "BeforeAgent", "BeforeTool", "AfterTool", "SessionEnd"),
 }
 _TOOL_EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse", "BeforeTool", "AfterTool")
-_CONFIG_DIRS = {"codex": ".codex", "claude-code": ".claude", "gemini": ".gemini"}
 SCOPES = ("user", "project")
 
 
@@ -56,14 +55,9 @@ def config_dir(agent: str, scope: str, project_root: Path | None = None,
                           hint=f"use one of {', '.join(EVENTS)}")
     if scope not in SCOPES:
         raise CorralError("integrations", f"unknown scope {scope!r}", hint="user or project")
-    name = _CONFIG_DIRS[agent]
     if scope == "project":
-        return (project_root or Path.cwd()) / name
-    if agent == "codex" and home is None and os.environ.get("CODEX_HOME"):
-        return Path(os.environ["CODEX_HOME"])
-    if agent == "gemini":
-        return gemini_dir(home)  # $GEMINI_CLI_HOME/.gemini when set
-    return (home or Path.home()) / name
+        return (project_root or Path.cwd()) / AGENT_CONFIG_DIRS[agent]
+    return agent_user_dir(agent, home)
 
 
 def _ours(handler: Any) -> bool:
