@@ -71,7 +71,7 @@ class Analyst:
         return self._store
 
     def source(self, store: Store | None = None) -> StoreSource:
-        state = self.srv.api._state()
+        state = self.srv.api.state()
 
         def seqs(sid: str) -> list[int] | None:
             state.refresh()
@@ -113,7 +113,7 @@ class Analyst:
         server's state (sessions -> seqs) once first, so the first triage after a start does
         not wait for it (17 s over 1,000,000 events)."""
         try:
-            await asyncio.to_thread(self.srv.api._state().refresh)
+            await asyncio.to_thread(self.srv.api.state().refresh)
         except Exception as exc:  # a request folds it for itself
             self.srv.metrics.reject(f"state_fold:{type(exc).__name__}")
         while True:
@@ -202,7 +202,7 @@ class Analyst:
             self.srv.metrics.reject("store")
             return _json_fail(503, f"corral: server: cannot record the verdict in the log, "
                                    f"refused ({type(exc).__name__})", retry=5)
-        denied = await self.srv.api._audit(tok, "/v1/triage", {
+        denied = await self.srv.api.audit(tok, "/v1/triage", {
             "alert_id": alert.id, "alert_form": alert.form, "verdict_id": verdict.id,
             "model": model_param or "config"}, len(verdict.evidence))
         if denied:
@@ -241,7 +241,7 @@ class TokenGate:
               count: int) -> Response | None:
         import anyio.from_thread
 
-        denied = anyio.from_thread.run(self.analyst.srv.api._audit, caller.token,
+        denied = anyio.from_thread.run(self.analyst.srv.api.audit, caller.token,
                                        "/analytics" + endpoint, filters, count)
         if denied is None:
             return None

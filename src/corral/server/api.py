@@ -172,7 +172,7 @@ class ComplianceApi:
             if resp.status_code != 200:
                 return resp
             filters: dict[str, Any] = {**request.path_params, **request.query_params}
-            return await self._audit(who[0], endpoint, filters, 1) or resp
+            return await self.audit(who[0], endpoint, filters, 1) or resp
 
         return read
 
@@ -201,8 +201,8 @@ class ComplianceApi:
             return _fail(403, f"token {tok.name} is limited to some event types; {holds}")
         return admitted
 
-    async def _audit(self, tok: Token, endpoint: str, filters: dict[str, Any],
-                     count: int) -> Response | None:
+    async def audit(self, tok: Token, endpoint: str, filters: dict[str, Any],
+                    count: int) -> Response | None:
         now = time.time_ns()
         rec = {"token": tok.name, "token_id": tok.id, "endpoint": endpoint,
                "filters": filters, "count": count}
@@ -236,7 +236,7 @@ class ComplianceApi:
         data, nxt, more = self.page(q, names, grant.content)
         if fmt != "json":
             data = [e for leaf in data for e in formats.encode(leaf, fmt)]
-        denied = await self._audit(tok, "/v1/events", {**q.filters(), "format": fmt},
+        denied = await self.audit(tok, "/v1/events", {**q.filters(), "format": fmt},
                                    len(data))
         if denied:
             return denied
@@ -288,7 +288,9 @@ class ComplianceApi:
         return out, after, after < head
 
     # -- the stateful API ---------------------------------------------------------------------
-    def _state(self) -> Any:
+    def state(self) -> Any:
+        """The current state derived from the log (sessions, users, devices, tools), folded
+        once and kept up to date; the stateful API and the server's triage read it."""
         if self._fold is None:
             from corral.server.state import State
 
@@ -312,14 +314,14 @@ class ComplianceApi:
                 raise query.BadQuery("after must be an id from the previous page")
         except query.BadQuery as exc:
             return _fail(400, str(exc))
-        state = self._state()
+        state = self.state()
         await asyncio.to_thread(state.refresh)
         rows = state.listing(kind)
         key = "id" if kind in ("sessions", "devices") else "name"
         if after is not None:
             rows = [r for r in rows if str(r[key]) > after]
         page, more = rows[:limit], len(rows) > limit
-        denied = await self._audit(tok, f"/v1/{kind}", {"limit": limit, "after": after},
+        denied = await self.audit(tok, f"/v1/{kind}", {"limit": limit, "after": after},
                                    len(page))
         if denied:
             return denied
@@ -338,7 +340,7 @@ class ComplianceApi:
             return _fail(400, str(exc))
         if not query._IDENT.fullmatch(sid):
             return _fail(400, "session id has characters or a length it cannot have")
-        state = self._state()
+        state = self.state()
         await asyncio.to_thread(state.refresh)
         got = state.session(sid)
         if got is None:
@@ -349,7 +351,7 @@ class ComplianceApi:
             leaf = self.srv.reader.leaf(seq)
             if leaf:  # empty: its content expired or was erased since it was folded
                 events.append(leaf if grant.content else _redacted(leaf, None))
-        denied = await self._audit(tok, "/v1/sessions/{id}", {"session_id": sid}, len(events))
+        denied = await self.audit(tok, "/v1/sessions/{id}", {"session_id": sid}, len(events))
         if denied:
             return denied
         head = json.dumps({"session": summary}, separators=(",", ":")).encode()[:-1]
@@ -380,7 +382,7 @@ class ComplianceApi:
             return _fail(400, str(exc))
         files = await asyncio.to_thread(self._bundle, user, lo, hi)
         manifest = json.loads(files["manifest.json"])
-        denied = await self._audit(tok, "/v1/ediscovery/bundle",
+        denied = await self.audit(tok, "/v1/ediscovery/bundle",
                                    {"user": user, "since_ns": lo, "until_ns": hi},
                                    int(manifest["count"]))
         if denied:
@@ -421,7 +423,7 @@ class ComplianceApi:
         if grant.types is not None:
             page = [f for f in page if f.event_type in grant.types]
         filters: dict[str, Any] = {"event_type": et, "after_ns": after_ns, "limit": limit}
-        denied = await self._audit(tok, "/v1/compliance/logs", filters, len(page))
+        denied = await self.audit(tok, "/v1/compliance/logs", filters, len(page))
         if denied:
             return denied
         return JSONResponse({"data": [compliance.describe(f) for f in page], "has_more": more,
@@ -464,7 +466,7 @@ class ComplianceApi:
             etag = f'"{hashlib.sha256(body).hexdigest()}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag})
-        denied = await self._audit(tok, "/v1/compliance/logs/{id}",
+        denied = await self.audit(tok, "/v1/compliance/logs/{id}",
                                    {"id": f.id, "format": fmt}, f.count)
         if denied:
             return denied
