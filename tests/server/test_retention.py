@@ -285,3 +285,34 @@ def test_a_store_from_before_retention_is_migrated(tmp_path: Path) -> None:
     c = sqlite3.connect(db)
     assert not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_no_update'").fetchone()
     c.close()
+
+
+def test_the_stateful_summaries_stop_counting_what_expired_or_was_erased(
+        log: Log, tmp_path: Path) -> None:
+    """The state folded before a retention round and an erasure drops what they cleared at the
+    next refresh, and then agrees with a fold made from scratch (a restarted server)."""
+    from corral.server.state import State
+
+    def summaries(st: State) -> dict[str, Any]:
+        st.refresh()
+        return {k: st.listing(k) for k in ("sessions", "users", "devices", "mcp-servers",
+                                           "tools")}
+
+    _two_windows(log, tmp_path)
+    state = State(log.store)
+    first = summaries(state)
+    a = next(s for s in first["sessions"] if s["id"] == "a")
+    assert (a["events"], a["prompts"]) == (9, 3)
+    assert {u["name"]: u["events"] for u in first["users"]} == {"alice": 9, "bob": 6}
+    retention.run(log.store, POLICY, log.signer, BASE + H + DAY)  # window 1's prompts
+    after = summaries(state)
+    a = next(s for s in after["sessions"] if s["id"] == "a")
+    assert (a["events"], a["prompts"]) == (6, 0)
+    assert {u["name"]: u["events"] for u in after["users"]} == {"alice": 6, "bob": 6}
+    assert after == summaries(State(log.store))
+    holds.erase(log.store, log.signer, "bob", None, None, "GDPR request 3", "dpo",
+                BASE + H + DAY)
+    erased = summaries(state)
+    assert [s["id"] for s in erased["sessions"]] == ["a"]
+    assert [u["name"] for u in erased["users"]] == ["alice"]
+    assert erased == summaries(State(log.store))
