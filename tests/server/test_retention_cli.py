@@ -116,3 +116,72 @@ def test_retention_holds_and_erasure_through_the_cli_and_api(tmp_path: Path) -> 
                for ln in expired)
     assert any("events of user alice erased" in ln and "GDPR 1" in ln for ln in expired)
     assert ver.stdout.splitlines()[-1].startswith("ok: ")
+
+
+def test_erasure_through_the_api_admin_only_refused_under_a_hold_and_audited(
+        tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    server_with(data)
+    ing, rd, adm = token(data, "ingest"), read_token(data, "--content"), token(data, "admin")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    bob = mixed_journal(tmp_path / "b", 6, session="b", user="bob")
+    alice = mixed_journal(tmp_path / "a", 6, session="a", user="alice")
+    hold_id = corral("server", "hold", "create", "--data", str(data), "--user", "alice",
+                     "--reason", "case 4711").stdout.split()[3]
+    srv = ServerProc(data)
+    try:
+        for j in (bob, alice):
+            assert post(srv.url, forward_request(j, with_checkpoints=False),
+                        ing).status_code == 200
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            def users() -> dict[str, int]:
+                r = c.get("/v1/users", headers=auth(rd))
+                assert r.status_code == 200, r.text
+                return {u["name"]: u["events"] for u in r.json()["data"]}
+
+            def erase(tok: str, body: object) -> httpx.Response:
+                return c.post("/v1/erasures", json=body, headers=auth(tok))
+
+            assert users() == {"alice": 6, "bob": 6}
+            r = erase(rd, {"user": "bob", "reason": "GDPR 2"})
+            assert r.status_code == 403 and "does not allow admin" in r.text
+            for bad, why in (({"user": "bob"}, "reason is required"),
+                             ({"user": "bob", "reason": "x", "drop": 1}, "unknown field 'drop'"),
+                             ({"user": "bob", "reason": "x", "since": "yesterday"}, "since"),
+                             ([1], "JSON object")):
+                r = erase(adm, bad)
+                assert r.status_code == 400 and why in r.text, r.text
+                assert r.text.count("\n") == 1 and r.text.startswith("corral: server: erase")
+            r = erase(adm, {"user": "alice", "reason": "GDPR 1"})
+            assert r.status_code == 409 and r.text.count("\n") == 1, r.text
+            assert r.text.startswith("corral: server: erase refused: 6 of the 6 events of user "
+                                     f"alice are under legal hold {hold_id} (case 4711")
+            r = erase(adm, {"user": "bob", "reason": "GDPR 2", "dry_run": True})
+            assert r.json() == {"user": "bob", "count": 6, "tombstone": None, "dry_run": True}
+            assert users() == {"alice": 6, "bob": 6}  # nothing touched by either
+            r = erase(adm, {"user": "bob", "reason": "GDPR 2"})
+            assert r.status_code == 200 and r.json()["count"] == 6, r.text
+            tid = r.json()["tombstone"]
+            assert users() == {"alice": 6}  # the state follows the erasure at once
+            seen = {e["id"]: e for e in _events(c, rd)}
+            stone = seen[tid]["record"]
+            assert (stone["action"], stone["user"], stone["reason"]) == ("erasure", "bob",
+                                                                         "GDPR 2")
+            assert stone["by"].startswith("token admin (")
+            access = [e["record"]["filters"] for e in seen.values()
+                      if e["name"] == "server.access"
+                      and e["record"]["endpoint"] == "/v1/erasures"]
+            assert [(a["user"], a["status"], a["dry_run"]) for a in access] == [
+                ("alice", 409, False), ("bob", 200, True), ("bob", 200, False)]
+            assert access[0]["outcome"].startswith("erase refused")
+    finally:
+        srv.stop()
+    assert corral("server", "verify", "--data", str(data)).stdout.splitlines()[-1].startswith(
+        "ok: ")
+
+
+def _events(c: httpx.Client, tok: str) -> list[dict[str, object]]:
+    r = c.get("/v1/events", params={"limit": 1000}, headers=auth(tok))
+    assert r.status_code == 200 and not r.json()["has_more"], r.text
+    return list(r.json()["data"])

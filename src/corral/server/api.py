@@ -70,7 +70,10 @@ class ComplianceApi:
         self._sink_tasks: list[asyncio.Task[None]] = []
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/events", self.events, methods=["GET"]),
+        from corral.server import erase_api
+
+        return [*erase_api.routes(self),
+                Route("/v1/events", self.events, methods=["GET"]),
                 Route("/v1/compliance/logs", self.files, methods=["GET"]),
                 Route("/v1/compliance/logs/{file_id}", self.file, methods=["GET"]),
                 Route("/v1/sessions", self.stateful, methods=["GET"]),
