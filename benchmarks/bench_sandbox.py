@@ -107,8 +107,8 @@ def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:
         sb._cleanup(lay)
 
 
-# what the pip-generated ``corral`` script runs (it imports re first)
-_ENTRY = "import re, sys; from corral.cli.entry import main; sys.argv[0] = 'corral'; " \
+# what bin/corral (the installed ``corral`` command) runs
+_ENTRY = "import sys; from corral.cli.entry import main; sys.argv[0] = 'corral'; " \
          "sys.exit(main())"
 
 

@@ -125,7 +125,7 @@ def test_fast_entry_point_cache_miss_then_hit(codex_bin: Path, rules: Path, tmp_
         got = subprocess.run([py, "-m", "corral.rules.check_fast", *args], capture_output=True,
                              text=True, timeout=60, env=env)
         assert (got.returncode, got.stdout) == (0, want), got.stderr
-    assert len(list((tmp_path / "home" / "state" / "rules-cache").glob("*.json"))) == 1
+    assert len(list((tmp_path / "home" / "state" / "rules-cache").glob("*.marshal"))) == 1
     # editing the file invalidates the cache entry
     rules.write_text(RULES.replace('"prompt"', '"forbidden"'))
     got = subprocess.run([py, "-m", "corral.rules.check_fast", *args], capture_output=True,

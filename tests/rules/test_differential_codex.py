@@ -193,10 +193,11 @@ def test_differential_against_codex(codex_bin: Path, tmp_path: Path,
                 code, out, err)
             ident = check_fast.identity(paths)
             assert ident is not None
-            data = json.loads(Path(check_fast.cache_path(str(cache), ident)).read_text())
+            data = check_fast.load_cache(check_fast.cache_path(str(cache), ident), ident)
+            assert data is not None
             fast = check_fast.check(data, case.argv, case.resolve)
             fast_out = json.dumps(fast, ensure_ascii=False, indent=2) if case.pretty else \
-                json.dumps(fast, ensure_ascii=False, separators=(",", ":"))
+                check_fast.compact_json(fast)
             if fast_out + "\n" != tout:
                 mismatches.append((case, (tcode, tout, ""), (0, fast_out, "check_fast")))
         if tcode == 0:

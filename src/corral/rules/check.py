@@ -4,14 +4,13 @@ lean entry point (``main``) that skips the CLI framework and reuses parsed polic
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from corral.rules.check_fast import cache_path, identity
+from corral.rules.check_fast import cache_path, dump_cache, identity, load_cache
 from corral.rules.model import NetworkRule, Policy, PrefixRule, RulesLoadError, codex_json
 from corral.rules.starlark_loader import load_rules_file
 from corral.types import RuleDecision
@@ -57,7 +56,7 @@ def _load(files: Sequence[str]) -> Policy | tuple[str, RulesLoadError]:
     return policy
 
 
-# ---- on-disk cache of parsed policies (JSON: plain data, never code) --------------------------
+# ---- on-disk cache of parsed policies (marshal of plain data, never code) --------------------------
 
 def _cache_file(files: Sequence[str], cache_dir: Path) -> tuple[Path, list[Any]] | None:
     ident = identity(files)
@@ -70,12 +69,12 @@ def _load_cached(files: Sequence[str], cache_dir: Path) -> Policy | tuple[str, R
     where = _cache_file(files, cache_dir)
     if where is None:
         return None
+    data = load_cache(str(where[0]), where[1])
+    if data is None:
+        return None
     try:
-        data = json.loads(where[0].read_text(encoding="utf-8"))
-        if data.get("identity") != where[1]:
-            return None
         return _decode(data)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
 
 
@@ -87,7 +86,7 @@ def _store(files: Sequence[str], cache_dir: Path, loaded: Policy | tuple[str, Ru
     try:
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = where[0].with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.write_bytes(dump_cache(data))
         os.replace(tmp, where[0])
     except OSError:
         pass  # a cache is an optimisation only

@@ -1,14 +1,16 @@
-"""Cold-start path for ``corral policy check``: stdlib only (sys, os, json, zlib).
+"""Cold-start path for ``corral policy check``: builtins only (sys, os, marshal, zlib).
 
 When the same rules files (same inode, size, mtime, ctime) were parsed before, their compiled
-form is read from the JSON cache that ``corral.rules.check`` writes, and matching runs over plain
-data here. Anything else (first run, changed file, bad file, bad arguments) falls through to the
+form is read from the cache that ``corral.rules.check`` writes (``marshal`` of plain lists,
+dicts and strings, checked for shape before use), and matching runs over plain data here. Not
+``json``: it imports ``re``, which alone costs more than codex's whole check on this machine;
+the compact answer is written by ``compact_json`` instead. Anything else (first run, changed file, bad file, bad arguments) falls through to the
 full implementation. The differential test checks both paths against the real codex binary.
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 import zlib
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1 was JSON
 _SEVERITY = {"allow": 0, "prompt": 1, "forbidden": 2}
 
 
@@ -43,8 +45,47 @@ def identity(files: Sequence[str]) -> list[Any] | None:
 
 
 def cache_path(folder: str, ident: list[Any]) -> str:
-    raw = json.dumps(ident).encode("utf-8", "surrogateescape")
-    return os.path.join(folder, f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}{len(raw):x}.json")
+    raw = repr(ident).encode("utf-8", "surrogateescape")
+    return os.path.join(folder, f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}{len(raw):x}.marshal")
+
+
+def dump_cache(data: dict[str, Any]) -> bytes:
+    return marshal.dumps(data)
+
+
+def load_cache(path: str, ident: list[Any]) -> dict[str, Any] | None:
+    """The cached entry for ``ident``, or None when absent, stale or not of the expected shape."""
+    try:
+        with open(path, "rb") as fh:
+            data = marshal.loads(fh.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if type(data) is not dict or data.get("identity") != ident:
+        return None
+    return data
+
+
+# JSON string escapes as serde_json and json.dumps(ensure_ascii=False) write them
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update({ord("\""): "\\\"", ord("\\"): "\\\\", ord("\b"): "\\b", ord("\f"): "\\f",
+                 ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def compact_json(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` for dicts, lists,
+    strings, booleans and None (the shapes of a check result), without importing ``json``."""
+    if type(value) is str:
+        return '"' + value.translate(_ESCAPES) + '"'
+    if type(value) is dict:
+        return "{" + ",".join(compact_json(k) + ":" + compact_json(v)
+                              for k, v in value.items()) + "}"
+    if type(value) is list:
+        return "[" + ",".join(compact_json(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    raise TypeError(f"compact_json: unsupported {type(value).__name__}")
 
 
 def _normalize_abs(raw: str) -> str | None:
@@ -129,18 +170,19 @@ def main(args: Sequence[str] | None = None) -> int:
         files = []  # not UTF-8: the full implementation reports it like codex
     ident = identity(files) if files and command else None
     if ident is not None:
+        data = load_cache(cache_path(cache_dir(), ident), ident)
         try:
-            with open(cache_path(cache_dir(), ident), encoding="utf-8") as fh:
-                data = json.load(fh)
-            if data.get("identity") == ident and "rules" in data:
+            if data is not None and "rules" in data:
                 result = check(data, command, resolve)
                 if pretty:
+                    import json  # rare: --pretty pays for json (and re)
+
                     text = json.dumps(result, ensure_ascii=False, indent=2)
                 else:
-                    text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+                    text = compact_json(result)
                 sys.stdout.write(text + "\n")
                 return 0
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             pass
     from corral.rules.check import main as full_main
 
