@@ -12,6 +12,28 @@ app.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
+
+
+def exit_now(status: int) -> NoReturn:
+    """Exit after a one-shot fast path without the interpreter's module teardown (~8 ms of CPU
+    here, a tenth of ``corral sandbox -- true``): atexit handlers still run and stdio is flushed.
+    Any non-daemon thread still alive means someone expects the normal exit: then it is used."""
+    threading = sys.modules.get("threading")  # not imported: no threads were started with it
+    if threading is not None and any(t.is_alive() and not t.daemon
+                                     for t in threading.enumerate()
+                                     if t is not threading.main_thread()):
+        sys.exit(status)
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            status = status or 120  # what the interpreter reports when it cannot flush stdout
+    os._exit(status)
 
 
 def main() -> None:
@@ -25,7 +47,7 @@ def main() -> None:
     if argv[:2] == ["policy", "check"] and not {"-h", "--help"} & set(argv[2:3]):
         from corral.rules.check_fast import main as check_main
 
-        sys.exit(check_main(argv[2:]))
+        exit_now(check_main(argv[2:]))
     if "exec" in argv:
         from corral.cli.exec_fast import main as exec_main
 
@@ -37,7 +59,7 @@ def main() -> None:
 
         status = sandbox_main(argv)
         if status is not None:
-            sys.exit(status)
+            exit_now(status)
     from corral.cli.app import main as full_main
 
     full_main()
