@@ -133,3 +133,20 @@ def test_exec_with_sandbox_network_proxy_asks_through_corral_approve(cli: Any, s
     assert [(a["server.address"], a["network.policy.decision"]) for a in nets] == [
         ("asked.example", "deny")]
     assert nets[0]["network.policy.source"] == "user"
+
+
+def test_exec_with_a_proxy_profile_reaches_a_loopback_allow_local_entry_at_its_address(
+        cli: Any, site: int) -> None:
+    """As under `corral run` and `corral sandbox --network proxy`: 127.0.0.1:PORT listed in
+    allow_local answers at 127.0.0.1:PORT inside, with NO_PROXY left as it is (the sandbox's own
+    loopback), and the connection is a network decision in the journal."""
+    (cli.home / "config.toml").write_text(
+        '[permissions.web]\nextends = ":workspace"\nnetwork = { mode = "proxy" }\n'
+        f'[network]\nallow_local = ["127.0.0.1:{site}"]\n')
+    r = cli("exec", "-P", "web", "--", "curl", "-sS", "--max-time", "10", "--noproxy", "*",
+            f"http://127.0.0.1:{site}/hello.txt", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello via the managed proxy\n"
+    nets = [(e["attributes"]["server.address"], e["attributes"]["network.policy.decision"])
+            for e in _journal(cli) if e["name"] == "agent.network.decision"]
+    assert ("127.0.0.1", "allow") in nets, nets

@@ -63,7 +63,7 @@ def run_exec(cfg: Any, cmd: list[str], workdir: Path, *, terminal: Any, profile:
                       asker=terminal, sandbox_profile=profile,
                       reviewer=str(cfg.get("approvals_reviewer")), intent=intent, api=False,
                       allow_domains=tuple(allow_domains),
-                      deny_domains=tuple(deny_domains)) as session:
+                      deny_domains=tuple(deny_domains), forward_for=cmd) as session:
         outcome = session.pipeline.run(cmd, workdir, escalate=escalate)
     if verbose:
         print(f"corral: decision: {outcome.decision} -> {outcome.verdict}", file=sys.stderr)

@@ -38,10 +38,7 @@ def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str],
         raise
     try:
         forwards = for_agent(proxy, rundir, argv, None, net.bridge_ports)
-        if forwards:
-            net = NetworkPlan(**{**{f: getattr(net, f) for f in net._fields},
-                                 "extra_bridges": net.extra_bridges + forwards})
-        yield net
+        yield net.with_bridges(forwards) if forwards else net
     finally:
         proxy.stop()
         shutil.rmtree(rundir, ignore_errors=True)

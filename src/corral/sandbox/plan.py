@@ -80,6 +80,12 @@ class NetworkPlan(Frozen):
                   allow_domains=allow_domains, deny_domains=deny_domains,
                   extra_bridges=extra_bridges, ro_files=ro_files)
 
+    def with_bridges(self, more: tuple[tuple[int, Path], ...]) -> NetworkPlan:
+        """A copy with ``more`` extra bridges (loopback ``allow_local`` forwards)."""
+        values: dict[str, Any] = {f: getattr(self, f) for f in self._fields}
+        values["extra_bridges"] = self.extra_bridges + more
+        return NetworkPlan(**values)
+
 
 class SandboxPlan(Frozen):
     """A resolved sandbox: the static part of every spawn."""

@@ -89,14 +89,17 @@ class Session:
              deny_domains: Sequence[str] = (),
              preset: tuple[str, Sequence[str]] | None = None,
              summary: dict[str, Any] | None = None, defer_to_agent: bool = False,
-             model_urls: Sequence[tuple[str, str]] = ()) -> Session:
+             model_urls: Sequence[tuple[str, str]] = (),
+             forward_for: Sequence[str] | None = None) -> Session:
         """Start the journal, the managed proxy (when the resolved network mode is proxy), the
         pipeline, the API socket (``api``) and the integration.
 
         ``asker`` answers prompts at the terminal (default: nobody; `corral approve` may still
         answer when ``approvals.queue_timeout_seconds`` is set). ``network`` is an explicit
         mode (a flag); ``preset`` is (agent name, model API hosts) allowed for an agent.
-        ``model_urls`` ((url, where) pairs) are the agent's configured model URLs, for the
+        ``forward_for``: a command whose loopback ``allow_local`` entries (and loopback model
+        URLs) the managed proxy forwards into the sandbox at the same address (``corral exec``;
+        ``corral run`` adds its agent's own). ``model_urls`` ((url, where) pairs) are the agent's configured model URLs, for the
         credential broker. ``intent`` is the user's request as given to corral itself: the only request the
         reviewer trusts. ``defer_to_agent``: a prompt nobody can answer goes to the agent's own
         approval, recorded as ``deferred_to_agent`` (hook sessions outside ``corral run`` only).
@@ -122,6 +125,11 @@ class Session:
                     cfg, rundir / "p.sock", allow=allow_domains, deny=deny_domains,
                     preset=preset, ask=lambda q: holder[0].decide_network(q),
                     on_decision=lambda d: holder[0].record_network(d), model_urls=model_urls)
+                if forward_for is not None:
+                    from corral.netproxy.local import for_agent
+
+                    forwards = for_agent(proxy, rundir, forward_for, None, net.bridge_ports)
+                    net = net.with_bridges(forwards)
             pipe = Pipeline(cfg, tel, approval_policy=approval_policy,
                             terminal=asker or no_terminal, sandbox_profile=sandbox_profile,
                             reviewer=reviewer, intent=intent, network=net)
