@@ -209,3 +209,75 @@ def gzipped(body: bytes) -> bytes:
 
 def hostname() -> str:
     return socket.gethostname()
+
+
+# -- the acknowledgement, read by hand --------------------------------------------------------
+# ExportLogsServiceResponse { ExportLogsPartialSuccess partial_success = 1 }, and inside it
+# { int64 rejected_log_records = 1; string error_message = 2 }. Importing the protobuf runtime
+# to read these two fields cost `corral exec` ~70 ms of CPU per forwarded session
+# (tests/forward/test_ack.py checks the reader against the runtime's parse).
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value & 0xFFFFFFFFFFFFFFFF, i
+        shift += 7
+
+
+def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
+    """(field number, wire type, value) for each field; unknown types are a ValueError."""
+    out: list[tuple[int, int, int | bytes]] = []
+    i = 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        num, kind = key >> 3, key & 7
+        if num == 0:
+            raise ValueError("field number 0")
+        value: int | bytes
+        if kind == 0:
+            value, i = _read_varint(data, i)
+        elif kind == 2:
+            n, i = _read_varint(data, i)
+            if n > len(data) - i:
+                raise ValueError("length past the end")
+            value, i = data[i:i + n], i + n
+        elif kind in (1, 5):
+            n = 8 if kind == 1 else 4
+            if n > len(data) - i:
+                raise ValueError("fixed field past the end")
+            value, i = int.from_bytes(data[i:i + n], "little"), i + n
+        else:
+            raise ValueError(f"wire type {kind}")
+        out.append((num, kind, value))
+    return out
+
+
+def read_export_response(data: bytes) -> tuple[int, str]:
+    """(rejected_log_records, error_message) of an OTLP ExportLogsServiceResponse; ValueError
+    when it is not one (the protobuf runtime's rules: last value wins, messages merge)."""
+    partial = b""
+    for num, kind, value in _fields(data):
+        if num == 1:
+            if kind != 2:
+                raise ValueError("partial_success is not a message")
+            assert isinstance(value, bytes)
+            partial += value  # repeated occurrences of a message field merge
+    rejected, message = 0, ""
+    for num, kind, value in _fields(partial):
+        if num == 1:
+            if kind != 0:
+                raise ValueError("rejected_log_records is not a varint")
+            assert isinstance(value, int)
+            rejected = value - (1 << 64) if value >= 1 << 63 else value
+        elif num == 2:
+            if kind != 2:
+                raise ValueError("error_message is not a string")
+            assert isinstance(value, bytes)
+            message = value.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    return rejected, message
