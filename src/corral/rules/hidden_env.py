@@ -45,11 +45,12 @@ _GIT_CONFIG = frozenset({"GIT_CONFIG_PARAMETERS", "GIT_CONFIG_GLOBAL", "GIT_CONF
 
 NAMES = frozenset(_SCRIPT.keys() | _LIBRARY.keys() | _STARTUP.keys() | _OPTIONS.keys()
                   | _GIT_CONFIG)
+PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")  # and every name starting with these
 
 
 def is_hidden(name: str) -> bool:
     """Whether assigning ``name`` can make some program run another one."""
-    return name in NAMES or name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
+    return name in NAMES or name.startswith(PREFIXES)
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -18,12 +18,15 @@ Stdlib only: ``proxyinit`` (started with ``python -I -S`` by path) loads this fi
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import os
 import platform
 import socket
 import struct
+import sys
+from typing import Any
 
 SECCOMP_SET_MODE_FILTER, SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES = 1, 2, 3
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
@@ -177,18 +180,32 @@ class Notification:
     __slots__ = ("arch", "args", "id", "nr", "pid")
 
     def __init__(self, raw: _Notif) -> None:
-        self.id = int(raw.id)
-        self.pid = int(raw.pid)
-        self.nr = int(raw.data.nr)
-        self.arch = int(raw.data.arch)
-        self.args = tuple(int(a) for a in raw.data.args)
+        self.id = raw.id
+        self.pid = raw.pid
+        data = raw.data
+        self.nr = data.nr
+        self.arch = data.arch
+        self.args = tuple(data.args)
+
+
+_ioctls: list[Any] = []
+
+
+def _ioctl() -> Any:
+    """``ioctl(int, unsigned long, void *)``, typed once (the hot path's three calls)."""
+    if not _ioctls:
+        f = _c()["ioctl"]  # a function object of our own: its argtypes are ours alone
+        f.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
+        f.restype = ctypes.c_int
+        _ioctls.append(f)
+    return _ioctls[0]
 
 
 def receive(listener: int) -> Notification | None:
     """The next waiting exec (blocks; poll the fd first). None when the process went away
     before it could be received."""
     raw = _Notif()
-    if _c().ioctl(listener, ctypes.c_ulong(IOCTL_RECV), ctypes.byref(raw)) != 0:
+    if _ioctl()(listener, IOCTL_RECV, ctypes.byref(raw)) != 0:
         err = ctypes.get_errno()
         if err in (errno.ENOENT, errno.EINTR):
             return None
@@ -198,14 +215,14 @@ def receive(listener: int) -> Notification | None:
 
 def still_waiting(listener: int, notif_id: int) -> bool:
     value = ctypes.c_uint64(notif_id)
-    return bool(_c().ioctl(listener, ctypes.c_ulong(IOCTL_ID_VALID), ctypes.byref(value)) == 0)
+    return bool(_ioctl()(listener, IOCTL_ID_VALID, ctypes.byref(value)) == 0)
 
 
 def answer(listener: int, notif_id: int, error: int = 0) -> bool:
     """Let the exec continue (``error`` 0) or fail it with ``error`` (EACCES). False when the
     process is no longer waiting (it died, or a signal interrupted the call)."""
     resp = _Resp(notif_id, 0, -error if error else 0, 0 if error else FLAG_CONTINUE)
-    return bool(_c().ioctl(listener, ctypes.c_ulong(IOCTL_SEND), ctypes.byref(resp)) == 0)
+    return bool(_ioctl()(listener, IOCTL_SEND, ctypes.byref(resp)) == 0)
 
 
 class ExecRequest:
@@ -220,19 +237,185 @@ class ExecRequest:
         self.env_raw: list[bytes] = []  # NAME=value entries the program gets (when read)
 
 
-def _read_cstr(fd: int, addr: int, limit: int) -> bytes:
-    out = bytearray()
-    while len(out) < limit:
-        n = min(4096 - (addr % 4096), limit - len(out))
-        chunk = os.pread(fd, n, addr)
-        if not chunk:
-            raise OSError(errno.EFAULT, "unreadable string")
-        end = chunk.find(b"\0")
-        if end >= 0:
-            return bytes(out + chunk[:end])
-        out += chunk
-        addr += len(chunk)
-    raise OSError(errno.E2BIG, "argument too long to read")
+PAGE = 4096
+_MASK = ~(PAGE - 1)
+IOV_MAX = 1024
+_readv: list[Any] = []
+
+
+def _process_vm_readv() -> Any:
+    if not _readv:
+        f = _c()["process_vm_readv"]
+        f.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
+                      ctypes.c_ulong, ctypes.c_ulong)
+        f.restype = ctypes.c_ssize_t
+        _readv.append(f)
+    return _readv[0]
+
+
+class _Mem:
+    """One waiting process's memory, each page read once, the pages wanted together in one
+    ``process_vm_readv`` (an exec's strings are spread over a few pages of its heap), else
+    (where that call is refused) through ``/proc/PID/mem``."""
+
+    __slots__ = ("fd", "pages", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.fd: int | None = None
+        self.pages: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def fetch(self, bases: set[int]) -> None:
+        """Read the pages at ``bases`` not read yet, in one call (a page that cannot be read
+        is left out, and read alone when it is asked for)."""
+        want = sorted(bases.difference(self.pages))
+        if len(want) < 2 or self.fd is not None:
+            return
+        want = want[:IOV_MAX]
+        buf = ctypes.create_string_buffer(len(want) * PAGE)
+        at = ctypes.addressof(buf)
+        local = struct.pack("PN" * len(want), *[x for i in range(len(want))
+                                                 for x in (at + i * PAGE, PAGE)])
+        remote = struct.pack("PN" * len(want), *[x for b in want for x in (b, PAGE)])
+        got = _process_vm_readv()(self.pid, local, len(want), remote, len(want), 0)
+        if got <= 0:
+            return
+        raw = buf.raw
+        for i in range(got // PAGE):
+            self.pages[want[i]] = raw[i * PAGE:(i + 1) * PAGE]
+
+    def page(self, addr: int) -> tuple[bytes, int]:
+        """(the page holding ``addr``, ``addr``'s offset in it); the page is short or empty
+        where the memory cannot be read."""
+        base = addr & _MASK
+        data = self.pages.get(base)
+        if data is None:
+            data = self.pages[base] = self._one(base)
+        return data, addr - base
+
+    def _one(self, base: int) -> bytes:
+        if self.fd is None:
+            buf = ctypes.create_string_buffer(PAGE)
+            local = struct.pack("PN", ctypes.addressof(buf), PAGE)
+            got = _process_vm_readv()(self.pid, local, 1, struct.pack("PN", base, PAGE), 1, 0)
+            if got > 0:
+                return buf.raw[:got]
+            if got < 0 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):
+                return b""  # unmapped (EFAULT), or the process is gone (ESRCH)
+            self.fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(self.fd, PAGE, base)
+        except OSError:
+            return b""
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``addr`` (fewer where the memory ends)."""
+        data, off = self.page(addr)
+        if len(data) - off >= size:
+            return data[off:off + size]
+        parts = [data[off:]]
+        total = len(parts[0])
+        while total < size and len(data) == PAGE and (addr + total) % PAGE == 0:
+            data, _ = self.page(addr + total)  # on into the next page
+            parts.append(data)
+            total += len(data)
+        return b"".join(parts)[:size]
+
+    def cstr(self, addr: int, limit: int) -> bytes:
+        """The NUL-terminated string at ``addr`` (at most ``limit`` bytes)."""
+        data, off = self.page(addr)
+        end = data.find(b"\0", off)
+        if end >= 0 and end - off <= limit:
+            return data[off:end]
+        parts: list[bytes] = []
+        total = 0
+        while end < 0:
+            if off >= len(data):
+                raise OSError(errno.EFAULT, "unreadable string")
+            parts.append(data[off:])
+            total += len(data) - off
+            if total > limit:
+                raise OSError(errno.E2BIG, "argument too long to read")
+            addr += len(data) - off
+            data, off = self.page(addr)
+            end = data.find(b"\0", off)
+        parts.append(data[off:end])
+        if total + end - off > limit:
+            raise OSError(errno.E2BIG, "argument too long to read")
+        return b"".join(parts)
+
+    def pointers(self, addr: int, wide: bool) -> list[int]:
+        """A NULL-terminated pointer array (argv, envp) at ``addr``; NULL is an empty one."""
+        size = 8 if wide else 4
+        out: list[int] = []
+        while addr:
+            data = self.read(addr, max(size, PAGE - addr % PAGE))
+            whole = len(data) - len(data) % size
+            if not whole:
+                raise OSError(errno.EFAULT, "unreadable pointer array")
+            ptrs = array.array("Q" if wide else "I", data[:whole])
+            if sys.byteorder != "little":  # pragma: no cover (x86_64 and aarch64 are)
+                ptrs.byteswap()
+            try:
+                end = ptrs.index(0)
+            except ValueError:
+                end = -1
+            out += ptrs if end < 0 else ptrs[:end]
+            if len(out) > MAX_ARGS:
+                raise OSError(errno.E2BIG, "too many arguments to read")
+            if end >= 0:
+                return out
+            addr += whole
+        return out
+
+    def strings(self, ptrs: list[int], limit: int) -> list[bytes]:
+        out, total = [], 0
+        for ptr in ptrs:
+            text = self.cstr(ptr, max(0, limit - total))
+            total += len(text) + 1
+            if total > limit:
+                raise OSError(errno.E2BIG, "arguments too long to read")
+            out.append(text)
+        return out
+
+
+class EnvFilter:
+    """Which variables of an exec's environment to read: the names and name prefixes the rules
+    look at. Of the other variables only the names are looked at (remembering environments
+    by their bytes does not pay: their pages hold the shell's changing heap too)."""
+
+    __slots__ = ("longest", "names", "prefixes")
+
+    def __init__(self, names: frozenset[bytes], prefixes: tuple[bytes, ...] = ()) -> None:
+        self.names, self.prefixes = names, prefixes
+        self.longest = max(map(len, (*names, *prefixes)), default=0) + 1
+
+    def pick(self, mem: _Mem, ptrs: list[int]) -> list[bytes]:
+        longest, names, prefixes = self.longest, self.names, self.prefixes
+        bases = {p & _MASK for p in ptrs}
+        bases.update([(p + longest) & _MASK for p in ptrs])
+        mem.fetch(bases)
+        pages = mem.pages
+        found = []
+        for ptr in ptrs:
+            base = ptr & _MASK
+            data = pages.get(base)
+            if data is None:
+                data, _ = mem.page(ptr)
+            off = ptr - base
+            if len(data) - off < longest:
+                data, off = mem.read(ptr, longest), 0
+                if not data:
+                    raise OSError(errno.EFAULT, "unreadable string")
+            eq = data.find(b"=", off, off + longest)
+            if (eq >= 0 and data[off:eq] in names) or data.startswith(prefixes, off):
+                found.append(mem.cstr(ptr, MAX_BYTES))
+        return found
 
 
 def _abi(n: Notification) -> tuple[bool, bool]:
@@ -243,76 +426,31 @@ def _abi(n: Notification) -> tuple[bool, bool]:
     raise OSError(errno.ENOSYS, f"not an exec call (arch {n.arch:#x}, nr {n.nr})")
 
 
-def _pointers(fd: int, addr: int, wide: bool) -> list[int]:
-    """A NULL-terminated pointer array (argv, envp) at ``addr``; NULL is an empty one."""
-    size = 8 if wide else 4
-    fmt = "<Q" if wide else "<I"
-    out: list[int] = []
-    while addr:
-        page = os.pread(fd, 4096 - (addr % 4096), addr)
-        if len(page) < size:
-            raise OSError(errno.EFAULT, "unreadable pointer array")
-        for off in range(0, len(page) - len(page) % size, size):
-            (ptr,) = struct.unpack_from(fmt, page, off)
-            if ptr == 0:
-                return out
-            if len(out) >= MAX_ARGS:
-                raise OSError(errno.E2BIG, "too many arguments to read")
-            out.append(ptr)
-        addr += len(page) - len(page) % size
-    return out
-
-
-def _read_strings(fd: int, ptrs: list[int], limit: int) -> list[bytes]:
-    """The C strings at ``ptrs``: nearby ones read together (a child's environment is usually
-    a few heap runs), the rest one by one."""
-    found: dict[int, bytes] = {}
-    order = sorted(set(ptrs))
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and order[j + 1] - order[i] < 65536:
-            j += 1
-        start = order[i]
-        try:
-            block = os.pread(fd, order[j] - start + 512, start)
-        except OSError:
-            block = b""
-        for ptr in order[i:j + 1]:
-            end = block.find(b"\0", ptr - start)
-            if end >= 0:
-                found[ptr] = block[ptr - start:end]
-        i = j + 1
-    out, total = [], 0
-    for ptr in ptrs:
-        text = found.get(ptr)
-        if text is None:
-            text = _read_cstr(fd, ptr, max(0, limit - total))
-        total += len(text) + 1
-        if total > limit:
-            raise OSError(errno.E2BIG, "arguments too long to read")
-        out.append(text)
-    return out
-
-
-def read_exec(n: Notification, env: bool = False) -> ExecRequest:
-    """Path, argv and working directory of the waiting exec ``n`` (and with ``env`` its
-    environment). Raises OSError when they cannot be read (the caller refuses: nothing unread
-    is allowed)."""
+def read_exec(n: Notification, env: bool = False,
+              env_filter: EnvFilter | None = None) -> ExecRequest:
+    """Path, argv and working directory of the waiting exec ``n`` (with ``env`` its whole
+    environment; with ``env_filter`` only the variables it wants). Raises
+    OSError when they cannot be read (the caller refuses: nothing unread is allowed)."""
     wide, at = _abi(n)
     mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
     path_ptr, argv_ptr, envp_ptr = n.args[1:4] if at else n.args[0:3]
-    fd = os.open(f"/proc/{n.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    mem = _Mem(n.pid)
     try:
-        raw_path = _read_cstr(fd, path_ptr & mask, 4096)
-        addrs = _pointers(fd, argv_ptr & mask, wide)
-        argv = [_read_cstr(fd, a, MAX_BYTES) for a in addrs] if len(addrs) < 4 else \
-            _read_strings(fd, addrs, MAX_BYTES)
+        mem.fetch({path_ptr & mask & _MASK, argv_ptr & mask & _MASK,
+                   envp_ptr & mask & _MASK if env or env_filter else 0} - {0})
+        raw_path = mem.cstr(path_ptr & mask, 4096)
+        addrs = mem.pointers(argv_ptr & mask, wide)
+        mem.fetch({a & _MASK for a in addrs})
+        argv = mem.strings(addrs, MAX_BYTES)
         environ: list[bytes] = []
         if env:
-            environ = _read_strings(fd, _pointers(fd, envp_ptr & mask, wide), MAX_BYTES)
+            ptrs = mem.pointers(envp_ptr & mask, wide)
+            mem.fetch({p & _MASK for p in ptrs})
+            environ = mem.strings(ptrs, MAX_BYTES)
+        elif env_filter is not None:
+            environ = env_filter.pick(mem, mem.pointers(envp_ptr & mask, wide))
     finally:
-        os.close(fd)
+        mem.close()
     cwd = os.readlink(f"/proc/{n.pid}/cwd")
     path = os.fsdecode(raw_path)
     if at:
@@ -322,8 +460,7 @@ def read_exec(n: Notification, env: bool = False) -> ExecRequest:
             path = os.path.join(base, path) if path else base
     if path and not path.startswith("/") and "/" in path:
         path = os.path.normpath(os.path.join(cwd, path))
-    req = ExecRequest(path, tuple(os.fsdecode(a) for a in argv), cwd, tuple(argv),
-                      tuple(addrs))
+    req = ExecRequest(path, tuple(map(os.fsdecode, argv)), cwd, tuple(argv), tuple(addrs))
     req.env_raw = environ
     return req
 

@@ -34,7 +34,7 @@ import shlex
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,13 +71,21 @@ class ExecBoundary:
         self.counts = {"allowed": 0, "refused": 0, "asked": 0, "agent": 0, "unread": 0}
         # the agent's own processes: pid -> a pidfd (readable once it exits: no pid reuse)
         self._agents: dict[int, int] = {}
-        self._records: list[dict[str, Any]] = []  # allowed execs, journaled by the recorder
+        # allowed execs (pid, path, argv, by, reason, rule), journaled by the recorder
+        self._records: deque[tuple[int, str, tuple[str, ...], str, str, str | None]] = deque()
         self._journal_failed: str | None = None
-        from corral.rules import decide
+        from corral.rules import decide, hidden_env
 
         self._decide = decide
         self._memo: OrderedDict[tuple[int, int], tuple[tuple[str, ...], bool, str]] = \
             OrderedDict()
+        self._memo_pids: dict[int, int] = {}  # pid -> its entries in the memo
+        # (path, argv, cwd, environment read) -> (argv decided, by, reason, rule) of execs the
+        # rules allowed, valid while the policy is as ``_cache_stamp`` says
+        self._cache: dict[tuple[Any, ...], tuple[tuple[str, ...], str, str, str | None]] = {}
+        self._cache_stamp: tuple[Any, ...] = ()
+        self._env = en.EnvFilter(frozenset(x.encode() for x in hidden_env.NAMES),
+                                 tuple(x.encode() for x in hidden_env.PREFIXES))
         self._hooks: list[tuple[float, tuple[str, ...], str, bool, str]] = []
         self._lock = threading.Lock()
         # Questions asked at corral's own terminal are asked one at a time (the queue and the
@@ -272,38 +280,49 @@ class ExecBoundary:
         except OSError:
             pass
 
+    def _stamp(self) -> tuple[Any, ...]:
+        """What the allowed-exec cache depends on besides the exec: the policy and its state."""
+        pipe = self.pipeline
+        p = pipe.policy
+        return (id(p), p.generation, len(p.load_errors), len(p.host_executables),
+                pipe.approval_policy)
+
+    def _first(self, n: en.Notification) -> None:
+        """The first exec is the agent itself, started by corral: its process is the agent's,
+        its environment what "differs" is judged against."""
+        self._add_agent(n.pid)
+        with contextlib.suppress(OSError):
+            self._baseline = frozenset(en.read_exec(n, env=True).env_raw)
+
     def _handle(self, fd: int, n: en.Notification) -> None:
-        try:
-            ppid, start = en.proc_stat(n.pid)
-        except OSError:
-            self._answer(fd, n, False)  # gone already
-            return
-        tgid = n.pid  # the thread that execs; the memo and the agents are keyed by it
+        pid = n.pid  # the thread that execs; the memo and the agents are keyed by it
         if not self._agents:
-            self._add_agent(n.pid)  # the first exec is the agent itself, started by corral
-            with contextlib.suppress(OSError):  # its environment: what "differs" is against
-                self._baseline = frozenset(en.read_exec(n, env=True).env_raw)
-        if self._is_agent(tgid):
+            self._first(n)
+        if pid in self._agents and self._is_agent(pid):
             self.counts["agent"] += 1
-            self._answer(fd, n, True)
+            en.answer(fd, n.id)
             return
         if self._journal_failed is not None:
             self._refuse(fd, n, (), f"corral: telemetry: the journal failed "
                          f"({self._journal_failed}); no further exec is allowed")
             return
-        top_level = self._is_agent(ppid)
-        if self.mode == "top" and not top_level:
-            self._answer(fd, n, True)  # what a tool call starts runs (mode top)
-            return
+        # /proc/PID/stat (parent, start time) only where it is needed: mode top, a program
+        # named like the agent's own, a process with a remembered exec, a decision that waits
+        stat: tuple[int, int] | None = None
         if self.mode == "top":
-            seen = self._memo.get((tgid, start))
+            if (stat := self._stat(fd, n)) is None:
+                return
+            if not self._is_agent(stat[0]):
+                self._answer(fd, n, True)  # what a tool call starts runs (mode top)
+                return
+            seen = self._memo.get((pid, stat[1]))
             if seen is not None and seen[1]:
                 # an allowed tool call exec'ing onward (`bash -c 'touch x'` becomes touch
                 # in the same process): part of that call, like its children
                 self._answer(fd, n, True)
                 return
         try:
-            req = en.read_exec(n, env=True)
+            req = en.read_exec(n, env_filter=self._env)
         except OSError as exc:
             if not en.still_waiting(fd, n.id):
                 return
@@ -313,20 +332,50 @@ class ExecBoundary:
             return
         if not en.still_waiting(fd, n.id):
             return  # the memory read may have been another process's: nothing to answer
-        if not os.path.lexists(f"/proc/{n.pid}/root{req.path}" if req.path.startswith("/")
-                               else f"/proc/{n.pid}/cwd/{req.path}"):
+        if req.path.rpartition("/")[2] in self.agent_names:
+            if stat is None and (stat := self._stat(fd, n)) is None:
+                return
+            if self._is_agent(stat[0]):
+                self._add_agent(pid)  # the agent's own program (Codex's native binary)
+                self.counts["agent"] += 1
+                en.answer(fd, n.id)
+                return
+        if pid in self._memo_pids:
+            if stat is None and (stat := self._stat(fd, n)) is None:
+                return
+            seen = self._memo.get((pid, stat[1]))
+            if seen is not None and seen[0] == req.argv:  # the same exec retried along PATH
+                en.answer(fd, n.id, 0 if seen[1] else errno.EACCES)
+                return
+        key = (req.path, req.argv, req.cwd, tuple(req.env_raw))
+        if not self._hooks:  # a hook's decision, when there is one, is taken first
+            stamp = self._stamp()
+            if stamp != self._cache_stamp:
+                self._cache.clear()
+                self._cache_stamp = stamp
+            hit = self._cache.get(key)
+            if hit is not None:  # the same exec was allowed by the rules: no question
+                en.answer(fd, n.id)
+                self._allowed(pid, req.path, *hit)
+                return
+        if not os.path.lexists(f"/proc/{pid}/root{req.path}" if req.path.startswith("/")
+                               else f"/proc/{pid}/cwd/{req.path}"):
             en.answer(fd, n.id)  # nothing there: the kernel answers ENOENT (PATH search)
             return
-        if top_level and os.path.basename(req.path) in self.agent_names:
-            self._add_agent(n.pid)  # the agent's own program (Codex's native binary)
-            self.counts["agent"] += 1
-            en.answer(fd, n.id)
+        if stat is None and (stat := self._stat(fd, n)) is None:
             return
-        me = (tgid, start)
-        seen = self._memo.get(me)
-        if seen is not None and seen[0] == req.argv:  # the same exec retried along PATH
-            en.answer(fd, n.id, 0 if seen[1] else errno.EACCES)
-            return
+        self._decide_exec(fd, n, req, (pid, stat[1]), key)
+
+    def _stat(self, fd: int, n: en.Notification) -> tuple[int, int] | None:
+        """(parent, start time) of the waiting process; None (and refused) when it is gone."""
+        try:
+            return en.proc_stat(n.pid)
+        except OSError:
+            self._answer(fd, n, False)
+            return None
+
+    def _decide_exec(self, fd: int, n: en.Notification, req: en.ExecRequest,
+                     me: tuple[int, int], key: tuple[Any, ...]) -> None:
         decide, pipe = self._decide, self.pipeline
 
         def setup_allowed(script: str) -> bool:
@@ -340,17 +389,21 @@ class ExecBoundary:
             self._remember(me, req.argv, allowed, message)
             if allowed:
                 en.answer(fd, n.id)
-                self._allowed(n, req, argv, "hook", "decided by the agent's hook")
+                self._allowed(n.pid, req.path, argv, "hook", "decided by the agent's hook")
             else:
                 self._refuse(fd, n, req.argv, message, req)
             return
         env = en.environment(req.env_raw, self._baseline) or None
         d = decide(list(argv), pipe.policy, pipe.approval_policy, cwd=req.cwd, env=env)
         if d.decision is RuleDecision.ALLOW:
-            self._remember(me, req.argv, True, "")
+            if self.mode == "top":  # its onward execs are part of it
+                self._remember(me, req.argv, True, "")
+            source = d.matches[0].source if d.matches else None
+            if len(self._cache) >= _MEMO:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (argv, "rule", d.reason, source)
             en.answer(fd, n.id)
-            self._allowed(n, req, argv, "rule", d.reason,
-                          d.matches[0].source if d.matches else None)
+            self._allowed(n.pid, req.path, argv, "rule", d.reason, source)
             return
         with self._lock:
             self._waiting[n.id] = argv
@@ -386,10 +439,16 @@ class ExecBoundary:
     def _remember(self, me: tuple[int, int], argv: tuple[str, ...], allowed: bool,
                   message: str) -> None:
         with self._lock:
+            if me not in self._memo:
+                self._memo_pids[me[0]] = self._memo_pids.get(me[0], 0) + 1
             self._memo[me] = (argv, allowed, message)
             self._memo.move_to_end(me)
             while len(self._memo) > _MEMO:
-                self._memo.popitem(last=False)
+                old, _ = self._memo.popitem(last=False)
+                if self._memo_pids[old[0]] <= 1:
+                    del self._memo_pids[old[0]]
+                else:
+                    self._memo_pids[old[0]] -= 1
 
     def _refuse(self, fd: int, n: en.Notification, argv: tuple[str, ...], message: str,
                 req: en.ExecRequest | None = None) -> None:
@@ -411,21 +470,12 @@ class ExecBoundary:
                     return
         en.answer(fd, n.id, errno.EACCES)
 
-    def _allowed(self, n: en.Notification, req: en.ExecRequest, argv: tuple[str, ...],
-                 by: str, reason: str, source: str | None = None) -> None:
+    def _allowed(self, pid: int, path: str, argv: tuple[str, ...], by: str, reason: str,
+                 source: str | None = None) -> None:
+        """Journaled by the recorder thread in batches, not waited for: an allowed exec is not
+        held for the disk (a failed journal refuses every exec from then on)."""
         self.counts["allowed"] += 1
-        attrs: dict[str, Any] = {
-            "process.command_line": shlex.join(argv), "process.executable.path": req.path,
-            "process.pid": n.pid, "agent.exec.mode": self.mode, "agent.decision":
-            "auto_approved", "agent.decision.source": by}
-        if source:
-            attrs["agent.decision.rule"] = source
-        if reason:
-            attrs["agent.decision.rationale"] = reason[:500]
-        # journaled by the recorder thread in batches, not waited for: an allowed exec is not
-        # held for the disk (a failed journal refuses every exec from then on)
-        with self._lock:
-            self._records.append(attrs)
+        self._records.append((pid, path, argv, by, reason, source))
 
     def _recorder(self) -> None:
         while not self._stop.wait(RECORD_SECONDS):
@@ -433,9 +483,17 @@ class ExecBoundary:
         self._flush_records()
 
     def _flush_records(self) -> None:
-        with self._lock:
-            batch, self._records = self._records, []
-        for attrs in batch:
+        records = self._records
+        while records and self._journal_failed is None:
+            pid, path, argv, by, reason, source = records.popleft()
+            attrs: dict[str, Any] = {
+                "process.command_line": shlex.join(argv), "process.executable.path": path,
+                "process.pid": pid, "agent.exec.mode": self.mode, "agent.decision":
+                "auto_approved", "agent.decision.source": by}
+            if source:
+                attrs["agent.decision.rule"] = source
+            if reason:
+                attrs["agent.decision.rationale"] = reason[:500]
             try:
                 self.telemetry.emit("agent.exec", attrs)
             except Exception as exc:  # the journal failed: fail closed from now on
