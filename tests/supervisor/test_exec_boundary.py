@@ -372,3 +372,52 @@ def test_the_agent_cannot_reach_the_exec_socket_and_the_boundary_holds(eb):
     # the shell os.system starts is refused at its exec (system() reports 127), nothing deleted
     assert "status 127" in r.stdout and (eb.work / "x" / "keep").exists(), r.stdout + r.stderr
     assert "`sh -c 'rm -r x'` is forbidden by policy" in r.stdout + r.stderr
+
+
+SCRIPT_AGENT = '''
+import subprocess
+try:
+    subprocess.run(["python3", "tool.py"], check=False)
+    print("tool started")
+except PermissionError as e:
+    print("tool refused", e.errno)
+'''
+
+
+def test_a_script_agents_children_are_its_tool_calls_whatever_their_program(eb):
+    """`corral run -- python3 agent.py`: the agent is its first process, not every python3;
+    a python3 it starts is a tool call, decided like any other."""
+    (eb.home / "rules" / "tool.rules").write_text(
+        'prefix_rule(pattern=["python3", "tool.py"], decision="forbidden", '
+        'justification="EB-TOOL")\n')
+    (eb.work / "agent.py").write_text(SCRIPT_AGENT)
+    (eb.work / "tool.py").write_text("open('made', 'w').write('x')\n")
+    r = eb("run", "--", "python3", "agent.py")
+    assert r.returncode == 0, r.stderr
+    assert "tool refused 13" in r.stdout, r.stdout + r.stderr
+    assert "EB-TOOL" in r.stderr and not (eb.work / "made").exists()
+    assert ("python3 tool.py", "forbidden") in _exec_decisions(eb)
+
+
+LAUNCHER = '#!/bin/sh\n"$(dirname "$0")/../vendor/codex" "$@"\necho launcher-done\n'
+NATIVE = ('#!/bin/sh\necho native-ran\n./tools/codex nested; echo nested-rc=$?\n'
+          'rm -r x; echo rm-rc=$?\n')
+
+
+def test_a_known_agents_launcher_starts_its_own_binary_and_only_that(eb):
+    """Codex's launcher (node) starting its native `codex` is the agent starting; a `codex`
+    that the native binary (the agent) starts is a tool call, decided."""
+    (eb.home / "rules" / "nested.rules").write_text(
+        'prefix_rule(pattern=["codex", "nested"], decision="forbidden", '
+        'justification="EB-NESTED")\n')
+    for rel, text in (("bin/codex", LAUNCHER), ("vendor/codex", NATIVE),
+                      ("tools/codex", "#!/bin/sh\ntouch nested-ran\n")):
+        f = eb.work / rel
+        f.parent.mkdir(exist_ok=True)
+        f.write_text(text)
+        f.chmod(0o755)
+    r = eb("run", "--", "./bin/codex")
+    assert "native-ran" in r.stdout and "launcher-done" in r.stdout, r.stdout + r.stderr
+    assert "nested-rc=126" in r.stdout and "EB-NESTED" in r.stderr, r.stdout + r.stderr
+    assert not (eb.work / "nested-ran").exists()
+    assert "rm-rc=126" in r.stdout and (eb.work / "x" / "keep").exists()

@@ -56,15 +56,18 @@ class ExecBoundary:
     """Serve one session's exec listener. ``start()`` binds ``socket_path`` (0600) before the
     sandbox starts; the init connects once and passes the listener; ``close()`` stops it."""
 
-    def __init__(self, pipeline: Any, mode: str, agent_argv0: str, socket_path: Path,
+    def __init__(self, pipeline: Any, mode: str, socket_path: Path,
                  agent_names: Sequence[str] = ()) -> None:
+        """``agent_names``: the program names of a known agent's own binaries (Codex's native
+        ``codex``), which its launcher starts; empty for any other program."""
         if mode not in ("top", "all"):
             raise ValueError(f"exec boundary mode {mode!r}")
         self.pipeline = pipeline
         self.telemetry = pipeline.telemetry
         self.mode = mode
         self.socket_path = socket_path
-        self.agent_names = {os.path.basename(agent_argv0), *agent_names}
+        self.agent_names = frozenset(agent_names)
+        self._root: int | None = None  # the agent's first process (what corral started)
         self.listener: int | None = None
         self.connected = threading.Event()
         self.problem: str | None = None  # why the listener never arrived or the loop stopped
@@ -291,8 +294,21 @@ class ExecBoundary:
         """The first exec is the agent itself, started by corral: its process is the agent's,
         its environment what "differs" is judged against."""
         self._add_agent(n.pid)
+        self._root = next(iter(self._agents), None)
         with contextlib.suppress(OSError):
             self._baseline = frozenset(en.read_exec(n, env=True).env_raw)
+
+    def _launches(self, parent: int) -> bool:
+        """Whether ``parent`` is the agent's first process still running a launcher (``node``
+        with Codex's script), not the agent's own binary: only then is a child named like that
+        binary the agent starting, never a tool call of the agent."""
+        if parent != self._root or not self._is_agent(parent):
+            return False
+        try:
+            exe = os.readlink(f"/proc/{parent}/exe").rpartition("/")[2]
+        except OSError:
+            return False
+        return exe.removesuffix(".exe") not in self.agent_names  # Claude's is claude.exe
 
     def _handle(self, fd: int, n: en.Notification) -> None:
         pid = n.pid  # the thread that execs; the memo and the agents are keyed by it
@@ -335,7 +351,7 @@ class ExecBoundary:
         if req.path.rpartition("/")[2] in self.agent_names:
             if stat is None and (stat := self._stat(fd, n)) is None:
                 return
-            if self._is_agent(stat[0]):
+            if self._launches(stat[0]):
                 self._add_agent(pid)  # the agent's own program (Codex's native binary)
                 self.counts["agent"] += 1
                 en.answer(fd, n.id)
@@ -529,7 +545,7 @@ def boundary_mode(cfg: Any) -> tuple[str, str]:
     return mode, unavailable
 
 
-def open_boundary(cfg: Any, session: Any, agent_argv0: str, agent_names: Sequence[str] = ()
+def open_boundary(cfg: Any, session: Any, agent_names: Sequence[str] = ()
                   ) -> ExecBoundary | None:
     """The exec boundary for a ``corral run`` session, started (or None when configured off,
     or unavailable with ``rules.exec_boundary_unavailable = "warn"``: said on the terminal and
@@ -558,8 +574,7 @@ def open_boundary(cfg: Any, session: Any, agent_argv0: str, agent_names: Sequenc
         session.telemetry.emit("agent.exec.boundary", {
             "agent.exec.mode": "off", "agent.exec.problem": problem}, wait=True)
         return None
-    boundary = ExecBoundary(session.pipeline, mode, agent_argv0, session.rundir / "x.sock",
-                            agent_names)
+    boundary = ExecBoundary(session.pipeline, mode, session.rundir / "x.sock", agent_names)
     boundary.start()
     if session.api is not None:
         session.api.on_shell_decision = boundary.hook_decided

@@ -343,7 +343,10 @@ class RunSession:
                             if k.startswith("CORRAL_SUPERVISOR_")})
                 env[self.preset.hook_env_prefix + "CORRAL_SANDBOX"] = "1"
             extra = session.args_in_sandbox(OTLP_PORT)
-            boundary = open_boundary(cfg, session, self.argv[0], (self.preset.name,))
+            # only a known agent's launcher starts "its own" binary by name (Codex's native
+            # codex); any other program's children are its tool calls (python3 agent.py)
+            boundary = open_boundary(cfg, session, (self.preset.name,)
+                                     if self.preset.name in PRESETS else ())
             if boundary is not None:
                 plan = plan.replace(exec_socket=boundary.socket_path)
             # Codex takes ``-c`` globally: the integration's arguments go right after the program
