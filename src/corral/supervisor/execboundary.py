@@ -383,12 +383,14 @@ class ExecBoundary:
         self._decide_exec(fd, n, req, (pid, stat[1]), key)
 
     def _stat(self, fd: int, n: en.Notification) -> tuple[int, int] | None:
-        """(parent, start time) of the waiting process; None (and refused) when it is gone."""
+        """(parent, start time) of the waiting process; None (and refused) when it is gone.
+        Checked against the notification id afterwards: the pid was still that process's."""
         try:
-            return en.proc_stat(n.pid)
+            stat = en.proc_stat(n.pid)
         except OSError:
             self._answer(fd, n, False)
             return None
+        return stat if en.still_waiting(fd, n.id) else None
 
     def _decide_exec(self, fd: int, n: en.Notification, req: en.ExecRequest,
                      me: tuple[int, int], key: tuple[Any, ...]) -> None:
