@@ -251,47 +251,43 @@ class Forwarder:
         if self._client is None:
             import ssl
 
-            import httpx  # here, not at import: a session that never forwards never pays for it
+            from corral.forward.transport import Connection, ProxyRefused
 
             try:  # the system's trust store (where an organisation installs its CA), plus ca_file
                 tls = ssl.create_default_context(cafile=self.settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ForwardError("forward", f"server.ca_file {self.settings.ca_file!r} is "
                                    f"unusable: {exc}") from exc
-            self._client = httpx.Client(
-                verify=tls,
-                timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
-                headers={"Authorization": f"Bearer {self.settings.token}",
-                         "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-                         "User-Agent": f"corral-forward/{_corral_version()}"})
+            try:
+                self._client = Connection(
+                    self.settings.logs_url, tls if self.settings.logs_url.startswith("https:")
+                    else None,
+                    {"Authorization": f"Bearer {self.settings.token}",
+                     "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+                     "User-Agent": f"corral-forward/{_corral_version()}"},
+                    connect_timeout=min(5.0, self.timeout), read_timeout=self.timeout)
+            except ProxyRefused as exc:
+                raise ForwardError("forward", str(exc), hint="set HTTPS_PROXY to an http:// "
+                                   "proxy, or NO_PROXY to the server's host") from exc
         return self._client
 
     def _post(self, body: bytes, count: int) -> None:
-        import httpx
+        from corral.forward.transport import TransportError
 
-        url = self.settings.logs_url
         try:
-            with self._http().stream("POST", url, content=body) as resp:
-                status, headers = resp.status_code, resp.headers
-                data = bytearray()
-                for chunk in resp.iter_bytes():
-                    data += chunk
-                    if len(data) > MAX_RESPONSE:
-                        break
-        except httpx.ProtocolError as exc:
-            raise Retryable(f"server {self.settings.url} answered with broken HTTP: "
-                            f"{_printable(str(exc)) or type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise Retryable(f"server {self.settings.url} unreachable: "
+            status, headers, data = self._http().post(body, MAX_RESPONSE)
+        except TransportError as exc:
+            what = "answered with broken HTTP" if exc.broken else "unreachable"
+            raise Retryable(f"server {self.settings.url} {what}: "
                             f"{_printable(str(exc)) or type(exc).__name__}") from exc
         if status == 200:
-            self._check_ack(bytes(data), headers.get("Content-Type", ""), count)
+            self._check_ack(bytes(data), headers.get("content-type", ""), count)
             return
         text = _printable(bytes(data[:4096]).decode("utf-8", "replace"))
         why = f"HTTP {status}: {text}" if text else f"HTTP {status}"
         if status in _RETRY_STATUS:
             raise Retryable(f"server busy or failing ({why})",
-                            retry_after_seconds(headers.get("Retry-After")))
+                            retry_after_seconds(headers.get("retry-after")))
         if status in (401, 403):
             raise ForwardError("forward", f"server {self.settings.url} refused the token "
                                f"({why})",
