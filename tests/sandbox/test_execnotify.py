@@ -126,3 +126,51 @@ def test_a_dead_process_is_no_longer_waiting():
         os.waitpid(pid, 0)
         assert not en.still_waiting(fd, n.id)
         assert not en.answer(fd, n.id)
+
+
+HIDDEN = en.EnvFilter(frozenset({b"GIT_EXTERNAL_DIFF", b"PAGER"}), (b"GIT_CONFIG_KEY_",))
+
+
+def test_only_the_variables_asked_for_are_read_whole():
+    env = {f"V{i}": "y" * (i % 500) for i in range(400)}
+    env.update({"GIT_EXTERNAL_DIFF": "rm -rf x", "GIT_CONFIG_KEY_0": "core.pager",
+                "PAGERX": "not this", "PAGE": "nor this", "PAGER": "less " + "z" * 9000})
+    with child(lambda: os.execve("/bin/true", ["/bin/true", "a"], env)) as (_, fd, _):
+        n = next_exec(fd)
+        req = en.read_exec(n, env_filter=HIDDEN)
+        assert req.argv == ("/bin/true", "a")
+        assert sorted(req.env_raw) == sorted(f"{k}={env[k]}".encode() for k in (
+            "GIT_EXTERNAL_DIFF", "GIT_CONFIG_KEY_0", "PAGER"))
+        assert en.answer(fd, n.id)
+
+
+FALLBACK = '''
+import errno, os, sys
+import pyseccomp as sc
+f = sc.SyscallFilter(sc.ALLOW)
+f.add_rule(sc.ERRNO(errno.EPERM), "process_vm_readv")
+f.load()
+sys.path.insert(0, sys.argv[1])
+from tests.sandbox import test_execnotify as t
+opened = []
+real_open = os.open
+def counting_open(path, *a, **kw):
+    opened.append(str(path))
+    return real_open(path, *a, **kw)
+t.en.os.open = counting_open
+t.test_long_argv_and_the_environment_are_read_whole()
+t.test_only_the_variables_asked_for_are_read_whole()
+assert sum(p.endswith("/mem") for p in opened) >= 2, opened
+print("fallback-ok")
+'''
+
+
+def test_where_process_vm_readv_is_refused_proc_pid_mem_reads_the_same():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    r = subprocess.run([sys.executable, "-c", FALLBACK, root], capture_output=True, text=True,
+                       timeout=60, cwd=root)
+    assert r.returncode == 0 and "fallback-ok" in r.stdout, r.stdout + r.stderr
