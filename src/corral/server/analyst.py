@@ -70,7 +70,7 @@ class Analyst:
             self._store = self._open()
         return self._store
 
-    def source(self, store: Store | None = None) -> StoreSource:
+    def source(self, store: Store | None = None, background: bool = False) -> StoreSource:
         state = self.srv.api.state()
 
         def seqs(sid: str) -> list[int] | None:
@@ -78,7 +78,8 @@ class Analyst:
             got = state.session(sid)
             return None if got is None else list(got[1])
 
-        return StoreSource(store or self.store(), self.cfg.origin, seqs)
+        return StoreSource(store or self.store(), self.cfg.origin, seqs,
+                           self.srv.foreground.pause if background else None)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -113,7 +114,7 @@ class Analyst:
         server's state (sessions -> seqs) once first, so the first triage after a start does
         not wait for it (17 s over 1,000,000 events)."""
         try:
-            await asyncio.to_thread(self.srv.api.state().refresh)
+            await asyncio.to_thread(self.srv.api.state().refresh, self.srv.foreground.pause)
         except Exception as exc:  # a request folds it for itself
             self.srv.metrics.reject(f"state_fold:{type(exc).__name__}")
         while True:
@@ -130,7 +131,7 @@ class Analyst:
                  else self.srv.reader)
         rollup = RollupStore.open(self.cfg.data / "analytics" / "rollup.db")
         try:
-            return rollup.refresh(self.source(store), self.settings())
+            return rollup.refresh(self.source(store, background=True), self.settings())
         finally:
             rollup.close()
             if store is not self.srv.reader:

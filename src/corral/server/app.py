@@ -110,6 +110,9 @@ class Server:
         self.reader = sconfig.open_store(cfg) if sqlite else self.writer_store
         self.cp_store = sconfig.open_store(cfg) if sqlite else self.writer_store
         self.metrics = Metrics()
+        from corral.server.foreground import Foreground
+
+        self.foreground = Foreground()  # background folds give way to requests
         self.writer = Writer(self.writer_store, cfg.max_queue_events, cfg.max_batch_events,
                              self.metrics)
         self._cp_task: asyncio.Task[None] | None = None
@@ -346,4 +349,9 @@ def build(cfg: sconfig.ServerConfig) -> tuple[Starlette, Server]:
         *srv.devices.routes(),
         *srv.analyst.routes(),
     ]
-    return Starlette(routes=routes, lifespan=srv.lifespan), srv
+    from starlette.middleware import Middleware
+
+    from corral.server import foreground
+
+    return Starlette(routes=routes, lifespan=srv.lifespan,
+                     middleware=[Middleware(foreground.Middleware, fg=srv.foreground)]), srv

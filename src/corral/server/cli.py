@@ -56,6 +56,10 @@ def run(data: Path, listen: str, database: str | None, tls_cert: Path | None,
         if sc.kind == "hec" and not sc.token and not os.environ.get(sc.token_env):
             raise _err(f"sink {sc.name}: environment variable {sc.token_env} is not set")
     app, _ = build(cfg)
+    # Background threads (the folds, the writer, cuts) share the GIL with the request
+    # handlers; with CPython's default 5 ms switch interval a request woken by its I/O could
+    # wait up to 5 ms for the GIL each time (corral.server.foreground).
+    sys.setswitchinterval(0.0005)
     scheme = "https" if tls_cert else "http"
     print(f"corral server: listening on {scheme}://{listen} (log {cfg.origin})",
           file=sys.stderr, flush=True)

@@ -81,10 +81,12 @@ class StoreSource:
     events (the server's in-memory state fold), so a session is read by primary key."""
 
     def __init__(self, store: Store, origin: str,
-                 sessions: Callable[[str], list[int] | None]) -> None:
+                 sessions: Callable[[str], list[int] | None],
+                 pause: Callable[[], None] | None = None) -> None:
         self.store = store
         self.origin = origin
         self._sessions = sessions
+        self._pause = pause  # a background fold's: corral.server.foreground
 
     def _events(self, rows: list[tuple[int, bytes]]) -> list[Event]:
         out = []
@@ -153,7 +155,9 @@ class StoreSource:
             rows = self.store.scan(Scan(after, until_seq, _CHUNK))
             if not rows:
                 return
-            for seq, leaf in rows:
+            for i, (seq, leaf) in enumerate(rows):
+                if self._pause is not None and i % 256 == 0:
+                    self._pause()
                 if not leaf:  # content removed under retention or erasure: nothing to count
                     continue
                 doc = json.loads(leaf)

@@ -11,6 +11,7 @@ import bisect
 import json
 import threading
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +142,9 @@ class State:
         self.mcp: dict[str, _Seen] = {}
         self.tools: dict[str, _Seen] = {}
 
-    def refresh(self) -> int:
+    def refresh(self, pause: Callable[[], None] | None = None) -> int:
+        """Fold up to the head; ``pause`` (a background fold) is called every few hundred
+        events (corral.server.foreground)."""
         with self.lock:
             head = self.store.head()[0]
             cleared = 0
@@ -150,7 +153,9 @@ class State:
                 if not rows:
                     self.seq = head
                     break
-                for seq, leaf in rows:
+                for i, (seq, leaf) in enumerate(rows):
+                    if pause is not None and i % 256 == 0:
+                        pause()
                     doc = json.loads(leaf)
                     if doc.get("name") == TOMBSTONE:
                         cleared += self._drop(doc.get("record"))
