@@ -421,3 +421,54 @@ def test_a_known_agents_launcher_starts_its_own_binary_and_only_that(eb):
     assert "nested-rc=126" in r.stdout and "EB-NESTED" in r.stderr, r.stdout + r.stderr
     assert not (eb.work / "nested-ran").exists()
     assert "rm-rc=126" in r.stdout and (eb.work / "x" / "keep").exists()
+
+
+def test_an_allowed_exec_is_decided_again_once_the_policy_changes(tmp_path, monkeypatch,
+                                                                  capfd):
+    """Execs the rules allowed are remembered; a rule added to the session's policy mid-run
+    (as an amendment would be) makes the same exec be decided again, and refused."""
+    from corral.config import load_config
+    from corral.rules import load_policy
+    from corral.supervisor import execboundary
+    from corral.supervisor.run import RunSession
+
+    home = tmp_path / "home"
+    (home / "rules").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    monkeypatch.setenv("CORRAL_HOME", str(home))
+    cfg = load_config(work, home=home, system=tmp_path / "etc")
+    later = tmp_path / "later.rules"
+    later.write_text('prefix_rule(pattern=["echo", "same"], decision="forbidden", '
+                     'justification="EB-LATER")\n')
+    added = load_policy(cfg, extra_files=[str(later)], include_configured=False)
+    boundaries: list[execboundary.ExecBoundary] = []
+    real_init = execboundary.ExecBoundary.__init__
+
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        boundaries.append(self)
+
+    monkeypatch.setattr(execboundary.ExecBoundary, "__init__", keep)
+    script = ("/bin/echo same; /bin/echo same; touch first; while [ ! -e go ]; do "
+              "/bin/sleep 0.1; done; /bin/echo same; echo rc=$?")
+    rs = RunSession(cfg, ["sh", "-c", script], approval_policy="on-request", reviewer="user",
+                    profile=None)
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(rs.run()))
+    t.start()
+    deadline = time.monotonic() + 60
+    while not (work / "first").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert boundaries and (work / "first").exists()
+    policy = boundaries[0].pipeline.policy
+    for rules in added.rules_by_program.values():
+        for rule in rules:
+            policy.add_rule(rule)
+    (work / "go").touch()
+    t.join(60)
+    assert result == [0]
+    out, err = capfd.readouterr()
+    assert out.count("same") == 2 and "rc=126" in out, out + err
+    assert "EB-LATER" in err, err
