@@ -133,20 +133,28 @@ def report(home: Path, journal: Path, lag: tuple[int, int] | None = None) -> dic
 
 def send(settings: ServerSettings, doc: dict[str, Any], timeout: float = 10.0) -> int:
     """POST the report; the server's published policy version."""
+    import json
     import ssl
 
-    import httpx
+    from corral.forward.transport import Connection, ProxyRefused, TransportError
 
-    tls = ssl.create_default_context(cafile=settings.ca_file)
+    url = settings.url + "/v1/fleet/checkin"
     try:
-        r = httpx.post(settings.url + "/v1/fleet/checkin", json=doc, verify=tls,
-                       timeout=timeout, headers={"Authorization": f"Bearer {settings.token}"})
-    except httpx.HTTPError as exc:
+        tls = ssl.create_default_context(cafile=settings.ca_file) \
+            if url.startswith("https:") else None
+        conn = Connection(url, tls, {"Authorization": f"Bearer {settings.token}",
+                                     "Content-Type": "application/json"},
+                          connect_timeout=min(5.0, timeout), read_timeout=timeout)
+        try:
+            status, _headers, data = conn.post(json.dumps(doc).encode(), 1 << 20)
+        finally:
+            conn.close()
+    except (OSError, ssl.SSLError, ProxyRefused, TransportError) as exc:
         raise ForwardError("fleet", f"check-in to {settings.url} failed: {exc}") from exc
-    if r.status_code != 200:
-        line = " ".join(r.text.split())[:200]
-        raise ForwardError("fleet", f"check-in refused: HTTP {r.status_code} {line}")
+    if status != 200:
+        line = " ".join(data[:4096].decode("utf-8", "replace").split())[:200]
+        raise ForwardError("fleet", f"check-in refused: HTTP {status} {line}")
     try:
-        return int(r.json().get("policy_version", 0))
+        return int(json.loads(data).get("policy_version", 0))
     except (ValueError, AttributeError, TypeError):
         return 0
