@@ -75,6 +75,23 @@ def peer(store: Store) -> Iterator[Peer]:
     p.close()
 
 
+@pytest.fixture
+def tls_peer(store: Store, tmp_path: Path) -> Iterator[tuple[Peer, Path]]:
+    """An https peer with a certificate for 127.0.0.1 from a test CA; (peer, CA file)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    p = Peer(store, tls=ctx).start()
+    yield p, ca_file
+    p.close()
+
+
 class PeerProcess:
     """The peer as a subprocess on a fixed port: can be killed -9 and restarted on its store."""
 

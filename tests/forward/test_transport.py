@@ -8,13 +8,11 @@ import base64
 import contextlib
 import select
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from corral.forward.transport import Connection, ProxyRefused, TransportError
 from tests.forward.conftest import corral, fill
@@ -92,26 +90,17 @@ def _no_proxy_env() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_https_server_through_the_environments_proxy_with_connect(
-        home: Path, tmp_path: Path, proxy: HttpProxy) -> None:
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    store = Store(tmp_path / "server.db")
-    peer = Peer(store, tls=ctx).start()
-    try:
-        ids = fill(home, 30)
-        (home / "config.toml").write_text(f'[server]\nurl = "{peer.url}"\nca_file = "{ca_file}"\n')
-        env = {**_no_proxy_env(), "HTTPS_PROXY": f"http://u%40x:p%3Aw@127.0.0.1:{proxy.port}"}
-        r = corral(home, "forward", env=env)
-        assert r.returncode == 0, r.stderr
-        assert store.ids() == ids
-        want = "Basic " + base64.b64encode(b"u@x:p:w").decode()
-        assert proxy.seen and all(line.startswith(f"CONNECT 127.0.0.1:{peer.port} HTTP/1.") and a == want
-                                  for line, a in proxy.seen), proxy.seen
-    finally:
-        peer.close()
+        home: Path, store: Store, tls_peer: tuple[Peer, Path], proxy: HttpProxy) -> None:
+    peer, ca_file = tls_peer
+    ids = fill(home, 30)
+    (home / "config.toml").write_text(f'[server]\nurl = "{peer.url}"\nca_file = "{ca_file}"\n')
+    env = {**_no_proxy_env(), "HTTPS_PROXY": f"http://u%40x:p%3Aw@127.0.0.1:{proxy.port}"}
+    r = corral(home, "forward", env=env)
+    assert r.returncode == 0, r.stderr
+    assert store.ids() == ids
+    want = "Basic " + base64.b64encode(b"u@x:p:w").decode()
+    assert proxy.seen and all(line.startswith(f"CONNECT 127.0.0.1:{peer.port} HTTP/1.") and
+                              a == want for line, a in proxy.seen), proxy.seen
 
 
 @pytest.mark.slow
