@@ -397,9 +397,7 @@ class EnvFilter:
 
     def pick(self, mem: _Mem, ptrs: list[int]) -> list[bytes]:
         longest, names, prefixes = self.longest, self.names, self.prefixes
-        bases = {p & _MASK for p in ptrs}
-        bases.update([(p + longest) & _MASK for p in ptrs])
-        mem.fetch(bases)
+        mem.fetch(set(map(_MASK.__and__, ptrs)))
         pages = mem.pages
         found = []
         for ptr in ptrs:
@@ -408,7 +406,7 @@ class EnvFilter:
             if data is None:
                 data, _ = mem.page(ptr)
             off = ptr - base
-            if len(data) - off < longest:
+            if len(data) - off < longest:  # near the end of its page
                 data, off = mem.read(ptr, longest), 0
                 if not data:
                     raise OSError(errno.EFAULT, "unreadable string")
@@ -440,12 +438,12 @@ def read_exec(n: Notification, env: bool = False,
                    envp_ptr & mask & _MASK if env or env_filter else 0} - {0})
         raw_path = mem.cstr(path_ptr & mask, 4096)
         addrs = mem.pointers(argv_ptr & mask, wide)
-        mem.fetch({a & _MASK for a in addrs})
+        mem.fetch(set(map(_MASK.__and__, addrs)))
         argv = mem.strings(addrs, MAX_BYTES)
         environ: list[bytes] = []
         if env:
             ptrs = mem.pointers(envp_ptr & mask, wide)
-            mem.fetch({p & _MASK for p in ptrs})
+            mem.fetch(set(map(_MASK.__and__, ptrs)))
             environ = mem.strings(ptrs, MAX_BYTES)
         elif env_filter is not None:
             environ = env_filter.pick(mem, mem.pointers(envp_ptr & mask, wide))
