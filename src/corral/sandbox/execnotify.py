@@ -416,11 +416,18 @@ class EnvFilter:
         return found
 
 
+_ABIS: dict[tuple[int, int], tuple[bool, bool]] = {}
+
+
 def _abi(n: Notification) -> tuple[bool, bool]:
     """(64-bit pointers, execveat) for this notification's ABI and call."""
+    found = _ABIS.get((n.arch, n.nr))
+    if found is not None:
+        return found
     for arch, nrs, wide in _arch()[1]:
         if n.arch == arch and n.nr in nrs:
-            return wide, n.nr in _EXECVEAT
+            found = _ABIS[(n.arch, n.nr)] = (wide, n.nr in _EXECVEAT)
+            return found
     raise OSError(errno.ENOSYS, f"not an exec call (arch {n.arch:#x}, nr {n.nr})")
 
 

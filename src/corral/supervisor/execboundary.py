@@ -294,7 +294,7 @@ class ExecBoundary:
         """The first exec is the agent itself, started by corral: its process is the agent's,
         its environment what "differs" is judged against."""
         self._add_agent(n.pid)
-        self._root = next(iter(self._agents), None)
+        self._root = next(iter(self._agents), 0)  # 0: it could not be told (it is gone)
         with contextlib.suppress(OSError):
             self._baseline = frozenset(en.read_exec(n, env=True).env_raw)
 
@@ -312,7 +312,7 @@ class ExecBoundary:
 
     def _handle(self, fd: int, n: en.Notification) -> None:
         pid = n.pid  # the thread that execs; the memo and the agents are keyed by it
-        if not self._agents:
+        if self._root is None:  # once: after the agent has gone, nothing else becomes it
             self._first(n)
         if pid in self._agents and self._is_agent(pid):
             self.counts["agent"] += 1
