@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -240,10 +241,30 @@ class PostgresStore(Store):
             migrate(conn)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
                                    configure=self._configure, kwargs={"autocommit": True})
+        self._scans: ConnectionPool | None = None  # cursor reads: opened on the first one
+        self._scans_lock = threading.Lock()
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"SET ROLE {ROLE}")
+
+    @staticmethod
+    def _configure_scans(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"SET ROLE {ROLE}")
+        # A cursor read wants the first rows in seq order: an ordered index scan that stops at
+        # the limit. Without fresh statistics (a partition autovacuum has not analyzed yet)
+        # the planner chose a bitmap scan of the whole range plus a sort: 155 ms instead of
+        # 9 ms per 1,000-event page (benchmarks/README.md). Set once per connection of the
+        # scan pool (it was SET LOCAL in a transaction: three more round trips per read).
+        conn.execute("SET enable_bitmapscan = off")
+
+    def _scan_pool(self) -> ConnectionPool:
+        with self._scans_lock:
+            if self._scans is None:
+                self._scans = ConnectionPool(self.url, min_size=1, max_size=2, open=True,
+                                             configure=self._configure_scans,
+                                             kwargs={"autocommit": True})
+            return self._scans
 
     def append(self, items: list[Incoming], received_ns: int) -> AppendResult:
         with self.pool.connection() as conn, conn.transaction():
@@ -329,12 +350,7 @@ class PostgresStore(Store):
 
     def scan(self, q: Scan) -> list[tuple[int, bytes]]:
         sql, args = scan_sql(q, "%s")
-        with self.pool.connection() as conn, conn.transaction():
-            # A cursor read wants the first rows in seq order: an ordered index scan that stops
-            # at the limit. Without fresh statistics (a partition autovacuum has not analyzed
-            # yet) the planner chose a bitmap scan of the whole range plus a sort: 155 ms
-            # instead of 9 ms per 1,000-event page (benchmarks/README.md).
-            conn.execute("SET LOCAL enable_bitmapscan = off")
+        with self._scan_pool().connection() as conn:
             # binary results: the leaves arrive as they are stored, not hex-encoded and decoded
             return conn.execute(sql, args, binary=True).fetchall()
 
@@ -406,3 +422,5 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self.pool.close()
+        if self._scans is not None:
+            self._scans.close()
