@@ -104,3 +104,34 @@ def test_reasons_are_one_printable_line(text: str) -> None:
         assert not text.strip() or not text.strip().isprintable() or len(text.strip()) > 1000
         return
     assert r == text.strip() and r.isprintable()
+
+
+_erase_values = st.one_of(st.none(), st.booleans(), st.integers(-10, 2**70),
+                          st.text(max_size=40), st.floats(allow_nan=False),
+                          st.lists(st.integers(), max_size=2),
+                          st.just("2026-11-01T00:00:00Z"))
+
+
+@given(st.one_of(
+    st.dictionaries(st.sampled_from(["user", "since", "until", "reason", "dry_run", "x"]),
+                    _erase_values, max_size=6).map(lambda d: __import__("json").dumps(d).encode()),
+    st.binary(max_size=60)))
+@settings(max_examples=300, deadline=None)
+def test_any_erase_request_body_is_a_request_or_one_reason(body: bytes) -> None:
+    from corral.server import erase_api
+
+    try:
+        user, lo, hi, reason, dry = erase_api.parse(body)
+    except erase_api._Bad as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert user and reason.strip() == reason and isinstance(dry, bool)
+    assert lo is None or hi is None or lo < hi
+    user.encode() and reason.encode()  # storable: no lone surrogates
+
+
+def test_an_erase_request_with_a_lone_surrogate_is_refused() -> None:
+    from corral.server import erase_api
+
+    with pytest.raises(erase_api._Bad, match="user is required"):
+        erase_api.parse(b'{"user": "a\\ud800", "reason": "r"}')

@@ -52,9 +52,9 @@ def parse(body: bytes) -> tuple[str, int | None, int | None, str, bool]:
     if extra:
         raise _Bad(f"unknown field {str(extra[0])[:40]!r} (fields: {', '.join(sorted(KEYS))})")
     user, reason, dry = doc.get("user"), doc.get("reason"), doc.get("dry_run", False)
-    if not isinstance(user, str) or not query._USER.fullmatch(user):
+    if not isinstance(user, str) or not query._USER.fullmatch(user) or not _utf8(user):
         raise _Bad("user is required: the OS user or user.name whose events to erase")
-    if not isinstance(reason, str):
+    if not isinstance(reason, str) or not _utf8(reason):
         raise _Bad("reason is required (why, for the tombstone)")
     if not isinstance(dry, bool):
         raise _Bad("dry_run must be true or false")
@@ -74,6 +74,15 @@ def parse(body: bytes) -> tuple[str, int | None, int | None, str, bool]:
     except holds.Refused as exc:
         raise _Bad(str(exc).replace("--reason", "reason")) from None
     return user, times[0], times[1], reason, dry
+
+
+def _utf8(text: str) -> bool:
+    """False for a lone surrogate (JSON can carry one; the log cannot store it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _erase(api: ComplianceApi, request: Request) -> Response:
