@@ -49,3 +49,27 @@ def test_a_damaged_or_foreign_cache_entry_is_ignored(tmp_path: Path) -> None:
     good = {"identity": ident, "rules": [], "host": {}}
     path.write_bytes(check_fast.dump_cache(good))
     assert check_fast.load_cache(str(path), ident) == good
+
+
+def test_the_installed_command_checks_without_re_json_or_typing(tmp_path: Path) -> None:
+    """`corral policy check` with its cache warm runs on builtins: no `re`, `json` or `typing`
+    (each costs more than codex's whole check here). Checked on what bin/corral imports."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    rules = tmp_path / "r.rules"
+    rules.write_text('prefix_rule(pattern=["git", "push"], decision="forbidden")\n')
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print(sorted(m for m in ('re', 'json', 'typing', 'enum')"
+             " if m in sys.modules)))\n"
+             f"sys.argv = ['corral', 'policy', 'check', '-r', {str(rules)!r}, '--', 'git', "
+             "'push']\n"
+             f"exec(compile(open({str(root / 'bin' / 'corral')!r}).read(), 'corral', 'exec'))\n")
+    env = {"CORRAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=env, timeout=120) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith('{"matchedRules":[{"prefixRuleMatch":'), r.stdout
+    assert runs[1].stdout.splitlines()[-1] == "[]", runs[1].stdout  # the cached run
