@@ -9,8 +9,12 @@ import errno
 import os
 import select
 import socket
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corral.sandbox import execnotify as en
 
@@ -144,6 +148,72 @@ def test_only_the_variables_asked_for_are_read_whole():
         assert en.answer(fd, n.id)
 
 
+def _exec_from_crafted_memory() -> None:
+    """In the child: execve with argv, envp and their strings laid across page boundaries
+    of an anonymous mapping whose fourth page is inaccessible (PROT_NONE)."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    area = mmap.mmap(-1, 4 * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    libc.execve.argtypes = (ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
+
+    def put(off: int, data: bytes) -> int:
+        area[off:off + len(data)] = data
+        return base + off
+
+    path = put(16, b"/bin/true\0")
+    straddling = put(page - 50, b"straddle-" + b"s" * 100 + b"\0")  # pages 0 and 1
+    last = b"PAGER=l\0"  # shorter than the longest name asked for; its NUL is the last byte
+    at_end = put(3 * page - len(last), last)
+    other = put(page + 200, b"PAGERX=no\0")
+    diff = put(page + 300, b"GIT_EXTERNAL_DIFF=rm\0")
+    argv = put(2 * page - 12, struct.pack("<QQQ", path, straddling, 0))  # straddles too
+    envp = put(1024, struct.pack("<QQQQ", other, at_end, diff, 0))
+    assert libc.mprotect(base + 3 * page, page, 0) == 0
+    libc.execve(b"/bin/true", argv, envp)
+    raise OSError(ctypes.get_errno(), "execve")
+
+
+def test_strings_and_pointer_arrays_across_pages_and_before_unreadable_memory():
+    with child(_exec_from_crafted_memory) as (_, fd, _):
+        n = next_exec(fd)
+        req = en.read_exec(n, env_filter=HIDDEN)
+        assert req.path == "/bin/true"
+        assert req.argv == ("/bin/true", "straddle-" + "s" * 100)
+        assert req.env_raw == [b"PAGER=l", b"GIT_EXTERNAL_DIFF=rm"]
+        assert en.read_exec(n, env=True).env_raw == [
+            b"PAGERX=no", b"PAGER=l", b"GIT_EXTERNAL_DIFF=rm"]
+        assert en.answer(fd, n.id)
+
+
+_NAMES = st.sampled_from([b"PAGER", b"PAGERX", b"PAGE", b"GIT_EXTERNAL_DIFF",
+                          b"GIT_CONFIG_KEY_3", b"GIT_CONFIG", b"HOME", b"X"])
+_TEXT = st.binary(max_size=300).map(lambda b: b.replace(b"\0", b"") or b"x")
+
+
+@settings(max_examples=25, deadline=None)
+@given(argv=st.lists(_TEXT, min_size=1, max_size=12),
+       env=st.lists(st.tuples(_NAMES, st.binary(max_size=200).map(
+           lambda b: b.replace(b"\0", b""))), max_size=12))
+def test_any_argv_and_environment_read_back_exactly(argv, env):
+    with child(lambda: os.execve(b"/bin/true", argv, dict(env))) as (_, fd, _):
+        n = next_exec(fd)
+        whole = en.read_exec(n, env=True)
+        picked = en.read_exec(n, env_filter=HIDDEN)
+        assert en.answer(fd, n.id)
+    assert list(whole.raw) == argv
+    kept = {k: v for k, v in env}  # execve with a dict: the last value of each name
+    assert sorted(whole.env_raw) == sorted(k + b"=" + v for k, v in kept.items())
+    assert sorted(picked.env_raw) == sorted(
+        e for e in (k + b"=" + v for k, v in kept.items())
+        if e.partition(b"=")[0] in (b"PAGER", b"GIT_EXTERNAL_DIFF")
+        or e.startswith(b"GIT_CONFIG_KEY_"))
+
+
 FALLBACK = '''
 import errno, os, sys
 import pyseccomp as sc
@@ -160,6 +230,7 @@ def counting_open(path, *a, **kw):
 t.en.os.open = counting_open
 t.test_long_argv_and_the_environment_are_read_whole()
 t.test_only_the_variables_asked_for_are_read_whole()
+t.test_strings_and_pointer_arrays_across_pages_and_before_unreadable_memory()
 assert sum(p.endswith("/mem") for p in opened) >= 2, opened
 print("fallback-ok")
 '''
