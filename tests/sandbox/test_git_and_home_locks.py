@@ -221,3 +221,20 @@ def test_what_git_itself_makes_is_reported_but_never_moved(tmp_path: Path) -> No
     assert {f.path for f in findings} == {".git/worktrees/wt", ".git/modules/lib", "lib/.git",
                                           "wt/.git", ".gitmodules", ".git/config"}, findings
     assert not [f for f in findings if f.risk or f.moved_to], findings
+
+
+def test_a_repository_created_during_a_run_with_a_hook_is_reported(box: Box) -> None:
+    """`git init` inside the sandbox must work (hooks writable then): a hook left in the new
+    repository is a warning after the run; a run that creates no repository has none."""
+    sb = box.sandbox()
+    try:
+        quiet = sb.run(["true"], box.ws, explain=False)
+        assert quiet.returncode == 0 and quiet.warnings == []
+        made = sb.run(["sh", "-c", "git init -q && printf '#!/bin/sh\\n' > .git/hooks/pre-commit"],
+                      box.ws, explain=False)
+    finally:
+        sb.close()
+    assert made.returncode == 0
+    assert made.warnings == [
+        f"corral: sandbox: warning: the git repository created in {box.ws} during this run "
+        "contains .git/hooks/pre-commit; inspect before running git outside the sandbox"]

@@ -612,10 +612,12 @@ class Sandbox:
             rc = _wait_interruptible(proc)
         text = "".join(lines)
         warnings: list[str] = []
-        if proc.corral_fresh_git:  # only then: gitguard costs ~5 ms to import on every action
+        # a repository the command created: only then gitguard (~10 ms of imports) looks at it
+        created = [root for root in proc.corral_fresh_git if os.path.isdir(root / ".git")]
+        if created:
             from corral.sandbox.gitguard import audit_new_repo
 
-            warnings = [w for root in proc.corral_fresh_git for w in audit_new_repo(root)]
+            warnings = [w for root in created for w in audit_new_repo(root)]
         violations: list[Violation] = []
         if explain and rc != 0:
             from corral.sandbox.feedback import explain_stderr
