@@ -231,6 +231,7 @@ t.en.os.open = counting_open
 t.test_long_argv_and_the_environment_are_read_whole()
 t.test_only_the_variables_asked_for_are_read_whole()
 t.test_strings_and_pointer_arrays_across_pages_and_before_unreadable_memory()
+t.test_any_argv_and_environment_read_back_exactly()
 assert sum(p.endswith("/mem") for p in opened) >= 2, opened
 print("fallback-ok")
 '''
