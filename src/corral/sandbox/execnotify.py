@@ -5,7 +5,7 @@ Inside the sandbox, the init (``proxyinit``) forks the agent, which installs
 stacked on top of the sandbox's own filter, which stays) and hands the listener fd to the init
 over a socketpair; the init passes it to the supervisor over the session's exec socket
 (``SCM_RIGHTS``). From then on every exec in the agent's tree waits in the kernel until the
-supervisor answers: :func:`receive`, :func:`read_exec` (path and argv from ``/proc/PID/mem``),
+supervisor answers: :func:`receive`, :func:`read_exec` (path and argv from its memory),
 :func:`still_waiting` (``SECCOMP_IOCTL_NOTIF_ID_VALID``), :func:`answer`.
 
 The read race: the path and argv are read from the waiting process's memory, which another
