@@ -55,8 +55,8 @@ def main() -> None:
         from corral.cli.exec_fast import main as exec_main
 
         status = exec_main(argv)
-        if status is not None:
-            sys.exit(status)
+        if status is not None:  # the session is closed: journal committed and signed
+            exit_now(status)
     if "sandbox" in argv:
         from corral.cli.sandbox_fast import main as sandbox_main
 
