@@ -12,6 +12,7 @@ from __future__ import annotations
 class Record:
     """Equality and repr over ``_fields``, like ``@dataclass``; unhashable, like a mutable one."""
 
+    __slots__ = ()  # subclasses choose: __slots__ of their own, or a __dict__
     _fields: tuple[str, ...] = ()
 
     def _values(self) -> tuple[object, ...]:

@@ -5,9 +5,10 @@ These are plain data: no control imports another control, only these types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from corral.record import Frozen
 
 
 class RuleDecision(StrEnum):
@@ -37,31 +38,44 @@ class ActionKind(StrEnum):
     ESCALATION = "escalation"
 
 
-@dataclass(frozen=True)
-class Provenance:
+class Provenance(Frozen):
     """Where a decision came from: ``"<file>:<line>"``, ``"heuristic:<name>"``,
     ``"requirements"``, ``"unparsed"``, ``"automated_reviewer"``, ``"user"``, ``"hook"``."""
 
+    _fields = ("source", "justification")
     source: str
-    justification: str | None = None
+    justification: str | None
+
+    def __init__(self, source: str, justification: str | None = None) -> None:
+        self._set(source=source, justification=justification)
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(Frozen):
     """One thing an agent wants to do, as the pipeline sees it."""
 
+    _fields = ("kind", "argv", "cwd", "session_id", "call_id", "details")
     kind: ActionKind
-    argv: tuple[str, ...] = ()
-    cwd: str = "."
-    session_id: str | None = None
-    call_id: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    argv: tuple[str, ...]
+    cwd: str
+    session_id: str | None
+    call_id: str | None
+    details: dict[str, Any]
+
+    def __init__(self, kind: ActionKind, argv: tuple[str, ...] = (), cwd: str = ".",
+                 session_id: str | None = None, call_id: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        self._set(kind=kind, argv=argv, cwd=cwd, session_id=session_id, call_id=call_id,
+                  details={} if details is None else details)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Frozen):
     """The pipeline's answer for an action, with every reason that contributed."""
 
+    _fields = ("decision", "reasons", "summary")
     decision: RuleDecision
-    reasons: tuple[Provenance, ...] = ()
-    summary: str = ""
+    reasons: tuple[Provenance, ...]
+    summary: str
+
+    def __init__(self, decision: RuleDecision, reasons: tuple[Provenance, ...] = (),
+                 summary: str = "") -> None:
+        self._set(decision=decision, reasons=reasons, summary=summary)

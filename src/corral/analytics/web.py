@@ -192,7 +192,7 @@ def make_app(source: EventSource, store: RollupStore, settings: Settings, *,
         names: set[str] = set()
         if not caller.investigator:  # the person: user, host, and both inside attributes
             names = {n for ev in events for n in (ev.user, ev.host) if len(n) > 1}
-            events = [dataclasses.replace(ev, user="(user hidden)", host="(host hidden)")
+            events = [ev.replace(user="(user hidden)", host="(host hidden)")
                       for ev in events]
         tree = session_tree(events)
         console = Console(record=True, width=140, color_system=None, file=io.StringIO())

@@ -11,10 +11,10 @@ A prompt that may not be shown is a refusal (fail closed).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from corral.errors import CorralError
+from corral.record import Frozen
 
 CONTROL = "approvals"
 POLICY_NAMES = ("untrusted", "on-request", "on-failure", "never")
@@ -38,12 +38,16 @@ _FLAG_OF = {
 }
 
 
-@dataclass(frozen=True)
-class ApprovalPolicy:
+class ApprovalPolicy(Frozen):
     """``untrusted`` | ``on-request`` | ``on-failure`` | ``never`` | ``granular``."""
 
-    name: str = "on-request"
-    flags: Mapping[str, bool] = field(default_factory=dict)
+    _fields = ("name", "flags")
+    name: str
+    flags: Mapping[str, bool]
+
+    def __init__(self, name: str = "on-request", flags: Mapping[str, bool] | None = None
+                 ) -> None:
+        self._set(name=name, flags={} if flags is None else flags)
 
     @classmethod
     def from_config(cls, value: Any) -> ApprovalPolicy:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from dataclasses import dataclass, field
 
+from corral.record import Record
 from corral.rules.argv import Argv
 from corral.rules.hidden_env import classify, is_hidden
 from corral.rules.inline import INTERPRETERS, interpreter_code
@@ -40,27 +40,31 @@ _CACHE_SIZE = 4096
 _CACHE_MAX_SCRIPT = 8192  # characters; longer scripts are parsed afresh (bounds the memory)
 
 
-@dataclass(slots=True)
-class Analysis:
-    commands: list[Argv] = field(default_factory=list)
-    wrappers: list[Argv] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (command text, reason)
-    # the same for commands hidden from the shell (inline code, variables that name programs,
-    # package runners): kept apart so a caller can weigh them apart (the reviewer has checks of
-    # its own for inline code); ``runtime`` treats both lists alike
-    hidden_problems: list[tuple[str, str]] = field(default_factory=list)
-    writes: list[tuple[str, str]] = field(default_factory=list)  # (target, redirect text)
-    scripted: bool = False  # a shell script was parsed (not a plain argv)
-    # something other than the matched programs shapes the run (env assignments, wrappers):
-    # such a command never skips the sandbox, whatever allow rules say
-    indirect: bool = False
-    script_bytes: int = 0
-    # shared objects the dynamic loader is told to map (LD_PRELOAD=...): (library, variable)
-    libraries: list[tuple[Argv, str]] = field(default_factory=list)
-    # what a package runner runs (``npx pkg args`` -> ``pkg args``): its deny rules and
-    # dangerous heuristics count; otherwise the runner's own command line is the judgement
-    runs: list[Argv] = field(default_factory=list)
-    covered: set[int] = field(default_factory=set)  # ids of queued runner payloads
+class Analysis(Record):
+    __slots__ = _fields = ("commands", "wrappers", "problems", "hidden_problems", "writes",
+                           "scripted", "indirect", "script_bytes", "libraries", "runs",
+                           "covered")
+
+    def __init__(self, commands: list[Argv] | None = None) -> None:
+        self.commands: list[Argv] = [] if commands is None else commands
+        self.wrappers: list[Argv] = []
+        self.problems: list[tuple[str, str]] = []  # (command text, reason)
+        # the same for commands hidden from the shell (inline code, variables that name
+        # programs, package runners): kept apart so a caller can weigh them apart (the
+        # reviewer has checks of its own for inline code); ``runtime`` treats both lists alike
+        self.hidden_problems: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str]] = []  # (target, redirect text)
+        self.scripted = False  # a shell script was parsed (not a plain argv)
+        # something other than the matched programs shapes the run (env assignments,
+        # wrappers): such a command never skips the sandbox, whatever allow rules say
+        self.indirect = False
+        self.script_bytes = 0
+        # shared objects the dynamic loader is told to map (LD_PRELOAD=...): (library, variable)
+        self.libraries: list[tuple[Argv, str]] = []
+        # what a package runner runs (``npx pkg args`` -> ``pkg args``): its deny rules and
+        # dangerous heuristics count; otherwise the runner's own command line is the judgement
+        self.runs: list[Argv] = []
+        self.covered: set[int] = set()  # ids of queued runner payloads
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

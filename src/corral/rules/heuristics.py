@@ -7,17 +7,20 @@ users. The lists are documented in docs/rules.md; keep the two in step.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from corral.record import Frozen
 from corral.rules.argv import Argv
 from corral.rules.wrappers import basename, git_normalized
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Frozen):
+    _fields = ("kind", "name", "justification")
     kind: str  # "safe" | "dangerous" | "unknown"
     name: str
     justification: str
+
+    def __init__(self, kind: str, name: str, justification: str) -> None:
+        self._set(kind=kind, name=name, justification=justification)
 
 
 UNKNOWN = Verdict("unknown", "unmatched", "no rule or built-in list covers this command")

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
+from corral.record import Frozen
 from corral.types import RuleDecision
 
 
-@dataclass(frozen=True)
-class PrefixRule:
+class PrefixRule(Frozen):
     """One ``prefix_rule`` after first-position expansion: a fixed program plus alternatives."""
 
+    _fields = ("program", "rest", "rest_display", "decision", "justification", "source")
     program: str
     rest: tuple[frozenset[str], ...]
     rest_display: tuple[tuple[str, ...], ...]
     decision: RuleDecision
-    justification: str | None = None
-    source: str = ""  # "<file>:<line>" or "requirements"
+    justification: str | None
+    source: str  # "<file>:<line>" or "requirements"
+
+    def __init__(self, program: str, rest: tuple[frozenset[str], ...],
+                 rest_display: tuple[tuple[str, ...], ...], decision: RuleDecision,
+                 justification: str | None = None, source: str = "") -> None:
+        self._set(program=program, rest=rest, rest_display=rest_display, decision=decision,
+                  justification=justification, source=source)
 
     def matches(self, cmd: list[str] | tuple[str, ...]) -> tuple[str, ...] | None:
         """The matched prefix of ``cmd`` (whose argv[0] is already the program), or None."""
@@ -45,14 +51,19 @@ class PrefixRule:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
-class RuleMatch:
+class RuleMatch(Frozen):
     """A rule that matched one command (``prefixRuleMatch`` in Codex's JSON)."""
 
+    _fields = ("matched_prefix", "decision", "rule", "resolved_program")
     matched_prefix: tuple[str, ...]
     decision: RuleDecision
     rule: PrefixRule
-    resolved_program: str | None = None
+    resolved_program: str | None
+
+    def __init__(self, matched_prefix: tuple[str, ...], decision: RuleDecision,
+                 rule: PrefixRule, resolved_program: str | None = None) -> None:
+        self._set(matched_prefix=matched_prefix, decision=decision, rule=rule,
+                  resolved_program=resolved_program)
 
     @property
     def justification(self) -> str | None:
@@ -78,25 +89,33 @@ NETWORK_PROTOCOLS = {
 }
 
 
-@dataclass(frozen=True)
-class NetworkRule:
+class NetworkRule(Frozen):
     """``network_rule(host, protocol, decision)``: merged into the proxy's domain policy."""
 
+    _fields = ("host", "protocol", "decision", "justification", "source")
     host: str
     protocol: str
     decision: RuleDecision
-    justification: str | None = None
-    source: str = ""
+    justification: str | None
+    source: str
+
+    def __init__(self, host: str, protocol: str, decision: RuleDecision,
+                 justification: str | None = None, source: str = "") -> None:
+        self._set(host=host, protocol=protocol, decision=decision, justification=justification,
+                  source=source)
 
 
-@dataclass(frozen=True)
-class RulesLoadError:
+class RulesLoadError(Frozen):
     """A rules source that failed to load. Until fixed, every command is at least ``prompt``."""
 
+    _fields = ("path", "line", "column", "message")
     path: str
     line: int | None
     column: int | None
     message: str
+
+    def __init__(self, path: str, line: int | None, column: int | None, message: str) -> None:
+        self._set(path=path, line=line, column=column, message=message)
 
     @property
     def location(self) -> str:
@@ -136,23 +155,34 @@ def basename_of(abs_path: str) -> str | None:
     return name or None
 
 
-@dataclass(eq=False)
 class Policy:
     """Rules pooled from every source, indexed by program (argv[0]) for a lean hot path.
 
     Compared and hashed by identity, so decisions can be cached per policy object.
     """
 
-    rules_by_program: dict[str, list[PrefixRule]] = field(default_factory=dict)
-    host_executables: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    network_rules: list[NetworkRule] = field(default_factory=list)
-    load_errors: list[RulesLoadError] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    generation: int = 0  # bumped on every change; part of the decision cache key
-    # program -> (generation, rule count, rules by first argument, rules with no arguments):
-    # built lazily by ``candidates`` so the hot path tries only rules that can match
-    _first_index: dict[str, tuple[int, int, dict[str, list[PrefixRule]], list[PrefixRule]]] = (
-        field(default_factory=dict, init=False, repr=False))
+    def __init__(self, rules_by_program: dict[str, list[PrefixRule]] | None = None,
+                 host_executables: dict[str, tuple[str, ...]] | None = None,
+                 network_rules: list[NetworkRule] | None = None,
+                 load_errors: list[RulesLoadError] | None = None,
+                 sources: list[str] | None = None, generation: int = 0) -> None:
+        self.rules_by_program = {} if rules_by_program is None else rules_by_program
+        self.host_executables = {} if host_executables is None else host_executables
+        self.network_rules = [] if network_rules is None else network_rules
+        self.load_errors = [] if load_errors is None else load_errors
+        self.sources = [] if sources is None else sources
+        self.generation = generation  # bumped on every change; part of the decision cache key
+        # program -> (generation, rule count, rules by first argument, rules with no
+        # arguments): built lazily by ``candidates`` so the hot path tries only rules that
+        # can match
+        self._first_index: dict[str, tuple[int, int, dict[str, list[PrefixRule]],
+                                           list[PrefixRule]]] = {}
+
+    def __repr__(self) -> str:
+        return (f"Policy(rules_by_program={self.rules_by_program!r}, "
+                f"host_executables={self.host_executables!r}, "
+                f"network_rules={self.network_rules!r}, load_errors={self.load_errors!r}, "
+                f"sources={self.sources!r}, generation={self.generation!r})")
 
     def add_rule(self, rule: PrefixRule) -> None:
         self.rules_by_program.setdefault(rule.program, []).append(rule)

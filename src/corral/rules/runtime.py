@@ -13,9 +13,9 @@ import json
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from corral.record import Record
 from corral.rules.analysis import Analysis, analyze, display
 from corral.rules.argv import Argv
 from corral.rules.heuristics import Verdict, classify, dangerous_write
@@ -27,31 +27,47 @@ APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
 ALLOW, PROMPT, FORBIDDEN = RuleDecision.ALLOW, RuleDecision.PROMPT, RuleDecision.FORBIDDEN
 
 
-@dataclass(slots=True)
-class Match:
-    """One contribution to a decision, with where it came from."""
+class Match(Record):
+    """One contribution to a decision, with where it came from: ``source`` is
+    ``"<file>:<line>"`` | ``"heuristic:<name>"`` | ``"requirements"`` | ``"unparsed"``;
+    ``kind`` is rule | maybe | heuristic | unparsed | load_error."""
 
-    command: tuple[str, ...]
-    decision: RuleDecision
-    source: str  # "<file>:<line>" | "heuristic:<name>" | "requirements" | "unparsed"
-    justification: str | None = None
-    matched_prefix: tuple[str, ...] = ()
-    kind: str = "rule"  # rule | maybe | heuristic | unparsed | load_error
+    __slots__ = _fields = ("command", "decision", "source", "justification", "matched_prefix",
+                           "kind")
+
+    def __init__(self, command: tuple[str, ...], decision: RuleDecision, source: str,
+                 justification: str | None = None, matched_prefix: tuple[str, ...] = (),
+                 kind: str = "rule") -> None:
+        self.command = command
+        self.decision = decision
+        self.source = source
+        self.justification = justification
+        self.matched_prefix = matched_prefix
+        self.kind = kind
 
     def to_json(self) -> dict[str, Any]:
         return {"command": list(self.command), "decision": self.decision.value,
                 "source": self.source, "justification": self.justification}
 
 
-@dataclass(slots=True)
-class RuntimeDecision:
-    decision: RuleDecision
-    argvs: tuple[tuple[str, ...], ...]  # the commands that run (``commands`` as lists)
-    matches: list[Match]
-    reason: str
-    sandbox_bypass: bool = False  # every command matched an allow rule
-    approval_policy: str = "on-request"
-    extra: dict[str, Any] = field(default_factory=dict)
+class RuntimeDecision(Record):
+    """``argvs``: the commands that run (``commands`` as lists); ``sandbox_bypass``: every
+    command matched an allow rule."""
+
+    __slots__ = _fields = ("decision", "argvs", "matches", "reason", "sandbox_bypass",
+                           "approval_policy", "extra")
+
+    def __init__(self, decision: RuleDecision, argvs: tuple[tuple[str, ...], ...],
+                 matches: list[Match], reason: str, sandbox_bypass: bool = False,
+                 approval_policy: str = "on-request", extra: dict[str, Any] | None = None
+                 ) -> None:
+        self.decision = decision
+        self.argvs = argvs
+        self.matches = matches
+        self.reason = reason
+        self.sandbox_bypass = sandbox_bypass
+        self.approval_policy = approval_policy
+        self.extra: dict[str, Any] = {} if extra is None else extra
 
     @property
     def commands(self) -> list[list[str]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
+from corral.record import Record
 from corral.rules.argv import Argv
 from corral.rules.hidden_env import is_hidden
 
@@ -53,25 +53,30 @@ def _snip(node: Any) -> str:
     return _dec(_local.source[node.start_byte: node.start_byte + _SNIP]) + "..."
 
 
-@dataclass(slots=True)
-class ScriptCommand:
+class ScriptCommand(Record):
     """One simple command found in a script; ``stdin_script`` is a heredoc/herestring body."""
 
-    argv: Argv
-    text: str
-    stdin_script: str | None = None
-    writes: tuple[str, ...] = ()
-    assigns: bool = False  # ``VAR=x cmd``: the environment differs from the caller's
+    __slots__ = _fields = ("argv", "text", "stdin_script", "writes", "assigns")
+
+    def __init__(self, argv: Argv, text: str, stdin_script: str | None = None,
+                 writes: tuple[str, ...] = (), assigns: bool = False) -> None:
+        self.argv = argv
+        self.text = text
+        self.stdin_script = stdin_script
+        self.writes = writes
+        self.assigns = assigns  # ``VAR=x cmd``: the environment differs from the caller's
 
 
-@dataclass(slots=True)
-class ScriptParse:
-    commands: list[ScriptCommand] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (text, reason)
-    writes: list[tuple[str, str]] = field(default_factory=list)  # (redirect target, text)
-    # assignments to variables that name programs (GIT_SSH_COMMAND=...): (name, value or None
-    # when computed at run time, text)
-    env: list[tuple[str, str | None, str]] = field(default_factory=list)
+class ScriptParse(Record):
+    __slots__ = _fields = ("commands", "problems", "writes", "env")
+
+    def __init__(self) -> None:
+        self.commands: list[ScriptCommand] = []
+        self.problems: list[tuple[str, str]] = []  # (text, reason)
+        self.writes: list[tuple[str, str]] = []  # (redirect target, text)
+        # assignments to variables that name programs (GIT_SSH_COMMAND=...): (name, value or
+        # None when computed at run time, text)
+        self.env: list[tuple[str, str | None, str]] = []
 
 
 _ESC = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",

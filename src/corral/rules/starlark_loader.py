@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from corral.rules.model import (
@@ -41,20 +40,18 @@ class _BuiltinError(Exception):
     pass
 
 
-@dataclass
 class _Pending:
-    rules: list[PrefixRule]
-    matches: list[list[str]]
-    not_matches: list[list[str]]
-    line: int | None
+    def __init__(self, rules: list[PrefixRule], matches: list[list[str]],
+                 not_matches: list[list[str]], line: int | None) -> None:
+        self.rules, self.matches, self.not_matches, self.line = rules, matches, not_matches, line
 
 
-@dataclass
 class _FileState:
-    path: str
-    policy: Policy
-    pending: list[_Pending] = field(default_factory=list)
-    error: RulesLoadError | None = None
+    def __init__(self, path: str, policy: Policy) -> None:
+        self.path = path
+        self.policy = policy
+        self.pending: list[_Pending] = []
+        self.error: RulesLoadError | None = None
 
 
 def _bind(fname: str, params: tuple[str, ...], required: int, args: tuple[Any, ...],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +46,8 @@ def with_domains(policy: Any, allow: Sequence[str] = (), deny: Sequence[str] = (
             warnings.append(f"corral: network: warning: {', '.join(void)} not allowed: "
                             "network.managed_domains_only (only the administrator's domains "
                             "may be allowed)")
+    from dataclasses import replace  # the proxy's policy is a dataclass; only when it runs
+
     return replace(policy, rules=policy.rules + tuple(extra)), warnings
 
 

@@ -20,10 +20,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.record import Frozen, Record
 from corral.types import RuleDecision
 
 # Exit statuses of `corral exec` when the command did not run (documented in docs/exec.md).
@@ -44,32 +44,52 @@ def no_terminal(question: Any) -> None:
     return None
 
 
-@dataclass
-class ExecOutcome:
-    exit_code: int
-    ran: bool
-    decision: str  # allow | prompt | forbidden (from rules)
-    verdict: str  # the agent.tool.decision value recorded
-    message: str = ""  # the refusal line, when the command did not run
-    violations: list[str] = field(default_factory=list)
-    duration_ms: float = 0.0
-    stdout: bytes | None = None
-    stderr: str | None = None
+class ExecOutcome(Record):
+    """What happened to one action: ``decision`` is what the rules said (allow | prompt |
+    forbidden), ``verdict`` the agent.tool.decision value recorded, ``message`` the refusal
+    line when the command did not run."""
+
+    __slots__ = _fields = ("exit_code", "ran", "decision", "verdict", "message", "violations",
+                           "duration_ms", "stdout", "stderr")
+
+    def __init__(self, exit_code: int, ran: bool, decision: str, verdict: str,
+                 message: str = "", violations: list[str] | None = None,
+                 duration_ms: float = 0.0, stdout: bytes | None = None,
+                 stderr: str | None = None) -> None:
+        self.exit_code = exit_code
+        self.ran = ran
+        self.decision = decision
+        self.verdict = verdict
+        self.message = message
+        self.violations: list[str] = [] if violations is None else violations
+        self.duration_ms = duration_ms
+        self.stdout = stdout
+        self.stderr = stderr
 
 
-@dataclass(frozen=True)
-class Gate:
-    """The pipeline's verdict on one action before anything runs."""
+class Gate(Frozen):
+    """The pipeline's verdict on one action before anything runs: ``decision`` is what the
+    rules said (allow | prompt | forbidden), ``verdict`` what was decided (auto_approved |
+    approved | denied | forbidden | ...); when not ``allowed``, ``exit_code`` and ``message``
+    are the refusal; ``escalated``: approved to run with the filesystem boundary lifted."""
 
+    _fields = ("call_id", "argv", "cwd", "decision", "verdict", "allowed", "exit_code",
+               "message", "escalated")
     call_id: str
     argv: tuple[str, ...]
     cwd: Path
-    decision: str  # what the rules said: allow | prompt | forbidden
-    verdict: str  # what was decided: auto_approved | approved | denied | forbidden | ...
+    decision: str
+    verdict: str
     allowed: bool
-    exit_code: int = 0  # the refusal status when not allowed
-    message: str = ""  # the refusal line when not allowed
-    escalated: bool = False  # approved to run with the filesystem boundary lifted
+    exit_code: int
+    message: str
+    escalated: bool
+
+    def __init__(self, call_id: str, argv: tuple[str, ...], cwd: Path, decision: str,
+                 verdict: str, allowed: bool, exit_code: int = 0, message: str = "",
+                 escalated: bool = False) -> None:
+        self._set(call_id=call_id, argv=argv, cwd=cwd, decision=decision, verdict=verdict,
+                  allowed=allowed, exit_code=exit_code, message=message, escalated=escalated)
 
 
 def _first_match(decision: Any) -> tuple[str | None, str | None]:
@@ -600,8 +620,7 @@ class Pipeline:
 MAX_CAPTURE = 1024 * 1024
 
 
-@dataclass
 class _Captured:
-    returncode: int
-    violations: list[Any]
-    captured_stdout: bytes
+    def __init__(self, returncode: int, violations: list[Any], captured_stdout: bytes) -> None:
+        self.returncode, self.violations = returncode, violations
+        self.captured_stdout = captured_stdout

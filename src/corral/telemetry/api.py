@@ -341,9 +341,7 @@ class Telemetry:
 
 
 def _with_seq(ev: Event, seq: int) -> Event:
-    from dataclasses import replace
-
-    return replace(ev, seq=seq)
+    return ev.replace(seq=seq)
 
 
 def who_stamps(home: Path) -> dict[str, str]:

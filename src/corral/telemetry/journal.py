@@ -16,10 +16,10 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.record import Frozen, Record
 from corral.telemetry.keys import public_hex
 from corral.telemetry.schema import Event
 
@@ -81,10 +81,11 @@ def checkpoint_message(journal_id: str, seq: int, head: str, prev_cp: int, t_ns:
     return f"corral-journal-checkpoint/v1\n{journal_id}\n{seq}\n{head}\n{prev_cp}\n{t_ns}\n".encode()
 
 
-@dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(Frozen):
     """A signed checkpoint, as exported off the machine (``agent.journal.checkpoint``)."""
 
+    _fields = ("journal_id", "seq", "head_hash", "prev_checkpoint", "time_unix_nano",
+               "public_key", "signature")
     journal_id: str
     seq: int
     head_hash: str
@@ -92,6 +93,12 @@ class Checkpoint:
     time_unix_nano: int
     public_key: str
     signature: str
+
+    def __init__(self, journal_id: str, seq: int, head_hash: str, prev_checkpoint: int,
+                 time_unix_nano: int, public_key: str, signature: str) -> None:
+        self._set(journal_id=journal_id, seq=seq, head_hash=head_hash,
+                  prev_checkpoint=prev_checkpoint, time_unix_nano=time_unix_nano,
+                  public_key=public_key, signature=signature)
 
     def attributes(self) -> dict[str, str | int]:
         return {
@@ -104,13 +111,16 @@ class Checkpoint:
         }
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Frozen):
     """One integrity problem: where (seq, event id when known) and what."""
 
+    _fields = ("seq", "event_id", "message")
     seq: int | None
     event_id: str | None
     message: str
+
+    def __init__(self, seq: int | None, event_id: str | None, message: str) -> None:
+        self._set(seq=seq, event_id=event_id, message=message)
 
     def line(self) -> str:
         where = f"seq {self.seq}" if self.seq is not None else "journal"
@@ -119,14 +129,18 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-@dataclass
-class VerifyResult:
-    ok: bool
-    records: int = 0
-    checkpoints: int = 0
-    last_seq: int = 0
-    last_checkpoint_seq: int = 0
-    problems: list[Problem] = field(default_factory=list)
+class VerifyResult(Record):
+    __slots__ = _fields = ("ok", "records", "checkpoints", "last_seq", "last_checkpoint_seq",
+                           "problems")
+
+    def __init__(self, ok: bool, records: int = 0, checkpoints: int = 0, last_seq: int = 0,
+                 last_checkpoint_seq: int = 0, problems: list[Problem] | None = None) -> None:
+        self.ok = ok
+        self.records = records
+        self.checkpoints = checkpoints
+        self.last_seq = last_seq
+        self.last_checkpoint_seq = last_checkpoint_seq
+        self.problems: list[Problem] = [] if problems is None else problems
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
