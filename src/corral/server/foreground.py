@@ -5,7 +5,7 @@ background threads; on a 1,000,000-event store that is over a minute of CPU afte
 the threads share the interpreter with the request handlers: a page of the event cursor then
 waited for the GIL behind them (p95 above 150 ms on two CPUs). The requests that do not read
 the folds (the cursor, files, ingest, proofs) count themselves here while they are answered,
-and a background fold calls ``pause()`` every few hundred events, which waits while any of them
+and a background fold calls ``pause()`` every 64 events, which waits while any of them
 is in flight (at most ``max_pause`` at a time, so a steady stream of requests slows a fold
 down but cannot stop it).
 """

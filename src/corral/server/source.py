@@ -152,11 +152,12 @@ class StoreSource:
     def records(self, after_seq: int, until_seq: int) -> Iterator[tuple[int, bytes]]:
         after = after_seq
         while after < until_seq:
-            rows = self.store.scan(Scan(after, until_seq, _CHUNK))
+            rows = self.store.scan(Scan(after, until_seq, _CHUNK if self._pause is None
+                                        else 1000))
             if not rows:
                 return
             for i, (seq, leaf) in enumerate(rows):
-                if self._pause is not None and i % 256 == 0:
+                if self._pause is not None and i % 64 == 0:
                     self._pause()
                 if not leaf:  # content removed under retention or erasure: nothing to count
                     continue

@@ -143,18 +143,19 @@ class State:
         self.tools: dict[str, _Seen] = {}
 
     def refresh(self, pause: Callable[[], None] | None = None) -> int:
-        """Fold up to the head; ``pause`` (a background fold) is called every few hundred
+        """Fold up to the head; ``pause`` (a background fold) is called every 64
         events (corral.server.foreground)."""
         with self.lock:
             head = self.store.head()[0]
             cleared = 0
             while self.seq < head:
-                rows = self.store.scan(Scan(self.seq, head, _CHUNK))
+                # a background fold reads smaller chunks: fewer rows converted at a stretch
+                rows = self.store.scan(Scan(self.seq, head, _CHUNK if pause is None else 1000))
                 if not rows:
                     self.seq = head
                     break
                 for i, (seq, leaf) in enumerate(rows):
-                    if pause is not None and i % 256 == 0:
+                    if pause is not None and i % 64 == 0:
                         pause()
                     doc = json.loads(leaf)
                     if doc.get("name") == TOMBSTONE:

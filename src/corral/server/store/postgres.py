@@ -237,6 +237,7 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
+        self._size = pool_size
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
@@ -261,8 +262,8 @@ class PostgresStore(Store):
     def _scan_pool(self) -> ConnectionPool:
         with self._scans_lock:
             if self._scans is None:
-                self._scans = ConnectionPool(self.url, min_size=1, max_size=2, open=True,
-                                             configure=self._configure_scans,
+                self._scans = ConnectionPool(self.url, min_size=1, max_size=self._size,
+                                             open=True, configure=self._configure_scans,
                                              kwargs={"autocommit": True})
             return self._scans
 
