@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import random
+import time
 from pathlib import Path
 
 import httpx
@@ -132,7 +133,14 @@ def test_ten_thousand_hostile_requests(served: Served, tmp_path: Path) -> None:
     assert served.srv.proc.poll() is None
     assert set(statuses) <= {200, 400, 401, 413, 415}, statuses
     assert statuses.get(400, 0) > 1000 and statuses.get(415, 0) > 100
+    # a descriptor or two may still be in use by the server's background work (state folds,
+    # the store's connections) right after the last answer: a leak keeps growing, so wait for
+    # the count to settle before judging
+    deadline = time.monotonic() + 10
     after = _fds(pid)
+    while after > before + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = _fds(pid)
     assert after <= before + 3, (before, after)
     assert httpx.get(served.url + "/healthz").status_code == 200
     res_metrics = httpx.get(served.url + "/metrics",
