@@ -65,6 +65,8 @@ def test_cursor_paging_while_ingest_continues_loses_and_repeats_nothing(tmp_path
                     if e["name"] != "server.access":
                         seen.append(e["id"])
                 cur = doc["next_cursor"]
+                assert (r.headers["corral-next-cursor"], r.headers["corral-has-more"]) == (
+                    cur, json.dumps(doc["has_more"]))  # for clients that pipeline pages
                 if finished and not doc["has_more"]:
                     break
                 if not doc["data"]:

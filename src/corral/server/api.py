@@ -244,7 +244,8 @@ class ComplianceApi:
                                    len(data))
         if denied:
             return denied
-        tail = b"".join((b'],"next_cursor":"', query.cursor(nxt).encode(), b'","has_more":',
+        cur = query.cursor(nxt)
+        tail = b"".join((b'],"next_cursor":"', cur.encode(), b'","has_more":',
                          b"true" if more else b"false", b"}"))
         if data:  # the page is copied once: the envelope rides on the first and last event
             data[0] = b'{"data":[' + data[0]
@@ -252,7 +253,10 @@ class ComplianceApi:
             body = b",".join(data)
         else:
             body = b'{"data":[' + tail
-        return Response(body, media_type="application/json")
+        # the same two values as headers: a client can ask for the next page before it has
+        # parsed this one
+        return Response(body, media_type="application/json", headers={
+            "Corral-Next-Cursor": cur, "Corral-Has-More": "true" if more else "false"})
 
     def page(self, q: query.EventQuery, names: tuple[str, ...],
              content: bool) -> tuple[list[bytes], int, bool]:
