@@ -17,6 +17,7 @@ import pytest
 from corral.forward.transport import Connection, ProxyRefused, TransportError
 from tests.forward.conftest import corral, fill
 from tests.forward.peer import Peer, Store
+from tests.loopback import AcceptLoop
 
 
 class HttpProxy:
@@ -24,18 +25,9 @@ class HttpProxy:
     ``seen`` keeps each request line and its Proxy-Authorization header."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.seen: list[tuple[str, str]] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+        self.loop = AcceptLoop(self._one, threaded=True)
+        self.port = self.loop.port
 
     def _one(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
@@ -73,7 +65,7 @@ class HttpProxy:
                         (up if src is conn else conn).sendall(data)
 
     def close(self) -> None:
-        self.sock.close()
+        self.loop.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.integrations.model_server import ModelServer, message, shell_call
 from tests.integrations.test_run_e2e import EDIT_AND_TEST, HOOK_REFUSED, Run, codex, outputs
+from tests.loopback import AcceptLoop
 
 pytestmark = pytest.mark.slow
 __all__ = ["codex"]  # the module-scoped fixture, shared with test_run_e2e
@@ -47,27 +47,17 @@ class LocalRun(Run):
         return proc
 
 
-class Listener:
+class Listener(AcceptLoop):
     """A TCP listener on the host's loopback that records whether anyone connected."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(self._answer)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
+    def _answer(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        with conn:
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhost!")
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@ frames) and a Splunk HEC-compatible HTTP endpoint. Both real sockets on loopback
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
 import ipaddress
@@ -88,7 +89,11 @@ class SyslogReceiver:
             conn.close()
 
     def stop(self) -> None:
+        """Wake the blocked accept() before closing (tests/loopback.py says why)."""
         self._stop = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
         self.sock.close()
 
 
