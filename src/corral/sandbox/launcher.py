@@ -159,11 +159,15 @@ class Sandbox:
     _probe_cache: ClassVar[dict[str, str | None]] = {}
 
     def __init__(self, plan: SandboxPlan, *, probe: bool = True,
-                 defer_cleanup: bool = True) -> None:
+                 defer_cleanup: bool = True, one_shot: bool = False) -> None:
         """``defer_cleanup``: remove a run's placeholders in a background thread after it
-        exits (rmdir can take milliseconds); ``close()`` (also run at exit) waits for them."""
+        exits (rmdir can take milliseconds); ``close()`` (also run at exit) waits for them.
+        ``one_shot``: the process ends after its run (``corral sandbox``): a pids cgroup that
+        is not empty yet is not waited for (~10 ms for the kernel to let its last tasks go);
+        a later run's sweep removes it (``pidcap._remove_stale``)."""
         self.plan = plan
         self._defer = defer_cleanup
+        self._one_shot = one_shot
         self._pending: set[Any] = set()
         self._pending_lock = Lock()
         self._atexit = False
@@ -405,9 +409,9 @@ class Sandbox:
         cg, layout.cgroup = layout.cgroup, None
         ready, layout.ready = layout.ready, None
         if ready is not None:
-            ready.release()
+            ready.release(wait=not self._one_shot)
         if cg is not None:
-            pidcap.remove_cgroup(cg)
+            pidcap.remove_cgroup(cg, wait=0.0 if self._one_shot else 2.0)
         if not layout.lock_fds:
             return
         fds, layout.lock_fds = layout.lock_fds, {}

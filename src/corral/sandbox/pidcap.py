@@ -291,11 +291,12 @@ class Ready:
             raise self._error
         return self._result  # type: ignore[return-value]
 
-    def release(self) -> None:
-        """Let the thread end (and leave the cgroup); waits for it."""
+    def release(self, wait: bool = True) -> None:
+        """Let the thread end (and leave the cgroup); ``wait`` for it."""
         self._release.set()
         self._go.set()
-        self._thread.join()
+        if wait:
+            self._thread.join()
 
     def discard(self, wait: bool = False) -> None:
         """Not used: let the thread go; the cgroup is removed once empty (or by a later run's
