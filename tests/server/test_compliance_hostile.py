@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.server.compliance_helpers import auth, mixed_journal, read_token, server_with, start
@@ -83,6 +83,7 @@ _text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_siz
 @settings(max_examples=150, deadline=None)
 @given(key=st.sampled_from(["after", "limit", "name", "session_id", "user", "device", "since",
                             "until", "format", "zzz"]), value=_text)
+@example(key="limit", value="\u00b9")  # found by this test: "¹".isdigit() but int() refuses it
 def test_any_value_is_answered_200_or_400_never_500(hostile: tuple[httpx.Client, str],
                                                      key: str, value: str) -> None:
     c, _ = hostile

@@ -80,7 +80,7 @@ def _check_keys(params: Mapping[str, list[str]], allowed: set[str]) -> None:
 def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or len(raw) > 7:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 7:  # not "¹" or "٣"
         raise BadQuery(f"limit must be an integer from 1 to {MAX_LIMIT}")
     n = int(raw)
     if not 1 <= n <= MAX_LIMIT:
