@@ -128,7 +128,7 @@ class Run:
                          self.env)
 
     def claude(self, claude: Path, srv: AnthropicServer, prompt: str,
-               hooks: bool = True) -> subprocess.CompletedProcess[str]:
+               hooks: bool = True, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         (self.home / ".claude").mkdir()
         env = dict(self.env, ANTHROPIC_BASE_URL=srv.root_url, DISABLE_AUTOUPDATER="1",
                    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
@@ -141,7 +141,7 @@ class Run:
         else:  # nothing configured: no settings.json; the preset passes the API key through
             env["ANTHROPIC_API_KEY"] = "sk-test-key"
             args += ["--allowedTools", "Bash"]
-        return self._run(srv, [*args, "-p", prompt], env)
+        return self._run(srv, [*args, *extra, "-p", prompt], env)
 
     def _run(self, srv: ModelServer, agent: list[str],
              env: dict[str, str]) -> subprocess.CompletedProcess[str]:

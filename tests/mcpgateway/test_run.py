@@ -1,5 +1,5 @@
 """The gateway inside `corral run`: an agent in the run's sandbox (a plain one,
-tests/mcpgateway/mcp_agent.py, and the real Codex CLI) starts `corral mcp proxy` itself; the
+tests/mcpgateway/mcp_agent.py, the real Codex CLI and the real Claude Code) starts `corral mcp proxy` itself; the
 gateway finds no configuration there ($CORRAL_HOME is hidden) and asks the run's supervisor
 through the session API (ApiDecider): whether the server may start, each decision, the pins; it
 reports each call's outcome."""
@@ -131,6 +131,64 @@ def test_codex_inside_corral_run_calls_mcp_tools_through_the_gateway(gw: Env,
     assert [e["attributes"]["agent.decision"] for e in evs if e["name"] ==
             "agent.tool.decision" and e["attributes"]["gen_ai.tool.name"] in (
                 "read_note", "delete_everything")] == ["auto_approved", "forbidden"]
+    assert run.corral("log", "verify").returncode == 0
+
+
+def test_claude_code_inside_corral_run_calls_mcp_tools_through_the_gateway(
+        gw: Env, tmp_path: Path) -> None:
+    """The real Claude Code under `corral run` with corral's hooks, its MCP entry wrapped by
+    `corral install-mcp claude-code`: the server starts inside the run's sandbox through the
+    gateway, an allowed tool's result reaches the model, a forbidden one never reaches the
+    server and the model reads the refusal; both calls are in the run's journal."""
+    from tests.integrations.model_server import AnthropicServer, text, tool_use
+    from tests.integrations.test_run_e2e import Run
+    from tests.mcpgateway.test_agents import CLAUDE, REFUSAL, _when_offered
+
+    if not CLAUDE.exists():
+        pytest.fail("Claude Code not installed: run scripts/setup --dev")
+    srv = AnthropicServer([
+        tool_use("mcp__notes__read_note", {"name": "a"}, "toolu_0"),
+        tool_use("mcp__notes__delete_everything", {"confirm": True}, "toolu_1"),
+        text("The notes are safe.")], host="127.0.0.2")
+    offered: list[bool] = []
+    srv.turns.insert(0, _when_offered(srv, tool_use("ToolSearch", {
+        "query": "select:mcp__notes__read_note,mcp__notes__delete_everything"}, "toolu_s"),
+        offered))
+    srv.start()
+    run = Run(tmp_path / "run")
+    run.chome.mkdir(parents=True)
+    (run.chome / "config.toml").write_text((gw.home / "config.toml").read_text())
+    log = run.work / "ran.log"
+    (run.home / ".claude.json").write_text(json.dumps({"mcpServers": {"notes": {
+        "type": "stdio", "command": sys.executable, "args": [str(SERVER)],
+        "env": {"MCP_TEST_LOG": str(log)}}}}))
+    installed = run.corral("install-mcp", "claude-code", "--user")
+    assert installed.returncode == 0, installed.stderr
+    try:
+        # Claude Code's own permission for the server's tools (corral's hook only adds
+        # refusals to MCP calls): corral decides at the gateway
+        proc = run.claude(CLAUDE, srv, "read note a", extra=("--allowedTools=mcp__notes",))
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert offered == [True]  # the model was told of the server's (deferred) tools
+    results = {block["tool_use_id"]: block for req in srv.requests for msg in req["messages"]
+               for block in (msg["content"] if isinstance(msg["content"], list) else [])
+               if block.get("type") == "tool_result"}
+    assert "note a: remember the milk" in json.dumps(results["toolu_0"]["content"])
+    assert results["toolu_1"].get("is_error") is True
+    assert REFUSAL in json.dumps(results["toolu_1"]["content"])
+    assert log.read_text().splitlines() == ["read_note a"]  # the refused call never arrived
+    evs = run.events()
+    # the gateway's record of the call that ran, with its outcome (corral's hook records its
+    # own decision too: with both in the path, Claude Code's MCP calls are decided twice)
+    assert [(e["attributes"]["gen_ai.tool.name"], e["attributes"]["agent.mcp.outcome"])
+            for e in evs if e["name"] == "agent.mcp.call"
+            and "agent.mcp.outcome" in e["attributes"]] == [("read_note", "success")]
+    refused = [e["attributes"]["agent.decision"] for e in evs
+               if e["name"] == "agent.tool.decision"
+               and e["attributes"].get("gen_ai.tool.name") == "delete_everything"]
+    assert refused and set(refused) == {"forbidden"}, refused
     assert run.corral("log", "verify").returncode == 0
 
 
