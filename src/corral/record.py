@@ -8,6 +8,10 @@ plain ``__init__`` (fast, and typed for mypy).
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing is not imported on the fast paths
+if TYPE_CHECKING:
+    from typing import Any, Self
+
 
 class Record:
     """Equality and repr over ``_fields``, like ``@dataclass``; unhashable, like a mutable one."""
@@ -45,3 +49,15 @@ class Frozen(Record):
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(self._values())
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with ``changes`` (``dataclasses.replace``), for a subclass whose ``__init__``
+        takes each field under its own name."""
+        values = {f: getattr(self, f) for f in self._fields}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        values.update(changes)
+        cls: Any = type(self)
+        copy: Self = cls(**values)
+        return copy

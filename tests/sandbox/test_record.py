@@ -52,6 +52,21 @@ def test_envpolicy_still_validates() -> None:
     assert EnvPolicy().set == {}
 
 
+def test_replace_copies_with_changes_and_refuses_unknown_fields() -> None:
+    """``Frozen.replace`` serves every record class (``dataclasses.replace``)."""
+    from corral.sandbox import NetworkPlan
+
+    a = FsEntry(Path("/w"), Access.WRITE)
+    b = a.replace(access=Access.READ)
+    assert (type(b), b.path, b.access, a.access) == (FsEntry, Path("/w"), Access.READ,
+                                                     Access.WRITE)
+    net = NetworkPlan(bridge_ports=(3128,))
+    more = net.replace(extra_bridges=((8080, Path("/s.sock")),))
+    assert more.extra_bridges == ((8080, Path("/s.sock")),) and more.bridge_ports == (3128,)
+    with pytest.raises(TypeError, match="NetworkPlan has no field 'bridges'"):
+        net.replace(bridges=())
+
+
 def test_cold_sandbox_path_skips_unneeded_imports(tmp_path: Path) -> None:
     """No config files: the TOML parser, difflib and shutil are never imported; nor gitguard
     (and dataclasses with it) when the command made no repository."""

@@ -38,7 +38,7 @@ def managed_proxy(cfg: Any, allow: Sequence[str], deny: Sequence[str],
         raise
     try:
         forwards = for_agent(proxy, rundir, argv, None, net.bridge_ports)
-        yield net.with_bridges(forwards) if forwards else net
+        yield net.replace(extra_bridges=net.extra_bridges + forwards) if forwards else net
     finally:
         proxy.stop()
         shutil.rmtree(rundir, ignore_errors=True)

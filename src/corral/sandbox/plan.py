@@ -80,12 +80,6 @@ class NetworkPlan(Frozen):
                   allow_domains=allow_domains, deny_domains=deny_domains,
                   extra_bridges=extra_bridges, ro_files=ro_files)
 
-    def with_bridges(self, more: tuple[tuple[int, Path], ...]) -> NetworkPlan:
-        """A copy with ``more`` extra bridges (loopback ``allow_local`` forwards)."""
-        values: dict[str, Any] = {f: getattr(self, f) for f in self._fields}
-        values["extra_bridges"] = self.extra_bridges + more
-        return NetworkPlan(**values)
-
 
 class SandboxPlan(Frozen):
     """A resolved sandbox: the static part of every spawn."""
@@ -138,15 +132,6 @@ class SandboxPlan(Frozen):
                   corral_home=corral_home if corral_home is not None else _corral_home(),
                   locked=locked, keep_terminal=keep_terminal, max_processes=max_processes,
                   exec_socket=exec_socket)
-
-    def replace(self, **changes: object) -> SandboxPlan:
-        """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""
-        values = {f: getattr(self, f) for f in self._fields}
-        unknown = set(changes) - set(values)
-        if unknown:
-            raise TypeError(f"SandboxPlan has no field {sorted(unknown)[0]!r}")
-        values.update(changes)
-        return SandboxPlan(**values)
 
 
 def _abs(p: str | Path, cwd: Path) -> Path:

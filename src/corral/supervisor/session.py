@@ -99,9 +99,9 @@ class Session:
         mode (a flag); ``preset`` is (agent name, model API hosts) allowed for an agent.
         ``forward_for``: a command whose loopback ``allow_local`` entries (and loopback model
         URLs) the managed proxy forwards into the sandbox at the same address (``corral exec``;
-        ``corral run`` adds its agent's own). ``model_urls`` ((url, where) pairs) are the agent's configured model URLs, for the
-        credential broker. ``intent`` is the user's request as given to corral itself: the only request the
-        reviewer trusts. ``defer_to_agent``: a prompt nobody can answer goes to the agent's own
+        ``corral run`` adds its agent's own). ``model_urls`` ((url, where) pairs) are the
+        agent's configured model URLs, for the credential broker. ``intent`` is the user's
+        request as given to corral itself: the only request the reviewer trusts. ``defer_to_agent``: a prompt nobody can answer goes to the agent's own
         approval, recorded as ``deferred_to_agent`` (hook sessions outside ``corral run`` only).
         Sockets live in a private directory under ``socket_dir`` (default:
         ``corral.paths.socket_parent``), never where the sandbox could list them."""
@@ -129,7 +129,7 @@ class Session:
                     from corral.netproxy.local import for_agent
 
                     forwards = for_agent(proxy, rundir, forward_for, None, net.bridge_ports)
-                    net = net.with_bridges(forwards)
+                    net = net.replace(extra_bridges=net.extra_bridges + forwards)
             pipe = Pipeline(cfg, tel, approval_policy=approval_policy,
                             terminal=asker or no_terminal, sandbox_profile=sandbox_profile,
                             reviewer=reviewer, intent=intent, network=net)

@@ -549,13 +549,6 @@ class Event(Frozen):
                   agent_name=agent_name, agent_version=agent_version,
                   corral_version=corral_version, tier=tier, attributes=attributes, seq=seq)
 
-    def replace(self, **changes: Any) -> Event:
-        """A copy with ``changes`` (the ``dataclasses.replace`` of this plain class)."""
-        unknown = set(changes) - set(self._fields)
-        if unknown:
-            raise TypeError(f"Event has no field {sorted(unknown)[0]!r}")
-        return Event(**{**{f: getattr(self, f) for f in self._fields}, **changes})
-
     def to_record(self, seq: int | None = None) -> dict[str, Any]:
         attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.attributes.items()}
         return {
