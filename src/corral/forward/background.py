@@ -2,8 +2,8 @@
 
 It attaches to ``Telemetry`` as (part of) its event sink: ``offer`` only wakes the thread, which
 then forwards from the persisted cursor like ``corral forward`` does. Nothing here can slow or
-fail the session: the token is looked up and the connection opened on the thread, errors wait and retry,
-and ``close`` gives the last batches a bounded moment before the session ends (whatever is left
+fail the session: the token is looked up and the connection opened on the thread, errors wait
+and retry, and ``close`` gives the last batches a bounded moment before the session ends (whatever is left
 goes with the next session or ``corral forward``).
 """
 

@@ -140,8 +140,7 @@ def send(settings: ServerSettings, doc: dict[str, Any], timeout: float = 10.0) -
 
     url = settings.url + "/v1/fleet/checkin"
     try:
-        tls = ssl.create_default_context(cafile=settings.ca_file) \
-            if url.startswith("https:") else None
+        tls = ssl.create_default_context(cafile=settings.ca_file)
         conn = Connection(url, tls, {"Authorization": f"Bearer {settings.token}",
                                      "Content-Type": "application/json"},
                           connect_timeout=min(5.0, timeout), read_timeout=timeout)

@@ -260,8 +260,7 @@ class Forwarder:
                                    f"unusable: {exc}") from exc
             try:
                 self._client = Connection(
-                    self.settings.logs_url, tls if self.settings.logs_url.startswith("https:")
-                    else None,
+                    self.settings.logs_url, tls,
                     {"Authorization": f"Bearer {self.settings.token}",
                      "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
                      "User-Agent": f"corral-forward/{_corral_version()}"},

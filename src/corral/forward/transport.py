@@ -54,7 +54,9 @@ def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
 
 
 class Connection:
-    """POSTs to one server URL over one kept-alive connection (reopened after any error)."""
+    """POSTs to one server URL over one kept-alive connection (reopened after any error).
+    ``tls`` is the context for an https URL (None: the system's trust store); an http URL
+    does not use it."""
 
     def __init__(self, url: str, tls: ssl.SSLContext | None, headers: Mapping[str, str],
                  connect_timeout: float, read_timeout: float,

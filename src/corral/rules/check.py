@@ -56,7 +56,7 @@ def _load(files: Sequence[str]) -> Policy | tuple[str, RulesLoadError]:
     return policy
 
 
-# ---- on-disk cache of parsed policies (marshal of plain data, never code) --------------------------
+# ---- on-disk cache of parsed policies (marshal of plain data, never code) ------------------
 
 def _cache_file(files: Sequence[str], cache_dir: Path) -> tuple[Path, list[Any]] | None:
     ident = identity(files)

@@ -4,8 +4,8 @@ When the same rules files (same inode, size, mtime, ctime) were parsed before, t
 form is read from the cache that ``corral.rules.check`` writes (``marshal`` of plain lists,
 dicts and strings, checked for shape before use), and matching runs over plain data here. Not
 ``json``: it imports ``re``, which alone costs more than codex's whole check on this machine;
-the compact answer is written by ``compact_json`` instead. Anything else (first run, changed file, bad file, bad arguments) falls through to the
-full implementation. The differential test checks both paths against the real codex binary.
+the compact answer is written by ``compact_json`` instead. Anything else (first run, changed
+file, bad file, bad arguments) falls through to the full implementation. The differential test checks both paths against the real codex binary.
 """
 
 from __future__ import annotations
