@@ -209,13 +209,65 @@ def test_the_key_corral_wrote_is_read_without_cryptography_and_signs(home: Path)
             "print('cryptography' in sys.modules, flush=True)\n"
             "tel.emit('agent.custom.tick', {'i.n': 1}, wait=True)\n"
             "tel.close()\n"
-            "print('cryptography.hazmat.primitives.serialization' in sys.modules)\n")
+            "print('cryptography.hazmat.primitives' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "CORRAL_HOME": str(home)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "False"]
     res = verify(home)
     assert res.ok and res.checkpoints == 2
+
+
+def test_the_key_from_its_seed_is_the_public_apis_key() -> None:
+    """``key_from_seed`` (the Rust binding, without cryptography's Python modules) makes the
+    same key as ``Ed25519PrivateKey.from_private_bytes``: same public key, same signatures."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from corral.telemetry.keys import key_from_seed, public_hex
+
+    seed = os.urandom(32)
+    ours, theirs = key_from_seed(seed), Ed25519PrivateKey.from_private_bytes(seed)
+    assert isinstance(ours, Ed25519PrivateKey)
+    assert public_hex(ours.public_key()) == public_hex(theirs.public_key())
+    assert ours.sign(b"checkpoint") == theirs.sign(b"checkpoint")  # Ed25519 is deterministic
+    with pytest.raises(ValueError):
+        key_from_seed(b"short")
+
+
+def test_the_signing_key_is_made_after_a_waited_commit_not_before(home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """The writer thread makes the signing key (an import of ms) only once a caller that
+    waited for a commit has it (a decision: its command then runs), never while events are
+    queued or before the first decision, which would otherwise be committed behind it."""
+    from corral.telemetry.journal import JournalWriter
+
+    seen: list[tuple[int, int]] = []  # (events committed, queue length) when the key is made
+    real = JournalWriter.prepare_signing
+
+    def prepare(self: JournalWriter) -> None:
+        row = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        seen.append((int(row[0]), tel._queue.qsize()))
+        real(self)
+
+    monkeypatch.setattr(JournalWriter, "prepare_signing", prepare)
+    tel = Telemetry.open(None, "s-sign")
+    tel.emit("agent.custom.tick", {"i.n": 0})  # not waited for (a session start)
+    deadline = time.monotonic() + 5
+    while tel._committed < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert seen == []  # committed, idle, but nobody waited: the key is not made yet
+    tel.emit("agent.custom.tick", {"i.n": 1}, wait=True)  # a decision
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [(2, 0)]
+    tel.emit("agent.custom.tick", {"i.n": 2}, wait=True)
+    tel.close()
+    assert seen == [(2, 0)]  # once per session
+    res = verify(home)
+    assert res.ok and res.checkpoints == 1 and res.last_checkpoint_seq == 3
 
 
 def test_a_key_file_in_another_form_is_loaded_or_refused_at_open(home: Path) -> None:

@@ -75,6 +75,7 @@ class Telemetry:
         self._cond = threading.Condition()
         self._ticket = 0
         self._committed = 0
+        self._waited = 0  # the last ticket a caller waits for (emit(wait=True), flush)
         self._failure: CorralError | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="corral-journal", daemon=True)
@@ -177,6 +178,8 @@ class Telemetry:
                                   "be approved")
             self._ticket += 1
             ticket = self._ticket
+            if wait:
+                self._waited = ticket
             self._queue.put((ticket, ev))
         if wait:
             self._wait(ticket, None)
@@ -207,7 +210,7 @@ class Telemetry:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything emitted so far is committed; raises if the journal failed."""
         with self._lock:
-            ticket = self._ticket
+            ticket = self._waited = self._ticket
         self._wait(ticket, timeout)
 
     def stamp_env(self, call_id: str | None = None) -> dict[str, str]:
@@ -293,7 +296,10 @@ class Telemetry:
             with self._cond:
                 self._committed = batch[-1][0]
                 self._cond.notify_all()
-            if not signer_ready and q.empty():  # idle: the caller is on with its action
+            if not signer_ready and 0 < self._waited <= batch[-1][0] and q.empty():
+                # a caller that waited for this commit is now on with its action (a decision's
+                # command runs): make the signing key for the checkpoint at close meanwhile.
+                # Not earlier: a decision queued behind that import would wait for it.
                 signer_ready = True
                 self._writer.prepare_signing()
             if self._sink is not None:
