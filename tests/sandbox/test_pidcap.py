@@ -248,3 +248,72 @@ def test_a_one_shot_corral_sandbox_leaves_no_cgroup_behind_for_long(box: Box) ->
         if not left & ours():
             break
     assert not (left & ours()), left
+
+
+def _running(argv: list[str]) -> list[int]:
+    """Host pids whose command line is exactly ``argv``."""
+    want = ("\0".join(argv) + "\0").encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{d}/cmdline").read_bytes() == want:
+                    found.append(int(d))
+    return found
+
+
+def test_a_sandbox_whose_bwrap_is_killed_at_once_leaves_nothing_running(box: Box) -> None:
+    """bwrap's --die-with-parent misses a namespace whose outer bwrap dies in its first
+    milliseconds: before the fix its init went on running the command, reparented to the
+    host's init (found in a whole-suite run; here most kills in the first 5 ms left one). The
+    run's cgroup still holds such a leftover: cleanup kills it."""
+    mech = pidcap.probe()
+    assert mech.kind == "cgroup", mech.why_not
+    marker = ["sleep", "7.4321"]
+    sb = box.sandbox()
+    cgroups = []
+    try:
+        for delay in (0, 0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.007) * 2:
+            proc = sb.spawn(marker, box.ws)
+            cgroups.append(proc.corral_cgroup)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL
+        sb.close()
+        time.sleep(0.2)  # a leftover would be running the command by now
+        assert _running(marker) == []
+        assert not any(cg is not None and cg.exists() for cg in cgroups)
+    finally:
+        for pid in _running(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
+    """A cgroup named for a corral process that no longer exists, with something still in it:
+    the next corral's probe kills that and removes the cgroup. Pids a live corral owns, and
+    corral's own, are never touched."""
+    mech = pidcap.probe()
+    assert mech.kind == "cgroup" and mech.base is not None, mech.why_not
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = proc.pid  # a pid that just ended (and is not reused within this test)
+    stale = mech.base / f"corral-{dead}-0"
+    live = mech.base / f"corral-{os.getpid()}-999"
+    stale.mkdir()
+    live.mkdir()
+    left = subprocess.Popen(["sleep", "30"])
+    kept = subprocess.Popen(["sleep", "30"])
+    try:
+        (stale / "cgroup.procs").write_text(f"{left.pid}\n")
+        (live / "cgroup.procs").write_text(f"{kept.pid}\n")
+        pidcap._remove_stale(mech.base)
+        assert left.wait(5) == -signal.SIGKILL
+        assert kept.poll() is None and live.exists()
+        pidcap._remove_stale(mech.base)  # the killed task has left: the cgroup goes
+        assert not stale.exists()
+    finally:
+        for p in (left, kept):
+            p.kill()
+            p.wait()
+        for cg in (stale, live):
+            pidcap.remove_cgroup(cg)

@@ -411,7 +411,7 @@ class Sandbox:
         if ready is not None:
             ready.release(wait=not self._one_shot)
         if cg is not None:
-            pidcap.remove_cgroup(cg, wait=0.0 if self._one_shot else 2.0)
+            pidcap.end_cgroup(cg, wait=0.0 if self._one_shot else 2.0)
         if not layout.lock_fds:
             return
         fds, layout.lock_fds = layout.lock_fds, {}

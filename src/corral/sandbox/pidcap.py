@@ -162,14 +162,15 @@ def _which(name: str) -> str | None:
 
 
 def _remove_stale(base: Path) -> None:
-    """Empty cgroups left by a killed corral (rmdir refuses a cgroup with tasks in it)."""
+    """Cgroups left by a corral that is gone: what still runs in one is a sandbox that outlived
+    its supervisor (see ``end_cgroup``) and is killed; an empty one is removed (one whose
+    tasks are still leaving is left for a later sweep)."""
     with contextlib.suppress(OSError):
         for e in os.scandir(base):
             if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False):
                 pid = e.name[len(_PREFIX):].split("-")[0]
                 if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                    with contextlib.suppress(OSError):
-                        os.rmdir(e.path)
+                    end_cgroup(Path(e.path), wait=0.0)
 
 
 def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
@@ -225,6 +226,58 @@ def remove_cgroup(cg: Path, wait: float = 2.0) -> None:
             if time.monotonic() > deadline:
                 return  # left for _remove_stale of a later run
             time.sleep(0.002)
+
+
+def _procs(cg: Path) -> list[int]:
+    try:
+        return [int(p) for p in (cg / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def kill_tasks(cg: Path) -> int:
+    """SIGKILL every process in ``cg`` but this one (a thread of ours may still be leaving it);
+    how many were signalled. Each is held by a pidfd and seen in ``cg`` again before the
+    signal, so a pid the kernel reused meanwhile for another process is never hit."""
+    import signal
+
+    me, n = os.getpid(), 0
+    for pid in _procs(cg):
+        if pid == me:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue  # already gone
+        try:
+            if pid in _procs(cg):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                n += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return n
+
+
+def end_cgroup(cg: Path, wait: float = 2.0) -> int:
+    """End a finished run's cgroup: kill what is still in it, then remove it (waiting up to
+    ``wait`` seconds for the killed tasks to leave; a later run's sweep removes it otherwise).
+    Returns how many processes were left and killed.
+
+    Something can be left: bubblewrap's ``--die-with-parent`` misses a sandbox whose outer
+    bwrap is killed in its first milliseconds (the namespace's init then keeps running the
+    command, reparented to the host's init); the cgroup still holds it, so it ends here."""
+    try:
+        os.rmdir(cg)
+        return 0
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        pass
+    killed = kill_tasks(cg)
+    remove_cgroup(cg, wait)
+    return killed
 
 
 class NotEntered(OSError):
