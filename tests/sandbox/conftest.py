@@ -45,7 +45,7 @@ class Box:
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=timeout)
         sb.close()  # wait for placeholder cleanup, so tests see the host as the user will
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, _text(out), _text(err))
 
     def py(self, code: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         sb = self.sandbox(**{k: v for k, v in kw.items() if k != "timeout"})
@@ -53,7 +53,12 @@ class Box:
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=kw.get("timeout", 60))
         sb.close()
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, _text(out), _text(err))
+
+
+def _text(data: bytes | str) -> str:
+    """Output of a ``text=True`` spawn (``SandboxedProcess`` is typed as a bytes Popen)."""
+    return data if isinstance(data, str) else data.decode()
 
 
 @pytest.fixture
