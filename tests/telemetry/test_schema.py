@@ -156,10 +156,8 @@ def test_events_carry_the_installed_distribution_version() -> None:
 def test_specs_read_from_annotation_strings_match_the_evaluated_types() -> None:
     """SPECS are built from the fields' annotation strings without typing.get_type_hints (ms on
     every corral exec); they must be what the evaluated annotations say."""
-    import typing
-
     for cls in schema.EVENT_TYPES:
-        hints = typing.get_type_hints(cls)
+        hints = schema.evaluated_hints(cls)
         for f in schema.fields(cls):
             name = f.metadata.get("attr")
             if name:

@@ -21,9 +21,11 @@ Names are imported lazily so command modules stay cheap to import.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.approvals.broad import why_too_broad as why_too_broad
     from corral.approvals.flow import Verdict as Verdict
     from corral.approvals.flow import request as request

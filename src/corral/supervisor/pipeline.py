@@ -21,10 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from corral.record import Frozen, Record
 from corral.types import RuleDecision
+
+TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start
+if TYPE_CHECKING:
+    from typing import Any
+
+    # Extension point: who answers at the terminal. The default asks on the controlling
+    # terminal (Rich prompt with the scope options); ``no_terminal`` is for headless sessions.
+    TerminalAsker = Callable[[Any], Any]
 
 # Exit statuses of `corral exec` when the command did not run (documented in docs/exec.md).
 EXIT_FORBIDDEN = 240  # forbidden by policy (rules, heuristics, requirements)
@@ -32,11 +39,6 @@ EXIT_DENIED = 241  # a person or reviewer said no
 EXIT_CANNOT_ASK = 242  # approval needed but nobody could be asked
 
 DONT_BYPASS = "do not try to achieve the same effect another way"
-
-
-# Extension point: who answers at the terminal. The default asks on the controlling terminal
-# (Rich prompt with the scope options); ``no_terminal`` is for headless sessions.
-TerminalAsker = Callable[[Any], Any]
 
 
 def no_terminal(question: Any) -> None:

@@ -16,31 +16,34 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 BRIDGE_API_PORT, BRIDGE_OTLP_PORT = 7070, 4318  # loopback ports inside the sandbox
 
+TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start
+if TYPE_CHECKING:  # an interface for the type checker only: typing is not imported at run time
+    from typing import Any, Protocol
 
-class Integration(Protocol):
-    """What an agent integration adds to a session (``corral.integrations.session`` implements
-    it for Codex and Claude Code: their OpenTelemetry export, imported as claims)."""
+    class Integration(Protocol):
+        """What an agent integration adds to a session (``corral.integrations.session``
+        implements it for Codex and Claude Code: their OpenTelemetry export, imported as
+        claims)."""
 
-    agent: str
+        agent: str
 
-    def start(self, session: Session) -> None:
-        """Start serving (after the journal and the pipeline exist)."""
+        def start(self, session: Session) -> None:
+            """Start serving (after the journal and the pipeline exist)."""
 
-    def stop(self) -> None:
-        """Stop serving; called before the journal closes."""
+        def stop(self) -> None:
+            """Stop serving; called before the journal closes."""
 
-    def sockets(self) -> tuple[Path, ...]:
-        """Unix sockets the agent inside the sandbox reaches through loopback bridges."""
+        def sockets(self) -> tuple[Path, ...]:
+            """Unix sockets the agent inside the sandbox reaches through loopback bridges."""
 
-    def env(self, endpoint: str | None = None) -> dict[str, str]:
-        """The agent's environment for exporting to ``endpoint`` (None: where it listens)."""
+        def env(self, endpoint: str | None = None) -> dict[str, str]:
+            """The agent's environment for exporting to ``endpoint`` (None: where it listens)."""
 
-    def args(self, endpoint: str | None = None) -> list[str]:
-        """Extra agent arguments (put after the program name) for the same."""
+        def args(self, endpoint: str | None = None) -> list[str]:
+            """Extra agent arguments (put after the program name) for the same."""
 
 
 def _require_login(cfg: Any, tel: Any, agent: str) -> None:

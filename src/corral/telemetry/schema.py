@@ -12,15 +12,16 @@ import hashlib
 import json
 import math
 import re
-import types
-import typing
-from typing import Any, ClassVar, Union
 
 from corral.record import Frozen
 
+TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start (see _plain_types)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
 SCHEMA_VERSION = 1
 
-AttrValue = Union[str, int, float, bool, tuple[str, ...]]  # noqa: UP007 (runtime alias)
+AttrValue = str | int | float | bool | tuple[str, ...]
 
 DECISIONS = (
     "approved", "approved_for_session", "approved_for_project", "approved_persistent",
@@ -89,7 +90,7 @@ def fields(cls: Any) -> tuple[Field, ...]:
     return tuple(cls._FIELDS)
 
 
-if typing.TYPE_CHECKING:
+if TYPE_CHECKING:
     from dataclasses import dataclass as event_class  # what type checkers see
 else:
     def event_class(*, frozen: bool) -> Any:
@@ -127,7 +128,7 @@ class EventBody:
     CONTENT: ClassVar[tuple[str, ...]] = ()
     _FIELDS: ClassVar[tuple[Field, ...]] = ()
 
-    if not typing.TYPE_CHECKING:  # the dataclass protocol, for the classes of event_class
+    if not TYPE_CHECKING:  # the dataclass protocol, for the classes of event_class
         def __init__(self, *args: Any, **kw: Any) -> None:
             fs = self._FIELDS
             if len(args) > len(fs):
@@ -401,7 +402,11 @@ EVENT_TYPES: tuple[type[EventBody], ...] = (
 )
 
 
-class AttrSpec(typing.NamedTuple):
+class AttrSpec(Frozen):
+    """What ``validate`` checks of one attribute: the accepted ``types``, whether it is
+    ``required``, the ``allowed`` values; its ``doc`` and whether it is redacted."""
+
+    _fields = ("name", "types", "required", "allowed", "doc", "redact")
     name: str
     types: tuple[type, ...]
     required: bool
@@ -409,11 +414,21 @@ class AttrSpec(typing.NamedTuple):
     doc: str
     redact: bool
 
+    def __init__(self, name: str, types: tuple[type, ...], required: bool,
+                 allowed: tuple[str, ...], doc: str, redact: bool) -> None:
+        self._set(name=name, types=types, required=required, allowed=allowed, doc=doc,
+                  redact=redact)
+
 
 def _types_of(hint: Any) -> tuple[tuple[type, ...], bool]:
+    """(accepted types, required) of an evaluated type hint: for annotations that are not
+    ``_PLAIN`` (tests check that both ways agree)."""
+    import types
+    import typing
+
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType):
         optional = type(None) in args
         inner = [a for a in args if a is not type(None)]
         ts: tuple[type, ...] = ()
@@ -427,20 +442,29 @@ def _types_of(hint: Any) -> tuple[tuple[type, ...], bool]:
     return (hint,), True
 
 
-_PLAIN = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None),
-          "tuple[str, ...]": tuple[str, ...]}
+# What a value of each plain annotation may be (``_types_of`` of the evaluated type).
+_PLAIN: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float, int),
+                                       "bool": (bool,), "tuple[str, ...]": (tuple, list)}
 
 
-def _hint(annotation: Any, cls: type, field_name: str) -> Any:
-    """The field's type from its annotation string (``str | None`` ...) without evaluating
-    every class's annotations (``typing.get_type_hints``: ms on each ``corral exec``)."""
+def _plain_types(annotation: Any, cls: type, field_name: str) -> tuple[tuple[type, ...], bool]:
+    """(accepted types, required) of a field from its annotation string (``str | None`` ...),
+    without typing (its import and ``typing.get_type_hints``: ms on each ``corral exec``)."""
     if isinstance(annotation, str):
         parts = [p.strip() for p in annotation.split(" | ")]
-        if all(p in _PLAIN for p in parts):
-            ts = [_PLAIN[p] for p in parts]
-            return ts[0] if len(ts) == 1 else Union[tuple(ts)]  # noqa: UP007
-        return typing.get_type_hints(cls)[field_name]
-    return annotation
+        inner = [p for p in parts if p != "None"]
+        if inner and all(p in _PLAIN for p in inner):
+            return tuple(t for p in inner for t in _PLAIN[p]), len(inner) == len(parts)
+        return _types_of(evaluated_hints(cls)[field_name])
+    return _types_of(annotation)
+
+
+def evaluated_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints`` of an event class (its ``Any`` and ``ClassVar`` are names for
+    the type checker only in this module)."""
+    import typing
+
+    return typing.get_type_hints(cls, localns={"Any": typing.Any, "ClassVar": typing.ClassVar})
 
 
 def _build_specs() -> dict[str, dict[str, AttrSpec]]:
@@ -451,7 +475,7 @@ def _build_specs() -> dict[str, dict[str, AttrSpec]]:
             name = f.metadata.get("attr")
             if not name:
                 continue
-            ts, required = _types_of(_hint(f.type, cls, f.name))
+            ts, required = _plain_types(f.type, cls, f.name)
             out[name] = AttrSpec(name, ts, required, f.metadata["allowed"], f.metadata["doc"],
                                  f.metadata["redact"])
         specs[cls.NAME] = out
