@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 SCRIPT = """
 import atexit, sys, threading, time
@@ -40,3 +42,24 @@ def test_stdout_that_cannot_be_flushed_is_an_error_status() -> None:
             "sys.stdout = Gone(); exit_now(0)")
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert got.returncode == 120
+
+
+def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``corral policy check ... | head -c 0`` on a cache miss (the full check writes its
+    answer) and ``corral --help | head -c 0``: before, a BrokenPipeError traceback; now no
+    traceback, and status 141 (as for a process killed by SIGPIPE) when a write failed, or 120
+    (as the interpreter reports it) when only the last flush did."""
+    rules = tmp_path / "r.rules"
+    rules.write_text('prefix_rule(pattern=["git", "push"], decision="forbidden")\n')
+    env = {"CORRAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    big = ["policy", "check", "-r", str(rules), "--", "git", "push", "x" * 70_000]  # > a buffer
+    for args in (["policy", "check", "-r", str(rules), "--", "git", "push"], big, ["--help"]):
+        read, write = os.pipe()
+        os.close(read)  # nobody will read: the first write fails with EPIPE
+        try:
+            got = subprocess.run([sys.executable, "-m", "corral", *args], stdout=write,
+                                 stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+        finally:
+            os.close(write)
+        assert got.returncode in (120, 141), got.stderr
+        assert "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr

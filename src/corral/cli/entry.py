@@ -40,7 +40,23 @@ def exit_now(status: int) -> NoReturn:
 
 
 def main() -> None:
-    argv = sys.argv[1:]
+    try:
+        try:
+            _main(sys.argv[1:])
+        finally:
+            if sys.stdout is not None and not sys.stdout.closed:
+                sys.stdout.flush()  # here, not at the interpreter's exit: a failure is caught
+    except BrokenPipeError:
+        # the reader of our output went away (``corral log | head``): end quietly, as a
+        # process killed by SIGPIPE would (status 141), not with a traceback
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
+        os._exit(141)
+
+
+def _main(argv: list[str]) -> None:
     if argv in (["--help"], ["-h"], []):  # the root help page, from a table: no typer
         from corral.cli.commands import program_name, root_help, terminal_columns
 
