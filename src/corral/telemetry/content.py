@@ -11,10 +11,9 @@ every tier: they are metadata, but they can carry secrets.
 
 from __future__ import annotations
 
-import hashlib
-
 from corral.telemetry.redact import redact
 from corral.telemetry.schema import SPECS, AttrValue
+from corral.telemetry.sha import sha256_hex
 
 TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def apply_tier(
             data = text.encode("utf-8", "surrogatepass")
             base = content_attr(key)
             out[f"{base}.length"] = len(data)
-            out[f"{base}.sha256"] = hashlib.sha256(data).hexdigest()
+            out[f"{base}.sha256"] = sha256_hex(data)
             if tier >= 2:
                 if len(text) > MAX_CONTENT_CHARS:
                     out[base] = redact(text[: MAX_CONTENT_CHARS + _REDACT_MARGIN])[

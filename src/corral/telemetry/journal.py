@@ -10,7 +10,6 @@ someone who recomputed the whole chain.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -21,6 +20,7 @@ from pathlib import Path
 from corral.record import Frozen, Record
 from corral.telemetry.keys import public_hex
 from corral.telemetry.schema import Event
+from corral.telemetry.sha import sha256_hex
 
 TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start
 if TYPE_CHECKING:  # cryptography is imported where a key is used (ms per corral exec)
@@ -75,7 +75,7 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 
 def chain_hash(prev_hex: str, body: bytes) -> str:
-    return hashlib.sha256(prev_hex.encode("ascii") + body).hexdigest()
+    return sha256_hex(prev_hex.encode("ascii") + body)
 
 
 def checkpoint_message(journal_id: str, seq: int, head: str, prev_cp: int, t_ns: int) -> bytes:
@@ -345,6 +345,8 @@ class Journal:
 
 
 def _verify(conn: sqlite3.Connection, pub: Ed25519PublicKey | None, res: VerifyResult) -> None:
+    import hashlib
+
     from cryptography.exceptions import InvalidSignature
 
     problems = res.problems

@@ -8,12 +8,12 @@ where one exists; the rest live in the ``agent.*`` namespace.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 
 from corral.record import Frozen
+from corral.telemetry.sha import sha256_hex
 
 TYPE_CHECKING = False  # typing costs ~5 ms of every corral exec's start (see _plain_types)
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ class SessionStart(EventBody):
         """Fill the summary and its hash from a plain dict (canonical JSON, sorted keys)."""
         text = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           default=str)
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = sha256_hex(text.encode())
         return cls(policy_summary=text, policy_hash=digest, **kw)
 
 

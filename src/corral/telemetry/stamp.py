@@ -8,21 +8,22 @@ holding the journal can recompute them; the OTLP exporter sets the same ids on l
 
 from __future__ import annotations
 
-import hashlib
 import re
+
+from corral.telemetry.sha import sha256_bytes
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 def trace_id(session_id: str) -> bytes:
     """16-byte W3C trace id of a session (never all zeros)."""
-    raw = hashlib.sha256(b"corral-trace\0" + session_id.encode()).digest()[:16]
+    raw = sha256_bytes(b"corral-trace\0" + session_id.encode())[:16]
     return raw if any(raw) else b"\x00" * 15 + b"\x01"
 
 
 def span_id(call_id: str) -> bytes:
     """8-byte span id of a tool call (never all zeros)."""
-    raw = hashlib.sha256(b"corral-span\0" + call_id.encode()).digest()[:8]
+    raw = sha256_bytes(b"corral-span\0" + call_id.encode())[:8]
     return raw if any(raw) else b"\x00" * 7 + b"\x01"
 
 
