@@ -78,6 +78,7 @@ class Telemetry:
         self._ticket = 0
         self._committed = 0
         self._waited = 0  # the last ticket a caller waits for (emit(wait=True), flush)
+        self._resumed = threading.Event()  # a caller waited and is on its way again
         self._failure: CorralError | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="corral-journal", daemon=True)
@@ -263,6 +264,7 @@ class Telemetry:
         with self._cond:
             done = self._cond.wait_for(
                 lambda: self._committed >= ticket or self._failure is not None, timeout)
+        self._resumed.set()
         if self._failure is not None and self._committed < ticket:
             raise self._failure
         if not done:
@@ -301,8 +303,11 @@ class Telemetry:
             if not signer_ready and 0 < self._waited <= batch[-1][0] and q.empty():
                 # a caller that waited for this commit is now on with its action (a decision's
                 # command runs): make the signing key for the checkpoint at close meanwhile.
-                # Not earlier: a decision queued behind that import would wait for it.
+                # Not earlier: a decision queued behind that import would wait for it. Nor
+                # before the caller has the interpreter again: it would wait for the import's
+                # first switch interval (5 ms) to run its command.
                 signer_ready = True
+                self._resumed.wait(0.05)
                 self._writer.prepare_signing()
             if self._sink is not None:
                 try:  # export problems never touch the journal or the agent
