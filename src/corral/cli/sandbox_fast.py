@@ -182,11 +182,11 @@ def run_sandbox(cfg: Any, workdir: Path, cmd: list[str], *, profile: str | None,
         if allow_domains or deny_domains:
             raise CorralError("sandbox", "--allow-domain/--deny-domain only apply with "
                               "--network proxy", "add --network proxy")
-        return run_plan(Sandbox(plan(), one_shot=True), cmd, workdir)
+        return run_plan(Sandbox(plan(), one_shot=True, defer_cleanup=False), cmd, workdir)
     from corral.cli.sandbox_net import managed_proxy
 
     with managed_proxy(cfg, allow_domains, deny_domains, cmd) as net:
-        return run_plan(Sandbox(plan(net), one_shot=True), cmd, workdir)
+        return run_plan(Sandbox(plan(net), one_shot=True, defer_cleanup=False), cmd, workdir)
 
 
 def run_plan(sb: object, cmd: list[str], workdir: Path) -> int:
