@@ -382,3 +382,19 @@ def test_verify_while_a_session_is_writing_has_no_false_alarms(home: Path) -> No
         tel.close()
     assert all(r.ok for r in results), [r.problems for r in results if not r.ok][:1]
     assert results[-1].records > results[0].records
+
+
+def test_the_recorded_user_is_getpass_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event's ``user`` is what ``getpass.getuser()`` says (read without importing it)."""
+    import getpass
+
+    from corral.telemetry.api import _user
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert _user() == getpass.getuser()  # from the password database
+    monkeypatch.setenv("USERNAME", "u4")
+    monkeypatch.setenv("USER", "u2")
+    assert _user() == getpass.getuser() == "u2"
+    monkeypatch.setenv("LOGNAME", "u1")
+    assert _user() == getpass.getuser() == "u1"
