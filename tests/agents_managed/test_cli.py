@@ -18,7 +18,8 @@ from corral.telemetry import Journal
 from tests.agents_managed.conftest import ADMIN, corral
 
 FILES = ("etc/codex/requirements.toml", "etc/codex/managed_config.toml",
-         "etc/claude-code/managed-settings.json", "etc/gemini-cli/settings.json")
+         "etc/claude-code/managed-settings.json", "etc/gemini-cli/settings.json",
+         "etc/gemini-cli/policies/corral.toml")
 
 
 @pytest.fixture
@@ -45,7 +46,9 @@ def test_apply_shows_the_diff_writes_root_owned_files_and_is_idempotent(tmp_path
     assert "--- /dev/null\n+++ /etc/codex/requirements.toml\n" in dry.stdout
     assert '+allowed_sandbox_modes = ["read-only", "workspace-write"]' in dry.stdout
     assert '+      "Bash(git push --force:*)",' in dry.stdout
-    assert dry.stdout.rstrip().endswith("4 of 4 files would change; nothing written")
+    assert "+++ /etc/gemini-cli/policies/corral.toml\n" in dry.stdout
+    assert '+commandPrefix = "git push -f"' in dry.stdout
+    assert dry.stdout.rstrip().endswith("5 of 5 files would change; nothing written")
     assert not root.exists() and events(env) == []
 
     first = corral("agents", "apply", "--root", str(root), env=env)
@@ -63,12 +66,12 @@ def test_apply_shows_the_diff_writes_root_owned_files_and_is_idempotent(tmp_path
 
     again = corral("agents", "apply", "--root", str(root), env=env)
     assert again.returncode == 0, again.stderr
-    assert "---" not in again.stdout and again.stdout.count(": unchanged") == 4
+    assert "---" not in again.stdout and again.stdout.count(": unchanged") == 5
     assert corral("agents", "apply", "--root", str(root), "--dry-run",
-                  env=env).stdout.strip() == "dry run: 0 of 4 files would change; nothing written"
+                  env=env).stdout.strip() == "dry run: 0 of 5 files would change; nothing written"
     ok = corral("agents", "check", "--root", str(root), env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.strip() == "managed agent settings match the requirements (4 files)"
+    assert ok.stdout.strip() == "managed agent settings match the requirements (5 files)"
     assert events(env)[-1].name == "agents.managed_settings.checked"
 
 
@@ -79,6 +82,8 @@ def test_check_reports_each_kind_of_drift(tmp_path, env):
     claude = root / "etc/claude-code/managed-settings.json"
     claude.write_text(claude.read_text().replace('"Bash(git push -f:*)",', ""))
     (root / "etc/gemini-cli/settings.json").unlink()
+    policy = root / "etc/gemini-cli/policies/corral.toml"
+    policy.write_text(policy.read_text().split("[[rule]]")[0])  # Gemini's deny rules, gone
     os.chmod(root / "etc/codex/managed_config.toml", 0o666)
     # and the requirements move on: requirements.toml is now behind
     etc = Path(env["CORRAL_SYSTEM_DIR"])
@@ -93,10 +98,12 @@ def test_check_reports_each_kind_of_drift(tmp_path, env):
                             "hand: differs from what corral wrote at ") for x in lines)
     assert "/etc/gemini-cli/settings.json (gemini): missing: run `corral agents apply`" in lines
     assert "/etc/codex/managed_config.toml (codex): owner/mode: mode 0666, not 0644" in lines
-    assert len(lines) == 4  # the Claude file is behind too, but it is reported once
+    assert any(x.startswith("/etc/gemini-cli/policies/corral.toml (gemini): changed by hand: ")
+               for x in lines)
+    assert len(lines) == 5  # the Claude file is behind too, but it is reported once
     drift = events(env)[-1]
     assert drift.name == "agents.managed_settings.drift"
-    assert drift.attributes["agents.managed.drift_count"] == 4
+    assert drift.attributes["agents.managed.drift_count"] == 5
     assert json.loads(drift.attributes["agents.managed.drift"]) == lines
     # apply brings everything back in step
     fixed = corral("agents", "apply", "--root", str(root), env=env)

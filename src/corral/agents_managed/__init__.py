@@ -6,7 +6,7 @@ Public surface: ``inputs_from_config(cfg, hooks, otel_headers_command) -> Inputs
 diffs), ``apply(root, changes, sources)`` (root-owned 0644 atomic writes and the manifest),
 ``check(root, files) -> [Drift]``. Codex: ``/etc/codex/requirements.toml`` and
 ``managed_config.toml``; Claude Code: ``/etc/claude-code/managed-settings.json``; Gemini CLI:
-``/etc/gemini-cli/settings.json``.
+``/etc/gemini-cli/settings.json`` and the admin policy ``/etc/gemini-cli/policies/corral.toml``.
 """
 
 from __future__ import annotations

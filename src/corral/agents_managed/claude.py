@@ -18,15 +18,12 @@ spell it, so quoting it back (``shlex.split``) gives the pattern's tokens again.
 
 from __future__ import annotations
 
-import itertools
 import json
-import shlex
 from typing import Any
 
-from corral.agents_managed.model import Inputs, ManagedFile, RenderError
+from corral.agents_managed.model import Inputs, ManagedFile, command_prefixes
 
 PATH = "/etc/claude-code/managed-settings.json"
-MAX_EXPANSIONS = 256  # one rule's alternatives, multiplied out
 
 
 def escape(content: str) -> str:
@@ -47,18 +44,7 @@ def unescape(content: str) -> str:
 
 def bash_rules(pattern: list[Any]) -> list[str]:
     """``Bash(<prefix>:*)`` for every combination of the pattern's alternatives."""
-    choices = [[str(t) for t in tok] if isinstance(tok, list) else [str(tok)] for tok in pattern]
-    if not choices or any(not c for c in choices):
-        raise RenderError(f"prefix rule pattern {pattern!r} is empty or has an empty "
-                          "alternative list")
-    count = 1
-    for c in choices:
-        count *= len(c)
-    if count > MAX_EXPANSIONS:
-        raise RenderError(f"prefix rule pattern {pattern!r} expands to {count} command "
-                          f"prefixes (more than {MAX_EXPANSIONS}); split the rule")
-    return [f"Bash({escape(' '.join(shlex.quote(t) for t in combo))}:*)"
-            for combo in itertools.product(*choices)]
+    return [f"Bash({escape(prefix)}:*)" for prefix in command_prefixes(pattern)]
 
 
 def read_rule(glob: str) -> str:

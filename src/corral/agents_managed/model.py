@@ -10,6 +10,8 @@ so this package never imports the session side).
 from __future__ import annotations
 
 import copy
+import itertools
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ AGENTS = ("codex", "claude-code", "gemini")
 # corral's built-in permission profiles and the Codex sandbox mode each one is
 BUILTIN_SANDBOX_MODES = {":read-only": "read-only", ":workspace": "workspace-write",
                          ":danger-full-access": "danger-full-access"}
+MAX_EXPANSIONS = 256  # one rule's alternatives, multiplied out
 
 
 class RenderError(Exception):
@@ -86,6 +89,24 @@ class Inputs:
         if "read-only" not in modes:  # Codex always allows it; say so rather than imply not
             modes.insert(0, "read-only")
         return modes
+
+
+def command_prefixes(pattern: list[Any]) -> list[str]:
+    """The command line prefix for every combination of a prefix rule pattern's alternatives,
+    each token shell-quoted (``shlex.quote``): the command as a shell would spell it, so
+    ``shlex.split`` gives the pattern's tokens back. RenderError for an empty pattern or
+    alternative list, or one that multiplies out to more than MAX_EXPANSIONS prefixes."""
+    choices = [[str(t) for t in tok] if isinstance(tok, list) else [str(tok)] for tok in pattern]
+    if not choices or any(not c for c in choices):
+        raise RenderError(f"prefix rule pattern {pattern!r} is empty or has an empty "
+                          "alternative list")
+    count = 1
+    for c in choices:
+        count *= len(c)
+    if count > MAX_EXPANSIONS:
+        raise RenderError(f"prefix rule pattern {pattern!r} expands to {count} command "
+                          f"prefixes (more than {MAX_EXPANSIONS}); split the rule")
+    return [" ".join(shlex.quote(t) for t in combo) for combo in itertools.product(*choices)]
 
 
 @dataclass(frozen=True)
