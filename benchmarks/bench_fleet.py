@@ -7,7 +7,10 @@ Cases, each a fresh `corral exec -- true` process (median of --runs):
   * enrolled, forced login (the stored ID token verified again at each start).
 And the server's `GET /v1/fleet/policy` (compose + sign per device) per second from one client.
 
-Usage: .venv/bin/python benchmarks/bench_fleet.py [--runs 15]
+Cases run interleaved (one run of each per round). ``--compare-src DIR`` adds the first two
+cases run from another source tree (``git archive REV src | tar -x -C DIR``).
+
+Usage: .venv/bin/python benchmarks/bench_fleet.py [--runs 15] [--compare-src DIR/src]
 """
 
 from __future__ import annotations
@@ -30,15 +33,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> list[float]:
-    subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=True)
-    out = []
+ENTRY = "import sys; from corral.cli.entry import main; sys.argv[0]='corral'; sys.exit(main())"
+
+
+def interleaved(cases: dict[str, tuple[list[str], dict[str, str]]], cwd: Path,
+                runs: int) -> dict[str, list[float]]:
+    """Wall ms of each case, one run of every case per round (load hits all alike)."""
+    for argv, env in cases.values():
+        subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=True)
+    out: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True)
-        out.append((time.perf_counter() - t0) * 1000)
-        if r.returncode:
-            raise SystemExit(f"{argv}: {r.stderr.decode()}")
+        for name, (argv, env) in cases.items():
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True)
+            out[name].append((time.perf_counter() - t0) * 1000)
+            if r.returncode:
+                raise SystemExit(f"{argv}: {r.stderr.decode()}")
     return out
 
 
@@ -49,6 +59,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--compare-src", type=Path, default=None,
+                    help="also run the not-enrolled and forwarding cases from this src tree")
     args = ap.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,13 +121,19 @@ def main() -> None:
             httpx.post(iss.url + "/activate", data={"user_code": code, "username": "alice"})
             p.communicate(timeout=60)
             print(f"{'corral exec -- true':<44} {'median ms':>9} {'min':>7} {'max':>7}")
+            cases: dict[str, tuple[list[str], dict[str, str]]] = {}
             for name, h in (("not enrolled", plain),
                             ("not enrolled, forwarding to the server", fwd_only),
                             ("enrolled, policy cache fresh", fresh),
                             ("enrolled, policy fetched every start", due),
                             ("enrolled, forced login verified", forced)):
-                ms = timed([PY, "-m", "corral", "exec", "--", "true"],
-                           {**base, "CORRAL_HOME": str(h)}, work, args.runs)
+                cases[name] = ([PY, "-m", "corral", "exec", "--", "true"],
+                               {**base, "CORRAL_HOME": str(h)})
+                if args.compare_src is not None and h in (plain, fwd_only):
+                    cases[f"{name} ({args.compare_src})"] = (
+                        [PY, "-c", ENTRY, "exec", "--", "true"],
+                        {**base, "CORRAL_HOME": str(h), "PYTHONPATH": str(args.compare_src)})
+            for name, ms in interleaved(cases, work, args.runs).items():
                 print(f"{name:<44} {statistics.median(ms):>9.1f} {min(ms):>7.1f} "
                       f"{max(ms):>7.1f}")
             token = json.loads((fresh / "credentials" / "server-tokens.json").read_text())[

@@ -30,19 +30,27 @@ def _journal(home: Path) -> tuple[list[str], int]:
     return ids, int(cps)
 
 
+def _until_forwarded(store: Store, n: int, why: str) -> None:
+    deadline = time.monotonic() + 10
+    while len(store.ids()) < n:  # the session is still open
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)
+
+
+def _server_config(peer: Peer, home: Path) -> EffectiveConfig:
+    return EffectiveConfig(values={"server": {"url": peer.url}}, origins={},
+                           requirements=Requirements(data={}, sources=[]), corral_home=home)
+
+
 def test_forwards_during_the_session_not_only_at_the_end(home: Path, peer: Peer,
                                                          store: Store) -> None:
-    cfg = EffectiveConfig(values={"server": {"url": peer.url}}, origins={},
-                          requirements=Requirements(data={}, sources=[]), corral_home=home)
+    cfg = _server_config(peer, home)
     tel = Telemetry.open(cfg, agent="test")
     try:
         for i in range(30):
             tel.emit_event(TelemetryDrop(dropped=i, reason="queue_full", exporter="x"))
         tel.flush(10)
-        deadline = time.monotonic() + 10
-        while len(store.ids()) < 30:  # the session is still open
-            assert time.monotonic() < deadline, "nothing forwarded while the session ran"
-            time.sleep(0.05)
+        _until_forwarded(store, 30, "nothing forwarded while the session ran")
     finally:
         tel.close()
     ids, cps = _journal(home)
@@ -152,3 +160,34 @@ def test_a_hanging_server_does_not_hold_up_the_session(tmp_path: Path, home: Pat
         elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert elapsed < 8.0, elapsed  # with a pool worker thread for the POST: 12 s
+
+
+def test_forwarding_waits_until_the_caller_is_on_with_its_action(
+        home: Path, peer: Peer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forwarder sleeps while the session decides (its imports and work would compete
+    with the decision for the interpreter) and starts once a waited-for commit lets the
+    caller go on with its action; everything is still acknowledged by the end."""
+    from corral.forward import background
+
+    monkeypatch.setattr(background, "START_SECONDS", 60.0)  # only resume or close start it
+    cfg = _server_config(peer, home)
+    tel = Telemetry.open(cfg, agent="test")
+    try:
+        for i in range(5):
+            tel.emit_event(TelemetryDrop(dropped=i, reason="queue_full", exporter="x"))
+        time.sleep(0.5)
+        assert store.ids() == []  # committed, not yet forwarded: nobody waited for a commit
+        tel.emit_event(TelemetryDrop(dropped=5, reason="queue_full", exporter="x"), wait=True)
+        _until_forwarded(store, 6, "a waited-for commit did not start forwarding")
+    finally:
+        tel.close()
+    ids, cps = _journal(home)
+    assert store.ids() == ids and len(store.checkpoints()) == cps
+
+
+def test_the_server_settings_never_show_the_token() -> None:
+    from corral.forward.settings import ServerSettings
+
+    s = ServerSettings("https://logs.example", "sekrit-token", "environment")
+    assert "sekrit" not in repr(s) and "sekrit" not in str(s)
+    assert s == ServerSettings("https://logs.example", "sekrit-token", "environment", None)

@@ -398,3 +398,33 @@ def test_the_recorded_user_is_getpass_s(monkeypatch: pytest.MonkeyPatch) -> None
     assert _user() == getpass.getuser() == "u2"
     monkeypatch.setenv("LOGNAME", "u1")
     assert _user() == getpass.getuser() == "u1"
+
+
+def test_the_public_key_hex_comes_from_the_key_files_without_cryptographys_python_modules(
+        tmp_path: Path) -> None:
+    """``public_key_hex`` (what the forwarder sends to identify the journal's key) equals
+    the public API's answer, from the private key or, without it, the .pub file."""
+    import subprocess
+    import sys
+
+    from corral.telemetry.keys import (
+        KEY_NAME,
+        key_dir,
+        load_or_create_signing_key,
+        load_public_key,
+        public_hex,
+        public_key_hex,
+    )
+
+    load_or_create_signing_key(tmp_path)
+    pub = load_public_key(tmp_path)
+    assert pub is not None and public_key_hex(tmp_path) == public_hex(pub)
+    code = ("import sys; from pathlib import Path; from corral.telemetry.keys import "
+            "public_key_hex; h = public_key_hex(Path(sys.argv[1])); "
+            "print(h, 'cryptography.hazmat.primitives' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [public_hex(pub), "False"]
+    (key_dir(tmp_path) / KEY_NAME).unlink()  # a verifier's machine: only the .pub file
+    assert public_key_hex(tmp_path) == public_hex(pub)
+    assert public_key_hex(tmp_path / "nothing") == ""

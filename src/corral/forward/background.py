@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corral.forward.forwarder import Backoff, Forwarder, Retryable
-from corral.forward.settings import resolve
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.forward.forwarder import Forwarder
 
 POLL_SECONDS = 2.0
 REFUSED_WAIT = 60.0
 CLOSE_SECONDS = 3.0
+START_SECONDS = 1.0
 
 
 class BackgroundForwarder:
@@ -28,6 +30,7 @@ class BackgroundForwarder:
     def __init__(self, cfg: Any, home: Path, journal_path: Path) -> None:
         self._cfg, self._home, self._journal = cfg, home, journal_path
         self._wake = threading.Event()
+        self._go = threading.Event()  # end the start delay (the session is closing)
         self._stop = threading.Event()
         self._draining = False
         self._drain_deadline = 0.0
@@ -40,10 +43,16 @@ class BackgroundForwarder:
     def offer(self, event: object) -> None:
         self._wake.set()
 
+    def resume(self) -> None:
+        """End the start delay: the session's caller is on with its action (a decision was
+        committed and its command runs), so work beside it no longer holds it up."""
+        self._go.set()
+
     def close(self, timeout: float = CLOSE_SECONDS) -> None:
         """Forward what is left for at most ``timeout`` seconds, then stop."""
         self._drain_deadline = time.monotonic() + timeout
         self._draining = True
+        self._go.set()
         self._wake.set()
         self._thread.join(timeout + 0.5)
         self._stop.set()
@@ -68,6 +77,15 @@ class BackgroundForwarder:
             self.last_checkin_error = None
 
     def _run(self) -> None:
+        """Forwarding starts ``START_SECONDS`` into the session, once its caller is running an
+        action (``resume``), or at its end, whichever comes first. Until then the thread only
+        sleeps, so its imports and work do not compete for the interpreter with the session's
+        decision (``corral exec`` with a server configured). The records are still acknowledged
+        before the session ends; a longer session's go to the server while it runs."""
+        self._go.wait(START_SECONDS)
+        from corral.forward.forwarder import Backoff, Forwarder, Retryable
+        from corral.forward.settings import resolve
+
         try:
             settings = resolve(self._cfg, self._home)
         except Exception as exc:  # no server, no token: idle, and `corral forward` says why
@@ -162,6 +180,9 @@ class ForwardingSink:
         if self._first is not None:
             self._first.offer(event)
         self.forwarder.offer(event)
+
+    def resume(self) -> None:
+        self.forwarder.resume()
 
     def close(self, timeout: float = 5.0) -> None:
         try:

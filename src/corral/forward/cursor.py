@@ -16,21 +16,28 @@ import fcntl
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from corral.record import Frozen
 from corral.telemetry.journal import GENESIS
 
 
-@dataclass(frozen=True)
-class Cursor:
+class Cursor(Frozen):
     """Acknowledged up to record ``seq`` (whose chain hash is ``hash``) and checkpoint
     ``checkpoint_seq`` of journal ``journal_id``."""
 
+    _fields = ("journal_id", "seq", "hash", "checkpoint_seq")
     journal_id: str
-    seq: int = 0
-    hash: str = GENESIS
-    checkpoint_seq: int = 0
+    seq: int
+    hash: str
+    checkpoint_seq: int
+
+    def __init__(self, journal_id: str, seq: int = 0, hash: str = GENESIS,
+                 checkpoint_seq: int = 0) -> None:
+        self._set(journal_id=journal_id, seq=seq, hash=hash, checkpoint_seq=checkpoint_seq)
+
+    def as_dict(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self._fields}
 
     def ahead_of(self, other: Cursor) -> bool:
         return (self.seq, self.checkpoint_seq) > (other.seq, other.checkpoint_seq)
@@ -72,7 +79,7 @@ def save(path: Path, cur: Cursor, url: str, *, force: bool = False,
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "w") as fh:
-                json.dump({**asdict(cur), "server": url}, fh)
+                json.dump({**cur.as_dict(), "server": url}, fh)
                 fh.flush()
                 if durable:
                     os.fsync(fh.fileno())

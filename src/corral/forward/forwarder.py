@@ -10,14 +10,12 @@ failures (connection errors, 408/429/5xx) back off exponentially with jitter and
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from corral.forward.wire import (
     open_journal,
     read_export_response,
 )
+from corral.record import Record
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 600.0
@@ -53,13 +52,18 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
-class Stats:
-    records: int = 0
-    checkpoints: int = 0
-    batches: int = 0
-    retries: int = 0
-    seq: int = 0  # the acknowledged journal seq at the end
+class Stats(Record):
+    """What a catch-up sent; ``seq``: the acknowledged journal seq at the end."""
+
+    _fields = ("records", "checkpoints", "batches", "retries", "seq")
+
+    def __init__(self, records: int = 0, checkpoints: int = 0, batches: int = 0,
+                 retries: int = 0, seq: int = 0) -> None:
+        self.records = records
+        self.checkpoints = checkpoints
+        self.batches = batches
+        self.retries = retries
+        self.seq = seq
 
 
 class Backoff:
@@ -100,6 +104,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float:
     if value.isdigit():
         return min(float(value), _MAX_RETRY_AFTER)
     try:
+        import email.utils  # an HTTP-date Retry-After only: rare
+
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return 0.0
@@ -175,11 +181,10 @@ class Forwarder:
             if jid is None:
                 conn.close()
                 return None
-            from corral.telemetry.keys import load_public_key, public_hex
+            from corral.telemetry.keys import public_key_hex
 
-            pub = load_public_key(self.home)
             self._conn = conn
-            self._source = Source(jid, public_hex(pub) if pub else "", hostname(),
+            self._source = Source(jid, public_key_hex(self.home), hostname(),
                                   _corral_version(), device_id(self.home, self.settings.url))
         assert self._source is not None
         return self._conn, self._source

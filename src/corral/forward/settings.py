@@ -8,13 +8,13 @@ only with ``credentials.store = "file"`` or ``"auto"`` and no keyring, and then 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from corral import credentials
 from corral.errors import CorralError
+from corral.record import Frozen
 
 TOKEN_ENV = "CORRAL_SERVER_TOKEN"
 KEYRING_SERVICE = "corral-server"
@@ -26,14 +26,23 @@ class ForwardError(CorralError):
     exit_code = 1
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    """The server to forward to and the token to present."""
+class ServerSettings(Frozen):
+    """The server to forward to and the token to present. ``token_source``: "environment",
+    "keyring" or "file"; ``ca_file``: an extra trust anchor for https (default: the system's)."""
 
+    _fields = ("url", "token", "token_source", "ca_file")
     url: str
     token: str
-    token_source: str  # "environment", "keyring" or "file"
-    ca_file: str | None = None  # extra trust anchor for https (default: the system's)
+    token_source: str
+    ca_file: str | None
+
+    def __init__(self, url: str, token: str, token_source: str,
+                 ca_file: str | None = None) -> None:
+        self._set(url=url, token=token, token_source=token_source, ca_file=ca_file)
+
+    def __repr__(self) -> str:  # the token never goes into a log line or a traceback
+        return (f"ServerSettings(url={self.url!r}, token='***', "
+                f"token_source={self.token_source!r}, ca_file={self.ca_file!r})")
 
     @property
     def logs_url(self) -> str:

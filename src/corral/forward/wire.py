@@ -8,12 +8,12 @@ server can recompute the machine's chain. Checkpoints travel after the records t
 from __future__ import annotations
 
 import gzip
-import socket
+import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 from corral.forward.cursor import Cursor
+from corral.record import Frozen
 from corral.telemetry.journal import GENESIS, Checkpoint, connect
 
 SCOPE_NAME = "corral.forward"
@@ -21,25 +21,35 @@ CHECKPOINT = "agent.journal.checkpoint"
 MAX_BATCH = 512
 
 
-@dataclass(frozen=True)
-class Source:
-    """What identifies this machine's journal to the server."""
+class Source(Frozen):
+    """What identifies this machine's journal to the server. ``device_id``: the enrolled
+    device (corral enroll); the journal id until then."""
 
+    _fields = ("journal_id", "public_key", "host", "corral_version", "device_id")
     journal_id: str
     public_key: str
     host: str
     corral_version: str
-    device_id: str = ""  # the enrolled device (corral enroll); the journal id until then
+    device_id: str
+
+    def __init__(self, journal_id: str, public_key: str, host: str, corral_version: str,
+                 device_id: str = "") -> None:
+        self._set(journal_id=journal_id, public_key=public_key, host=host,
+                  corral_version=corral_version, device_id=device_id)
 
 
-@dataclass(frozen=True)
-class Batch:
-    """One request's worth of records, and the cursor to store once it is acknowledged."""
+class Batch(Frozen):
+    """One request's worth of records (``body``: an ExportLogsServiceRequest, serialized), and
+    the cursor to store once it is acknowledged."""
 
+    _fields = ("records", "checkpoints", "body", "after")
     records: int
     checkpoints: int
-    body: bytes  # an ExportLogsServiceRequest, serialized
+    body: bytes
     after: Cursor
+
+    def __init__(self, records: int, checkpoints: int, body: bytes, after: Cursor) -> None:
+        self._set(records=records, checkpoints=checkpoints, body=body, after=after)
 
 
 def journal_id(conn: sqlite3.Connection) -> str | None:
@@ -208,7 +218,8 @@ def gzipped(body: bytes) -> bytes:
 
 
 def hostname() -> str:
-    return socket.gethostname()
+    """``socket.gethostname()`` (the kernel's node name) without importing socket."""
+    return os.uname().nodename
 
 
 # -- the acknowledgement, read by hand --------------------------------------------------------

@@ -308,6 +308,9 @@ class Telemetry:
                 signer_ready = True
                 self._resumed.wait(0.05)
                 self._writer.prepare_signing()
+                resume = getattr(self._sink, "resume", None)
+                if resume is not None:  # the forwarder may start now too (its imports, the
+                    resume()  # connection) instead of at close
             if self._sink is not None:
                 try:  # export problems never touch the journal or the agent
                     for (_, ev), seq in zip(batch, seqs, strict=True):
