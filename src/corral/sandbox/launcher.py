@@ -23,6 +23,7 @@ from corral.errors import CorralError
 from corral.record import Record
 from corral.sandbox import pidcap
 from corral.sandbox.envpolicy import build_env
+from corral.sandbox.leftovers import marker_args, new_run_id
 from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
@@ -63,12 +64,14 @@ class _Layout(Record):
     """One spawn's mounts, and the placeholders to remove after it: ``lock_fds`` maps each
     directory holding some to the shared lock on it; ``held`` are the locked-path ones."""
 
-    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held", "cgroup", "ready")
+    _fields = ("args", "lock_fds", "roots", "protected", "fresh_git", "held", "cgroup", "ready",
+               "run_id")
 
     def __init__(self, args: list[str], lock_fds: dict[Path, int], roots: list[Path],
                  protected: list[Protected], fresh_git: list[Path] | None = None,
-                 held: list[Held] | None = None) -> None:
+                 held: list[Held] | None = None, run_id: str = "") -> None:
         self.args = args
+        self.run_id = run_id  # marks this run's bwrap (``corral.sandbox.leftovers``)
         self.lock_fds = lock_fds
         self.roots = roots
         self.protected = protected
@@ -302,7 +305,8 @@ class Sandbox:
             args += ["--tmpfs", "/"]
             for d in _MINIMAL_RO:
                 args += ["--ro-bind-try", d, d]
-        args += ["--dev", "/dev", "--proc", "/proc"]
+        run_id = new_run_id()
+        args += ["--dev", "/dev", "--proc", "/proc", *marker_args(run_id)]
         # denied directories with something re-opened below them (parents walked, not pairs:
         # the credential catalogue brings over a hundred deny entries)
         deny_dirs = {str(e.path) for e in entries if e.access is Access.DENY}
@@ -337,7 +341,7 @@ class Sandbox:
         for path in remount:
             args += ["--remount-ro", path]
         fresh = [r for r in roots if r not in self._tmp_roots and not os.path.lexists(r / ".git")]
-        return _Layout(args, lock_fds, roots, prot, fresh, held)
+        return _Layout(args, lock_fds, roots, prot, fresh, held, run_id)
 
     def _lock_roots(self, roots: Sequence[Path]) -> dict[Path, int]:
         """Shared locks, one per root (or locked path's directory) with placeholders: cleanup
@@ -573,6 +577,7 @@ class Sandbox:
             proc._corral_cleanup = lambda: self._after(lay)
         proc.corral_fresh_git = lay.fresh_git if lay is not None else []
         proc.corral_cgroup = cgroup
+        proc.corral_run_id = lay.run_id if lay is not None else ""
         return proc
 
     def _uncapped(self, exc: OSError) -> CorralError | None:
@@ -693,8 +698,16 @@ class SandboxedProcess(subprocess.Popen[bytes]):
     _corral_cleanup: Any = None
     corral_fresh_git: list[Path] = []  # noqa: RUF012 (replaced per instance)
     corral_cgroup: Path | None = None  # this run's pids cgroup (``corral.sandbox.pidcap``)
+    corral_run_id = ""  # the marker on this run's bwrap (``corral.sandbox.leftovers``)
 
     def _after_exit(self) -> None:
+        run_id, self.corral_run_id = self.corral_run_id, ""
+        if run_id and self.corral_cgroup is None and (self.returncode or 0) < 0:
+            # bwrap was killed: what its --die-with-parent may have missed is found by its
+            # marker (with a cgroup, the cgroup's cleanup ends it)
+            from corral.sandbox.leftovers import kill_marked
+
+            kill_marked(run_id)
         fn, self._corral_cleanup = self._corral_cleanup, None
         if fn is not None:
             fn()
