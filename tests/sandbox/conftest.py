@@ -3,9 +3,13 @@ CORRAL_HOME, and a helper that runs a shell script or Python snippet in the real
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +75,36 @@ def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Box]:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("TMPDIR", raising=False)
     yield Box(ws, outside, home, ch)
+
+
+def running(argv: list[str]) -> list[int]:
+    """Host pids whose command line is exactly ``argv``."""
+    want = ("\0".join(argv) + "\0").encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{d}/cmdline").read_bytes() == want:
+                    found.append(int(d))
+    return found
+
+
+def kill_at_once(sb: Sandbox, argv: list[str], ws: Path) -> list[Path | None]:
+    """Spawn ``argv`` and SIGKILL its bwrap within its first milliseconds, 16 times; then
+    nothing may be left running it (bwrap's --die-with-parent alone leaves some). Returns each
+    run's pids cgroup."""
+    cgroups: list[Path | None] = []
+    try:
+        for delay in (0, 0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.007) * 2:
+            proc = sb.spawn(argv, ws)
+            cgroups.append(proc.corral_cgroup)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL
+        sb.close()
+        time.sleep(0.2)  # a leftover would be running the command by now
+        assert running(argv) == []
+    finally:
+        for pid in running(argv):
+            os.kill(pid, signal.SIGKILL)
+    return cgroups

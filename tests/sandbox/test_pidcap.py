@@ -18,7 +18,7 @@ import pytest
 
 from corral.errors import CorralError
 from corral.sandbox import pidcap
-from tests.sandbox.conftest import Box
+from tests.sandbox.conftest import Box, kill_at_once
 
 FORKS = r"""
 import os, sys, time
@@ -250,18 +250,6 @@ def test_a_one_shot_corral_sandbox_leaves_no_cgroup_behind_for_long(box: Box) ->
     assert not (left & ours()), left
 
 
-def _running(argv: list[str]) -> list[int]:
-    """Host pids whose command line is exactly ``argv``."""
-    want = ("\0".join(argv) + "\0").encode()
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{d}/cmdline").read_bytes() == want:
-                    found.append(int(d))
-    return found
-
-
 def test_a_sandbox_whose_bwrap_is_killed_at_once_leaves_nothing_running(box: Box) -> None:
     """bwrap's --die-with-parent misses a namespace whose outer bwrap dies in its first
     milliseconds: before the fix its init went on running the command, reparented to the
@@ -269,23 +257,8 @@ def test_a_sandbox_whose_bwrap_is_killed_at_once_leaves_nothing_running(box: Box
     run's cgroup still holds such a leftover: cleanup kills it."""
     mech = pidcap.probe()
     assert mech.kind == "cgroup", mech.why_not
-    marker = ["sleep", "7.4321"]
-    sb = box.sandbox()
-    cgroups = []
-    try:
-        for delay in (0, 0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.007) * 2:
-            proc = sb.spawn(marker, box.ws)
-            cgroups.append(proc.corral_cgroup)
-            time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(10) == -signal.SIGKILL
-        sb.close()
-        time.sleep(0.2)  # a leftover would be running the command by now
-        assert _running(marker) == []
-        assert not any(cg is not None and cg.exists() for cg in cgroups)
-    finally:
-        for pid in _running(marker):
-            os.kill(pid, signal.SIGKILL)
+    cgroups = kill_at_once(box.sandbox(), ["sleep", "7.4321"], box.ws)
+    assert None not in cgroups and not any(cg.exists() for cg in cgroups if cg is not None)
 
 
 def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MARK_DIR = "/dev/.corral-run-"
 _counter = 0
 
@@ -37,28 +41,33 @@ def _cmdline(pid: str) -> bytes:
         return b""
 
 
-def kill_marked(run_id: str) -> int:
-    """SIGKILL every process whose command line carries ``run_id``'s marker (killing a pid
-    namespace's init ends everything in it); how many were signalled. Each is held by a pidfd
-    and its command line read again before the signal, so a pid reused meanwhile is never
-    hit."""
+def kill_if(pid: int, still: Callable[[int], bool]) -> bool:
+    """SIGKILL ``pid`` if ``still(pid)`` holds once it is held by a pidfd (a pid the kernel
+    reused for another process after ``still`` was first seen true is then not hit); whether
+    it was signalled."""
     import signal
 
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False  # already gone
+    try:
+        if still(pid):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            return True
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return False
+
+
+def kill_marked(run_id: str) -> int:
+    """SIGKILL every process whose command line carries ``run_id``'s marker (killing a pid
+    namespace's init ends everything in it); how many were signalled."""
     needle = b"\0" + (MARK_DIR + run_id).encode() + b"\0"
     me, n = os.getpid(), 0
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me or needle not in _cmdline(name):
-            continue
-        try:
-            fd = os.pidfd_open(int(name))
-        except OSError:
-            continue  # already gone
-        try:
-            if needle in _cmdline(name):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-                n += 1
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        if name.isdigit() and int(name) != me and needle in _cmdline(name):
+            n += kill_if(int(name), lambda pid: needle in _cmdline(str(pid)))
     return n

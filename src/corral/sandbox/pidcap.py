@@ -239,25 +239,11 @@ def kill_tasks(cg: Path) -> int:
     """SIGKILL every process in ``cg`` but this one (a thread of ours may still be leaving it);
     how many were signalled. Each is held by a pidfd and seen in ``cg`` again before the
     signal, so a pid the kernel reused meanwhile for another process is never hit."""
-    import signal
+    from corral.sandbox.leftovers import kill_if
 
-    me, n = os.getpid(), 0
-    for pid in _procs(cg):
-        if pid == me:
-            continue
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            continue  # already gone
-        try:
-            if pid in _procs(cg):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-                n += 1
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return n
+    me = os.getpid()
+    return sum(kill_if(pid, lambda p: p in _procs(cg)) for pid in _procs(cg)
+               if pid != me)
 
 
 def end_cgroup(cg: Path, wait: float = 2.0) -> int:
