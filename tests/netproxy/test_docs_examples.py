@@ -16,6 +16,12 @@ import pytest
 from corral.config.schema import CONFIG_SCHEMA, REQUIREMENTS_SCHEMA, validate
 
 ROOT = Path(__file__).resolve().parents[2]
+# the keys of a rule in Gemini CLI 0.61's policy files (PolicyRuleSchema in its bundle;
+# tests/agents_managed/test_gemini_real.py loads corral's with the real CLI)
+GEMINI_RULE_KEYS = {"toolName", "subagent", "mcpName", "argsPattern", "commandPrefix",
+                    "commandRegex", "decision", "priority", "modes", "interactive",
+                    "toolAnnotations", "allowRedirection", "allow_redirection", "denyMessage",
+                    "deny_message"}
 FENCE = re.compile(r"^([ \t]*)```toml\n(.*?)^\1```", re.S | re.M)
 
 
@@ -42,6 +48,12 @@ def test_toml_example_parses_and_fits_the_schema(where: str, body: str) -> None:
         data = tomllib.loads(body)
     except tomllib.TOMLDecodeError as exc:
         pytest.fail(f"{where}: not valid TOML: {exc}")
+    if set(data) == {"rule"}:  # a Gemini CLI policy file (what corral agents apply writes)
+        for rule in data["rule"]:
+            assert set(rule) <= GEMINI_RULE_KEYS, f"{where}: {sorted(set(rule) - GEMINI_RULE_KEYS)}"
+            assert rule["decision"] in ("allow", "deny", "ask_user"), where
+            assert isinstance(rule["priority"], int) and 0 <= rule["priority"] <= 999, where
+        return
     as_config = validate(data, CONFIG_SCHEMA)
     as_requirements = validate(data, REQUIREMENTS_SCHEMA)
     if as_config and as_requirements and ("sinks" in data or "retention" in data):
