@@ -127,8 +127,9 @@ def main() -> None:
                             ("enrolled, policy cache fresh", fresh),
                             ("enrolled, policy fetched every start", due),
                             ("enrolled, forced login verified", forced)):
-                cases[name] = ([PY, "-m", "corral", "exec", "--", "true"],
-                               {**base, "CORRAL_HOME": str(h)})
+                # started as the `corral` command starts it (`-m corral` adds runpy's imports)
+                cases[name] = ([PY, "-c", ENTRY, "exec", "--", "true"],
+                               {**base, "CORRAL_HOME": str(h), "PYTHONPATH": str(ROOT / "src")})
                 if args.compare_src is not None and h in (plain, fwd_only):
                     cases[f"{name} ({args.compare_src})"] = (
                         [PY, "-c", ENTRY, "exec", "--", "true"],
