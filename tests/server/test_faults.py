@@ -196,3 +196,44 @@ def test_two_servers_on_one_sqlite_directory_keep_one_chain(tmp_path: Path) -> N
     res = corral("server", "verify", "--data", str(data), check=False)
     assert res.returncode == 0, res.stdout
     assert "4 machine journals continuous" in res.stdout
+
+
+@pytest.mark.slow
+def test_an_erasure_on_a_full_disk_is_refused_in_one_line_and_touches_nothing(
+        tmp_path: Path) -> None:
+    """Before, the erasure ran first and the store's error became a 500 with a traceback in the
+    server's log; now the request is recorded before anything is applied, and when the disk
+    is full that record (or else the erasure) fails: 503 in one line, nothing erased, and the
+    same request succeeds once there is room."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    srv = None
+    try:
+        data = mnt / "srv"
+        init_server(data, interval=3600)
+        ing, adm = token(data, "ingest"), token(data, "admin")
+        srv = ServerProc(data)
+        j = journal(tmp_path, 40)
+        assert post(srv.url, forward_request(j, 1, 40), ing).status_code == 200
+        filler = mnt / "filler"
+        vfs = os.statvfs(mnt)
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k",
+                        f"count={vfs.f_bavail}"], capture_output=True)  # ENOSPC at the end
+        body = {"user": "dev", "reason": "GDPR request 17"}
+        hdr = {"Authorization": f"Bearer {adm}"}
+        r = httpx.post(srv.url + "/v1/erasures", json=body, headers=hdr, timeout=30)
+        assert r.status_code == 503 and r.text.count("\n") == 1, r.text
+        assert r.text.startswith("corral: server: ") and r.headers.get("retry-after")
+        assert srv.proc.poll() is None
+        filler.unlink()
+        r = httpx.post(srv.url + "/v1/erasures", json=body, headers=hdr, timeout=30)
+        assert r.status_code == 200 and r.json()["count"] == 40, r.text
+        srv.stop()
+        res = corral("server", "verify", "--data", str(data), check=False)
+        assert res.returncode == 0, res.stdout
+        assert any("events of user dev erased" in ln for ln in res.stdout.splitlines())
+    finally:
+        if srv:
+            srv.stop()
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -2,7 +2,9 @@
 as ``corral server erase`` (corral.server.holds.erase): the user's events lose their content
 under one signed tombstone, or, when any of them is under an active legal hold, nothing is
 touched and the answer is a 409 with the one line naming the hold. Every request, done, refused
-or a dry run, is also recorded in the log as a ``server.access`` event."""
+or a dry run, is also recorded in the log as a ``server.access`` event; one that would erase
+is recorded before it is applied (``outcome: "requested"``), so an erasure never happens
+unrecorded: if that record cannot be written, the answer is a 503 and nothing is touched."""
 
 from __future__ import annotations
 
@@ -96,6 +98,13 @@ async def _erase(api: ComplianceApi, request: Request) -> Response:
     except _Bad as exc:
         return _fail(400, f"erase: {exc}")
     by = f"token {tok.name} ({tok.id})"
+    asked: dict[str, Any] = {"user": user, "since_ns": lo, "until_ns": hi, "reason": reason,
+                             "dry_run": dry}
+    if not dry:  # recorded before anything irreversible: refused (503) if it cannot be
+        denied = await api.audit(tok, ENDPOINT, {**asked, "status": None,
+                                                 "outcome": "requested"}, 0)
+        if denied:
+            return denied
     try:
         n, tid = await asyncio.to_thread(_run, api, user, lo, hi, reason, by, dry)
         status, outcome = 200, "dry run" if dry else "erased" if n else "nothing to erase"
@@ -104,9 +113,15 @@ async def _erase(api: ComplianceApi, request: Request) -> Response:
     except holds.Refused as exc:
         status, outcome, n = 409, str(exc), 0
         answer = _fail(409, str(exc))
-    filters: dict[str, Any] = {"user": user, "since_ns": lo, "until_ns": hi, "reason": reason,
-                               "dry_run": dry, "status": status, "outcome": outcome}
-    return await api.audit(tok, ENDPOINT, filters, n) or answer
+    except Exception as exc:  # the store could not take it (a full disk): nothing applied
+        srv.metrics.reject("erase")
+        status, outcome, n = 503, f"not applied: {type(exc).__name__}", 0
+        answer = _fail(503, f"erase: the log could not apply it now ({type(exc).__name__}); "
+                            "nothing was erased", retry=5)
+    denied = await api.audit(tok, ENDPOINT, {**asked, "status": status, "outcome": outcome}, n)
+    if denied and (dry or status != 200):
+        return denied  # nothing was done: the one thing to say is that it was not recorded
+    return answer  # done: the request was recorded before it, the tombstone says what was done
 
 
 def _run(api: ComplianceApi, user: str, lo: int | None, hi: int | None, reason: str, by: str,
