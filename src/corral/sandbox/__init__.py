@@ -11,7 +11,7 @@ Public surface:
 from __future__ import annotations
 
 from corral.sandbox.envpolicy import EnvPolicy, build_env
-from corral.sandbox.launcher import Sandbox, SandboxedProcess, SandboxResult
+from corral.sandbox.launcher import Sandbox, SandboxResult
 from corral.sandbox.locked import Locked
 from corral.sandbox.plan import (
     NetworkPlan,
@@ -20,6 +20,7 @@ from corral.sandbox.plan import (
     network_mode,
     plan_from_config,
 )
+from corral.sandbox.process import SandboxedProcess
 from corral.sandbox.profiles import Access, NetworkMode
 
 __all__ = [

@@ -26,6 +26,7 @@ from corral.sandbox.envpolicy import build_env
 from corral.sandbox.leftovers import marker_args, new_run_id
 from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
+from corral.sandbox.process import SandboxedProcess, tee, tee_then_wait, wait_interruptible
 from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
 from corral.sandbox.protected import (
     Protected,
@@ -611,16 +612,16 @@ class Sandbox:
                           stderr=subprocess.PIPE if explain else None)
         lines: list[str] = []
         if explain and proc.stderr is not None and self._one_shot:
-            rc = _tee_then_wait(proc, sink, lines)  # no second thread to start (~1-3 ms)
+            rc = tee_then_wait(proc, sink, lines)  # no second thread to start (~1-3 ms)
         elif explain and proc.stderr is not None:
             import threading
 
-            t = threading.Thread(target=_tee, args=(proc.stderr, sink, lines), daemon=True)
+            t = threading.Thread(target=tee, args=(proc.stderr, sink, lines), daemon=True)
             t.start()
-            rc = _wait_interruptible(proc)
+            rc = wait_interruptible(proc)
             t.join()
         else:
-            rc = _wait_interruptible(proc)
+            rc = wait_interruptible(proc)
         text = "".join(lines)
         warnings: list[str] = []
         # a repository the command created: only then gitguard (~10 ms of imports) looks at it
@@ -636,89 +637,3 @@ class Sandbox:
             violations = explain_stderr(text, self.plan, Path(cwd) if cwd else self.plan.cwd)
         return SandboxResult(rc, self.weaker_mode, violations, text if explain else None,
                              warnings)
-
-
-def _wait_interruptible(proc: subprocess.Popen[bytes]) -> int:
-    """Ctrl-C reaches bwrap too (same process group) and ends the sandbox; wait for that
-    instead of dying with a traceback, and report 130 like a shell would."""
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        import signal
-
-        with contextlib.suppress(OSError):
-            proc.send_signal(signal.SIGINT)
-        proc.wait()
-        return 130
-
-
-def _tee_then_wait(proc: subprocess.Popen[bytes], sink: IO[str], lines: list[str]) -> int:
-    """``_tee`` on this thread until the sandbox's stderr closes, then reap; Ctrl-C is passed
-    on to bwrap as in ``_wait_interruptible`` (what was kept before it is not scanned)."""
-    assert proc.stderr is not None
-    interrupted = False
-    while True:
-        try:
-            _tee(proc.stderr, sink, lines)
-            break
-        except KeyboardInterrupt:
-            interrupted = True
-            with contextlib.suppress(OSError):
-                proc.send_signal(signal.SIGINT)
-    rc = _wait_interruptible(proc)
-    return 130 if interrupted else rc
-
-
-def _tee(src: IO[bytes], sink: IO[str], lines: list[str]) -> None:
-    """Pass stderr on as it arrives (no line buffering: progress bars stay live) and keep the
-    last ~1 MB for the violation scan."""
-    out = getattr(sink, "buffer", None)
-    fd = src.fileno()
-    kept: list[bytes] = []
-    size = 0
-    while chunk := os.read(fd, 65536):
-        if out is not None:
-            out.write(chunk)
-            out.flush()
-        else:
-            sink.write(chunk.decode(errors="replace"))
-            sink.flush()
-        kept.append(chunk)
-        size += len(chunk)
-        while size > 1_000_000 and len(kept) > 1:
-            size -= len(kept.pop(0))
-    src.close()
-    lines.append(b"".join(kept).decode(errors="replace"))
-
-
-class SandboxedProcess(subprocess.Popen[bytes]):
-    """A Popen that removes this run's placeholders once the process has been reaped.
-    ``corral_fresh_git``: roots without a ``.git`` at launch (see ``audit_new_repo``)."""
-
-    _corral_cleanup: Any = None
-    corral_fresh_git: list[Path] = []  # noqa: RUF012 (replaced per instance)
-    corral_cgroup: Path | None = None  # this run's pids cgroup (``corral.sandbox.pidcap``)
-    corral_run_id = ""  # the marker on this run's bwrap (``corral.sandbox.leftovers``)
-
-    def _after_exit(self) -> None:
-        run_id, self.corral_run_id = self.corral_run_id, ""
-        if run_id and self.corral_cgroup is None and (self.returncode or 0) < 0:
-            # bwrap was killed: what its --die-with-parent may have missed is found by its
-            # marker (with a cgroup, the cgroup's cleanup ends it)
-            from corral.sandbox.leftovers import kill_marked
-
-            kill_marked(run_id)
-        fn, self._corral_cleanup = self._corral_cleanup, None
-        if fn is not None:
-            fn()
-
-    def wait(self, timeout: float | None = None) -> int:
-        rc = super().wait(timeout)
-        self._after_exit()
-        return rc
-
-    def poll(self) -> int | None:
-        rc = super().poll()
-        if rc is not None:
-            self._after_exit()
-        return rc
