@@ -4,7 +4,7 @@ on an OTLP acknowledgement, and fails with its own two error kinds, never anythi
 from __future__ import annotations
 
 import socket
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from corral.forward import Forwarder, ForwardError, Retryable, ServerSettings
 from corral.forward import cursor as cursors
 from corral.telemetry.journal import journal_file
 from tests.forward.conftest import TOKEN, fill
+from tests.loopback import AcceptLoop
 
 
 class Scripted:
@@ -23,35 +24,31 @@ class Scripted:
 
     def __init__(self) -> None:
         self.response = b""
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.loop = AcceptLoop(self._answer)
+        self.url = f"http://127.0.0.1:{self.loop.port}"
 
-    def _serve(self) -> None:
-        while True:
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
             try:
-                conn, _ = self.sock.accept()
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(self.response)
             except OSError:
-                return
-            with conn:
-                try:
-                    conn.settimeout(5)
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += conn.recv(65536)
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length:"))
-                    while len(body) < length:
-                        body += conn.recv(65536)
-                    conn.sendall(self.response)
-                except OSError:
-                    pass
+                pass
 
 
 @pytest.fixture(scope="module")
-def scripted() -> Scripted:
-    return Scripted()
+def scripted() -> Iterator[Scripted]:
+    server = Scripted()
+    yield server
+    server.loop.close()
 
 
 STATUS = st.sampled_from([200, 201, 204, 301, 400, 401, 403, 404, 408, 413, 415, 429, 500, 502,

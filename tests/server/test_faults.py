@@ -4,11 +4,13 @@ middle of a stream. After each: events at the source == events at the server, on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -48,42 +50,58 @@ def _ship(url: str, tok: str, j: Journal, n: int, step: int) -> tuple[int, list[
     return cursor, statuses
 
 
-@pytest.mark.slow
-def test_disk_full_refuses_with_503_and_loses_nothing(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs for the server's data, unmounted afterwards."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
-    srv = None
     try:
-        data = mnt / "srv"
-        init_server(data, interval=3600)
-        tok = token(data, "ingest")
-        srv = ServerProc(data)
-        j = journal(tmp_path, 3000)
-        filler = mnt / "filler"
-        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
-        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k",
-                        f"count={(free - 700 * 1024) // 65536}"], check=True, capture_output=True)
-        cursor, statuses = _ship(srv.url, tok, j, 3000, 100)
-        assert statuses[-1] == 503, statuses  # the disk filled up before the end
-        assert 0 < cursor < 3000
-        assert srv.proc.poll() is None
-        assert httpx.get(srv.url + "/healthz").status_code == 200
-        ids = _stored_ids(data)
-        assert len(ids) == len(set(ids)) == cursor  # nothing half-stored past the cursor
-        filler.unlink()
-        resumed, statuses = _ship(srv.url, tok, j, 3000, 100)
-        assert resumed == 3000 and set(statuses) == {200}
-        # the forwarder's cursor was kept; the resend from 1 above also proves idempotency
-        ids = _stored_ids(data)
-        assert sorted(ids) == sorted(r[1] for r in j.rows())
-        srv.stop()
-        res = corral("server", "verify", "--data", str(data), check=False)
-        assert res.returncode == 0, res.stdout
+        yield mnt
     finally:
-        if srv:
-            srv.stop()
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt: Path, leave: int) -> Path:
+    """Fill ``mnt`` up to ``leave`` free bytes (all of it: dd ends on ENOSPC); the filler."""
+    filler = mnt / "filler"
+    vfs = os.statvfs(mnt)
+    count = (vfs.f_bavail * vfs.f_frsize - leave) // 4096
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k", f"count={count}"],
+                   capture_output=True, check=leave > 0)
+    return filler
+
+
+@pytest.mark.slow
+def test_disk_full_refuses_with_503_and_loses_nothing(tmp_path: Path) -> None:
+    srv = None
+    with _small_disk(tmp_path) as mnt:
+        try:
+            data = mnt / "srv"
+            init_server(data, interval=3600)
+            tok = token(data, "ingest")
+            srv = ServerProc(data)
+            j = journal(tmp_path, 3000)
+            filler = _fill(mnt, leave=700 * 1024)
+            cursor, statuses = _ship(srv.url, tok, j, 3000, 100)
+            assert statuses[-1] == 503, statuses  # the disk filled up before the end
+            assert 0 < cursor < 3000
+            assert srv.proc.poll() is None
+            assert httpx.get(srv.url + "/healthz").status_code == 200
+            ids = _stored_ids(data)
+            assert len(ids) == len(set(ids)) == cursor  # nothing half-stored past the cursor
+            filler.unlink()
+            resumed, statuses = _ship(srv.url, tok, j, 3000, 100)
+            assert resumed == 3000 and set(statuses) == {200}
+            # the forwarder's cursor was kept; the resend from 1 above also proves idempotency
+            ids = _stored_ids(data)
+            assert sorted(ids) == sorted(r[1] for r in j.rows())
+            srv.stop()
+            res = corral("server", "verify", "--data", str(data), check=False)
+            assert res.returncode == 0, res.stdout
+        finally:
+            if srv:
+                srv.stop()
 
 
 @pytest.mark.slow
@@ -205,35 +223,29 @@ def test_an_erasure_on_a_full_disk_is_refused_in_one_line_and_touches_nothing(
     server's log; now the request is recorded before anything is applied, and when the disk
     is full that record (or else the erasure) fails: 503 in one line, nothing erased, and the
     same request succeeds once there is room."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
     srv = None
-    try:
-        data = mnt / "srv"
-        init_server(data, interval=3600)
-        ing, adm = token(data, "ingest"), token(data, "admin")
-        srv = ServerProc(data)
-        j = journal(tmp_path, 40)
-        assert post(srv.url, forward_request(j, 1, 40), ing).status_code == 200
-        filler = mnt / "filler"
-        vfs = os.statvfs(mnt)
-        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k",
-                        f"count={vfs.f_bavail}"], capture_output=True)  # ENOSPC at the end
-        body = {"user": "dev", "reason": "GDPR request 17"}
-        hdr = {"Authorization": f"Bearer {adm}"}
-        r = httpx.post(srv.url + "/v1/erasures", json=body, headers=hdr, timeout=30)
-        assert r.status_code == 503 and r.text.count("\n") == 1, r.text
-        assert r.text.startswith("corral: server: ") and r.headers.get("retry-after")
-        assert srv.proc.poll() is None
-        filler.unlink()
-        r = httpx.post(srv.url + "/v1/erasures", json=body, headers=hdr, timeout=30)
-        assert r.status_code == 200 and r.json()["count"] == 40, r.text
-        srv.stop()
-        res = corral("server", "verify", "--data", str(data), check=False)
-        assert res.returncode == 0, res.stdout
-        assert any("events of user dev erased" in ln for ln in res.stdout.splitlines())
-    finally:
-        if srv:
+    with _small_disk(tmp_path) as mnt:
+        try:
+            data = mnt / "srv"
+            init_server(data, interval=3600)
+            ing, adm = token(data, "ingest"), token(data, "admin")
+            srv = ServerProc(data)
+            j = journal(tmp_path, 40)
+            assert post(srv.url, forward_request(j, 1, 40), ing).status_code == 200
+            filler = _fill(mnt, leave=0)
+            body = {"user": "dev", "reason": "GDPR request 17"}
+            hdr = {"Authorization": f"Bearer {adm}"}
+            r = httpx.post(srv.url + "/v1/erasures", json=body, headers=hdr, timeout=30)
+            assert r.status_code == 503 and r.text.count("\n") == 1, r.text
+            assert r.text.startswith("corral: server: ") and r.headers.get("retry-after")
+            assert srv.proc.poll() is None
+            filler.unlink()
+            r = httpx.post(srv.url + "/v1/erasures", json=body, headers=hdr, timeout=30)
+            assert r.status_code == 200 and r.json()["count"] == 40, r.text
             srv.stop()
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+            res = corral("server", "verify", "--data", str(data), check=False)
+            assert res.returncode == 0, res.stdout
+            assert any("events of user dev erased" in ln for ln in res.stdout.splitlines())
+        finally:
+            if srv:
+                srv.stop()
