@@ -400,12 +400,16 @@ def test_the_recorded_user_is_getpass_s(monkeypatch: pytest.MonkeyPatch) -> None
     assert _user() == getpass.getuser() == "u1"
 
 
-def test_the_public_key_hex_comes_from_the_key_files_without_cryptographys_python_modules(
+def test_the_public_key_comes_from_the_key_files_without_cryptographys_python_modules(
         tmp_path: Path) -> None:
-    """``public_key_hex`` (what the forwarder sends to identify the journal's key) equals
-    the public API's answer, from the private key or, without it, the .pub file."""
+    """``load_public_key`` (the forwarder sends its hex to identify the journal's key) gives
+    the key the public API gives, from corral's private key file without importing
+    cryptography's Python modules, or, without it, from the .pub file."""
     import subprocess
     import sys
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from corral.telemetry.keys import (
         KEY_NAME,
@@ -413,18 +417,21 @@ def test_the_public_key_hex_comes_from_the_key_files_without_cryptographys_pytho
         load_or_create_signing_key,
         load_public_key,
         public_hex,
-        public_key_hex,
     )
 
     load_or_create_signing_key(tmp_path)
+    priv = serialization.load_pem_private_key((key_dir(tmp_path) / KEY_NAME).read_bytes(), None)
+    assert isinstance(priv, Ed25519PrivateKey)
+    expected = public_hex(priv.public_key())  # the public API's answer
     pub = load_public_key(tmp_path)
-    assert pub is not None and public_key_hex(tmp_path) == public_hex(pub)
+    assert pub is not None and public_hex(pub) == expected
     code = ("import sys; from pathlib import Path; from corral.telemetry.keys import "
-            "public_key_hex; h = public_key_hex(Path(sys.argv[1])); "
+            "load_public_key, public_hex; h = public_hex(load_public_key(Path(sys.argv[1]))); "
             "print(h, 'cryptography.hazmat.primitives' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, check=True).stdout.split()
-    assert out == [public_hex(pub), "False"]
+    assert out == [expected, "False"]
     (key_dir(tmp_path) / KEY_NAME).unlink()  # a verifier's machine: only the .pub file
-    assert public_key_hex(tmp_path) == public_hex(pub)
-    assert public_key_hex(tmp_path / "nothing") == ""
+    pub = load_public_key(tmp_path)
+    assert pub is not None and public_hex(pub) == expected
+    assert load_public_key(tmp_path / "nothing") is None

@@ -181,10 +181,11 @@ class Forwarder:
             if jid is None:
                 conn.close()
                 return None
-            from corral.telemetry.keys import public_key_hex
+            from corral.telemetry.keys import load_public_key, public_hex
 
+            pub = load_public_key(self.home)
             self._conn = conn
-            self._source = Source(jid, public_key_hex(self.home), hostname(),
+            self._source = Source(jid, public_hex(pub) if pub else "", hostname(),
                                   _corral_version(), device_id(self.home, self.settings.url))
         assert self._source is not None
         return self._conn, self._source

@@ -153,40 +153,28 @@ def public_hex(pub: Ed25519PublicKey) -> str:
     return pub.public_bytes_raw().hex()
 
 
-def public_key_hex(home: Path) -> str:
-    """``public_hex(load_public_key(home))``, or "" when there is none. From corral's own key
-    files it needs only the Rust binding the signer loads anyway (``key_from_seed``), not
-    cryptography's Python modules (~13 ms, paid by every forwarding ``corral exec``)."""
-    d = key_dir(home)
-    try:
-        seed = _seed_of((d / KEY_NAME).read_bytes())
-    except OSError:
-        seed = None
-    if seed is not None:
-        return str(key_from_seed(seed).public_key().public_bytes_raw().hex())
-    pub = load_public_key(home)
-    return public_hex(pub) if pub is not None else ""
-
-
 def load_public_key(home: Path) -> Ed25519PublicKey | None:
-    """The trusted verification key: from the private key if readable, else the .pub file."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-        Ed25519PrivateKey,
-        Ed25519PublicKey,
-    )
-
+    """The trusted verification key: from the private key if readable, else the .pub file.
+    From a private key as corral writes it, only the Rust binding the signer loads anyway
+    (``key_from_seed``) is needed, not cryptography's Python modules (~13 ms, paid by every
+    forwarding ``corral exec``); they are imported for any other key file."""
     d = key_dir(home)
     try:
         pem = (d / KEY_NAME).read_bytes()
         seed = _seed_of(pem)
-        key = (Ed25519PrivateKey.from_private_bytes(seed) if seed is not None
-               else serialization.load_pem_private_key(pem, password=None))
+        if seed is not None:
+            return key_from_seed(seed).public_key()
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(pem, password=None)
         if isinstance(key, Ed25519PrivateKey):
             return key.public_key()
     except (OSError, ValueError):
         pass
     try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         raw = bytes.fromhex((d / PUB_NAME).read_text().strip())
         return Ed25519PublicKey.from_public_bytes(raw)
     except (OSError, ValueError):
