@@ -89,11 +89,11 @@ def running(argv: list[str]) -> list[int]:
     return found
 
 
-def kill_at_once(sb: Sandbox, argv: list[str], ws: Path) -> list[Path | None]:
+def kill_at_once(sb: Sandbox, argv: list[str], ws: Path) -> list[str | None]:
     """Spawn ``argv`` and SIGKILL its bwrap within its first milliseconds, 16 times; then
     nothing may be left running it (bwrap's --die-with-parent alone leaves some). Returns each
     run's pids cgroup."""
-    cgroups: list[Path | None] = []
+    cgroups: list[str | None] = []
     try:
         for delay in (0, 0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.007) * 2:
             proc = sb.spawn(argv, ws)

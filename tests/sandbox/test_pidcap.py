@@ -71,7 +71,7 @@ def test_a_fork_bomb_is_bounded_and_the_host_stays_fine(box: Box) -> None:
             time.sleep(0.05)
         cg = bomb.corral_cgroup
         if cg is not None:
-            assert int((cg / "pids.current").read_text()) <= 64
+            assert int(Path(cg, "pids.current").read_text()) <= 64
         assert 30 < peak <= 64, peak  # it did fork, up to the cap
         assert host_peak < 64 + 40, host_peak  # (other work on the host adds some)
         # and the host can still start processes
@@ -83,7 +83,7 @@ def test_a_fork_bomb_is_bounded_and_the_host_stays_fine(box: Box) -> None:
     time.sleep(0.3)
     assert _host_tasks() - before < 30
     if cg is not None:
-        assert not cg.exists()  # removed after the run
+        assert not os.path.exists(cg)  # removed after the run
 
 
 def test_the_cap_is_on_by_default_and_0_turns_it_off(box: Box) -> None:
@@ -95,7 +95,7 @@ def test_the_cap_is_on_by_default_and_0_turns_it_off(box: Box) -> None:
     proc = sb.spawn(["true"], box.ws)
     cg = proc.corral_cgroup
     if cg is not None:
-        assert (cg / "pids.max").read_text().strip() == str(pidcap.DEFAULT_MAX)
+        assert Path(cg, "pids.max").read_text().strip() == str(pidcap.DEFAULT_MAX)
     proc.wait()
     off = box.sandbox(max_processes=0).spawn(["true"], box.ws)
     assert off.corral_cgroup is None and "prlimit" not in " ".join(off.args)
@@ -174,8 +174,9 @@ def test_bwrap_starts_inside_its_cgroup_and_outlives_the_thread_that_started_it(
         assert cg is not None
         if prepared is not None:
             assert cg == prepared.cgroup  # the prepared cgroup, with the plan's cap
-        assert _pids_cgroup_of(proc.pid).endswith("/" + cg.name)  # bwrap itself is counted
-        assert (cg / "pids.max").read_text().strip() == "50"
+        # bwrap itself is counted
+        assert _pids_cgroup_of(proc.pid).endswith("/" + os.path.basename(cg))
+        assert Path(cg, "pids.max").read_text().strip() == "50"
         time.sleep(0.3)
         # --die-with-parent fires when the thread that forked bwrap ends: it must not have
         assert proc.poll() is None
@@ -183,9 +184,42 @@ def test_bwrap_starts_inside_its_cgroup_and_outlives_the_thread_that_started_it(
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     sb.close()
-    assert not cg.exists()
+    assert not os.path.exists(cg)
     if prepared is not None:
         assert not prepared._thread.is_alive()  # released once bwrap was reaped
+
+
+@pytest.mark.parametrize("command", ["sandbox", "exec"])
+def test_the_cgroup_move_starts_before_the_heavy_imports(tmp_path: Path, command: str) -> None:
+    """The kernel's wait for the move (an RCU grace period, 6-15 ms here) passes while the
+    modules load: ``corral sandbox``/``exec`` prepare the cgroup before importing pathlib, the
+    launcher or the config."""
+    code = (
+        "import sys\n"
+        "from corral.sandbox import pidcap\n"
+        "seen = []\n"
+        "real = pidcap.prepare\n"
+        "def prepare(*a, **k):\n"
+        "    seen.append([m for m in ('pathlib', 'subprocess', 'corral.sandbox.launcher', "
+        "'corral.config') if m in sys.modules])\n"
+        "    return real(*a, **k)\n"
+        "pidcap.prepare = prepare\n"
+        "import atexit\n"
+        "atexit.register(lambda: print('before prepare:', seen))\n"
+        "imported = [m for m in ('pathlib', 'corral.sandbox.launcher') if m in sys.modules]\n"
+        "print('with pidcap:', imported)\n"
+        f"sys.argv = ['corral', '-c', 'approval_policy=\"never\"', {command!r}, '--', 'true']\n"
+        "from corral.cli.entry import main\n"
+        "main()\n"
+    )
+    home = tmp_path / "home"
+    (home / ".corral").mkdir(parents=True)
+    env = {**os.environ, "HOME": str(home), "CORRAL_HOME": str(home / ".corral")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "with pidcap: []" in out.stdout, out.stdout
+    assert "before prepare: [[]]" in out.stdout, out.stdout
 
 
 def test_a_prepared_cgroup_takes_the_cap_the_config_sets(box: Box) -> None:
@@ -212,7 +246,7 @@ def test_later_spawns_of_one_sandbox_find_their_cgroup_ready(box: Box) -> None:
     assert fourth is not None
     sb.close()  # lets it go: no thread or cgroup left behind by a closed sandbox
     assert pidcap._ready is None
-    assert not fourth._thread.is_alive() and not fourth.cgroup.exists()
+    assert not fourth._thread.is_alive() and not os.path.exists(fourth.cgroup)
 
 
 def test_a_one_shot_corral_sandbox_leaves_no_cgroup_behind_for_long(box: Box) -> None:
@@ -258,7 +292,7 @@ def test_a_sandbox_whose_bwrap_is_killed_at_once_leaves_nothing_running(box: Box
     mech = pidcap.probe()
     assert mech.kind == "cgroup", mech.why_not
     cgroups = kill_at_once(box.sandbox(), ["sleep", "7.4321"], box.ws)
-    assert None not in cgroups and not any(cg.exists() for cg in cgroups if cg is not None)
+    assert None not in cgroups and not any(os.path.exists(cg) for cg in cgroups if cg is not None)
 
 
 def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
@@ -270,8 +304,8 @@ def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     dead = proc.pid  # a pid that just ended (and is not reused within this test)
-    stale = mech.base / f"corral-{dead}-0"
-    live = mech.base / f"corral-{os.getpid()}-999"
+    stale = Path(mech.base, f"corral-{dead}-0")
+    live = Path(mech.base, f"corral-{os.getpid()}-999")
     stale.mkdir()
     live.mkdir()
     left = subprocess.Popen(["sleep", "30"])
@@ -289,4 +323,4 @@ def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
             p.kill()
             p.wait()
         for cg in (stale, live):
-            pidcap.remove_cgroup(cg)
+            pidcap.remove_cgroup(str(cg))

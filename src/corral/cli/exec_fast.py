@@ -10,7 +10,6 @@ full CLI, which then also produces the usage errors. After parsing, both run
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from corral.cli.sandbox_fast import parse_command, prepare_cap, run_parsed
 
@@ -29,14 +28,15 @@ def main(argv: list[str]) -> int | None:
     parsed = parse_command(argv, "exec", _EXEC_OPTS, _FLAGS, _REPEATABLE)
     if parsed is None or not parsed[2]:
         return None
+    prepare_cap()  # first: the cgroup move's wait passes while the pipeline loads
     return run_parsed(parsed, _run)
 
 
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
+    from pathlib import Path
+
     from corral.cli.actions import pipeline_flags, run_exec, terminal_asker, workdir_of
     from corral.config import load_config
-
-    prepare_cap()
 
     def one(key: str) -> str | None:
         v = opts.get(key)

@@ -9,11 +9,11 @@ also produces the usage errors. Wire it in before importing ``corral.cli.app``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
     from typing import Any
 
 _ROOT_OPTS = {"-c": "config", "--config": "config", "--profile": "profile"}
@@ -107,12 +107,18 @@ def run_parsed(parsed: Parsed, run: Callable[[dict[str, list[str]], dict[str, li
 def main(argv: list[str]) -> int | None:
     """Run ``corral sandbox`` without typer; None if ``argv`` is not for this path."""
     parsed = parse(argv)
-    return None if parsed is None else run_parsed(parsed, _run)
+    if parsed is None:
+        return None
+    if parsed[2]:
+        prepare_cap()
+    return run_parsed(parsed, _run)
 
 
 def prepare_cap() -> None:
-    """Start entering a pids cgroup for the command now (``corral.sandbox.pidcap.prepare``):
-    the kernel's ~10 ms wait for that passes while the config is read and the plan made."""
+    """Start entering a pids cgroup for the command now (``corral.sandbox.pidcap.prepare``),
+    before anything else is imported: the kernel's wait for that move (~6-15 ms here, an RCU
+    grace period) then passes while the modules load and the config and plan are made, instead
+    of in front of the spawn. pidcap itself imports no pathlib for this reason."""
     if sys.platform == "linux":
         from corral.sandbox import pidcap
 
@@ -120,11 +126,10 @@ def prepare_cap() -> None:
 
 
 def _run(root: dict[str, list[str]], opts: dict[str, list[str]], cmd: list[str]) -> int:
+    from pathlib import Path
+
     from corral.config import load_config
     from corral.errors import CorralError
-
-    if cmd:
-        prepare_cap()
 
     def one(key: str) -> str | None:
         v = opts.get(key)

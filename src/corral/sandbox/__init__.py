@@ -10,18 +10,21 @@ Public surface:
 
 from __future__ import annotations
 
-from corral.sandbox.envpolicy import EnvPolicy, build_env
-from corral.sandbox.launcher import Sandbox, SandboxResult
-from corral.sandbox.locked import Locked
-from corral.sandbox.plan import (
-    NetworkPlan,
-    SandboxPlan,
-    build_plan,
-    network_mode,
-    plan_from_config,
-)
-from corral.sandbox.process import SandboxedProcess
-from corral.sandbox.profiles import Access, NetworkMode
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.sandbox.envpolicy import EnvPolicy, build_env
+    from corral.sandbox.feedback import Violation, explain_stderr
+    from corral.sandbox.launcher import Sandbox, SandboxResult
+    from corral.sandbox.locked import Locked
+    from corral.sandbox.plan import (
+        NetworkPlan,
+        SandboxPlan,
+        build_plan,
+        network_mode,
+        plan_from_config,
+    )
+    from corral.sandbox.process import SandboxedProcess
+    from corral.sandbox.profiles import Access, NetworkMode
 
 __all__ = [
     "Access", "EnvPolicy", "Locked", "NetworkMode", "NetworkPlan", "Sandbox", "SandboxPlan",
@@ -29,11 +32,27 @@ __all__ = [
     "explain_stderr", "network_mode", "plan_from_config",
 ]
 
+# Each name is imported on first use, so a submodule (``corral.sandbox.pidcap``, imported
+# before anything else to start the pids cgroup's wait early) does not load the launcher and
+# pathlib with the package; feedback compiles regexes and is only needed to explain a failure.
+_WHERE = {
+    "EnvPolicy": "envpolicy", "build_env": "envpolicy",
+    "Violation": "feedback", "explain_stderr": "feedback",
+    "Sandbox": "launcher", "SandboxResult": "launcher",
+    "Locked": "locked",
+    "NetworkPlan": "plan", "SandboxPlan": "plan", "build_plan": "plan",
+    "network_mode": "plan", "plan_from_config": "plan",
+    "SandboxedProcess": "process",
+    "Access": "profiles", "NetworkMode": "profiles",
+}
+
 
 def __getattr__(name: str) -> object:
-    # feedback compiles regexes: only imported when a command failed and needs explaining
-    if name in ("Violation", "explain_stderr"):
-        from corral.sandbox import feedback
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'corral.sandbox' has no attribute {name!r}")
+    import importlib
 
-        return getattr(feedback, name)
-    raise AttributeError(name)
+    value = getattr(importlib.import_module(f"corral.sandbox.{where}"), name)
+    globals()[name] = value
+    return value

@@ -78,7 +78,7 @@ class _Layout(Record):
         self.protected = protected
         self.fresh_git: list[Path] = [] if fresh_git is None else fresh_git
         self.held: list[Held] = [] if held is None else held
-        self.cgroup: Path | None = None  # the pids cgroup, removed with the placeholders
+        self.cgroup: str | None = None  # the pids cgroup, removed with the placeholders
         self.ready: pidcap.Ready | None = None  # the thread in it that started the run
 
     def pending(self, key: Path) -> list[Path | Held]:
@@ -513,7 +513,7 @@ class Sandbox:
                 fds = (fd, sfd)
                 cmd = [str(sfd) if a == "{strict}" else a for a in cmd]
         cmd = ["none" if a == "{strict}" else a for a in cmd]  # accepted weaker 'no-seccomp'
-        cgroup: Path | None = None
+        cgroup: str | None = None
         ready: pidcap.Ready | None = None  # a thread in the cgroup, to start bwrap from
         if lay is not None and self._pidcap is not None and self._pidcap[0].base is not None:
             (mech, limit), base = self._pidcap, self._pidcap[0].base

@@ -25,7 +25,6 @@ import itertools
 import os
 import threading
 import time
-from pathlib import Path
 
 from corral.record import Frozen
 
@@ -48,11 +47,11 @@ class Mechanism(Frozen):
 
     _fields = ("kind", "base", "why_not", "threads")
     kind: str
-    base: Path | None
+    base: str | None
     why_not: str
     threads: bool
 
-    def __init__(self, kind: str, base: Path | None = None, why_not: str = "",
+    def __init__(self, kind: str, base: str | None = None, why_not: str = "",
                  threads: bool = False) -> None:
         self._set(kind=kind, base=base, why_not=why_not, threads=threads)
 
@@ -67,9 +66,8 @@ class Mechanism(Frozen):
 def _mounts() -> list[tuple[str, str, str]]:
     """(mount point, fs type, super options) from /proc/self/mountinfo."""
     out: list[tuple[str, str, str]] = []
-    try:
-        text = Path("/proc/self/mountinfo").read_text()
-    except OSError:
+    text = _read("/proc/self/mountinfo")
+    if text is None:
         return out
     for line in text.splitlines():
         left, _, right = line.partition(" - ")
@@ -79,14 +77,27 @@ def _mounts() -> list[tuple[str, str, str]]:
     return out
 
 
-def _cgroup_candidates() -> list[tuple[Path, bool]]:
-    """(cgroup directory, is cgroup v1) where pids can be capped, v1 first."""
+def _read(path: str) -> str | None:
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        with open(path) as fh:
+            return fh.read()
     except OSError:
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _cgroup_candidates() -> list[tuple[str, bool]]:
+    """(cgroup directory, is cgroup v1) where pids can be capped, v1 first."""
+    text = _read("/proc/self/cgroup")
+    if text is None:
         return []
+    lines = text.splitlines()
     mounts = _mounts()
-    out: list[tuple[Path, bool]] = []
+    out: list[tuple[str, bool]] = []
     for line in lines:
         parts = line.split(":", 2)
         if len(parts) != 3:
@@ -95,28 +106,31 @@ def _cgroup_candidates() -> list[tuple[Path, bool]]:
         for point, fstype, opts in mounts:
             if fstype == "cgroup" and "pids" in controllers.split(",") and \
                     "pids" in opts.split(","):
-                out.append((Path(point + path.rstrip("/")), True))
+                out.append((point + path.rstrip("/"), True))
             elif fstype == "cgroup2" and controllers == "":
-                base = Path(point + path.rstrip("/"))
-                with contextlib.suppress(OSError):
-                    if "pids" in (base / "cgroup.subtree_control").read_text().split():
-                        out.append((base, False))
+                base = point + path.rstrip("/")
+                if "pids" in (_read(f"{base}/cgroup.subtree_control") or "").split():
+                    out.append((base, False))
     return sorted(out, key=lambda c: not c[1])
 
 
-def _works(base: Path) -> bool:
-    probe = base / f"{_PREFIX}probe-{os.getpid()}"
+def _works(base: str) -> bool:
+    probe = f"{base}/{_PREFIX}probe-{os.getpid()}"
     try:
-        probe.mkdir()
+        os.mkdir(probe)
     except FileExistsError:
         pass
     except OSError:
         return False
     try:
-        return (probe / "pids.max").exists()
+        return os.path.exists(f"{probe}/pids.max")
     finally:
-        with contextlib.suppress(OSError):
-            probe.rmdir()
+        _rmdir_quietly(probe)
+
+
+def _rmdir_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:
@@ -161,16 +175,20 @@ def _which(name: str) -> str | None:
     return shutil.which(name)
 
 
-def _remove_stale(base: Path) -> None:
+def _remove_stale(base: str) -> None:
     """Cgroups left by a corral that is gone: what still runs in one is a sandbox that outlived
     its supervisor (see ``end_cgroup``) and is killed; an empty one is removed (one whose
     tasks are still leaving is left for a later sweep)."""
-    with contextlib.suppress(OSError):
-        for e in os.scandir(base):
-            if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False):
-                pid = e.name[len(_PREFIX):].split("-")[0]
-                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                    end_cgroup(Path(e.path), wait=0.0)
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for e in entries:
+        if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False):
+            pid = e.name[len(_PREFIX):].split("-")[0]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                with contextlib.suppress(OSError):
+                    end_cgroup(e.path, wait=0.0)
 
 
 def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
@@ -190,22 +208,21 @@ def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
                       "set sandbox.max_processes = 0 to run without a cap")
 
 
-def new_cgroup(base: Path, limit: int) -> Path:
+def new_cgroup(base: str, limit: int) -> str:
     """A fresh cgroup with ``pids.max`` = ``limit``; raises OSError if it cannot be made."""
-    cg = base / f"{_PREFIX}{os.getpid()}-{next(_counter)}"
-    cg.mkdir()
+    cg = f"{base}/{_PREFIX}{os.getpid()}-{next(_counter)}"
+    os.mkdir(cg)
     try:
-        (cg / "pids.max").write_text(f"{limit}\n")
+        _write(f"{cg}/pids.max", f"{limit}\n")
     except OSError:
-        with contextlib.suppress(OSError):
-            cg.rmdir()
+        _rmdir_quietly(cg)
         raise
     return cg
 
 
-def enter_cgroup_argv(cg: Path, argv: list[str]) -> list[str]:
+def enter_cgroup_argv(cg: str, argv: list[str]) -> list[str]:
     """``argv`` started by a shell that first moves itself into ``cg``."""
-    return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cg / "cgroup.procs"), *argv]
+    return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', f"{cg}/cgroup.procs", *argv]
 
 
 def rlimit_argv(limit: int, argv: list[str]) -> list[str]:
@@ -213,7 +230,7 @@ def rlimit_argv(limit: int, argv: list[str]) -> list[str]:
     return [prlimit, f"--nproc={limit}:{limit}", "--", *argv]
 
 
-def remove_cgroup(cg: Path, wait: float = 2.0) -> None:
+def remove_cgroup(cg: str, wait: float = 2.0) -> None:
     """rmdir once the last task is gone (killed tasks of the pid namespace linger briefly)."""
     deadline = time.monotonic() + wait
     while True:
@@ -228,14 +245,14 @@ def remove_cgroup(cg: Path, wait: float = 2.0) -> None:
             time.sleep(0.002)
 
 
-def _procs(cg: Path) -> list[int]:
+def _procs(cg: str) -> list[int]:
     try:
-        return [int(p) for p in (cg / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
+        return [int(p) for p in (_read(f"{cg}/cgroup.procs") or "").split()]
+    except ValueError:
         return []
 
 
-def kill_tasks(cg: Path) -> int:
+def kill_tasks(cg: str) -> int:
     """SIGKILL every process in ``cg`` but this one (a thread of ours may still be leaving it);
     how many were signalled. Each is held by a pidfd and seen in ``cg`` again before the
     signal, so a pid the kernel reused meanwhile for another process is never hit."""
@@ -246,7 +263,7 @@ def kill_tasks(cg: Path) -> int:
                if pid != me)
 
 
-def end_cgroup(cg: Path, wait: float = 2.0) -> int:
+def end_cgroup(cg: str, wait: float = 2.0) -> int:
     """End a finished run's cgroup: kill what is still in it, then remove it (waiting up to
     ``wait`` seconds for the killed tasks to leave; a later run's sweep removes it otherwise).
     Returns how many processes were left and killed.
@@ -282,7 +299,7 @@ class Ready:
     ``cgroup_threadgroup_rwsem``): ~10 ms here, every time. Made early (``prepare``), that wait
     passes while the caller still plans the spawn, instead of in front of it."""
 
-    def __init__(self, base: Path, limit: int) -> None:
+    def __init__(self, base: str, limit: int) -> None:
         self.base = base
         self.cgroup = new_cgroup(base, limit)
         self.limit = limit
@@ -297,7 +314,7 @@ class Ready:
 
     def _main(self) -> None:
         try:
-            fd = os.open(self.cgroup / "tasks", os.O_WRONLY | os.O_CLOEXEC)
+            fd = os.open(f"{self.cgroup}/tasks", os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.write(fd, f"{threading.get_native_id()}\n".encode())
             finally:
@@ -347,8 +364,7 @@ class Ready:
             self._thread.join()
             remove_cgroup(self.cgroup)
         elif not self._thread.is_alive():
-            with contextlib.suppress(OSError):
-                os.rmdir(self.cgroup)
+            _rmdir_quietly(self.cgroup)
 
 
 _ready: Ready | None = None
@@ -390,7 +406,7 @@ def discard(wait: bool = False) -> None:
         r.discard(wait)
 
 
-def take(base: Path, limit: int) -> Ready:
+def take(base: str, limit: int) -> Ready:
     """The prepared cgroup, with ``limit``, or a fresh one (raises OSError if it cannot be
     made)."""
     global _ready
@@ -398,7 +414,7 @@ def take(base: Path, limit: int) -> Ready:
         r, _ready = _ready, None
     if r is not None and r.base == base:
         if r.limit != limit:
-            (r.cgroup / "pids.max").write_text(f"{limit}\n")
+            _write(f"{r.cgroup}/pids.max", f"{limit}\n")
             r.limit = limit
         return r
     if r is not None:

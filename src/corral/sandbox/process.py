@@ -77,7 +77,7 @@ class SandboxedProcess(subprocess.Popen[bytes]):
 
     _corral_cleanup: Any = None
     corral_fresh_git: list[Path] = []  # noqa: RUF012 (replaced per instance)
-    corral_cgroup: Path | None = None  # this run's pids cgroup (``corral.sandbox.pidcap``)
+    corral_cgroup: str | None = None  # this run's pids cgroup (``corral.sandbox.pidcap``)
     corral_run_id = ""  # the marker on this run's bwrap (``corral.sandbox.leftovers``)
 
     def _after_exit(self) -> None:
