@@ -21,7 +21,7 @@ from threading import Lock
 
 from corral.errors import CorralError
 from corral.record import Record
-from corral.sandbox import pidcap
+from corral.sandbox import leftovers, pidcap
 from corral.sandbox.envpolicy import build_env
 from corral.sandbox.leftovers import marker_args, new_run_id
 from corral.sandbox.locked import Held, hold, release
@@ -531,6 +531,10 @@ class Sandbox:
                     self._cleanup(lay)
                     raise refusal from None
 
+        # no cgroup to hold what a killed run leaves: the run is noted (``leftovers``)
+        runs = str(self.plan.corral_home / "state" / "sandbox-runs")
+        run_note = leftovers.note(runs, lay.run_id) if lay is not None and cgroup is None else None
+
         # Sharing the terminal, bwrap and proxyinit are in its foreground process group: they
         # start with Ctrl-C / Ctrl-\ ignored so those reach only the command, which proxyinit
         # starts with the usual dispositions (without proxyinit, the command would inherit them).
@@ -555,12 +559,16 @@ class Sandbox:
                 if cgroup is not None:
                     pidcap.remove_cgroup(cgroup, 0)
                 cgroup = ready = None
+                if lay is not None:
+                    run_note = leftovers.note(runs, lay.run_id)
                 proc = start()
         except BaseException:
             if lay is not None:
                 self._cleanup(lay)
             if cgroup is not None:
                 pidcap.remove_cgroup(cgroup, 0)
+            if run_note is not None:
+                leftovers.unregister(run_note)
             raise
         finally:
             for sig, handler in held.items():
@@ -579,6 +587,7 @@ class Sandbox:
         proc.corral_fresh_git = lay.fresh_git if lay is not None else []
         proc.corral_cgroup = cgroup
         proc.corral_run_id = lay.run_id if lay is not None else ""
+        proc.corral_run_note = run_note
         return proc
 
     def _uncapped(self, exc: OSError) -> CorralError | None:

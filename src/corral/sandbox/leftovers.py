@@ -6,11 +6,16 @@ after the parent has let it go, so it is reparented and goes on running the comm
 but no longer supervised. With a pids cgroup the run's cgroup still holds it
 (``pidcap.end_cgroup``). Without one, every run's bwrap carries a marker on its command line
 (an empty directory in the sandbox's own ``/dev``, which its init inherits), by which what is
-left of a killed run is found in ``/proc`` and killed.
+left of a killed run is found in ``/proc`` and killed: by the corral that ran it when its bwrap
+was killed, and by the next corral when the corral itself was killed with it (an agent killing
+a timed-out tool call's process group does that): such a run is noted in
+``$CORRAL_HOME/state/sandbox-runs`` before its bwrap starts, the note removed once it has been
+reaped; a note whose corral is gone is swept at the next spawn (``sweep``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 TYPE_CHECKING = False
@@ -60,6 +65,82 @@ def kill_if(pid: int, still: Callable[[int], bool]) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def _self_stamp() -> str:
+    """This process as a note names it: pid namespace and start time (a pid alone is reused,
+    and means another process in another namespace)."""
+    try:
+        ns = os.readlink("/proc/self/ns/pid")
+        with open("/proc/self/stat") as fh:
+            start = fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+    return f"{ns} {start}"
+
+
+def _alive(pid: str, stamp: str) -> bool:
+    """Whether the corral that wrote ``stamp`` as process ``pid`` still runs."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            start = fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return False
+    return stamp.split(" ")[-1] == start
+
+
+def register(runs_dir: str, run_id: str) -> str | None:
+    """Note a run before its bwrap starts (see the module's docstring); the note's path, or
+    None when it cannot be written (then only this corral can end what its run leaves)."""
+    path = f"{runs_dir}/{run_id}"
+    try:
+        os.makedirs(runs_dir, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        os.write(fd, _self_stamp().encode())
+    finally:
+        os.close(fd)
+    return path
+
+
+def unregister(path: str) -> None:
+    """The run was reaped, and whatever its bwrap left was killed: drop its note."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def sweep(runs_dir: str) -> int:
+    """End what is left of noted runs whose corral is gone, and drop their notes; how many
+    processes were killed. Notes of another pid namespace are left alone: its pids mean
+    other processes here."""
+    try:
+        names = os.listdir(runs_dir)
+    except OSError:
+        return 0
+    ns = _self_stamp().split(" ")[0]
+    if not ns:
+        return 0  # no /proc to tell a live corral from a gone one, nor to find what is left
+    killed = 0
+    for name in names:
+        pid = name.split("-")[0]
+        try:
+            with open(f"{runs_dir}/{name}") as fh:
+                stamp = fh.read()
+        except OSError:
+            continue
+        if not pid.isdigit() or stamp.split(" ")[0] != ns or _alive(pid, stamp):
+            continue
+        killed += kill_marked(name)
+        unregister(f"{runs_dir}/{name}")
+    return killed
+
+
+def note(runs_dir: str, run_id: str) -> str | None:
+    """Before a run without a cgroup: sweep what gone corrals left, then note this run."""
+    sweep(runs_dir)
+    return register(runs_dir, run_id)
 
 
 def kill_marked(run_id: str) -> int:

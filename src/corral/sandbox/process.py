@@ -79,15 +79,21 @@ class SandboxedProcess(subprocess.Popen[bytes]):
     corral_fresh_git: list[Path] = []  # noqa: RUF012 (replaced per instance)
     corral_cgroup: str | None = None  # this run's pids cgroup (``corral.sandbox.pidcap``)
     corral_run_id = ""  # the marker on this run's bwrap (``corral.sandbox.leftovers``)
+    corral_run_note: str | None = None  # its note, for a corral killed with it
 
     def _after_exit(self) -> None:
         run_id, self.corral_run_id = self.corral_run_id, ""
+        note, self.corral_run_note = self.corral_run_note, None
         if run_id and self.corral_cgroup is None and (self.returncode or 0) < 0:
             # bwrap was killed: what its --die-with-parent may have missed is found by its
             # marker (with a cgroup, the cgroup's cleanup ends it)
             from corral.sandbox.leftovers import kill_marked
 
             kill_marked(run_id)
+        if note is not None:
+            from corral.sandbox.leftovers import unregister
+
+            unregister(note)
         fn, self._corral_cleanup = self._corral_cleanup, None
         if fn is not None:
             fn()
