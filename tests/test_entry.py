@@ -63,3 +63,23 @@ def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path) -> Non
             os.close(write)
         assert got.returncode in (120, 141), got.stderr
         assert "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr
+
+
+def test_one_shot_paths_collect_cycles_less_often_the_full_cli_as_usual(tmp_path: Path) -> None:
+    """The raised gen-0 threshold is for the fast paths' imports; a command of the full CLI
+    (``corral run``, ``corral server`` run for days) gets the interpreter's defaults back."""
+    code = ("import atexit, gc, sys\n"
+            "default = gc.get_threshold()\n"
+            "atexit.register(lambda: print(gc.get_threshold() == default, "
+            "gc.get_threshold()[0], flush=True))\n"
+            "sys.argv = ['corral', *sys.argv[1:]]\n"
+            "from corral.cli.entry import main\n"
+            "main()\n")
+    env = {**os.environ, "HOME": str(tmp_path), "CORRAL_HOME": str(tmp_path / ".corral")}
+    one_shot = subprocess.run([sys.executable, "-c", code, "sandbox", "--", "true"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert one_shot.returncode == 0, one_shot.stderr
+    assert one_shot.stdout.split() == ["False", "50000"]
+    full = subprocess.run([sys.executable, "-c", code, "doctor", "--json"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert full.stdout.split()[-2:] == ["True", "700"], full.stdout[-300:] + full.stderr
