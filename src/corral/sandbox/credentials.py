@@ -21,7 +21,7 @@ from pathlib import Path
 from corral.errors import CorralError
 from corral.record import Frozen
 from corral.sandbox.locked import Locked, is_file_placeholder
-from corral.sandbox.profiles import Access, FsEntry
+from corral.sandbox.profiles import ROOT, Access, FsEntry
 from corral.sandbox.protected import is_placeholder
 
 
@@ -261,7 +261,7 @@ def locks(patterns: Iterable[tuple[str, bool]], writable: Sequence[Path]) -> lis
     a glob locks its literal directory part."""
     # by strings on normalised paths: pathlib for each of the catalogue's ~100 patterns was
     # ~5 ms of every spawn's plan
-    roots = [str(w).rstrip("/") + "/" for w in writable if w != Path("/")]
+    roots = [str(w).rstrip("/") + "/" for w in writable if w != ROOT]
     patterns = list(patterns)
     hidden_dirs = [os.path.normpath(p) + "/" for p, d in patterns if d and os.path.isdir(p)]
     out: dict[str, Locked] = {}

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from corral.sandbox.locked import Locked, is_file_placeholder
-from corral.sandbox.profiles import is_under
+from corral.sandbox.profiles import ROOT, is_under
 from corral.sandbox.protected import is_placeholder
 
 # (path under the home directory, placeholder content; None: a directory)
@@ -56,12 +56,16 @@ def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
     directory. Skipped: paths under an existing ``denied`` entry (hidden and read-only
     already). A path whose directory is missing locks the highest missing directory instead
     (a placeholder can only be made in an existing one)."""
-    roots = [w for w in writable if w != Path("/")]
+    roots = [w for w in writable if w != ROOT]
+    base = str(home).rstrip("/")
+    exposed = [(home / rel, content) for rel, content in HOME_PERSISTENCE
+               if any(is_under(f"{base}/{rel}", w) for w in roots)]
+    if not exposed:  # the usual case, a home that is not writable: no deny entry to look at
+        return []
     deny = [d for d in denied if os.path.lexists(d) and not _leftover(d)]
     out: dict[Path, Locked] = {}
-    for rel, content in HOME_PERSISTENCE:
-        full = home / rel
-        if not any(_under(full, w) for w in roots) or any(_under(full, d) for d in deny):
+    for full, content in exposed:
+        if any(_under(full, d) for d in deny):
             continue
         target, data = full, content
         for parent in reversed(full.relative_to(home).parents[:-1]):  # outermost first

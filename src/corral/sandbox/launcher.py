@@ -27,7 +27,7 @@ from corral.sandbox.leftovers import marker_args, new_run_id
 from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.process import SandboxedProcess, tee, tee_then_wait, wait_interruptible
-from corral.sandbox.profiles import Access, FsEntry, NetworkMode, is_under, normalise
+from corral.sandbox.profiles import ROOT, Access, FsEntry, NetworkMode, is_under, normalise
 from corral.sandbox.protected import (
     Protected,
     create_placeholder,
@@ -184,7 +184,7 @@ class Sandbox:
         self._refilled = False
         self._static = normalise(list(plan.entries))
         self._roots = [e.path for e in self._static
-                       if e.access is Access.WRITE and e.path != Path("/")]
+                       if e.access is Access.WRITE and e.path != ROOT]
         self._home = Path(os.path.expanduser("~"))
         self._tmp_roots = {Path("/tmp")}
         if os.environ.get("TMPDIR"):

@@ -20,6 +20,7 @@ from corral.sandbox.envpolicy import EnvPolicy
 from corral.sandbox.homelock import home_locks
 from corral.sandbox.locked import Locked
 from corral.sandbox.profiles import (
+    ROOT,
     Access,
     FsEntry,
     NetworkMode,
@@ -216,7 +217,7 @@ def build_plan(
         _glob_abs(g, ctx) for g in [*denies, *enforced_deny_read] if has_glob(g)
     )
     if not prof.full_access and any(
-        e.path == Path("/") and e.access is Access.WRITE for e in entries
+        e.path == ROOT and e.access is Access.WRITE for e in entries
     ):
         raise CorralError(
             "sandbox", f"profile {profile} would make the whole filesystem writable "
@@ -224,7 +225,7 @@ def build_plan(
             "run from a project directory, or choose :danger-full-access explicitly",
         )
     writable = tuple(dict.fromkeys(
-        e.path for e in entries if e.access is Access.WRITE and e.path != Path("/")
+        e.path for e in entries if e.access is Access.WRITE and e.path != ROOT
     ))
     explicit = frozenset(e.path for e in entries if e.access is Access.WRITE)
     # A writable home directory: its persistence paths are locked (explicit writes excepted).
@@ -234,7 +235,7 @@ def build_plan(
     # Missing credential paths where a command could create them: read-only placeholders.
     locked += [lk for lk in _credentials.locks([*creds, *enforced_creds], writable)
                if lk.path not in explicit and lk.path not in {x.path for x in locked}]
-    root_readable = any(e.path == Path("/") for e in entries if e.access is not Access.DENY)
+    root_readable = any(e.path == ROOT for e in entries if e.access is not Access.DENY)
     return SandboxPlan(
         profile=profile, cwd=cwd_p, entries=tuple(entries), writable_roots=writable,
         deny_read_globs=globs, network=net,

@@ -195,8 +195,11 @@ class ResolveContext(Frozen):
                   glob_limit=glob_limit, extra={} if extra is None else extra)
 
 
+ROOT = Path("/")  # compared against every entry: one instance, not one per comparison
+
+
 def has_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
+    return "*" in pattern or "?" in pattern or "[" in pattern
 
 
 def _expand_user(pattern: str, ctx: ResolveContext) -> str:
@@ -209,7 +212,7 @@ def expand_pattern(pattern: str, ctx: ResolveContext) -> list[tuple[Path, bool]]
     """Concrete paths for one filesystem key, each with ``literal`` (False if from a glob)."""
     if pattern.startswith(":"):
         if pattern == ":root":
-            return [(Path("/"), True)]
+            return [(ROOT, True)]
         if pattern == ":minimal":  # what programs need to run, without home or data dirs
             return [(Path(p), True) for p in MINIMAL_PATHS if os.path.exists(p)]
         if pattern == ":cwd":
