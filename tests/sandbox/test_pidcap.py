@@ -297,30 +297,38 @@ def test_a_sandbox_whose_bwrap_is_killed_at_once_leaves_nothing_running(box: Box
 
 def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
     """A cgroup named for a corral process that no longer exists, with something still in it:
-    the next corral's probe kills that and removes the cgroup. Pids a live corral owns, and
-    corral's own, are never touched."""
+    the next corral's probe kills that and removes the cgroup; also when the kernel has given
+    that pid to another process meanwhile (pid_max is 32768 here: the name's start time tells
+    them apart). Pids a live corral owns, and corral's own, are never touched."""
     mech = pidcap.probe()
     assert mech.kind == "cgroup" and mech.base is not None, mech.why_not
     proc = subprocess.Popen(["true"])
     proc.wait()
     dead = proc.pid  # a pid that just ended (and is not reused within this test)
-    stale = Path(mech.base, f"corral-{dead}-0")
-    live = Path(mech.base, f"corral-{os.getpid()}-999")
-    stale.mkdir()
-    live.mkdir()
-    left = subprocess.Popen(["sleep", "30"])
-    kept = subprocess.Popen(["sleep", "30"])
+    me = os.getpid()
+    start = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
+    mine = pidcap.new_cgroup(mech.base, 5)
+    pidcap.remove_cgroup(mine)
+    assert mine.rsplit("/", 1)[1].startswith(f"corral-{me}-{start}-")
+    stale = [Path(mech.base, f"corral-{dead}-0"),  # the name before start times
+             Path(mech.base, f"corral-{dead}-{start}-0"),
+             Path(mech.base, f"corral-{me}-{int(start) - 1}-0")]  # this pid, another process
+    live = [Path(mech.base, f"corral-{me}-999"), Path(mech.base, f"corral-{me}-{start}-998")]
+    left = [subprocess.Popen(["sleep", "30"]) for _ in stale]
+    kept = [subprocess.Popen(["sleep", "30"]) for _ in live]
     try:
-        (stale / "cgroup.procs").write_text(f"{left.pid}\n")
-        (live / "cgroup.procs").write_text(f"{kept.pid}\n")
+        for cg, p in [*zip(stale, left, strict=True), *zip(live, kept, strict=True)]:
+            cg.mkdir()
+            (cg / "cgroup.procs").write_text(f"{p.pid}\n")
         pidcap._remove_stale(mech.base)
-        assert left.wait(5) == -signal.SIGKILL
-        assert kept.poll() is None and live.exists()
-        pidcap._remove_stale(mech.base)  # the killed task has left: the cgroup goes
-        assert not stale.exists()
+        assert [p.wait(5) for p in left] == [-signal.SIGKILL] * len(left)
+        assert [p.poll() for p in kept] == [None] * len(kept)
+        assert all(cg.exists() for cg in live)
+        pidcap._remove_stale(mech.base)  # the killed tasks have left: the cgroups go
+        assert not any(cg.exists() for cg in stale)
     finally:
-        for p in (left, kept):
+        for p in (*left, *kept):
             p.kill()
             p.wait()
-        for cg in (stale, live):
+        for cg in (*stale, *live):
             pidcap.remove_cgroup(str(cg))

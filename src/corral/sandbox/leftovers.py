@@ -67,26 +67,31 @@ def kill_if(pid: int, still: Callable[[int], bool]) -> bool:
     return False
 
 
+def process_start(pid: str) -> str | None:
+    """Process ``pid``'s start time (clock ticks after boot, /proc/PID/stat), None if there is
+    no such process: with the pid, it names one process (a pid alone is reused: pid_max is
+    32768 here)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _self_stamp() -> str:
     """This process as a note names it: pid namespace and start time (a pid alone is reused,
     and means another process in another namespace)."""
     try:
         ns = os.readlink("/proc/self/ns/pid")
-        with open("/proc/self/stat") as fh:
-            start = fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+    except OSError:
         return ""
-    return f"{ns} {start}"
+    start = process_start("self")
+    return f"{ns} {start}" if start is not None else ""
 
 
 def _alive(pid: str, stamp: str) -> bool:
     """Whether the corral that wrote ``stamp`` as process ``pid`` still runs."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            start = fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return False
-    return stamp.split(" ")[-1] == start
+    return process_start(pid) == stamp.split(" ")[-1]
 
 
 def register(runs_dir: str, run_id: str) -> str | None:

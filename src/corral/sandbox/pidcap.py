@@ -184,11 +184,10 @@ def _remove_stale(base: str) -> None:
     except OSError:
         return
     for e in entries:
-        if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False):
-            pid = e.name[len(_PREFIX):].split("-")[0]
-            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                with contextlib.suppress(OSError):
-                    end_cgroup(e.path, wait=0.0)
+        if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False) and \
+                _owner_gone(e.name[len(_PREFIX):].split("-")):
+            with contextlib.suppress(OSError):
+                end_cgroup(e.path, wait=0.0)
 
 
 def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
@@ -208,9 +207,29 @@ def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
                       "set sandbox.max_processes = 0 to run without a cap")
 
 
+def _owner_gone(name: list[str]) -> bool:
+    """Whether the corral named by a cgroup's ``PID-START-N`` (or older ``PID-N``) is gone:
+    by pid and start time, so a pid the kernel gave to another process meanwhile does not keep
+    a dead corral's cgroup, and what still runs in it, alive."""
+    from corral.sandbox.leftovers import process_start
+
+    if not name[0].isdigit():
+        return False
+    start = process_start(name[0])
+    return start is None or (len(name) == 3 and start != name[1])
+
+
+def _owner_name() -> str:
+    """``PID-START`` of this process (``PID`` alone if its start time cannot be read)."""
+    from corral.sandbox.leftovers import process_start
+
+    start = process_start("self")
+    return f"{os.getpid()}-{start}" if start is not None else str(os.getpid())
+
+
 def new_cgroup(base: str, limit: int) -> str:
     """A fresh cgroup with ``pids.max`` = ``limit``; raises OSError if it cannot be made."""
-    cg = f"{base}/{_PREFIX}{os.getpid()}-{next(_counter)}"
+    cg = f"{base}/{_PREFIX}{_owner_name()}-{next(_counter)}"
     os.mkdir(cg)
     try:
         _write(f"{cg}/pids.max", f"{limit}\n")
