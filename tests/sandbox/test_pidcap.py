@@ -312,7 +312,8 @@ def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
     assert mine.rsplit("/", 1)[1].startswith(f"corral-{me}-{start}-")
     stale = [Path(mech.base, f"corral-{dead}-0"),  # the name before start times
              Path(mech.base, f"corral-{dead}-{start}-0"),
-             Path(mech.base, f"corral-{me}-{int(start) - 1}-0")]  # this pid, another process
+             Path(mech.base, f"corral-{me}-{int(start) - 1}-0"),  # this pid, another process
+             Path(mech.base, f"corral-probe-{dead}")]  # a probe whose corral was killed
     live = [Path(mech.base, f"corral-{me}-999"), Path(mech.base, f"corral-{me}-{start}-998")]
     left = [subprocess.Popen(["sleep", "30"]) for _ in stale]
     kept = [subprocess.Popen(["sleep", "30"]) for _ in live]

@@ -184,8 +184,9 @@ def _remove_stale(base: str) -> None:
     except OSError:
         return
     for e in entries:
+        # PID-START-N a run's, probe-PID a probe's (``_works``) whose corral was killed
         if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False) and \
-                _owner_gone(e.name[len(_PREFIX):].split("-")):
+                _owner_gone(e.name[len(_PREFIX):].removeprefix("probe-").split("-")):
             with contextlib.suppress(OSError):
                 end_cgroup(e.path, wait=0.0)
 
