@@ -230,3 +230,27 @@ def test_any_fault_schedule_ends_exactly_once(tmp_path: Path, schedule: list[str
         assert len(store.checkpoints()) == n // 97
     finally:
         peer.close()
+
+
+def test_plain_http_to_loopback_loads_no_trust_store(home: Path, peer: Peer, store: Store,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """http (loopback only) never uses TLS: the system's trust store is not loaded for it
+    (~20 ms of every forwarded ``corral exec`` here); https still gets it, or ca_file."""
+    import ssl
+
+    made: list[object] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context",
+                        lambda *a, **k: made.append(k) or real(*a, **k))
+    ids = fill(home, 50)
+    assert peer.url.startswith("http://127.0.0.1:")
+    _fwd(home, peer).catch_up()
+    _exactly_once(store, ids)
+    assert made == []
+    from corral.forward.transport import tls_for
+
+    ctx = tls_for("https://corral.example:8443/x", None)
+    assert ctx is not None and ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
+    assert made == [{"cafile": None}]
+    with pytest.raises((OSError, ssl.SSLError)):
+        tls_for("https://corral.example", str(home / "missing-ca.pem"))

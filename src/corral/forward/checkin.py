@@ -136,11 +136,11 @@ def send(settings: ServerSettings, doc: dict[str, Any], timeout: float = 10.0) -
     import json
     import ssl
 
-    from corral.forward.transport import Connection, ProxyRefused, TransportError
+    from corral.forward.transport import Connection, ProxyRefused, TransportError, tls_for
 
     url = settings.url + "/v1/fleet/checkin"
     try:
-        tls = ssl.create_default_context(cafile=settings.ca_file)
+        tls = tls_for(url, settings.ca_file)
         conn = Connection(url, tls, {"Authorization": f"Bearer {settings.token}",
                                      "Content-Type": "application/json"},
                           connect_timeout=min(5.0, timeout), read_timeout=timeout)

@@ -257,10 +257,10 @@ class Forwarder:
         if self._client is None:
             import ssl
 
-            from corral.forward.transport import Connection, ProxyRefused
+            from corral.forward.transport import Connection, ProxyRefused, tls_for
 
-            try:  # the system's trust store (where an organisation installs its CA), plus ca_file
-                tls = ssl.create_default_context(cafile=self.settings.ca_file)
+            try:
+                tls = tls_for(self.settings.logs_url, self.settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ForwardError("forward", f"server.ca_file {self.settings.ca_file!r} is "
                                    f"unusable: {exc}") from exc
