@@ -4,7 +4,10 @@ Cases, each a fresh `corral exec -- true` process (median of --runs):
   * not enrolled (the floor);
   * enrolled, policy cache fresh (reads the enrolment record and the cached signed bundle);
   * enrolled, policy due (refresh_seconds = 0: fetches and verifies the bundle every start);
-  * enrolled, forced login (the stored ID token verified again at each start).
+  * enrolled, forced login (the stored ID token verified again at each start);
+  * not enrolled, forwarding over https to a server whose certificate the system trust store
+    vouches for (SSL_CERT_FILE: Debian's bundle plus a local test CA, so the whole store is
+    loaded as for a public CA).
 And the server's `GET /v1/fleet/policy` (compose + sign per device) per second from one client.
 
 Cases run interleaved (one run of each per round). ``--compare-src DIR`` adds the first two
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -103,6 +107,7 @@ def main() -> None:
                    stdin=fwd_token + "\n")
             for h in (fresh, due, forced):
                 corral(h, "enroll", "--server", srv.url, stdin=tok + "\n")
+            tls_home, tls_env, tls_srv = _https_server(t, data, base, fwd_token, corral, home)
             enr = due / "fleet" / "enrolment.json"
             doc = json.loads(enr.read_text())
             doc["refresh_seconds"] = 0
@@ -134,6 +139,15 @@ def main() -> None:
                     cases[f"{name} ({args.compare_src})"] = (
                         [PY, "-c", ENTRY, "exec", "--", "true"],
                         {**base, "CORRAL_HOME": str(h), "PYTHONPATH": str(args.compare_src)})
+            for name, env in (("not enrolled, forwarding over https", tls_env),):
+                cases[name] = ([PY, "-c", ENTRY, "exec", "--", "true"],
+                               {**env, "CORRAL_HOME": str(tls_home),
+                                "PYTHONPATH": str(ROOT / "src")})
+                if args.compare_src is not None:
+                    cases[f"{name} ({args.compare_src})"] = (
+                        [PY, "-c", ENTRY, "exec", "--", "true"],
+                        {**env, "CORRAL_HOME": str(tls_home),
+                         "PYTHONPATH": str(args.compare_src)})
             for name, ms in interleaved(cases, work, args.runs).items():
                 print(f"{name:<44} {statistics.median(ms):>9.1f} {min(ms):>7.1f} "
                       f"{max(ms):>7.1f}")
@@ -148,6 +162,52 @@ def main() -> None:
         finally:
             srv.stop()
             iss.close()
+            if "tls_srv" in locals():
+                tls_srv.terminate()
+                tls_srv.wait(30)
+
+
+def _https_server(t: Path, data: Path, base: dict[str, str], token: str, corral: Any,
+                  home: Any) -> tuple[Path, dict[str, str], subprocess.Popen[bytes]]:
+    """The same server's data served over https (a second process), and a home forwarding to
+    it with no ca_file: its certificate is trusted through the system store, which
+    SSL_CERT_FILE (the system bundle plus the test CA) makes the one loaded."""
+    import ssl
+
+    import httpx
+    import trustme
+    from tests.server.helpers import free_port
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(t / "tls-cert.pem"))
+    cert.private_key_pem.write_to_path(str(t / "tls-key.pem"))
+    bundle = t / "bundle.pem"
+    system = ssl.get_default_verify_paths().openssl_cafile
+    bundle.write_bytes(Path(system).read_bytes() + ca.cert_pem.bytes())
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "corral", "server", "run", "--data", str(data),
+                             "--listen", f"127.0.0.1:{port}", "--tls-cert",
+                             str(t / "tls-cert.pem"), "--tls-key", str(t / "tls-key.pem")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"https://127.0.0.1:{port}"
+    ctx = ssl.create_default_context(cafile=str(bundle))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/healthz", verify=ctx, timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    env = {**base, "SSL_CERT_FILE": str(bundle)}
+    h: Path = home("forwarding-https")
+    (h / "config.toml").write_text(f'[server]\nurl = "{url}"\n[credentials]\nstore = "file"\n')
+    subprocess.run([PY, "-m", "corral", "login", "--ingest-token", "--server", url],
+                   env={**env, "CORRAL_HOME": str(h)}, input=token + "\n", text=True,
+                   check=True, capture_output=True)
+    return h, env, proc
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def test_plain_http_to_loopback_loads_no_trust_store(home: Path, peer: Peer, sto
     _fwd(home, peer).catch_up()
     _exactly_once(store, ids)
     assert made == []
-    from corral.forward.transport import tls_for
+    from corral.forward.trust import tls_for
 
     ctx = tls_for("https://corral.example:8443/x", None)
     assert ctx is not None and ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname

@@ -38,3 +38,36 @@ def test_no_token_over_plain_http_to_another_machine(home: Path, url: str) -> No
                                "the clear (use https://")
     r = corral(home, "login", "--ingest-token", "--server", url, stdin="t0k\n")
     assert r.returncode == 1 and "plain http to another machine" in r.stderr
+
+
+def test_a_session_forwarder_loads_the_trust_store_before_its_decision_ends(
+        home: Path, store: Store, tls_peer: tuple[Peer, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TLS context (~20 ms with the system store, the interpreter lock let go) is made as
+    the session opens, beside its decision; the forwarder then uses that one, and sends
+    nothing before the session lets it (``resume``)."""
+    import time
+
+    from corral.config import load_config
+    from corral.forward import trust
+    from corral.forward.background import BackgroundForwarder
+    from corral.telemetry.journal import journal_file
+
+    peer, ca_file = tls_peer
+    ids = fill(home, 20)
+    (home / "config.toml").write_text(f'[server]\nurl = "{peer.url}"\nca_file = "{ca_file}"\n')
+    cfg = load_config(tmp_path, home=home, system=tmp_path / "etc")
+    calls: list[tuple[str, str | None]] = []
+    real = trust.tls_for
+    monkeypatch.setattr(trust, "tls_for",
+                        lambda url, ca: calls.append((url, ca)) or real(url, ca))
+    bf = BackgroundForwarder(cfg, home, journal_file(home))
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == [(peer.url, str(ca_file))]
+    assert store.ids() == []  # nothing sent before the session resumes it
+    bf.resume()
+    bf.close(5)
+    assert bf.last_error is None and store.ids() == ids
+    assert len(calls) == 1  # the forwarder used the early context

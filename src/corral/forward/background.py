@@ -82,6 +82,7 @@ class BackgroundForwarder:
         sleeps, so its imports and work do not compete for the interpreter with the session's
         decision (``corral exec`` with a server configured). The records are still acknowledged
         before the session ends; a longer session's go to the server while it runs."""
+        tls = _early_tls(self._cfg)
         self._go.wait(START_SECONDS)
         from corral.forward.forwarder import Backoff, Forwarder, Retryable
         from corral.forward.settings import resolve
@@ -91,7 +92,9 @@ class BackgroundForwarder:
         except Exception as exc:  # no server, no token: idle, and `corral forward` says why
             self.last_error = str(exc)
             return
-        fwd = Forwarder(settings, self._journal, home=self._home)
+        early = tls is not None and tls[:2] == (settings.url, settings.ca_file)
+        fwd = Forwarder(settings, self._journal, home=self._home,
+                        tls=tls[2] if tls is not None and early else None)
         backoff = Backoff()
         checkin_every = _checkin_interval(self._home, settings.url)
         try:
@@ -123,6 +126,26 @@ class BackgroundForwarder:
                 self._wake.wait(wait)
         finally:
             fwd.close()
+
+
+def _early_tls(cfg: Any) -> tuple[str, str | None, Any] | None:
+    """(server URL, ca_file, their TLS context) for an https server, made as the session
+    opens: loading the system trust store (~20 ms) lets go of the interpreter lock, so it
+    passes beside the session's decision instead of after it (``corral exec`` with a server
+    waits for its records' acknowledgement before it ends). None for http or no server; a
+    failure is left to the forwarder, which makes the context again and reports it."""
+    from corral.forward.settings import configured_ca_file, configured_url
+
+    try:
+        url = configured_url(cfg)
+        if url is None or not url.startswith("https://"):
+            return None
+        from corral.forward.trust import tls_for
+
+        ca_file = configured_ca_file(cfg)
+        return url, ca_file, tls_for(url, ca_file)
+    except Exception:
+        return None
 
 
 def _checkin_interval(home: Path, url: str) -> float | None:

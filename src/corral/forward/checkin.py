@@ -136,7 +136,8 @@ def send(settings: ServerSettings, doc: dict[str, Any], timeout: float = 10.0) -
     import json
     import ssl
 
-    from corral.forward.transport import Connection, ProxyRefused, TransportError, tls_for
+    from corral.forward.transport import Connection, ProxyRefused, TransportError
+    from corral.forward.trust import tls_for
 
     url = settings.url + "/v1/fleet/checkin"
     try:

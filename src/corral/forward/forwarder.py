@@ -154,7 +154,9 @@ class Forwarder:
 
     def __init__(self, settings: ServerSettings, journal_path: Path, *,
                  batch_size: int = MAX_BATCH, timeout: float = 10.0,
-                 home: Path | None = None) -> None:
+                 home: Path | None = None, tls: Any = None) -> None:
+        """``tls``: the TLS context for ``settings`` made beforehand (``trust.tls_for``);
+        made on the first POST otherwise."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
         self.settings = settings
@@ -166,6 +168,7 @@ class Forwarder:
         self._conn: sqlite3.Connection | None = None
         self._source: Source | None = None
         self._client: Any = None
+        self._tls = tls
         self._synced = 0.0
         self._unsynced = False
         self._next: tuple[cursors.Cursor, Batch, bytes] | None = None
@@ -257,10 +260,11 @@ class Forwarder:
         if self._client is None:
             import ssl
 
-            from corral.forward.transport import Connection, ProxyRefused, tls_for
+            from corral.forward.transport import Connection, ProxyRefused
+            from corral.forward.trust import tls_for
 
             try:
-                tls = tls_for(self.settings.logs_url, self.settings.ca_file)
+                tls = self._tls or tls_for(self.settings.logs_url, self.settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ForwardError("forward", f"server.ca_file {self.settings.ca_file!r} is "
                                    f"unusable: {exc}") from exc

@@ -91,6 +91,12 @@ def configured_url(cfg: Any) -> str | None:
     return normalize_url(str(url)) if url else None
 
 
+def configured_ca_file(cfg: Any) -> str | None:
+    """``server.ca_file`` from requirements (wins) or config; None when unset."""
+    ca = _setting(cfg, "server.ca_file")
+    return str(ca) if ca else None
+
+
 def credentials_store(cfg: Any) -> str:
     return credentials.store_of(cfg)
 
@@ -101,8 +107,7 @@ def resolve(cfg: Any, home: Path, url: str | None = None) -> ServerSettings:
     if not url:
         raise ForwardError("forward", "no server configured",
                            hint='set [server] url = "https://..." in config.toml')
-    ca = _setting(cfg, "server.ca_file")
-    ca_file = str(ca) if ca else None
+    ca_file = configured_ca_file(cfg)
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
         return ServerSettings(url, env, "environment", ca_file)

@@ -33,16 +33,6 @@ class ProxyRefused(Exception):
     """A proxy setting that cannot be used (not ``http://``): refused, never bypassed."""
 
 
-def tls_for(url: str, ca_file: str | None) -> ssl.SSLContext | None:
-    """The TLS context for ``url``: the system's trust store, or ``ca_file`` alone when it is
-    set; None for plain http (loopback only, ``settings.normalize_url``), which never uses one:
-    loading the trust store is ~20 ms of every forwarded ``corral exec`` here (OpenSSL 3
-    parsing ~140 certificates). Raises OSError or ssl.SSLError for an unusable ``ca_file``."""
-    if urlsplit(url).scheme != "https":
-        return None
-    return ssl.create_default_context(cafile=ca_file)
-
-
 def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The proxy URL the environment names for ``url`` (curl's and httpx's variables; the
     lower-case one first), or None (none set, or ``NO_PROXY`` covers the host)."""
