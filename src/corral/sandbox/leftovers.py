@@ -7,8 +7,9 @@ but no longer supervised. With a pids cgroup the run's cgroup still holds it
 (``pidcap.end_cgroup``). Without one, every run's bwrap carries a marker on its command line
 (an empty directory in the sandbox's own ``/dev``, which its init inherits), by which what is
 left of a killed run is found in ``/proc`` and killed: by the corral that ran it when its bwrap
-was killed, and by the next corral when the corral itself was killed with it (an agent killing
-a timed-out tool call's process group does that): such a run is noted in
+was killed, and by the next corral when the corral itself was killed while its bwrap was still
+setting up (SIGKILL to corral alone, before bwrap's --die-with-parent is in force; killing the
+whole process group also kills the namespace's init, which ends it): such a run is noted in
 ``$CORRAL_HOME/state/sandbox-runs`` before its bwrap starts, the note removed once it has been
 reaped; a note whose corral is gone is swept at the next spawn (``sweep``).
 """
