@@ -27,6 +27,7 @@ import threading
 import time
 
 from corral.record import Frozen
+from corral.sandbox.leftovers import kill_if, process_start
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
 if TYPE_CHECKING:
@@ -212,8 +213,6 @@ def _owner_gone(name: list[str]) -> bool:
     """Whether the corral named by a cgroup's ``PID-START-N`` (or older ``PID-N``) is gone:
     by pid and start time, so a pid the kernel gave to another process meanwhile does not keep
     a dead corral's cgroup, and what still runs in it, alive."""
-    from corral.sandbox.leftovers import process_start
-
     if not name[0].isdigit():
         return False
     start = process_start(name[0])
@@ -222,8 +221,6 @@ def _owner_gone(name: list[str]) -> bool:
 
 def _owner_name() -> str:
     """``PID-START`` of this process (``PID`` alone if its start time cannot be read)."""
-    from corral.sandbox.leftovers import process_start
-
     start = process_start("self")
     return f"{os.getpid()}-{start}" if start is not None else str(os.getpid())
 
@@ -276,8 +273,6 @@ def kill_tasks(cg: str) -> int:
     """SIGKILL every process in ``cg`` but this one (a thread of ours may still be leaving it);
     how many were signalled. Each is held by a pidfd and seen in ``cg`` again before the
     signal, so a pid the kernel reused meanwhile for another process is never hit."""
-    from corral.sandbox.leftovers import kill_if
-
     me = os.getpid()
     return sum(kill_if(pid, lambda p: p in _procs(cg)) for pid in _procs(cg)
                if pid != me)

@@ -24,8 +24,6 @@ def wait_interruptible(proc: subprocess.Popen[bytes]) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        import signal
-
         with contextlib.suppress(OSError):
             proc.send_signal(signal.SIGINT)
         proc.wait()
