@@ -21,7 +21,7 @@ from pathlib import Path
 from corral.errors import CorralError
 from corral.record import Frozen
 from corral.sandbox.locked import Locked, is_file_placeholder
-from corral.sandbox.profiles import ROOT, Access, FsEntry
+from corral.sandbox.profiles import ROOT, Access, FsEntry, has_glob
 from corral.sandbox.protected import is_placeholder
 
 
@@ -267,7 +267,7 @@ def locks(patterns: Iterable[tuple[str, bool]], writable: Sequence[Path]) -> lis
     out: dict[str, Locked] = {}
     for pattern, is_dir in patterns:
         lit = pattern
-        if any(ch in pattern for ch in "*?["):
+        if has_glob(pattern):
             lit, is_dir = pattern.split("*", 1)[0].rsplit("/", 1)[0], True
         lit = os.path.normpath(lit)
         under = [r for r in roots if lit.startswith(r)]
@@ -301,7 +301,7 @@ def found(home: Path, env: Mapping[str, str], entries: Iterable[Credential] = CA
 
     out: list[tuple[Credential, Path]] = []
     for c, p, _ in resolve(entries, home, env):
-        hits = glob.glob(p, include_hidden=True) if any(ch in p for ch in "*?[") else [p]
+        hits = glob.glob(p, include_hidden=True) if has_glob(p) else [p]
         out += [(c, Path(h)) for h in hits if os.path.lexists(h)]
     return out
 

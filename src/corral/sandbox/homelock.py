@@ -46,10 +46,6 @@ def _leftover(p: Path) -> bool:
     return is_placeholder(p) or is_file_placeholder(p, b"") or is_file_placeholder(p, b"{}")
 
 
-def _under(path: Path, parent: Path) -> bool:
-    return is_under(path, parent)  # on strings: pathlib here was ~2 ms of every spawn's plan
-
-
 def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
                ) -> list[Locked]:
     """``Locked`` values for the persistence paths of ``home`` that lie in a ``writable``
@@ -65,7 +61,7 @@ def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
     deny = [d for d in denied if os.path.lexists(d) and not _leftover(d)]
     out: dict[Path, Locked] = {}
     for full, content in exposed:
-        if any(_under(full, d) for d in deny):
+        if any(is_under(full, d) for d in deny):
             continue
         target, data = full, content
         for parent in reversed(full.relative_to(home).parents[:-1]):  # outermost first
@@ -73,7 +69,7 @@ def home_locks(home: Path, writable: Iterable[Path], denied: Iterable[Path] = ()
             if not os.path.lexists(p) or _leftover(p):
                 target, data = p, None
                 break
-        if any(_under(target, d) for d in deny):
+        if any(is_under(target, d) for d in deny):
             continue
         if target not in out:
             out[target] = Locked(target, data)
