@@ -29,6 +29,10 @@ class Record:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def as_dict(self) -> dict[str, object]:
+        """The fields by name (``dataclasses.asdict``, without copying nested values)."""
+        return {f: getattr(self, f) for f in self._fields}
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__qualname__}({inner})"
@@ -53,7 +57,7 @@ class Frozen(Record):
     def replace(self, **changes: object) -> Self:
         """A copy with ``changes`` (``dataclasses.replace``), for a subclass whose ``__init__``
         takes each field under its own name."""
-        values = {f: getattr(self, f) for f in self._fields}
+        values = self.as_dict()
         unknown = set(changes) - set(values)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")

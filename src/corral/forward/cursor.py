@@ -36,9 +36,6 @@ class Cursor(Frozen):
                  checkpoint_seq: int = 0) -> None:
         self._set(journal_id=journal_id, seq=seq, hash=hash, checkpoint_seq=checkpoint_seq)
 
-    def as_dict(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in self._fields}
-
     def ahead_of(self, other: Cursor) -> bool:
         return (self.seq, self.checkpoint_seq) > (other.seq, other.checkpoint_seq)
 
