@@ -28,7 +28,8 @@ class ForwardError(CorralError):
 
 class ServerSettings(Frozen):
     """The server to forward to and the token to present. ``token_source``: "environment",
-    "keyring" or "file"; ``ca_file``: the one trust anchor for https when set (otherwise the system's store)."""
+    "keyring" or "file"; ``ca_file``: the one trust anchor for https when set (otherwise the
+    system's store)."""
 
     _fields = ("url", "token", "token_source", "ca_file")
     url: str
