@@ -107,7 +107,7 @@ def main() -> None:
                    stdin=fwd_token + "\n")
             for h in (fresh, due, forced):
                 corral(h, "enroll", "--server", srv.url, stdin=tok + "\n")
-            tls_home, tls_env, tls_srv = _https_server(t, data, base, fwd_token, corral, home)
+            tls_home, tls_env, tls_srv = _https_server(t, data, base, fwd_token, home)
             enr = due / "fleet" / "enrolment.json"
             doc = json.loads(enr.read_text())
             doc["refresh_seconds"] = 0
@@ -163,20 +163,18 @@ def main() -> None:
             srv.stop()
             iss.close()
             if "tls_srv" in locals():
-                tls_srv.terminate()
-                tls_srv.wait(30)
+                tls_srv.stop()
 
 
-def _https_server(t: Path, data: Path, base: dict[str, str], token: str, corral: Any,
-                  home: Any) -> tuple[Path, dict[str, str], subprocess.Popen[bytes]]:
+def _https_server(t: Path, data: Path, base: dict[str, str], token: str,
+                  home: Any) -> tuple[Path, dict[str, str], Any]:
     """The same server's data served over https (a second process), and a home forwarding to
     it with no ca_file: its certificate is trusted through the system store, which
     SSL_CERT_FILE (the system bundle plus the test CA) makes the one loaded."""
     import ssl
 
-    import httpx
     import trustme
-    from tests.server.helpers import free_port
+    from tests.server.helpers import ServerProc
 
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
@@ -185,29 +183,16 @@ def _https_server(t: Path, data: Path, base: dict[str, str], token: str, corral:
     bundle = t / "bundle.pem"
     system = ssl.get_default_verify_paths().openssl_cafile
     bundle.write_bytes(Path(system).read_bytes() + ca.cert_pem.bytes())
-    port = free_port()
-    proc = subprocess.Popen([PY, "-m", "corral", "server", "run", "--data", str(data),
-                             "--listen", f"127.0.0.1:{port}", "--tls-cert",
-                             str(t / "tls-cert.pem"), "--tls-key", str(t / "tls-key.pem")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"https://127.0.0.1:{port}"
-    ctx = ssl.create_default_context(cafile=str(bundle))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", verify=ctx, timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    srv = ServerProc(data, tls=(t / "tls-cert.pem", t / "tls-key.pem"),
+                     verify=ssl.create_default_context(cafile=str(bundle)))
+    url = srv.url
     env = {**base, "SSL_CERT_FILE": str(bundle)}
     h: Path = home("forwarding-https")
     (h / "config.toml").write_text(f'[server]\nurl = "{url}"\n[credentials]\nstore = "file"\n')
     subprocess.run([PY, "-m", "corral", "login", "--ingest-token", "--server", url],
                    env={**env, "CORRAL_HOME": str(h)}, input=token + "\n", text=True,
                    check=True, capture_output=True)
-    return h, env, proc
+    return h, env, srv
 
 
 if __name__ == "__main__":

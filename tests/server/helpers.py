@@ -144,19 +144,26 @@ def token(data: Path, scope: str, database: str | None = None) -> str:
 
 
 class ServerProc:
-    def __init__(self, data: Path, database: str | None = None) -> None:
+    """``corral server run`` on a free loopback port, once /healthz answers. ``tls``: (cert
+    file, key file) to serve https, checked with ``verify`` (an ssl context trusting them)."""
+
+    def __init__(self, data: Path, database: str | None = None,
+                 tls: tuple[Path, Path] | None = None, verify: Any = True) -> None:
         self.data = data
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "corral", "server", "run", "--data", str(data),
                 "--listen", f"127.0.0.1:{self.port}"]
         if database:
             args += ["--database", database]
+        if tls:
+            args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1,
+                             verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import trustme
 
-from tests.server.helpers import corral, forward_request, free_port, journal, token
+from tests.server.helpers import ServerProc, corral, forward_request, journal, token
 
 
 def test_init_refuses_to_overwrite_and_key_is_private(tmp_path: Path) -> None:
@@ -50,33 +50,19 @@ def test_tls(tmp_path: Path) -> None:
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "corral", "server", "run", "--data",
-                             str(data), "--listen", f"127.0.0.1:{port}", "--tls-cert",
-                             str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
-                            stderr=subprocess.PIPE)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    srv = ServerProc(data, tls=(tmp_path / "cert.pem", tmp_path / "key.pem"), verify=ctx)
     try:
-        ctx = ssl.create_default_context()
-        ca.configure_trust(ctx)
-        url = f"https://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                httpx.get(url + "/healthz", verify=ctx, timeout=1)
-                break
-            except httpx.HTTPError:
-                import time
-
-                time.sleep(0.05)
+        url = srv.url
+        assert url.startswith("https://127.0.0.1:")
         r = httpx.post(url + "/v1/logs", content=forward_request(journal(tmp_path, 3)),
                        verify=ctx, headers={"Authorization": f"Bearer {tok}",
                                             "Content-Type": "application/x-protobuf"})
         assert r.status_code == 200
         assert httpx.get(url + "/healthz", verify=ctx).json()["size"] == 3
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        if proc.stderr:
-            proc.stderr.close()
+        srv.stop()
 
 
 def test_server_never_imports_the_machine_side() -> None:
