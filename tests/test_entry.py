@@ -83,3 +83,80 @@ def test_one_shot_paths_collect_cycles_less_often_the_full_cli_as_usual(tmp_path
     full = subprocess.run([sys.executable, "-c", code, "doctor", "--json"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert full.stdout.split()[-2:] == ["True", "700"], full.stdout[-300:] + full.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fake_env(tmp_path: Path, *, pth: str = "", system_site: bool = False) -> tuple[Path, Path]:
+    """A virtual environment holding bin/corral as setup installs it (``#!... -S``), with corral
+    and its dependencies reached through .pth files, and a sitecustomize that leaves a mark
+    when ``site`` runs. Returns (the command, the mark)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    if system_site:
+        cfg = venv / "pyvenv.cfg"
+        cfg.write_text(cfg.read_text().replace("include-system-site-packages = false",
+                                               "include-system-site-packages = true"))
+    site_dir = next((venv / "lib").glob("python3*/site-packages"))
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    mark = tmp_path / "site-ran"
+    (custom / "sitecustomize.py").write_text(f"open({str(mark)!r}, 'w').close()\n")
+    import sysconfig
+
+    import corral
+
+    deps = Path(sysconfig.get_paths()["purelib"])  # typer and the rest, for the full CLI
+    src = Path(corral.__file__).parent.parent
+    (site_dir / "paths.pth").write_text(f"# comment\n{src}\n{deps}\n{custom}\n")
+    (site_dir / "distutils-precedence.pth").write_text("import os; os.environ.get('X')\n")
+    if pth:
+        (site_dir / "extra.pth").write_text(pth)
+    script = ROOT / "bin" / "corral"
+    text = script.read_text().split("\n", 1)[1]
+    cmd = venv / "bin" / "corral"
+    cmd.write_text(f"#!{venv / 'bin' / 'python'} -S\n{text}")
+    cmd.chmod(0o755)
+    return cmd, mark
+
+
+def _policy_check(cmd: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    rules = tmp_path / "r.rules"
+    rules.write_text('prefix_rule(pattern=["git", "push"], decision="forbidden")\n')
+    env = {"CORRAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    return subprocess.run([str(cmd), "policy", "check", "-r", str(rules), "--", "git", "push"],
+                          capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+
+
+def test_the_command_skips_site_on_a_one_shot_path_and_runs_it_for_the_full_cli(
+        tmp_path: Path) -> None:
+    """bin/corral starts without ``site`` (~2 ms of every agent action) and puts the
+    environment's paths on sys.path itself: the one-shot path finds corral through a .pth file
+    without site having run; the full CLI (typer, from the environment) runs site first."""
+    cmd, mark = _fake_env(tmp_path)
+    got = _policy_check(cmd, tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert '"decision":"forbidden"' in got.stdout
+    assert not mark.exists()
+    full = subprocess.run([str(cmd), "doctor", "--help"], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert full.returncode == 0, full.stderr
+    assert "Usage:" in full.stdout
+    assert mark.exists()
+
+
+def test_a_pth_file_that_runs_code_or_system_packages_get_site_as_usual(tmp_path: Path) -> None:
+    """Where the script cannot tell what site would do (a .pth line that runs code other than
+    setuptools' distutils shim, an environment that also sees the system's packages), site
+    runs before anything else, on the one-shot paths too."""
+    cmd, mark = _fake_env(tmp_path / "a", pth="import os\n")
+    got = _policy_check(cmd, tmp_path / "a")
+    assert got.returncode == 0, got.stderr
+    assert mark.exists()
+    cmd, mark = _fake_env(tmp_path / "b", system_site=True)
+    got = _policy_check(cmd, tmp_path / "b")
+    assert got.returncode == 0, got.stderr
+    assert mark.exists()

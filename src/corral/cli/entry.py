@@ -40,6 +40,16 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
+def ensure_site() -> None:
+    """Run ``site`` if the interpreter started without it (bin/corral's ``-S``, which only the
+    one-shot paths may skip): the full CLI, its plugins and whatever it starts in-process see
+    the same ``sys.path``, .pth files and sitecustomize as any Python program."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
 def main() -> None:
     try:
         try:
@@ -90,6 +100,7 @@ def _main(argv: list[str]) -> None:
         if status is not None:
             exit_now(status)
     gc.set_threshold(*default_gc)
+    ensure_site()
     from corral.cli.app import main as full_main
 
     full_main()
