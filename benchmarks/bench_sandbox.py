@@ -107,6 +107,9 @@ def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:
         sb._cleanup(lay)
 
 
+CODEX_WRITE = "codex sandbox -c sandbox_mode=workspace-write -- true (native)"
+CORRAL_READ = "corral sandbox -P :read-only -- true"
+
 # what bin/corral (the installed ``corral`` command) runs
 _ENTRY = "import sys; from corral.cli.entry import main; sys.argv[0] = 'corral'; " \
          "sys.exit(main())"
@@ -127,8 +130,14 @@ def whole_process(ws: Path, home: Path, runs: int, peers: bool = True,
             str(CORRAL), "exec", "--approval-policy", "never", "--", "true"],
     }
     if peers:
-        cases["codex sandbox -- true (native)"] = [
-            require_peer("codex", CODEX_NATIVE), "sandbox", "--", "true"]
+        codex = require_peer("codex", CODEX_NATIVE)
+        cases["codex sandbox -- true (native)"] = [codex, "sandbox", "--", "true"]
+        # The defaults differ: codex's is read-only (nothing writable, so no protected
+        # paths to mount in a writable root), corral's writes the workspace. Each mode is
+        # also measured against the other tool in the same mode.
+        cases[CODEX_WRITE] = [codex, "sandbox", "-c", 'sandbox_mode="workspace-write"',
+                              "--", "true"]
+        cases[CORRAL_READ] = [str(CORRAL), "sandbox", "-P", ":read-only", "--", "true"]
         require_peer("rg (for srt)", shutil.which("rg"), "apt-get install ripgrep")
         require_peer("socat (for srt)", shutil.which("socat"), "apt-get install socat")
         cases["srt -c true"] = [require_peer("srt", srt), "-c", "true"]
@@ -197,6 +206,10 @@ def main() -> None:
             if "codex sandbox -- true (native)" in med:
                 print(f"{label} / codex: {ours / med['codex sandbox -- true (native)']:.2f}x "
                       f"(goal <= 1.0x)")
+            if CODEX_WRITE in med:
+                print(f"same mode, workspace-write: {label} / codex: "
+                      f"{ours / med[CODEX_WRITE]:.2f}x; read-only: {CORRAL_READ} / codex: "
+                      f"{med[CORRAL_READ] / med['codex sandbox -- true (native)']:.2f}x")
             if "srt -c true" in med:
                 print(f"{label} / srt: {ours / med['srt -c true']:.2f}x (goal < 1.0x)")
     print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))

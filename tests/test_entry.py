@@ -160,3 +160,52 @@ def test_a_pth_file_that_runs_code_or_system_packages_get_site_as_usual(tmp_path
     got = _policy_check(cmd, tmp_path / "b")
     assert got.returncode == 0, got.stderr
     assert mark.exists()
+
+
+def test_deferred_modules_load_on_first_use_and_then_are_the_real_modules() -> None:
+    """``corral sandbox``/``corral exec`` enter ipaddress and locale as stand-ins: a plain
+    run never loads them; the first lookup does, from-imports and isinstance work, later
+    importers get the real module, and the stand-in follows the module's state."""
+    code = (
+        "import sys\n"
+        "from corral.cli.entry import defer_unused_modules\n"
+        "defer_unused_modules()\n"
+        "import pathlib, subprocess, ipaddress, locale\n"
+        "print(type(sys.modules['ipaddress']).__name__, type(sys.modules['locale']).__name__)\n"
+        "from ipaddress import ip_address\n"
+        "addr = ip_address('127.0.0.1')\n"
+        "print(isinstance(addr, ipaddress.IPv4Address), addr.is_loopback)\n"
+        "import ipaddress as again\n"
+        "print(type(again).__name__, again is not ipaddress, again.IPv4Address is "
+        "ipaddress.IPv4Address)\n"
+        "again.MARK = 1\n"
+        "print(ipaddress.MARK, bool(locale.getpreferredencoding(False)))\n"
+        "out = subprocess.run(['echo', 'text'], capture_output=True, text=True).stdout\n"
+        "print(out.strip())\n"
+    )
+    got = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split("\n")[:-1] == ["Deferred Deferred", "True True", "module True True",
+                                          "1 True", "text"]
+
+
+def test_the_sandbox_path_leaves_the_deferred_modules_unloaded(tmp_path: Path) -> None:
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print(sorted(n for n in ('ipaddress', 'locale') "
+            "if type(sys.modules.get(n)).__name__ == 'module'), flush=True))\n"
+            "sys.argv = ['corral', 'sandbox', '--', 'true']\n"
+            "from corral.cli.entry import main\n"
+            "main()\n")
+    env = {**os.environ, "HOME": str(tmp_path), "CORRAL_HOME": str(tmp_path / ".corral")}
+    import sysconfig
+
+    # as bin/corral starts it: without site (which imports locale itself), with the
+    # environment's packages (pyseccomp) on the path
+    path = f"{ROOT / 'src'}:{sysconfig.get_paths()['purelib']}"
+    # the first run in a fresh home probes bwrap and compiles the seccomp filter (both cached)
+    runs = [subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path, env={**env, "PYTHONPATH": path})
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert runs[1].stdout.strip() == "[]"

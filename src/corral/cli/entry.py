@@ -40,6 +40,39 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
+# ``pathlib`` imports ``urllib.parse``, which imports ``ipaddress`` (~0.8 ms here); ``subprocess``
+# imports ``locale`` (~0.6 ms), needed only for text-mode pipes. ``corral sandbox`` and
+# ``corral exec`` use neither, and an agent pays for every command it runs (issue 20 item 3).
+DEFERRED_MODULES = ("ipaddress", "locale")
+if TYPE_CHECKING:
+    from types import ModuleType
+else:
+    ModuleType = type(sys)  # types.ModuleType without importing types (the policy check does not)
+
+
+class Deferred(ModuleType):
+    """A standard-library module entered in ``sys.modules`` before anything imports it: the
+    first attribute looked up on it imports the real module, which then takes its place in
+    ``sys.modules``; every lookup on the stand-in is answered by the real module, so whoever
+    holds it sees the module's current state (what ``importlib.util.LazyLoader`` does, without
+    importing ``importlib.util``)."""
+
+    def __getattr__(self, name: str) -> object:
+        module_name = ModuleType.__getattribute__(self, "__name__")
+        if sys.modules.get(module_name) is self:
+            del sys.modules[module_name]
+        import importlib
+
+        return getattr(importlib.import_module(module_name), name)
+
+
+def defer_unused_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
+    """Stand-ins (``Deferred``) for ``names`` not imported yet; for the one-shot paths."""
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = Deferred(name)
+
+
 def ensure_site() -> None:
     """Run ``site`` if the interpreter started without it (bin/corral's ``-S``, which only the
     one-shot paths may skip): the full CLI, its plugins and whatever it starts in-process see
@@ -87,6 +120,8 @@ def _main(argv: list[str]) -> None:
         from corral.rules.check_fast import main as check_main
 
         exit_now(check_main(argv[2:]))
+    if "exec" in argv or "sandbox" in argv:
+        defer_unused_modules()
     if "exec" in argv:
         from corral.cli.exec_fast import main as exec_main
 
