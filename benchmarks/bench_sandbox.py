@@ -71,11 +71,12 @@ def report(title: str, res: dict[str, list[float]], cpu: bool = False) -> None:
     but only for processes: a warm-process case runs in this one)."""
     print(f"\n{title}")
     extra = f" {'cpu ms':>7} |" if cpu else ""
-    print(f"| {'case':<44} | {'median ms':>9} | {'min ms':>7} | {'max ms':>7} |{extra}")
-    print(f"|{'-' * 46}|{'-' * 11}|{'-' * 9}|{'-' * 9}|" + ("-" * 9 + "|" if cpu else ""))
+    w = max(44, *(len(name) for name in res))
+    print(f"| {'case':<{w}} | {'median ms':>9} | {'min ms':>7} | {'max ms':>7} |{extra}")
+    print(f"|{'-' * (w + 2)}|{'-' * 11}|{'-' * 9}|{'-' * 9}|" + ("-" * 9 + "|" if cpu else ""))
     for name, t in res.items():
         c = f" {statistics.median(CPU_MS[name]):>7.2f} |" if cpu else ""
-        print(f"| {name:<44} | {statistics.median(t):>9.2f} | {min(t):>7.2f} | {max(t):>7.2f} |{c}")
+        print(f"| {name:<{w}} | {statistics.median(t):>9.2f} | {min(t):>7.2f} | {max(t):>7.2f} |{c}")
 
 
 def warm_process(ws: Path, runs: int) -> dict[str, list[float]]:

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from corral.errors import CorralError
 from corral.sandbox import EnvPolicy, build_env, build_plan, explain_stderr, plan_from_config
 from corral.sandbox.capabilities import checks, landlock_abi
-from corral.sandbox.profiles import Access, FsEntry, effective_access, normalise, resolve_profile
+from corral.sandbox.profiles import (
+    Access,
+    FsEntry,
+    NetworkMode,
+    effective_access,
+    normalise,
+    resolve_profile,
+)
 from corral.sandbox.seatbelt import glob_regex, profile_text
 
 # -- profiles -----------------------------------------------------------------------------
@@ -305,3 +312,22 @@ def test_network_precedence(tmp_path: Path) -> None:
     cfg = _Cfg({"sandbox": {"network": "host"}})
     assert plan_from_config(cfg, tmp_path).network.mode.value == "host"
     assert plan_from_config(cfg, tmp_path, profile=":read-only").network.mode.value == "none"
+
+
+def test_the_seccomp_cache_key_is_the_same_in_every_process_and_names_its_spec() -> None:
+    """The cached filter's file name: equal across processes whatever their hash seed (a str's
+    hash is not), different for each mode and for the proxy's AF_UNIX variant."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from corral.sandbox.seccomp import _spec_key\n"
+            "from corral.sandbox.profiles import NetworkMode\n"
+            "print(' '.join(_spec_key(m, u) for m in NetworkMode for u in (False, True)))")
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed},
+                           timeout=60).stdout
+            for seed in ("0", "1", "random")}
+    assert len(keys) == 1
+    names = keys.pop().split()
+    assert len(names) == len(set(names)) == 2 * len(list(NetworkMode))
