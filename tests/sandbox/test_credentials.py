@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.errors import CorralError
 from corral.sandbox.credentials import CATALOGUE, Credential, expand, markdown_table
@@ -229,3 +231,35 @@ def test_config_and_requirements_files_extend_the_catalogue_through_the_cli(box:
     assert seen[paths[0]] != "secret-.corp/sso.json"  # enforced
     assert seen[paths[1]] != "secret-.mytool/token"   # added by the user
     assert seen[paths[2]] == "secret-.pgpass"         # re-allowed by the profile
+
+
+_NAMES = ["a", ".a", "ab", "b.key", ".hidden_key", "ssh_host_rsa_key", "ssh_host_rsa_key.pub",
+          "x[1]", "sub"]
+
+
+@given(st.lists(st.sampled_from(["a", "b", ".", "*", "?", "[", "]", "!", "_key", "/", "dir/",
+                                  "**", "ssh_host_"]), min_size=1, max_size=6).map("".join),
+       st.booleans())
+def test_iglob_matches_glob_whatever_the_pattern(tmp_path_factory: pytest.TempPathFactory,
+                                                 pattern: str, relative: bool) -> None:
+    """``profiles.iglob`` lists one directory itself when only the last component has
+    wildcards; whatever the pattern, it finds what glob.iglob(recursive, include_hidden) does."""
+    import glob
+
+    from corral.sandbox.profiles import iglob
+
+    root = tmp_path_factory.mktemp("g")
+    for name in _NAMES:
+        (root / name).write_text("")
+    (root / "dir").mkdir()
+    for name in _NAMES:
+        (root / "dir" / name).write_text("")
+    full = pattern if relative else f"{root}/{pattern}"
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        want = sorted(glob.iglob(full, recursive=True, include_hidden=True))
+        got = sorted(iglob(full))
+    finally:
+        os.chdir(cwd)
+    assert got == want

@@ -21,7 +21,7 @@ from pathlib import Path
 from corral.errors import CorralError
 from corral.record import Frozen
 from corral.sandbox.locked import Locked, is_file_placeholder
-from corral.sandbox.profiles import ROOT, Access, FsEntry, has_glob
+from corral.sandbox.profiles import ROOT, Access, FsEntry, has_glob, iglob
 from corral.sandbox.protected import is_placeholder
 
 
@@ -297,11 +297,9 @@ def _ours(p: Path) -> bool:
 def found(home: Path, env: Mapping[str, str], entries: Iterable[Credential] = CATALOGUE
           ) -> list[tuple[Credential, Path]]:
     """The catalogue's paths that exist on this machine (globs expanded)."""
-    import glob
-
     out: list[tuple[Credential, Path]] = []
     for c, p, _ in resolve(entries, home, env):
-        hits = glob.glob(p, include_hidden=True) if has_glob(p) else [p]
+        hits = list(iglob(p)) if has_glob(p) else [p]
         out += [(c, Path(h)) for h in hits if os.path.lexists(h)]
     return out
 

@@ -27,7 +27,15 @@ from corral.sandbox.leftovers import marker_args, new_run_id
 from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
 from corral.sandbox.process import SandboxedProcess, tee, tee_then_wait, wait_interruptible
-from corral.sandbox.profiles import ROOT, Access, FsEntry, NetworkMode, is_under, normalise
+from corral.sandbox.profiles import (
+    ROOT,
+    Access,
+    FsEntry,
+    NetworkMode,
+    iglob,
+    is_under,
+    normalise,
+)
 from corral.sandbox.protected import (
     Protected,
     create_placeholder,
@@ -253,10 +261,8 @@ class Sandbox:
         out: list[FsEntry] = []
         if not self.plan.deny_read_globs:
             return out
-        import glob
-
         for pattern in self.plan.deny_read_globs:
-            for hit in glob.iglob(pattern, recursive=True, include_hidden=True):
+            for hit in iglob(pattern):
                 out.append(FsEntry(Path(os.path.normpath(hit)), Access.DENY, literal=False))
         return out
 

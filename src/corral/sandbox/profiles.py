@@ -7,8 +7,9 @@ turns patterns into concrete paths once, so the launcher only has to order mount
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 
@@ -202,6 +203,26 @@ def has_glob(pattern: str) -> bool:
     return "*" in pattern or "?" in pattern or "[" in pattern
 
 
+def iglob(pattern: str) -> Iterator[str]:
+    """``glob.iglob(pattern, recursive=True, include_hidden=True)``. A pattern with wildcards
+    in its last component only (the credential catalogue's ``/etc/ssh/ssh_host_*_key``, expanded
+    at every spawn) is matched against one directory listing, as glob does, without importing
+    glob (~0.3 ms of every ``corral sandbox`` here; fnmatch comes with pathlib)."""
+    head, tail = os.path.split(pattern)
+    if has_glob(head) or "**" in tail or not has_glob(tail):
+        import glob
+
+        yield from glob.iglob(pattern, recursive=True, include_hidden=True)
+        return
+    try:
+        with os.scandir(head or os.curdir) as listing:
+            names = [e.name for e in listing]
+    except OSError:
+        return
+    for name in fnmatch.filter(names, tail):
+        yield os.path.join(head, name)
+
+
 def _expand_user(pattern: str, ctx: ResolveContext) -> str:
     if pattern == "~" or pattern.startswith("~/"):
         return str(ctx.home) + pattern[1:]
@@ -234,10 +255,8 @@ def expand_pattern(pattern: str, ctx: ResolveContext) -> list[tuple[Path, bool]]
         text = os.path.join(ctx.cwd, text)
     if not has_glob(text):
         return [(Path(os.path.normpath(text)), True)]
-    import glob
-
     out: list[tuple[Path, bool]] = []
-    for i, hit in enumerate(glob.iglob(text, recursive=True, include_hidden=True)):
+    for i, hit in enumerate(iglob(text)):
         if i >= ctx.glob_limit:
             raise CorralError(
                 "sandbox", f"filesystem pattern {pattern!r} matches more than "
