@@ -1,0 +1,12 @@
+"""Settings for the whole suite."""
+
+from __future__ import annotations
+
+import signal
+
+# A shell without job control starts a background command (`./.ci/run &`, nohup) with SIGINT
+# ignored, and an ignored signal stays ignored across exec: every process a test starts would
+# then shrug off the Ctrl-C that the interrupt tests send (tests/sandbox/test_cli.py,
+# tests/approvals/test_properties.py). Handled here, it is back to the default in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
