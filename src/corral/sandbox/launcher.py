@@ -538,8 +538,7 @@ class Sandbox:
                     raise refusal from None
 
         # no cgroup to hold what a killed run leaves: the run is noted (``leftovers``)
-        runs = str(self.plan.corral_home / "state" / "sandbox-runs")
-        run_note = leftovers.note(runs, lay.run_id) if lay is not None and cgroup is None else None
+        run_note = self._note_run(lay) if lay is not None and cgroup is None else None
 
         # Sharing the terminal, bwrap and proxyinit are in its foreground process group: they
         # start with Ctrl-C / Ctrl-\ ignored so those reach only the command, which proxyinit
@@ -566,7 +565,7 @@ class Sandbox:
                     pidcap.remove_cgroup(cgroup, 0)
                 cgroup = ready = None
                 if lay is not None:
-                    run_note = leftovers.note(runs, lay.run_id)
+                    run_note = self._note_run(lay)
                 proc = start()
         except BaseException:
             if lay is not None:
@@ -595,6 +594,10 @@ class Sandbox:
         proc.corral_run_id = lay.run_id if lay is not None else ""
         proc.corral_run_note = run_note
         return proc
+
+    def _note_run(self, lay: _Layout) -> str | None:
+        """Note a run that has no cgroup (``leftovers.note``); the note's path."""
+        return leftovers.note(str(self.plan.corral_home / "state" / "sandbox-runs"), lay.run_id)
 
     def _uncapped(self, exc: OSError) -> CorralError | None:
         """No cgroup for this spawn: the refusal if the cap was asked for, else None after a

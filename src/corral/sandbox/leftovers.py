@@ -95,9 +95,10 @@ def _alive(pid: str, stamp: str) -> bool:
     return process_start(pid) == stamp.split(" ")[-1]
 
 
-def register(runs_dir: str, run_id: str) -> str | None:
-    """Note a run before its bwrap starts (see the module's docstring); the note's path, or
-    None when it cannot be written (then only this corral can end what its run leaves)."""
+def register(runs_dir: str, run_id: str, stamp: str) -> str | None:
+    """Note a run before its bwrap starts (see the module's docstring), as this process's
+    ``stamp``; the note's path, or None when it cannot be written (then only this corral can
+    end what its run leaves)."""
     path = f"{runs_dir}/{run_id}"
     try:
         os.makedirs(runs_dir, mode=0o700, exist_ok=True)
@@ -105,7 +106,7 @@ def register(runs_dir: str, run_id: str) -> str | None:
     except OSError:
         return None
     try:
-        os.write(fd, _self_stamp().encode())
+        os.write(fd, stamp.encode())
     finally:
         os.close(fd)
     return path
@@ -117,15 +118,15 @@ def unregister(path: str) -> None:
         os.unlink(path)
 
 
-def sweep(runs_dir: str) -> int:
+def sweep(runs_dir: str, stamp: str) -> int:
     """End what is left of noted runs whose corral is gone, and drop their notes; how many
-    processes were killed. Notes of another pid namespace are left alone: its pids mean
-    other processes here."""
+    processes were killed. Notes of another pid namespace than this process's ``stamp`` are
+    left alone: its pids mean other processes here."""
     try:
         names = os.listdir(runs_dir)
     except OSError:
         return 0
-    ns = _self_stamp().split(" ")[0]
+    ns = stamp.split(" ")[0]
     if not ns:
         return 0  # no /proc to tell a live corral from a gone one, nor to find what is left
     killed = 0
@@ -145,8 +146,9 @@ def sweep(runs_dir: str) -> int:
 
 def note(runs_dir: str, run_id: str) -> str | None:
     """Before a run without a cgroup: sweep what gone corrals left, then note this run."""
-    sweep(runs_dir)
-    return register(runs_dir, run_id)
+    stamp = _self_stamp()
+    sweep(runs_dir, stamp)
+    return register(runs_dir, run_id, stamp)
 
 
 def kill_marked(run_id: str) -> int:
