@@ -92,9 +92,9 @@ class BackgroundForwarder:
         except Exception as exc:  # no server, no token: idle, and `corral forward` says why
             self.last_error = str(exc)
             return
-        early = tls is not None and tls[:2] == (settings.url, settings.ca_file)
-        fwd = Forwarder(settings, self._journal, home=self._home,
-                        tls=tls[2] if tls is not None and early else None)
+        early = tls[2] if tls is not None and tls[:2] == (settings.url, settings.ca_file) \
+            else None  # made for the server the settings name: else the forwarder makes its own
+        fwd = Forwarder(settings, self._journal, home=self._home, tls=early)
         backoff = Backoff()
         checkin_every = _checkin_interval(self._home, settings.url)
         try:
