@@ -55,19 +55,18 @@ class Deferred(ModuleType):
     first attribute looked up on it imports the real module, which then takes its place in
     ``sys.modules``; every lookup on the stand-in is answered by the real module, so whoever
     holds it sees the module's current state (what ``importlib.util.LazyLoader`` does, without
-    importing ``importlib.util``)."""
+    importing importlib)."""
 
     def __getattr__(self, name: str) -> object:
         module_name = ModuleType.__getattribute__(self, "__name__")
         if sys.modules.get(module_name) is self:
             del sys.modules[module_name]
-        import importlib
-
-        return getattr(importlib.import_module(module_name), name)
+        return getattr(__import__(module_name), name)  # top-level: __import__ returns it
 
 
 def defer_unused_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
-    """Stand-ins (``Deferred``) for ``names`` not imported yet; for the one-shot paths."""
+    """Stand-ins (``Deferred``) for ``names`` (top-level modules) not imported yet; for the
+    one-shot paths."""
     for name in names:
         if name not in sys.modules:
             sys.modules[name] = Deferred(name)
