@@ -190,9 +190,37 @@ def test_deferred_modules_load_on_first_use_and_then_are_the_real_modules() -> N
                                           "1 True", "text"]
 
 
+def test_a_deferred_submodule_serves_from_imports_and_its_package_until_first_call() -> None:
+    """``urllib.parse`` is deferred with ``quote_from_bytes`` forwarded (pathlib imports it
+    by name): importing pathlib and taking the function leaves the module unloaded; calling
+    it loads the real module, which then is the package's attribute and in ``sys.modules``;
+    a from-import of another name loads it too."""
+    code = (
+        "import sys\n"
+        "from corral.cli.entry import defer_unused_modules\n"
+        "defer_unused_modules()\n"
+        "import pathlib, urllib\n"
+        "from urllib.parse import quote_from_bytes\n"
+        "print(type(sys.modules['urllib.parse']).__name__, urllib.parse is "
+        "sys.modules['urllib.parse'], type(sys.modules['ntpath']).__name__)\n"
+        "print(pathlib.Path('/a b').as_uri(), quote_from_bytes(b'c d'))\n"
+        "real = sys.modules['urllib.parse']\n"
+        "print(type(real).__name__, urllib.parse is real, hasattr(real, '__path__'))\n"
+        "import ntpath\n"
+        "from ntpath import join\n"
+        "print(join('c:', 'x'), type(sys.modules['ntpath']).__name__)\n"
+    )
+    got = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split("\n")[:-1] == ["Deferred True Deferred", "file:///a%20b c%20d",
+                                          "module True False", "c:x module"]
+
+
 def test_the_sandbox_path_leaves_the_deferred_modules_unloaded(tmp_path: Path) -> None:
     code = ("import atexit, sys\n"
-            "atexit.register(lambda: print(sorted(n for n in ('ipaddress', 'locale') "
+            "atexit.register(lambda: print(sorted(n for n in ('ipaddress', 'locale', "
+            "'ntpath', 'urllib.parse') "
             "if type(sys.modules.get(n)).__name__ == 'module'), flush=True))\n"
             "sys.argv = ['corral', 'sandbox', '--', 'true']\n"
             "from corral.cli.entry import main\n"

@@ -40,36 +40,70 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
-# ``pathlib`` imports ``urllib.parse``, which imports ``ipaddress`` (~0.8 ms here); ``subprocess``
-# imports ``locale`` (~0.6 ms), needed only for text-mode pipes. ``corral sandbox`` and
-# ``corral exec`` use neither, and an agent pays for every command it runs (issue 20 item 3).
-DEFERRED_MODULES = ("ipaddress", "locale")
+# Standard-library modules the one-shot paths import without using, and an agent pays for
+# every command it runs (issue 20 item 3). ``pathlib`` imports ``ntpath`` (~0.25 ms here, for
+# Windows paths) and ``urllib.parse`` (~0.8 ms, for ``Path.as_uri``; itself importing
+# ``ipaddress``, ~0.8 ms); ``subprocess`` imports ``locale`` (~0.6 ms, for text-mode pipes).
+# Each name maps to the functions importers take by name (``from M import f``): the stand-in
+# has those as forwarders, so the from-import itself does not load the module.
+DEFERRED_MODULES: dict[str, tuple[str, ...]] = {
+    "ipaddress": (), "locale": (), "ntpath": (), "urllib.parse": ("quote_from_bytes",),
+}
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from types import ModuleType
 else:
     ModuleType = type(sys)  # types.ModuleType without importing types (the policy check does not)
 
 
+def _load(name: str) -> ModuleType:
+    """The real module ``name``, imported in place of its stand-in if need be."""
+    module = sys.modules.get(name)
+    if isinstance(module, Deferred):
+        del sys.modules[name]
+        __import__(name)
+        module = sys.modules[name]
+    assert module is not None
+    return module
+
+
 class Deferred(ModuleType):
     """A standard-library module entered in ``sys.modules`` before anything imports it: the
     first attribute looked up on it imports the real module, which then takes its place in
-    ``sys.modules``; every lookup on the stand-in is answered by the real module, so whoever
-    holds it sees the module's current state (what ``importlib.util.LazyLoader`` does, without
-    importing importlib)."""
+    ``sys.modules`` (and on its package); every lookup on the stand-in is answered by the real
+    module, so whoever holds it sees the module's current state (what
+    ``importlib.util.LazyLoader`` does, without importing importlib)."""
 
     def __getattr__(self, name: str) -> object:
-        module_name = ModuleType.__getattribute__(self, "__name__")
-        if sys.modules.get(module_name) is self:
-            del sys.modules[module_name]
-        return getattr(__import__(module_name), name)  # top-level: __import__ returns it
+        if name == "__path__":  # asked by every from-import; deferred modules are no packages
+            raise AttributeError(name)
+        return getattr(_load(ModuleType.__getattribute__(self, "__name__")), name)
 
 
-def defer_unused_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
-    """Stand-ins (``Deferred``) for ``names`` (top-level modules) not imported yet; for the
-    one-shot paths."""
-    for name in names:
-        if name not in sys.modules:
-            sys.modules[name] = Deferred(name)
+def _forwarder(module: str, function: str) -> Callable[..., object]:
+    def forward(*args: object, **kwargs: object) -> object:
+        fn: Callable[..., object] = getattr(_load(module), function)
+        return fn(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = function
+    return forward
+
+
+def defer_unused_modules(names: Mapping[str, tuple[str, ...]] = DEFERRED_MODULES) -> None:
+    """Stand-ins (``Deferred``) for the modules ``names`` not imported yet, for the one-shot
+    paths. A submodule's stand-in is also its package's attribute, as an import would make
+    it (the package itself is imported: ``urllib``'s is empty)."""
+    for name, functions in names.items():
+        if name in sys.modules:
+            continue
+        stand_in = Deferred(name)
+        for function in functions:
+            setattr(stand_in, function, _forwarder(name, function))
+        sys.modules[name] = stand_in
+        package, _, child = name.rpartition(".")
+        if package:
+            __import__(package)
+            setattr(sys.modules[package], child, stand_in)
 
 
 def ensure_site() -> None:
