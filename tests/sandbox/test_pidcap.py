@@ -186,7 +186,7 @@ def test_bwrap_starts_inside_its_cgroup_and_outlives_the_thread_that_started_it(
     sb.close()
     assert not os.path.exists(cg)
     if prepared is not None:
-        assert not prepared._thread.is_alive()  # released once bwrap was reaped
+        assert prepared._ended.is_set()  # released once bwrap was reaped
 
 
 @pytest.mark.parametrize("command", ["sandbox", "exec"])
@@ -246,7 +246,7 @@ def test_later_spawns_of_one_sandbox_find_their_cgroup_ready(box: Box) -> None:
     assert fourth is not None
     sb.close()  # lets it go: no thread or cgroup left behind by a closed sandbox
     assert pidcap._ready is None
-    assert not fourth._thread.is_alive() and not os.path.exists(fourth.cgroup)
+    assert fourth._ended.is_set() and not os.path.exists(fourth.cgroup)
 
 
 def test_a_one_shot_corral_sandbox_leaves_no_cgroup_behind_for_long(box: Box) -> None:
@@ -333,3 +333,24 @@ def test_the_sweep_ends_a_sandbox_a_gone_corral_left_running() -> None:
             p.wait()
         for cg in (*stale, *live):
             pidcap.remove_cgroup(str(cg))
+
+
+def test_latch_is_an_event_for_one_waiter() -> None:
+    """``pidcap.Latch`` (Ready's events without importing threading): unset waits time out,
+    a set one stays set for every later wait, setting twice is harmless, and a waiter
+    blocked on another thread is woken by the set."""
+    import _thread
+
+    latch = pidcap.Latch()
+    assert not latch.is_set() and latch.wait(0.01) is False
+    woke: list[bool] = []
+    _thread.start_new_thread(lambda: woke.append(latch.wait(10)), ())
+    time.sleep(0.05)
+    assert woke == []
+    latch.set()
+    latch.set()
+    deadline = time.monotonic() + 10
+    while not woke and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert woke == [True]
+    assert latch.is_set() and latch.wait(0) is True and latch.wait() is True

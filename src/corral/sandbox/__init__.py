@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         network_mode,
         plan_from_config,
     )
-    from corral.sandbox.process import SandboxedProcess
+    from corral.sandbox.popen import SandboxedProcess
     from corral.sandbox.profiles import Access, NetworkMode
 
 __all__ = [
@@ -42,7 +42,7 @@ _WHERE = {
     "Locked": "locked",
     "NetworkPlan": "plan", "SandboxPlan": "plan", "build_plan": "plan",
     "network_mode": "plan", "plan_from_config": "plan",
-    "SandboxedProcess": "process",
+    "SandboxedProcess": "popen",
     "Access": "profiles", "NetworkMode": "profiles",
 }
 

@@ -7,17 +7,14 @@ cached BPF into a pipe and execs bwrap.
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import fcntl
 import os
 import signal
 import stat
-import subprocess
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from threading import Lock
 
 from corral.errors import CorralError
 from corral.record import Record
@@ -26,7 +23,13 @@ from corral.sandbox.envpolicy import build_env
 from corral.sandbox.leftovers import marker_args, new_run_id
 from corral.sandbox.locked import Held, hold, release
 from corral.sandbox.plan import SandboxPlan
-from corral.sandbox.process import SandboxedProcess, tee, tee_then_wait, wait_interruptible
+from corral.sandbox.process import (
+    AfterExit,
+    DirectProcess,
+    tee,
+    tee_then_wait,
+    wait_interruptible,
+)
 from corral.sandbox.profiles import (
     ROOT,
     Access,
@@ -46,9 +49,15 @@ from corral.sandbox.seccomp import bpf_fd, build_bpf
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations only need it for mypy
 if TYPE_CHECKING:
-    from typing import IO, Any, ClassVar
+    from collections.abc import Callable
+    from typing import IO, Any, ClassVar, TypeVar
 
     from corral.sandbox.feedback import Violation
+    from corral.sandbox.popen import SandboxedProcess
+
+    P = TypeVar("P", bound=AfterExit)
+    # the command line, environment, descriptors to pass and working directory of one start
+    Starter = Callable[[list[str], dict[str, str], tuple[int, ...], str | None], P]
 
 
 PROXY_SOCKET = "/dev/corral/proxy.sock"  # inside the sandbox (/dev is bwrap's own tmpfs)
@@ -111,6 +120,23 @@ def _ancestors(path: str) -> list[str]:
     return [*out, "/"] if path != "/" else out
 
 
+def _popen_starter(popen: dict[str, Any]) -> Starter[SandboxedProcess]:
+    """Start with ``SandboxedProcess`` (a ``Popen``), ``popen`` its further arguments."""
+    from corral.sandbox.popen import SandboxedProcess
+
+    def start(cmd: list[str], env: dict[str, str], fds: tuple[int, ...],
+              workdir: str | None) -> SandboxedProcess:
+        return SandboxedProcess(cmd, env=env, pass_fds=fds, cwd=workdir, **popen)
+
+    return start
+
+
+def _on_main_thread() -> bool:
+    import threading  # only for a terminal shared through the managed proxy
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _which(name: str) -> str:
     import shutil
 
@@ -147,6 +173,8 @@ def _probe_bwrap(bwrap: str, cache: Path | None = None) -> str | None:
                 return None
         except OSError:
             pass
+    import subprocess  # only here: the probe's result is cached (a one-shot run skips both)
+
     try:
         p = subprocess.run(
             [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
@@ -159,9 +187,11 @@ def _probe_bwrap(bwrap: str, cache: Path | None = None) -> str | None:
         msg = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
         return f"bubblewrap cannot create user namespaces: {msg}"
     if cache is not None and key is not None:
-        with contextlib.suppress(OSError):
+        try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(key)
+        except OSError:
+            pass
     return None
 
 
@@ -181,7 +211,7 @@ class Sandbox:
         self._defer = defer_cleanup
         self._one_shot = one_shot
         self._pending: set[Any] = set()
-        self._pending_lock = Lock()
+        self._pending_lock = _thread.allocate_lock()
         self._atexit = False
         self.weaker_mode: str | None = None
         self.bwrap = plan.bwrap if os.path.exists(plan.bwrap) else _which("bwrap")
@@ -504,6 +534,31 @@ class Sandbox:
         ``env_extra`` is for corral's own per-call values (CORRAL_SESSION_ID, CORRAL_CALL_ID,
         TRACEPARENT); they bypass the environment policy.
         """
+        return self._launch(argv, cwd, env_extra, _popen_starter(popen))
+
+    def _direct_starter(self, capture_stderr: bool
+                        ) -> Starter[DirectProcess | SandboxedProcess]:
+        """For a process that runs this one command and ends, inheriting its stdin and
+        stdout: bwrap started with ``posix_spawn`` (``DirectProcess``). A command run
+        without bwrap (full access, an accepted weaker mode: a working directory to enter, a
+        PATH to search) gets the ``Popen``."""
+        def start(cmd: list[str], env: dict[str, str], fds: tuple[int, ...],
+                  workdir: str | None) -> DirectProcess | SandboxedProcess:
+            if workdir is None and os.path.isabs(cmd[0]):
+                return DirectProcess(cmd, env, fds, capture_stderr)
+            import subprocess
+
+            popen = {"stderr": subprocess.PIPE if capture_stderr else None}
+            return _popen_starter(popen)(cmd, env, fds, workdir)
+
+        return start
+
+    def _launch(self, argv: Sequence[str], cwd: str | Path | None,
+                env_extra: Mapping[str, str] | None, start: Starter[P]) -> P:
+        """Everything a spawn is, around ``start`` (which makes the process from its command
+        line, environment, descriptors to pass and working directory): environment policy,
+        layout and placeholders, seccomp descriptors, pids cgroup or run note, signals held
+        while a terminal is shared, and the run's duties once reaped (``AfterExit``)."""
         extra = dict(self.plan.network.proxy_env)  # proxy variables, once netproxy is wired
         extra.update(env_extra or {})
         env = build_env(self.plan.env_policy, os.environ, extra, sandboxed=not (
@@ -544,20 +599,18 @@ class Sandbox:
         # start with Ctrl-C / Ctrl-\ ignored so those reach only the command, which proxyinit
         # starts with the usual dispositions (without proxyinit, the command would inherit them).
         shield = (self._terminal_kept() and lay is not None
-                  and self.plan.network.mode is NetworkMode.PROXY
-                  and threading.current_thread() is threading.main_thread())
+                  and self.plan.network.mode is NetworkMode.PROXY and _on_main_thread())
         held = {s: signal.signal(s, signal.SIG_IGN)
                 for s in (signal.SIGINT, signal.SIGQUIT)} if shield else {}
 
-        def start() -> SandboxedProcess:
-            return SandboxedProcess(
-                cmd, env=env, pass_fds=fds,
-                cwd=str(cwd) if lay is None and cwd is not None else None, **popen,
-            )
+        workdir = str(cwd) if lay is None and cwd is not None else None
+
+        def begin() -> P:
+            return start(cmd, env, fds, workdir)
 
         try:
             try:
-                proc = start() if ready is None else ready.run(start)
+                proc = begin() if ready is None else ready.run(begin)
             except pidcap.NotEntered as exc:  # the job did not run
                 if (refusal := self._uncapped(exc)) is not None:
                     raise refusal from None
@@ -566,7 +619,7 @@ class Sandbox:
                 cgroup = ready = None
                 if lay is not None:
                     run_note = self._note_run(lay)
-                proc = start()
+                proc = begin()
         except BaseException:
             if lay is not None:
                 self._cleanup(lay)
@@ -626,8 +679,14 @@ class Sandbox:
         """Run to completion. stderr is passed on to ``stderr_sink`` (default: our stderr)
         while being scanned for sandbox denials, which come back as ``violations``."""
         sink = stderr_sink if stderr_sink is not None else sys.stderr
-        proc = self.spawn(argv, cwd, env_extra, stdin=stdin, stdout=stdout,
-                          stderr=subprocess.PIPE if explain else None)
+        proc: DirectProcess | SandboxedProcess
+        if self._one_shot and stdin is None and stdout is None:
+            proc = self._launch(argv, cwd, env_extra, self._direct_starter(explain))
+        else:
+            import subprocess
+
+            proc = self.spawn(argv, cwd, env_extra, stdin=stdin, stdout=stdout,
+                              stderr=subprocess.PIPE if explain else None)
         lines: list[str] = []
         if explain and proc.stderr is not None and self._one_shot:
             rc = tee_then_wait(proc, sink, lines)  # no second thread to start (~1-3 ms)

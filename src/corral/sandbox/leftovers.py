@@ -16,7 +16,6 @@ reaped; a note whose corral is gone is swept at the next spawn (``sweep``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 TYPE_CHECKING = False
@@ -114,8 +113,10 @@ def register(runs_dir: str, run_id: str, stamp: str) -> str | None:
 
 def unregister(path: str) -> None:
     """The run was reaped, and whatever its bwrap left was killed: drop its note."""
-    with contextlib.suppress(OSError):
+    try:
         os.unlink(path)
+    except OSError:
+        pass
 
 
 def sweep(runs_dir: str, stamp: str) -> int:

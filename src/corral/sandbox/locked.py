@@ -11,7 +11,6 @@ directory. The plan carries only ``Locked`` values; ``hold``/``release`` are the
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from pathlib import Path
@@ -173,8 +172,10 @@ def release(h: Held) -> str | None:
 def _give_back(path: Path, mode: int) -> None:
     """What somebody put into a placeholder is theirs: an ordinary mode, not ours (so later
     runs neither try to remove it again nor keep it read-only on the host)."""
-    with contextlib.suppress(OSError):
+    try:
         os.chmod(path, mode)
+    except OSError:
+        pass
 
 
 def symlinked(locked: tuple[Locked, ...]) -> list[Path]:

@@ -20,10 +20,9 @@ user set explicitly that cannot be enforced refuses the spawn; the default one i
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import itertools
 import os
-import threading
 import time
 
 from corral.record import Frozen
@@ -130,8 +129,10 @@ def _works(base: str) -> bool:
 
 
 def _rmdir_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:
@@ -188,8 +189,10 @@ def _remove_stale(base: str) -> None:
         # PID-START-N a run's, probe-PID a probe's (``_works``) whose corral was killed
         if e.name.startswith(_PREFIX) and e.is_dir(follow_symlinks=False) and \
                 _owner_gone(e.name[len(_PREFIX):].removeprefix("probe-").split("-")):
-            with contextlib.suppress(OSError):
+            try:
                 end_cgroup(e.path, wait=0.0)
+            except OSError:
+                pass
 
 
 def cap_for(limit: int | None) -> tuple[Mechanism, int] | None:
@@ -302,6 +305,35 @@ class NotEntered(OSError):
     """The thread could not move into the cgroup."""
 
 
+class Latch:
+    """``threading.Event``'s set and wait, on one ``_thread`` lock (held while unset): this
+    module is the first a one-shot run imports, and ``threading`` (~0.5 ms here) is needed by
+    nothing else there. Meant for one waiter at a time; any number may set it."""
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # set already
+            pass
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False if ``timeout`` seconds passed first."""
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            self._lock.release()  # still set for whoever waits next
+        except RuntimeError:  # a set() in between already released it
+            pass
+        return True
+
+
 class Ready:
     """A fresh pids cgroup with a thread of ours already moved into it (cgroup v1 only: v2
     keeps a process's threads in one cgroup). ``run(job)`` calls ``job`` on that thread, so
@@ -318,33 +350,36 @@ class Ready:
         self.base = base
         self.cgroup = new_cgroup(base, limit)
         self.limit = limit
-        self._go = threading.Event()
-        self._done = threading.Event()
-        self._release = threading.Event()
+        self._go = Latch()
+        self._done = Latch()
+        self._release = Latch()
+        self._ended = Latch()  # the thread's last step (a daemon thread: exit does not wait)
         self._job: Callable[[], object] | None = None
         self._result: object = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="corral-pidcap", daemon=True)
-        self._thread.start()
+        _thread.start_new_thread(self._main, ())
 
     def _main(self) -> None:
         try:
-            fd = os.open(f"{self.cgroup}/tasks", os.O_WRONLY | os.O_CLOEXEC)
             try:
-                os.write(fd, f"{threading.get_native_id()}\n".encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self._error = NotEntered(exc.errno, exc.strerror)
-        self._go.wait()
-        job = self._job
-        if job is not None and self._error is None:
-            try:
-                self._result = job()
-            except BaseException as exc:  # handed to the caller of run()
-                self._error = exc
-        self._done.set()
-        self._release.wait()
+                fd = os.open(f"{self.cgroup}/tasks", os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, f"{_thread.get_native_id()}\n".encode())
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                self._error = NotEntered(exc.errno, exc.strerror)
+            self._go.wait()
+            job = self._job
+            if job is not None and self._error is None:
+                try:
+                    self._result = job()
+                except BaseException as exc:  # handed to the caller of run()
+                    self._error = exc
+            self._done.set()
+            self._release.wait()
+        finally:
+            self._ended.set()
 
     def run(self, job: Callable[[], T]) -> T:
         """``job()`` on the thread inside the cgroup; its exception is raised here, and
@@ -367,7 +402,7 @@ class Ready:
         self._release.set()
         self._go.set()
         if wait:
-            self._thread.join()
+            self._ended.wait()
 
     def discard(self, wait: bool = False) -> None:
         """Not used: let the thread go; the cgroup is removed once empty (or by a later run's
@@ -376,14 +411,14 @@ class Ready:
         self._release.set()
         self._go.set()
         if wait:
-            self._thread.join()
+            self._ended.wait()
             remove_cgroup(self.cgroup)
-        elif not self._thread.is_alive():
+        elif self._ended.is_set():
             _rmdir_quietly(self.cgroup)
 
 
 _ready: Ready | None = None
-_ready_lock = threading.Lock()
+_ready_lock = _thread.allocate_lock()
 _at_exit = False
 
 

@@ -7,7 +7,6 @@ Computed at each spawn, because whether they exist changes between commands.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from pathlib import Path
@@ -195,10 +194,12 @@ def _hooks_paths(root: Path, gitdir: Path, home: Path | None) -> list[Path]:
     repository's config (locked, so stable for the run) and the user's global config: git runs
     hooks from there instead of ``.git/hooks``, so they are kept read-only the same way."""
     files = [gitdir / "config"]
-    with contextlib.suppress(OSError):
+    try:
         common = (gitdir / "commondir").read_text().strip()
-        if common:
-            files.append(Path(os.path.normpath(gitdir / common)) / "config")
+    except OSError:
+        common = ""
+    if common:
+        files.append(Path(os.path.normpath(gitdir / common)) / "config")
     h = home or Path(os.path.expanduser("~"))
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(h / ".config")
     files += [h / ".gitconfig", Path(xdg) / "git" / "config"]
@@ -244,8 +245,10 @@ def is_placeholder(path: Path) -> bool:
 
 def remove_placeholder(path: Path) -> None:
     if is_placeholder(path):
-        with contextlib.suppress(OSError):  # ENOTEMPTY if something was put inside: it stays
+        try:
             os.rmdir(path)
+        except OSError:  # ENOTEMPTY if something was put inside: it stays
+            pass
 
 
 def create_placeholder(path: Path) -> bool:
