@@ -131,6 +131,24 @@ def _popen_starter(popen: dict[str, Any]) -> Starter[SandboxedProcess]:
     return start
 
 
+def _direct_starter(capture_stderr: bool) -> Starter[DirectProcess | SandboxedProcess]:
+    """For a process that runs one command and ends, inheriting its stdin and stdout: bwrap
+    started with ``posix_spawn`` (``DirectProcess``). A command run without bwrap (full
+    access, an accepted weaker mode: a working directory to enter, a PATH to search) gets
+    the ``Popen``."""
+
+    def start(cmd: list[str], env: dict[str, str], fds: tuple[int, ...],
+              workdir: str | None) -> DirectProcess | SandboxedProcess:
+        if workdir is None and os.path.isabs(cmd[0]):
+            return DirectProcess(cmd, env, fds, capture_stderr)
+        import subprocess
+
+        popen = {"stderr": subprocess.PIPE if capture_stderr else None}
+        return _popen_starter(popen)(cmd, env, fds, workdir)
+
+    return start
+
+
 def _on_main_thread() -> bool:
     import threading  # only for a terminal shared through the managed proxy
 
@@ -536,23 +554,6 @@ class Sandbox:
         """
         return self._launch(argv, cwd, env_extra, _popen_starter(popen))
 
-    def _direct_starter(self, capture_stderr: bool
-                        ) -> Starter[DirectProcess | SandboxedProcess]:
-        """For a process that runs this one command and ends, inheriting its stdin and
-        stdout: bwrap started with ``posix_spawn`` (``DirectProcess``). A command run
-        without bwrap (full access, an accepted weaker mode: a working directory to enter, a
-        PATH to search) gets the ``Popen``."""
-        def start(cmd: list[str], env: dict[str, str], fds: tuple[int, ...],
-                  workdir: str | None) -> DirectProcess | SandboxedProcess:
-            if workdir is None and os.path.isabs(cmd[0]):
-                return DirectProcess(cmd, env, fds, capture_stderr)
-            import subprocess
-
-            popen = {"stderr": subprocess.PIPE if capture_stderr else None}
-            return _popen_starter(popen)(cmd, env, fds, workdir)
-
-        return start
-
     def _launch(self, argv: Sequence[str], cwd: str | Path | None,
                 env_extra: Mapping[str, str] | None, start: Starter[P]) -> P:
         """Everything a spawn is, around ``start`` (which makes the process from its command
@@ -681,7 +682,7 @@ class Sandbox:
         sink = stderr_sink if stderr_sink is not None else sys.stderr
         proc: DirectProcess | SandboxedProcess
         if self._one_shot and stdin is None and stdout is None:
-            proc = self._launch(argv, cwd, env_extra, self._direct_starter(explain))
+            proc = self._launch(argv, cwd, env_extra, _direct_starter(explain))
         else:
             import subprocess
 
