@@ -34,6 +34,19 @@ class Box:
     home: Path
     corral_home: Path
 
+    def cli(self, *args: str, stdin: str | None = None, system: Path | None = None,
+            extra_env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = (),
+            ) -> subprocess.CompletedProcess[str]:
+        """``python -m corral ARGS`` in the workspace, as a user runs it, with this box's
+        homes and no system config (unless ``system``)."""
+        env = dict(os.environ, CORRAL_HOME=str(self.corral_home), HOME=str(self.home),
+                   CORRAL_SYSTEM_DIR=str(system or self.home / "no-system"),
+                   **(extra_env or {}))
+        env.pop("TMPDIR", None)
+        return subprocess.run([sys.executable, "-m", "corral", *args], cwd=self.ws, env=env,
+                              input=stdin, capture_output=True, text=True, timeout=60,
+                              pass_fds=pass_fds)
+
     def sandbox(self, **kw: Any) -> Sandbox:
         kw.setdefault("exclude_slash_tmp", True)
         kw.setdefault("exclude_tmpdir", True)

@@ -15,17 +15,8 @@ from corral.sandbox import Sandbox, build_plan
 from tests.sandbox.conftest import Box
 
 
-def _cli(box: Box, *args: str, stdin: str | None = None, system: Path | None = None,
-         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
-               CORRAL_SYSTEM_DIR=str(system or box.home / "no-system"), **(extra_env or {}))
-    env.pop("TMPDIR", None)
-    return subprocess.run([sys.executable, "-m", "corral", *args], cwd=box.ws, env=env,
-                          input=stdin, capture_output=True, text=True, timeout=60)
-
-
 def test_exit_status_and_stdio_pass_through(box: Box) -> None:
-    r = _cli(box, "sandbox", "--", "sh", "-c", "cat; echo out; echo err >&2; exit 7",
+    r = box.cli("sandbox", "--", "sh", "-c", "cat; echo out; echo err >&2; exit 7",
              stdin="from-stdin\n")
     assert r.returncode == 7
     assert r.stdout == "from-stdin\nout\n"
@@ -33,21 +24,21 @@ def test_exit_status_and_stdio_pass_through(box: Box) -> None:
 
 
 def test_options_after_command_belong_to_the_command(box: Box) -> None:
-    r = _cli(box, "sandbox", "ls", "-a", "--profile")
+    r = box.cli("sandbox", "ls", "-a", "--profile")
     assert r.returncode != 0  # ls rejects --profile: it was not taken as ours
     assert "ls" in r.stderr
 
 
 def test_violation_line_for_protected_path(box: Box) -> None:
     (box.ws / ".git" / "hooks").mkdir(parents=True)
-    r = _cli(box, "sandbox", "--", "sh", "-c", "echo x > .git/hooks/pre-push")
+    r = box.cli("sandbox", "--", "sh", "-c", "echo x > .git/hooks/pre-push")
     assert r.returncode != 0
     assert ("corral: sandbox: blocked write to .git/hooks/pre-push "
             "(protected path inside writable root)") in r.stderr.splitlines()
 
 
 def test_violation_line_for_write_outside(box: Box) -> None:
-    r = _cli(box, "sandbox", "--", "sh", "-c", "touch /usr/corral-test-x")
+    r = box.cli("sandbox", "--", "sh", "-c", "touch /usr/corral-test-x")
     assert r.returncode != 0
     assert any(line.startswith("corral: sandbox: blocked write to ")
                and "outside the writable roots of profile :workspace" in line
@@ -55,22 +46,22 @@ def test_violation_line_for_write_outside(box: Box) -> None:
 
 
 def test_writable_root_flag_and_read_only_profile(box: Box) -> None:
-    r = _cli(box, "sandbox", "--writable-root", str(box.outside), "--", "touch",
+    r = box.cli("sandbox", "--writable-root", str(box.outside), "--", "touch",
              f"{box.outside}/ok")
     assert r.returncode == 0, r.stderr
-    r = _cli(box, "sandbox", "--profile", ":read-only", "--", "touch", "x")
+    r = box.cli("sandbox", "--profile", ":read-only", "--", "touch", "x")
     assert r.returncode != 0 and not (box.ws / "x").exists()
 
 
 def test_domain_flags_need_proxy_mode_and_valid_patterns(box: Box) -> None:
     for args, word in ((["--allow-domain", "example.com"], "--network proxy"),
                        (["--network", "proxy", "--allow-domain", "ex*ample.com"], "pattern")):
-        r = _cli(box, "sandbox", *args, "--", "true")
+        r = box.cli("sandbox", *args, "--", "true")
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("corral: "), r.stderr
         assert word in lines[0]
-    r = _cli(box, "sandbox", "--network", "wifi", "--", "true")
+    r = box.cli("sandbox", "--network", "wifi", "--", "true")
     assert r.returncode == 2 and "none, proxy or host" in r.stderr
 
 
@@ -79,7 +70,7 @@ def test_profile_forbidden_by_requirements(box: Box, tmp_path: Path) -> None:
     system.mkdir()
     (system / "requirements.toml").write_text(
         'allowed_permission_profiles = [":read-only", ":workspace"]\n')
-    r = _cli(box, "sandbox", "--profile", ":danger-full-access", "--", "true", system=system)
+    r = box.cli("sandbox", "--profile", ":danger-full-access", "--", "true", system=system)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "danger-full-access" in lines[0]
@@ -92,7 +83,7 @@ def test_user_profile_from_config(box: Box) -> None:
         '[permissions.tight]\nextends = ":workspace"\n'
         f'filesystem = {{ "{box.ws}/vendor" = "read" }}\n')
     (box.ws / "vendor").mkdir()
-    r = _cli(box, "sandbox", "--", "sh", "-c", "touch vendor/x; touch y")
+    r = box.cli("sandbox", "--", "sh", "-c", "touch vendor/x; touch y")
     assert not (box.ws / "vendor" / "x").exists()
     assert (box.ws / "y").exists(), r.stderr
 
@@ -100,7 +91,7 @@ def test_user_profile_from_config(box: Box) -> None:
 def test_env_policy_from_config(box: Box) -> None:
     (box.corral_home / "config.toml").write_text(
         '[shell_environment_policy]\ninherit = "core"\nset = { FOO = "bar" }\n')
-    r = _cli(box, "sandbox", "--", "env", extra_env={"EDITOR": "vi", "MY_TOKEN": "t0k3n"})
+    r = box.cli("sandbox", "--", "env", extra_env={"EDITOR": "vi", "MY_TOKEN": "t0k3n"})
     assert r.returncode == 0, r.stderr
     assert "FOO=bar" in r.stdout and "CORRAL_SANDBOX=1" in r.stdout
     assert "EDITOR=" not in r.stdout and "t0k3n" not in r.stdout
@@ -205,7 +196,7 @@ def test_ctrl_c_ends_sandbox_without_traceback(box: Box) -> None:
 
 
 def test_violation_line_for_blocked_network(box: Box) -> None:
-    r = _cli(box, "sandbox", "--", sys.executable, "-c",
+    r = box.cli("sandbox", "--", sys.executable, "-c",
              "import socket; socket.create_connection(('127.0.0.1', 9), 1)")
     assert r.returncode == 1
     assert "corral: sandbox: blocked network access (network mode 'none' of profile " \

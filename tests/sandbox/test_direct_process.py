@@ -69,7 +69,7 @@ def test_the_sandboxed_command_sees_the_same_signals_either_way(box: Box) -> Non
     """Through bwrap, the command's blocked signals are the same whether the run was started
     with posix_spawn (``corral sandbox``) or with Popen (``Sandbox.spawn``), and so are its
     ignored ones but glibc's two internal signals (installed by glibc on first use)."""
-    direct = _corral(box, "sandbox", "--", "/bin/sh", "-c", SIGNALS).stdout.splitlines()
+    direct = box.cli("sandbox", "--", "/bin/sh", "-c", SIGNALS).stdout.splitlines()
     popen = box.sh(SIGNALS).stdout.splitlines()
     assert len(direct) == 2 and len(popen) == 2
     assert _ignored(direct) == _ignored(popen) | GLIBC_INTERNAL
@@ -133,20 +133,12 @@ def test_a_failed_exec_raises_and_leaves_no_descriptor(tmp_path: Path) -> None:
     assert sorted(os.listdir("/proc/self/fd")) == before
 
 
-def _corral(box: Box, *args: str, pass_fds: tuple[int, ...] = ()
-            ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, CORRAL_HOME=str(box.corral_home), HOME=str(box.home),
-               CORRAL_SYSTEM_DIR=str(box.home / "no-system"))
-    return subprocess.run([sys.executable, "-m", "corral", *args], cwd=box.ws, env=env,
-                          capture_output=True, text=True, timeout=60, pass_fds=pass_fds)
-
-
 def test_corral_sandbox_keeps_its_callers_descriptors_out(box: Box) -> None:
     """An inheritable descriptor the caller handed corral (a pipe to the agent, a socket)
     does not reach the sandboxed command."""
     r, w = os.pipe()
     try:
-        got = _corral(box, "sandbox", "--", "/bin/sh", "-c",
+        got = box.cli("sandbox", "--", "/bin/sh", "-c",
                       "for f in /proc/$$/fd/*; do echo ${f##*/}; done", pass_fds=(r, w))
     finally:
         os.close(r)
