@@ -80,6 +80,7 @@ def main() -> None:
         work.mkdir()
         base = {k: v for k, v in os.environ.items() if k != "CORRAL_SERVER_TOKEN"}
         base["CORRAL_SYSTEM_DIR"] = str(t / "etc")
+        tls_srv = None
         try:
             def corral(home: Path, *a: str, stdin: str | None = None) -> str:
                 r = subprocess.run([PY, "-m", "corral", *a], env={**base, "CORRAL_HOME":
@@ -127,27 +128,24 @@ def main() -> None:
             p.communicate(timeout=60)
             print(f"{'corral exec -- true':<44} {'median ms':>9} {'min':>7} {'max':>7}")
             cases: dict[str, tuple[list[str], dict[str, str]]] = {}
+
+            def case(name: str, env: dict[str, str], h: Path, compare: bool) -> None:
+                """``corral exec -- true`` as the `corral` command starts it (`-m corral` adds
+                runpy's imports); with ``compare``, also from the ``--compare-src`` tree."""
+                trees = [(name, ROOT / "src")]
+                if compare and args.compare_src is not None:
+                    trees.append((f"{name} ({args.compare_src})", args.compare_src))
+                for label, src in trees:
+                    cases[label] = ([PY, "-c", ENTRY, "exec", "--", "true"],
+                                    {**env, "CORRAL_HOME": str(h), "PYTHONPATH": str(src)})
+
             for name, h in (("not enrolled", plain),
                             ("not enrolled, forwarding to the server", fwd_only),
                             ("enrolled, policy cache fresh", fresh),
                             ("enrolled, policy fetched every start", due),
                             ("enrolled, forced login verified", forced)):
-                # started as the `corral` command starts it (`-m corral` adds runpy's imports)
-                cases[name] = ([PY, "-c", ENTRY, "exec", "--", "true"],
-                               {**base, "CORRAL_HOME": str(h), "PYTHONPATH": str(ROOT / "src")})
-                if args.compare_src is not None and h in (plain, fwd_only):
-                    cases[f"{name} ({args.compare_src})"] = (
-                        [PY, "-c", ENTRY, "exec", "--", "true"],
-                        {**base, "CORRAL_HOME": str(h), "PYTHONPATH": str(args.compare_src)})
-            for name, env in (("not enrolled, forwarding over https", tls_env),):
-                cases[name] = ([PY, "-c", ENTRY, "exec", "--", "true"],
-                               {**env, "CORRAL_HOME": str(tls_home),
-                                "PYTHONPATH": str(ROOT / "src")})
-                if args.compare_src is not None:
-                    cases[f"{name} ({args.compare_src})"] = (
-                        [PY, "-c", ENTRY, "exec", "--", "true"],
-                        {**env, "CORRAL_HOME": str(tls_home),
-                         "PYTHONPATH": str(args.compare_src)})
+                case(name, base, h, compare=h in (plain, fwd_only))
+            case("not enrolled, forwarding over https", tls_env, tls_home, compare=True)
             for name, ms in interleaved(cases, work, args.runs).items():
                 print(f"{name:<44} {statistics.median(ms):>9.1f} {min(ms):>7.1f} "
                       f"{max(ms):>7.1f}")
@@ -162,7 +160,7 @@ def main() -> None:
         finally:
             srv.stop()
             iss.close()
-            if "tls_srv" in locals():
+            if tls_srv is not None:
                 tls_srv.stop()
 
 
