@@ -3,6 +3,7 @@ protocol fallback) moves bytes exactly, respects half-close, and releases its de
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
@@ -177,6 +178,29 @@ def test_idle_tunnel_is_closed_and_a_busy_one_is_not(
     assert len(os.listdir("/proc/self/fd")) <= fds_before
 
 
+def test_a_stall_of_the_proxy_itself_is_not_counted_as_the_tunnels_idleness() -> None:
+    """The watch's loop blocked for longer than the timeout (a GC pause, a starved proxy) says
+    nothing about the tunnel: no byte could have been relayed meanwhile. The watch starts again
+    from the late tick and still ends a tunnel that then stays idle for the full timeout."""
+    timeout = 0.2
+
+    async def watch(stall: float) -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        fired = loop.create_future()
+        start = loop.time()
+        relay.IdleWatch(timeout, lambda: 0, lambda: fired.set_result(loop.time()))
+        await asyncio.sleep(timeout / 2)  # past the first tick: the watch has its reading
+        time.sleep(stall)  # the whole loop stops, as under a long pause
+        stalled_until = loop.time()
+        return await asyncio.wait_for(fired, 5) - start, stalled_until - start
+
+    idle_after, _ = asyncio.run(watch(0))
+    assert timeout <= idle_after < timeout * 2, "an idle tunnel was not ended on time"
+    idle_after, stalled = asyncio.run(watch(timeout * 2))
+    assert idle_after - stalled >= timeout, "the proxy's own stall counted as idle time"
+    assert idle_after - stalled < timeout * 2
+
+
 @pytest.fixture
 def source_server():  # type: ignore[no-untyped-def]
     """Sends SIZE bytes to each client, then closes."""
@@ -216,9 +240,9 @@ def test_slow_reader_is_not_mistaken_for_idle(
     monkeypatch.setattr(relay, "_SPLICE", mode != "protocol")
     monkeypatch.setattr(relay, "THREADED_MAX", 64 if mode == "threads" else 0)
     monkeypatch.setattr(relay, "_BULK_SOCKBUF", 1 << 16)
-    monkeypatch.setattr(relay, "_PIPE_SIZE", 1 << 18)  # one chunk takes 0.8 s to drain below
+    monkeypatch.setattr(relay, "_PIPE_SIZE", 1 << 19)  # one chunk takes 1.6 s to drain below
     sock = tmp_path / "p.sock"
-    proxy, _ = make_proxy(replace(local(port), idle_timeout=0.3),
+    proxy, _ = make_proxy(replace(local(port), idle_timeout=0.5),
                           listen=Listen(socks=None, unix=str(sock)))
     assert proxy.endpoints and proxy.endpoints.http
     s = socket.socket(socket.AF_UNIX if client == "unix" else socket.AF_INET)

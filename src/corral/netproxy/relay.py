@@ -122,26 +122,35 @@ class IdleWatch:
 
     Checked by a loop timer a few times per timeout rather than on every chunk, so the bulk
     path pays nothing for it; the first reading is taken at the first tick, not at tunnel setup
-    (a tunnel idle from the start is closed up to one tick late, never early)."""
+    (a tunnel idle from the start is closed up to one tick late, never early).
+
+    A tick that comes more than a tick late means this process was not running its loop (a
+    long GC pause, a stopped or starved proxy): that time is not counted as the tunnel's, since
+    the proxy may be why nothing moved, so the watch starts again from the late tick."""
 
     def __init__(self, timeout: float | None, progress: Any, on_idle: Any) -> None:
         self.loop = asyncio.get_running_loop()
         self.timeout, self.progress, self.on_idle = timeout, progress, on_idle
         self.last: object = IdleWatch  # no reading yet
-        self.since = 0.0
+        self.since = self.due = 0.0
         self.handle: asyncio.TimerHandle | None = None
         if timeout:
-            self.handle = self.loop.call_later(timeout / _IDLE_TICKS, self._tick)
+            self._schedule(self.loop.time())
+
+    def _schedule(self, now: float) -> None:
+        assert self.timeout
+        self.due = now + self.timeout / _IDLE_TICKS
+        self.handle = self.loop.call_at(self.due, self._tick)
 
     def _tick(self) -> None:
         assert self.timeout
         now, cur = self.loop.time(), self.progress()
-        if cur != self.last:
+        if cur != self.last or now - self.due > self.timeout / _IDLE_TICKS:
             self.last, self.since = cur, now
         elif now - self.since >= self.timeout:
             self.on_idle()
             return
-        self.handle = self.loop.call_later(self.timeout / _IDLE_TICKS, self._tick)
+        self._schedule(now)
 
     def cancel(self) -> None:
         if self.handle is not None:
