@@ -228,10 +228,12 @@ def hostname() -> str:
 # to read these two fields cost `corral exec` ~70 ms of CPU per forwarded session
 # (tests/forward/test_ack.py checks the reader against the runtime's parse).
 
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+def _read_varint(data: bytes, i: int, most: int = 10) -> tuple[int, int]:
+    """A varint of at most ``most`` bytes: the runtime reads values in up to 10, and field keys
+    and lengths (32-bit) in up to 5."""
     value = shift = 0
     while True:
-        if i >= len(data) or shift > 63:
+        if i >= len(data) or shift >= 7 * most:
             raise ValueError("truncated or overlong varint")
         b = data[i]
         i += 1
@@ -246,7 +248,9 @@ def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
     out: list[tuple[int, int, int | bytes]] = []
     i = 0
     while i < len(data):
-        key, i = _read_varint(data, i)
+        key, i = _read_varint(data, i, 5)
+        if key > 0xFFFFFFFF:
+            raise ValueError("field key past 32 bits")
         num, kind = key >> 3, key & 7
         if num == 0:
             raise ValueError("field number 0")
@@ -254,7 +258,7 @@ def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
         if kind == 0:
             value, i = _read_varint(data, i)
         elif kind == 2:
-            n, i = _read_varint(data, i)
+            n, i = _read_varint(data, i, 5)
             if n > len(data) - i:
                 raise ValueError("length past the end")
             value, i = data[i:i + n], i + n
