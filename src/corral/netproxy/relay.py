@@ -133,19 +133,19 @@ class IdleWatch:
         self.timeout, self.progress, self.on_idle = timeout, progress, on_idle
         self.last: object = IdleWatch  # no reading yet
         self.since = self.due = 0.0
+        self.every = (timeout or 0.0) / _IDLE_TICKS  # seconds between checks
         self.handle: asyncio.TimerHandle | None = None
         if timeout:
             self._schedule(self.loop.time())
 
     def _schedule(self, now: float) -> None:
-        assert self.timeout
-        self.due = now + self.timeout / _IDLE_TICKS
+        self.due = now + self.every
         self.handle = self.loop.call_at(self.due, self._tick)
 
     def _tick(self) -> None:
         assert self.timeout
         now, cur = self.loop.time(), self.progress()
-        if cur != self.last or now - self.due > self.timeout / _IDLE_TICKS:
+        if cur != self.last or now - self.due > self.every:
             self.last, self.since = cur, now
         elif now - self.since >= self.timeout:
             self.on_idle()
