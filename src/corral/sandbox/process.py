@@ -38,12 +38,17 @@ def wait_interruptible(proc: Waitable) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        try:
-            proc.send_signal(signal.SIGINT)
-        except OSError:
-            pass
+        _pass_on_interrupt(proc)
         proc.wait()
         return 130
+
+
+def _pass_on_interrupt(proc: Waitable) -> None:
+    """Send bwrap the Ctrl-C this process got (it may be gone already)."""
+    try:
+        proc.send_signal(signal.SIGINT)
+    except OSError:
+        pass
 
 
 def tee_then_wait(proc: Waitable, sink: IO[str], lines: list[str]) -> int:
@@ -57,10 +62,7 @@ def tee_then_wait(proc: Waitable, sink: IO[str], lines: list[str]) -> int:
             break
         except KeyboardInterrupt:
             interrupted = True
-            try:
-                proc.send_signal(signal.SIGINT)
-            except OSError:
-                pass
+            _pass_on_interrupt(proc)
     rc = wait_interruptible(proc)
     return 130 if interrupted else rc
 
