@@ -116,10 +116,10 @@ def test_keys_lengths_and_values_at_their_limits_read_as_the_runtime_reads_them(
     (b"\x0a\x0c\x08" + _varint(5, 11), False),  # a value in 11
 ])
 def test_varint_limits_are_the_runtimes(data: bytes, accepted: bool) -> None:
-    assert (_runtime(data) is not None) == accepted
-    assert (_ours(data) is not None) == accepted
-    if accepted:
-        assert _ours(data) == _runtime(data)
+    runtime, ours = _runtime(data), _ours(data)
+    assert (runtime is not None) == accepted
+    assert (ours is not None) == accepted
+    assert ours == runtime
 
 
 def test_a_rejection_is_read_from_the_wire() -> None:
